@@ -1,0 +1,3 @@
+from fieldwatch.cli import main
+
+main()

@@ -1,0 +1,63 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from fieldwatch import __version__
+from fieldwatch.auth.router import router as auth_router
+from fieldwatch.core.errors import install_error_handlers
+from fieldwatch.core.observability import Metrics, ObservabilityMiddleware
+from fieldwatch.core.settings import Settings, get_settings
+from fieldwatch.devices.router import router as devices_router
+from fieldwatch.inventory.router import router as inventory_router
+from fieldwatch.runtime import Runtime, build_runtime
+from fieldwatch.system.router import router as system_router
+
+DESCRIPTION = """
+Fieldwatch keeps the inventory of a device fleet (in stock, reserved, deployed, in
+maintenance, retired) with an audit trail, and the registry the live devices talk to.
+
+Authenticate with `POST /api/v1/auth/login`, then send `Authorization: Bearer <token>`.
+Errors are RFC 9457 problem documents (`application/problem+json`).
+"""
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app. Pass a ``runtime`` to share one (tests, embedding); otherwise one is
+    built from ``settings`` at start-up and closed at shutdown."""
+    settings = settings or (runtime.settings if runtime else get_settings())
+    owns_runtime = runtime is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if owns_runtime:
+            app.state.runtime = build_runtime(settings)
+        try:
+            yield
+        finally:
+            if owns_runtime:
+                await app.state.runtime.close()
+
+    app = FastAPI(
+        title="Fieldwatch",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    if runtime is not None:
+        app.state.runtime = runtime
+    metrics = Metrics()
+    app.state.metrics = metrics
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    install_error_handlers(app)
+    app.include_router(system_router)
+    app.include_router(auth_router)
+    app.include_router(inventory_router)  # before devices: /devices/import is a fixed path
+    app.include_router(devices_router)
+    return app

@@ -1,0 +1,53 @@
+"""Per-route authorisation: declare the role a route needs as a dependency."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from fieldwatch.auth.principal import Principal
+from fieldwatch.auth.roles import Role
+from fieldwatch.auth.service import AuthService
+from fieldwatch.core.errors import Unauthorized
+from fieldwatch.runtime import RuntimeDep, UowDep
+
+bearer = HTTPBearer(auto_error=False, description="A JWT access token or an API key")
+
+
+def auth_service(runtime: RuntimeDep, uow: UowDep) -> AuthService:
+    return AuthService(
+        uow.session, codec=runtime.codec, settings=runtime.settings, throttle=runtime.throttle
+    )
+
+
+AuthServiceDep = Annotated[AuthService, Depends(auth_service)]
+
+
+async def get_principal(
+    request: Request,
+    service: AuthServiceDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise Unauthorized("Send 'Authorization: Bearer <access token or API key>'.")
+    principal = await service.authenticate(
+        credentials.credentials, request.headers.get("x-workspace")
+    )
+    request.state.principal = principal
+    return principal
+
+
+def require_role(role: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    async def dependency(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        principal.require(role)
+        return principal
+
+    return dependency
+
+
+Viewer = Annotated[Principal, Depends(require_role(Role.viewer))]
+Operator = Annotated[Principal, Depends(require_role(Role.operator))]
+Admin = Annotated[Principal, Depends(require_role(Role.admin))]

@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Request, Response, status
+
+from fieldwatch.auth.accounts import AccountService
+from fieldwatch.auth.dependencies import Admin, AuthServiceDep, Viewer
+from fieldwatch.auth.errors import RefreshTokenReused
+from fieldwatch.auth.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyRead,
+    LoginRequest,
+    MemberCreate,
+    MemberCreated,
+    MemberRead,
+    MemberUpdate,
+    MeRead,
+    PasswordChange,
+    RefreshRequest,
+    TokenPair,
+    WorkspaceCreate,
+    WorkspaceRead,
+    WorkspaceRef,
+)
+from fieldwatch.runtime import UowDep
+
+router = APIRouter(prefix="/api/v1")
+
+
+@router.post("/auth/login", response_model=TokenPair, tags=["auth"])
+async def login(body: LoginRequest, request: Request, service: AuthServiceDep, uow: UowDep):
+    pair = await service.login(body.email, body.password, request.headers.get("user-agent"))
+    await uow.commit()
+    return pair
+
+
+@router.post("/auth/refresh", response_model=TokenPair, tags=["auth"])
+async def refresh(body: RefreshRequest, service: AuthServiceDep, uow: UowDep):
+    try:
+        pair = await service.refresh(body.refresh_token)
+    except RefreshTokenReused:
+        await uow.commit()  # keep the revocation of the whole login
+        raise
+    await uow.commit()
+    return pair
+
+
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, tags=["auth"])
+async def logout(principal: Viewer, service: AuthServiceDep, uow: UowDep) -> Response:
+    await service.logout(principal)
+    await uow.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/auth/me", response_model=MeRead, tags=["auth"])
+async def me(principal: Viewer, service: AuthServiceDep):
+    return await service.me(principal)
+
+
+@router.post("/auth/password", status_code=status.HTTP_204_NO_CONTENT, tags=["auth"])
+async def change_password(
+    body: PasswordChange, principal: Viewer, service: AuthServiceDep, uow: UowDep
+) -> Response:
+    await service.change_password(principal, body.current_password, body.new_password)
+    await uow.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/workspaces", response_model=list[WorkspaceRef], tags=["workspaces"])
+async def my_workspaces(principal: Viewer, service: AuthServiceDep):
+    return (await service.me(principal)).workspaces
+
+
+@router.post(
+    "/workspaces",
+    response_model=WorkspaceRead,
+    status_code=status.HTTP_201_CREATED,
+    tags=["workspaces"],
+)
+async def create_workspace(body: WorkspaceCreate, principal: Viewer, uow: UowDep):
+    workspace = await AccountService(uow.session).create_workspace(principal, body.name)
+    await uow.commit()
+    return workspace
+
+
+@router.get("/members", response_model=list[MemberRead], tags=["workspaces"])
+async def list_members(principal: Viewer, uow: UowDep):
+    return await AccountService(uow.session).list_members(principal)
+
+
+@router.post(
+    "/members",
+    response_model=MemberCreated,
+    status_code=status.HTTP_201_CREATED,
+    tags=["workspaces"],
+)
+async def add_member(body: MemberCreate, principal: Admin, uow: UowDep):
+    member = await AccountService(uow.session).add_member(
+        principal, body.email, body.role, body.password, body.full_name
+    )
+    await uow.commit()
+    return member
+
+
+@router.patch("/members/{user_id}", response_model=MemberRead, tags=["workspaces"])
+async def change_member_role(user_id: uuid.UUID, body: MemberUpdate, principal: Admin, uow: UowDep):
+    member = await AccountService(uow.session).change_role(principal, user_id, body.role)
+    await uow.commit()
+    return member
+
+
+@router.delete("/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["workspaces"])
+async def remove_member(user_id: uuid.UUID, principal: Admin, uow: UowDep) -> Response:
+    await AccountService(uow.session).remove_member(principal, user_id)
+    await uow.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/api-keys", response_model=list[ApiKeyRead], tags=["api keys"])
+async def list_api_keys(principal: Admin, uow: UowDep):
+    return await AccountService(uow.session).list_api_keys(principal)
+
+
+@router.post(
+    "/api-keys",
+    response_model=ApiKeyCreated,
+    status_code=status.HTTP_201_CREATED,
+    tags=["api keys"],
+)
+async def create_api_key(body: ApiKeyCreate, principal: Admin, uow: UowDep):
+    created = await AccountService(uow.session).create_api_key(principal, body)
+    await uow.commit()
+    return created
+
+
+@router.delete("/api-keys/{key_id}", response_model=ApiKeyRead, tags=["api keys"])
+async def revoke_api_key(key_id: uuid.UUID, principal: Admin, uow: UowDep):
+    key = await AccountService(uow.session).revoke_api_key(principal, key_id)
+    await uow.commit()
+    return key

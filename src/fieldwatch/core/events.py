@@ -1,0 +1,84 @@
+"""Domain events and the event bus.
+
+Services queue events on the unit of work; they are published only after the
+transaction commits. The in-process bus is the default; later transports (RabbitMQ)
+implement the same ``EventBus`` interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from fieldwatch.core.clock import utcnow
+from fieldwatch.core.ids import new_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: str
+    workspace_id: uuid.UUID
+    payload: dict[str, Any]
+    subject_id: uuid.UUID | None = None
+    id: uuid.UUID = field(default_factory=new_id)
+    occurred_at: datetime = field(default_factory=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "type": self.type,
+            "workspace_id": str(self.workspace_id),
+            "subject_id": str(self.subject_id) if self.subject_id else None,
+            "occurred_at": self.occurred_at.isoformat(),
+            "payload": self.payload,
+        }
+
+
+Handler = Callable[[Event], Awaitable[None]]
+
+
+class EventBus(Protocol):
+    async def publish(self, event: Event) -> None: ...
+
+    def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]: ...
+
+
+class InProcessEventBus:
+    """Delivers each event to every handler whose pattern matches its type (``device.*``).
+
+    A failing handler is logged and does not affect the publisher or other handlers.
+    """
+
+    def __init__(self) -> None:
+        self._subs: list[tuple[str, Handler]] = []
+
+    def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]:
+        entry = (pattern, handler)
+        self._subs.append(entry)
+
+        def unsubscribe() -> None:
+            if entry in self._subs:
+                self._subs.remove(entry)
+
+        return unsubscribe
+
+    async def publish(self, event: Event) -> None:
+        handlers = [h for p, h in self._subs if fnmatch.fnmatchcase(event.type, p)]
+        if not handlers:
+            return
+        results = await asyncio.gather(*(h(event) for h in handlers), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                log.error(
+                    "event handler failed",
+                    exc_info=result,
+                    extra={"event_type": event.type, "event_id": str(event.id)},
+                )

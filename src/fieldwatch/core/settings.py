@@ -1,0 +1,70 @@
+"""One settings object for the whole platform, read from ``FIELDWATCH_*`` variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "jwt-secret", "your-secret-key"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FIELDWATCH_", env_file=None, extra="ignore")
+
+    env: Literal["development", "production", "test"] = "development"
+    data_dir: Path = Path("./data")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy/PostgreSQL URL; default: SQLite file in data_dir"
+    )
+    db_pool_size: int = 10
+    db_echo: bool = False
+
+    jwt_secret: str | None = None
+    jwt_audience: str = "fieldwatch"
+    jwt_issuer: str = "fieldwatch"
+    access_token_ttl_s: int = 15 * 60
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    admin_email: str = "admin@example.com"
+    default_workspace: str = "default"
+
+    max_import_bytes: int = 20 * 1024 * 1024
+    max_import_rows: int = 100_000
+    login_max_failures: int = 10
+    login_failure_window_s: int = 300
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _strip(cls, value: str | None) -> str | None:
+        return value.strip() if value is not None else None
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'fieldwatch.db').resolve()}"
+
+    def check_production_safety(self) -> None:
+        """Refuse placeholder secrets outside development."""
+        secret = self.jwt_secret
+        if self.env != "development" and secret is not None and (
+            secret.lower() in PLACEHOLDER_SECRETS or len(secret) < 32
+        ):
+            raise ValueError(
+                "FIELDWATCH_JWT_SECRET is a placeholder or shorter than 32 characters; "
+                "set a random value or leave it unset to use the generated per-install key"
+            )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

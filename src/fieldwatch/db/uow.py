@@ -1,0 +1,55 @@
+"""The unit of work: one session, one transaction, events published after commit."""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from fieldwatch.core.events import Event, EventBus
+
+log = logging.getLogger(__name__)
+
+
+class UnitOfWork:
+    """Owns a session. Services add changes and queue events; the caller commits.
+
+    ``commit()`` commits the transaction and only then publishes the queued events, so
+    no consumer ever sees an event for data that was rolled back.
+    """
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], bus: EventBus) -> None:
+        self.session: AsyncSession = sessionmaker()
+        self.bus = bus
+        self._events: list[Event] = []
+
+    def emit(self, event: Event) -> None:
+        self._events.append(event)
+
+    async def commit(self) -> None:
+        await self.session.commit()
+        events, self._events = self._events, []
+        for event in events:
+            await self.bus.publish(event)
+
+    async def rollback(self) -> None:
+        self._events.clear()
+        await self.session.rollback()
+
+    async def close(self) -> None:
+        self._events.clear()
+        await self.session.close()
+
+    async def __aenter__(self) -> UnitOfWork:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            await self.rollback()
+        await self.close()

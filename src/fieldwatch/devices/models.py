@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from fieldwatch.core.clock import utcnow
+from fieldwatch.db.base import Base, IdMixin, JSONType, TimestampMixin
+from fieldwatch.inventory.lifecycle import DeviceStatus
+
+
+class Device(IdMixin, TimestampMixin, Base):
+    __tablename__ = "devices"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "serial_number"),
+        Index(None, "workspace_id", "status", "type", "location"),
+        Index(None, "workspace_id", "type"),
+        Index(None, "workspace_id", "location"),
+        Index(None, "workspace_id", "created_at"),
+    )
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(100))
+    serial_number: Mapped[str | None] = mapped_column(String(100))
+    manufacturer: Mapped[str | None] = mapped_column(String(100))
+    model: Mapped[str | None] = mapped_column(String(100))
+    firmware_version: Mapped[str | None] = mapped_column(String(50))
+    hardware_version: Mapped[str | None] = mapped_column(String(50))
+    capabilities: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    specs: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    location: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default=DeviceStatus.in_stock.value)
+    purchase_date: Mapped[date | None]
+    deploy_date: Mapped[date | None]
+    last_maintenance: Mapped[date | None]
+    last_seen: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class AgentToken(IdMixin, Base):
+    """A device credential. Only the SHA-256 digest of the token is stored."""
+
+    __tablename__ = "agent_tokens"
+
+    device_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), index=True
+    )
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    name: Mapped[str | None] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]

@@ -1,0 +1,195 @@
+"""All SQL of the device registry. Every query is scoped to one workspace."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fieldwatch.devices.models import AgentToken, Device
+
+SORTABLE = {"name", "type", "status", "location", "serial_number", "created_at", "updated_at"}
+
+
+@dataclass
+class DeviceFilter:
+    status: list[str] = field(default_factory=list)
+    type: str | None = None
+    location: str | None = None
+    q: str | None = None
+
+    def clauses(self) -> list[ColumnElement[bool]]:
+        out: list[ColumnElement[bool]] = []
+        if self.status:
+            out.append(Device.status.in_(self.status))
+        if self.type:
+            out.append(Device.type == self.type)
+        if self.location:
+            out.append(Device.location == self.location)
+        if self.q:
+            pattern = "%" + _escape_like(self.q.lower()) + "%"
+            out.append(
+                or_(
+                    func.lower(Device.name).like(pattern, escape="\\"),
+                    func.lower(Device.serial_number).like(pattern, escape="\\"),
+                )
+            )
+        return out
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class DeviceRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(
+        self, workspace_id: uuid.UUID, device_id: uuid.UUID, *, for_update: bool = False
+    ) -> Device | None:
+        stmt = select(Device).where(Device.id == device_id, Device.workspace_id == workspace_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return await self.session.scalar(stmt)
+
+    async def by_serial(self, workspace_id: uuid.UUID, serial: str) -> Device | None:
+        return await self.session.scalar(
+            select(Device).where(
+                Device.workspace_id == workspace_id, Device.serial_number == serial
+            )
+        )
+
+    async def by_serials(
+        self, workspace_id: uuid.UUID, serials: Iterable[str]
+    ) -> dict[str, Device]:
+        found: dict[str, Device] = {}
+        chunk: list[str] = []
+        for serial in serials:
+            chunk.append(serial)
+            if len(chunk) == 1000:
+                found.update(await self._by_serials(workspace_id, chunk))
+                chunk = []
+        if chunk:
+            found.update(await self._by_serials(workspace_id, chunk))
+        return found
+
+    async def _by_serials(self, workspace_id: uuid.UUID, serials: list[str]) -> dict[str, Device]:
+        rows = await self.session.scalars(
+            select(Device).where(
+                Device.workspace_id == workspace_id, Device.serial_number.in_(serials)
+            )
+        )
+        return {d.serial_number: d for d in rows if d.serial_number is not None}
+
+    def _filtered(
+        self, stmt: Select[Any], workspace_id: uuid.UUID, flt: DeviceFilter
+    ) -> Select[Any]:
+        return stmt.where(Device.workspace_id == workspace_id, *flt.clauses())
+
+    async def page(
+        self,
+        workspace_id: uuid.UUID,
+        flt: DeviceFilter,
+        *,
+        limit: int,
+        offset: int,
+        sort: str = "-created_at",
+    ) -> tuple[Sequence[Device], int]:
+        column_name = sort.lstrip("-")
+        column = getattr(Device, column_name)
+        order = column.desc() if sort.startswith("-") else column.asc()
+        tiebreak = Device.id.desc() if sort.startswith("-") else Device.id.asc()
+        rows = await self.session.scalars(
+            self._filtered(select(Device), workspace_id, flt)
+            .order_by(order, tiebreak)
+            .limit(limit)
+            .offset(offset)
+        )
+        total = await self.session.scalar(
+            self._filtered(select(func.count()).select_from(Device), workspace_id, flt)
+        )
+        return rows.all(), int(total or 0)
+
+    async def stream(
+        self, workspace_id: uuid.UUID, flt: DeviceFilter, batch: int = 1000
+    ) -> AsyncIterator[Sequence[Device]]:
+        """All matching devices, in id order, a batch at a time (keyset pagination)."""
+        last: uuid.UUID | None = None
+        while True:
+            stmt = (
+                self._filtered(select(Device), workspace_id, flt).order_by(Device.id).limit(batch)
+            )
+            if last is not None:
+                stmt = stmt.where(Device.id > last)
+            rows = (await self.session.scalars(stmt)).all()
+            if not rows:
+                return
+            yield rows
+            last = rows[-1].id
+
+    def add(self, device: Device) -> None:
+        self.session.add(device)
+
+    async def insert_many(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            await self.session.execute(insert(Device), rows)
+
+    async def delete(self, device: Device) -> None:
+        await self.session.delete(device)
+
+    async def flush(self) -> None:
+        await self.session.flush()
+
+
+class AgentTokenRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, token: AgentToken) -> None:
+        self.session.add(token)
+
+    async def for_device(self, device_id: uuid.UUID) -> Sequence[AgentToken]:
+        rows = await self.session.scalars(
+            select(AgentToken)
+            .where(AgentToken.device_id == device_id)
+            .order_by(AgentToken.created_at)
+        )
+        return rows.all()
+
+    async def get(self, device_id: uuid.UUID, token_id: uuid.UUID) -> AgentToken | None:
+        return await self.session.scalar(
+            select(AgentToken).where(AgentToken.id == token_id, AgentToken.device_id == device_id)
+        )
+
+    async def by_digest(self, token_digest: str) -> tuple[AgentToken, Device] | None:
+        row = (
+            await self.session.execute(
+                select(AgentToken, Device)
+                .join(Device, Device.id == AgentToken.device_id)
+                .where(AgentToken.token_digest == token_digest)
+            )
+        ).first()
+        return (row[0], row[1]) if row else None
+
+    async def revoke_all(self, device_id: uuid.UUID, at: datetime) -> int:
+        result = await self.session.execute(
+            update(AgentToken)
+            .where(AgentToken.device_id == device_id, AgentToken.revoked_at.is_(None))
+            .values(revoked_at=at)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def delete_for_device(self, device_id: uuid.UUID) -> None:
+        await self.session.execute(delete(AgentToken).where(AgentToken.device_id == device_id))
+
+    async def touch(self, token_id: uuid.UUID, at: datetime) -> None:
+        await self.session.execute(
+            update(AgentToken).where(AgentToken.id == token_id).values(last_used_at=at)
+        )

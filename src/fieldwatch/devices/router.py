@@ -1,0 +1,196 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi.responses import StreamingResponse
+
+from fieldwatch.auth.dependencies import Operator, Viewer
+from fieldwatch.auth.roles import Role
+from fieldwatch.core.clock import utcnow
+from fieldwatch.devices.csvio import export_csv
+from fieldwatch.devices.dependencies import DeviceAuth
+from fieldwatch.devices.repository import DeviceFilter
+from fieldwatch.devices.schemas import (
+    AgentTokenCreate,
+    AgentTokenCreated,
+    AgentTokenRead,
+    DeviceCreate,
+    DevicePage,
+    DeviceRead,
+    DeviceSelf,
+    DeviceUpdate,
+)
+from fieldwatch.devices.service import DeviceService
+from fieldwatch.inventory.lifecycle import Action, DeviceStatus
+from fieldwatch.inventory.service import InventoryService
+from fieldwatch.runtime import RuntimeDep, UowDep
+
+router = APIRouter(prefix="/api/v1", tags=["devices"])
+
+Sort = Literal[
+    "name", "-name", "type", "-type", "status", "-status", "location", "-location",
+    "serial_number", "-serial_number", "created_at", "-created_at", "updated_at", "-updated_at",
+]  # fmt: skip
+
+
+def _filter(
+    status_: Annotated[list[DeviceStatus] | None, Query(alias="status")] = None,
+    type_: Annotated[str | None, Query(alias="type", max_length=100)] = None,
+    location: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[str | None, Query(max_length=100, description="Search name and serial")] = None,
+) -> DeviceFilter:
+    return DeviceFilter(
+        status=[s.value for s in status_ or []], type=type_, location=location, q=q or None
+    )
+
+
+FilterDep = Annotated[DeviceFilter, Depends(_filter)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+
+
+async def _page(
+    principal: Viewer, uow: UowDep, flt: DeviceFilter, limit: int, offset: int, sort: str
+) -> DevicePage:
+    items, total = await DeviceService(uow).page(
+        principal, flt, limit=limit, offset=offset, sort=sort
+    )
+    return DevicePage(
+        items=[DeviceRead.model_validate(d) for d in items], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/devices", response_model=DevicePage)
+async def list_devices(
+    principal: Viewer,
+    uow: UowDep,
+    flt: FilterDep,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    sort: Sort = "-created_at",
+):
+    """Devices of the caller's workspace, filtered and paginated; ``total`` counts all
+    matches."""
+    return await _page(principal, uow, flt, limit, offset, sort)
+
+
+@router.get("/devices/in_stock", response_model=DevicePage)
+async def list_in_stock(
+    principal: Viewer, uow: UowDep, flt: FilterDep, limit: Limit = 50, offset: Offset = 0
+):
+    flt.status = [DeviceStatus.in_stock.value]
+    return await _page(principal, uow, flt, limit, offset, "name")
+
+
+@router.get("/devices/deployed", response_model=DevicePage)
+async def list_deployed(
+    principal: Viewer, uow: UowDep, flt: FilterDep, limit: Limit = 50, offset: Offset = 0
+):
+    flt.status = [DeviceStatus.deployed.value]
+    return await _page(principal, uow, flt, limit, offset, "name")
+
+
+@router.get(
+    "/devices/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "All matching devices as CSV"}},
+)
+async def export_devices(principal: Viewer, runtime: RuntimeDep, flt: FilterDep):
+    filename = f"devices-{principal.workspace_name}-{utcnow():%Y%m%d-%H%M%S}.csv"
+    return StreamingResponse(
+        export_csv(runtime.sessionmaker, principal, flt),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.post("/devices", response_model=DeviceRead, status_code=status.HTTP_201_CREATED)
+async def create_device(body: DeviceCreate, principal: Operator, uow: UowDep):
+    device = await DeviceService(uow).create(principal, body)
+    await uow.commit()
+    return device
+
+
+@router.get("/devices/{device_id}", response_model=DeviceRead)
+async def get_device(device_id: uuid.UUID, principal: Viewer, uow: UowDep):
+    return await DeviceService(uow).get(principal, device_id)
+
+
+@router.patch("/devices/{device_id}", response_model=DeviceRead)
+async def update_device(device_id: uuid.UUID, body: DeviceUpdate, principal: Operator, uow: UowDep):
+    device = await DeviceService(uow).update(principal, device_id, body)
+    await uow.commit()
+    return device
+
+
+@router.put("/devices/{device_id}", response_model=DeviceRead)
+async def replace_device(
+    device_id: uuid.UUID, body: DeviceUpdate, principal: Operator, uow: UowDep
+):
+    """Same as PATCH (seed compatibility): only the fields sent change."""
+    return await update_device(device_id, body, principal, uow)
+
+
+@router.delete(
+    "/devices/{device_id}",
+    response_model=DeviceRead,
+    responses={204: {"description": "Purged (with ?purge=true)"}},
+)
+async def delete_device(
+    device_id: uuid.UUID,
+    principal: Operator,
+    uow: UowDep,
+    purge: Annotated[bool, Query(description="Delete for good (admins only)")] = False,
+    notes: Annotated[str | None, Query(max_length=2000)] = None,
+):
+    """Retires the device (the audit trail keeps it). ``?purge=true`` deletes it for good."""
+    if purge:
+        principal.require(Role.admin)
+        await DeviceService(uow).purge(principal, device_id)
+        await uow.commit()
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    device = await InventoryService(uow).perform(principal, device_id, Action.retired, notes=notes)
+    await uow.commit()
+    return device
+
+
+@router.post(
+    "/devices/{device_id}/tokens",
+    response_model=AgentTokenCreated,
+    status_code=status.HTTP_201_CREATED,
+)
+async def issue_token(
+    device_id: uuid.UUID, principal: Operator, uow: UowDep, body: AgentTokenCreate | None = None
+):
+    """A new agent token for the device. The token is in this response only."""
+    created = await DeviceService(uow).issue_token(principal, device_id, body or AgentTokenCreate())
+    await uow.commit()
+    return created
+
+
+@router.get("/devices/{device_id}/tokens", response_model=list[AgentTokenRead])
+async def list_tokens(device_id: uuid.UUID, principal: Viewer, uow: UowDep):
+    return await DeviceService(uow).list_tokens(principal, device_id)
+
+
+@router.delete("/devices/{device_id}/tokens/{token_id}", response_model=AgentTokenRead)
+async def revoke_token(device_id: uuid.UUID, token_id: uuid.UUID, principal: Operator, uow: UowDep):
+    token = await DeviceService(uow).revoke_token(principal, device_id, token_id)
+    await uow.commit()
+    return token
+
+
+@router.get("/device/me", response_model=DeviceSelf, tags=["device api"])
+async def device_self(device: DeviceAuth):
+    """Device-facing: who this agent token is. Firmware can call it to check its token."""
+    d = device.device
+    return DeviceSelf(
+        device_id=d.id,
+        workspace_id=d.workspace_id,
+        name=d.name,
+        type=d.type,
+        status=DeviceStatus(d.status),
+        token_id=device.token_id,
+    )

@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from fieldwatch.inventory.lifecycle import DeviceStatus
+
+#: Fields that exist on a device but that no create/update body may set.
+READ_ONLY_FIELDS = {
+    "id": "it is assigned by the server",
+    "workspace_id": "a device stays in its workspace",
+    "status": "change it with PUT /devices/{id}/status or a lifecycle action",
+    "deploy_date": "it is set by PUT /devices/{id}/deploy",
+    "last_seen": "it is set when the device talks to the server",
+    "created_at": "it is set by the server",
+    "updated_at": "it is set by the server",
+    "version": "it is set by the server",
+}
+
+Text100 = Field(default=None, max_length=100)
+
+
+def _clean_capabilities(value: list[str]) -> list[str]:
+    out: list[str] = []
+    for item in value:
+        item = item.strip()
+        if not item:
+            raise ValueError("capabilities may not contain empty strings")
+        if len(item) > 100:
+            raise ValueError("a capability is at most 100 characters")
+        if item not in out:
+            out.append(item)
+    return out
+
+
+class _DeviceFields(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_read_only(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if key in READ_ONLY_FIELDS:
+                    raise ValueError(f"'{key}' cannot be set here: {READ_ONLY_FIELDS[key]}")
+        return data
+
+    @field_validator("capabilities", check_fields=False)
+    @classmethod
+    def _caps(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else _clean_capabilities(v)
+
+
+class DeviceCreate(_DeviceFields):
+    name: str = Field(
+        min_length=1, max_length=200, validation_alias=AliasChoices("name", "device_name")
+    )
+    type: str = Field(
+        min_length=1, max_length=100, validation_alias=AliasChoices("type", "device_type")
+    )
+    serial_number: str | None = Field(default=None, min_length=1, max_length=100)
+    manufacturer: str | None = Text100
+    model: str | None = Text100
+    firmware_version: str | None = Field(default=None, max_length=50)
+    hardware_version: str | None = Field(default=None, max_length=50)
+    capabilities: list[str] = Field(default_factory=list, max_length=200)
+    specs: dict[str, Any] = Field(default_factory=dict)
+    location: str | None = Field(default=None, max_length=200)
+    purchase_date: date | None = None
+    last_maintenance: date | None = None
+
+
+class DeviceUpdate(_DeviceFields):
+    """Partial update: only the fields present change. ``null`` clears an optional field."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    type: str | None = Field(default=None, min_length=1, max_length=100)
+    serial_number: str | None = Field(default=None, min_length=1, max_length=100)
+    manufacturer: str | None = Text100
+    model: str | None = Text100
+    firmware_version: str | None = Field(default=None, max_length=50)
+    hardware_version: str | None = Field(default=None, max_length=50)
+    capabilities: list[str] | None = Field(default=None, max_length=200)
+    specs: dict[str, Any] | None = None
+    location: str | None = Field(default=None, max_length=200)
+    purchase_date: date | None = None
+    last_maintenance: date | None = None
+
+    @model_validator(mode="after")
+    def _required_not_null(self) -> DeviceUpdate:
+        for name in ("name", "type"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"'{name}' cannot be null")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        data = self.model_dump(exclude_unset=True)
+        for key in ("capabilities", "specs"):
+            if key in data and data[key] is None:
+                data[key] = [] if key == "capabilities" else {}
+        return data
+
+
+class DeviceRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    name: str
+    type: str
+    serial_number: str | None
+    manufacturer: str | None
+    model: str | None
+    firmware_version: str | None
+    hardware_version: str | None
+    capabilities: list[str]
+    specs: dict[str, Any]
+    location: str | None
+    status: DeviceStatus
+    purchase_date: date | None
+    deploy_date: date | None
+    last_maintenance: date | None
+    last_seen: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class DevicePage(BaseModel):
+    items: list[DeviceRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class AgentTokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    name: str | None = Field(default=None, max_length=100)
+    expires_at: datetime | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("give a timezone, e.g. 2027-01-01T00:00:00Z")
+        return v
+
+
+class AgentTokenRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    device_id: uuid.UUID
+    name: str | None
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class AgentTokenCreated(BaseModel):
+    id: uuid.UUID
+    token: str = Field(description="The device credential. Shown only in this response.")
+    created_at: datetime
+    device_id: uuid.UUID
+    prefix: str
+    expires_at: datetime | None
+
+
+class DeviceSelf(BaseModel):
+    """What a device learns about itself with its own token."""
+
+    device_id: uuid.UUID
+    workspace_id: uuid.UUID
+    name: str
+    type: str
+    status: DeviceStatus
+    token_id: uuid.UUID

@@ -1,0 +1,258 @@
+"""Registry rules: creating, reading, updating and purging devices; agent tokens."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
+
+from fieldwatch.auth.principal import Principal
+from fieldwatch.core import secrets
+from fieldwatch.core.clock import utcnow
+from fieldwatch.core.errors import ConcurrentModification, Unauthorized
+from fieldwatch.db.uow import UnitOfWork
+from fieldwatch.devices import events
+from fieldwatch.devices.errors import DeviceNotFound, DeviceRetired, DuplicateSerial
+from fieldwatch.devices.models import AgentToken, Device
+from fieldwatch.devices.repository import AgentTokenRepository, DeviceFilter, DeviceRepository
+from fieldwatch.devices.schemas import (
+    AgentTokenCreate,
+    AgentTokenCreated,
+    DeviceCreate,
+    DeviceUpdate,
+)
+from fieldwatch.inventory import audit
+from fieldwatch.inventory.lifecycle import Action, DeviceStatus
+from fieldwatch.inventory.repository import DeviceLogRepository
+
+SNAPSHOT_FIELDS = [
+    "name",
+    "type",
+    "serial_number",
+    "manufacturer",
+    "model",
+    "firmware_version",
+    "hardware_version",
+    "capabilities",
+    "specs",
+    "location",
+    "status",
+    "purchase_date",
+    "deploy_date",
+    "last_maintenance",
+]
+
+
+def snapshot(device: Device) -> dict[str, Any]:
+    return {f: getattr(device, f) for f in SNAPSHOT_FIELDS}
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePrincipal:
+    """A device authenticated by its agent token: it may act only as itself."""
+
+    device_id: uuid.UUID
+    workspace_id: uuid.UUID
+    token_id: uuid.UUID
+    device: Device
+
+
+async def flush_guarded(uow: UnitOfWork) -> None:
+    """Flush, turning a lost optimistic-lock race or a duplicate serial into a 409."""
+    try:
+        await uow.session.flush()
+    except StaleDataError as exc:
+        raise ConcurrentModification(
+            "The device was changed by another request at the same time; reload and retry."
+        ) from exc
+    except IntegrityError as exc:
+        if "serial" in str(exc.orig).lower():
+            raise DuplicateSerial(
+                "Another device in this workspace has that serial number."
+            ) from exc
+        raise
+
+
+class DeviceService:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+        self.devices = DeviceRepository(uow.session)
+        self.tokens = AgentTokenRepository(uow.session)
+        self.logs = DeviceLogRepository(uow.session)
+
+    async def get(self, principal: Principal, device_id: uuid.UUID) -> Device:
+        device = await self.devices.get(principal.workspace_id, device_id)
+        if device is None:
+            raise DeviceNotFound(f"No device {device_id} in this workspace.")
+        return device
+
+    async def page(
+        self, principal: Principal, flt: DeviceFilter, *, limit: int, offset: int, sort: str
+    ) -> tuple[Sequence[Device], int]:
+        return await self.devices.page(
+            principal.workspace_id, flt, limit=limit, offset=offset, sort=sort
+        )
+
+    async def _check_serial(
+        self, workspace_id: uuid.UUID, serial: str | None, exclude: uuid.UUID | None = None
+    ) -> None:
+        if serial is None:
+            return
+        other = await self.devices.by_serial(workspace_id, serial)
+        if other is not None and other.id != exclude:
+            raise DuplicateSerial(
+                f"Serial number {serial!r} is already used by device {other.id}.",
+                existing_device_id=str(other.id),
+            )
+
+    async def create(self, principal: Principal, data: DeviceCreate) -> Device:
+        await self._check_serial(principal.workspace_id, data.serial_number)
+        device = Device(
+            workspace_id=principal.workspace_id,
+            status=DeviceStatus.in_stock,
+            **data.model_dump(),
+        )
+        self.devices.add(device)
+        await flush_guarded(self.uow)
+        self.logs.append(
+            audit.entry(
+                workspace_id=device.workspace_id,
+                device_id=device.id,
+                action=Action.created,
+                actor=principal,
+                new_status=device.status,
+                changes=audit.diff({}, snapshot(device)),
+            )
+        )
+        self.uow.emit(events.device_event(events.DEVICE_CREATED, device))
+        return device
+
+    async def update(
+        self, principal: Principal, device_id: uuid.UUID, data: DeviceUpdate
+    ) -> Device:
+        device = await self.get(principal, device_id)
+        wanted = data.changes()
+        if "serial_number" in wanted and wanted["serial_number"] != device.serial_number:
+            await self._check_serial(device.workspace_id, wanted["serial_number"], device.id)
+        before = snapshot(device)
+        changes = audit.diff(before, wanted)
+        if not changes:
+            return device
+        for key in changes:
+            setattr(device, key, wanted[key])
+        device.updated_at = utcnow()
+        await flush_guarded(self.uow)
+        self.logs.append(
+            audit.entry(
+                workspace_id=device.workspace_id,
+                device_id=device.id,
+                action=Action.updated,
+                actor=principal,
+                old_status=device.status,
+                new_status=device.status,
+                changes=changes,
+            )
+        )
+        self.uow.emit(events.device_event(events.DEVICE_UPDATED, device, changed=sorted(changes)))
+        return device
+
+    async def purge(self, principal: Principal, device_id: uuid.UUID) -> None:
+        """Delete the device for good (admins). Its audit trail is kept."""
+        device = await self.get(principal, device_id)
+        self.logs.append(
+            audit.entry(
+                workspace_id=device.workspace_id,
+                device_id=device.id,
+                action=Action.purged,
+                actor=principal,
+                old_status=device.status,
+                changes=audit.diff(snapshot(device), dict.fromkeys(SNAPSHOT_FIELDS)),
+            )
+        )
+        self.uow.emit(events.device_event(events.DEVICE_DELETED, device))
+        await self.tokens.delete_for_device(device.id)
+        await self.devices.delete(device)
+        await flush_guarded(self.uow)
+
+    # --- agent tokens ---------------------------------------------------------------
+
+    async def issue_token(
+        self, principal: Principal, device_id: uuid.UUID, data: AgentTokenCreate
+    ) -> AgentTokenCreated:
+        device = await self.get(principal, device_id)
+        if device.status == DeviceStatus.retired:
+            raise DeviceRetired("A retired device cannot get new credentials.")
+        secret = secrets.new_secret(secrets.DEVICE_TOKEN_PREFIX)
+        token = AgentToken(
+            device_id=device.id,
+            workspace_id=device.workspace_id,
+            name=data.name,
+            prefix=secrets.display_prefix(secret),
+            token_digest=secrets.digest(secret),
+            created_by=principal.user_id,
+            expires_at=data.expires_at,
+        )
+        self.tokens.add(token)
+        await self.uow.session.flush()
+        self.logs.append(
+            audit.entry(
+                workspace_id=device.workspace_id,
+                device_id=device.id,
+                action=Action.token_issued,
+                actor=principal,
+                notes=f"token {token.prefix}… ({token.id})",
+            )
+        )
+        return AgentTokenCreated(
+            id=token.id,
+            token=secret,
+            created_at=token.created_at,
+            device_id=device.id,
+            prefix=token.prefix,
+            expires_at=token.expires_at,
+        )
+
+    async def list_tokens(self, principal: Principal, device_id: uuid.UUID) -> Sequence[AgentToken]:
+        device = await self.get(principal, device_id)
+        return await self.tokens.for_device(device.id)
+
+    async def revoke_token(
+        self, principal: Principal, device_id: uuid.UUID, token_id: uuid.UUID
+    ) -> AgentToken:
+        device = await self.get(principal, device_id)
+        token = await self.tokens.get(device.id, token_id)
+        if token is None:
+            raise DeviceNotFound(f"No token {token_id} on this device.")
+        if token.revoked_at is None:
+            token.revoked_at = utcnow()
+            self.logs.append(
+                audit.entry(
+                    workspace_id=device.workspace_id,
+                    device_id=device.id,
+                    action=Action.token_revoked,
+                    actor=principal,
+                    notes=f"token {token.prefix}… ({token.id})",
+                )
+            )
+            await self.uow.session.flush()
+        return token
+
+    async def authenticate_device(self, token: str) -> DevicePrincipal:
+        """A digest lookup on a unique index and a constant-time compare; no slow hash."""
+        if not token.startswith(secrets.DEVICE_TOKEN_PREFIX):
+            raise Unauthorized("Not a device token.")
+        found = await self.tokens.by_digest(secrets.digest(token))
+        if found is None or not secrets.matches(token, found[0].token_digest):
+            raise Unauthorized("Invalid device token.")
+        agent_token, device = found
+        if agent_token.revoked_at is not None:
+            raise Unauthorized("This device token has been revoked.")
+        if agent_token.expires_at is not None and agent_token.expires_at <= utcnow():
+            raise Unauthorized("This device token has expired.")
+        if device.status == DeviceStatus.retired:
+            raise Unauthorized("This device is retired.")
+        return DevicePrincipal(device.id, device.workspace_id, agent_token.id, device)

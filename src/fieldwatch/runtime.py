@@ -1,0 +1,79 @@
+"""The process-wide runtime: settings, database, event bus, token codec.
+
+Built once at start-up (``fieldwatch serve``, the CLI, tests) and shared by every
+request through FastAPI dependencies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from fieldwatch.auth.jwt import TokenCodec, load_or_create_secret
+from fieldwatch.auth.throttle import LoginThrottle
+from fieldwatch.core.events import EventBus, InProcessEventBus
+from fieldwatch.core.settings import Settings
+from fieldwatch.db.engine import create_engine, create_sessionmaker
+from fieldwatch.db.uow import UnitOfWork
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    bus: EventBus
+    codec: TokenCodec
+    throttle: LoginThrottle
+    extras: dict[str, object] = field(default_factory=dict)
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.sessionmaker, self.bus)
+
+    @property
+    def backend(self) -> str:
+        return self.engine.dialect.name
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime:
+    settings.check_production_safety()
+    engine = create_engine(
+        settings.resolved_database_url, pool_size=settings.db_pool_size, echo=settings.db_echo
+    )
+    codec = TokenCodec(
+        load_or_create_secret(settings),
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+        ttl_s=settings.access_token_ttl_s,
+    )
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        sessionmaker=create_sessionmaker(engine),
+        bus=bus or InProcessEventBus(),
+        codec=codec,
+        throttle=LoginThrottle(settings.login_max_failures, settings.login_failure_window_s),
+    )
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def get_uow(runtime: Annotated[Runtime, Depends(get_runtime)]) -> AsyncIterator[UnitOfWork]:
+    """One unit of work per request. Routes that change data call ``uow.commit()``
+    before answering; anything not committed is rolled back when the request ends."""
+    async with runtime.uow() as uow:
+        yield uow
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+UowDep = Annotated[UnitOfWork, Depends(get_uow)]
