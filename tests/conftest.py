@@ -35,7 +35,8 @@ JWT_SECRET = "test-secret-" + "x" * 60
 
 if IN_CI and not PG_URL:
     raise pytest.UsageError(
-        "CI=true but FIELDWATCH_TEST_DATABASE_URL is not set: the suite must run on PostgreSQL in CI"
+        "CI=true but FIELDWATCH_TEST_DATABASE_URL is not set: "
+        "in CI the suite must run on PostgreSQL too"
     )
 
 BACKENDS = ["sqlite"] + (["postgres"] if PG_URL else [])
@@ -181,7 +182,9 @@ class Factory:
                 self.workspaces[name] = ws.id
         return self.workspaces[name]
 
-    async def user(self, role: Role | str, workspace: str = "acme", email: str | None = None) -> Actor:
+    async def user(
+        self, role: Role | str, workspace: str = "acme", email: str | None = None
+    ) -> Actor:
         role = Role(role)
         ws_id = await self.workspace(workspace)
         email = email or f"{role.value}-{uuid.uuid4().hex[:6]}@{workspace}.example.com"

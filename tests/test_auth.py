@@ -24,10 +24,16 @@ async def test_login_returns_token_pair_and_me_works(client, admin: Actor):
         body["access_token"], JWT_SECRET, algorithms=["HS256"], audience="fieldwatch"
     )
     assert claims["exp"] - claims["iat"] == 900
-    me = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"})
+    me = await client.get(
+        "/api/v1/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"}
+    )
     assert me.status_code == 200
     assert me.json()["email"] == admin.email
-    assert me.json()["workspace"] == {"id": str(admin.workspace_id), "name": "acme", "role": "admin"}
+    assert me.json()["workspace"] == {
+        "id": str(admin.workspace_id),
+        "name": "acme",
+        "role": "admin",
+    }
 
 
 async def test_wrong_password_and_unknown_user_look_the_same(client, admin: Actor):
@@ -49,7 +55,9 @@ async def test_refresh_rotates_and_reuse_revokes_the_whole_login(client, admin: 
     assert r.status_code == 200, r.text
     second = r.json()
     assert second["refresh_token"] != first["refresh_token"]
-    ok = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {second['access_token']}"})
+    ok = await client.get(
+        "/api/v1/auth/me", headers={"Authorization": f"Bearer {second['access_token']}"}
+    )
     assert ok.status_code == 200
 
     # Replaying the spent token: refused, and the whole login (every token from it) ends.
@@ -62,12 +70,16 @@ async def test_refresh_rotates_and_reuse_revokes_the_whole_login(client, admin: 
         await client.post("/api/v1/auth/refresh", json={"refresh_token": second["refresh_token"]}),
         401,
     )
-    gone = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {second['access_token']}"})
+    gone = await client.get(
+        "/api/v1/auth/me", headers={"Authorization": f"Bearer {second['access_token']}"}
+    )
     problem(gone, 401)
     # A different login of the same user is not affected.
     other = (await login(client, admin.email)).json()
     assert (
-        await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {other['access_token']}"})
+        await client.get(
+            "/api/v1/auth/me", headers={"Authorization": f"Bearer {other['access_token']}"}
+        )
     ).status_code == 200
 
 
@@ -77,7 +89,8 @@ async def test_logout_ends_access_and_refresh(client, admin: Actor):
     assert (await client.post("/api/v1/auth/logout", headers=headers)).status_code == 204
     problem(await client.get("/api/v1/auth/me", headers=headers), 401)
     problem(
-        await client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}), 401
+        await client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}),
+        401,
     )
 
 
@@ -113,7 +126,9 @@ async def test_jwt_checks_are_strict(client, admin: Actor):
 
 
 async def test_api_key_lifecycle(client, admin: Actor, operator: Actor):
-    problem(await client.post("/api/v1/api-keys", json={"name": "x"}, headers=operator.headers), 403)
+    problem(
+        await client.post("/api/v1/api-keys", json={"name": "x"}, headers=operator.headers), 403
+    )
     r = await client.post(
         "/api/v1/api-keys", json={"name": "ci-script", "role": "operator"}, headers=admin.headers
     )
@@ -171,9 +186,9 @@ async def test_api_key_expiry(client, admin: Actor, runtime):
 
 
 async def test_api_key_secret_is_stored_hashed(client, admin: Actor, runtime):
-    key = (
-        await client.post("/api/v1/api-keys", json={"name": "k"}, headers=admin.headers)
-    ).json()["key"]
+    key = (await client.post("/api/v1/api-keys", json={"name": "k"}, headers=admin.headers)).json()[
+        "key"
+    ]
     from sqlalchemy import select
 
     from fieldwatch.auth.models import ApiKey
@@ -206,12 +221,15 @@ async def test_x_workspace_picks_among_memberships(client, factory: Factory):
     # Viewer there: writes refused.
     r = await client.post("/api/v1/devices", json={"name": "a", "type": "b"}, headers=headers)
     problem(r, 403)
-    problem(await client.get("/api/v1/devices", headers={**user.headers, "X-Workspace": "nope"}), 404)
+    problem(
+        await client.get("/api/v1/devices", headers={**user.headers, "X-Workspace": "nope"}), 404
+    )
 
 
 async def test_members_management_and_last_admin(client, admin: Actor, viewer: Actor):
     r = await client.post(
-        "/api/v1/members", json={"email": "new@acme.example.com", "role": "operator"},
+        "/api/v1/members",
+        json={"email": "new@acme.example.com", "role": "operator"},
         headers=admin.headers,
     )
     assert r.status_code == 201, r.text
@@ -220,7 +238,8 @@ async def test_members_management_and_last_admin(client, admin: Actor, viewer: A
     assert (await login(client, "new@acme.example.com", generated)).status_code == 200
     problem(
         await client.post(
-            "/api/v1/members", json={"email": "x@acme.example.com", "role": "viewer"},
+            "/api/v1/members",
+            json={"email": "x@acme.example.com", "role": "viewer"},
             headers=viewer.headers,
         ),
         403,
@@ -239,8 +258,12 @@ async def test_members_management_and_last_admin(client, admin: Actor, viewer: A
     assert (await client.get("/api/v1/api-keys", headers=viewer.headers)).status_code == 200
     members = (await client.get("/api/v1/members", headers=admin.headers)).json()
     assert len(members) == 3
-    problem(await client.patch(f"/api/v1/members/{admin.user_id}", json={"role": "root"},
-                               headers=admin.headers), 422)
+    problem(
+        await client.patch(
+            f"/api/v1/members/{admin.user_id}", json={"role": "root"}, headers=admin.headers
+        ),
+        422,
+    )
 
 
 async def test_login_throttle(client, admin: Actor, runtime):

@@ -113,7 +113,10 @@ def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
 def validation_errors(errors: list[Any]) -> list[dict[str, Any]]:
     out = []
     for err in errors:
-        loc = err.get("loc", ())
+        loc = tuple(err.get("loc", ()))
+        ctx = err.get("ctx") or {}
+        if isinstance(ctx.get("field"), str):  # a model-level check about one field
+            loc = (*loc, ctx["field"])
         message = err.get("msg", "invalid")
         if err.get("type") == "extra_forbidden":
             message = "unknown field; it cannot be set here"

@@ -56,8 +56,10 @@ class Settings(BaseSettings):
     def check_production_safety(self) -> None:
         """Refuse placeholder secrets outside development."""
         secret = self.jwt_secret
-        if self.env != "development" and secret is not None and (
-            secret.lower() in PLACEHOLDER_SECRETS or len(secret) < 32
+        if (
+            self.env != "development"
+            and secret is not None
+            and (secret.lower() in PLACEHOLDER_SECRETS or len(secret) < 32)
         ):
             raise ValueError(
                 "FIELDWATCH_JWT_SECRET is a placeholder or shorter than 32 characters; "

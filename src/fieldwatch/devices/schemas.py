@@ -5,6 +5,7 @@ from datetime import date, datetime
 from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from fieldwatch.inventory.lifecycle import DeviceStatus
 
@@ -45,7 +46,11 @@ class _DeviceFields(BaseModel):
         if isinstance(data, dict):
             for key in data:
                 if key in READ_ONLY_FIELDS:
-                    raise ValueError(f"'{key}' cannot be set here: {READ_ONLY_FIELDS[key]}")
+                    raise PydanticCustomError(
+                        "read_only_field",
+                        "'{field}' cannot be set here: {why}",
+                        {"field": key, "why": READ_ONLY_FIELDS[key]},
+                    )
         return data
 
     @field_validator("capabilities", check_fields=False)
