@@ -14,6 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
+#: Indexes that migrations create only where the database supports them (pg_trgm);
+#: they are not in the models, so schema comparison leaves them alone.
+OPTIONAL_INDEX_SUFFIX = "_trgm"
+
+
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    return not (type_ == "index" and reflected and (name or "").endswith(OPTIONAL_INDEX_SUFFIX))
+
 
 def alembic_config(connection: Connection | None = None) -> Config:
     cfg = Config()

@@ -134,7 +134,13 @@ class DeviceService:
     async def update(
         self, principal: Principal, device_id: uuid.UUID, data: DeviceUpdate
     ) -> Device:
-        device = await self.get(principal, device_id)
+        return await self.update_loaded(principal, await self.get(principal, device_id), data)
+
+    async def update_loaded(
+        self, principal: Principal, device: Device, data: DeviceUpdate
+    ) -> Device:
+        """Update a device the caller already loaded from this workspace (bulk import)."""
+        assert device.workspace_id == principal.workspace_id
         wanted = data.changes()
         if "serial_number" in wanted and wanted["serial_number"] != device.serial_number:
             await self._check_serial(device.workspace_id, wanted["serial_number"], device.id)

@@ -262,12 +262,12 @@ class DeviceImporter:
                 return _error(number, device.serial_number, "location", "required when deploying")
         before = device.version
         try:
-            await self.registry.update(principal, device.id, data)
+            await self.registry.update_loaded(principal, device, data)
         except DuplicateSerial as exc:
             return _error(number, device.serial_number, "serial_number", exc.detail, device.id)
         if status is not None and status != device.status:
-            await self.inventory.change_status(
-                principal, device.id, status, location=location, notes="import"
+            await self.inventory.change_status_loaded(
+                principal, device, status, location=location, notes="import"
             )
         changed = device.version != before
         return ImportRowResult(

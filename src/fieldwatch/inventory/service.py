@@ -84,6 +84,17 @@ class InventoryService:
     ) -> Device:
         """``PUT /devices/{id}/status``: any allowed transition, named after its effect."""
         device = await self._device(principal, device_id)
+        return await self.change_status_loaded(principal, device, target, location, notes)
+
+    async def change_status_loaded(
+        self,
+        principal: Principal,
+        device: Device,
+        target: DeviceStatus,
+        location: str | None = None,
+        notes: str | None = None,
+    ) -> Device:
+        assert device.workspace_id == principal.workspace_id
         current = DeviceStatus(device.status)
         action = Action.status_changed
         for named, (named_target, sources) in NAMED_ACTIONS.items():
