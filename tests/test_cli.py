@@ -39,7 +39,9 @@ def free_port() -> int:
 
 def test_db_upgrade_users_create_and_import(env: dict[str, str], tmp_path: Path):
     out = run(env, "db", "upgrade").stdout
-    assert "Schema upgraded to 0001" in out
+    from fieldwatch.db.migrate import head_revision
+
+    assert f"Schema upgraded to {head_revision()}" in out
     assert "Schema current" in run(env, "db", "upgrade").stdout
     assert (tmp_path / "data" / "fieldwatch.db").exists()
 
