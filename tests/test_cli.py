@@ -31,6 +31,17 @@ def env(tmp_path: Path) -> dict[str, str]:
     return {**clean, "FIELDWATCH_DATA_DIR": str(tmp_path / "data")}
 
 
+def wait_until_up(base: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{base}/health", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    pytest.fail("server did not start")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -90,15 +101,8 @@ def test_serve_init_bootstraps_a_working_platform(env: dict[str, str], tmp_path:
     output = ""
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("server did not start")
+        wait_until_up(base)
+        assert httpx.get(f"{base}/health").json()["status"] == "ok"
         proc.terminate()
         output = proc.communicate(timeout=15)[0]
     finally:
@@ -117,13 +121,7 @@ def test_serve_init_bootstraps_a_working_platform(env: dict[str, str], tmp_path:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"{base}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        wait_until_up(base)
         r = httpx.post(
             f"{base}/api/v1/auth/login",
             json={"email": "admin@example.com", "password": password.group(1)},

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from fieldwatch.auth.passwords import MIN_PASSWORD_LENGTH
 from fieldwatch.auth.roles import Role
@@ -22,14 +22,12 @@ def normalize_email(value: str) -> str:
     return value
 
 
-class LoginRequest(StrictModel):
-    email: str = Field(max_length=320)
-    password: str = Field(min_length=1, max_length=1024)
+Email = Annotated[str, Field(max_length=320), AfterValidator(normalize_email)]
 
-    @field_validator("email")
-    @classmethod
-    def _email(cls, v: str) -> str:
-        return normalize_email(v)
+
+class LoginRequest(StrictModel):
+    email: Email
+    password: str = Field(min_length=1, max_length=1024)
 
 
 class TokenPair(BaseModel):
@@ -80,15 +78,10 @@ class WorkspaceRead(BaseModel):
 
 
 class MemberCreate(StrictModel):
-    email: str = Field(max_length=320)
+    email: Email
     role: Role
     full_name: str | None = Field(default=None, max_length=200)
     password: str | None = Field(default=None, min_length=MIN_PASSWORD_LENGTH, max_length=1024)
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, v: str) -> str:
-        return normalize_email(v)
 
 
 class MemberUpdate(StrictModel):
@@ -112,14 +105,9 @@ class MemberCreated(MemberRead):
 class ApiKeyCreate(StrictModel):
     name: str = Field(min_length=1, max_length=100)
     role: Role = Role.viewer
-    expires_at: datetime | None = None
-
-    @field_validator("expires_at")
-    @classmethod
-    def _aware(cls, v: datetime | None) -> datetime | None:
-        if v is not None and v.tzinfo is None:
-            raise ValueError("give a timezone, e.g. 2027-01-01T00:00:00Z")
-        return v
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="With a timezone, e.g. 2027-01-01T00:00:00Z"
+    )
 
 
 class ApiKeyRead(BaseModel):

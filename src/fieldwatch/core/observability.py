@@ -127,3 +127,5 @@ def configure_logging(level: str, fmt: str) -> None:
     root.setLevel(level.upper())
     for noisy in ("uvicorn.access",):  # our middleware logs requests (without secrets)
         logging.getLogger(noisy).disabled = True
+    if root.level > logging.DEBUG:
+        logging.getLogger("alembic").setLevel(logging.WARNING)

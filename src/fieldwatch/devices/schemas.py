@@ -4,7 +4,15 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from fieldwatch.inventory.lifecycle import DeviceStatus
@@ -144,14 +152,9 @@ class DevicePage(BaseModel):
 class AgentTokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     name: str | None = Field(default=None, max_length=100)
-    expires_at: datetime | None = None
-
-    @field_validator("expires_at")
-    @classmethod
-    def _aware(cls, v: datetime | None) -> datetime | None:
-        if v is not None and v.tzinfo is None:
-            raise ValueError("give a timezone, e.g. 2027-01-01T00:00:00Z")
-        return v
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="With a timezone, e.g. 2027-01-01T00:00:00Z"
+    )
 
 
 class AgentTokenRead(BaseModel):

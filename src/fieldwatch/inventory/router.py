@@ -46,10 +46,13 @@ IMPORT_BODY: dict[str, Any] = {
 }
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
+def _check_declared_size(request: Request, limit: int) -> None:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"The import is larger than the {limit} byte limit.")
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -77,6 +80,7 @@ def _parse(kind: str, raw: bytes) -> list[dict[str, Any]]:
 
 
 async def _import_rows(request: Request, limit: int) -> list[dict[str, Any]]:
+    _check_declared_size(request, limit)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         form = await request.form(max_files=1, max_fields=5)

@@ -11,10 +11,9 @@ from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import ValidationFailed
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices import events
-from fieldwatch.devices.errors import DeviceNotFound
 from fieldwatch.devices.models import Device
 from fieldwatch.devices.repository import AgentTokenRepository, DeviceRepository
-from fieldwatch.devices.service import flush_guarded, snapshot
+from fieldwatch.devices.service import DeviceService, flush_guarded, snapshot
 from fieldwatch.inventory import audit
 from fieldwatch.inventory.errors import TransitionRefused
 from fieldwatch.inventory.lifecycle import (
@@ -40,10 +39,7 @@ class InventoryService:
         self.inventory = InventoryRepository(uow.session)
 
     async def _device(self, principal: Principal, device_id: uuid.UUID) -> Device:
-        device = await self.devices.get(principal.workspace_id, device_id)
-        if device is None:
-            raise DeviceNotFound(f"No device {device_id} in this workspace.")
-        return device
+        return await DeviceService(self.uow).get(principal, device_id)
 
     async def perform(
         self,
