@@ -145,6 +145,7 @@ async def test_api_key_lifecycle(client, admin: Actor, operator: Actor):
 
     listed = (await client.get("/api/v1/api-keys", headers=admin.headers)).json()
     assert [k["name"] for k in listed] == ["ci-script"]
+    assert listed[0]["last_used_at"] is not None  # noted when the key was used
     assert "key" not in listed[0] and "key_digest" not in listed[0]
 
     me = (await client.get("/api/v1/auth/me", headers=key_headers)).json()

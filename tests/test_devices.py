@@ -217,6 +217,7 @@ async def test_agent_tokens(client, operator: Actor, runtime):
     ).json()
     assert [t["id"] for t in listed] == [issued["id"]]
     assert "token" not in listed[0] and token not in str(listed)
+    assert listed[0]["last_used_at"] is None
 
     from sqlalchemy import select
 
@@ -229,6 +230,10 @@ async def test_agent_tokens(client, operator: Actor, runtime):
     device_headers = {"Authorization": f"Bearer {token}"}
     me = await client.get("/api/v1/device/me", headers=device_headers)
     assert me.status_code == 200 and me.json()["device_id"] == device["id"]
+    tokens = (
+        await client.get(f"/api/v1/devices/{device['id']}/tokens", headers=operator.headers)
+    ).json()
+    assert tokens[0]["last_used_at"] is not None
     # A user token is not a device token.
     problem(await client.get("/api/v1/device/me", headers=operator.headers), 401)
 

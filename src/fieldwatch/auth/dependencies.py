@@ -29,6 +29,7 @@ AuthServiceDep = Annotated[AuthService, Depends(auth_service)]
 async def get_principal(
     request: Request,
     service: AuthServiceDep,
+    uow: UowDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
@@ -36,6 +37,8 @@ async def get_principal(
     principal = await service.authenticate(
         credentials.credentials, request.headers.get("x-workspace")
     )
+    if await service.record_credential_use():
+        await uow.commit()  # only the usage note: the route has not run yet
     request.state.principal = principal
     return principal
 

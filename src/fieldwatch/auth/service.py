@@ -24,7 +24,7 @@ from fieldwatch.auth.roles import Role
 from fieldwatch.auth.schemas import MeRead, TokenPair, WorkspaceRef
 from fieldwatch.auth.throttle import LoginThrottle
 from fieldwatch.core import secrets
-from fieldwatch.core.clock import utcnow
+from fieldwatch.core.clock import usage_is_stale, utcnow
 from fieldwatch.core.errors import BadRequest, NotFound, Unauthorized
 from fieldwatch.core.settings import Settings
 
@@ -47,6 +47,7 @@ class AuthService:
         self.codec = codec
         self.settings = settings
         self.throttle = throttle
+        self._key_in_use: uuid.UUID | None = None
 
     # --- password login and refresh-token rotation -------------------------------
 
@@ -181,6 +182,8 @@ class AuthService:
             raise Unauthorized("This API key has expired.")
         if hint is not None and hint.strip() not in {str(workspace.id), workspace.name}:
             raise NotFound(f"No workspace {hint!r} for this API key (X-Workspace header).")
+        if usage_is_stale(key.last_used_at, now):
+            self._key_in_use = key.id
         return Principal(
             kind="api_key",
             workspace_id=workspace.id,
@@ -189,6 +192,15 @@ class AuthService:
             label=key.name,
             api_key_id=key.id,
         )
+
+    async def record_credential_use(self) -> bool:
+        """Note when the authenticated API key was last used (at most once a minute).
+        True when there is a change for the caller to commit."""
+        if self._key_in_use is None:
+            return False
+        await self.api_keys.touch(self._key_in_use, utcnow())
+        self._key_in_use = None
+        return True
 
     async def me(self, principal: Principal) -> MeRead:
         current = WorkspaceRef(

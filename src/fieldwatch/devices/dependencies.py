@@ -20,7 +20,9 @@ async def get_device_principal(
 ) -> DevicePrincipal:
     if credentials is None or not credentials.credentials:
         raise Unauthorized("Send 'Authorization: Bearer <device token>'.")
-    return await DeviceService(uow).authenticate_device(credentials.credentials)
+    device = await DeviceService(uow).authenticate_device(credentials.credentials)
+    await uow.commit()  # the token's last-use note, before the route runs
+    return device
 
 
 DeviceAuth = Annotated[DevicePrincipal, Depends(get_device_principal)]

@@ -12,7 +12,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from fieldwatch.auth.principal import Principal
 from fieldwatch.core import secrets
-from fieldwatch.core.clock import utcnow
+from fieldwatch.core.clock import usage_is_stale, utcnow
 from fieldwatch.core.errors import ConcurrentModification, Unauthorized
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices import events
@@ -248,7 +248,8 @@ class DeviceService:
         return token
 
     async def authenticate_device(self, token: str) -> DevicePrincipal:
-        """A digest lookup on a unique index and a constant-time compare; no slow hash."""
+        """A digest lookup on a unique index and a constant-time compare; no slow hash.
+        Also notes the token's last use (at most once a minute), for the caller to commit."""
         if not token.startswith(secrets.DEVICE_TOKEN_PREFIX):
             raise Unauthorized("Not a device token.")
         found = await self.tokens.by_digest(secrets.digest(token))
@@ -261,4 +262,7 @@ class DeviceService:
             raise Unauthorized("This device token has expired.")
         if device.status == DeviceStatus.retired:
             raise Unauthorized("This device is retired.")
+        now = utcnow()
+        if usage_is_stale(agent_token.last_used_at, now):
+            await self.tokens.touch(agent_token.id, now)  # the caller commits
         return DevicePrincipal(device.id, device.workspace_id, agent_token.id, device)
