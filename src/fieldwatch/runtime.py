@@ -13,8 +13,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from fieldwatch.auth.jwt import TokenCodec, load_or_create_secret
 from fieldwatch.auth.throttle import LoginThrottle
+from fieldwatch.auth.tokens import TokenCodec, load_or_create_secret
 from fieldwatch.core.events import EventBus, InProcessEventBus
 from fieldwatch.core.settings import Settings
 from fieldwatch.db.engine import create_engine, create_sessionmaker

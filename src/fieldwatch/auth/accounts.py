@@ -20,7 +20,7 @@ from fieldwatch.auth.repository import (
 )
 from fieldwatch.auth.roles import Role
 from fieldwatch.auth.schemas import ApiKeyCreate, ApiKeyCreated, MemberCreated, MemberRead
-from fieldwatch.core import secrets
+from fieldwatch.core import credentials
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import BadRequest, Conflict, NotFound, ValidationFailed
 
@@ -95,7 +95,7 @@ class AccountService:
             if password:
                 user.password_hash = await hash_password(password)
             return user, None, False
-        generated = None if password else secrets.generate_password()
+        generated = None if password else credentials.generate_password()
         user = User(
             email=email,
             password_hash=await hash_password(password or generated or ""),
@@ -174,13 +174,13 @@ class AccountService:
                 "expires_at is in the past.",
                 errors=[{"field": "expires_at", "message": "must be in the future"}],
             )
-        secret = secrets.new_secret(secrets.API_KEY_PREFIX)
+        secret = credentials.new_secret(credentials.API_KEY_PREFIX)
         key = ApiKey(
             workspace_id=principal.workspace_id,
             name=data.name,
             role=data.role,
-            prefix=secrets.display_prefix(secret),
-            key_digest=secrets.digest(secret),
+            prefix=credentials.display_prefix(secret),
+            key_digest=credentials.digest(secret),
             created_by=principal.user_id,
             expires_at=data.expires_at,
         )

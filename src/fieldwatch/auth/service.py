@@ -10,7 +10,6 @@ import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldwatch.auth.errors import InvalidCredentials, LoginThrottled, RefreshTokenReused
-from fieldwatch.auth.jwt import TokenCodec
 from fieldwatch.auth.models import LoginSession, Membership, RefreshToken, User, Workspace
 from fieldwatch.auth.passwords import hash_password, verify_password
 from fieldwatch.auth.principal import Principal
@@ -23,7 +22,8 @@ from fieldwatch.auth.repository import (
 from fieldwatch.auth.roles import Role
 from fieldwatch.auth.schemas import MeRead, TokenPair, WorkspaceRef
 from fieldwatch.auth.throttle import LoginThrottle
-from fieldwatch.core import secrets
+from fieldwatch.auth.tokens import TokenCodec
+from fieldwatch.core import credentials
 from fieldwatch.core.clock import usage_is_stale, utcnow
 from fieldwatch.core.errors import BadRequest, NotFound, Unauthorized
 from fieldwatch.core.settings import Settings
@@ -73,11 +73,11 @@ class AuthService:
         return self._issue(user.id, login.id)
 
     def _issue(self, user_id: uuid.UUID, session_id: uuid.UUID) -> TokenPair:
-        refresh = secrets.new_secret(secrets.REFRESH_TOKEN_PREFIX)
+        refresh = credentials.new_secret(credentials.REFRESH_TOKEN_PREFIX)
         self.logins.add(
             RefreshToken(
                 session_id=session_id,
-                token_digest=secrets.digest(refresh),
+                token_digest=credentials.digest(refresh),
                 expires_at=utcnow() + timedelta(seconds=self.settings.refresh_token_ttl_s),
             )
         )
@@ -88,7 +88,7 @@ class AuthService:
         """Rotate: the presented token is spent and a new pair issued. Presenting a spent
         token again means it leaked: the whole login is revoked (the caller must commit
         before raising, so the revocation sticks)."""
-        stored = await self.logins.refresh_by_digest(secrets.digest(refresh_token))
+        stored = await self.logins.refresh_by_digest(credentials.digest(refresh_token))
         if stored is None:
             raise Unauthorized("Unknown refresh token.")
         login = await self.logins.get_session(stored.session_id)
@@ -129,9 +129,9 @@ class AuthService:
     # --- resolving a bearer credential -----------------------------------------
 
     async def authenticate(self, token: str, workspace_hint: str | None) -> Principal:
-        if token.startswith(secrets.API_KEY_PREFIX):
+        if token.startswith(credentials.API_KEY_PREFIX):
             return await self._api_key_principal(token, workspace_hint)
-        if token.startswith(secrets.DEVICE_TOKEN_PREFIX):
+        if token.startswith(credentials.DEVICE_TOKEN_PREFIX):
             raise Unauthorized("Device tokens are accepted only on device endpoints.")
         try:
             claims = self.codec.decode(token)
@@ -171,8 +171,8 @@ class AuthService:
         raise NotFound(f"No workspace {hint!r} among yours (X-Workspace header).")
 
     async def _api_key_principal(self, token: str, hint: str | None) -> Principal:
-        found = await self.api_keys.by_digest(secrets.digest(token))
-        if found is None or not secrets.matches(token, found[0].key_digest):
+        found = await self.api_keys.by_digest(credentials.digest(token))
+        if found is None or not credentials.matches(token, found[0].key_digest):
             raise Unauthorized("Invalid API key.")
         key, workspace = found
         now = utcnow()

@@ -102,6 +102,8 @@ class DeviceRepository:
         sort: str = "-created_at",
     ) -> tuple[Sequence[Device], int]:
         column_name = sort.lstrip("-")
+        if column_name not in SORTABLE:
+            raise ValueError(f"cannot sort devices by {column_name!r}")
         column = getattr(Device, column_name)
         order = column.desc() if sort.startswith("-") else column.asc()
         tiebreak = Device.id.desc() if sort.startswith("-") else Device.id.asc()

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from fieldwatch.auth.principal import Principal
-from fieldwatch.core import secrets
+from fieldwatch.core import credentials
 from fieldwatch.core.clock import usage_is_stale, utcnow
 from fieldwatch.core.errors import ConcurrentModification, Unauthorized
 from fieldwatch.db.uow import UnitOfWork
@@ -192,13 +192,13 @@ class DeviceService:
         device = await self.get(principal, device_id)
         if device.status == DeviceStatus.retired:
             raise DeviceRetired("A retired device cannot get new credentials.")
-        secret = secrets.new_secret(secrets.DEVICE_TOKEN_PREFIX)
+        secret = credentials.new_secret(credentials.DEVICE_TOKEN_PREFIX)
         token = AgentToken(
             device_id=device.id,
             workspace_id=device.workspace_id,
             name=data.name,
-            prefix=secrets.display_prefix(secret),
-            token_digest=secrets.digest(secret),
+            prefix=credentials.display_prefix(secret),
+            token_digest=credentials.digest(secret),
             created_by=principal.user_id,
             expires_at=data.expires_at,
         )
@@ -250,10 +250,10 @@ class DeviceService:
     async def authenticate_device(self, token: str) -> DevicePrincipal:
         """A digest lookup on a unique index and a constant-time compare; no slow hash.
         Also notes the token's last use (at most once a minute), for the caller to commit."""
-        if not token.startswith(secrets.DEVICE_TOKEN_PREFIX):
+        if not token.startswith(credentials.DEVICE_TOKEN_PREFIX):
             raise Unauthorized("Not a device token.")
-        found = await self.tokens.by_digest(secrets.digest(token))
-        if found is None or not secrets.matches(token, found[0].token_digest):
+        found = await self.tokens.by_digest(credentials.digest(token))
+        if found is None or not credentials.matches(token, found[0].token_digest):
             raise Unauthorized("Invalid device token.")
         agent_token, device = found
         if agent_token.revoked_at is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -26,7 +26,7 @@ from fieldwatch.devices.errors import DuplicateSerial
 from fieldwatch.devices.models import Device
 from fieldwatch.devices.repository import DeviceRepository
 from fieldwatch.devices.schemas import DeviceCreate, DeviceUpdate
-from fieldwatch.devices.service import DeviceService, snapshot
+from fieldwatch.devices.service import SNAPSHOT_FIELDS, DeviceService
 from fieldwatch.inventory import audit
 from fieldwatch.inventory.lifecycle import Action, DeviceStatus, allowed_targets
 from fieldwatch.inventory.repository import DeviceLogRepository
@@ -228,7 +228,7 @@ class DeviceImporter:
                 action=Action.imported,
                 actor=principal,
                 new_status=status.value,
-                changes=audit.diff({}, {k: row[k] for k in snapshot_keys()}),
+                changes=audit.diff({}, {k: row[k] for k in SNAPSHOT_FIELDS}),
             )
         )
         return ImportRowResult(
@@ -276,10 +276,6 @@ class DeviceImporter:
             device_id=device.id,
             serial_number=device.serial_number,
         )
-
-
-def snapshot_keys() -> Iterable[str]:
-    return snapshot(Device()).keys()
 
 
 def _refused(device: Device, status: DeviceStatus) -> str:
