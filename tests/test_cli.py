@@ -84,7 +84,7 @@ def test_db_upgrade_users_create_and_import(env: dict[str, str], tmp_path: Path)
     imported = run(env, "devices", "import", str(csv_file), "--workspace", "plant-7", check=False)
     assert imported.returncode == 1  # one row failed
     assert "2 created, 0 updated, 0 unchanged, 1 failed" in imported.stdout
-    assert "row 2: type:" in imported.stderr
+    assert "line 3: type:" in imported.stderr
     missing = run(env, "devices", "import", str(csv_file), "--workspace", "nope", check=False)
     assert missing.returncode == 1 and "No workspace 'nope'" in missing.stderr
 

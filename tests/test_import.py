@@ -44,6 +44,7 @@ async def test_csv_import_reports_every_row_and_keeps_good_ones(client, operator
         "created",
     ]
     assert by_row[2]["errors"][0]["field"] == "purchase_date"
+    assert by_row[2]["line"] == 3  # the header is line 1
     assert by_row[3]["errors"][0]["field"] == "name"
     assert "repeats row 1" in by_row[5]["errors"][0]["message"]
     assert "specs" in by_row[6]["errors"][0]["message"]
@@ -134,6 +135,8 @@ async def test_json_array_and_multipart_upload(client, operator: Actor):
 async def test_whole_file_problems(client, operator: Actor, runtime):
     body = problem(await _import(client, operator, "name,type,colour\na,b,red\n"), 422)
     assert body["errors"] == [{"field": "colour", "message": "unknown column"}]
+    body = problem(await _import(client, operator, "name,type,Name\na,b,c\n"), 422)
+    assert body["errors"] == [{"field": "name", "message": "column named twice"}]
     problem(await _import(client, operator, ""), 400)
     problem(await _import(client, operator, "[1, 2", "application/json"), 400)
     problem(await _import(client, operator, b"name,type\n\xff\xfe,x\n"), 400)

@@ -211,7 +211,8 @@ async def _import(path: Path, text: str, workspace: str, dry_run: bool) -> int:
     for row in result.rows:
         if row.status == "error":
             problems = "; ".join(f"{e['field']}: {e['message']}" for e in row.errors)
-            typer.echo(f"  row {row.row}: {problems}", err=True)
+            where = f"line {row.line}" if row.line else f"row {row.row}"
+            typer.echo(f"  {where}: {problems}", err=True)
     saved = "dry run, nothing saved" if dry_run else "good rows saved"
     typer.echo(
         f"{result.created} created, {result.updated} updated, {result.unchanged} unchanged, "

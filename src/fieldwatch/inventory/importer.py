@@ -59,9 +59,12 @@ def parse_csv(text: str) -> list[dict[str, Any]]:
             if not any(c.strip() for c in cells):
                 continue
             if len(cells) != len(columns):
-                rows.append({"__error__": f"has {len(cells)} cells, the header has {len(columns)}"})
+                problem = f"has {len(cells)} cells, the header has {len(columns)}"
+                rows.append({"__error__": problem, "__line__": reader.line_num})
                 continue
-            rows.append(_csv_row(dict(zip(columns, cells, strict=True))))
+            row = _csv_row(dict(zip(columns, cells, strict=True)))
+            row["__line__"] = reader.line_num
+            rows.append(row)
     except csv.Error as exc:
         raise BadRequest(f"Unreadable CSV at line {reader.line_num}: {exc}") from exc
     return rows
@@ -89,6 +92,12 @@ def _column(name: str) -> str:
 
 
 def _check_columns(columns: list[str]) -> None:
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise ValidationFailed(
+            f"Column(s) named twice: {', '.join(repeated)}.",
+            errors=[{"field": c, "message": "column named twice"} for c in repeated],
+        )
     unknown = sorted({c for c in columns if c not in WRITABLE | IGNORED | {"status"}})
     if unknown:
         raise ValidationFailed(
@@ -162,29 +171,39 @@ class DeviceImporter:
         new_devices: list[dict[str, Any]] = []
         new_logs: list[dict[str, Any]] = []
         for offset, raw in enumerate(chunk):
-            number = start + offset + 1
-            serial = str(raw.get("serial_number") or "").strip() or None
-            if "__error__" in raw:
-                out.append(_error(number, serial, "row", f"row {raw['__error__']}"))
-                continue
-            if serial is not None and serial in seen:
-                out.append(
-                    _error(
-                        number, serial, "serial_number", f"repeats row {seen[serial]} of this file"
-                    )
-                )
-                continue
-            if serial is not None:
-                seen[serial] = number
-            if serial is not None and serial in existing:
-                out.append(await self._update(principal, existing[serial], raw, number))
-            else:
-                out.append(self._create(principal, raw, number, new_devices, new_logs))
+            line = raw.pop("__line__", None)
+            result = await self._row(principal, raw, start + offset + 1, seen, existing,
+                                     new_devices, new_logs)  # fmt: skip
+            result.line = line
+            out.append(result)
         await self.devices.insert_many(new_devices)
         await self.logs.append_many(new_logs)
         for row in new_devices:
             self.uow.emit(events.device_event(events.DEVICE_CREATED, Device(**row), imported=True))
         return out
+
+    async def _row(
+        self,
+        principal: Principal,
+        raw: dict[str, Any],
+        number: int,
+        seen: dict[str, int],
+        existing: dict[str, Device],
+        new_devices: list[dict[str, Any]],
+        new_logs: list[dict[str, Any]],
+    ) -> ImportRowResult:
+        serial = str(raw.get("serial_number") or "").strip() or None
+        if "__error__" in raw:
+            return _error(number, serial, "row", f"row {raw['__error__']}")
+        if serial is not None and serial in seen:
+            return _error(
+                number, serial, "serial_number", f"repeats row {seen[serial]} of this file"
+            )
+        if serial is not None:
+            seen[serial] = number
+        if serial is not None and serial in existing:
+            return await self._update(principal, existing[serial], raw, number)
+        return self._create(principal, raw, number, new_devices, new_logs)
 
     def _create(
         self,

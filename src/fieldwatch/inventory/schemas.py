@@ -83,7 +83,8 @@ class InventorySummary(BaseModel):
 
 
 class ImportRowResult(BaseModel):
-    row: int = Field(description="1-based data row (CSV: not counting the header)")
+    row: int = Field(description="1-based position of the row among the data rows")
+    line: int | None = Field(default=None, description="CSV only: the row's line in the file")
     status: str = Field(description="created | updated | unchanged | error")
     device_id: uuid.UUID | None = None
     serial_number: str | None = None
