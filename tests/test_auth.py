@@ -277,6 +277,13 @@ async def test_login_throttle(client, admin: Actor, runtime):
 
 
 async def test_change_password(client, admin: Actor):
+    other_login = (await login(client, admin.email)).json()
+    wrong = await client.post(
+        "/api/v1/auth/password",
+        json={"current_password": "nope", "new_password": "a-new-long-password"},
+        headers=admin.headers,
+    )
+    assert problem(wrong, 422)["errors"][0]["field"] == "current_password"
     r = await client.post(
         "/api/v1/auth/password",
         json={"current_password": PASSWORD, "new_password": "a-new-long-password"},
@@ -285,6 +292,10 @@ async def test_change_password(client, admin: Actor):
     assert r.status_code == 204
     problem(await login(client, admin.email), 401)
     assert (await login(client, admin.email, "a-new-long-password")).status_code == 200
+    # The login that changed it goes on; every other login of the user has ended.
+    assert (await client.get("/api/v1/auth/me", headers=admin.headers)).status_code == 200
+    other = {"Authorization": f"Bearer {other_login['access_token']}"}
+    problem(await client.get("/api/v1/auth/me", headers=other), 401)
 
 
 @pytest.mark.parametrize("secret", ["changeme", "short"])

@@ -124,6 +124,19 @@ class LoginRepository:
             login.revoked_reason = reason
         await self.session.flush()
 
+    async def revoke_all(
+        self, user_id: uuid.UUID, at: datetime, reason: str, *, keep: uuid.UUID | None = None
+    ) -> None:
+        stmt = (
+            update(LoginSession)
+            .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
+            .values(revoked_at=at, revoked_reason=reason)
+            .execution_options(synchronize_session=False)
+        )
+        if keep is not None:
+            stmt = stmt.where(LoginSession.id != keep)
+        await self.session.execute(stmt)
+
     async def user_and_session(
         self, user_id: uuid.UUID, session_id: uuid.UUID
     ) -> tuple[User, LoginSession] | None:

@@ -25,7 +25,7 @@ from fieldwatch.auth.throttle import LoginThrottle
 from fieldwatch.auth.tokens import TokenCodec
 from fieldwatch.core import credentials
 from fieldwatch.core.clock import usage_is_stale, utcnow
-from fieldwatch.core.errors import BadRequest, NotFound, Unauthorized
+from fieldwatch.core.errors import BadRequest, NotFound, Unauthorized, ValidationFailed
 from fieldwatch.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -123,8 +123,15 @@ class AuthService:
         user = await self.users.get(principal.user_id)
         assert user is not None
         if not await verify_password(user.password_hash, current):
-            raise InvalidCredentials("The current password is wrong.")
+            raise ValidationFailed(
+                "The current password is wrong.",
+                errors=[{"field": "current_password", "message": "does not match"}],
+            )
         user.password_hash = await hash_password(new)
+        # Every other login of this user ends; the one that changed the password stays.
+        await self.logins.revoke_all(
+            user.id, utcnow(), "password_changed", keep=principal.session_id
+        )
 
     # --- resolving a bearer credential -----------------------------------------
 
