@@ -102,7 +102,9 @@ async def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 
 TABLES = [
     "refresh_tokens", "login_sessions", "api_keys", "agent_tokens", "memberships",
-    "device_logs", "devices", "users", "workspaces",
+    "device_logs", "readings", "rollup_1m", "rollup_1h", "series", "connectivity_events",
+    "device_presence", "device_type_settings", "workspace_telemetry_settings",
+    "devices", "users", "workspaces",
 ]  # fmt: skip
 
 
@@ -128,6 +130,8 @@ async def runtime(settings: Settings, backend: Backend) -> AsyncIterator[Runtime
     try:
         yield rt
     finally:
+        await rt.telemetry.stop()
+        await rt.presence.stop()
         if backend.name == "postgres":
             async with rt.engine.begin() as conn:
                 await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))

@@ -16,6 +16,7 @@ from fieldwatch.devices.router import router as devices_router
 from fieldwatch.inventory.router import router as inventory_router
 from fieldwatch.runtime import Runtime, build_runtime
 from fieldwatch.system.router import router as system_router
+from fieldwatch.telemetry.router import router as telemetry_router
 
 DESCRIPTION = """
 Fieldwatch keeps the inventory of a device fleet (in stock, reserved, deployed, in
@@ -37,6 +38,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if owns_runtime:
             app.state.runtime = build_runtime(settings)
         try:
+            if owns_runtime:
+                await app.state.runtime.start()
             yield
         finally:
             if owns_runtime:
@@ -60,4 +63,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(auth_router)
     app.include_router(inventory_router)  # before devices: /devices/import is a fixed path
     app.include_router(devices_router)
+    app.include_router(telemetry_router)
     return app

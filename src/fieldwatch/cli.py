@@ -186,6 +186,7 @@ async def _import(path: Path, text: str, workspace: str, dry_run: bool) -> int:
         raise _fail(f"{path}: {getattr(exc, 'detail', exc)}") from exc
     runtime = build_runtime(get_settings())
     try:
+        await runtime.start_bus()  # the import publishes device events
         async with runtime.uow() as uow:
             ws = await WorkspaceRepository(uow.session).by_name(workspace)
             if ws is None:

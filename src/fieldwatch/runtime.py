@@ -19,6 +19,8 @@ from fieldwatch.core.events import EventBus, InProcessEventBus
 from fieldwatch.core.settings import Settings
 from fieldwatch.db.engine import create_engine, create_sessionmaker
 from fieldwatch.db.uow import UnitOfWork
+from fieldwatch.monitoring.presence import PresenceTracker
+from fieldwatch.telemetry.hub import TelemetryHub
 
 
 @dataclass
@@ -29,6 +31,8 @@ class Runtime:
     bus: EventBus
     codec: TokenCodec
     throttle: LoginThrottle
+    telemetry: TelemetryHub
+    presence: PresenceTracker
     extras: dict[str, object] = field(default_factory=dict)
 
     def uow(self) -> UnitOfWork:
@@ -38,8 +42,27 @@ class Runtime:
     def backend(self) -> str:
         return self.engine.dialect.name
 
+    async def start_bus(self) -> None:
+        """Connect a broker-backed bus (the in-process one needs nothing)."""
+        start = getattr(self.bus, "start", None)
+        if start is not None and not getattr(self.bus, "started", False):
+            await start()
+
+    async def start(self) -> None:
+        """Start what needs the event loop: the bus, the telemetry writer, presence."""
+        await self.start_bus()
+        await self.telemetry.start()
+        await self.presence.start()
+
     async def close(self) -> None:
-        await self.engine.dispose()
+        try:
+            await self.telemetry.stop()
+            await self.presence.stop()
+            close_bus = getattr(self.bus, "close", None)
+            if close_bus is not None:
+                await close_bus()
+        finally:
+            await self.engine.dispose()
 
 
 def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime:
@@ -53,13 +76,21 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
         issuer=settings.jwt_issuer,
         ttl_s=settings.access_token_ttl_s,
     )
+    if bus is None and settings.rabbitmq_url:
+        from fieldwatch.core.bus_rabbitmq import RabbitMQEventBus
+
+        bus = RabbitMQEventBus(settings.rabbitmq_url, settings.rabbitmq_exchange)
+    sessionmaker = create_sessionmaker(engine)
+    bus = bus or InProcessEventBus()
     return Runtime(
         settings=settings,
         engine=engine,
-        sessionmaker=create_sessionmaker(engine),
-        bus=bus or InProcessEventBus(),
+        sessionmaker=sessionmaker,
+        bus=bus,
         codec=codec,
         throttle=LoginThrottle(settings.login_max_failures, settings.login_failure_window_s),
+        telemetry=TelemetryHub(settings, engine, sessionmaker),
+        presence=PresenceTracker(settings, sessionmaker, bus),
     )
 
 

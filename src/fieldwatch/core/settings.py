@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     db_echo: bool = False
 
+    rabbitmq_url: str | None = Field(
+        default=None, description="AMQP URL; when set, events go through RabbitMQ"
+    )
+    rabbitmq_exchange: str = "fieldwatch.events"
+
     jwt_secret: str | None = None
     jwt_audience: str = "fieldwatch"
     jwt_issuer: str = "fieldwatch"
@@ -36,6 +41,15 @@ class Settings(BaseSettings):
 
     admin_email: str = "admin@example.com"
     default_workspace: str = "default"
+
+    retention_days: int = 365
+    ingest_max_bytes: int = 1024 * 1024
+    ingest_max_pending: int = 200_000
+    ingest_max_batch: int = 20_000
+    ingest_writers: int = 2
+    heartbeat_interval_s: int = 60
+    offline_tolerance: float = 3.0
+    presence_sweep_s: float = 5.0
 
     max_import_bytes: int = 20 * 1024 * 1024
     max_import_rows: int = 100_000

@@ -17,12 +17,17 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: Indexes that migrations create only where the database supports them (pg_trgm);
 #: they are not in the models, so schema comparison leaves them alone.
 OPTIONAL_INDEX_SUFFIX = "_trgm"
+#: Partitions of the readings table, created at run time (telemetry.partitions).
+PARTITION_PREFIX = "readings_p"
 
 
 def include_object(
     obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
 ) -> bool:
-    return not (type_ == "index" and reflected and (name or "").endswith(OPTIONAL_INDEX_SUFFIX))
+    name = name or ""
+    if type_ == "index" and reflected and name.endswith(OPTIONAL_INDEX_SUFFIX):
+        return False
+    return not (type_ == "table" and reflected and name.startswith(PARTITION_PREFIX))
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

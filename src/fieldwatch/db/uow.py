@@ -31,7 +31,12 @@ class UnitOfWork:
         await self.session.commit()
         events, self._events = self._events, []
         for event in events:
-            await self.bus.publish(event)
+            try:
+                await self.bus.publish(event)
+            except Exception:
+                # The change is committed; a lost notification must not turn it into an
+                # error for the caller.
+                log.exception("publishing %s failed after commit", event.type)
 
     async def rollback(self) -> None:
         self._events.clear()

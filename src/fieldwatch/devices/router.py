@@ -142,6 +142,7 @@ async def delete_device(
     device_id: uuid.UUID,
     principal: Operator,
     uow: UowDep,
+    runtime: RuntimeDep,
     purge: Annotated[bool, Query(description="Delete for good (admins only)")] = False,
     notes: Annotated[str | None, Query(max_length=2000)] = None,
 ):
@@ -150,6 +151,8 @@ async def delete_device(
         principal.require(Role.admin)
         await DeviceService(uow).purge(principal, device_id)
         await uow.commit()
+        runtime.telemetry.forget_device(device_id)
+        runtime.presence.forget(device_id)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     device = await InventoryService(uow).perform(principal, device_id, Action.retired, notes=notes)
     await uow.commit()

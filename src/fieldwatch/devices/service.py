@@ -28,6 +28,7 @@ from fieldwatch.devices.schemas import (
 from fieldwatch.inventory import audit
 from fieldwatch.inventory.lifecycle import Action, DeviceStatus
 from fieldwatch.inventory.repository import DeviceLogRepository
+from fieldwatch.telemetry.repository import TelemetryRepository
 
 SNAPSHOT_FIELDS = [
     "name",
@@ -181,6 +182,7 @@ class DeviceService:
         )
         self.uow.emit(events.device_event(events.DEVICE_DELETED, device))
         await self.tokens.delete_for_device(device.id)
+        await TelemetryRepository(self.uow.session).purge_device(device.id)
         await self.devices.delete(device)
         await flush_guarded(self.uow)
 

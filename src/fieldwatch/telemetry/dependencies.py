@@ -1,0 +1,88 @@
+"""Who may write telemetry: a device (its own data) or a user/API key with operator role."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials
+
+from fieldwatch.auth.dependencies import auth_service, bearer
+from fieldwatch.auth.roles import Role
+from fieldwatch.core import credentials as creds
+from fieldwatch.core.errors import BadRequest, PayloadTooLarge, Unauthorized
+from fieldwatch.devices.service import DeviceService
+from fieldwatch.runtime import RuntimeDep, UowDep
+from fieldwatch.telemetry.service import TelemetryService
+
+
+@dataclass(frozen=True, slots=True)
+class Writer:
+    workspace_id: uuid.UUID
+    device_id: uuid.UUID | None  # set when a device token is writing (its own data only)
+    device_status: str | None = None
+
+
+async def get_writer(
+    request: Request,
+    runtime: RuntimeDep,
+    uow: UowDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Writer:
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized("Send 'Authorization: Bearer <device token, access token or API key>'.")
+    token = credentials.credentials
+    if token.startswith(creds.DEVICE_TOKEN_PREFIX):
+        device = await DeviceService(uow).authenticate_device(token)
+        await uow.commit()
+        return Writer(device.workspace_id, device.device_id, device.device.status)
+    service = auth_service(runtime, uow)
+    principal = await service.authenticate(token, request.headers.get("x-workspace"))
+    if await service.record_credential_use():
+        await uow.commit()
+    principal.require(Role.operator)
+    return Writer(principal.workspace_id, None)
+
+
+WriterDep = Annotated[Writer, Depends(get_writer)]
+
+
+def telemetry_service(runtime: RuntimeDep, uow: UowDep) -> TelemetryService:
+    return TelemetryService(uow, runtime.telemetry, runtime.presence, runtime.bus)
+
+
+TelemetryDep = Annotated[TelemetryService, Depends(telemetry_service)]
+
+
+async def json_body(request: Request, runtime: RuntimeDep) -> Any:
+    """The request body as JSON, refused whole when too large (413) or malformed (400)."""
+    limit = runtime.settings.ingest_max_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The body is larger than the {limit} byte limit.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The body is larger than the {limit} byte limit.")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        # NaN and Infinity are not JSON, but common device firmware sends them; the
+        # standard parser reads them so those readings can be refused one by one.
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            raise BadRequest(f"Malformed JSON: {exc}") from exc
+
+
+JsonBody = Annotated[Any, Depends(json_body)]

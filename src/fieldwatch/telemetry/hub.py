@@ -1,0 +1,74 @@
+"""Process-wide telemetry state: the group-commit writer and small caches."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from fieldwatch.core.settings import Settings
+from fieldwatch.telemetry.repository import TelemetryRepository
+from fieldwatch.telemetry.store import PostgresReadingStore, ReadingStore, SqliteReadingStore
+from fieldwatch.telemetry.writer import ReadingWriter
+
+RETENTION_CACHE_S = 60.0
+
+
+@dataclass(slots=True)
+class SeriesInfo:
+    id: int
+    kind: str
+    unit: str | None
+
+
+class TelemetryHub:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        store: ReadingStore
+        if engine.dialect.name == "postgresql":
+            dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            store = PostgresReadingStore(dsn, connections=settings.ingest_writers)
+        else:
+            store = SqliteReadingStore(engine)
+        self.store = store
+        self.writer = ReadingWriter(
+            store,
+            max_pending=settings.ingest_max_pending,
+            max_batch=settings.ingest_max_batch,
+            workers=settings.ingest_writers if engine.dialect.name == "postgresql" else 1,
+        )
+        self.series: dict[tuple[uuid.UUID, str], SeriesInfo] = {}
+        self._retention: dict[uuid.UUID, tuple[int, float]] = {}
+
+    async def start(self) -> None:
+        if isinstance(self.store, PostgresReadingStore):
+            await self.store.start()
+        self.writer.start()
+
+    async def stop(self) -> None:
+        await self.writer.stop()
+
+    async def retention_days(self, workspace_id: uuid.UUID, session: AsyncSession) -> int:
+        hit = self._retention.get(workspace_id)
+        now = time.monotonic()
+        if hit is not None and now - hit[1] < RETENTION_CACHE_S:
+            return hit[0]
+        days = await TelemetryRepository(session).retention_days(workspace_id)
+        value = days or self.settings.retention_days
+        self._retention[workspace_id] = (value, now)
+        return value
+
+    def forget_retention(self, workspace_id: uuid.UUID) -> None:
+        self._retention.pop(workspace_id, None)
+
+    def forget_device(self, device_id: uuid.UUID) -> None:
+        for key in [k for k in self.series if k[0] == device_id]:
+            del self.series[key]

@@ -1,0 +1,217 @@
+"""Turning request bodies into readings, fast: no per-reading model objects.
+
+The hot path is plain Python over the decoded JSON: each reading becomes a tuple
+``(index, device_id, metric, ts, value, unit, quality)``; anything wrong with one reading
+becomes ``{index, reason}`` (plus ``metric`` where useful) and never stops the others.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+#: Reading quality codes (stored as a small integer).
+QUALITY = {"good": 0, "fair": 1, "poor": 2, "bad": 3, "estimated": 4, "unknown": 5}
+QUALITY_NAMES = {v: k for k, v in QUALITY.items()}
+MAX_METRIC = 100
+MAX_TEXT = 1024
+MAX_UNIT = 32
+FUTURE_TOLERANCE = timedelta(minutes=5)
+HEARTBEAT_FIELDS = ("battery_level", "signal_strength", "memory_usage", "cpu_usage")
+
+Candidate = tuple[int, uuid.UUID, str, datetime, float | bool | str, str | None, int | None]
+Rejection = dict[str, Any]
+
+
+class Batch:
+    """Readings and rejections of one request."""
+
+    __slots__ = ("_ts_cache", "candidates", "rejected", "total")
+
+    def __init__(self) -> None:
+        self.candidates: list[Candidate] = []
+        self.rejected: list[Rejection] = []
+        self.total = 0
+        self._ts_cache: dict[Any, datetime | str] = {}
+
+    def reject(self, index: int, reason: str, metric: str | None = None) -> None:
+        item: Rejection = {"index": index, "reason": reason}
+        if metric is not None:
+            item["metric"] = metric
+        self.rejected.append(item)
+
+    def timestamp(self, raw: Any) -> datetime | str:
+        """A UTC datetime, or the reason it is not one. Cached: batches repeat stamps."""
+        try:
+            hit = self._ts_cache.get(raw)
+        except TypeError:
+            return "timestamp must be an ISO 8601 string or epoch seconds"
+        if hit is None:
+            hit = _parse_ts(raw)
+            self._ts_cache[raw] = hit
+        return hit
+
+
+def _parse_ts(raw: Any) -> datetime | str:
+    if isinstance(raw, bool):
+        return "timestamp must be an ISO 8601 string or epoch seconds"
+    if isinstance(raw, int | float):
+        if not math.isfinite(raw) or not 0 <= raw < 32503680000:
+            return "timestamp out of range"
+        return datetime.fromtimestamp(raw, UTC)
+    if isinstance(raw, str):
+        try:
+            ts = datetime.fromisoformat(raw)
+        except ValueError:
+            return f"not a timestamp: {raw[:40]!r}"
+        return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    return "timestamp must be an ISO 8601 string or epoch seconds"
+
+
+def _value(raw: Any) -> float | bool | str | None:
+    """The stored value, or None when the type is not accepted."""
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, int | float):
+        f = float(raw)
+        return f if math.isfinite(f) else None
+    if isinstance(raw, str) and len(raw) <= MAX_TEXT:
+        return raw
+    return None
+
+
+def _value_problem(raw: Any) -> str:
+    if isinstance(raw, float) and not math.isfinite(raw):
+        return "value must be a finite number (no NaN or infinity)"
+    if isinstance(raw, str):
+        return f"text values are at most {MAX_TEXT} characters"
+    if raw is None:
+        return "value is missing"
+    return f"value must be a number, boolean or string, not {type(raw).__name__}"
+
+
+def add_reading(
+    batch: Batch,
+    index: int,
+    device_id: uuid.UUID,
+    metric: Any,
+    raw_value: Any,
+    raw_ts: Any,
+    unit: Any = None,
+    quality: Any = None,
+    *,
+    name_metric: bool = False,
+) -> None:
+    """Validate one reading and add it to the batch (or record why not)."""
+    batch.total += 1
+    label = metric if name_metric and isinstance(metric, str) else None
+    if not isinstance(metric, str) or not metric or len(metric) > MAX_METRIC:
+        batch.reject(index, f"metric name must be 1–{MAX_METRIC} characters", label)
+        return
+    value = _value(raw_value)
+    if value is None:
+        batch.reject(index, _value_problem(raw_value), label)
+        return
+    ts = batch.timestamp(raw_ts)
+    if isinstance(ts, str):
+        batch.reject(index, ts, label)
+        return
+    if unit is not None and (not isinstance(unit, str) or len(unit) > MAX_UNIT):
+        batch.reject(index, f"unit must be a string of at most {MAX_UNIT} characters", label)
+        return
+    q: int | None = None
+    if quality is not None:
+        q = QUALITY.get(quality) if isinstance(quality, str) else None
+        if q is None:
+            batch.reject(index, f"quality must be one of {', '.join(QUALITY)}", label)
+            return
+    batch.candidates.append((index, device_id, metric, ts, value, unit or None, q))
+
+
+def parse_device_data(body: Any, device_id: uuid.UUID, now: datetime) -> Batch:
+    """Seed 002: ``{data_type, timestamp, values: [{timestamp, value, unit, quality}], metadata}``;
+    also a single reading ``{data_type, value, unit?, quality?, timestamp?}``."""
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")
+    metric = body.get("data_type")
+    default_ts = body.get("timestamp", now.isoformat())
+    batch = Batch()
+    values = body.get("values")
+    if values is None and "value" in body:
+        values = [{k: body[k] for k in ("value", "unit", "quality", "timestamp") if k in body}]
+    if not isinstance(values, list):
+        raise ValueError("'values' must be a list of readings")
+    for i, item in enumerate(values):
+        if not isinstance(item, dict):
+            batch.total += 1
+            batch.reject(i, "a reading is an object with a value")
+            continue
+        add_reading(
+            batch, i, device_id, metric, item.get("value"), item.get("timestamp", default_ts),
+            item.get("unit"), item.get("quality"),
+        )  # fmt: skip
+    return batch
+
+
+def parse_monitoring(body: Any, now: datetime, device_ids: dict[str, uuid.UUID | str]) -> Batch:
+    """Seed 001: ``{device_id, timestamp?, metrics: {name: value}}`` or a list of those.
+    A metric may also be ``{value, unit, quality, timestamp}``. ``device_ids`` maps each
+    raw device id in the body to a UUID, or to the reason the device is refused."""
+    items = body if isinstance(body, list) else [body]
+    batch = Batch()
+    now_iso = now.isoformat()
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("metrics"), dict):
+            batch.total += 1
+            batch.reject(i, "each item needs a device_id and a metrics object")
+            continue
+        resolved = device_ids.get(str(item.get("device_id")))
+        metrics = item["metrics"]
+        if not isinstance(resolved, uuid.UUID):
+            batch.total += len(metrics) or 1
+            batch.reject(i, resolved or "unknown device")
+            continue
+        ts = item.get("timestamp", now_iso)
+        for name, raw in metrics.items():
+            if isinstance(raw, dict):
+                add_reading(
+                    batch, i, resolved, name, raw.get("value"), raw.get("timestamp", ts),
+                    raw.get("unit"), raw.get("quality"), name_metric=True,
+                )  # fmt: skip
+            else:
+                add_reading(batch, i, resolved, name, raw, ts, name_metric=True)
+    return batch
+
+
+def parse_heartbeat(body: Any, device_id: uuid.UUID, now: datetime) -> Batch:
+    """Seed 003 heartbeat: ``battery_level``, ``signal_strength``, ``memory_usage``,
+    ``cpu_usage`` (and any other scalar field), stored as readings at ``timestamp``."""
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise ValueError("a heartbeat is a JSON object")
+    ts = body.get("timestamp", now.isoformat())
+    batch = Batch()
+    for i, (name, raw) in enumerate(body.items()):
+        if name == "timestamp" or raw is None:
+            continue
+        add_reading(batch, i, device_id, name, raw, ts, name_metric=True)
+    return batch
+
+
+def check_time_window(batch: Batch, now: datetime, oldest: datetime) -> None:
+    """Move readings stamped too far in the future or before the retention window to
+    the rejections."""
+    latest = now + FUTURE_TOLERANCE
+    keep: list[Candidate] = []
+    for c in batch.candidates:
+        ts = c[3]
+        if ts > latest:
+            batch.reject(c[0], "timestamp is more than 5 minutes in the future", c[2])
+        elif ts < oldest:
+            batch.reject(c[0], "timestamp is older than the workspace's retention window", c[2])
+        else:
+            keep.append(c)
+    batch.candidates = keep

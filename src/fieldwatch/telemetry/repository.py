@@ -1,0 +1,233 @@
+"""All SQL of the telemetry domain except the write path (``store.py``)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fieldwatch.devices.models import Device
+from fieldwatch.telemetry.models import (
+    Reading,
+    Rollup1h,
+    Rollup1m,
+    Series,
+    WorkspaceTelemetrySettings,
+)
+from fieldwatch.telemetry.rollup import deltas
+
+RollupModel = type[Rollup1m] | type[Rollup1h]
+
+
+class TelemetryRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def _insert(self, table: Any) -> Any:
+        dialect = self.session.bind.dialect.name
+        return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+
+    # --- series ---------------------------------------------------------------------
+
+    async def ensure_series(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            stmt = self._insert(Series).on_conflict_do_nothing(
+                index_elements=["device_id", "metric"]
+            )
+            await self.session.execute(stmt, rows)
+
+    async def series_for(self, keys: Sequence[tuple[uuid.UUID, str]]) -> Sequence[Series]:
+        if not keys:
+            return []
+        result = await self.session.scalars(
+            select(Series).where(tuple_(Series.device_id, Series.metric).in_(keys))
+        )
+        return result.all()
+
+    async def set_unit(self, series_id: int, unit: str) -> None:
+        await self.session.execute(
+            update(Series).where(Series.id == series_id, Series.unit.is_(None)).values(unit=unit)
+        )
+
+    async def device_series(
+        self, device_id: uuid.UUID, metric: str | None = None
+    ) -> Sequence[Series]:
+        stmt = select(Series).where(Series.device_id == device_id).order_by(Series.metric)
+        if metric is not None:
+            stmt = stmt.where(Series.metric == metric)
+        return (await self.session.scalars(stmt)).all()
+
+    async def latest_for_devices(
+        self, workspace_id: uuid.UUID, device_ids: Sequence[uuid.UUID]
+    ) -> Sequence[Series]:
+        stmt = (
+            select(Series)
+            .where(Series.workspace_id == workspace_id, Series.last_ts.is_not(None))
+            .order_by(Series.device_id, Series.metric)
+        )
+        if device_ids:
+            stmt = stmt.where(Series.device_id.in_(device_ids))
+        return (await self.session.scalars(stmt)).all()
+
+    # --- devices ---------------------------------------------------------------------
+
+    async def devices(
+        self, workspace_id: uuid.UUID, ids: Iterable[uuid.UUID]
+    ) -> dict[uuid.UUID, tuple[str, str]]:
+        """id → (status, type) of those devices that exist in the workspace."""
+        ids = list(ids)
+        if not ids:
+            return {}
+        rows = await self.session.execute(
+            select(Device.id, Device.status, Device.type).where(
+                Device.workspace_id == workspace_id, Device.id.in_(ids)
+            )
+        )
+        return {i: (s, t) for i, s, t in rows.tuples()}
+
+    async def retention_days(self, workspace_id: uuid.UUID) -> int | None:
+        return await self.session.scalar(
+            select(WorkspaceTelemetrySettings.retention_days).where(
+                WorkspaceTelemetrySettings.workspace_id == workspace_id
+            )
+        )
+
+    async def purge_device(self, device_id: uuid.UUID) -> None:
+        """Remove every reading and rollup of a device (its series go with the device)."""
+        ids = select(Series.id).where(Series.device_id == device_id).scalar_subquery()
+        for model in (Reading, Rollup1m, Rollup1h):
+            await self.session.execute(
+                delete(model)
+                .where(model.series_id.in_(ids))
+                .execution_options(synchronize_session=False)
+            )
+        await self.session.execute(delete(Series).where(Series.device_id == device_id))
+
+    # --- raw readings ---------------------------------------------------------------
+
+    async def readings(
+        self,
+        series: Sequence[Series],
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+        descending: bool,
+        after: tuple[datetime, int] | None,
+    ) -> Sequence[Any]:
+        """Readings of the series in time order, keyset-paged on (ts, series_id)."""
+        ids = [s.id for s in series]
+        stmt = select(Reading).where(Reading.series_id.in_(ids))
+        if start is not None:
+            stmt = stmt.where(Reading.ts >= start)
+        if end is not None:
+            stmt = stmt.where(Reading.ts < end)
+        if after is not None:
+            ts, sid = after
+            if descending:
+                stmt = stmt.where(
+                    or_(Reading.ts < ts, and_(Reading.ts == ts, Reading.series_id < sid))
+                )
+            else:
+                stmt = stmt.where(
+                    or_(Reading.ts > ts, and_(Reading.ts == ts, Reading.series_id > sid))
+                )
+        order = (Reading.ts.desc(), Reading.series_id.desc()) if descending else (
+            Reading.ts.asc(), Reading.series_id.asc())  # fmt: skip
+        return (await self.session.scalars(stmt.order_by(*order).limit(limit))).all()
+
+    async def delete_readings(
+        self, series_ids: Sequence[int], start: datetime | None, end: datetime | None
+    ) -> int:
+        stmt = delete(Reading).where(Reading.series_id.in_(series_ids))
+        if start is not None:
+            stmt = stmt.where(Reading.ts >= start)
+        if end is not None:
+            stmt = stmt.where(Reading.ts < end)
+        result = await self.session.execute(stmt.execution_options(synchronize_session=False))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    # --- rollups and aggregates -----------------------------------------------------
+
+    async def rollup_rows(
+        self, model: RollupModel, series_id: int, start: datetime, end: datetime
+    ) -> Sequence[tuple[datetime, int, float, float, float]]:
+        rows = await self.session.execute(
+            select(model.bucket, model.count, model.sum, model.min, model.max)
+            .where(model.series_id == series_id, model.bucket >= start, model.bucket < end)
+            .order_by(model.bucket)
+        )
+        return list(rows.tuples())
+
+    async def raw_values(
+        self, series_id: int, start: datetime, end: datetime
+    ) -> Sequence[tuple[datetime, float | None]]:
+        rows = await self.session.execute(
+            select(Reading.ts, Reading.value)
+            .where(
+                Reading.series_id == series_id,
+                Reading.ts >= start,
+                Reading.ts < end,
+                Reading.value.is_not(None),
+            )
+            .order_by(Reading.ts)
+        )
+        return list(rows.tuples())
+
+    async def rebuild_rollups(
+        self, series_ids: Sequence[int], start: datetime | None, end: datetime | None
+    ) -> None:
+        """Recompute rollups over a range from the raw readings (after a delete)."""
+        for model, seconds in ((Rollup1m, 60), (Rollup1h, 3600)):
+            stmt = delete(model).where(model.series_id.in_(series_ids))
+            if start is not None:
+                stmt = stmt.where(model.bucket >= _floor(start, seconds))
+            if end is not None:
+                stmt = stmt.where(model.bucket < end)
+            await self.session.execute(stmt)
+            rows = await self.session.execute(
+                select(Reading.series_id, Reading.ts, Reading.value).where(
+                    Reading.series_id.in_(series_ids),
+                    Reading.value.is_not(None),
+                    *([Reading.ts >= _floor(start, seconds)] if start else []),
+                    *([Reading.ts < _ceil(end, seconds)] if end else []),
+                )
+            )
+            d = deltas(((sid, ts, v, None, None) for sid, ts, v in rows.tuples()), seconds)
+            keep = [x for x in d if (start is None or x[1] >= _floor(start, seconds))
+                    and (end is None or x[1] < end)]  # fmt: skip
+            if keep:
+                keys = ["series_id", "bucket", "count", "sum", "min", "max"]
+                stmt2 = self._insert(model).on_conflict_do_nothing()
+                await self.session.execute(stmt2, [dict(zip(keys, x, strict=True)) for x in keep])
+        for sid in series_ids:
+            newest = (
+                await self.session.execute(
+                    select(Reading.ts, Reading.value, Reading.text_value, Reading.quality)
+                    .where(Reading.series_id == sid)
+                    .order_by(Reading.ts.desc())
+                    .limit(1)
+                )
+            ).first()
+            ts, value, text, quality = newest if newest else (None, None, None, None)
+            await self.session.execute(
+                update(Series)
+                .where(Series.id == sid)
+                .values(last_ts=ts, last_value=value, last_text=text, last_quality=quality)
+            )
+
+
+def _floor(ts: datetime, seconds: int) -> datetime:
+    epoch = int(ts.timestamp()) // seconds * seconds
+    return datetime.fromtimestamp(epoch, ts.tzinfo)
+
+
+def _ceil(ts: datetime, seconds: int) -> datetime:
+    floor = _floor(ts, seconds)
+    return floor if floor == ts else datetime.fromtimestamp(floor.timestamp() + seconds, ts.tzinfo)

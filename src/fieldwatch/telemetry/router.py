@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+
+from fieldwatch.auth.dependencies import Admin, Viewer
+from fieldwatch.core.clock import utcnow
+from fieldwatch.core.errors import (
+    AppError,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    ServiceUnavailable,
+)
+from fieldwatch.devices.errors import DeviceNotFound
+from fieldwatch.devices.service import DeviceService
+from fieldwatch.runtime import RuntimeDep, UowDep
+from fieldwatch.telemetry.dependencies import JsonBody, TelemetryDep, Writer, WriterDep
+from fieldwatch.telemetry.parse import (
+    Batch,
+    parse_device_data,
+    parse_heartbeat,
+    parse_monitoring,
+)
+from fieldwatch.telemetry.schemas import (
+    DeleteResult,
+    HeartbeatResponse,
+    IngestResponse,
+    LatestRead,
+    ReadingPage,
+    latest_value,
+)
+from fieldwatch.telemetry.service import IngestResult, TelemetryService, require_range
+from fieldwatch.telemetry.writer import Overloaded
+
+router = APIRouter(prefix="/api/v1", tags=["telemetry"])
+
+INGEST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"description": "Body over the size limit; nothing stored"},
+    422: {"description": "No reading could be stored; the body says why for each"},
+    503: {"description": "Write path saturated; retry after the Retry-After seconds"},
+}
+
+
+class NothingStored(AppError):
+    status, slug, title = 422, "no-readings-stored", "No reading was stored"
+
+
+async def _store(service: TelemetryService, workspace_id: uuid.UUID, batch: Batch) -> IngestResult:
+    try:
+        result = await service.ingest(workspace_id, batch)
+    except Overloaded as exc:
+        raise ServiceUnavailable(
+            "The write path is saturated; retry shortly.",
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from exc
+    if result.accepted == 0 and result.duplicates == 0 and result.rejected:
+        raise NothingStored(f"All {len(result.rejected)} readings were rejected.", **result.body())
+    return result
+
+
+async def _device_for_writer(
+    writer: Writer, device_id: uuid.UUID, service: TelemetryService
+) -> None:
+    if writer.device_id is not None:
+        if writer.device_id != device_id:
+            raise Forbidden("A device token may only write its own device's data.")
+        status = writer.device_status
+    else:
+        status = None
+        found = await service.repo.devices(writer.workspace_id, [device_id])
+        if device_id not in found:
+            raise DeviceNotFound(f"No device {device_id} in this workspace.")
+        status = found[device_id][0]
+    reason = service.refusal(status or "")
+    if reason:
+        raise Conflict(f"Readings refused: {reason}.")
+
+
+@router.post("/devices/{device_id}/data", response_model=IngestResponse, responses=INGEST_RESPONSES)
+async def upload_device_data(
+    device_id: uuid.UUID, body: JsonBody, writer: WriterDep, service: TelemetryDep, uow: UowDep
+):
+    """Seed 002 shape: ``{data_type, timestamp, values: [{timestamp, value, unit, quality}],
+    metadata}``. A 2xx answer means the readings are committed."""
+    await _device_for_writer(writer, device_id, service)
+    try:
+        batch = parse_device_data(body, device_id, utcnow())
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+    return (await _store(service, writer.workspace_id, batch)).body()
+
+
+@router.post("/monitoring/data", response_model=IngestResponse, responses=INGEST_RESPONSES)
+async def upload_monitoring_data(body: JsonBody, writer: WriterDep, service: TelemetryDep):
+    """Seed 001 shape: ``{device_id, timestamp?, metrics: {name: value}}``, or an array
+    of those (a gateway uploading for many devices)."""
+    items = body if isinstance(body, list) else [body]
+    raw_ids = [i.get("device_id") for i in items if isinstance(i, dict)]
+    devices = await service.check_devices(writer.workspace_id, raw_ids, only=writer.device_id)
+    batch = parse_monitoring(body, utcnow(), devices)
+    return (await _store(service, writer.workspace_id, batch)).body()
+
+
+@router.post(
+    "/devices/{device_id}/heartbeat", response_model=HeartbeatResponse, responses=INGEST_RESPONSES
+)
+async def heartbeat(
+    device_id: uuid.UUID,
+    body: JsonBody,
+    writer: WriterDep,
+    service: TelemetryDep,
+    uow: UowDep,
+    runtime: RuntimeDep,
+):
+    """Seed 003 heartbeat: ``battery_level``, ``signal_strength``, ``memory_usage``,
+    ``cpu_usage``; kept as readings. The device is marked online even with no fields."""
+    await _device_for_writer(writer, device_id, service)
+    try:
+        batch = parse_heartbeat(body, device_id, utcnow())
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+    result = IngestResult(rejected=batch.rejected)
+    if batch.total:
+        result = await _store(service, writer.workspace_id, batch)
+    await service.presence.seen(writer.workspace_id, [device_id], reason="heartbeat")
+    return {
+        **result.body(),
+        "server_time": utcnow(),
+        "heartbeat_interval": runtime.settings.heartbeat_interval_s,
+    }
+
+
+Start = Annotated[datetime | None, Query(description="Inclusive, ISO 8601 with a timezone")]
+End = Annotated[datetime | None, Query(description="Exclusive, ISO 8601 with a timezone")]
+
+
+@router.get("/devices/{device_id}/data", response_model=ReadingPage)
+async def device_data(
+    device_id: uuid.UUID,
+    principal: Viewer,
+    uow: UowDep,
+    service: TelemetryDep,
+    data_type: Annotated[str | None, Query(max_length=100)] = None,
+    start_time: Start = None,
+    end_time: End = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    order: Literal["asc", "desc"] = "desc",
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+):
+    """Raw readings, newest first by default; follow ``next_cursor`` for more."""
+    await DeviceService(uow).get(principal, device_id)
+    require_range(start_time, end_time)
+    series = await service.series(device_id, data_type)
+    items, next_cursor = await service.readings_page(
+        series, start=start_time, end=end_time, limit=limit,
+        descending=order == "desc", cursor=cursor,
+    )  # fmt: skip
+    return {"device_id": device_id, "items": items, "next_cursor": next_cursor}
+
+
+@router.get("/devices/{device_id}/data/latest", response_model=LatestRead)
+async def device_latest(
+    device_id: uuid.UUID, principal: Viewer, uow: UowDep, service: TelemetryDep
+):
+    """The latest value of every metric of the device."""
+    await DeviceService(uow).get(principal, device_id)
+    series = await service.series(device_id, None)
+    return LatestRead(
+        device_id=device_id,
+        metrics={s.metric: latest_value(s) for s in series if s.last_ts is not None},
+    )
+
+
+@router.delete("/devices/{device_id}/data", response_model=DeleteResult)
+async def delete_device_data(
+    device_id: uuid.UUID,
+    principal: Admin,
+    uow: UowDep,
+    service: TelemetryDep,
+    data_type: Annotated[str | None, Query(max_length=100)] = None,
+    start_time: Start = None,
+    end_time: End = None,
+):
+    """Delete readings (admins). Without a range, all of them; rollups are rebuilt."""
+    await DeviceService(uow).get(principal, device_id)
+    require_range(start_time, end_time)
+    series = await service.series(device_id, data_type)
+    deleted = await service.delete(series, start_time, end_time)
+    await uow.commit()
+    return DeleteResult(deleted=deleted)

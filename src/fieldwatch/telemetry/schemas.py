@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Rejection(BaseModel):
+    index: int = Field(description="Position of the reading (or of the item, in a batch)")
+    reason: str
+    metric: str | None = None
+
+
+class IngestResponse(BaseModel):
+    accepted: int = Field(description="New readings, committed")
+    duplicates: int = Field(description="Readings already stored (same device, metric, time)")
+    rejected: list[Rejection]
+
+
+class HeartbeatResponse(IngestResponse):
+    server_time: datetime
+    heartbeat_interval: int
+
+
+class ReadingRead(BaseModel):
+    data_type: str
+    timestamp: datetime
+    value: float | bool | str | None
+    unit: str | None
+    quality: str | None
+
+
+class ReadingPage(BaseModel):
+    device_id: uuid.UUID | None = None
+    items: list[ReadingRead]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page")
+
+
+class MonitoringReading(ReadingRead):
+    device_id: uuid.UUID
+
+
+class MonitoringPage(BaseModel):
+    items: list[MonitoringReading]
+    next_cursor: str | None
+
+
+class LatestValue(BaseModel):
+    timestamp: datetime
+    value: float | bool | str | None
+    unit: str | None
+    quality: str | None
+
+
+class LatestRead(BaseModel):
+    device_id: uuid.UUID
+    metrics: dict[str, LatestValue]
+
+
+class DeleteResult(BaseModel):
+    deleted: int
+
+
+def latest_value(series: Any) -> LatestValue:
+    from fieldwatch.telemetry.service import reading_dict  # the service imports schemas
+
+    d = reading_dict(
+        series, series.last_ts, series.last_value, series.last_text, series.last_quality
+    )
+    return LatestValue(
+        timestamp=d["timestamp"], value=d["value"], unit=d["unit"], quality=d["quality"]
+    )

@@ -1,0 +1,254 @@
+"""Telemetry rules: who may write what, turning readings into rows, and queries."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from fieldwatch.core.clock import utcnow
+from fieldwatch.core.errors import BadRequest, ValidationFailed
+from fieldwatch.core.events import Event, EventBus
+from fieldwatch.db.uow import UnitOfWork
+from fieldwatch.inventory.lifecycle import DeviceStatus
+from fieldwatch.monitoring.presence import PresenceTracker
+from fieldwatch.telemetry.hub import SeriesInfo, TelemetryHub
+from fieldwatch.telemetry.models import Series
+from fieldwatch.telemetry.parse import QUALITY_NAMES, Batch, check_time_window
+from fieldwatch.telemetry.repository import TelemetryRepository
+from fieldwatch.telemetry.rollup import Row
+
+log = logging.getLogger(__name__)
+
+TELEMETRY_RECEIVED = "telemetry.received"
+
+#: Lifecycle rule for incoming readings. Retired devices are refused (their credentials
+#: are revoked and their data would only confuse); every other status is accepted:
+#: deployed devices are the point, devices in maintenance are often being tested, and
+#: in-stock or reserved devices send data while being provisioned on the bench.
+#: Only deployed devices raise alerts.
+REFUSED_STATUSES = {DeviceStatus.retired.value: "device is retired"}
+
+
+def kind_of(value: float | bool | str) -> str:
+    if value is True or value is False:
+        return "bool"
+    return "text" if isinstance(value, str) else "number"
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": sorted(self.rejected, key=lambda r: r["index"]),
+        }
+
+
+class TelemetryService:
+    def __init__(
+        self, uow: UnitOfWork, hub: TelemetryHub, presence: PresenceTracker, bus: EventBus
+    ) -> None:
+        self.uow = uow
+        self.hub = hub
+        self.presence = presence
+        self.bus = bus
+        self.repo = TelemetryRepository(uow.session)
+
+    # --- ingestion ------------------------------------------------------------------
+
+    async def check_devices(
+        self, workspace_id: uuid.UUID, raw_ids: Sequence[Any], only: uuid.UUID | None = None
+    ) -> dict[str, uuid.UUID | str]:
+        """Map each raw device id of a gateway batch to its UUID, or to the reason its
+        readings are refused."""
+        parsed: dict[str, uuid.UUID | str] = {}
+        for raw in raw_ids:
+            try:
+                parsed[str(raw)] = uuid.UUID(str(raw))
+            except ValueError:
+                parsed[str(raw)] = "unknown device"
+        ids = [v for v in parsed.values() if isinstance(v, uuid.UUID)]
+        found = await self.repo.devices(workspace_id, ids)
+        for raw, value in parsed.items():
+            if not isinstance(value, uuid.UUID):
+                continue
+            if only is not None and value != only:
+                parsed[raw] = "a device token may only write its own device's data"
+            elif value not in found:
+                parsed[raw] = "unknown device"
+            elif found[value][0] in REFUSED_STATUSES:
+                parsed[raw] = REFUSED_STATUSES[found[value][0]]
+        return parsed
+
+    def refusal(self, status: str) -> str | None:
+        return REFUSED_STATUSES.get(status)
+
+    async def ingest(self, workspace_id: uuid.UUID, batch: Batch) -> IngestResult:
+        now = utcnow()
+        days = await self.hub.retention_days(workspace_id, self.uow.session)
+        check_time_window(batch, now, now - timedelta(days=days))
+        result = IngestResult(rejected=batch.rejected)
+        if not batch.candidates:
+            return result
+        await self._resolve_series(workspace_id, batch)
+        rows: list[Row] = []
+        latest: dict[uuid.UUID, dict[str, tuple[datetime, Any]]] = defaultdict(dict)
+        cache = self.hub.series
+        for index, device_id, metric, ts, value, unit, quality in batch.candidates:
+            info = cache[(device_id, metric)]
+            kind = kind_of(value)
+            if kind != info.kind:
+                batch.reject(index, f"{metric} holds {info.kind} values, not {kind}", metric)
+                continue
+            if unit is not None and unit != info.unit:
+                if info.unit is not None:
+                    batch.reject(index, f"{metric} is in {info.unit!r}, not {unit!r}", metric)
+                    continue
+                await self._adopt_unit(info, unit)
+            if kind == "text":
+                rows.append((info.id, ts, None, value, quality))  # type: ignore[arg-type]
+            else:
+                rows.append((info.id, ts, float(value), None, quality))
+            seen = latest[device_id].get(metric)
+            if seen is None or ts > seen[0]:
+                latest[device_id][metric] = (ts, value)
+        written = await self.hub.writer.write(rows)
+        result.accepted, result.duplicates = written.accepted, written.duplicates
+        await self.presence.seen(workspace_id, latest.keys())
+        for device_id, metrics in latest.items():
+            await self.bus.publish(
+                Event(
+                    type=TELEMETRY_RECEIVED,
+                    workspace_id=workspace_id,
+                    subject_id=device_id,
+                    payload={
+                        "device_id": str(device_id),
+                        "metrics": {
+                            m: {"timestamp": t.isoformat(), "value": v}
+                            for m, (t, v) in metrics.items()
+                        },
+                    },
+                )
+            )
+        return result
+
+    async def _resolve_series(self, workspace_id: uuid.UUID, batch: Batch) -> None:
+        cache = self.hub.series
+        missing: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
+        for _i, device_id, metric, _ts, value, unit, _q in batch.candidates:
+            key = (device_id, metric)
+            if key not in cache and key not in missing:
+                missing[key] = {
+                    "workspace_id": workspace_id, "device_id": device_id, "metric": metric,
+                    "kind": kind_of(value), "unit": unit,
+                }  # fmt: skip
+        if not missing:
+            return
+        # In a transaction of its own: a series may exist without readings, and the
+        # readings are written by the group-commit writer.
+        async with self.hub.sessionmaker() as session:
+            repo = TelemetryRepository(session)
+            await repo.ensure_series(list(missing.values()))
+            await session.commit()
+            for s in await repo.series_for(list(missing)):
+                cache[(s.device_id, s.metric)] = SeriesInfo(s.id, s.kind, s.unit)
+
+    async def _adopt_unit(self, info: SeriesInfo, unit: str) -> None:
+        async with self.hub.sessionmaker() as session:
+            await TelemetryRepository(session).set_unit(info.id, unit)
+            await session.commit()
+        info.unit = unit
+
+    # --- queries ----------------------------------------------------------------------
+
+    async def series(self, device_id: uuid.UUID, metric: str | None) -> Sequence[Series]:
+        return await self.repo.device_series(device_id, metric)
+
+    async def readings_page(
+        self,
+        series: Sequence[Series],
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+        descending: bool,
+        cursor: str | None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        after = decode_cursor(cursor) if cursor else None
+        by_id = {s.id: s for s in series}
+        if not by_id:
+            return [], None
+        rows = await self.repo.readings(
+            series, start=start, end=end, limit=limit, descending=descending, after=after
+        )
+        items = [reading_dict(by_id[r.series_id], r.ts, r.value, r.text_value, r.quality)
+                 for r in rows]  # fmt: skip
+        next_cursor = encode_cursor(rows[-1].ts, rows[-1].series_id) if len(rows) == limit else None
+        return items, next_cursor
+
+    async def delete(
+        self, series: Sequence[Series], start: datetime | None, end: datetime | None
+    ) -> int:
+        ids = [s.id for s in series]
+        if not ids:
+            return 0
+        deleted = await self.repo.delete_readings(ids, start, end)
+        await self.repo.rebuild_rollups(ids, start, end)
+        return deleted
+
+
+def reading_dict(
+    series: Series, ts: datetime, value: float | None, text: str | None, quality: int | None
+) -> dict[str, Any]:
+    out: Any
+    if series.kind == "text":
+        out = text
+    elif series.kind == "bool":
+        out = None if value is None else bool(value)
+    else:
+        out = value
+    return {
+        "data_type": series.metric,
+        "timestamp": ts,
+        "value": out,
+        "unit": series.unit,
+        "quality": QUALITY_NAMES.get(quality) if quality is not None else None,
+    }
+
+
+def encode_cursor(ts: datetime, series_id: int) -> str:
+    raw = f"{ts.isoformat()}|{series_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        ts, sid = raw.split("|")
+        return datetime.fromisoformat(ts), int(sid)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationFailed(
+            "Invalid cursor.", errors=[{"field": "cursor", "message": "not a cursor from us"}]
+        ) from exc
+
+
+def require_range(start: datetime | None, end: datetime | None) -> None:
+    for name, value in (("start_time", start), ("end_time", end)):
+        if value is not None and value.tzinfo is None:
+            raise ValidationFailed(
+                f"{name} needs a timezone (e.g. Z).",
+                errors=[{"field": name, "message": "give a timezone, e.g. 2026-11-22T10:00:00Z"}],
+            )
+    if start is not None and end is not None and start >= end:
+        raise BadRequest("start_time must be before end_time.")

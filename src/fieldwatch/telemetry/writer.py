@@ -1,0 +1,142 @@
+"""Group commit for readings: many requests, one transaction.
+
+Requests hand their rows to ``ReadingWriter.write`` and wait. Writer tasks take
+everything queued (up to ``max_batch`` rows), store it in one transaction, then tell
+each request how many of its rows were new and how many were duplicates. Nothing is
+acknowledged before its transaction commits. The queue is bounded: when it is full,
+``write`` raises ``Overloaded`` at once (the API answers 503 with Retry-After) instead
+of letting memory grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from fieldwatch.telemetry.rollup import Row
+from fieldwatch.telemetry.store import Key, ReadingStore
+
+log = logging.getLogger(__name__)
+
+
+class Overloaded(Exception):
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__("the write path is saturated")
+        self.retry_after = retry_after
+
+
+@dataclass(slots=True)
+class WriteResult:
+    accepted: int
+    duplicates: int
+
+
+@dataclass(slots=True)
+class _Job:
+    rows: Sequence[Row]
+    future: asyncio.Future[WriteResult]
+
+
+class ReadingWriter:
+    def __init__(
+        self,
+        store: ReadingStore,
+        *,
+        max_pending: int = 200_000,
+        max_batch: int = 20_000,
+        workers: int = 2,
+    ) -> None:
+        self.store = store
+        self.max_pending = max_pending
+        self.max_batch = max_batch
+        self.workers = workers
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._pending = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._drained = asyncio.Event()
+        self.batches = 0
+        self.rows_written = 0
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def start(self) -> None:
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._run(), name=f"reading-writer-{i}")
+                for i in range(self.workers)
+            ]
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop."""
+        if self._pending and self._tasks:
+            self._drained.clear()
+            await self._drained.wait()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.store.close()
+
+    async def write(self, rows: Sequence[Row]) -> WriteResult:
+        if not rows:
+            return WriteResult(0, 0)
+        if self._pending + len(rows) > self.max_pending:
+            raise Overloaded()
+        self.start()
+        future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+        self._pending += len(rows)
+        self._queue.put_nowait(_Job(rows, future))
+        # Shielded: a client that goes away does not cancel a write in flight (its retry
+        # is deduplicated).
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        while True:
+            jobs = [await self._queue.get()]
+            size = len(jobs[0].rows)
+            while size < self.max_batch and not self._queue.empty():
+                job = self._queue.get_nowait()
+                jobs.append(job)
+                size += len(job.rows)
+            await self._write(jobs, size)
+
+    async def _write(self, jobs: list[_Job], size: int) -> None:
+        rows: list[Row] = []
+        for job in jobs:
+            rows.extend(job.rows)
+        try:
+            new = await self.store.write(rows)
+        except Exception as exc:
+            log.exception("writing %d readings failed", size)
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+        else:
+            self.batches += 1
+            self.rows_written += size if new is None else len(new)
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_result(_result(job.rows, new))
+        finally:
+            self._pending -= size
+            if not self._pending:
+                self._drained.set()
+
+
+def _result(rows: Sequence[Row], new: set[Key] | None) -> WriteResult:
+    if new is None:
+        return WriteResult(len(rows), 0)
+    accepted = 0
+    for row in rows:
+        key = (row[0], row[1])
+        if key in new:
+            new.discard(key)  # a repeat later in the batch is a duplicate
+            accepted += 1
+    return WriteResult(accepted, len(rows) - accepted)
