@@ -356,3 +356,27 @@ async def test_purging_a_device_removes_its_telemetry(client, admin: Actor, runt
         readings = await uow.session.scalar(select(func.count()).select_from(Reading))
         series = (await uow.session.scalars(select(Series))).all()
     assert readings == 5 and [str(s.device_id) for s in series] == [keep["id"]]
+
+
+async def test_revocation_and_retirement_apply_at_once_despite_caching(client, operator: Actor):
+    device, token = await device_with_token(client, operator)
+    url = f"/api/v1/devices/{device['id']}/data"
+    assert (await client.post(url, json=seed002("t", [(recent(3), 1.0)]), headers=token)).json()[
+        "accepted"
+    ] == 1
+    tokens = (
+        await client.get(f"/api/v1/devices/{device['id']}/tokens", headers=operator.headers)
+    ).json()
+    await client.delete(
+        f"/api/v1/devices/{device['id']}/tokens/{tokens[0]['id']}", headers=operator.headers
+    )
+    problem(await client.post(url, json=seed002("t", [(recent(2), 2.0)]), headers=token), 401)
+
+    # An operator's cached credential sees the device retired at once too.
+    ok = await client.post(url, json=seed002("t", [(recent(1), 3.0)]), headers=operator.headers)
+    assert ok.json()["accepted"] == 1
+    await client.put(f"/api/v1/devices/{device['id']}/retire", headers=operator.headers)
+    refused = await client.post(
+        url, json=seed002("t", [(recent(0), 4.0)]), headers=operator.headers
+    )
+    assert "retired" in problem(refused, 409)["detail"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -40,6 +41,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         try:
             if owns_runtime:
                 await app.state.runtime.start()
+                # The start-up objects live as long as the process: keep the cyclic
+                # garbage collector from re-scanning them on every collection, and let
+                # the young generation grow (telemetry parsing allocates many small
+                # objects per request).
+                gc.freeze()
+                gc.set_threshold(50_000, 20, 100)
             yield
         finally:
             if owns_runtime:

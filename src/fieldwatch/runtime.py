@@ -82,6 +82,8 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
         bus = RabbitMQEventBus(settings.rabbitmq_url, settings.rabbitmq_exchange)
     sessionmaker = create_sessionmaker(engine)
     bus = bus or InProcessEventBus()
+    telemetry = TelemetryHub(settings, engine, sessionmaker)
+    telemetry.subscribe(bus)
     return Runtime(
         settings=settings,
         engine=engine,
@@ -89,7 +91,7 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
         bus=bus,
         codec=codec,
         throttle=LoginThrottle(settings.login_max_failures, settings.login_failure_window_s),
-        telemetry=TelemetryHub(settings, engine, sessionmaker),
+        telemetry=telemetry,
         presence=PresenceTracker(settings, sessionmaker, bus),
     )
 

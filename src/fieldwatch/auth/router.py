@@ -24,6 +24,7 @@ from fieldwatch.auth.schemas import (
     WorkspaceRead,
     WorkspaceRef,
 )
+from fieldwatch.core.events import credentials_changed
 from fieldwatch.runtime import UowDep
 
 router = APIRouter(prefix="/api/v1")
@@ -50,6 +51,7 @@ async def refresh(body: RefreshRequest, service: AuthServiceDep, uow: UowDep):
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, tags=["auth"])
 async def logout(principal: Viewer, service: AuthServiceDep, uow: UowDep) -> Response:
     await service.logout(principal)
+    uow.emit(credentials_changed(principal.workspace_id, "logout"))
     await uow.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -64,6 +66,7 @@ async def change_password(
     body: PasswordChange, principal: Viewer, service: AuthServiceDep, uow: UowDep
 ) -> Response:
     await service.change_password(principal, body.current_password, body.new_password)
+    uow.emit(credentials_changed(principal.workspace_id, "password_changed"))
     await uow.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -107,6 +110,7 @@ async def add_member(body: MemberCreate, principal: Admin, uow: UowDep):
 @router.patch("/members/{user_id}", response_model=MemberRead, tags=["workspaces"])
 async def change_member_role(user_id: uuid.UUID, body: MemberUpdate, principal: Admin, uow: UowDep):
     member = await AccountService(uow.session).change_role(principal, user_id, body.role)
+    uow.emit(credentials_changed(principal.workspace_id, "role_changed"))
     await uow.commit()
     return member
 
@@ -114,6 +118,7 @@ async def change_member_role(user_id: uuid.UUID, body: MemberUpdate, principal: 
 @router.delete("/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["workspaces"])
 async def remove_member(user_id: uuid.UUID, principal: Admin, uow: UowDep) -> Response:
     await AccountService(uow.session).remove_member(principal, user_id)
+    uow.emit(credentials_changed(principal.workspace_id, "member_removed"))
     await uow.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -138,5 +143,6 @@ async def create_api_key(body: ApiKeyCreate, principal: Admin, uow: UowDep):
 @router.delete("/api-keys/{key_id}", response_model=ApiKeyRead, tags=["api keys"])
 async def revoke_api_key(key_id: uuid.UUID, principal: Admin, uow: UowDep):
     key = await AccountService(uow.session).revoke_api_key(principal, key_id)
+    uow.emit(credentials_changed(principal.workspace_id, "api_key_revoked"))
     await uow.commit()
     return key

@@ -82,3 +82,12 @@ class InProcessEventBus:
                     exc_info=result,
                     extra={"event_type": event.type, "event_id": str(event.id)},
                 )
+
+
+#: Published when credentials or roles change (logout, revocation, role change) so that
+#: processes drop any cached authentication at once.
+CREDENTIALS_CHANGED = "auth.credentials_changed"
+
+
+def credentials_changed(workspace_id: uuid.UUID, reason: str) -> Event:
+    return Event(type=CREDENTIALS_CHANGED, workspace_id=workspace_id, payload={"reason": reason})

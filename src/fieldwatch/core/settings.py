@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     heartbeat_interval_s: int = 60
     offline_tolerance: float = 3.0
     presence_sweep_s: float = 5.0
+    auth_cache_s: float = 2.0
 
     max_import_bytes: int = 20 * 1024 * 1024
     max_import_rows: int = 100_000

@@ -14,6 +14,7 @@ from fieldwatch.auth.principal import Principal
 from fieldwatch.core import credentials
 from fieldwatch.core.clock import usage_is_stale, utcnow
 from fieldwatch.core.errors import ConcurrentModification, Unauthorized
+from fieldwatch.core.events import credentials_changed
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices import events
 from fieldwatch.devices.errors import DeviceNotFound, DeviceRetired, DuplicateSerial
@@ -237,6 +238,7 @@ class DeviceService:
             raise DeviceNotFound(f"No token {token_id} on this device.")
         if token.revoked_at is None:
             token.revoked_at = utcnow()
+            self.uow.emit(credentials_changed(device.workspace_id, "device_token_revoked"))
             self.logs.append(
                 audit.entry(
                     workspace_id=device.workspace_id,

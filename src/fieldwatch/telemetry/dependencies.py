@@ -36,16 +36,26 @@ async def get_writer(
     if credentials is None or not credentials.credentials:
         raise Unauthorized("Send 'Authorization: Bearer <device token, access token or API key>'.")
     token = credentials.credentials
+    hint = request.headers.get("x-workspace")
+    # Ingestion is the hot path: a credential checked in the last couple of seconds is
+    # not looked up again (revocations and role changes clear this cache at once).
+    cache_key = f"{hint or ''}|{token}"
+    cached: Writer | None = runtime.telemetry.writers.get(cache_key)
+    if cached is not None:
+        return cached
     if token.startswith(creds.DEVICE_TOKEN_PREFIX):
         device = await DeviceService(uow).authenticate_device(token)
         await uow.commit()
-        return Writer(device.workspace_id, device.device_id, device.device.status)
-    service = auth_service(runtime, uow)
-    principal = await service.authenticate(token, request.headers.get("x-workspace"))
-    if await service.record_credential_use():
-        await uow.commit()
-    principal.require(Role.operator)
-    return Writer(principal.workspace_id, None)
+        writer = Writer(device.workspace_id, device.device_id, device.device.status)
+    else:
+        service = auth_service(runtime, uow)
+        principal = await service.authenticate(token, hint)
+        if await service.record_credential_use():
+            await uow.commit()
+        principal.require(Role.operator)
+        writer = Writer(principal.workspace_id, None)
+    runtime.telemetry.writers.put(cache_key, writer)
+    return writer
 
 
 WriterDep = Annotated[Writer, Depends(get_writer)]

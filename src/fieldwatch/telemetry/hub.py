@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from fieldwatch.core.events import CREDENTIALS_CHANGED, Event, EventBus
 from fieldwatch.core.settings import Settings
+from fieldwatch.core.ttlcache import TTLCache
 from fieldwatch.telemetry.repository import TelemetryRepository
 from fieldwatch.telemetry.store import PostgresReadingStore, ReadingStore, SqliteReadingStore
 from fieldwatch.telemetry.writer import ReadingWriter
@@ -47,6 +50,27 @@ class TelemetryHub:
         )
         self.series: dict[tuple[uuid.UUID, str], SeriesInfo] = {}
         self._retention: dict[uuid.UUID, tuple[int, float]] = {}
+        # Hot-path caches, a couple of seconds long; dropped at once on the events that
+        # change what they hold (in every process, when the bus is RabbitMQ).
+        self.writers: TTLCache[str, Any] = TTLCache(settings.auth_cache_s)
+        self.device_status: TTLCache[uuid.UUID, tuple[uuid.UUID, str]] = TTLCache(
+            settings.auth_cache_s
+        )
+
+    def subscribe(self, bus: EventBus) -> None:
+        async def forget_credentials(event: Event) -> None:
+            self.writers.clear()
+
+        async def forget_device(event: Event) -> None:
+            self.writers.clear()
+            if event.subject_id is not None:
+                self.device_status.pop(event.subject_id)
+                if event.type == "device.deleted":
+                    self.forget_device(event.subject_id)
+
+        bus.subscribe(CREDENTIALS_CHANGED, forget_credentials)
+        bus.subscribe("device.status_changed", forget_device)
+        bus.subscribe("device.deleted", forget_device)
 
     async def start(self) -> None:
         if isinstance(self.store, PostgresReadingStore):

@@ -70,11 +70,9 @@ async def _device_for_writer(
             raise Forbidden("A device token may only write its own device's data.")
         status = writer.device_status
     else:
-        status = None
-        found = await service.repo.devices(writer.workspace_id, [device_id])
-        if device_id not in found:
+        status = await service.device_status(writer.workspace_id, device_id)
+        if status is None:
             raise DeviceNotFound(f"No device {device_id} in this workspace.")
-        status = found[device_id][0]
     reason = service.refusal(status or "")
     if reason:
         raise Conflict(f"Readings refused: {reason}.")

@@ -79,7 +79,7 @@ class TelemetryService:
             except ValueError:
                 parsed[str(raw)] = "unknown device"
         ids = [v for v in parsed.values() if isinstance(v, uuid.UUID)]
-        found = await self.repo.devices(workspace_id, ids)
+        found = await self.device_statuses(workspace_id, ids)
         for raw, value in parsed.items():
             if not isinstance(value, uuid.UUID):
                 continue
@@ -87,9 +87,34 @@ class TelemetryService:
                 parsed[raw] = "a device token may only write its own device's data"
             elif value not in found:
                 parsed[raw] = "unknown device"
-            elif found[value][0] in REFUSED_STATUSES:
-                parsed[raw] = REFUSED_STATUSES[found[value][0]]
+            elif found[value] in REFUSED_STATUSES:
+                parsed[raw] = REFUSED_STATUSES[found[value]]
         return parsed
+
+    async def device_statuses(
+        self, workspace_id: uuid.UUID, ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, str]:
+        """Lifecycle status of those devices that exist in the workspace (briefly cached;
+        status changes evict at once)."""
+        cache = self.hub.device_status
+        out: dict[uuid.UUID, str] = {}
+        missing: list[uuid.UUID] = []
+        for device_id in ids:
+            hit = cache.get(device_id)
+            if hit is None:
+                missing.append(device_id)
+            elif hit[0] == workspace_id:
+                out[device_id] = hit[1]
+        if missing:
+            for device_id, (status, _type) in (
+                await self.repo.devices(workspace_id, missing)
+            ).items():
+                cache.put(device_id, (workspace_id, status))
+                out[device_id] = status
+        return out
+
+    async def device_status(self, workspace_id: uuid.UUID, device_id: uuid.UUID) -> str | None:
+        return (await self.device_statuses(workspace_id, [device_id])).get(device_id)
 
     def refusal(self, status: str) -> str | None:
         return REFUSED_STATUSES.get(status)

@@ -1,11 +1,9 @@
 """Writing batches of readings: the fastest path each database has.
 
-PostgreSQL: binary ``COPY`` straight into the (partitioned) readings table. The primary
-key does the deduplication: when a batch holds a reading that is already stored, the
-COPY fails as a whole and the batch goes through a staging table with
-``INSERT … ON CONFLICT DO NOTHING RETURNING``, which tells exactly which readings were
-new. Rollups and each series' latest value are updated in the same transaction, from
-the new readings only.
+PostgreSQL: binary ``COPY`` into a per-connection temporary staging table, then one
+statement (``WRITE_SQL``) that inserts the new readings into the partitioned table,
+updates rollups and latest values from exactly those, and counts them per request.
+The primary key ``(series_id, ts)`` does the deduplication.
 
 SQLite: multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` through SQLAlchemy.
 """
@@ -15,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from itertools import chain
 from typing import Any, Protocol
 
 from sqlalchemy import func, update
@@ -32,12 +31,88 @@ COLUMNS = ["series_id", "ts", "value", "text_value", "quality"]
 
 
 class ReadingStore(Protocol):
-    async def write(self, rows: Sequence[Row]) -> set[Key] | None:
-        """Store the rows in one transaction. Returns None when every row was new, else
-        the keys of the rows that were new (the others were duplicates)."""
+    async def write(self, batches: Sequence[Sequence[Row]]) -> list[int]:
+        """Store all batches in one transaction; return how many rows of each batch were
+        new (a row already stored, or repeated earlier in the same call, is a duplicate)."""
         ...
 
     async def close(self) -> None: ...
+
+
+#: One statement does the whole write on PostgreSQL, in C: deduplicate the staged rows,
+#: insert the new ones, fold exactly those into the 1-minute and 1-hour rollups and the
+#: series' latest values. Rollup and series rows are touched in key order, so
+#: concurrent writers do not deadlock. It answers with counts, and with the keys of
+#: staged readings that were already stored (usually none), so the per-request split of
+#: new and duplicate readings needs no per-row work in Python in the common case.
+WRITE_SQL = """
+WITH src AS (
+    SELECT DISTINCT ON (series_id, ts) series_id, ts, value, text_value, quality
+    FROM readings_stage ORDER BY series_id, ts
+), ins AS (
+    INSERT INTO readings (series_id, ts, value, text_value, quality)
+    SELECT series_id, ts, value, text_value, quality FROM src
+    ON CONFLICT (series_id, ts) DO NOTHING
+    RETURNING series_id, ts, value, text_value, quality
+), m AS (
+    INSERT INTO rollup_1m AS r (series_id, bucket, count, sum, min, max)
+    SELECT series_id, date_trunc('minute', ts), count(*), sum(value), min(value), max(value)
+    FROM ins WHERE value IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (series_id, bucket) DO UPDATE SET
+        count = r.count + EXCLUDED.count, sum = r.sum + EXCLUDED.sum,
+        min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max)
+    RETURNING 1
+), h AS (
+    INSERT INTO rollup_1h AS r (series_id, bucket, count, sum, min, max)
+    SELECT series_id, date_trunc('hour', ts), count(*), sum(value), min(value), max(value)
+    FROM ins WHERE value IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (series_id, bucket) DO UPDATE SET
+        count = r.count + EXCLUDED.count, sum = r.sum + EXCLUDED.sum,
+        min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max)
+    RETURNING 1
+), l AS (
+    UPDATE series AS s SET last_ts = u.ts, last_value = u.value,
+        last_text = u.text_value, last_quality = u.quality
+    FROM (
+        SELECT DISTINCT ON (series_id) series_id, ts, value, text_value, quality
+        FROM ins ORDER BY series_id, ts DESC
+    ) AS u
+    WHERE s.id = u.series_id AND (s.last_ts IS NULL OR s.last_ts < u.ts)
+    RETURNING 1
+), counts AS (
+    SELECT (SELECT count(*) FROM src) AS distinct_rows, (SELECT count(*) FROM ins) AS inserted
+)
+SELECT c.distinct_rows, c.inserted,
+    CASE WHEN c.inserted < c.distinct_rows THEN (
+        SELECT array_agg(src.series_id) FROM src
+        WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.series_id = src.series_id AND ins.ts = src.ts)
+    ) END AS dup_series,
+    CASE WHEN c.inserted < c.distinct_rows THEN (
+        SELECT array_agg(src.ts) FROM src
+        WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.series_id = src.series_id AND ins.ts = src.ts)
+    ) END AS dup_ts
+FROM counts AS c
+"""
+
+
+def split_counts(
+    batches: Sequence[Sequence[Row]], total: int, distinct: int, stored: set[Key]
+) -> list[int]:
+    """New rows per batch. ``stored``: keys that were in the database already. A key
+    repeated within the call counts as new once, at its first occurrence."""
+    if distinct == total and not stored:
+        return [len(b) for b in batches]
+    seen = set(stored)
+    counts = []
+    for batch in batches:
+        n = 0
+        for row in batch:
+            key = (row[0], row[1])
+            if key not in seen:
+                seen.add(key)
+                n += 1
+        counts.append(n)
+    return counts
 
 
 class PostgresReadingStore:
@@ -50,8 +125,24 @@ class PostgresReadingStore:
     async def start(self) -> None:
         import asyncpg
 
+        if self._pool is not None:
+            return
+
+        async def setup(conn: Any) -> None:
+            await conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS readings_stage (series_id bigint NOT NULL, "
+                "ts timestamptz NOT NULL, value float8, text_value text, quality int2) "
+                "ON COMMIT DELETE ROWS"
+            )
+
         self._pool = await asyncpg.create_pool(
-            self.dsn, min_size=1, max_size=self.connections, command_timeout=60
+            self.dsn,
+            min_size=1,
+            max_size=self.connections,
+            command_timeout=60,
+            init=setup,
+            # date_trunc on timestamptz follows the session time zone: buckets are UTC.
+            server_settings={"timezone": "UTC", "application_name": "fieldwatch-writer"},
         )
         async with self._pool.acquire() as conn:
             await self.partitions.load(conn)
@@ -64,78 +155,34 @@ class PostgresReadingStore:
             await self._pool.close()
             self._pool = None
 
-    async def write(self, rows: Sequence[Row]) -> set[Key] | None:
+    async def _ensure_partitions(self, conn: Any, batches: Sequence[Sequence[Row]]) -> None:
         import asyncpg
 
+        lo = min(r[1] for rows in batches for r in rows)
+        hi = max(r[1] for rows in batches for r in rows)
+        week, last = partitions.week_start(lo), partitions.week_start(hi)
+        weeks = {week}
+        while week < last:
+            week += partitions.WEEK
+            weeks.add(week)
+        if self.partitions.missing(weeks):
+            try:
+                await self.partitions.ensure(conn, weeks)
+            except asyncpg.DuplicateTableError:
+                await self.partitions.load(conn)  # another process made it meanwhile
+
+    async def write(self, batches: Sequence[Sequence[Row]]) -> list[int]:
         if self._pool is None:
             await self.start()
+        total = sum(len(b) for b in batches)
+        records = batches[0] if len(batches) == 1 else list(chain.from_iterable(batches))
         async with self._pool.acquire() as conn:
-            lo = min(r[1] for r in rows)
-            hi = max(r[1] for r in rows)
-            weeks = {partitions.week_start(lo)}
-            week = partitions.week_start(lo)
-            while week < partitions.week_start(hi):
-                week += partitions.WEEK
-                weeks.add(week)
-            if self.partitions.missing(weeks):
-                try:
-                    await self.partitions.ensure(conn, weeks)
-                except asyncpg.DuplicateTableError:
-                    await self.partitions.load(conn)  # another process made it
+            await self._ensure_partitions(conn, batches)
             async with conn.transaction():
-                new: set[Key] | None = None
-                try:
-                    async with conn.transaction():  # a savepoint
-                        await conn.copy_records_to_table("readings", records=rows, columns=COLUMNS)
-                except asyncpg.UniqueViolationError:
-                    new = await self._insert_new(conn, rows)
-                fresh = rows if new is None else [r for r in rows if (r[0], r[1]) in new]
-                await self._rollups(conn, fresh)
-            return new
-
-    async def _insert_new(self, conn: Any, rows: Sequence[Row]) -> set[Key]:
-        await conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS readings_stage "
-            "(LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
-        await conn.copy_records_to_table("readings_stage", records=rows, columns=COLUMNS)
-        inserted = await conn.fetch(
-            "INSERT INTO readings SELECT * FROM readings_stage "
-            "ON CONFLICT (series_id, ts) DO NOTHING RETURNING series_id, ts"
-        )
-        return {(r["series_id"], r["ts"]) for r in inserted}
-
-    async def _rollups(self, conn: Any, rows: Sequence[Row]) -> None:
-        if not rows:
-            return
-        for table, seconds in (("rollup_1m", 60), ("rollup_1h", 3600)):
-            d = deltas(rows, seconds)
-            if not d:
-                continue
-            await conn.execute(  # table names are the two constants above
-                f"""
-                INSERT INTO {table} (series_id, bucket, count, sum, min, max)
-                SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::int[],
-                                     $4::float8[], $5::float8[], $6::float8[])
-                ON CONFLICT (series_id, bucket) DO UPDATE SET
-                    count = {table}.count + EXCLUDED.count,
-                    sum = {table}.sum + EXCLUDED.sum,
-                    min = LEAST({table}.min, EXCLUDED.min),
-                    max = GREATEST({table}.max, EXCLUDED.max)
-                """,  # noqa: S608
-                *map(list, zip(*d, strict=True)),
-            )
-        last = latest(rows)
-        await conn.execute(
-            """
-            UPDATE series AS s SET last_ts = u.ts, last_value = u.value,
-                last_text = u.text_value, last_quality = u.quality
-            FROM unnest($1::bigint[], $2::timestamptz[], $3::float8[], $4::text[], $5::int2[])
-                AS u(id, ts, value, text_value, quality)
-            WHERE s.id = u.id AND (s.last_ts IS NULL OR s.last_ts < u.ts)
-            """,
-            *map(list, zip(*last, strict=True)),
-        )
+                await conn.copy_records_to_table("readings_stage", records=records, columns=COLUMNS)
+                distinct, _inserted, dup_series, dup_ts = await conn.fetchrow(WRITE_SQL)
+        stored = set(zip(dup_series, dup_ts, strict=True)) if dup_series else set()
+        return split_counts(batches, total, distinct, stored)
 
 
 class SqliteReadingStore:
@@ -147,7 +194,8 @@ class SqliteReadingStore:
     async def close(self) -> None:
         return None
 
-    async def write(self, rows: Sequence[Row]) -> set[Key] | None:
+    async def write(self, batches: Sequence[Sequence[Row]]) -> list[int]:
+        rows = [row for batch in batches for row in batch]
         new: set[Key] = set()
         async with self.engine.begin() as conn:
             for start in range(0, len(rows), self.CHUNK):
@@ -185,4 +233,6 @@ class SqliteReadingStore:
                     .where(Series.last_ts.is_(None) | (Series.last_ts < ts))
                     .values(last_ts=ts, last_value=value, last_text=text, last_quality=quality)
                 )
-        return None if len(new) == len(rows) else new
+        distinct = len({(r[0], r[1]) for r in rows})
+        stored = {(r[0], r[1]) for r in rows} - new
+        return split_counts(batches, len(rows), distinct, stored)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fieldwatch.telemetry.rollup import Row
-from fieldwatch.telemetry.store import Key, ReadingStore
+from fieldwatch.telemetry.store import ReadingStore
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +108,8 @@ class ReadingWriter:
             await self._write(jobs, size)
 
     async def _write(self, jobs: list[_Job], size: int) -> None:
-        rows: list[Row] = []
-        for job in jobs:
-            rows.extend(job.rows)
         try:
-            new = await self.store.write(rows)
+            counts = await self.store.write([job.rows for job in jobs])
         except Exception as exc:
             log.exception("writing %d readings failed", size)
             for job in jobs:
@@ -120,23 +117,11 @@ class ReadingWriter:
                     job.future.set_exception(exc)
         else:
             self.batches += 1
-            self.rows_written += size if new is None else len(new)
-            for job in jobs:
+            self.rows_written += sum(counts)
+            for job, accepted in zip(jobs, counts, strict=True):
                 if not job.future.done():
-                    job.future.set_result(_result(job.rows, new))
+                    job.future.set_result(WriteResult(accepted, len(job.rows) - accepted))
         finally:
             self._pending -= size
             if not self._pending:
                 self._drained.set()
-
-
-def _result(rows: Sequence[Row], new: set[Key] | None) -> WriteResult:
-    if new is None:
-        return WriteResult(len(rows), 0)
-    accepted = 0
-    for row in rows:
-        key = (row[0], row[1])
-        if key in new:
-            new.discard(key)  # a repeat later in the batch is a duplicate
-            accepted += 1
-    return WriteResult(accepted, len(rows) - accepted)
