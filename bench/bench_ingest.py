@@ -103,6 +103,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--devices", type=int, default=50)
     parser.add_argument("--client-processes", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     args = parser.parse_args()
     total = args.requests * PER_REQUEST
     print("Fieldwatch ingest benchmark (PostgreSQL); figures print as they are measured.")
@@ -117,7 +118,7 @@ def main() -> None:
         cli(env, "db", "upgrade")
         cli(env, "users", "create", "bench@example.com", "--role", "admin", "--workspace",
             "bench", "--password", PASSWORD)  # fmt: skip
-        with server(env) as base:
+        with server(env, args.workers) as base:
             token = login(base, "bench@example.com")
             h = {"Authorization": f"Bearer {token}"}
             device_ids = [

@@ -73,10 +73,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(env: dict[str, str]) -> Iterator[str]:
+def server(env: dict[str, str], workers: int = 1) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
-        [*CLI, "serve", "--port", str(port)],
+        [*CLI, "serve", "--port", str(port), "--workers", str(workers)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

@@ -89,6 +89,14 @@ def serve(
     init: Annotated[
         bool, typer.Option(help="Apply migrations and create the first admin if there is none")
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes. More than one shares presence only through Redis "
+            "(FIELDWATCH_REDIS_URL); without it each process tracks its own devices.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the whole platform in one process."""
     import uvicorn
@@ -121,7 +129,13 @@ def serve(
     host = host or settings.host
     port = port or settings.port
     typer.echo(f"Fieldwatch on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    if workers > 1:
+        uvicorn.run(
+            "fieldwatch.app:create_app", factory=True, workers=workers,
+            host=host, port=port, log_config=None, access_log=False,
+        )  # fmt: skip
+    else:
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
 
 
 async def _create_user(email: str, role: Role, workspace: str, password: str | None) -> None:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -13,11 +13,15 @@ from fieldwatch.core.errors import (
     BadRequest,
     Conflict,
     Forbidden,
+    NotFound,
     ServiceUnavailable,
+    ValidationFailed,
 )
 from fieldwatch.devices.errors import DeviceNotFound
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.runtime import RuntimeDep, UowDep
+from fieldwatch.telemetry.aggregate import aggregate
+from fieldwatch.telemetry.buckets import ACCEPTED_INTERVALS, parse_interval, parse_timezone
 from fieldwatch.telemetry.dependencies import JsonBody, TelemetryDep, Writer, WriterDep
 from fieldwatch.telemetry.parse import (
     Batch,
@@ -26,6 +30,8 @@ from fieldwatch.telemetry.parse import (
     parse_monitoring,
 )
 from fieldwatch.telemetry.schemas import (
+    AggregateBucket,
+    AggregateRead,
     DeleteResult,
     HeartbeatResponse,
     IngestResponse,
@@ -171,6 +177,55 @@ async def device_latest(
         device_id=device_id,
         metrics={s.metric: latest_value(s) for s in series if s.last_ts is not None},
     )
+
+
+@router.get("/devices/{device_id}/data/aggregate", response_model=AggregateRead)
+async def device_aggregate(
+    device_id: uuid.UUID,
+    principal: Viewer,
+    uow: UowDep,
+    service: TelemetryDep,
+    data_type: Annotated[str, Query(max_length=100)],
+    start_time: Start = None,
+    end_time: End = None,
+    interval: Annotated[str, Query(description=", ".join(ACCEPTED_INTERVALS))] = "1h",
+    agg: Annotated[Literal["avg", "min", "max", "sum", "count"], Query()] = "avg",
+    tz: Annotated[str, Query(description="IANA time zone, e.g. Europe/Berlin")] = "UTC",
+):
+    """Aggregate one metric over calendar buckets in a time zone (a day bucket spans local
+    midnight to midnight, 23 or 25 hours on DST days; a month bucket is a calendar month).
+    Default range: the last 24 hours. Answered from rollups where they cover the range."""
+    await DeviceService(uow).get(principal, device_id)
+    require_range(start_time, end_time)
+    end = end_time or utcnow()
+    start = start_time or end - timedelta(days=1)
+    if start >= end:
+        raise BadRequest("start_time must be before end_time.")
+    try:
+        zone = parse_timezone(tz)
+        parsed = parse_interval(interval)
+    except ValueError as exc:
+        field = "tz" if "zone" in str(exc) else "interval"
+        raise ValidationFailed(str(exc), errors=[{"field": field, "message": str(exc)}]) from exc
+    series = await service.series(device_id, data_type)
+    if not series:
+        raise NotFound(f"The device has no readings of {data_type!r}.")
+    if series[0].kind == "text":
+        raise ValidationFailed(f"{data_type} holds text; only numbers and booleans aggregate.")
+    try:
+        result = await aggregate(service.repo, series[0].id, start, end, parsed, zone, agg)
+    except ValueError as exc:  # too many buckets
+        raise ValidationFailed(
+            str(exc), errors=[{"field": "interval", "message": str(exc)}]
+        ) from exc
+    return AggregateRead(
+        device_id=device_id, data_type=data_type, unit=series[0].unit, agg=agg,
+        interval=parsed.label, tz=tz, start_time=start, end_time=end, sources=result.sources,
+        buckets=[
+            AggregateBucket(start=a.astimezone(zone), end=b.astimezone(zone), value=v, count=n)
+            for (a, b), v, n in zip(result.spans, result.values, result.counts, strict=True)
+        ],
+    )  # fmt: skip
 
 
 @router.delete("/devices/{device_id}/data", response_model=DeleteResult)

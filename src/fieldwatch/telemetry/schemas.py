@@ -59,6 +59,26 @@ class LatestRead(BaseModel):
     metrics: dict[str, LatestValue]
 
 
+class AggregateBucket(BaseModel):
+    start: datetime = Field(description="Bucket start, in the requested time zone")
+    end: datetime
+    value: float | None = Field(description="null when the bucket holds no readings")
+    count: int
+
+
+class AggregateRead(BaseModel):
+    device_id: uuid.UUID
+    data_type: str
+    unit: str | None
+    agg: str
+    interval: str
+    tz: str
+    start_time: datetime
+    end_time: datetime
+    sources: list[str] = Field(description="Where the figures came from: rollup_1h, rollup_1m, raw")
+    buckets: list[AggregateBucket]
+
+
 class DeleteResult(BaseModel):
     deleted: int
 
