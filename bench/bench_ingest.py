@@ -24,7 +24,7 @@ import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import PASSWORD, ScratchDatabase, cli, env_for, login, server, write_results  # noqa: E402
+from common import PASSWORD, ScratchDatabase, cli, env_for, login, server, write_results
 
 PER_REQUEST = 1000
 

@@ -15,6 +15,7 @@ from fieldwatch.core.observability import Metrics, ObservabilityMiddleware
 from fieldwatch.core.settings import Settings, get_settings
 from fieldwatch.devices.router import router as devices_router
 from fieldwatch.inventory.router import router as inventory_router
+from fieldwatch.monitoring.router import router as monitoring_router
 from fieldwatch.runtime import Runtime, build_runtime
 from fieldwatch.system.router import router as system_router
 from fieldwatch.telemetry.router import router as telemetry_router
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(system_router)
     app.include_router(auth_router)
     app.include_router(inventory_router)  # before devices: /devices/import is a fixed path
+    app.include_router(monitoring_router)  # before devices: /devices/health/summary too
     app.include_router(devices_router)
     app.include_router(telemetry_router)
     return app

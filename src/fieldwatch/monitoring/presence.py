@@ -173,6 +173,22 @@ class PresenceTracker:
     def forget(self, device_id: uuid.UUID) -> None:
         self._states.pop(device_id, None)
 
+    async def reload_timeouts(self, workspace_id: uuid.UUID) -> None:
+        """Heartbeat settings changed: recompute the offline timeouts of the workspace."""
+        ids = [d for d, s in self._states.items() if s.workspace_id == workspace_id]
+        if not ids:
+            return
+        async with self.sessionmaker() as session:
+            rows = await session.execute(
+                select(Device.id, Device.type, DevicePresence.heartbeat_interval_s)
+                .join(DevicePresence, DevicePresence.device_id == Device.id, isouter=True)
+                .where(Device.id.in_(ids))
+            )
+            for device_id, type_, interval in rows.tuples():
+                state = self._states.get(device_id)
+                if state is not None:
+                    state.timeout = await self._timeout(session, workspace_id, type_, interval)
+
     # --- transitions ---------------------------------------------------------------
 
     async def sweep(self, now: datetime | None = None) -> list[uuid.UUID]:

@@ -63,6 +63,25 @@ class TelemetryRepository:
             stmt = stmt.where(Series.metric == metric)
         return (await self.session.scalars(stmt)).all()
 
+    async def workspace_series(
+        self,
+        workspace_id: uuid.UUID,
+        *,
+        device_id: uuid.UUID | None = None,
+        device_type: str | None = None,
+        metric: str | None = None,
+    ) -> Sequence[Series]:
+        stmt = select(Series).where(Series.workspace_id == workspace_id)
+        if device_id is not None:
+            stmt = stmt.where(Series.device_id == device_id)
+        if metric is not None:
+            stmt = stmt.where(Series.metric == metric)
+        if device_type is not None:
+            stmt = stmt.join(Device, Device.id == Series.device_id).where(
+                Device.type == device_type
+            )
+        return (await self.session.scalars(stmt.order_by(Series.id))).all()
+
     async def latest_for_devices(
         self, workspace_id: uuid.UUID, device_ids: Sequence[uuid.UUID]
     ) -> Sequence[Series]:

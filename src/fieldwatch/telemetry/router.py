@@ -55,9 +55,11 @@ class NothingStored(AppError):
     status, slug, title = 422, "no-readings-stored", "No reading was stored"
 
 
-async def _store(service: TelemetryService, workspace_id: uuid.UUID, batch: Batch) -> IngestResult:
+async def _store(
+    service: TelemetryService, workspace_id: uuid.UUID, batch: Batch, reason: str = "data"
+) -> IngestResult:
     try:
-        result = await service.ingest(workspace_id, batch)
+        result = await service.ingest(workspace_id, batch, reason=reason)
     except Overloaded as exc:
         raise ServiceUnavailable(
             "The write path is saturated; retry shortly.",
@@ -129,7 +131,7 @@ async def heartbeat(
         raise BadRequest(str(exc)) from exc
     result = IngestResult(rejected=batch.rejected)
     if batch.total:
-        result = await _store(service, writer.workspace_id, batch)
+        result = await _store(service, writer.workspace_id, batch, reason="heartbeat")
     await service.presence.seen(writer.workspace_id, [device_id], reason="heartbeat")
     return {
         **result.body(),

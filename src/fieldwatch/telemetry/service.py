@@ -119,7 +119,9 @@ class TelemetryService:
     def refusal(self, status: str) -> str | None:
         return REFUSED_STATUSES.get(status)
 
-    async def ingest(self, workspace_id: uuid.UUID, batch: Batch) -> IngestResult:
+    async def ingest(
+        self, workspace_id: uuid.UUID, batch: Batch, *, reason: str = "data"
+    ) -> IngestResult:
         now = utcnow()
         days = await self.hub.retention_days(workspace_id, self.uow.session)
         check_time_window(batch, now, now - timedelta(days=days))
@@ -150,7 +152,7 @@ class TelemetryService:
                 latest[device_id][metric] = (ts, value)
         written = await self.hub.writer.write(rows)
         result.accepted, result.duplicates = written.accepted, written.duplicates
-        await self.presence.seen(workspace_id, latest.keys())
+        await self.presence.seen(workspace_id, latest.keys(), reason)
         for device_id, metrics in latest.items():
             await self.bus.publish(
                 Event(
@@ -217,8 +219,11 @@ class TelemetryService:
         rows = await self.repo.readings(
             series, start=start, end=end, limit=limit, descending=descending, after=after
         )
-        items = [reading_dict(by_id[r.series_id], r.ts, r.value, r.text_value, r.quality)
-                 for r in rows]  # fmt: skip
+        items = [
+            reading_dict(by_id[r.series_id], r.ts, r.value, r.text_value, r.quality)
+            | {"device_id": by_id[r.series_id].device_id}
+            for r in rows
+        ]
         next_cursor = encode_cursor(rows[-1].ts, rows[-1].series_id) if len(rows) == limit else None
         return items, next_cursor
 

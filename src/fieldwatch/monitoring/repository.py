@@ -1,0 +1,99 @@
+"""All SQL of the monitoring domain."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fieldwatch.devices.models import Device
+from fieldwatch.monitoring.models import ConnectivityEvent, DevicePresence, DeviceTypeSettings
+from fieldwatch.telemetry.models import Rollup1m, Series
+
+
+class MonitoringRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def presence(self, device_id: uuid.UUID) -> DevicePresence | None:
+        return await self.session.get(DevicePresence, device_id)
+
+    async def history(
+        self, device_id: uuid.UUID, limit: int, before_id: int | None
+    ) -> Sequence[ConnectivityEvent]:
+        stmt = (
+            select(ConnectivityEvent)
+            .where(ConnectivityEvent.device_id == device_id)
+            .order_by(ConnectivityEvent.id.desc())
+            .limit(limit)
+        )
+        if before_id is not None:
+            stmt = stmt.where(ConnectivityEvent.id < before_id)
+        return (await self.session.scalars(stmt)).all()
+
+    async def type_settings(self, workspace_id: uuid.UUID, type_: str) -> DeviceTypeSettings | None:
+        return await self.session.get(DeviceTypeSettings, (workspace_id, type_))
+
+    def add(self, obj: Any) -> None:
+        self.session.add(obj)
+
+    async def latest_metrics(
+        self, device_ids: Sequence[uuid.UUID], metrics: Sequence[str]
+    ) -> dict[uuid.UUID, dict[str, Series]]:
+        out: dict[uuid.UUID, dict[str, Series]] = {}
+        if not device_ids:
+            return out
+        rows = await self.session.scalars(
+            select(Series).where(Series.device_id.in_(device_ids), Series.metric.in_(metrics))
+        )
+        for s in rows:
+            out.setdefault(s.device_id, {})[s.metric] = s
+        return out
+
+    async def devices(self, workspace_id: uuid.UUID) -> Sequence[tuple[uuid.UUID, str, str]]:
+        """(id, status, type) of every device of the workspace."""
+        rows = await self.session.execute(
+            select(Device.id, Device.status, Device.type).where(Device.workspace_id == workspace_id)
+        )
+        return list(rows.tuples())
+
+    async def readings_per_minute(
+        self, workspace_id: uuid.UUID, since: datetime, until: datetime
+    ) -> int:
+        total = await self.session.scalar(
+            select(func.coalesce(func.sum(Rollup1m.count), 0))
+            .join(Series, Series.id == Rollup1m.series_id)
+            .where(
+                Series.workspace_id == workspace_id,
+                Rollup1m.bucket >= since,
+                Rollup1m.bucket < until,
+            )
+        )
+        return int(total or 0)
+
+    async def metric_stats(
+        self, workspace_id: uuid.UUID, since: datetime, until: datetime
+    ) -> Sequence[tuple[str, int, float, float, float]]:
+        """Per metric over the window: (metric, count, sum, min, max) from minute rollups."""
+        rows = await self.session.execute(
+            select(
+                Series.metric,
+                func.sum(Rollup1m.count),
+                func.sum(Rollup1m.sum),
+                func.min(Rollup1m.min),
+                func.max(Rollup1m.max),
+            )
+            .join(Series, Series.id == Rollup1m.series_id)
+            .where(
+                Series.workspace_id == workspace_id,
+                Rollup1m.bucket >= since,
+                Rollup1m.bucket < until,
+            )
+            .group_by(Series.metric)
+            .order_by(Series.metric)
+        )
+        return [(m, int(c), float(s), float(lo), float(hi)) for m, c, s, lo, hi in rows.tuples()]

@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+
+from fieldwatch.auth.dependencies import Operator, Viewer
+from fieldwatch.devices.service import DeviceService
+from fieldwatch.monitoring.schemas import (
+    ConnectivityEventRead,
+    ConnectivityPage,
+    DeviceHealthRead,
+    DeviceHeartbeatSetting,
+    DeviceStatusRead,
+    HealthSummary,
+    HeartbeatSettings,
+    MonitoringStats,
+)
+from fieldwatch.monitoring.service import MonitoringService
+from fieldwatch.runtime import RuntimeDep, UowDep
+from fieldwatch.telemetry.dependencies import TelemetryDep
+from fieldwatch.telemetry.schemas import MonitoringPage
+from fieldwatch.telemetry.service import require_range
+
+router = APIRouter(prefix="/api/v1", tags=["monitoring"])
+
+
+def monitoring_service(runtime: RuntimeDep, uow: UowDep) -> MonitoringService:
+    return MonitoringService(uow, runtime.presence)
+
+
+MonitoringDep = Annotated[MonitoringService, Depends(monitoring_service)]
+Start = Annotated[datetime | None, Query(description="Inclusive, ISO 8601 with a timezone")]
+End = Annotated[datetime | None, Query(description="Exclusive, ISO 8601 with a timezone")]
+
+
+@router.get("/devices/health/summary", response_model=HealthSummary)
+async def health_summary(principal: Viewer, service: MonitoringDep):
+    """Online/offline counts (overall and by type), never-seen and low-battery devices, and
+    the deployed devices that are offline."""
+    return await service.health_summary(principal)
+
+
+@router.get("/devices/{device_id}/status", response_model=DeviceStatusRead)
+async def device_status(device_id: uuid.UUID, principal: Viewer, service: MonitoringDep):
+    """Lifecycle status, connectivity, last seen, battery, signal and firmware (seed 000)."""
+    return await service.status(principal, device_id)
+
+
+@router.get("/devices/{device_id}/health", response_model=DeviceHealthRead)
+async def device_health(device_id: uuid.UUID, principal: Viewer, service: MonitoringDep):
+    """Seed 002 health document, with errors (offline while deployed) and warnings."""
+    return await service.health(principal, device_id)
+
+
+@router.get("/devices/{device_id}/connectivity", response_model=ConnectivityPage)
+async def connectivity_history(
+    device_id: uuid.UUID,
+    principal: Viewer,
+    service: MonitoringDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    before_id: Annotated[int | None, Query(ge=1)] = None,
+):
+    """The device's online/offline transitions, newest first."""
+    rows = await service.history(principal, device_id, limit, before_id)
+    items = [ConnectivityEventRead.model_validate(r) for r in rows]
+    return ConnectivityPage(
+        items=items, next_before_id=items[-1].id if len(items) == limit else None
+    )
+
+
+@router.put("/devices/{device_id}/heartbeat-interval", response_model=DeviceHeartbeatSetting)
+async def set_device_heartbeat(
+    device_id: uuid.UUID,
+    body: DeviceHeartbeatSetting,
+    principal: Operator,
+    service: MonitoringDep,
+    uow: UowDep,
+    runtime: RuntimeDep,
+):
+    """How often this device is expected to report (null: its type's or the default)."""
+    await service.set_device_heartbeat(principal, device_id, body.heartbeat_interval_s)
+    await uow.commit()
+    await runtime.presence.reload_timeouts(principal.workspace_id)
+    return body
+
+
+@router.get("/device-types/{type_}/heartbeat", response_model=HeartbeatSettings)
+async def type_heartbeat(
+    type_: str, principal: Viewer, service: MonitoringDep, runtime: RuntimeDep
+):
+    settings = await service.type_heartbeat(principal, type_)
+    if settings is None:
+        return HeartbeatSettings(
+            heartbeat_interval_s=runtime.settings.heartbeat_interval_s,
+            offline_tolerance=runtime.settings.offline_tolerance,
+        )
+    return HeartbeatSettings(
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        offline_tolerance=settings.offline_tolerance,
+    )
+
+
+@router.put("/device-types/{type_}/heartbeat", response_model=HeartbeatSettings)
+async def set_type_heartbeat(
+    type_: str,
+    body: HeartbeatSettings,
+    principal: Operator,
+    service: MonitoringDep,
+    uow: UowDep,
+    runtime: RuntimeDep,
+):
+    """A device of this type is offline after ``heartbeat_interval_s × offline_tolerance``
+    seconds of silence (unless the device has its own interval)."""
+    await service.set_type_heartbeat(
+        principal, type_, body.heartbeat_interval_s, body.offline_tolerance
+    )
+    await uow.commit()
+    await runtime.presence.reload_timeouts(principal.workspace_id)
+    return body
+
+
+@router.get("/monitoring/data", response_model=MonitoringPage)
+async def monitoring_data(
+    principal: Viewer,
+    telemetry: TelemetryDep,
+    device_id: uuid.UUID | None = None,
+    type: Annotated[str | None, Query(max_length=100, description="Device type")] = None,
+    data_type: Annotated[str | None, Query(max_length=100)] = None,
+    start_time: Start = None,
+    end_time: End = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    order: Literal["asc", "desc"] = "desc",
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+):
+    """Readings across the workspace's devices (seed 001), filtered and cursor-paged."""
+    require_range(start_time, end_time)
+    series = await telemetry.repo.workspace_series(
+        principal.workspace_id, device_id=device_id, device_type=type, metric=data_type
+    )
+    items, next_cursor = await telemetry.readings_page(
+        series, start=start_time, end=end_time, limit=limit,
+        descending=order == "desc", cursor=cursor,
+    )  # fmt: skip
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/monitoring/data/{device_id}", response_model=MonitoringPage)
+async def monitoring_device_data(
+    device_id: uuid.UUID,
+    principal: Viewer,
+    telemetry: TelemetryDep,
+    uow: UowDep,
+    data_type: Annotated[str | None, Query(max_length=100)] = None,
+    start_time: Start = None,
+    end_time: End = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+):
+    """One device's readings (seed 001)."""
+    await DeviceService(uow).get(principal, device_id)
+    return await monitoring_data(
+        principal, telemetry, device_id, None, data_type, start_time, end_time, limit,
+        "desc", cursor,
+    )  # fmt: skip
+
+
+@router.get("/monitoring/stats", response_model=MonitoringStats)
+async def monitoring_stats(
+    principal: Viewer,
+    service: MonitoringDep,
+    window_s: Annotated[int, Query(ge=60, le=31 * 86400, description="Statistics window")] = 3600,
+):
+    """Devices by lifecycle status, online/offline, readings per minute, and per-metric
+    min/avg/max over the window (from the minute rollups)."""
+    return await service.stats(principal, window_s)

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fieldwatch.inventory.lifecycle import DeviceStatus
+
+
+class DeviceStatusRead(BaseModel):
+    """Seed 000 ``GET /devices/{id}/status``."""
+
+    device_id: uuid.UUID
+    status: DeviceStatus = Field(description="Lifecycle status")
+    connectivity: str = Field(description="online | offline")
+    last_seen: datetime | None
+    battery_level: float | None
+    signal_strength: float | str | None
+    firmware_version: str | None
+
+
+class DeviceHealthRead(BaseModel):
+    """Seed 002 ``GET /devices/{id}/health``."""
+
+    device_id: uuid.UUID
+    status: str = Field(description="online | offline")
+    lifecycle_status: DeviceStatus
+    last_seen: datetime | None
+    battery_level: float | None
+    signal_strength: float | str | None
+    sync_status: str | None = None
+    last_sync: datetime | None = None
+    next_sync: datetime | None = None
+    errors: list[str]
+    warnings: list[str]
+
+
+class HealthSummary(BaseModel):
+    total: int
+    online: int
+    offline: int
+    never_seen: int
+    low_battery: int
+    by_type: dict[str, dict[str, int]]
+    devices_with_errors: list[uuid.UUID]
+
+
+class ConnectivityEventRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    connectivity: str
+    reason: str | None
+    at: datetime
+
+
+class ConnectivityPage(BaseModel):
+    items: list[ConnectivityEventRead]
+    next_before_id: int | None
+
+
+class HeartbeatSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    heartbeat_interval_s: int = Field(ge=1, le=7 * 86400)
+    offline_tolerance: float = Field(default=3.0, ge=1.0, le=100.0)
+
+
+class DeviceHeartbeatSetting(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    heartbeat_interval_s: int | None = Field(
+        ge=1, le=7 * 86400, description="null: use the device type's or the default"
+    )
+
+
+class MetricStats(BaseModel):
+    count: int
+    min: float
+    avg: float
+    max: float
+
+
+class MonitoringStats(BaseModel):
+    window_s: int
+    devices_by_status: dict[DeviceStatus, int]
+    online: int
+    offline: int
+    readings_last_minute: int
+    readings_per_minute: float = Field(description="Average over the window")
+    metrics: dict[str, MetricStats]
+    generated_at: datetime
+    extra: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,184 @@
+"""Monitoring rules: device status and health, fleet summaries and statistics."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+from fieldwatch.auth.principal import Principal
+from fieldwatch.core.clock import utcnow
+from fieldwatch.db.uow import UnitOfWork
+from fieldwatch.devices.models import Device
+from fieldwatch.devices.service import DeviceService
+from fieldwatch.inventory.lifecycle import DeviceStatus
+from fieldwatch.monitoring.models import DevicePresence, DeviceTypeSettings
+from fieldwatch.monitoring.presence import ONLINE, PresenceTracker
+from fieldwatch.monitoring.repository import MonitoringRepository
+from fieldwatch.monitoring.schemas import (
+    DeviceHealthRead,
+    DeviceStatusRead,
+    HealthSummary,
+    MetricStats,
+    MonitoringStats,
+)
+from fieldwatch.telemetry.models import Series
+
+HEALTH_METRICS = ("battery_level", "signal_strength")
+LOW_BATTERY = 20.0
+
+
+def _value(series: Series | None) -> Any:
+    if series is None or series.last_ts is None:
+        return None
+    return series.last_text if series.kind == "text" else series.last_value
+
+
+class MonitoringService:
+    def __init__(self, uow: UnitOfWork, presence: PresenceTracker) -> None:
+        self.uow = uow
+        self.presence = presence
+        self.repo = MonitoringRepository(uow.session)
+        self.devices = DeviceService(uow)
+
+    async def _last_seen(self, device: Device) -> Any:
+        return self.presence.last_seen(device.id) or device.last_seen
+
+    async def status(self, principal: Principal, device_id: uuid.UUID) -> DeviceStatusRead:
+        device = await self.devices.get(principal, device_id)
+        metrics = (await self.repo.latest_metrics([device.id], HEALTH_METRICS)).get(device.id, {})
+        return DeviceStatusRead(
+            device_id=device.id,
+            status=DeviceStatus(device.status),
+            connectivity=self.presence.connectivity(device.id),
+            last_seen=await self._last_seen(device),
+            battery_level=_value(metrics.get("battery_level")),
+            signal_strength=_value(metrics.get("signal_strength")),
+            firmware_version=device.firmware_version,
+        )
+
+    def _problems(
+        self, device: Device, connectivity: str, battery: Any
+    ) -> tuple[list[str], list[str]]:
+        errors: list[str] = []
+        warnings: list[str] = []
+        deployed = device.status == DeviceStatus.deployed
+        if deployed and connectivity != ONLINE:
+            (errors if device.last_seen else warnings).append(
+                "offline" if device.last_seen else "deployed but never seen"
+            )
+        if isinstance(battery, float) and battery < LOW_BATTERY:
+            warnings.append(f"battery low ({battery:g}%)")
+        return errors, warnings
+
+    async def health(self, principal: Principal, device_id: uuid.UUID) -> DeviceHealthRead:
+        status = await self.status(principal, device_id)
+        device = await self.devices.get(principal, device_id)
+        errors, warnings = self._problems(device, status.connectivity, status.battery_level)
+        return DeviceHealthRead(
+            device_id=device.id,
+            status=status.connectivity,
+            lifecycle_status=status.status,
+            last_seen=status.last_seen,
+            battery_level=status.battery_level,
+            signal_strength=status.signal_strength,
+            errors=errors,
+            warnings=warnings,
+        )
+
+    async def health_summary(self, principal: Principal) -> HealthSummary:
+        rows = [r for r in await self.repo.devices(principal.workspace_id)
+                if r[1] != DeviceStatus.retired]  # fmt: skip
+        ids = [r[0] for r in rows]
+        metrics = await self.repo.latest_metrics(ids, ("battery_level",))
+        online_ids = self.presence.online_ids(principal.workspace_id)
+        by_type: dict[str, dict[str, int]] = defaultdict(lambda: {"online": 0, "offline": 0})
+        never = low = 0
+        with_errors: list[uuid.UUID] = []
+        for device_id, status, type_ in rows:
+            online = device_id in online_ids
+            by_type[type_]["online" if online else "offline"] += 1
+            battery = _value(metrics.get(device_id, {}).get("battery_level"))
+            if isinstance(battery, float) and battery < LOW_BATTERY:
+                low += 1
+            if self.presence.last_seen(device_id) is None:
+                presence = await self.repo.presence(device_id)
+                if presence is None or presence.last_seen is None:
+                    never += 1
+            if status == DeviceStatus.deployed and not online:
+                with_errors.append(device_id)
+        online_count = sum(1 for d in ids if d in online_ids)
+        return HealthSummary(
+            total=len(rows),
+            online=online_count,
+            offline=len(rows) - online_count,
+            never_seen=never,
+            low_battery=low,
+            by_type=dict(sorted(by_type.items())),
+            devices_with_errors=with_errors,
+        )
+
+    async def history(
+        self, principal: Principal, device_id: uuid.UUID, limit: int, before_id: int | None
+    ) -> Any:
+        await self.devices.get(principal, device_id)
+        return await self.repo.history(device_id, limit, before_id)
+
+    async def set_type_heartbeat(
+        self, principal: Principal, type_: str, interval: int, tolerance: float
+    ) -> DeviceTypeSettings:
+        settings = await self.repo.type_settings(principal.workspace_id, type_)
+        if settings is None:
+            settings = DeviceTypeSettings(workspace_id=principal.workspace_id, type=type_)
+            self.repo.add(settings)
+        settings.heartbeat_interval_s = interval
+        settings.offline_tolerance = tolerance
+        await self.uow.session.flush()
+        return settings
+
+    async def type_heartbeat(self, principal: Principal, type_: str) -> DeviceTypeSettings | None:
+        return await self.repo.type_settings(principal.workspace_id, type_)
+
+    async def set_device_heartbeat(
+        self, principal: Principal, device_id: uuid.UUID, interval: int | None
+    ) -> None:
+        device = await self.devices.get(principal, device_id)
+        presence = await self.repo.presence(device.id)
+        if presence is None:
+            presence = DevicePresence(
+                device_id=device.id, workspace_id=device.workspace_id, connectivity="offline"
+            )
+            self.repo.add(presence)
+        presence.heartbeat_interval_s = interval
+        await self.uow.session.flush()
+
+    async def stats(self, principal: Principal, window_s: int) -> MonitoringStats:
+        now = utcnow()
+        minute = now.replace(second=0, microsecond=0)
+        by_status = dict.fromkeys(DeviceStatus, 0)
+        rows = await self.repo.devices(principal.workspace_id)
+        for _id, status, _type in rows:
+            by_status[DeviceStatus(status)] += 1
+        online_ids = self.presence.online_ids(principal.workspace_id)
+        active = [r for r in rows if r[1] != DeviceStatus.retired]
+        online = sum(1 for r in active if r[0] in online_ids)
+        since = minute - timedelta(seconds=window_s)
+        last_minute = await self.repo.readings_per_minute(
+            principal.workspace_id, minute - timedelta(minutes=1), minute
+        )
+        in_window = await self.repo.readings_per_minute(principal.workspace_id, since, now)
+        metrics = {
+            m: MetricStats(count=c, min=lo, avg=s / c if c else 0.0, max=hi)
+            for m, c, s, lo, hi in await self.repo.metric_stats(principal.workspace_id, since, now)
+        }
+        return MonitoringStats(
+            window_s=window_s,
+            devices_by_status=by_status,
+            online=online,
+            offline=len(active) - online,
+            readings_last_minute=last_minute,
+            readings_per_minute=in_window / max(1.0, window_s / 60),
+            metrics=metrics,
+            generated_at=now,
+        )

@@ -1,0 +1,178 @@
+"""Presence (with a controllable clock), status, health, stats and monitoring data."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from conftest import Actor, Factory, create_device, problem
+from telemetry_helpers import device_with_token, iso, recent
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+async def _beat(client, device_id: str, token: dict, **fields) -> None:
+    r = await client.post(f"/api/v1/devices/{device_id}/heartbeat", json=fields, headers=token)
+    assert r.status_code == 200, r.text
+
+
+async def test_offline_after_interval_times_tolerance_and_back(client, operator: Actor, runtime):
+    clock = Clock()
+    runtime.presence.clock = clock
+    events: list = []
+
+    async def on_presence(event):
+        events.append(event)
+
+    runtime.bus.subscribe("device.presence_changed", on_presence)
+    device, token = await device_with_token(client, operator)
+    dev_id = uuid.UUID(device["id"])
+    await _beat(client, device["id"], token, battery_level=90)
+    assert runtime.presence.connectivity(dev_id) == "online"
+
+    clock.advance(179)  # default: 60 s × 3
+    assert await runtime.presence.sweep() == []
+    await _beat(client, device["id"], token)  # still talking: stays online, no new event
+    clock.advance(179)
+    assert await runtime.presence.sweep() == []
+    clock.advance(2)
+    assert await runtime.presence.sweep() == [dev_id]
+    status = (await client.get(f"/api/v1/devices/{device['id']}/status",
+                               headers=operator.headers)).json()  # fmt: skip
+    assert status["connectivity"] == "offline" and status["battery_level"] == 90
+
+    await _beat(client, device["id"], token)  # back online
+    history = (await client.get(f"/api/v1/devices/{device['id']}/connectivity",
+                                headers=operator.headers)).json()["items"]  # fmt: skip
+    assert [(h["connectivity"], h["reason"]) for h in history] == [
+        ("online", "heartbeat"),
+        ("offline", "silent"),
+        ("online", "heartbeat"),
+    ]
+    assert [e.payload["connectivity"] for e in events] == ["online", "offline", "online"]
+
+
+async def test_heartbeat_interval_per_type_and_per_device(client, operator: Actor, runtime):
+    clock = Clock()
+    runtime.presence.clock = clock
+    r = await client.put("/api/v1/device-types/esp32/heartbeat",
+                         json={"heartbeat_interval_s": 10, "offline_tolerance": 2},
+                         headers=operator.headers)  # fmt: skip
+    assert r.status_code == 200, r.text
+    fast, fast_token = await device_with_token(client, operator, type="esp32")
+    slow, slow_token = await device_with_token(client, operator, type="esp32", name="slow")
+    await client.put(f"/api/v1/devices/{slow['id']}/heartbeat-interval",
+                     json={"heartbeat_interval_s": 100}, headers=operator.headers)  # fmt: skip
+    plain, plain_token = await device_with_token(client, operator, type="meter", name="plain")
+    for d, t in ((fast, fast_token), (slow, slow_token), (plain, plain_token)):
+        await _beat(client, d["id"], t)
+    clock.advance(21)
+    assert await runtime.presence.sweep() == [uuid.UUID(fast["id"])]
+    clock.advance(160)  # 181 s: past the default 180 s, before slow's 300 s
+    assert await runtime.presence.sweep() == [uuid.UUID(plain["id"])]
+    clock.advance(120)
+    assert await runtime.presence.sweep() == [uuid.UUID(slow["id"])]
+    got = (
+        await client.get("/api/v1/device-types/meter/heartbeat", headers=operator.headers)
+    ).json()
+    assert got == {"heartbeat_interval_s": 60, "offline_tolerance": 3.0}
+
+
+async def test_presence_survives_a_restart(client, operator: Actor, runtime, settings):
+    from fieldwatch.runtime import build_runtime
+
+    device, token = await device_with_token(client, operator)
+    await _beat(client, device["id"], token)
+    fresh = build_runtime(settings)  # a new process over the same database
+    try:
+        clock = Clock()
+        clock.advance(181)
+        fresh.presence.clock = clock
+        await fresh.presence.start()
+        assert fresh.presence.connectivity(uuid.UUID(device["id"])) == "online"
+        assert await fresh.presence.sweep() == [uuid.UUID(device["id"])]
+    finally:
+        await fresh.close()
+
+
+async def test_health_and_summary(client, operator: Actor, runtime):
+    deployed, d_token = await device_with_token(client, operator, type="meter")
+    await client.put(f"/api/v1/devices/{deployed['id']}/deploy", json={"location": "Site"},
+                     headers=operator.headers)  # fmt: skip
+    quiet = await create_device(client, operator, type="meter", name="quiet")
+    await client.put(f"/api/v1/devices/{quiet['id']}/deploy", json={"location": "Site"},
+                     headers=operator.headers)  # fmt: skip
+    shelf, s_token = await device_with_token(client, operator, type="gateway", name="shelf")
+    await _beat(client, deployed["id"], d_token, battery_level=12.5, signal_strength=-70)
+    await _beat(client, shelf["id"], s_token, battery_level=80)
+
+    health = (await client.get(f"/api/v1/devices/{deployed['id']}/health",
+                               headers=operator.headers)).json()  # fmt: skip
+    assert health["status"] == "online" and health["errors"] == []
+    assert health["warnings"] == ["battery low (12.5%)"]
+    quiet_health = (await client.get(f"/api/v1/devices/{quiet['id']}/health",
+                                     headers=operator.headers)).json()  # fmt: skip
+    assert quiet_health["status"] == "offline"
+    assert quiet_health["warnings"] == ["deployed but never seen"]
+
+    summary = (await client.get("/api/v1/devices/health/summary", headers=operator.headers)).json()
+    assert (summary["total"], summary["online"], summary["offline"]) == (3, 2, 1)
+    assert summary["never_seen"] == 1 and summary["low_battery"] == 1
+    assert summary["by_type"] == {
+        "gateway": {"online": 1, "offline": 0},
+        "meter": {"online": 1, "offline": 1},
+    }
+    assert summary["devices_with_errors"] == [quiet["id"]]
+
+
+async def test_stats_and_monitoring_data(client, operator: Actor, runtime):
+    a, a_token = await device_with_token(client, operator, type="meter", name="a")
+    b, b_token = await device_with_token(client, operator, type="pump", name="b")
+    now = recent(0)
+    body = lambda vals: {"data_type": "temperature",  # noqa: E731
+                         "values": [{"timestamp": iso(now - timedelta(seconds=s)), "value": v}
+                                    for s, v in vals]}  # fmt: skip
+    await client.post(f"/api/v1/devices/{a['id']}/data", json=body([(90, 10.0), (100, 20.0)]),
+                      headers=a_token)  # fmt: skip
+    await client.post(f"/api/v1/devices/{b['id']}/data", json=body([(95, 30.0)]),
+                      headers=b_token)  # fmt: skip
+    stats = (await client.get("/api/v1/monitoring/stats", headers=operator.headers)).json()
+    assert stats["devices_by_status"]["in_stock"] == 2
+    assert (stats["online"], stats["offline"]) == (2, 0)
+    t = stats["metrics"]["temperature"]
+    assert (t["count"], t["min"], t["avg"], t["max"]) == (3, 10.0, 20.0, 30.0)
+    assert stats["readings_per_minute"] == 3 / 60
+
+    everything = (await client.get("/api/v1/monitoring/data", headers=operator.headers)).json()
+    assert len(everything["items"]) == 3
+    pumps = (await client.get("/api/v1/monitoring/data?type=pump", headers=operator.headers)).json()
+    assert [(i["device_id"], i["value"]) for i in pumps["items"]] == [(b["id"], 30.0)]
+    one = (await client.get(f"/api/v1/monitoring/data/{a['id']}", headers=operator.headers)).json()
+    assert sorted(i["value"] for i in one["items"]) == [10.0, 20.0]
+
+
+async def test_monitoring_is_workspace_scoped(client, factory: Factory):
+    a = await factory.user("operator", "acme")
+    device, token = await device_with_token(client, a)
+    await _beat(client, device["id"], token, battery_level=50)
+    b = await factory.user("operator", "globex")
+    for path in ("status", "health", "connectivity"):
+        problem(await client.get(f"/api/v1/devices/{device['id']}/{path}", headers=b.headers), 404)
+    problem(await client.put(f"/api/v1/devices/{device['id']}/heartbeat-interval",
+                             json={"heartbeat_interval_s": 5}, headers=b.headers), 404)  # fmt: skip
+    problem(await client.get(f"/api/v1/monitoring/data/{device['id']}", headers=b.headers), 404)
+    assert (await client.get(f"/api/v1/monitoring/data?device_id={device['id']}",
+                             headers=b.headers)).json()["items"] == []  # fmt: skip
+    stats = (await client.get("/api/v1/monitoring/stats", headers=b.headers)).json()
+    assert stats["online"] == 0 and stats["metrics"] == {}
+    summary = (await client.get("/api/v1/devices/health/summary", headers=b.headers)).json()
+    assert summary["total"] == 0
