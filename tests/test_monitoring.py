@@ -176,3 +176,57 @@ async def test_monitoring_is_workspace_scoped(client, factory: Factory):
     assert stats["online"] == 0 and stats["metrics"] == {}
     summary = (await client.get("/api/v1/devices/health/summary", headers=b.headers)).json()
     assert summary["total"] == 0
+
+
+async def test_latest_values_for_the_fleet(client, factory: Factory):
+    op = await factory.user("operator", "acme")
+    a, a_token = await device_with_token(client, op, type="meter", name="a")
+    b, b_token = await device_with_token(client, op, type="pump", name="b")
+    await _beat(client, a["id"], a_token, battery_level=70, signal_strength=-60)
+    await client.post(f"/api/v1/devices/{b['id']}/data",
+                      json={"data_type": "door", "value": True, "timestamp": iso(recent(5))},
+                      headers=b_token)  # fmt: skip
+    await client.post(f"/api/v1/devices/{b['id']}/data",
+                      json={"data_type": "door", "value": False, "timestamp": iso(recent(9))},
+                      headers=b_token)  # fmt: skip
+    other = await factory.user("operator", "globex")
+    c, c_token = await device_with_token(client, other)
+    await _beat(client, c["id"], c_token, battery_level=1)
+    latest = (await client.get("/api/v1/monitoring/latest", headers=op.headers)).json()
+    assert latest["count"] == 2
+    assert latest["devices"][a["id"]]["battery_level"]["value"] == 70
+    assert latest["devices"][b["id"]]["door"]["value"] is True  # the newer one wins
+    only = (await client.get("/api/v1/monitoring/latest",
+                             params={"type": "meter", "data_type": "battery_level"},
+                             headers=op.headers)).json()  # fmt: skip
+    assert only["devices"] == {
+        a["id"]: {"battery_level": only["devices"][a["id"]]["battery_level"]}
+    }
+    assert list(only["devices"][a["id"]]) == ["battery_level"]
+
+
+async def test_latest_values_converge_across_processes(client, operator: Actor, settings, runtime):
+    import httpx
+
+    from fieldwatch.app import create_app
+    from fieldwatch.runtime import build_runtime
+
+    device, token = await device_with_token(client, operator)
+    await _beat(client, device["id"], token, battery_level=50)
+    first = (await client.get("/api/v1/monitoring/latest", headers=operator.headers)).json()
+    assert first["devices"][device["id"]]["battery_level"]["value"] == 50
+
+    other = build_runtime(settings)  # a second process over the same database
+    try:
+        transport = httpx.ASGITransport(app=create_app(runtime=other))
+        async with httpx.AsyncClient(transport=transport, base_url="http://other") as c2:
+            await _beat(c2, device["id"], token, battery_level=40)
+        from fieldwatch.telemetry.latest import REFRESH_S
+
+        assert REFRESH_S <= 5  # what the background refresher uses
+        await runtime.telemetry.latest.refresh()  # what the refresher does every REFRESH_S
+        after = (await client.get("/api/v1/monitoring/latest", headers=operator.headers)).json()
+        assert after["devices"][device["id"]]["battery_level"]["value"] == 40
+    finally:
+        await other.telemetry.stop()
+        await other.close()

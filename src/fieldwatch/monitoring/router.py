@@ -4,7 +4,8 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+import orjson
+from fastapi import APIRouter, Depends, Query, Response
 
 from fieldwatch.auth.dependencies import Operator, Viewer
 from fieldwatch.devices.service import DeviceService
@@ -165,6 +166,33 @@ async def monitoring_device_data(
         principal, telemetry, device_id, None, data_type, start_time, end_time, limit,
         "desc", cursor,
     )  # fmt: skip
+
+
+@router.get(
+    "/monitoring/latest",
+    response_class=Response,
+    responses={200: {"description": "{devices: {device_id: {metric: {timestamp, value, "
+                     "unit, quality}}}, count}", "content": {"application/json": {}}}},
+)  # fmt: skip
+async def monitoring_latest(
+    principal: Viewer,
+    telemetry: TelemetryDep,
+    device_id: Annotated[list[uuid.UUID] | None, Query(description="Repeat for several")] = None,
+    type: Annotated[str | None, Query(max_length=100, description="Device type")] = None,
+    data_type: Annotated[list[str] | None, Query(description="Metrics; repeat for several")] = None,
+) -> Response:
+    """The latest value of every metric of every device (or of the chosen ones): what a
+    fleet dashboard shows. Served from each series' stored latest value."""
+    ids: list[str] | None = [str(d) for d in device_id] if device_id else None
+    if type is not None:
+        of_type = {
+            str(d) for d in await telemetry.repo.device_ids_of_type(principal.workspace_id, type)
+        }
+        ids = [d for d in ids if d in of_type] if ids is not None else list(of_type)
+    devices = await telemetry.hub.latest.snapshot(principal.workspace_id, ids, data_type or ())
+    return Response(
+        orjson.dumps({"count": len(devices), "devices": devices}), media_type="application/json"
+    )
 
 
 @router.get("/monitoring/stats", response_model=MonitoringStats)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from fieldwatch.core.events import CREDENTIALS_CHANGED, Event, EventBus
 from fieldwatch.core.settings import Settings
 from fieldwatch.core.ttlcache import TTLCache
+from fieldwatch.telemetry.latest import LatestValues
 from fieldwatch.telemetry.repository import TelemetryRepository
 from fieldwatch.telemetry.store import PostgresReadingStore, ReadingStore, SqliteReadingStore
 from fieldwatch.telemetry.writer import ReadingWriter
@@ -49,6 +50,7 @@ class TelemetryHub:
             workers=settings.ingest_writers if engine.dialect.name == "postgresql" else 1,
         )
         self.series: dict[tuple[uuid.UUID, str], SeriesInfo] = {}
+        self.latest = LatestValues(sessionmaker)
         self._retention: dict[uuid.UUID, tuple[int, float]] = {}
         # Hot-path caches, a couple of seconds long; dropped at once on the events that
         # change what they hold (in every process, when the bus is RabbitMQ).
@@ -76,8 +78,10 @@ class TelemetryHub:
         if isinstance(self.store, PostgresReadingStore):
             await self.store.start()
         self.writer.start()
+        await self.latest.start()
 
     async def stop(self) -> None:
+        await self.latest.stop()
         await self.writer.stop()
 
     async def retention_days(self, workspace_id: uuid.UUID, session: AsyncSession) -> int:
@@ -96,3 +100,4 @@ class TelemetryHub:
     def forget_device(self, device_id: uuid.UUID) -> None:
         for key in [k for k in self.series if k[0] == device_id]:
             del self.series[key]
+        self.latest.forget_device(device_id)

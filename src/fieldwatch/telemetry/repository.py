@@ -82,17 +82,11 @@ class TelemetryRepository:
             )
         return (await self.session.scalars(stmt.order_by(Series.id))).all()
 
-    async def latest_for_devices(
-        self, workspace_id: uuid.UUID, device_ids: Sequence[uuid.UUID]
-    ) -> Sequence[Series]:
-        stmt = (
-            select(Series)
-            .where(Series.workspace_id == workspace_id, Series.last_ts.is_not(None))
-            .order_by(Series.device_id, Series.metric)
+    async def device_ids_of_type(self, workspace_id: uuid.UUID, type_: str) -> list[uuid.UUID]:
+        rows = await self.session.scalars(
+            select(Device.id).where(Device.workspace_id == workspace_id, Device.type == type_)
         )
-        if device_ids:
-            stmt = stmt.where(Series.device_id.in_(device_ids))
-        return (await self.session.scalars(stmt)).all()
+        return list(rows)
 
     # --- devices ---------------------------------------------------------------------
 

@@ -246,4 +246,5 @@ async def delete_device_data(
     series = await service.series(device_id, data_type)
     deleted = await service.delete(series, start_time, end_time)
     await uow.commit()
+    await service.hub.latest.reload_device(principal.workspace_id, device_id)
     return DeleteResult(deleted=deleted)

@@ -18,6 +18,7 @@ from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.inventory.lifecycle import DeviceStatus
 from fieldwatch.monitoring.presence import PresenceTracker
 from fieldwatch.telemetry.hub import SeriesInfo, TelemetryHub
+from fieldwatch.telemetry.latest import entry as latest_entry
 from fieldwatch.telemetry.models import Series
 from fieldwatch.telemetry.parse import QUALITY_NAMES, Batch, check_time_window
 from fieldwatch.telemetry.repository import TelemetryRepository
@@ -130,7 +131,9 @@ class TelemetryService:
             return result
         await self._resolve_series(workspace_id, batch)
         rows: list[Row] = []
-        latest: dict[uuid.UUID, dict[str, tuple[datetime, Any]]] = defaultdict(dict)
+        latest: dict[uuid.UUID, dict[str, tuple[datetime, Any, SeriesInfo, int | None]]] = (
+            defaultdict(dict)
+        )
         cache = self.hub.series
         for index, device_id, metric, ts, value, unit, quality in batch.candidates:
             info = cache[(device_id, metric)]
@@ -149,11 +152,18 @@ class TelemetryService:
                 rows.append((info.id, ts, float(value), None, quality))
             seen = latest[device_id].get(metric)
             if seen is None or ts > seen[0]:
-                latest[device_id][metric] = (ts, value)
+                latest[device_id][metric] = (ts, value, info, quality)
         written = await self.hub.writer.write(rows)
         result.accepted, result.duplicates = written.accepted, written.duplicates
         await self.presence.seen(workspace_id, latest.keys(), reason)
         for device_id, metrics in latest.items():
+            for metric, (ts, value, info, quality) in metrics.items():
+                text = value if info.kind == "text" else None
+                number = None if info.kind == "text" else float(value)
+                self.hub.latest.record(
+                    workspace_id, device_id, metric,
+                    latest_entry(info.kind, info.unit, ts, number, text, quality),
+                )  # fmt: skip
             await self.bus.publish(
                 Event(
                     type=TELEMETRY_RECEIVED,
@@ -163,7 +173,7 @@ class TelemetryService:
                         "device_id": str(device_id),
                         "metrics": {
                             m: {"timestamp": t.isoformat(), "value": v}
-                            for m, (t, v) in metrics.items()
+                            for m, (t, v, _info, _q) in metrics.items()
                         },
                     },
                 )
