@@ -104,6 +104,8 @@ TABLES = [
     "refresh_tokens", "login_sessions", "api_keys", "agent_tokens", "memberships",
     "device_logs", "readings", "rollup_1m", "rollup_1h", "series", "connectivity_events",
     "device_presence", "device_type_settings", "workspace_telemetry_settings",
+    "alerts", "alert_rules",
+    "webhook_deliveries", "webhooks",
     "devices", "users", "workspaces",
 ]  # fmt: skip
 

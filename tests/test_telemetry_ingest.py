@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -279,14 +280,7 @@ async def test_rollups_follow_the_data(client, operator: Actor, runtime):
     device, token = await device_with_token(client, operator)
     base = recent(3600).replace(second=0)
     points = [(base.replace(second=s), v) for s, v in [(0, 1.0), (10, 5.0), (20, 3.0)]]
-    points.append(
-        (
-            base.replace(second=0).replace(minute=(base.minute + 1) % 60)
-            if base.minute < 59
-            else base.replace(second=30),
-            10.0,
-        )
-    )
+    points.append((base + timedelta(minutes=1), 10.0))  # the next minute
     await client.post(
         f"/api/v1/devices/{device['id']}/data", json=seed002("t", points), headers=token
     )
@@ -380,3 +374,17 @@ async def test_revocation_and_retirement_apply_at_once_despite_caching(client, o
         url, json=seed002("t", [(recent(0), 4.0)]), headers=operator.headers
     )
     assert "retired" in problem(refused, 409)["detail"]
+
+
+async def test_many_concurrent_uploads_do_not_exhaust_the_connection_pool(client, operator):
+    """Each upload must not hold a pooled connection while it waits for another one."""
+    devices = [await device_with_token(client, operator, name=f"d{i}") for i in range(24)]
+
+    async def upload(i: int):
+        device, token = devices[i % len(devices)]
+        body = seed002("t", [(recent(i + 1), float(i))])
+        return await client.post(f"/api/v1/devices/{device['id']}/data", json=body, headers=token)
+
+    results = await asyncio.wait_for(asyncio.gather(*(upload(i) for i in range(48))), timeout=20)
+    assert [r.status_code for r in results] == [200] * 48
+    assert sum(r.json()["accepted"] for r in results) == 48

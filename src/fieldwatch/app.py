@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from socketio import ASGIApp
 
 from fieldwatch import __version__
+from fieldwatch.alerts.router import router as alerts_router
 from fieldwatch.auth.router import router as auth_router
 from fieldwatch.core.errors import install_error_handlers
 from fieldwatch.core.observability import Metrics, ObservabilityMiddleware
@@ -16,9 +18,11 @@ from fieldwatch.core.settings import Settings, get_settings
 from fieldwatch.devices.router import router as devices_router
 from fieldwatch.inventory.router import router as inventory_router
 from fieldwatch.monitoring.router import router as monitoring_router
+from fieldwatch.realtime import RealtimeServer
 from fieldwatch.runtime import Runtime, build_runtime
 from fieldwatch.system.router import router as system_router
 from fieldwatch.telemetry.router import router as telemetry_router
+from fieldwatch.webhooks.router import router as webhooks_router
 
 DESCRIPTION = """
 Fieldwatch keeps the inventory of a device fleet (in stock, reserved, deployed, in
@@ -39,6 +43,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if owns_runtime:
             app.state.runtime = build_runtime(settings)
+        realtime: RealtimeServer | None = getattr(app.state, "realtime", None)
         try:
             if owns_runtime:
                 await app.state.runtime.start()
@@ -48,8 +53,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 # objects per request).
                 gc.freeze()
                 gc.set_threshold(50_000, 20, 100)
+            if realtime is not None:  # Socket.IO push, when served by create_asgi_app
+                await realtime.start(app.state.runtime)
             yield
         finally:
+            if realtime is not None:
+                await realtime.stop()
             if owns_runtime:
                 await app.state.runtime.close()
 
@@ -73,4 +82,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(monitoring_router)  # before devices: /devices/health/summary too
     app.include_router(devices_router)
     app.include_router(telemetry_router)
+    app.include_router(webhooks_router)
+    app.include_router(alerts_router)
     return app
+
+
+def create_asgi_app(settings: Settings | None = None, runtime: Runtime | None = None) -> ASGIApp:
+    """What ``fieldwatch serve`` runs: the FastAPI app with Socket.IO in front of it at
+    ``/ws/monitoring`` (dashboards' live push). Same arguments as ``create_app``."""
+    app = create_app(settings, runtime)
+    realtime = RealtimeServer(settings or (runtime.settings if runtime else get_settings()))
+    app.state.realtime = realtime
+    return realtime.asgi_app(app)

@@ -101,7 +101,7 @@ def serve(
     """Run the whole platform in one process."""
     import uvicorn
 
-    from fieldwatch.app import create_app
+    from fieldwatch.app import create_asgi_app
     from fieldwatch.core.observability import configure_logging
     from fieldwatch.db import migrate
     from fieldwatch.db.engine import create_engine
@@ -131,11 +131,14 @@ def serve(
     typer.echo(f"Fieldwatch on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     if workers > 1:
         uvicorn.run(
-            "fieldwatch.app:create_app", factory=True, workers=workers,
-            host=host, port=port, log_config=None, access_log=False,
+            "fieldwatch.app:create_asgi_app", factory=True, workers=workers,
+            host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=10,
         )  # fmt: skip
     else:
-        uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+        uvicorn.run(
+            create_asgi_app(settings), host=host, port=port, log_config=None, access_log=False,
+            timeout_graceful_shutdown=10,
+        )  # fmt: skip
 
 
 async def _create_user(email: str, role: Role, workspace: str, password: str | None) -> None:

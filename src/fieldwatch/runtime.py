@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from fieldwatch.alerts.engine import AlertEngine
 from fieldwatch.auth.throttle import LoginThrottle
 from fieldwatch.auth.tokens import TokenCodec, load_or_create_secret
 from fieldwatch.core.events import EventBus, InProcessEventBus
@@ -21,6 +22,7 @@ from fieldwatch.db.engine import create_engine, create_sessionmaker
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.monitoring.presence import PresenceTracker
 from fieldwatch.telemetry.hub import TelemetryHub
+from fieldwatch.webhooks.dispatcher import WebhookDispatcher
 
 
 @dataclass
@@ -33,6 +35,8 @@ class Runtime:
     throttle: LoginThrottle
     telemetry: TelemetryHub
     presence: PresenceTracker
+    webhooks: WebhookDispatcher
+    alerts: AlertEngine
     extras: dict[str, object] = field(default_factory=dict)
 
     def uow(self) -> UnitOfWork:
@@ -53,11 +57,13 @@ class Runtime:
         await self.start_bus()
         await self.telemetry.start()
         await self.presence.start()
+        await self.webhooks.start()
 
     async def close(self) -> None:
         try:
             await self.telemetry.stop()
             await self.presence.stop()
+            await self.webhooks.stop()
             close_bus = getattr(self.bus, "close", None)
             if close_bus is not None:
                 await close_bus()
@@ -84,6 +90,10 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
     bus = bus or InProcessEventBus()
     telemetry = TelemetryHub(settings, engine, sessionmaker)
     telemetry.subscribe(bus)
+    webhooks = WebhookDispatcher(settings, sessionmaker)
+    webhooks.subscribe(bus)
+    alerts = AlertEngine(sessionmaker, bus)
+    alerts.subscribe(bus)
     return Runtime(
         settings=settings,
         engine=engine,
@@ -93,6 +103,8 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
         throttle=LoginThrottle(settings.login_max_failures, settings.login_failure_window_s),
         telemetry=telemetry,
         presence=PresenceTracker(settings, sessionmaker, bus),
+        webhooks=webhooks,
+        alerts=alerts,
     )
 
 

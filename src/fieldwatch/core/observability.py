@@ -129,3 +129,7 @@ def configure_logging(level: str, fmt: str) -> None:
         logging.getLogger(noisy).disabled = True
     if root.level > logging.DEBUG:
         logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Database drivers log statement parameters (stored secrets among them) at DEBUG:
+    # never let them through, whatever the root level.
+    for driver in ("aiosqlite", "asyncpg"):
+        logging.getLogger(driver).setLevel(max(logging.INFO, root.level))

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     default_workspace: str = "default"
 
     retention_days: int = 365
+    retention_interval_s: float = 3600.0
     ingest_max_bytes: int = 1024 * 1024
     ingest_max_pending: int = 200_000
     ingest_max_batch: int = 20_000
@@ -51,11 +52,28 @@ class Settings(BaseSettings):
     offline_tolerance: float = 3.0
     presence_sweep_s: float = 5.0
     auth_cache_s: float = 2.0
+    realtime_coalesce_ms: int = 250
+    realtime_cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins allowed to open Socket.IO connections ("*" for any); '
+        "default: the same origin only",
+    )
 
     max_import_bytes: int = 20 * 1024 * 1024
     max_import_rows: int = 100_000
     login_max_failures: int = 10
     login_failure_window_s: int = 300
+
+    # Webhooks. webhook_allow_private lets webhooks target loopback, private, link-local
+    # and other non-global addresses (SSRF protection off): only an administrator of
+    # the installation should turn it on, e.g. for receivers on the same private network.
+    webhook_allow_private: bool = False
+    webhook_max_attempts: int = 8
+    webhook_backoff_base_s: float = 5.0
+    webhook_backoff_cap_s: float = 3600.0
+    webhook_poll_interval_s: float = 2.0
+    webhook_timeout_s: float = 10.0
+    webhook_batch_size: int = 10
 
     @field_validator("jwt_secret")
     @classmethod

@@ -1,17 +1,21 @@
 """Imports every domain's models so ``Base.metadata`` is complete (migrations, tests)."""
 
+from fieldwatch.alerts import models as alert_models
 from fieldwatch.auth import models as auth_models
 from fieldwatch.db.base import Base
 from fieldwatch.devices import models as device_models
 from fieldwatch.inventory import models as inventory_models
 from fieldwatch.monitoring import models as monitoring_models
 from fieldwatch.telemetry import models as telemetry_models
+from fieldwatch.webhooks import models as webhook_models
 
 __all__ = [
     "Base",
+    "alert_models",
     "auth_models",
     "device_models",
     "inventory_models",
     "monitoring_models",
     "telemetry_models",
+    "webhook_models",
 ]

@@ -38,6 +38,16 @@ class UnitOfWork:
                 # error for the caller.
                 log.exception("publishing %s failed after commit", event.type)
 
+    async def release(self) -> None:
+        """End the session's (read) transaction and give its connection back to the pool.
+
+        For requests that go on to work in other transactions (the ingest path writes
+        through the group-commit writer and opens short transactions of its own): holding
+        one pooled connection while waiting for another can exhaust the pool under load.
+        Anything not committed is discarded."""
+        self._events.clear()
+        await self.session.close()
+
     async def rollback(self) -> None:
         self._events.clear()
         await self.session.rollback()

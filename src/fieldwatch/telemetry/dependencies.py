@@ -62,7 +62,7 @@ WriterDep = Annotated[Writer, Depends(get_writer)]
 
 
 def telemetry_service(runtime: RuntimeDep, uow: UowDep) -> TelemetryService:
-    return TelemetryService(uow, runtime.telemetry, runtime.presence, runtime.bus)
+    return TelemetryService(uow, runtime.telemetry, runtime.presence, runtime.bus, runtime.alerts)
 
 
 TelemetryDep = Annotated[TelemetryService, Depends(telemetry_service)]

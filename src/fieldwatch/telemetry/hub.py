@@ -14,6 +14,7 @@ from fieldwatch.core.settings import Settings
 from fieldwatch.core.ttlcache import TTLCache
 from fieldwatch.telemetry.latest import LatestValues
 from fieldwatch.telemetry.repository import TelemetryRepository
+from fieldwatch.telemetry.retention import RetentionManager
 from fieldwatch.telemetry.store import PostgresReadingStore, ReadingStore, SqliteReadingStore
 from fieldwatch.telemetry.writer import ReadingWriter
 
@@ -51,11 +52,14 @@ class TelemetryHub:
         )
         self.series: dict[tuple[uuid.UUID, str], SeriesInfo] = {}
         self.latest = LatestValues(sessionmaker)
+        self.retention = RetentionManager(
+            engine, sessionmaker, settings.retention_days, settings.retention_interval_s
+        )
         self._retention: dict[uuid.UUID, tuple[int, float]] = {}
         # Hot-path caches, a couple of seconds long; dropped at once on the events that
         # change what they hold (in every process, when the bus is RabbitMQ).
         self.writers: TTLCache[str, Any] = TTLCache(settings.auth_cache_s)
-        self.device_status: TTLCache[uuid.UUID, tuple[uuid.UUID, str]] = TTLCache(
+        self.device_status: TTLCache[uuid.UUID, tuple[uuid.UUID, str, str]] = TTLCache(
             settings.auth_cache_s
         )
 
@@ -79,8 +83,10 @@ class TelemetryHub:
             await self.store.start()
         self.writer.start()
         await self.latest.start()
+        self.retention.start()
 
     async def stop(self) -> None:
+        await self.retention.stop()
         await self.latest.stop()
         await self.writer.stop()
 

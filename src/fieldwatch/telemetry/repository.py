@@ -104,6 +104,16 @@ class TelemetryRepository:
         )
         return {i: (s, t) for i, s, t in rows.tuples()}
 
+    async def set_retention_days(self, workspace_id: uuid.UUID, days: int) -> None:
+        row = await self.session.get(WorkspaceTelemetrySettings, workspace_id)
+        if row is None:
+            self.session.add(
+                WorkspaceTelemetrySettings(workspace_id=workspace_id, retention_days=days)
+            )
+        else:
+            row.retention_days = days
+        await self.session.flush()
+
     async def retention_days(self, workspace_id: uuid.UUID) -> int | None:
         return await self.session.scalar(
             select(WorkspaceTelemetrySettings.retention_days).where(

@@ -37,6 +37,7 @@ from fieldwatch.telemetry.schemas import (
     IngestResponse,
     LatestRead,
     ReadingPage,
+    TelemetrySettings,
     latest_value,
 )
 from fieldwatch.telemetry.service import IngestResult, TelemetryService, require_range
@@ -132,6 +133,7 @@ async def heartbeat(
     result = IngestResult(rejected=batch.rejected)
     if batch.total:
         result = await _store(service, writer.workspace_id, batch, reason="heartbeat")
+    await uow.release()
     await service.presence.seen(writer.workspace_id, [device_id], reason="heartbeat")
     return {
         **result.body(),
@@ -228,6 +230,24 @@ async def device_aggregate(
             for (a, b), v, n in zip(result.spans, result.values, result.counts, strict=True)
         ],
     )  # fmt: skip
+
+
+@router.get("/telemetry/settings", response_model=TelemetrySettings)
+async def telemetry_settings(principal: Viewer, service: TelemetryDep, uow: UowDep):
+    days = await service.hub.retention_days(principal.workspace_id, uow.session)
+    return TelemetrySettings(retention_days=days)
+
+
+@router.put("/telemetry/settings", response_model=TelemetrySettings)
+async def set_telemetry_settings(
+    body: TelemetrySettings, principal: Admin, service: TelemetryDep, uow: UowDep
+):
+    """Retention of this workspace's readings (admins). Shortening it removes older
+    readings at the next maintenance run; new readings older than it are refused."""
+    await service.repo.set_retention_days(principal.workspace_id, body.retention_days)
+    await uow.commit()
+    service.hub.forget_retention(principal.workspace_id)
+    return body
 
 
 @router.delete("/devices/{device_id}/data", response_model=DeleteResult)

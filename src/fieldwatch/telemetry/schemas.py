@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Rejection(BaseModel):
@@ -77,6 +77,13 @@ class AggregateRead(BaseModel):
     end_time: datetime
     sources: list[str] = Field(description="Where the figures came from: rollup_1h, rollup_1m, raw")
     buckets: list[AggregateBucket]
+
+
+class TelemetrySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    retention_days: int = Field(
+        ge=1, le=3650, description="Readings older than this many days are removed"
+    )
 
 
 class DeleteResult(BaseModel):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from fieldwatch.alerts.engine import AlertEngine
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import BadRequest, ValidationFailed
 from fieldwatch.core.events import Event, EventBus
@@ -58,8 +59,14 @@ class IngestResult:
 
 class TelemetryService:
     def __init__(
-        self, uow: UnitOfWork, hub: TelemetryHub, presence: PresenceTracker, bus: EventBus
+        self,
+        uow: UnitOfWork,
+        hub: TelemetryHub,
+        presence: PresenceTracker,
+        bus: EventBus,
+        alerts: AlertEngine | None = None,
     ) -> None:
+        self.alerts = alerts
         self.uow = uow
         self.hub = hub
         self.presence = presence
@@ -88,34 +95,37 @@ class TelemetryService:
                 parsed[raw] = "a device token may only write its own device's data"
             elif value not in found:
                 parsed[raw] = "unknown device"
-            elif found[value] in REFUSED_STATUSES:
-                parsed[raw] = REFUSED_STATUSES[found[value]]
+            elif found[value][0] in REFUSED_STATUSES:
+                parsed[raw] = REFUSED_STATUSES[found[value][0]]
         return parsed
 
     async def device_statuses(
         self, workspace_id: uuid.UUID, ids: Sequence[uuid.UUID]
-    ) -> dict[uuid.UUID, str]:
-        """Lifecycle status of those devices that exist in the workspace (briefly cached;
-        status changes evict at once)."""
+    ) -> dict[uuid.UUID, tuple[str, str]]:
+        """(lifecycle status, type) of those devices that exist in the workspace (briefly
+        cached; status changes evict at once)."""
         cache = self.hub.device_status
-        out: dict[uuid.UUID, str] = {}
+        out: dict[uuid.UUID, tuple[str, str]] = {}
         missing: list[uuid.UUID] = []
         for device_id in ids:
             hit = cache.get(device_id)
             if hit is None:
                 missing.append(device_id)
             elif hit[0] == workspace_id:
-                out[device_id] = hit[1]
+                out[device_id] = (hit[1], hit[2])
         if missing:
-            for device_id, (status, _type) in (
-                await self.repo.devices(workspace_id, missing)
-            ).items():
-                cache.put(device_id, (workspace_id, status))
-                out[device_id] = status
+            # A short session of its own: this also runs after the request's session has
+            # given its connection back (see ingest).
+            async with self.hub.sessionmaker() as session:
+                found = await TelemetryRepository(session).devices(workspace_id, missing)
+            for device_id, (status, type_) in found.items():
+                cache.put(device_id, (workspace_id, status, type_))
+                out[device_id] = (status, type_)
         return out
 
     async def device_status(self, workspace_id: uuid.UUID, device_id: uuid.UUID) -> str | None:
-        return (await self.device_statuses(workspace_id, [device_id])).get(device_id)
+        found = (await self.device_statuses(workspace_id, [device_id])).get(device_id)
+        return found[0] if found else None
 
     def refusal(self, status: str) -> str | None:
         return REFUSED_STATUSES.get(status)
@@ -125,6 +135,9 @@ class TelemetryService:
     ) -> IngestResult:
         now = utcnow()
         days = await self.hub.retention_days(workspace_id, self.uow.session)
+        # From here on everything happens in other transactions (series creation, the
+        # writer, presence, alerts): do not sit on a pooled connection meanwhile.
+        await self.uow.release()
         check_time_window(batch, now, now - timedelta(days=days))
         result = IngestResult(rejected=batch.rejected)
         if not batch.candidates:
@@ -155,6 +168,8 @@ class TelemetryService:
                 latest[device_id][metric] = (ts, value, info, quality)
         written = await self.hub.writer.write(rows)
         result.accepted, result.duplicates = written.accepted, written.duplicates
+        if self.alerts is not None and self.alerts.has_rules(workspace_id) is not False:
+            await self._evaluate_alerts(workspace_id, batch)
         await self.presence.seen(workspace_id, latest.keys(), reason)
         for device_id, metrics in latest.items():
             for metric, (ts, value, info, quality) in metrics.items():
@@ -179,6 +194,18 @@ class TelemetryService:
                 )
             )
         return result
+
+    async def _evaluate_alerts(self, workspace_id: uuid.UUID, batch: Batch) -> None:
+        assert self.alerts is not None
+        readings: dict[uuid.UUID, dict[str, list[tuple[datetime, float]]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        for _i, device_id, metric, ts, value, _unit, _q in batch.candidates:
+            if not isinstance(value, str):
+                readings[device_id][metric].append((ts, float(value)))
+        if readings:
+            devices = await self.device_statuses(workspace_id, list(readings))
+            await self.alerts.evaluate(workspace_id, readings, devices)
 
     async def _resolve_series(self, workspace_id: uuid.UUID, batch: Batch) -> None:
         cache = self.hub.series

@@ -1,0 +1,92 @@
+"""All SQL of the alerts domain."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fieldwatch.alerts.models import Alert, AlertRule
+
+
+class AlertRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, obj: Any) -> None:
+        self.session.add(obj)
+
+    async def rules(
+        self, workspace_id: uuid.UUID, *, enabled_only: bool = False
+    ) -> Sequence[AlertRule]:
+        stmt = select(AlertRule).where(AlertRule.workspace_id == workspace_id)
+        if enabled_only:
+            stmt = stmt.where(AlertRule.enabled.is_(True))
+        return (await self.session.scalars(stmt.order_by(AlertRule.created_at))).all()
+
+    async def rule(self, workspace_id: uuid.UUID, rule_id: uuid.UUID) -> AlertRule | None:
+        return await self.session.scalar(
+            select(AlertRule).where(AlertRule.id == rule_id, AlertRule.workspace_id == workspace_id)
+        )
+
+    async def offline_rule(self, workspace_id: uuid.UUID) -> AlertRule | None:
+        return await self.session.scalar(
+            select(AlertRule).where(
+                AlertRule.workspace_id == workspace_id, AlertRule.kind == "offline"
+            )
+        )
+
+    async def delete_rule(self, rule: AlertRule) -> None:
+        await self.session.delete(rule)
+
+    async def alert(self, workspace_id: uuid.UUID, alert_id: uuid.UUID) -> Alert | None:
+        return await self.session.scalar(
+            select(Alert).where(Alert.id == alert_id, Alert.workspace_id == workspace_id)
+        )
+
+    async def active(self, rule_id: uuid.UUID, device_id: uuid.UUID) -> Alert | None:
+        return await self.session.scalar(
+            select(Alert).where(
+                Alert.rule_id == rule_id, Alert.device_id == device_id, Alert.status == "active"
+            )
+        )
+
+    async def active_for_device(
+        self, device_id: uuid.UUID, rule_id: uuid.UUID | None = None
+    ) -> Sequence[Alert]:
+        stmt = select(Alert).where(Alert.device_id == device_id, Alert.status == "active")
+        if rule_id is not None:
+            stmt = stmt.where(Alert.rule_id == rule_id)
+        return (await self.session.scalars(stmt)).all()
+
+    async def active_for_rule(self, rule_id: uuid.UUID) -> Sequence[Alert]:
+        return (
+            await self.session.scalars(
+                select(Alert).where(Alert.rule_id == rule_id, Alert.status == "active")
+            )
+        ).all()
+
+    async def active_keys(self, workspace_id: uuid.UUID) -> set[tuple[uuid.UUID, uuid.UUID]]:
+        rows = await self.session.execute(
+            select(Alert.rule_id, Alert.device_id).where(
+                Alert.workspace_id == workspace_id, Alert.status == "active"
+            )
+        )
+        return {(r, d) for r, d in rows.tuples() if r is not None}
+
+    async def page(
+        self, workspace_id: uuid.UUID, filters: dict[str, Any], limit: int, offset: int
+    ) -> tuple[Sequence[Alert], int]:
+        clauses = [Alert.workspace_id == workspace_id]
+        for key in ("status", "severity", "device_id", "rule_id", "acknowledged"):
+            if filters.get(key) is not None:
+                clauses.append(getattr(Alert, key) == filters[key])
+        rows = await self.session.scalars(
+            select(Alert).where(*clauses).order_by(Alert.last_triggered_at.desc(), Alert.id)
+            .limit(limit).offset(offset)
+        )  # fmt: skip
+        total = await self.session.scalar(select(func.count()).select_from(Alert).where(*clauses))
+        return rows.all(), int(total or 0)

@@ -1,0 +1,115 @@
+"""Who is connecting: the credential of a Socket.IO handshake, resolved like an HTTP one.
+
+The token comes from the Socket.IO ``auth`` payload (``{"token": ..., "workspace": ...}``)
+or from the ``Authorization: Bearer ...`` and ``X-Workspace`` headers of the handshake.
+Tokens are kept in memory only to re-check a connection when credentials change; they
+are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from socketio.exceptions import ConnectionRefusedError as Refused
+
+from fieldwatch.auth.principal import Principal
+from fieldwatch.auth.roles import Role
+from fieldwatch.auth.service import AuthService
+from fieldwatch.core import credentials
+from fieldwatch.core.errors import AppError
+from fieldwatch.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+MISSING = (
+    "Authentication required: connect with auth={'token': '<access token or API key>'} "
+    "or an 'Authorization: Bearer <access token or API key>' header."
+)
+DEVICE_TOKEN = "Device tokens cannot open dashboard connections; use an access token or an API key."
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    token: str
+    workspace: str | None = None
+
+    def __repr__(self) -> str:  # never show the token
+        return f"Credential(workspace={self.workspace!r})"
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _bearer(value: str | None) -> str | None:
+    if value is None:
+        return None
+    scheme, _, rest = value.partition(" ")
+    if scheme.lower() == "bearer":
+        return _text(rest)
+    return value if " " not in value else None
+
+
+def credential_from(environ: Mapping[str, Any], auth: Any) -> Credential:
+    """The credential of a handshake; ``ConnectionRefusedError`` when there is none."""
+    token = workspace = None
+    if isinstance(auth, Mapping):
+        token = _bearer(_text(auth.get("token")))
+        workspace = _text(auth.get("workspace"))
+    if token is None:
+        header = _text(environ.get("HTTP_AUTHORIZATION"))
+        scheme, _, rest = (header or "").partition(" ")
+        token = _text(rest) if scheme.lower() == "bearer" else None
+    if workspace is None:
+        workspace = _text(environ.get("HTTP_X_WORKSPACE"))
+    if token is None:
+        raise Refused(MISSING)
+    if token.startswith(credentials.DEVICE_TOKEN_PREFIX):
+        raise Refused(DEVICE_TOKEN)
+    return Credential(token, workspace)
+
+
+def _service(runtime: Runtime, session: Any) -> AuthService:
+    return AuthService(
+        session, codec=runtime.codec, settings=runtime.settings, throttle=runtime.throttle
+    )
+
+
+async def authenticate(runtime: Runtime, credential: Credential) -> Principal:
+    """Resolve the credential to a principal, or refuse the connection with the reason."""
+    async with runtime.uow() as uow:
+        service = _service(runtime, uow.session)
+        try:
+            principal = await service.authenticate(credential.token, credential.workspace)
+            principal.require(Role.viewer)
+        except AppError as exc:
+            log.info("realtime connection refused", extra={"reason": exc.detail})
+            raise Refused(exc.detail) from exc
+        if await service.record_credential_use():
+            await uow.commit()
+    return principal
+
+
+async def still_valid(runtime: Runtime, creds: Sequence[Credential]) -> list[bool]:
+    """Re-check credentials after a logout, revocation or role change. A credential whose
+    check fails for another reason than being refused (the database is down) counts as
+    valid: an outage must not disconnect every dashboard."""
+    results: list[bool] = []
+    async with runtime.uow() as uow:
+        service = _service(runtime, uow.session)
+        for credential in creds:
+            try:
+                await service.authenticate(credential.token, credential.workspace)
+                results.append(True)
+            except AppError:
+                results.append(False)
+            except Exception:
+                log.exception("re-checking a realtime connection failed")
+                await uow.rollback()
+                results.append(True)
+    return results

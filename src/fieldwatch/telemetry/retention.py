@@ -1,0 +1,141 @@
+"""Retention: readings older than their workspace's window go away.
+
+Each workspace keeps readings for ``retention_days`` (default 365, seed 002's
+``DATA_RETENTION_DAYS``). On PostgreSQL whole weekly partitions are dropped once they are
+older than the longest retention of all workspaces (cheap, no dead rows); workspaces with
+a shorter window have their older rows deleted in batches. Rollups follow the same
+windows. Maintenance also creates the coming weeks' partitions ahead of time. It runs in
+the background every ``retention_interval_s`` and, on PostgreSQL, in one process at a
+time (an advisory lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from fieldwatch.auth.models import Workspace
+from fieldwatch.core.clock import utcnow
+from fieldwatch.telemetry import partitions
+from fieldwatch.telemetry.models import (
+    Reading,
+    Rollup1h,
+    Rollup1m,
+    Series,
+    WorkspaceTelemetrySettings,
+)
+
+log = logging.getLogger(__name__)
+LOCK_ID = 0x66776174  # "fwat": one maintenance run at a time across processes
+BATCH = 50_000
+
+
+@dataclass
+class RetentionReport:
+    dropped_partitions: list[str] = field(default_factory=list)
+    deleted_readings: int = 0
+    deleted_rollups: int = 0
+    created_partitions: int = 0
+
+
+class RetentionManager:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        default_days: int,
+        interval_s: float,
+    ) -> None:
+        self.engine = engine
+        self.sessionmaker = sessionmaker
+        self.default_days = default_days
+        self.interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None and self.interval_s > 0:
+            self._task = asyncio.create_task(self._loop(), name="telemetry-retention")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                report = await self.run()
+                if report.dropped_partitions or report.deleted_readings:
+                    log.info(
+                        "retention: dropped %d partitions, deleted %d readings",
+                        len(report.dropped_partitions), report.deleted_readings,
+                    )  # fmt: skip
+            except Exception:
+                log.exception("retention run failed")
+            await asyncio.sleep(self.interval_s)
+
+    async def windows(self, session: AsyncSession) -> dict[object, int]:
+        """workspace id → retention days, for every workspace."""
+        rows = await session.execute(
+            select(Workspace.id, WorkspaceTelemetrySettings.retention_days).join(
+                WorkspaceTelemetrySettings,
+                WorkspaceTelemetrySettings.workspace_id == Workspace.id,
+                isouter=True,
+            )
+        )
+        return {ws: days or self.default_days for ws, days in rows.tuples()}
+
+    async def run(self, now: datetime | None = None) -> RetentionReport:
+        now = now or utcnow()
+        report = RetentionReport()
+        postgres = self.engine.dialect.name == "postgresql"
+        async with self.sessionmaker() as session:
+            if postgres and not await session.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": LOCK_ID}
+            ):
+                return report  # another process is at it
+            windows = await self.windows(session)
+            longest = max([*windows.values(), self.default_days])
+            if postgres:
+                conn = await session.connection()
+                raw = (await conn.get_raw_connection()).driver_connection
+                manager = partitions.PartitionManager()
+                report.dropped_partitions = await manager.drop_before(
+                    raw, now - timedelta(days=longest)
+                )
+                ahead = [partitions.week_start(now + timedelta(weeks=w)) for w in range(4)]
+                missing = manager.missing(ahead)
+                await manager.ensure(raw, ahead)
+                report.created_partitions = len(missing)
+            for workspace_id, days in windows.items():
+                cutoff = now - timedelta(days=days)
+                ids = select(Series.id).where(Series.workspace_id == workspace_id)
+                if days < longest or not postgres:
+                    report.deleted_readings += await self._delete(
+                        session, Reading, Reading.ts, ids, cutoff
+                    )
+                for model in (Rollup1m, Rollup1h):
+                    report.deleted_rollups += await self._delete(
+                        session, model, model.bucket, ids, cutoff
+                    )
+            await session.commit()
+        return report
+
+    async def _delete(
+        self, session: AsyncSession, model: Any, column: Any, ids: Any, cutoff: datetime
+    ) -> int:
+        result = await session.execute(
+            delete(model)
+            .where(model.series_id.in_(ids), column < cutoff)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

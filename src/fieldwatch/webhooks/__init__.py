@@ -1,0 +1,1 @@
+"""Workspace webhooks: alert changes POSTed to external URLs, signed and retried."""
