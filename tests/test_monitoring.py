@@ -37,7 +37,7 @@ async def test_offline_after_interval_times_tolerance_and_back(client, operator:
     device, token = await device_with_token(client, operator)
     dev_id = uuid.UUID(device["id"])
     await _beat(client, device["id"], token, battery_level=90)
-    assert runtime.presence.connectivity(dev_id) == "online"
+    assert await runtime.presence.connectivity_of([dev_id]) == {dev_id: "online"}
 
     clock.advance(179)  # default: 60 s × 3
     assert await runtime.presence.sweep() == []
@@ -98,7 +98,8 @@ async def test_presence_survives_a_restart(client, operator: Actor, runtime, set
         clock.advance(181)
         fresh.presence.clock = clock
         await fresh.presence.start()
-        assert fresh.presence.connectivity(uuid.UUID(device["id"])) == "online"
+        dev_id = uuid.UUID(device["id"])
+        assert await fresh.presence.connectivity_of([dev_id]) == {dev_id: "online"}
         assert await fresh.presence.sweep() == [uuid.UUID(device["id"])]
     finally:
         await fresh.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -24,6 +24,9 @@ from fieldwatch.monitoring.presence import PresenceTracker
 from fieldwatch.telemetry.hub import TelemetryHub
 from fieldwatch.webhooks.dispatcher import WebhookDispatcher
 
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
 
 @dataclass
 class Runtime:
@@ -38,6 +41,7 @@ class Runtime:
     webhooks: WebhookDispatcher
     alerts: AlertEngine
     extras: dict[str, object] = field(default_factory=dict)
+    redis: Redis | None = None  # shared presence and latest values, when configured
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessionmaker, self.bus)
@@ -68,7 +72,11 @@ class Runtime:
             if close_bus is not None:
                 await close_bus()
         finally:
-            await self.engine.dispose()
+            try:
+                if self.redis is not None:
+                    await self.redis.aclose()
+            finally:
+                await self.engine.dispose()
 
 
 def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime:
@@ -88,8 +96,15 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
         bus = RabbitMQEventBus(settings.rabbitmq_url, settings.rabbitmq_exchange)
     sessionmaker = create_sessionmaker(engine)
     bus = bus or InProcessEventBus()
+    redis: Redis | None = None
+    if settings.redis_url:
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(settings.redis_url)
     telemetry = TelemetryHub(settings, engine, sessionmaker)
     telemetry.subscribe(bus)
+    if redis is not None:
+        telemetry.latest.use_redis(redis, settings.redis_prefix, bus)
     webhooks = WebhookDispatcher(settings, sessionmaker)
     webhooks.subscribe(bus)
     alerts = AlertEngine(sessionmaker, bus)
@@ -102,13 +117,14 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
         codec=codec,
         throttle=LoginThrottle(settings.login_max_failures, settings.login_failure_window_s),
         telemetry=telemetry,
-        presence=PresenceTracker(settings, sessionmaker, bus),
+        presence=PresenceTracker(settings, sessionmaker, bus, redis=redis),
         webhooks=webhooks,
         alerts=alerts,
+        redis=redis,
     )
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 

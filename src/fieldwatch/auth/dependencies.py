@@ -12,15 +12,21 @@ from fieldwatch.auth.principal import Principal
 from fieldwatch.auth.roles import Role
 from fieldwatch.auth.service import AuthService
 from fieldwatch.core.errors import Unauthorized
-from fieldwatch.runtime import RuntimeDep, UowDep
+from fieldwatch.db.uow import UnitOfWork
+from fieldwatch.runtime import Runtime, RuntimeDep, UowDep
 
 bearer = HTTPBearer(auto_error=False, description="A JWT access token or an API key")
 
 
-def auth_service(runtime: RuntimeDep, uow: UowDep) -> AuthService:
+def make_auth_service(runtime: Runtime, uow: UnitOfWork) -> AuthService:
     return AuthService(
         uow.session, codec=runtime.codec, settings=runtime.settings, throttle=runtime.throttle
     )
+
+
+# Dependencies are ``async def``: FastAPI runs plain ``def`` ones in a thread pool.
+async def auth_service(runtime: RuntimeDep, uow: UowDep) -> AuthService:
+    return make_auth_service(runtime, uow)
 
 
 AuthServiceDep = Annotated[AuthService, Depends(auth_service)]

@@ -28,6 +28,15 @@ class Settings(BaseSettings):
     )
     rabbitmq_exchange: str = "fieldwatch.events"
 
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL; when set, presence and latest values are shared through it",
+    )
+    redis_prefix: str = Field(
+        default="fw",
+        description="Namespace of this installation's Redis keys (one per installation)",
+    )
+
     jwt_secret: str | None = None
     jwt_audience: str = "fieldwatch"
     jwt_issuer: str = "fieldwatch"
@@ -52,6 +61,7 @@ class Settings(BaseSettings):
     offline_tolerance: float = 3.0
     presence_sweep_s: float = 5.0
     auth_cache_s: float = 2.0
+    device_cache_s: float = 10.0
     realtime_coalesce_ms: int = 250
     realtime_cors_origins: list[str] = Field(
         default_factory=list,

@@ -35,7 +35,7 @@ Sort = Literal[
 ]  # fmt: skip
 
 
-def _filter(
+async def _filter(
     status_: Annotated[list[DeviceStatus] | None, Query(alias="status")] = None,
     type_: Annotated[str | None, Query(alias="type", max_length=100)] = None,
     location: Annotated[str | None, Query(max_length=200)] = None,

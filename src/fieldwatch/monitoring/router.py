@@ -28,7 +28,7 @@ from fieldwatch.telemetry.service import require_range
 router = APIRouter(prefix="/api/v1", tags=["monitoring"])
 
 
-def monitoring_service(runtime: RuntimeDep, uow: UowDep) -> MonitoringService:
+async def monitoring_service(runtime: RuntimeDep, uow: UowDep) -> MonitoringService:
     return MonitoringService(uow, runtime.presence)
 
 

@@ -43,7 +43,7 @@ class MonitoringService:
         self.devices = DeviceService(uow)
 
     async def _last_seen(self, device: Device) -> Any:
-        return self.presence.last_seen(device.id) or device.last_seen
+        return (await self.presence.last_seen_of([device.id]))[device.id] or device.last_seen
 
     async def status(self, principal: Principal, device_id: uuid.UUID) -> DeviceStatusRead:
         device = await self.devices.get(principal, device_id)
@@ -51,7 +51,7 @@ class MonitoringService:
         return DeviceStatusRead(
             device_id=device.id,
             status=DeviceStatus(device.status),
-            connectivity=self.presence.connectivity(device.id),
+            connectivity=(await self.presence.connectivity_of([device.id]))[device.id],
             last_seen=await self._last_seen(device),
             battery_level=_value(metrics.get("battery_level")),
             signal_strength=_value(metrics.get("signal_strength")),
@@ -92,7 +92,8 @@ class MonitoringService:
                 if r[1] != DeviceStatus.retired]  # fmt: skip
         ids = [r[0] for r in rows]
         metrics = await self.repo.latest_metrics(ids, ("battery_level",))
-        online_ids = self.presence.online_ids(principal.workspace_id)
+        online_ids = await self.presence.online_in(principal.workspace_id)
+        last_seen = await self.presence.last_seen_of(ids)
         by_type: dict[str, dict[str, int]] = defaultdict(lambda: {"online": 0, "offline": 0})
         never = low = 0
         with_errors: list[uuid.UUID] = []
@@ -102,7 +103,7 @@ class MonitoringService:
             battery = _value(metrics.get(device_id, {}).get("battery_level"))
             if isinstance(battery, float) and battery < LOW_BATTERY:
                 low += 1
-            if self.presence.last_seen(device_id) is None:
+            if last_seen[device_id] is None:
                 presence = await self.repo.presence(device_id)
                 if presence is None or presence.last_seen is None:
                     never += 1
@@ -160,7 +161,7 @@ class MonitoringService:
         rows = await self.repo.devices(principal.workspace_id)
         for _id, status, _type in rows:
             by_status[DeviceStatus(status)] += 1
-        online_ids = self.presence.online_ids(principal.workspace_id)
+        online_ids = await self.presence.online_in(principal.workspace_id)
         active = [r for r in rows if r[1] != DeviceStatus.retired]
         online = sum(1 for r in active if r[0] in online_ids)
         since = minute - timedelta(seconds=window_s)

@@ -11,7 +11,7 @@ import orjson
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
 
-from fieldwatch.auth.dependencies import auth_service, bearer
+from fieldwatch.auth.dependencies import bearer, make_auth_service
 from fieldwatch.auth.roles import Role
 from fieldwatch.core import credentials as creds
 from fieldwatch.core.errors import BadRequest, PayloadTooLarge, Unauthorized
@@ -48,7 +48,7 @@ async def get_writer(
         await uow.commit()
         writer = Writer(device.workspace_id, device.device_id, device.device.status)
     else:
-        service = auth_service(runtime, uow)
+        service = make_auth_service(runtime, uow)
         principal = await service.authenticate(token, hint)
         if await service.record_credential_use():
             await uow.commit()
@@ -61,7 +61,7 @@ async def get_writer(
 WriterDep = Annotated[Writer, Depends(get_writer)]
 
 
-def telemetry_service(runtime: RuntimeDep, uow: UowDep) -> TelemetryService:
+async def telemetry_service(runtime: RuntimeDep, uow: UowDep) -> TelemetryService:
     return TelemetryService(uow, runtime.telemetry, runtime.presence, runtime.bus, runtime.alerts)
 
 

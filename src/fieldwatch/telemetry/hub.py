@@ -60,7 +60,7 @@ class TelemetryHub:
         # change what they hold (in every process, when the bus is RabbitMQ).
         self.writers: TTLCache[str, Any] = TTLCache(settings.auth_cache_s)
         self.device_status: TTLCache[uuid.UUID, tuple[uuid.UUID, str, str]] = TTLCache(
-            settings.auth_cache_s
+            settings.device_cache_s
         )
 
     def subscribe(self, bus: EventBus) -> None:

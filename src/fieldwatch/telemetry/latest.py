@@ -4,6 +4,10 @@ Updated by this process's writes as they commit, loaded from the database at sta
 and refreshed from it every few seconds (``series.last_ts`` only moves forward), so
 several processes converge on the same view without a shared cache. A request for the
 whole fleet is then a filter and one ``orjson.dumps``, not tens of thousands of rows.
+
+With Redis (``FIELDWATCH_REDIS_URL``) the values live there instead, shared by every
+process (see ``latest_redis``): each commit writes through (only where newer), a snapshot
+reads Redis, and the database is read only to fill a Redis that holds nothing yet.
 """
 
 from __future__ import annotations
@@ -14,13 +18,19 @@ import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fieldwatch.telemetry.models import Series
 from fieldwatch.telemetry.parse import QUALITY_NAMES
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from fieldwatch.core.events import Event, EventBus
+    from fieldwatch.telemetry.latest_redis import RedisLatest
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +64,32 @@ class LatestValues:
         self._watermark: datetime | None = None
         self._loaded = False
         self._task: asyncio.Task[None] | None = None
+        self.redis: RedisLatest | None = None
+        self._pending: list[tuple[uuid.UUID, str, str, tuple[datetime, Entry]]] = []
+        self._forgotten: list[str] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    def use_redis(self, redis: Redis, prefix: str, bus: EventBus | None = None) -> None:
+        """Keep the values in Redis, shared by the processes of the installation.
+
+        ``record`` is synchronous, so it queues the write and a task sends what is
+        queued (one round trip per batch); ``flush`` waits for it. Given the bus, the
+        write is done before a ``telemetry.received`` event's handlers return, which on
+        the in-process bus is before the ingest request is answered.
+        """
+        from fieldwatch.telemetry.latest_redis import RedisLatest
+
+        self.redis = RedisLatest(redis, prefix)
+        if bus is not None:
+            bus.subscribe("telemetry.received", self._written)
+
+    async def _written(self, event: Event) -> None:
+        await self.flush()
 
     async def start(self) -> None:
+        if self.redis is not None:
+            await self._fill()  # no refresher: every process writes through
+            return
         await self.refresh()
         if self._task is None:
             self._task = asyncio.create_task(self._refresher(), name="latest-refresher")
@@ -66,6 +100,7 @@ class LatestValues:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self.flush()
 
     async def _refresher(self) -> None:
         while True:
@@ -93,14 +128,29 @@ class LatestValues:
         async with self.sessionmaker() as session:
             rows = (await session.execute(stmt)).tuples().all()
         newest = self._watermark
+        loaded: list[tuple[uuid.UUID, str, str, tuple[datetime, Entry]]] = []
         for ws, dev, metric, kind, unit, ts, value, text, q in rows:
             if ts is None:  # excluded by the query; keeps the type checker informed
                 continue
-            self._put(ws, str(dev), metric, entry(kind, unit, ts, value, text, q))
+            new = entry(kind, unit, ts, value, text, q)
+            if self.redis is not None:
+                loaded.append((ws, str(dev), metric, new))
+            else:
+                self._put(ws, str(dev), metric, new)
             if newest is None or ts > newest:
                 newest = ts
+        if self.redis is not None:
+            await self.redis.put(loaded)  # only where newer than what Redis holds
         self._watermark = newest
         self._loaded = True
+
+    async def _fill(self) -> None:
+        """Load the database into a Redis that holds nothing of this installation yet."""
+        assert self.redis is not None
+        if not await self.redis.filled():
+            self._watermark = None
+            await self.refresh()
+            await self.redis.mark_filled()
 
     def _put(self, ws: uuid.UUID, device: str, metric: str, new: tuple[datetime, Entry]) -> None:
         key = (device, metric)
@@ -117,17 +167,58 @@ class LatestValues:
         new: tuple[datetime, Entry],
     ) -> None:
         """A write of this process committed."""
-        self._put(workspace_id, str(device_id), metric, new)
+        if self.redis is None:
+            self._put(workspace_id, str(device_id), metric, new)
+            return
+        self._pending.append((workspace_id, str(device_id), metric, new))
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(
+                self._drain(), name="latest-write-through"
+            )
+
+    async def _drain(self) -> None:
+        assert self.redis is not None
+        while self._pending or self._forgotten:
+            pending, self._pending = self._pending, []
+            forgotten, self._forgotten = self._forgotten, []
+            try:
+                await self.redis.put(pending)
+                for device in forgotten:
+                    await self.redis.forget(device)
+            except Exception:
+                # The database has the values; Redis catches up with the next reading.
+                log.exception("writing latest values to Redis failed")
+
+    @property
+    def writing(self) -> bool:
+        """Whether writes of this process are still on their way to Redis."""
+        return self._drainer is not None and not self._drainer.done()
+
+    async def flush(self) -> None:
+        """Wait until what this process recorded is in Redis (nothing to do without)."""
+        while self._drainer is not None and not self._drainer.done():
+            await asyncio.shield(self._drainer)
 
     def forget_device(self, device_id: uuid.UUID) -> None:
         key = str(device_id)
+        if self.redis is not None:
+            self._forgotten.append(key)
+            self._kick()
+            return
         for devices in self._by_ws.values():
             for metric in devices.pop(key, {}):
                 self._ts.pop((key, metric), None)
 
     async def reload_device(self, workspace_id: uuid.UUID, device_id: uuid.UUID) -> None:
         """After a delete the latest values may move back: reload them from the database."""
-        self.forget_device(device_id)
+        if self.redis is not None:
+            await self.flush()
+            await self.redis.forget(str(device_id))
+        else:
+            self.forget_device(device_id)
         async with self.sessionmaker() as session:
             rows = (
                 (
@@ -146,10 +237,16 @@ class LatestValues:
                 .tuples()
                 .all()
             )
-        for metric, kind, unit, ts, value, text, q in rows:
-            if ts is None:
-                continue
-            self._put(workspace_id, str(device_id), metric, entry(kind, unit, ts, value, text, q))
+        reloaded = [
+            (workspace_id, str(device_id), metric, entry(kind, unit, ts, value, text, q))
+            for metric, kind, unit, ts, value, text, q in rows
+            if ts is not None
+        ]
+        if self.redis is not None:
+            await self.redis.put(reloaded)
+            return
+        for ws, device, metric, new in reloaded:
+            self._put(ws, device, metric, new)
 
     async def snapshot(
         self,
@@ -157,6 +254,13 @@ class LatestValues:
         device_ids: Iterable[str] | None = None,
         metrics: Sequence[str] = (),
     ) -> dict[str, dict[str, Entry]]:
+        if self.redis is not None:
+            await self.flush()  # this process's own writes first
+            got = await self.redis.snapshot(workspace_id, device_ids, metrics)
+            if got is None:  # Redis holds nothing of this installation yet
+                await self._fill()
+                got = await self.redis.snapshot(workspace_id, device_ids, metrics) or {}
+            return got
         if not self._loaded:
             await self.refresh()
         devices = self._by_ws.get(workspace_id, {})

@@ -179,6 +179,8 @@ class TelemetryService:
                     workspace_id, device_id, metric,
                     latest_entry(info.kind, info.unit, ts, number, text, quality),
                 )  # fmt: skip
+        await self.hub.latest.flush()  # with Redis: one round trip for the whole request
+        for device_id, metrics in latest.items():
             await self.bus.publish(
                 Event(
                     type=TELEMETRY_RECEIVED,
