@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run install test test-sqlite lint format typecheck bench clean
+.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,9 +37,17 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-## Benchmarks (need PostgreSQL; see bench/README.md).
-bench: $(STAMP)
+## Benchmarks (need PostgreSQL): they print their figures and write bench/results/.
+bench: bench-registry bench-ingest bench-query
+
+bench-registry: $(STAMP)
 	$(BIN)/python bench/bench_registry.py
+
+bench-ingest: $(STAMP)
+	$(BIN)/python bench/bench_ingest.py
+
+bench-query: $(STAMP)
+	$(BIN)/python bench/bench_query.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build src/*.egg-info

@@ -103,7 +103,7 @@ def client_process(base: str, token: str, bodies: list[tuple[str, bytes]], clien
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--requests", type=int, default=600)
-    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--devices", type=int, default=50)
     parser.add_argument("--client-processes", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
