@@ -66,6 +66,8 @@ def _parse_ts(raw: Any) -> datetime | str:
             ts = datetime.fromisoformat(raw)
         except ValueError:
             return f"not a timestamp: {raw[:40]!r}"
+        if ts.tzinfo is UTC:  # "…Z" / "…+00:00": the common case, nothing to convert
+            return ts
         return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
     return "timestamp must be an ISO 8601 string or epoch seconds"
 
