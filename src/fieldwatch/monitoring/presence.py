@@ -19,7 +19,6 @@ work on the in-process state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -32,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.events import Event, EventBus
 from fieldwatch.core.settings import Settings
+from fieldwatch.core.tasks import cancel, every
 from fieldwatch.devices.models import Device
 from fieldwatch.monitoring.models import ConnectivityEvent, DevicePresence, DeviceTypeSettings
 from fieldwatch.monitoring.presence_redis import RedisPresence
@@ -84,28 +84,22 @@ class PresenceTracker:
     async def start(self) -> None:
         await self._load()
         if self._task is None:
-            self._task = asyncio.create_task(self._sweeper(), name="presence-sweeper")
+            self._task = every(
+                self.settings.presence_sweep_s, self._sweep_once, name="presence-sweeper"
+            )
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self.flush()
 
-    async def _sweeper(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.presence_sweep_s)
-            try:
-                if self._memory is None:
-                    self._loaded = False  # check that Redis was not emptied meanwhile
-                await self.sweep()
-                await self.flush()
-            except Exception:
-                log.exception("presence sweep failed")
+    async def _sweep_once(self) -> None:
+        if self._memory is None:
+            self._loaded = False  # check that Redis was not emptied meanwhile
+        await self.sweep()
+        await self.flush()
 
     async def _load(self) -> None:
         """Pick up the devices the database says are online (after a restart; with Redis,

@@ -9,13 +9,13 @@ more than one update per interval.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fieldwatch.core.tasks import cancel
 from fieldwatch.realtime.messages import TELEMETRY, merge_telemetry
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,8 @@ class TelemetryCoalescer:
 
     async def stop(self) -> None:
         """Stop the flusher; what is still pending is dropped (nobody is listening)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         self._pending.clear()
         self._wake.clear()
 

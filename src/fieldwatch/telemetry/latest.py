@@ -13,7 +13,6 @@ reads Redis, and the database is read only to fill a Redis that holds nothing ye
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from fieldwatch.core.tasks import cancel, every
 from fieldwatch.telemetry.models import Series
 from fieldwatch.telemetry.parse import QUALITY_NAMES
 
@@ -92,23 +92,12 @@ class LatestValues:
             return
         await self.refresh()
         if self._task is None:
-            self._task = asyncio.create_task(self._refresher(), name="latest-refresher")
+            self._task = every(REFRESH_S, self.refresh, name="latest-refresher")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         await self.flush()
-
-    async def _refresher(self) -> None:
-        while True:
-            await asyncio.sleep(REFRESH_S)
-            try:
-                await self.refresh()
-            except Exception:
-                log.exception("refreshing latest values failed")
 
     async def refresh(self) -> None:
         """Load what changed in the database since the last refresh (all, the first time)."""

@@ -12,7 +12,6 @@ time (an advisory lock).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from fieldwatch.auth.models import Workspace
 from fieldwatch.core.clock import utcnow
+from fieldwatch.core.tasks import cancel, every
 from fieldwatch.telemetry import partitions
 from fieldwatch.telemetry.models import (
     Reading,
@@ -61,27 +61,21 @@ class RetentionManager:
 
     def start(self) -> None:
         if self._task is None and self.interval_s > 0:
-            self._task = asyncio.create_task(self._loop(), name="telemetry-retention")
+            self._task = every(
+                self.interval_s, self._run_and_log, name="telemetry-retention", run_first=True
+            )
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                report = await self.run()
-                if report.dropped_partitions or report.deleted_readings:
-                    log.info(
-                        "retention: dropped %d partitions, deleted %d readings",
-                        len(report.dropped_partitions), report.deleted_readings,
-                    )  # fmt: skip
-            except Exception:
-                log.exception("retention run failed")
-            await asyncio.sleep(self.interval_s)
+    async def _run_and_log(self) -> None:
+        report = await self.run()
+        if report.dropped_partitions or report.deleted_readings:
+            log.info(
+                "retention: dropped %d partitions, deleted %d readings",
+                len(report.dropped_partitions), report.deleted_readings,
+            )  # fmt: skip
 
     async def windows(self, session: AsyncSession) -> dict[object, int]:
         """workspace id → retention days, for every workspace."""
