@@ -22,6 +22,7 @@ from fieldwatch.realtime import RealtimeServer
 from fieldwatch.runtime import Runtime, build_runtime
 from fieldwatch.system.router import router as system_router
 from fieldwatch.telemetry.router import router as telemetry_router
+from fieldwatch.transports import websocket as device_gateway
 from fieldwatch.webhooks.router import router as webhooks_router
 
 DESCRIPTION = """
@@ -77,13 +78,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     install_error_handlers(app)
     app.include_router(system_router)
+    app.include_router(telemetry_router)  # first: the ingest hot path matches sooner
     app.include_router(auth_router)
     app.include_router(inventory_router)  # before devices: /devices/import is a fixed path
     app.include_router(monitoring_router)  # before devices: /devices/health/summary too
     app.include_router(devices_router)
-    app.include_router(telemetry_router)
     app.include_router(webhooks_router)
     app.include_router(alerts_router)
+    device_gateway.install(app)  # WS /ws/device: the device gateway
     return app
 
 

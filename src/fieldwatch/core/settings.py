@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     ingest_max_batch: int = 20_000
     ingest_writers: int = 2
     heartbeat_interval_s: int = 60
+    ws_max_frame_bytes: int = 64 * 1024  # device WebSocket: limits per connection
+    ws_max_errors: int = 10  # bad frames a device may send per minute
+    ws_max_frames_per_s: float = 50.0
     offline_tolerance: float = 3.0
     presence_sweep_s: float = 5.0
     auth_cache_s: float = 2.0

@@ -1,0 +1,161 @@
+"""Live device sessions of this process: one per device, closed when replaced or when
+the device's credentials stop being valid; plus the per-connection limits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.websockets import WebSocket
+
+from fieldwatch.core.errors import Unauthorized
+from fieldwatch.core.events import CREDENTIALS_CHANGED, Event
+from fieldwatch.devices.events import DEVICE_STATUS_CHANGED
+from fieldwatch.devices.service import DeviceService
+from fieldwatch.inventory.lifecycle import DeviceStatus
+from fieldwatch.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+#: Close codes (RFC 6455 1008 "policy violation", and two private-use codes).
+CLOSE_POLICY = 1008
+CLOSE_REPLACED = 4000
+CLOSE_REVOKED = 4001
+CLOSE_INTERNAL = 1011
+
+
+class TokenBucket:
+    """``rate`` frames a second on average, bursts of up to ``rate`` frames."""
+
+    def __init__(self, rate: float, clock: Any = time.monotonic) -> None:
+        self.rate = rate
+        self.capacity = max(rate, 1.0)
+        self.tokens = self.capacity
+        self.clock = clock
+        self.last = clock()
+
+    def take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class ErrorWindow:
+    """Counts bad frames over the last ``window_s`` seconds."""
+
+    def __init__(self, window_s: float = 60.0, clock: Any = time.monotonic) -> None:
+        self.window_s = window_s
+        self.clock = clock
+        self.times: deque[float] = deque()
+
+    def add(self) -> int:
+        now = self.clock()
+        self.times.append(now)
+        while self.times and self.times[0] <= now - self.window_s:
+            self.times.popleft()
+        return len(self.times)
+
+
+@dataclass(eq=False)
+class DeviceSession:
+    websocket: WebSocket
+    device_id: uuid.UUID
+    workspace_id: uuid.UUID
+    token: str = field(repr=False)  # kept to re-check on revocations; never logged
+    closed: bool = False
+    close_code: int | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    async def send(self, message: dict[str, Any]) -> bool:
+        """Send one JSON frame; False when the connection is gone."""
+        async with self._lock:
+            if self.closed:
+                return False
+            try:
+                await self.websocket.send_json(message)
+            except Exception:  # the peer went away meanwhile
+                self.closed = True
+                return False
+            return True
+
+    async def close(self, code: int, reason: str) -> None:
+        async with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            self.close_code = code
+            with contextlib.suppress(Exception):
+                await self.websocket.close(code=code, reason=reason)
+
+
+class SessionRegistry:
+    """device_id → its live session in this process."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.sessions: dict[uuid.UUID, DeviceSession] = {}
+        self._unsubscribe = [
+            runtime.bus.subscribe(CREDENTIALS_CHANGED, self._on_credentials_changed),
+            runtime.bus.subscribe(DEVICE_STATUS_CHANGED, self._on_status_changed),
+        ]
+
+    async def register(self, session: DeviceSession) -> None:
+        old = self.sessions.get(session.device_id)
+        self.sessions[session.device_id] = session
+        if old is not None and old is not session:
+            log.info("device %s reconnected: closing its older session", session.device_id)
+            await old.close(CLOSE_REPLACED, "replaced by a new connection")
+
+    def unregister(self, session: DeviceSession) -> bool:
+        """Forget the session; True when it was the device's current one."""
+        if self.sessions.get(session.device_id) is session:
+            del self.sessions[session.device_id]
+            return True
+        return False
+
+    def close(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+
+    async def still_valid(self, session: DeviceSession) -> bool:
+        async with self.runtime.uow() as uow:
+            try:
+                await DeviceService(uow).authenticate_device(session.token)
+            except Unauthorized:
+                return False
+        return True
+
+    async def _revoke(self, session: DeviceSession) -> None:
+        log.info("device %s: credentials revoked, closing its session", session.device_id)
+        await session.close(CLOSE_REVOKED, "credentials revoked")
+
+    async def _on_credentials_changed(self, event: Event) -> None:
+        for session in [s for s in self.sessions.values() if s.workspace_id == event.workspace_id]:
+            if not session.closed and not await self.still_valid(session):
+                await self._revoke(session)
+
+    async def _on_status_changed(self, event: Event) -> None:
+        if event.subject_id is None or event.payload.get("status") != DeviceStatus.retired.value:
+            return
+        session = self.sessions.get(event.subject_id)
+        if session is not None and session.workspace_id == event.workspace_id:
+            await self._revoke(session)
+
+
+def registry_of(runtime: Runtime) -> SessionRegistry:
+    """The process's registry, made (and subscribed to the bus) on first use."""
+    registry = runtime.extras.get("device_sessions")
+    if not isinstance(registry, SessionRegistry):
+        registry = SessionRegistry(runtime)
+        runtime.extras["device_sessions"] = registry
+    return registry

@@ -1,0 +1,275 @@
+"""The device WebSocket gateway: ``WS /ws/device/{token}`` and ``WS /ws/device`` with
+``Authorization: Bearer <token>``. The protocol is in docs/device-protocol.md.
+
+Each JSON frame is decoded into a ``DeviceFrame`` and handed to the same services as
+the HTTP device API (``TelemetryService.ingest``, presence); data frames are acked only
+after the readings are committed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, FastAPI, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from fieldwatch.core.clock import utcnow
+from fieldwatch.core.errors import Unauthorized
+from fieldwatch.devices.service import DeviceService
+from fieldwatch.runtime import Runtime
+from fieldwatch.telemetry.parse import Batch, parse_device_data, parse_heartbeat, parse_monitoring
+from fieldwatch.telemetry.service import TelemetryService
+from fieldwatch.telemetry.writer import Overloaded
+from fieldwatch.transports.sessions import (
+    CLOSE_INTERNAL,
+    CLOSE_POLICY,
+    CLOSE_REVOKED,
+    DeviceSession,
+    ErrorWindow,
+    TokenBucket,
+    registry_of,
+)
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["device gateway"])
+
+#: Seed 003 server_config, sent in the welcome frame.
+DATA_REPORTING_INTERVAL_S = 300
+MAX_RETRY_ATTEMPTS = 3
+DATA_TYPES = {"telemetry", "heartbeat", "status"}
+LATER_TYPES = {"command_ack", "command_result", "config_applied"}  # the command ledger
+ENVELOPE = ("type", "id")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFrame:
+    """One decoded device message: its type, its optional id, and the rest."""
+
+    type: str
+    id: Any
+    body: dict[str, Any]
+
+
+class FrameError(Exception):
+    def __init__(self, code: str, message: str, *, ref: Any = None, bad: bool = True) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+        self.bad = bad  # counts towards the bad-frame limit
+        self.extra: dict[str, Any] = {}
+
+
+def decode(raw: str | bytes, max_bytes: int) -> DeviceFrame:
+    size = len(raw.encode()) if isinstance(raw, str) else len(raw)
+    if size > max_bytes:
+        raise FrameError("too_large", f"Frames are at most {max_bytes} bytes.")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:  # NaN / Infinity: read them so those readings are refused one by one
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise FrameError("bad_json", f"Malformed JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise FrameError("bad_json", "A frame is a JSON object with a 'type' field.")
+    kind, ref = data.get("type"), data.get("id")
+    if not isinstance(kind, str) or kind not in DATA_TYPES | LATER_TYPES:
+        raise FrameError("unknown_type", f"Unknown frame type {str(kind)[:40]!r}.", ref=ref)
+    body = {k: v for k, v in data.items() if k not in ENVELOPE}
+    return DeviceFrame(kind, ref, body)
+
+
+def to_batch(frame: DeviceFrame, device_id: uuid.UUID) -> Batch:
+    now = utcnow()
+    body = frame.body
+    if frame.type == "heartbeat":
+        return parse_heartbeat(body, device_id, now)
+    if frame.type == "status":  # any scalar field is kept as a reading
+        return parse_heartbeat(
+            {k: v for k, v in body.items() if isinstance(v, int | float | str | bool)},
+            device_id,
+            now,
+        )
+    if isinstance(body.get("metrics"), dict):  # {metrics: {name: value | {...}}, timestamp?}
+        item = {**body, "device_id": str(device_id)}
+        return parse_monitoring(item, now, {str(device_id): device_id})
+    if "sensor_type" in body and "data_type" not in body:  # seed 003 single reading
+        body = {**body, "data_type": body["sensor_type"]}
+    return parse_device_data(body, device_id, now)
+
+
+def bearer_token(websocket: WebSocket) -> str:
+    scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+@router.websocket("/ws/device/{token}")
+async def device_socket_with_path_token(websocket: WebSocket, token: str) -> None:
+    """For firmware that cannot set headers: the token is the last path segment."""
+    await serve(websocket, token)
+
+
+@router.websocket("/ws/device")
+async def device_socket(websocket: WebSocket) -> None:
+    await serve(websocket, bearer_token(websocket))
+
+
+async def authenticate(runtime: Runtime, token: str) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """(workspace id, device id) of a valid device token, else None."""
+    if not token:
+        return None
+    async with runtime.uow() as uow:
+        try:
+            principal = await DeviceService(uow).authenticate_device(token)
+        except Unauthorized as exc:
+            log.info("device WebSocket refused: %s", exc.detail)
+            return None
+        ids = (principal.workspace_id, principal.device_id)
+        await uow.commit()  # the token's last use
+    return ids
+
+
+async def serve(websocket: WebSocket, token: str) -> None:
+    runtime: Runtime = websocket.app.state.runtime
+    ids = await authenticate(runtime, token)
+    if ids is None:
+        await websocket.close(code=CLOSE_POLICY)  # before accept: an HTTP 403
+        return
+    workspace_id, device_id = ids
+    await websocket.accept()
+    session = DeviceSession(websocket, device_id, workspace_id, token)
+    registry = registry_of(runtime)
+    await registry.register(session)
+    log.info("device %s connected over WebSocket", device_id)
+    try:
+        await runtime.presence.seen(workspace_id, [device_id], reason="websocket")
+        await session.send(
+            {
+                "type": "welcome",
+                "device_id": str(device_id),
+                "server_time": utcnow().isoformat(),
+                "server_config": {
+                    "heartbeat_interval": runtime.settings.heartbeat_interval_s,
+                    "data_reporting_interval": DATA_REPORTING_INTERVAL_S,
+                    "max_retry_attempts": MAX_RETRY_ATTEMPTS,
+                },
+            }
+        )
+        await receive_loop(runtime, session)
+    except WebSocketDisconnect:
+        pass
+    except Exception:
+        log.exception("device %s: WebSocket session failed", device_id)
+        await session.close(CLOSE_INTERNAL, "internal error")
+    finally:
+        session.closed = True
+        if registry.unregister(session):
+            await runtime.presence.gone(workspace_id, device_id, reason="websocket closed")
+        log.info("device %s disconnected (code %s)", device_id, session.close_code)
+
+
+async def receive_loop(runtime: Runtime, session: DeviceSession) -> None:
+    settings = runtime.settings
+    bucket = TokenBucket(settings.ws_max_frames_per_s)
+    errors = ErrorWindow()
+    while not session.closed:
+        message = await session.websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        raw = message.get("text")
+        if raw is None:
+            raw = message.get("bytes") or b""
+        try:
+            if not bucket.take():
+                raise FrameError("rate_limited", "Too many frames; slow down.")
+            frame = decode(raw, settings.ws_max_frame_bytes)
+            reply = await handle(runtime, session, frame)
+        except FrameError as exc:
+            if exc.bad and errors.add() > settings.ws_max_errors:
+                log.info("device %s: too many bad frames, disconnecting", session.device_id)
+                await session.close(CLOSE_POLICY, "too many bad frames")
+                return
+            reply = {"type": "error", "code": exc.code, "message": exc.message, **exc.extra}
+            if exc.ref is not None:
+                reply["ref"] = exc.ref
+        if reply is not None:
+            await session.send(reply)
+
+
+async def handle(
+    runtime: Runtime, session: DeviceSession, frame: DeviceFrame
+) -> dict[str, Any] | None:
+    if frame.type in LATER_TYPES:
+        raise FrameError(
+            "not_supported",
+            f"'{frame.type}' frames are not supported yet (commands arrive in a later version).",
+            ref=frame.id,
+            bad=False,
+        )
+    try:
+        batch = to_batch(frame, session.device_id)
+    except ValueError as exc:
+        raise FrameError("invalid", str(exc), ref=frame.id) from exc
+    if frame.type == "telemetry" and batch.total == 0:
+        raise FrameError("invalid", "A telemetry frame holds at least one reading.", ref=frame.id)
+    reason = "data" if frame.type == "telemetry" else frame.type
+    workspace_id, device_id = session.workspace_id, session.device_id
+    async with runtime.uow() as uow:
+        service = TelemetryService(
+            uow, runtime.telemetry, runtime.presence, runtime.bus, runtime.alerts
+        )
+        refusal = service.refusal(await service.device_status(workspace_id, device_id) or "")
+        if refusal:
+            await session.close(CLOSE_REVOKED, "credentials revoked")
+            return None
+        if batch.total:
+            try:
+                result = await service.ingest(workspace_id, batch, reason=reason)
+            except Overloaded as exc:
+                error = FrameError(
+                    "overloaded", "The server is busy; resend later.", ref=frame.id, bad=False
+                )
+                error.extra["retry_after"] = exc.retry_after
+                raise error from exc
+            body = result.body()
+        else:
+            body = {"accepted": 0, "duplicates": 0, "rejected": batch.rejected}
+    if frame.type != "telemetry":  # a heartbeat or status marks the device seen, even empty
+        await runtime.presence.seen(workspace_id, [device_id], reason=frame.type)
+    return {"type": "ack", "ref": frame.id, **body}
+
+
+# --- no device token in any log ---------------------------------------------------------
+
+_SECRET_PATH = re.compile(r"(/ws/device/)[^/?\s\"]+")
+
+
+class MaskDeviceTokens(logging.Filter):
+    """uvicorn logs each WebSocket handshake with its path (``"WebSocket /ws/device/…"
+    [accepted]`` or ``403``) on ``uvicorn.error``: hide the token in it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "/ws/device/" in record.msg:
+            record.msg = _SECRET_PATH.sub(r"\1***", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _SECRET_PATH.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
+            )
+        return True
+
+
+def install(app: FastAPI) -> None:
+    """Serve the gateway on ``app`` and keep device tokens out of the server's logs."""
+    app.include_router(router)
+    for name in ("uvicorn.error", "uvicorn.access", "uvicorn"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, MaskDeviceTokens) for f in logger.filters):
+            logger.addFilter(MaskDeviceTokens())

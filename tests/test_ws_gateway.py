@@ -1,0 +1,358 @@
+"""The device WebSocket gateway, with the real ``websockets`` client against a real
+uvicorn server (the production ASGI app: Socket.IO in front of FastAPI)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from conftest import Actor, Factory
+from fieldwatch.app import create_asgi_app
+from fieldwatch.monitoring.presence import OFFLINE, ONLINE
+from fieldwatch.runtime import Runtime
+from fieldwatch.transports.sessions import ErrorWindow, TokenBucket
+from telemetry_helpers import device_with_token, iso, recent
+
+WAIT_S = 10.0
+
+
+@dataclass
+class Served:
+    http: httpx.AsyncClient
+    ws_url: str
+
+
+@pytest.fixture
+async def served(runtime: Runtime) -> AsyncIterator[Served]:
+    asgi = create_asgi_app(runtime=runtime)
+    # log_config=None: uvicorn's records reach the root logger (and caplog).
+    config = uvicorn.Config(asgi, host="127.0.0.1", port=0, log_config=None, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            yield Served(http, f"ws://127.0.0.1:{port}")
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+@dataclass
+class Device:
+    id: str
+    token: str
+    headers: dict[str, str]
+
+
+async def make_device(served: Served, actor: Actor) -> Device:
+    device, headers = await device_with_token(served.http, actor)
+    return Device(device["id"], headers["Authorization"].split()[1], headers)
+
+
+async def open_ws(served: Served, device: Device, *, path_token: bool = False) -> ClientConnection:
+    if path_token:
+        return await connect(f"{served.ws_url}/ws/device/{device.token}", open_timeout=WAIT_S)
+    return await connect(
+        f"{served.ws_url}/ws/device", additional_headers=device.headers, open_timeout=WAIT_S
+    )
+
+
+async def recv(ws: ClientConnection) -> dict[str, Any]:
+    async with asyncio.timeout(WAIT_S):
+        return dict(json.loads(await ws.recv()))
+
+
+async def connected(served: Served, device: Device, **kw: Any) -> ClientConnection:
+    ws = await open_ws(served, device, **kw)
+    welcome = await recv(ws)
+    assert welcome["type"] == "welcome"
+    return ws
+
+
+async def closed_with(ws: ClientConnection) -> tuple[int, str]:
+    """Read until the server closes; its close code and reason."""
+    with pytest.raises(ConnectionClosed) as info:
+        async with asyncio.timeout(WAIT_S):
+            while True:
+                await ws.recv()
+    assert info.value.rcvd is not None
+    return info.value.rcvd.code, info.value.rcvd.reason
+
+
+async def eventually(check: Callable[[], Any]) -> None:
+    async with asyncio.timeout(WAIT_S):
+        while True:
+            if await check():
+                return
+            await asyncio.sleep(0.02)
+
+
+async def token_id(served: Served, actor: Actor, device: Device) -> str:
+    r = await served.http.get(f"/api/v1/devices/{device.id}/tokens", headers=actor.headers)
+    assert r.status_code == 200, r.text
+    (only,) = r.json()
+    return str(only["id"])
+
+
+async def refused(url: str, headers: dict[str, str] | None = None) -> int:
+    with pytest.raises(InvalidStatus) as info:
+        await connect(url, additional_headers=headers, open_timeout=WAIT_S)
+    return info.value.response.status_code
+
+
+async def test_handshake_refused_for_bad_missing_and_revoked_tokens(
+    served: Served, factory: Factory
+) -> None:
+    admin = await factory.user("admin")
+    device = await make_device(served, admin)
+    url = served.ws_url
+    assert await refused(f"{url}/ws/device/fwd_not-a-real-token") == 403
+    assert await refused(f"{url}/ws/device/{admin.token}") == 403  # a user token is no device's
+    assert await refused(f"{url}/ws/device") == 403
+    assert await refused(f"{url}/ws/device", {"Authorization": "Bearer fwd_wrong"}) == 403
+
+    tid = await token_id(served, admin, device)
+    r = await served.http.delete(f"/api/v1/devices/{device.id}/tokens/{tid}", headers=admin.headers)
+    assert r.status_code == 200, r.text
+    assert await refused(f"{url}/ws/device/{device.token}") == 403
+    assert await refused(f"{url}/ws/device", device.headers) == 403
+
+
+async def test_welcome_and_presence(served: Served, factory: Factory, runtime: Runtime) -> None:
+    admin = await factory.user("admin")
+    device = await make_device(served, admin)
+    dev = uuid.UUID(device.id)
+    assert (await runtime.presence.connectivity_of([dev]))[dev] == OFFLINE
+    for path_token in (False, True):
+        ws = await open_ws(served, device, path_token=path_token)
+        welcome = await recv(ws)
+        assert welcome["type"] == "welcome"
+        assert welcome["device_id"] == device.id
+        assert welcome["server_time"].startswith(str(recent().year))
+        assert welcome["server_config"] == {
+            "heartbeat_interval": runtime.settings.heartbeat_interval_s,
+            "data_reporting_interval": 300,
+            "max_retry_attempts": 3,
+        }
+        assert (await runtime.presence.connectivity_of([dev]))[dev] == ONLINE
+        await ws.close()
+
+        async def offline() -> bool:
+            return (await runtime.presence.connectivity_of([dev]))[dev] == OFFLINE
+
+        await eventually(offline)
+    r = await served.http.get(f"/api/v1/devices/{device.id}/connectivity", headers=admin.headers)
+    assert r.status_code == 200, r.text
+    history = [(e["connectivity"], e["reason"]) for e in reversed(r.json()["items"])]
+    assert history == [(ONLINE, "websocket"), (OFFLINE, "websocket closed")] * 2
+
+
+async def test_telemetry_is_stored_acked_and_deduplicated(served: Served, factory: Factory) -> None:
+    admin = await factory.user("admin")
+    device = await make_device(served, admin)
+    ws = await connected(served, device, path_token=True)
+    ts = iso(recent(30))
+    frame = {"type": "telemetry", "id": "f-1", "timestamp": ts, "metrics": {"temperature": 21.5}}
+    await ws.send(json.dumps(frame))
+    ack = await recv(ws)
+    assert ack == {"type": "ack", "ref": "f-1", "accepted": 1, "duplicates": 0, "rejected": []}
+    # acked means committed: the reading is readable at once
+    r = await served.http.get(f"/api/v1/devices/{device.id}/data", headers=admin.headers)
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    assert [(i["data_type"], i["value"]) for i in items] == [("temperature", 21.5)]
+
+    await ws.send(json.dumps(frame))  # resent (the ack was lost, say)
+    assert await recv(ws) == {
+        "type": "ack", "ref": "f-1", "accepted": 0, "duplicates": 1, "rejected": []
+    }  # fmt: skip
+
+    seed3 = {"type": "telemetry", "sensor_type": "humidity", "value": 40, "unit": "%",
+             "quality": "good", "timestamp": ts}  # fmt: skip
+    await ws.send(json.dumps(seed3))
+    ack = await recv(ws)
+    assert (ack["ref"], ack["accepted"], ack["duplicates"]) == (None, 1, 0)
+
+    rich = {"type": "telemetry", "id": 7, "metrics": {
+        "pressure": {"value": 1013.2, "unit": "hPa", "timestamp": ts},
+        "door": "open", "bad": [1, 2]}}  # fmt: skip
+    await ws.send(json.dumps(rich))
+    ack = await recv(ws)
+    assert (ack["ref"], ack["accepted"]) == (7, 2)
+    assert [x["metric"] for x in ack["rejected"]] == ["bad"]
+
+    hb = {"type": "heartbeat", "id": "h", "battery_level": 87, "signal_strength": -61,
+          "memory_usage": 40.5, "cpu_usage": 12, "timestamp": ts}  # fmt: skip
+    await ws.send(json.dumps(hb))
+    assert (await recv(ws))["accepted"] == 4
+    await ws.send(json.dumps({"type": "status", "id": "s", "state": "idle", "uptime": 3600,
+                              "nested": {"ignored": True}, "timestamp": ts}))  # fmt: skip
+    assert (await recv(ws))["accepted"] == 2
+
+    r = await served.http.get(f"/api/v1/devices/{device.id}/data/latest", headers=admin.headers)
+    metrics = r.json()["metrics"]
+    assert metrics["humidity"]["value"] == 40
+    assert metrics["pressure"]["value"] == 1013.2
+    assert metrics["battery_level"]["value"] == 87
+    assert metrics["state"]["value"] == "idle"
+    await ws.close()
+
+
+async def test_second_connection_replaces_the_first(served: Served, factory: Factory) -> None:
+    admin = await factory.user("admin")
+    device = await make_device(served, admin)
+    first = await connected(served, device)
+    second = await connected(served, device, path_token=True)
+    assert await closed_with(first) == (4000, "replaced by a new connection")
+    await second.send(json.dumps({"type": "heartbeat", "battery_level": 50}))
+    assert (await recv(second))["accepted"] == 1
+    await second.close()
+
+
+async def test_revoking_the_token_closes_the_session(
+    served: Served, factory: Factory, runtime: Runtime
+) -> None:
+    admin = await factory.user("admin")
+    device = await make_device(served, admin)
+    other = await make_device(served, admin)
+    ws = await connected(served, device)
+    bystander = await connected(served, other)
+    tid = await token_id(served, admin, device)
+    r = await served.http.delete(f"/api/v1/devices/{device.id}/tokens/{tid}", headers=admin.headers)
+    assert r.status_code == 200, r.text
+    assert await closed_with(ws) == (4001, "credentials revoked")
+    await bystander.send(json.dumps({"type": "heartbeat", "battery_level": 50}))
+    assert (await recv(bystander))["accepted"] == 1  # the other device's session is intact
+    await bystander.close()
+
+
+async def test_bad_frames_get_errors_and_the_connection_stays_open(
+    served: Served, factory: Factory, runtime: Runtime
+) -> None:
+    admin = await factory.user("admin")
+    device = await make_device(served, admin)
+    ws = await connected(served, device)
+    await ws.send("{not json")
+    assert (await recv(ws))["code"] == "bad_json"
+    await ws.send("[1, 2]")
+    assert (await recv(ws))["code"] == "bad_json"
+    await ws.send(json.dumps({"type": "selfie", "id": "x"}))
+    error = await recv(ws)
+    assert (error["type"], error["code"], error["ref"]) == ("error", "unknown_type", "x")
+    big = {"type": "telemetry", "metrics": {"blob": "x" * runtime.settings.ws_max_frame_bytes}}
+    await ws.send(json.dumps(big))
+    assert (await recv(ws))["code"] == "too_large"
+    await ws.send(json.dumps({"type": "command_ack", "id": "c1", "command_id": "abc"}))
+    error = await recv(ws)
+    assert (error["code"], error["ref"]) == ("not_supported", "c1")
+    await ws.send(json.dumps({"type": "telemetry", "id": "e", "values": 3, "data_type": "t"}))
+    assert (await recv(ws))["code"] == "invalid"
+    await ws.send(json.dumps({"type": "heartbeat", "id": "ok", "battery_level": 99}))
+    ack = await recv(ws)
+    assert (ack["type"], ack["ref"], ack["accepted"]) == ("ack", "ok", 1)
+    await ws.close()
+
+
+async def test_too_many_bad_frames_disconnect_only_that_device(
+    served: Served, factory: Factory, runtime: Runtime
+) -> None:
+    admin = await factory.user("admin")
+    noisy, calm = await make_device(served, admin), await make_device(served, admin)
+    ws = await connected(served, noisy)
+    good = await connected(served, calm)
+    limit = runtime.settings.ws_max_errors
+    for _ in range(limit + 1):
+        await ws.send("garbage")
+    for _ in range(limit):
+        assert (await recv(ws))["code"] == "bad_json"
+    assert (await closed_with(ws))[0] == 1008
+    await good.send(json.dumps({"type": "heartbeat", "id": 1, "cpu_usage": 3}))
+    assert (await recv(good))["accepted"] == 1
+    await good.close()
+
+
+async def test_rate_limit(served: Served, factory: Factory, runtime: Runtime) -> None:
+    runtime.settings.ws_max_frames_per_s = 5
+    admin = await factory.user("admin")
+    device = await make_device(served, admin)
+    ws = await connected(served, device)
+    for i in range(8):  # a burst of 8 with room for 5
+        await ws.send(json.dumps({"type": "status", "id": i}))
+    replies = [await recv(ws) for _ in range(8)]
+    kinds = [r.get("code", r["type"]) for r in replies]
+    assert kinds.count("ack") >= 5 and kinds.count("rate_limited") >= 2, kinds
+    # persistent flooding ends the session
+    for i in range(40):
+        await ws.send(json.dumps({"type": "status", "id": i}))
+    assert (await closed_with(ws))[0] == 1008
+
+
+def test_token_bucket_and_error_window() -> None:
+    now = [0.0]
+    bucket = TokenBucket(2, clock=lambda: now[0])
+    assert [bucket.take() for _ in range(3)] == [True, True, False]
+    now[0] = 0.5
+    assert [bucket.take(), bucket.take()] == [True, False]
+    window = ErrorWindow(60, clock=lambda: now[0])
+    assert [window.add(), window.add()] == [1, 2]
+    now[0] = 61
+    assert window.add() == 1
+
+
+async def test_device_token_is_never_logged(
+    served: Served, factory: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    # Earlier uvicorn servers in the session may have configured uvicorn's loggers (level
+    # WARNING, no propagation to the root): listen on uvicorn.error directly.
+    caplog.set_level(logging.INFO, logger="uvicorn.error")
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addHandler(caplog.handler)
+    try:
+        await _token_not_logged(served, factory, caplog)
+    finally:
+        uvicorn_log.removeHandler(caplog.handler)
+
+
+async def _token_not_logged(
+    served: Served, factory: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    admin = await factory.user("admin")
+    device = await make_device(served, admin)
+    ws = await connected(served, device, path_token=True)
+    await ws.send(json.dumps({"type": "heartbeat", "battery_level": 1}))
+    await recv(ws)
+    await ws.close()
+    assert await refused(f"{served.ws_url}/ws/device/{device.token}x") == 403
+    await asyncio.sleep(0.1)
+    text = caplog.text + "".join(str(r.args) for r in caplog.records)
+    assert "/ws/device/***" in text  # uvicorn did log the handshakes, masked
+    assert device.token not in text
+    assert device.token[12:] not in text
+
+
+async def test_retiring_the_device_closes_the_session(served: Served, factory: Factory) -> None:
+    admin = await factory.user("admin")
+    device = await make_device(served, admin)
+    ws = await connected(served, device)
+    r = await served.http.put(f"/api/v1/devices/{device.id}/retire", headers=admin.headers)
+    assert r.status_code == 200, r.text
+    assert await closed_with(ws) == (4001, "credentials revoked")
+    assert await refused(f"{served.ws_url}/ws/device", device.headers) == 403
