@@ -68,8 +68,8 @@ async def telemetry_service(runtime: RuntimeDep, uow: UowDep) -> TelemetryServic
 TelemetryDep = Annotated[TelemetryService, Depends(telemetry_service)]
 
 
-async def json_body(request: Request, runtime: RuntimeDep) -> Any:
-    """The request body as JSON, refused whole when too large (413) or malformed (400)."""
+async def raw_body(request: Request, runtime: RuntimeDep) -> bytes:
+    """The request body, refused whole when larger than the ingest limit (413)."""
     limit = runtime.settings.ingest_max_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -81,7 +81,11 @@ async def json_body(request: Request, runtime: RuntimeDep) -> Any:
         if size > limit:
             raise PayloadTooLarge(f"The body is larger than the {limit} byte limit.")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def decode_json(raw: bytes) -> Any:
+    """JSON, refused whole when malformed (400); an empty body is None."""
     if not raw.strip():
         return None
     try:
@@ -95,4 +99,9 @@ async def json_body(request: Request, runtime: RuntimeDep) -> Any:
             raise BadRequest(f"Malformed JSON: {exc}") from exc
 
 
+async def json_body(raw: Annotated[bytes, Depends(raw_body)]) -> Any:
+    return decode_json(raw)
+
+
+RawBody = Annotated[bytes, Depends(raw_body)]
 JsonBody = Annotated[Any, Depends(json_body)]

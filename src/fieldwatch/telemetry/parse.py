@@ -12,6 +12,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
+
 #: Reading quality codes (stored as a small integer).
 QUALITY = {"good": 0, "fair": 1, "poor": 2, "bad": 3, "estimated": 4, "unknown": 5}
 QUALITY_NAMES = {v: k for k, v in QUALITY.items()}
@@ -179,6 +181,56 @@ def parse_device_data(body: Any, device_id: uuid.UUID, now: datetime) -> Batch:
                 continue
         add_reading(batch, i, device_id, metric, value, raw_ts, unit, quality)
     return batch
+
+
+class _Value(msgspec.Struct):
+    value: float
+    timestamp: datetime | None = None
+    unit: str | None = None
+    quality: str | None = None
+
+
+class _DeviceData(msgspec.Struct):
+    data_type: str
+    values: list[_Value]
+    timestamp: datetime | None = None
+
+
+_device_data = msgspec.json.Decoder(_DeviceData)
+
+
+def fast_device_data(raw: bytes, device_id: uuid.UUID, now: datetime) -> Batch | None:
+    """The seed 002 upload decoded and checked in C (msgspec), for the plain case: numbers,
+    ISO 8601 timestamps, known qualities. Returns None for anything else; the caller then
+    takes the general path, which explains every refused reading."""
+    try:
+        body = _device_data.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    metric = body.data_type
+    if not 0 < len(metric) <= MAX_METRIC:
+        return None
+    default = _utc(body.timestamp) if body.timestamp is not None else now
+    batch = Batch()
+    append = batch.candidates.append
+    for i, reading in enumerate(body.values):
+        ts = reading.timestamp
+        ts = default if ts is None else (ts if ts.tzinfo is UTC else _utc(ts))
+        unit = reading.unit
+        if unit is not None and len(unit) > MAX_UNIT:
+            return None
+        q: int | None = None
+        if reading.quality is not None:
+            q = QUALITY.get(reading.quality)
+            if q is None:
+                return None
+        append((i, device_id, metric, ts, reading.value, unit or None, q))
+    batch.total = len(batch.candidates)
+    return batch
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 def parse_monitoring(body: Any, now: datetime, device_ids: dict[str, uuid.UUID | str]) -> Batch:

@@ -22,9 +22,17 @@ from fieldwatch.devices.service import DeviceService
 from fieldwatch.runtime import RuntimeDep, UowDep
 from fieldwatch.telemetry.aggregate import aggregate
 from fieldwatch.telemetry.buckets import ACCEPTED_INTERVALS, parse_interval, parse_timezone
-from fieldwatch.telemetry.dependencies import JsonBody, TelemetryDep, Writer, WriterDep
+from fieldwatch.telemetry.dependencies import (
+    JsonBody,
+    RawBody,
+    TelemetryDep,
+    Writer,
+    WriterDep,
+    decode_json,
+)
 from fieldwatch.telemetry.parse import (
     Batch,
+    fast_device_data,
     parse_device_data,
     parse_heartbeat,
     parse_monitoring,
@@ -89,15 +97,18 @@ async def _device_for_writer(
 
 @router.post("/devices/{device_id}/data", response_model=IngestResponse, responses=INGEST_RESPONSES)
 async def upload_device_data(
-    device_id: uuid.UUID, body: JsonBody, writer: WriterDep, service: TelemetryDep, uow: UowDep
+    device_id: uuid.UUID, raw: RawBody, writer: WriterDep, service: TelemetryDep
 ):
     """Seed 002 shape: ``{data_type, timestamp, values: [{timestamp, value, unit, quality}],
     metadata}``. A 2xx answer means the readings are committed."""
     await _device_for_writer(writer, device_id, service)
-    try:
-        batch = parse_device_data(body, device_id, utcnow())
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from exc
+    now = utcnow()
+    batch = fast_device_data(raw, device_id, now)
+    if batch is None:
+        try:
+            batch = parse_device_data(decode_json(raw), device_id, now)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from exc
     return (await _store(service, writer.workspace_id, batch)).body()
 
 
