@@ -61,9 +61,9 @@ class RetentionManager:
 
     def start(self) -> None:
         if self._task is None and self.interval_s > 0:
-            self._task = every(
-                self.interval_s, self._run_and_log, name="telemetry-retention", run_first=True
-            )
+            # Not at start-up: the writer creates the partitions it needs on its own, and
+            # a restart should not pay for a full maintenance run.
+            self._task = every(self.interval_s, self._run_and_log, name="telemetry-retention")
 
     async def stop(self) -> None:
         await cancel(self._task)
