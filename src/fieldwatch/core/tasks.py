@@ -12,24 +12,18 @@ log = logging.getLogger(__name__)
 
 
 def every(
-    interval_s: float,
-    job: Callable[[], Awaitable[Any]],
-    *,
-    name: str,
-    run_first: bool = False,
+    interval_s: float, job: Callable[[], Awaitable[Any]], *, name: str
 ) -> asyncio.Task[None]:
-    """Run ``job`` every ``interval_s`` seconds (at once too, with ``run_first``) until the
-    task is cancelled. A failing run is logged; the next one happens as planned."""
+    """Run ``job`` every ``interval_s`` seconds (first after one interval) until the task
+    is cancelled. A failing run is logged; the next one happens as planned."""
 
     async def loop() -> None:
-        if not run_first:
-            await asyncio.sleep(interval_s)
         while True:
+            await asyncio.sleep(interval_s)
             try:
                 await job()
             except Exception:
                 log.exception("background job %s failed", name)
-            await asyncio.sleep(interval_s)
 
     return asyncio.create_task(loop(), name=name)
 
