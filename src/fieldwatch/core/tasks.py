@@ -11,9 +11,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def every(
-    interval_s: float, job: Callable[[], Awaitable[Any]], *, name: str
-) -> asyncio.Task[None]:
+def every(interval_s: float, job: Callable[[], Awaitable[Any]], *, name: str) -> asyncio.Task[None]:
     """Run ``job`` every ``interval_s`` seconds (first after one interval) until the task
     is cancelled. A failing run is logged; the next one happens as planned."""
 
