@@ -251,3 +251,42 @@ def problem(r: httpx.Response, status: int) -> dict[str, Any]:
     assert body["status"] == status
     assert body["title"] and body["type"] and body["detail"]
     return body
+
+
+@dataclass
+class Served:
+    """A real uvicorn server running the production ASGI app over the test runtime."""
+
+    http: httpx.AsyncClient
+    ws_url: str
+
+    @property
+    def base_url(self) -> str:
+        return str(self.http.base_url).rstrip("/")
+
+
+@pytest.fixture
+async def served(runtime: Runtime) -> AsyncIterator[Served]:
+    import asyncio
+
+    import uvicorn
+
+    from fieldwatch.app import create_asgi_app
+
+    asgi = create_asgi_app(runtime=runtime)
+    # log_config=None: uvicorn's records reach the root logger (and caplog).
+    config = uvicorn.Config(asgi, host="127.0.0.1", port=0, log_config=None, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            yield Served(http, f"ws://127.0.0.1:{port}")
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)

@@ -7,51 +7,21 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from conftest import Actor, Factory
-from fieldwatch.app import create_asgi_app
+from conftest import Actor, Factory, Served
 from fieldwatch.monitoring.presence import OFFLINE, ONLINE
 from fieldwatch.runtime import Runtime
 from fieldwatch.transports.sessions import ErrorWindow, TokenBucket
 from telemetry_helpers import device_with_token, iso, recent
 
 WAIT_S = 10.0
-
-
-@dataclass
-class Served:
-    http: httpx.AsyncClient
-    ws_url: str
-
-
-@pytest.fixture
-async def served(runtime: Runtime) -> AsyncIterator[Served]:
-    asgi = create_asgi_app(runtime=runtime)
-    # log_config=None: uvicorn's records reach the root logger (and caplog).
-    config = uvicorn.Config(asgi, host="127.0.0.1", port=0, log_config=None, lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            yield Served(http, f"ws://127.0.0.1:{port}")
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
 
 
 @dataclass
