@@ -104,7 +104,7 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
     telemetry = TelemetryHub(settings, engine, sessionmaker)
     telemetry.subscribe(bus)
     if redis is not None:
-        telemetry.latest.use_redis(redis, settings.redis_prefix, bus)
+        telemetry.latest.use_redis(redis, settings.redis_prefix)
     webhooks = WebhookDispatcher(settings, sessionmaker)
     webhooks.subscribe(bus)
     alerts = AlertEngine(sessionmaker, bus)

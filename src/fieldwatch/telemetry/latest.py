@@ -29,7 +29,6 @@ from fieldwatch.telemetry.parse import QUALITY_NAMES
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from fieldwatch.core.events import Event, EventBus
     from fieldwatch.telemetry.latest_redis import RedisLatest
 
 log = logging.getLogger(__name__)
@@ -69,22 +68,16 @@ class LatestValues:
         self._forgotten: list[str] = []
         self._drainer: asyncio.Task[None] | None = None
 
-    def use_redis(self, redis: Redis, prefix: str, bus: EventBus | None = None) -> None:
+    def use_redis(self, redis: Redis, prefix: str) -> None:
         """Keep the values in Redis, shared by the processes of the installation.
 
         ``record`` is synchronous, so it queues the write and a task sends what is
-        queued (one round trip per batch); ``flush`` waits for it. Given the bus, the
-        write is done before a ``telemetry.received`` event's handlers return, which on
-        the in-process bus is before the ingest request is answered.
+        queued (one round trip per batch); ``flush`` waits for it (the ingest path does,
+        before it answers).
         """
         from fieldwatch.telemetry.latest_redis import RedisLatest
 
         self.redis = RedisLatest(redis, prefix)
-        if bus is not None:
-            bus.subscribe("telemetry.received", self._written)
-
-    async def _written(self, event: Event) -> None:
-        await self.flush()
 
     async def start(self) -> None:
         if self.redis is not None:

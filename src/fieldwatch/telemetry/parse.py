@@ -136,7 +136,9 @@ def add_reading(
 
 def parse_device_data(body: Any, device_id: uuid.UUID, now: datetime) -> Batch:
     """Seed 002: ``{data_type, timestamp, values: [{timestamp, value, unit, quality}], metadata}``;
-    also a single reading ``{data_type, value, unit?, quality?, timestamp?}``."""
+    also a single reading ``{data_type, value, unit?, quality?, timestamp?}``. The general
+    path, with a reason for every refused reading; plain uploads are decoded faster by
+    ``fast_device_data``."""
     if not isinstance(body, dict):
         raise ValueError("the body must be a JSON object")
     metric = body.get("data_type")
@@ -147,39 +149,15 @@ def parse_device_data(body: Any, device_id: uuid.UUID, now: datetime) -> Batch:
         values = [{k: body[k] for k in ("value", "unit", "quality", "timestamp") if k in body}]
     if not isinstance(values, list):
         raise ValueError("'values' must be a list of readings")
-    metric_ok = isinstance(metric, str) and 0 < len(metric) <= MAX_METRIC
-    append = batch.candidates.append
-    ts_cache = batch._ts_cache
     for i, item in enumerate(values):
-        if type(item) is not dict:
+        if not isinstance(item, dict):
             batch.total += 1
             batch.reject(i, "a reading is an object with a value")
             continue
-        # The common case inline (a finite number, a known stamp, plain unit/quality);
-        # anything else goes through the general path with its precise reasons.
-        value = item.get("value")
-        raw_ts = item.get("timestamp", default_ts)
-        unit = item.get("unit")
-        quality = item.get("quality")
-        kind = type(value)
-        ts = ts_cache.get(raw_ts) if type(raw_ts) is str else None
-        if ts is None and type(raw_ts) is str:
-            ts = _parse_ts(raw_ts)
-            ts_cache[raw_ts] = ts
-        q = QUALITY.get(quality) if type(quality) is str else None
-        if (
-            metric_ok
-            and (kind is float or kind is int)
-            and type(ts) is datetime
-            and (unit is None or (type(unit) is str and len(unit) <= MAX_UNIT))
-            and (quality is None or q is not None)
-        ):
-            number = float(value)  # type: ignore[arg-type]  # int or float, checked above
-            if number - number == 0.0:  # finite: NaN and ±inf fail this
-                batch.total += 1
-                append((i, device_id, metric, ts, number, unit or None, q))  # type: ignore[arg-type]
-                continue
-        add_reading(batch, i, device_id, metric, value, raw_ts, unit, quality)
+        add_reading(
+            batch, i, device_id, metric, item.get("value"), item.get("timestamp", default_ts),
+            item.get("unit"), item.get("quality"),
+        )  # fmt: skip
     return batch
 
 

@@ -141,11 +141,12 @@ async def heartbeat(
         batch = parse_heartbeat(body, device_id, utcnow())
     except ValueError as exc:
         raise BadRequest(str(exc)) from exc
-    result = IngestResult(rejected=batch.rejected)
-    if batch.total:
+    if batch.total:  # storing the readings marks the device seen
         result = await _store(service, writer.workspace_id, batch, reason="heartbeat")
-    await uow.release()
-    await service.presence.seen(writer.workspace_id, [device_id], reason="heartbeat")
+    else:
+        result = IngestResult(rejected=batch.rejected)
+        await uow.release()
+        await service.presence.seen(writer.workspace_id, [device_id], reason="heartbeat")
     return {
         **result.body(),
         "server_time": utcnow(),

@@ -57,8 +57,6 @@ class ReadingWriter:
         self._pending = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._drained = asyncio.Event()
-        self.batches = 0
-        self.rows_written = 0
 
     @property
     def pending(self) -> int:
@@ -116,8 +114,6 @@ class ReadingWriter:
                 if not job.future.done():
                     job.future.set_exception(exc)
         else:
-            self.batches += 1
-            self.rows_written += sum(counts)
             for job, accepted in zip(jobs, counts, strict=True):
                 if not job.future.done():
                     job.future.set_result(WriteResult(accepted, len(job.rows) - accepted))
