@@ -6,6 +6,7 @@ The schema is built from the Alembic migrations, never from ``create_all``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -106,6 +107,7 @@ TABLES = [
     "device_presence", "device_type_settings", "workspace_telemetry_settings",
     "alerts", "alert_rules",
     "webhook_deliveries", "webhooks",
+    "command_transitions", "commands", "config_versions", "device_configs",
     "devices", "users", "workspaces",
 ]  # fmt: skip
 
@@ -265,8 +267,9 @@ class Served:
         return str(self.http.base_url).rstrip("/")
 
 
-@pytest.fixture
-async def served(runtime: Runtime) -> AsyncIterator[Served]:
+@contextlib.asynccontextmanager
+async def serve_runtime(runtime: Runtime) -> AsyncIterator[Served]:
+    """Serve ``runtime`` with a real uvicorn server on a free port until the block ends."""
     import asyncio
 
     import uvicorn
@@ -290,3 +293,9 @@ async def served(runtime: Runtime) -> AsyncIterator[Served]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def served(runtime: Runtime) -> AsyncIterator[Served]:
+    async with serve_runtime(runtime) as served:
+        yield served

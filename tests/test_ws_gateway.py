@@ -231,7 +231,7 @@ async def test_bad_frames_get_errors_and_the_connection_stays_open(
     assert (await recv(ws))["code"] == "too_large"
     await ws.send(json.dumps({"type": "command_ack", "id": "c1", "command_id": "abc"}))
     error = await recv(ws)
-    assert (error["code"], error["ref"]) == ("not_supported", "c1")
+    assert (error["code"], error["ref"]) == ("invalid", "c1")  # not a command id
     await ws.send(json.dumps({"type": "telemetry", "id": "e", "values": 3, "data_type": "t"}))
     assert (await recv(ws))["code"] == "invalid"
     await ws.send(json.dumps({"type": "heartbeat", "id": "ok", "battery_level": 99}))

@@ -12,6 +12,7 @@ from socketio import ASGIApp
 from fieldwatch import __version__
 from fieldwatch.alerts.router import router as alerts_router
 from fieldwatch.auth.router import router as auth_router
+from fieldwatch.commands.router import router as commands_router
 from fieldwatch.core.errors import install_error_handlers
 from fieldwatch.core.observability import Metrics, ObservabilityMiddleware
 from fieldwatch.core.settings import Settings, get_settings
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(devices_router)
     app.include_router(webhooks_router)
     app.include_router(alerts_router)
+    app.include_router(commands_router)
     device_gateway.install(app)  # WS /ws/device: the device gateway
     return app
 

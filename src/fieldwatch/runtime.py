@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from fieldwatch.alerts.engine import AlertEngine
 from fieldwatch.auth.throttle import LoginThrottle
 from fieldwatch.auth.tokens import TokenCodec, load_or_create_secret
+from fieldwatch.commands.delivery import CommandDispatcher
 from fieldwatch.core.events import EventBus, InProcessEventBus
 from fieldwatch.core.settings import Settings
 from fieldwatch.db.engine import create_engine, create_sessionmaker
@@ -40,6 +41,7 @@ class Runtime:
     presence: PresenceTracker
     webhooks: WebhookDispatcher
     alerts: AlertEngine
+    commands: CommandDispatcher
     extras: dict[str, object] = field(default_factory=dict)
     redis: Redis | None = None  # shared presence and latest values, when configured
 
@@ -62,12 +64,14 @@ class Runtime:
         await self.telemetry.start()
         await self.presence.start()
         await self.webhooks.start()
+        await self.commands.start()
 
     async def close(self) -> None:
         try:
             await self.telemetry.stop()
             await self.presence.stop()
             await self.webhooks.stop()
+            await self.commands.stop()
             close_bus = getattr(self.bus, "close", None)
             if close_bus is not None:
                 await close_bus()
@@ -109,6 +113,8 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
     webhooks.subscribe(bus)
     alerts = AlertEngine(sessionmaker, bus)
     alerts.subscribe(bus)
+    commands = CommandDispatcher(settings, sessionmaker, bus)
+    commands.subscribe(bus)
     return Runtime(
         settings=settings,
         engine=engine,
@@ -120,6 +126,7 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
         presence=PresenceTracker(settings, sessionmaker, bus, redis=redis),
         webhooks=webhooks,
         alerts=alerts,
+        commands=commands,
         redis=redis,
     )
 

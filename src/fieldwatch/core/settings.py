@@ -72,6 +72,12 @@ class Settings(BaseSettings):
         "default: the same origin only",
     )
 
+    # Command ledger: resend a sent command not acknowledged within the ack timeout, up
+    # to command_max_attempts sends in all, then fail it as undelivered.
+    command_ack_timeout_s: float = 30.0
+    command_max_attempts: int = 5
+    command_sweep_s: float = 1.0
+
     max_import_bytes: int = 20 * 1024 * 1024
     max_import_rows: int = 100_000
     login_max_failures: int = 10

@@ -2,6 +2,7 @@
 
 from fieldwatch.alerts import models as alert_models
 from fieldwatch.auth import models as auth_models
+from fieldwatch.commands import models as command_models
 from fieldwatch.db.base import Base
 from fieldwatch.devices import models as device_models
 from fieldwatch.inventory import models as inventory_models
@@ -13,6 +14,7 @@ __all__ = [
     "Base",
     "alert_models",
     "auth_models",
+    "command_models",
     "device_models",
     "inventory_models",
     "monitoring_models",

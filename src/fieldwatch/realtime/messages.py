@@ -14,6 +14,8 @@ TELEMETRY = "telemetry"
 PRESENCE = "presence"
 DEVICE_STATUS = "device_status"
 ALERT = "alert"
+COMMAND = "command"
+CONFIG = "config"
 
 #: Bus pattern → Socket.IO event name.
 ROUTES: tuple[tuple[str, str], ...] = (
@@ -21,6 +23,8 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("device.presence_changed", PRESENCE),
     ("device.status_changed", DEVICE_STATUS),
     ("alert.*", ALERT),
+    ("command.*", COMMAND),
+    ("config.*", CONFIG),
 )
 
 

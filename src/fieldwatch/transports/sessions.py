@@ -88,6 +88,15 @@ class DeviceSession:
                 return False
             return True
 
+    # The command ledger's channel to this device (commands.delivery.DeviceChannel).
+    transport = "websocket"
+
+    async def send_command(self, message: dict[str, Any]) -> bool:
+        return await self.send({"type": "command", **message})
+
+    async def send_config(self, message: dict[str, Any]) -> bool:
+        return await self.send({"type": "config", **message})
+
     async def close(self, code: int, reason: str) -> None:
         async with self._lock:
             if self.closed:

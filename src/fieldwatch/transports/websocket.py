@@ -19,6 +19,7 @@ import orjson
 from fastapi import APIRouter, FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
+from fieldwatch.commands.service import CommandService, ConfigService
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import Unauthorized
 from fieldwatch.devices.service import DeviceService
@@ -44,7 +45,7 @@ router = APIRouter(tags=["device gateway"])
 DATA_REPORTING_INTERVAL_S = 300
 MAX_RETRY_ATTEMPTS = 3
 DATA_TYPES = {"telemetry", "heartbeat", "status"}
-LATER_TYPES = {"command_ack", "command_result", "config_applied"}  # the command ledger
+LEDGER_TYPES = {"command_ack", "command_result", "config_applied"}
 ENVELOPE = ("type", "id")
 
 
@@ -81,7 +82,7 @@ def decode(raw: str | bytes, max_bytes: int) -> DeviceFrame:
     if not isinstance(data, dict):
         raise FrameError("bad_json", "A frame is a JSON object with a 'type' field.")
     kind, ref = data.get("type"), data.get("id")
-    if not isinstance(kind, str) or kind not in DATA_TYPES | LATER_TYPES:
+    if not isinstance(kind, str) or kind not in DATA_TYPES | LEDGER_TYPES:
         raise FrameError("unknown_type", f"Unknown frame type {str(kind)[:40]!r}.", ref=ref)
     body = {k: v for k, v in data.items() if k not in ENVELOPE}
     return DeviceFrame(kind, ref, body)
@@ -163,6 +164,7 @@ async def serve(websocket: WebSocket, token: str) -> None:
                 },
             }
         )
+        await runtime.commands.attach(device_id, session)  # what waited for it, in order
         await receive_loop(runtime, session)
     except WebSocketDisconnect:
         pass
@@ -171,6 +173,7 @@ async def serve(websocket: WebSocket, token: str) -> None:
         await session.close(CLOSE_INTERNAL, "internal error")
     finally:
         session.closed = True
+        runtime.commands.detach(device_id, session)
         if registry.unregister(session):
             await runtime.presence.gone(workspace_id, device_id, reason="websocket closed")
         log.info("device %s disconnected (code %s)", device_id, session.close_code)
@@ -207,13 +210,8 @@ async def receive_loop(runtime: Runtime, session: DeviceSession) -> None:
 async def handle(
     runtime: Runtime, session: DeviceSession, frame: DeviceFrame
 ) -> dict[str, Any] | None:
-    if frame.type in LATER_TYPES:
-        raise FrameError(
-            "not_supported",
-            f"'{frame.type}' frames are not supported yet (commands arrive in a later version).",
-            ref=frame.id,
-            bad=False,
-        )
+    if frame.type in LEDGER_TYPES:
+        return await handle_ledger(runtime, session, frame)
     try:
         batch = to_batch(frame, session.device_id)
     except ValueError as exc:
@@ -245,6 +243,52 @@ async def handle(
     if frame.type != "telemetry":  # a heartbeat or status marks the device seen, even empty
         await runtime.presence.seen(workspace_id, [device_id], reason=frame.type)
     return {"type": "ack", "ref": frame.id, **body}
+
+
+def _command_id(frame: DeviceFrame) -> uuid.UUID:
+    raw = frame.body.get("command_id")
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        raise FrameError(
+            "invalid", f"'{frame.type}' needs the command_id of a command.", ref=frame.id
+        ) from None
+
+
+async def handle_ledger(
+    runtime: Runtime, session: DeviceSession, frame: DeviceFrame
+) -> dict[str, Any]:
+    """``command_ack``, ``command_result`` and ``config_applied`` frames."""
+    device_id = session.device_id
+    reply: dict[str, Any] = {"type": "ack", "ref": frame.id}
+    async with runtime.uow() as uow:
+        if frame.type == "config_applied":
+            version = frame.body.get("version")
+            if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+                raise FrameError(
+                    "invalid", "config_applied needs the integer 'version'.", ref=frame.id
+                )
+            await ConfigService(uow).applied(device_id, version)
+            await uow.commit()
+            return {**reply, "version": version}
+        command_id = _command_id(frame)
+        service = CommandService(uow)
+        if frame.type == "command_ack":
+            command = await service.acknowledge(device_id, command_id)
+        else:
+            status = frame.body.get("status")
+            if status not in ("completed", "failed"):
+                raise FrameError(
+                    "invalid", "command_result needs status 'completed' or 'failed'.",
+                    ref=frame.id,
+                )  # fmt: skip
+            command = await service.finish(device_id, command_id, status, frame.body.get("result"))
+        await uow.commit()
+    if command is None:
+        raise FrameError(
+            "unknown_command", f"No command {command_id} for this device.", ref=frame.id
+        )
+    return {**reply, "command_id": str(command_id), "status": command.status}
 
 
 # --- no device token in any log ---------------------------------------------------------

@@ -1,0 +1,2 @@
+"""The command ledger: commands and configuration pushes to devices, their delivery
+and acknowledgement."""

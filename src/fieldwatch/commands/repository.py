@@ -1,0 +1,207 @@
+"""All SQL of the command ledger and device configuration.
+
+State changes are conditional UPDATEs (``WHERE status IN (...)``) returning the row, so
+concurrent processes (several gateways, the sweeper of each) never apply the same
+change twice: whoever's UPDATE matched owns the transition.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fieldwatch.commands.models import (
+    OPEN_STATES,
+    PENDING,
+    SENT,
+    Command,
+    CommandTransition,
+    ConfigVersion,
+    DeviceConfig,
+)
+
+
+class CommandRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, obj: Any) -> None:
+        self.session.add(obj)
+
+    async def get(self, workspace_id: uuid.UUID, command_id: uuid.UUID) -> Command | None:
+        return await self.session.scalar(
+            select(Command).where(Command.id == command_id, Command.workspace_id == workspace_id)
+        )
+
+    async def for_device(self, device_id: uuid.UUID, command_id: uuid.UUID) -> Command | None:
+        return await self.session.scalar(
+            select(Command).where(Command.id == command_id, Command.device_id == device_id)
+        )
+
+    async def by_idempotency_key(self, device_id: uuid.UUID, key: str) -> Command | None:
+        return await self.session.scalar(
+            select(Command).where(Command.device_id == device_id, Command.idempotency_key == key)
+        )
+
+    async def page(
+        self,
+        workspace_id: uuid.UUID,
+        *,
+        device_id: uuid.UUID | None,
+        statuses: Sequence[str],
+        limit: int,
+        offset: int,
+    ) -> tuple[Sequence[Command], int]:
+        where = [Command.workspace_id == workspace_id]
+        if device_id is not None:
+            where.append(Command.device_id == device_id)
+        if statuses:
+            where.append(Command.status.in_(statuses))
+        total = await self.session.scalar(select(func.count()).select_from(Command).where(*where))
+        rows = await self.session.scalars(
+            select(Command)
+            .where(*where)
+            .order_by(Command.created_at.desc(), Command.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return rows.all(), int(total or 0)
+
+    async def transitions(self, command_id: uuid.UUID) -> Sequence[CommandTransition]:
+        rows = await self.session.scalars(
+            select(CommandTransition)
+            .where(CommandTransition.command_id == command_id)
+            .order_by(CommandTransition.at, CommandTransition.id)
+        )
+        return rows.all()
+
+    async def change(
+        self, command_id: uuid.UUID, from_states: Sequence[str], values: dict[str, Any]
+    ) -> Command | None:
+        """Apply ``values`` if the command is in one of ``from_states``; the updated row,
+        or None when another change got there first."""
+        stmt = (
+            update(Command)
+            .where(Command.id == command_id, Command.status.in_(from_states))
+            .values(**values)
+            .returning(Command)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        return (await self.session.scalars(stmt)).first()
+
+    async def claim_send(
+        self,
+        command: Command,
+        *,
+        now: datetime,
+        next_attempt_at: datetime,
+        transport: str,
+    ) -> Command | None:
+        """Mark one delivery attempt, if nobody else did since ``command`` was read."""
+        stmt = (
+            update(Command)
+            .where(
+                Command.id == command.id,
+                Command.status == command.status,
+                Command.attempts == command.attempts,
+            )
+            .values(
+                status=SENT,
+                attempts=Command.attempts + 1,
+                sent_at=func.coalesce(Command.sent_at, now),
+                next_attempt_at=next_attempt_at,
+                transport=transport,
+                updated_at=now,
+            )
+            .returning(Command)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        return (await self.session.scalars(stmt)).first()
+
+    async def deliverable(
+        self, device_id: uuid.UUID, now: datetime, *, resend_sent: bool
+    ) -> Sequence[Command]:
+        """The device's commands to send now, oldest first: pending ones, and sent ones
+        whose ack is overdue (or all sent ones, after a reconnect)."""
+        sent = Command.status == SENT
+        if not resend_sent:
+            sent = sent & (Command.next_attempt_at <= now)
+        rows = await self.session.scalars(
+            select(Command)
+            .where(
+                Command.device_id == device_id,
+                (Command.status == PENDING) | sent,
+                Command.expires_at > now,
+            )
+            .order_by(Command.created_at, Command.id)
+        )
+        return rows.all()
+
+    async def overdue(self, now: datetime, limit: int) -> Sequence[Command]:
+        """Sent commands whose ack is overdue, oldest first."""
+        rows = await self.session.scalars(
+            select(Command)
+            .where(Command.status == SENT, Command.next_attempt_at <= now)
+            .order_by(Command.next_attempt_at)
+            .limit(limit)
+        )
+        return rows.all()
+
+    async def past_ttl(self, now: datetime, limit: int) -> Sequence[Command]:
+        rows = await self.session.scalars(
+            select(Command)
+            .where(Command.status.in_(OPEN_STATES), Command.expires_at <= now)
+            .order_by(Command.expires_at)
+            .limit(limit)
+        )
+        return rows.all()
+
+
+class ConfigRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, obj: Any) -> None:
+        self.session.add(obj)
+
+    async def get(self, device_id: uuid.UUID, *, for_update: bool = False) -> DeviceConfig | None:
+        stmt = select(DeviceConfig).where(DeviceConfig.device_id == device_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return await self.session.scalar(stmt)
+
+    async def version(self, device_id: uuid.UUID, version: int) -> ConfigVersion | None:
+        return await self.session.scalar(
+            select(ConfigVersion).where(
+                ConfigVersion.device_id == device_id, ConfigVersion.version == version
+            )
+        )
+
+    async def mark_pushed(self, device_id: uuid.UUID, version: int, now: datetime) -> None:
+        await self.session.execute(
+            update(DeviceConfig)
+            .where(DeviceConfig.device_id == device_id)
+            .values(pushed_version=version, pushed_at=now)
+        )
+
+    async def report(
+        self, device_id: uuid.UUID, version: int, now: datetime
+    ) -> DeviceConfig | None:
+        """Record ``version`` as applied unless a newer one is recorded already."""
+        stmt = (
+            update(DeviceConfig)
+            .where(
+                DeviceConfig.device_id == device_id,
+                DeviceConfig.desired_version >= version,
+                func.coalesce(DeviceConfig.reported_version, 0) < version,
+            )
+            .values(reported_version=version, reported_at=now)
+            .returning(DeviceConfig)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        return (await self.session.scalars(stmt)).first()

@@ -1,0 +1,396 @@
+"""The command ledger and device configuration: the HTTP API, and delivery to a real
+device over the WebSocket gateway (the real ``websockets`` client, a real server)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import update
+
+from conftest import Actor, Factory, Served, create_device, problem, serve_runtime
+from fieldwatch.commands.models import Command
+from fieldwatch.core.clock import utcnow
+from fieldwatch.runtime import Runtime, build_runtime
+from test_ws_gateway import Device, closed_with, connected, make_device, recv
+
+QUIET_S = 0.3
+
+
+async def send_command(http, actor: Actor, device_id: str, **body: Any) -> dict[str, Any]:
+    body.setdefault("command", "ping")
+    r = await http.post(f"/api/v1/devices/{device_id}/commands", json=body, headers=actor.headers)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def command(http, actor: Actor, command_id: str) -> dict[str, Any]:
+    r = await http.get(f"/api/v1/commands/{command_id}", headers=actor.headers)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+async def status_becomes(http, actor: Actor, command_id: str, status: str) -> dict[str, Any]:
+    async with asyncio.timeout(10):
+        while True:
+            found = await command(http, actor, command_id)
+            if found["status"] == status:
+                return found
+            await asyncio.sleep(0.02)
+
+
+async def nothing_more(ws) -> None:
+    """No frame arrives within QUIET_S."""
+    try:
+        async with asyncio.timeout(QUIET_S):
+            frame = await ws.recv()
+    except TimeoutError:
+        return
+    raise AssertionError(f"unexpected frame: {frame}")
+
+
+def path(transitions: list[dict[str, Any]]) -> list[str]:
+    return [t["to_status"] for t in transitions]
+
+
+# --- the HTTP API -----------------------------------------------------------------------
+
+
+async def test_queue_list_get_and_cancel(client, factory: Factory):
+    op = await factory.user("operator", "acme")
+    device = await create_device(client, op)
+    first = await send_command(client, op, device["id"], command="reboot", params={"delay": 5})
+    assert first["status"] == "pending" and first["command"] == "reboot"
+    assert first["params"] == {"delay": 5} and first["attempts"] == 0 and first["ttl_s"] == 3600
+    second = await send_command(client, op, device["id"], command="ping", ttl_s=60)
+
+    r = await client.get(f"/api/v1/devices/{device['id']}/commands", headers=op.headers)
+    assert r.status_code == 200
+    assert [c["command_id"] for c in r.json()["items"]] == [
+        second["command_id"],
+        first["command_id"],
+    ]
+
+    r = await client.post(f"/api/v1/commands/{first['command_id']}/cancel", headers=op.headers)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+    body = problem(
+        await client.post(f"/api/v1/commands/{first['command_id']}/cancel", headers=op.headers),
+        409,
+    )
+    assert body["status"] == 409 and "already cancelled" in body["detail"]
+
+    found = await command(client, op, first["command_id"])
+    assert path(found["transitions"]) == ["pending", "cancelled"]
+    assert found["transitions"][1]["from_status"] == "pending"
+    assert found["finished_at"] is not None
+
+    r = await client.get(
+        f"/api/v1/devices/{device['id']}/commands?status=pending", headers=op.headers
+    )
+    assert [c["command_id"] for c in r.json()["items"]] == [second["command_id"]]
+    assert r.json()["total"] == 1
+
+
+async def test_seed_path_idempotency_and_refusals(client, factory: Factory):
+    op = await factory.user("operator", "acme")
+    viewer = await factory.user("viewer", "acme")
+    outsider = await factory.user("admin", "globex")
+    device = await create_device(client, op)
+    url = f"/api/v1/devices/{device['id']}/command"  # seed 000's path
+
+    body = {"command": "set_reporting_interval", "params": {"interval": 30},
+            "idempotency_key": "k1"}  # fmt: skip
+    r = await client.post(url, json=body, headers=op.headers)
+    assert r.status_code == 201, r.text
+    again = await client.post(url, json=body, headers=op.headers)
+    assert again.status_code == 200 and again.json()["command_id"] == r.json()["command_id"]
+    changed = {**body, "params": {"interval": 60}}
+    assert "k1" in problem(await client.post(url, json=changed, headers=op.headers), 409)["detail"]
+
+    problem(await client.post(url, json={"command": "ping"}, headers=viewer.headers), 403)
+    problem(await client.post(url, json={"command": "ping"}, headers=outsider.headers), 404)
+    problem(
+        await client.get(f"/api/v1/commands/{r.json()['command_id']}", headers=outsider.headers),
+        404,
+    )
+    for bad in ({}, {"command": ""}, {"command": "x", "ttl_s": 0}, {"command": "a b"}):
+        problem(await client.post(url, json=bad, headers=op.headers), 422)
+
+    r = await client.put(f"/api/v1/devices/{device['id']}/retire", headers=op.headers)
+    assert r.status_code == 200, r.text
+    body = problem(await client.post(url, json={"command": "ping"}, headers=op.headers), 409)
+    assert "retired" in body["detail"]
+    r = await client.get(f"/api/v1/devices/{device['id']}/commands", headers=op.headers)
+    assert r.json()["total"] == 1  # the refused one left nothing behind
+
+
+async def test_commands_expire_after_their_ttl(client, runtime: Runtime, factory: Factory):
+    op = await factory.user("operator", "acme")
+    device = await create_device(client, op)
+    short = await send_command(client, op, device["id"], ttl_s=1)
+    long = await send_command(client, op, device["id"], ttl_s=600)
+    async with runtime.uow() as uow:  # an hour later, for the short one
+        await uow.session.execute(
+            update(Command)
+            .where(Command.id == uuid.UUID(short["command_id"]))
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+        await uow.commit()
+    await runtime.commands.sweep()
+    expired = await command(client, op, short["command_id"])
+    assert expired["status"] == "expired" and expired["reason"] == "expired"
+    assert path(expired["transitions"]) == ["pending", "expired"]
+    assert (await command(client, op, long["command_id"]))["status"] == "pending"
+    r = await client.post(f"/api/v1/commands/{short['command_id']}/cancel", headers=op.headers)
+    problem(r, 409)
+
+
+# --- delivery over the WebSocket gateway --------------------------------------------------
+
+
+async def expect_command(ws, command_id: str | None = None) -> dict[str, Any]:
+    frame = await recv(ws)
+    assert frame["type"] == "command", frame
+    if command_id is not None:
+        assert frame["command_id"] == command_id
+    return frame
+
+
+async def test_full_round_trip_over_websocket(served: Served, factory: Factory):
+    op = await factory.user("operator", "acme")
+    device = await make_device(served, op)
+    ws = await connected(served, device)
+
+    queued = await send_command(
+        served.http, op, device.id, command="set_reporting_interval", params={"interval": 30}
+    )
+    frame = await expect_command(ws, queued["command_id"])
+    assert frame["command"] == "set_reporting_interval" and frame["params"] == {"interval": 30}
+    assert frame["attempt"] == 1 and frame["expires_at"]
+    assert (await command(served.http, op, queued["command_id"]))["status"] == "sent"
+
+    await ws.send(json.dumps({"type": "command_ack", "id": 1, "command_id": queued["command_id"]}))
+    reply = await recv(ws)
+    assert (reply["type"], reply["ref"], reply["status"]) == ("ack", 1, "acknowledged")
+    await ws.send(
+        json.dumps(
+            {
+                "type": "command_result",
+                "id": 2,
+                "command_id": queued["command_id"],
+                "status": "completed",
+                "result": {"interval": 30},
+            }
+        )
+    )
+    reply = await recv(ws)
+    assert (reply["ref"], reply["status"]) == (2, "completed")
+    done = await command(served.http, op, queued["command_id"])
+    assert done["status"] == "completed" and done["result"] == {"interval": 30}
+    assert done["transport"] == "websocket" and done["attempts"] == 1
+    assert path(done["transitions"]) == ["pending", "sent", "acknowledged", "completed"]
+    assert all(t["at"] for t in done["transitions"])
+
+    # A repeated result changes nothing; a failed result of another command keeps its error.
+    await ws.send(
+        json.dumps({"type": "command_result", "command_id": queued["command_id"],
+                    "status": "failed", "result": {}})
+    )  # fmt: skip
+    assert (await recv(ws))["status"] == "completed"
+    other = await send_command(served.http, op, device.id, command="selftest")
+    await expect_command(ws, other["command_id"])
+    await ws.send(
+        json.dumps({"type": "command_result", "command_id": other["command_id"],
+                    "status": "failed", "result": {"error": "sensor 2 missing"}})
+    )  # fmt: skip
+    assert (await recv(ws))["status"] == "failed"
+    failed = await command(served.http, op, other["command_id"])
+    assert failed["reason"] == "sensor 2 missing"
+    assert path(failed["transitions"]) == ["pending", "sent", "failed"]
+    await ws.close()
+
+
+async def test_bad_ledger_frames_get_error_frames(served: Served, factory: Factory):
+    op = await factory.user("operator", "acme")
+    device = await make_device(served, op)
+    other = await make_device(served, op)
+    foreign = await send_command(served.http, op, other.id)
+    ws = await connected(served, device)
+    theirs = foreign["command_id"]
+    cases = [
+        ({"type": "command_ack", "id": "a"}, "invalid"),
+        ({"type": "command_ack", "id": "b", "command_id": "nope"}, "invalid"),
+        ({"type": "command_ack", "id": "c", "command_id": theirs}, "unknown_command"),
+        ({"type": "command_result", "id": "d", "command_id": theirs,
+          "status": "done"}, "invalid"),
+        ({"type": "config_applied", "id": "e", "version": "2"}, "invalid"),
+    ]  # fmt: skip
+    for frame, code in cases:
+        await ws.send(json.dumps(frame))
+        error = await recv(ws)
+        assert (error["type"], error["code"], error["ref"]) == ("error", code, frame["id"])
+    # Another device's command was not touched.
+    assert (await command(served.http, op, foreign["command_id"]))["status"] == "pending"
+    await ws.close()
+
+
+async def test_waiting_commands_arrive_in_order_on_connect(served: Served, factory: Factory):
+    op = await factory.user("operator", "acme")
+    device = await make_device(served, op)
+    ids = [(await send_command(served.http, op, device.id, command=f"step{i}"))["command_id"]
+           for i in range(4)]  # fmt: skip
+    cancelled = ids.pop(1)
+    r = await served.http.post(f"/api/v1/commands/{cancelled}/cancel", headers=op.headers)
+    assert r.status_code == 200
+    ws = await connected(served, device)
+    got = [(await expect_command(ws))["command_id"] for _ in ids]
+    assert got == ids  # creation order, the cancelled one left out
+    await nothing_more(ws)
+    await ws.close()
+
+
+async def test_a_lost_ack_is_resent_then_fails_undelivered(
+    served: Served, runtime: Runtime, factory: Factory
+):
+    runtime.settings.command_ack_timeout_s = 0.2
+    runtime.settings.command_max_attempts = 2
+    op = await factory.user("operator", "acme")
+    device = await make_device(served, op)
+    ws = await connected(served, device)
+    queued = await send_command(served.http, op, device.id)
+    first = await expect_command(ws, queued["command_id"])
+    assert first["attempt"] == 1
+
+    await runtime.commands.sweep()  # not yet due: nothing is resent
+    await nothing_more(ws)  # (waits past the ack timeout)
+    await runtime.commands.sweep()
+    again = await expect_command(ws, queued["command_id"])
+    assert again["attempt"] == 2  # same command_id: the device deduplicates on it
+    await asyncio.sleep(0.25)
+    await runtime.commands.sweep()
+    await nothing_more(ws)
+    failed = await command(served.http, op, queued["command_id"])
+    assert (failed["status"], failed["reason"], failed["attempts"]) == ("failed", "undelivered", 2)
+    assert path(failed["transitions"]) == ["pending", "sent", "sent", "failed"]
+    assert [t["detail"] for t in failed["transitions"]][1:3] == [
+        "sent over websocket",
+        "resent over websocket",
+    ]
+    await ws.close()
+
+
+async def test_a_sent_unacked_command_is_resent_after_reconnect(served: Served, factory: Factory):
+    op = await factory.user("operator", "acme")
+    device = await make_device(served, op)
+    ws = await connected(served, device)
+    queued = await send_command(served.http, op, device.id)
+    await expect_command(ws, queued["command_id"])
+    await ws.close()  # dropped before it could ack
+
+    ws = await connected(served, device)
+    frame = await expect_command(ws, queued["command_id"])
+    assert frame["attempt"] == 2
+    await ws.send(json.dumps({"type": "command_ack", "command_id": queued["command_id"]}))
+    assert (await recv(ws))["status"] == "acknowledged"
+    await ws.close()
+    ws = await connected(served, device)  # acknowledged: not sent again
+    await nothing_more(ws)
+    await ws.close()
+
+
+async def test_commands_survive_a_restart(runtime: Runtime, factory: Factory):
+    op = await factory.user("operator", "acme")
+    async with serve_runtime(runtime) as first:
+        device = await make_device(first, op)
+        queued = [await send_command(first.http, op, device.id, command=f"c{i}") for i in (1, 2)]
+    await runtime.close()  # the whole process state is gone; the database stays
+
+    second_runtime = build_runtime(runtime.settings)
+    try:
+        async with serve_runtime(second_runtime) as second:
+            ws = await connected(second, device)
+            got = [(await expect_command(ws))["command_id"] for _ in queued]
+            assert got == [q["command_id"] for q in queued]
+            await ws.close()
+    finally:
+        await second_runtime.close()
+
+
+async def test_retiring_a_device_closes_it_and_keeps_its_commands(served: Served, factory):
+    op = await factory.user("operator", "acme")
+    device: Device = await make_device(served, op)
+    ws = await connected(served, device)
+    queued = await send_command(served.http, op, device.id)
+    await expect_command(ws, queued["command_id"])
+    r = await served.http.put(f"/api/v1/devices/{device.id}/retire", headers=op.headers)
+    assert r.status_code == 200
+    assert (await closed_with(ws))[0] == 4001
+    r = await served.http.post(
+        f"/api/v1/devices/{device.id}/commands", json={"command": "ping"}, headers=op.headers
+    )
+    problem(r, 409)
+    assert (await command(served.http, op, queued["command_id"]))["status"] == "sent"
+
+
+# --- configuration --------------------------------------------------------------------------
+
+
+async def test_config_round_trip(served: Served, factory: Factory):
+    op = await factory.user("operator", "acme")
+    viewer = await factory.user("viewer", "acme")
+    device = await make_device(served, op)
+    url = f"/api/v1/devices/{device.id}/config"
+
+    r = await served.http.get(url, headers=viewer.headers)
+    assert r.json()["desired_version"] == 0 and r.json()["in_sync"] is True
+
+    desired = {"data_reporting_interval": 30, "led": {"color": "green", "on": True}}
+    r = await served.http.put(url, json=desired, headers=op.headers)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["desired_version"], body["reported_version"], body["in_sync"]) == (1, None, False)
+    assert {(d["path"], d["change"]) for d in body["difference"]} == {
+        ("data_reporting_interval", "added"),
+        ("led", "added"),  # nothing reported yet: a whole object is missing
+    }
+    # The same document again does not bump the version.
+    assert (await served.http.put(url, json=desired, headers=op.headers)).json()[
+        "desired_version"
+    ] == 1
+    problem(await served.http.put(url, json=desired, headers=viewer.headers), 403)
+    problem(await served.http.put(url, json=[1, 2], headers=op.headers), 422)
+
+    ws = await connected(served, device)  # pushed on connect
+    frame = await recv(ws)
+    assert (frame["type"], frame["version"], frame["config"]) == ("config", 1, desired)
+    assert frame["config_id"]
+    await ws.send(json.dumps({"type": "config_applied", "id": 9, "version": 1}))
+    assert (await recv(ws))["version"] == 1
+    r = await served.http.get(url, headers=viewer.headers)
+    body = r.json()
+    assert (body["reported_version"], body["in_sync"], body["difference"]) == (1, True, [])
+    assert body["reported"] == desired and body["pushed_version"] == 1
+
+    changed = {"data_reporting_interval": 60, "led": {"color": "green"}}
+    r = await served.http.put(url, json=changed, headers=op.headers)
+    assert r.json()["desired_version"] == 2
+    assert {(d["path"], d["change"]) for d in r.json()["difference"]} == {
+        ("data_reporting_interval", "changed"),
+        ("led.on", "removed"),
+    }
+    frame = await recv(ws)  # pushed at once to the connected device
+    assert (frame["type"], frame["version"], frame["config"]) == ("config", 2, changed)
+    await ws.send(json.dumps({"type": "config_applied", "version": 1}))  # late: ignored
+    await recv(ws)
+    assert (await served.http.get(url, headers=op.headers)).json()["reported_version"] == 1
+    await ws.send(json.dumps({"type": "config_applied", "version": 2}))
+    await recv(ws)
+    r = await served.http.get(url, headers=op.headers)
+    assert (r.json()["reported_version"], r.json()["in_sync"]) == (2, True)
+    await ws.close()
+    ws = await connected(served, device)  # in sync: nothing pushed on reconnect
+    await nothing_more(ws)
+    await ws.close()
