@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -87,3 +88,133 @@ def test_simulate_command_needs_a_workspace(tmp_path):
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert proc.returncode == 1 and "No workspace 'nope'" in proc.stderr
+
+
+# --- commands and configuration ---------------------------------------------------------
+
+
+async def _command(served: Served, actor: Actor, device_id: str, command: str, **params):
+    r = await served.http.post(
+        f"/api/v1/devices/{device_id}/commands",
+        json={"command": command, "params": params},
+        headers=actor.headers,
+    )
+    assert r.status_code == 201, r.text
+    return r.json()["command_id"]
+
+
+async def _finished(served: Served, actor: Actor, command_id: str) -> dict:
+    async with asyncio.timeout(10):
+        while True:
+            r = await served.http.get(f"/api/v1/commands/{command_id}", headers=actor.headers)
+            if r.json()["status"] in ("completed", "failed"):
+                return dict(r.json())
+            await asyncio.sleep(0.02)
+
+
+async def test_agent_runs_command_handlers(served: Served, operator: Actor):
+    device, token = await _token(served, operator)
+    agent = DeviceAgent(served.base_url, token)
+    ran: list[dict] = []
+
+    @agent.command("add")
+    async def add(params: dict) -> dict:
+        ran.append(params)
+        return {"sum": params["a"] + params["b"]}
+
+    agent.add_command_handler("fail", lambda params: 1 / 0)
+    async with agent:
+        done = await _finished(served, operator, await _command(served, operator, device["id"],
+                                                                 "add", a=2, b=3))  # fmt: skip
+        assert (done["status"], done["result"]) == ("completed", {"sum": 5})
+        assert [t["to_status"] for t in done["transitions"]] == [
+            "pending", "sent", "acknowledged", "completed"
+        ]  # fmt: skip
+        failed = await _finished(served, operator, await _command(served, operator, device["id"],
+                                                                   "fail"))  # fmt: skip
+        assert failed["status"] == "failed" and "division by zero" in failed["reason"]
+        unknown = await _finished(served, operator, await _command(served, operator, device["id"],
+                                                                    "selfdestruct"))  # fmt: skip
+        assert unknown["status"] == "failed" and "unknown command" in unknown["reason"]
+    assert ran == [{"a": 2, "b": 3}]
+
+
+class _Wire:
+    """Stands in for the connection: records the frames the agent sends."""
+
+    def __init__(self) -> None:
+        self.frames: list[dict] = []
+
+    async def send(self, raw: str) -> None:
+        import json
+
+        self.frames.append(json.loads(raw))
+
+
+async def test_agent_does_not_run_a_resent_command_twice():
+    agent = DeviceAgent("http://127.0.0.1:9", "fwd_x")
+    runs = []
+    agent.add_command_handler("ping", lambda params: runs.append(1) or {"pong": True})
+    wire = _Wire()
+    message = {"type": "command", "command_id": "c-1", "command": "ping", "params": {}}
+    await agent._run_command(wire, message)  # type: ignore[arg-type]
+    await agent._run_command(wire, {**message, "attempt": 2})  # type: ignore[arg-type]
+    assert runs == [1]
+    kinds = [(f["type"], f.get("status")) for f in wire.frames]
+    # ack, result; then for the resend: ack again and the same result again
+    assert kinds == [("command_ack", None), ("command_result", "completed")] * 2
+    assert wire.frames[1] == wire.frames[3]
+
+
+async def test_agent_applies_pushed_configuration(served: Served, operator: Actor):
+    device, token = await _token(served, operator)
+    url = f"/api/v1/devices/{device['id']}/config"
+    r = await served.http.put(url, json={"data_reporting_interval": 30}, headers=operator.headers)
+    assert r.status_code == 200
+    agent = DeviceAgent(served.base_url, token)
+    applied: list[tuple[dict, int]] = []
+    agent.on_config(lambda config, version: applied.append((config, version)))
+
+    async def config_reaches(key: str, value: object) -> None:
+        async with asyncio.timeout(10):
+            while True:
+                if (await served.http.get(url, headers=operator.headers)).json()[key] == value:
+                    return
+                await asyncio.sleep(0.02)
+
+    async with agent:
+        await config_reaches("reported_version", 1)
+        r = await served.http.put(
+            url, json={"data_reporting_interval": 60}, headers=operator.headers
+        )
+        await config_reaches("reported_version", 2)
+    assert applied == [({"data_reporting_interval": 30}, 1), ({"data_reporting_interval": 60}, 2)]
+    assert agent.config_version == 2
+
+
+async def test_simulated_device_answers_its_commands(served: Served, operator: Actor):
+    device, token = await _token(served, operator)
+    task = asyncio.create_task(
+        simulate(served.base_url, [token], interval=0.2, duration=30, report_every=1)
+    )
+    try:
+        ping = await _finished(served, operator, await _command(served, operator, device["id"],
+                                                                 "ping"))  # fmt: skip
+        assert ping["status"] == "completed" and ping["result"]["pong"] is True
+        bad = await _finished(served, operator, await _command(
+            served, operator, device["id"], "set_reporting_interval", interval=-1))  # fmt: skip
+        assert bad["status"] == "failed" and "interval must be" in bad["reason"]
+        ok = await _finished(served, operator, await _command(
+            served, operator, device["id"], "set_reporting_interval", interval=5))  # fmt: skip
+        assert ok["result"] == {"interval": 5.0}
+        reboot = await _finished(served, operator, await _command(served, operator, device["id"],
+                                                                   "reboot"))  # fmt: skip
+        assert reboot["status"] == "completed"
+        # It comes back after the reboot and answers again.
+        again = await _finished(served, operator, await _command(served, operator, device["id"],
+                                                                  "ping"))  # fmt: skip
+        assert again["status"] == "completed" and again["result"]["uptime_s"] < 5
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

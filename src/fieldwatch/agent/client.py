@@ -7,20 +7,34 @@ backoff (the ``websockets`` library's own reconnect loop), sends a heartbeat eve
 only once the server has committed the readings.
 
     agent = DeviceAgent("http://127.0.0.1:8000", token)
+
+    @agent.command("ping")
+    async def ping(params):               # the ack and the result are sent for you
+        return {"pong": True}
+
     async with agent:                      # connects (WebSocket) in the background
         ack = await agent.send({"temperature": 21.5, "humidity": 40})
+
+Commands arrive over WebSocket: each is acknowledged at once, run by its handler, and
+answered with a ``command_result`` (``completed`` with the handler's return value, or
+``failed`` with the error it raised). A resent command (same ``command_id``) is not run
+twice: the agent remembers the last ``remembered_commands`` ids and their results.
+Configuration pushes go to the ``on_config`` handler and are reported applied.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import itertools
 import json
 import logging
+from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -30,9 +44,23 @@ log = logging.getLogger(__name__)
 
 Transport = Literal["ws", "http"]
 
+#: A command handler gets the command's params and returns its result (a JSON object, or
+#: anything JSON-serialisable); it may be a coroutine function. Raising fails the command.
+CommandHandler = Callable[[dict[str, Any]], Any]
+#: A config handler gets the whole desired configuration and its version.
+ConfigHandler = Callable[[dict[str, Any], int], Any]
+H = TypeVar("H", bound=Callable[..., Any])
+
 
 class AgentError(Exception):
     """The server refused a frame or request (the message says why)."""
+
+
+async def _call(handler: Callable[..., Any], *args: Any) -> Any:
+    result = handler(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
 
 
 class DeviceAgent:
@@ -44,6 +72,7 @@ class DeviceAgent:
         transport: Transport = "ws",
         timeout_s: float = 10.0,
         heartbeat: bool = True,
+        remembered_commands: int = 64,
     ) -> None:
         self.server = server.rstrip("/")
         self.token = token
@@ -59,6 +88,33 @@ class DeviceAgent:
         self._tasks: list[asyncio.Task[None]] = []
         self._http: httpx.AsyncClient | None = None
         self._refused: BaseException | None = None
+        self._handlers: dict[str, CommandHandler] = {}
+        self._config_handler: ConfigHandler | None = None
+        self.config: dict[str, Any] = {}
+        self.config_version = 0
+        #: command_id → its result frame (None while it runs): drops resent commands.
+        self._seen: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
+        self._remember = remembered_commands
+        self._running: set[asyncio.Task[None]] = set()
+
+    # --- handlers ---------------------------------------------------------------------
+
+    def command(self, name: str) -> Callable[[H], H]:
+        """Decorator: handle the command ``name``."""
+
+        def register(handler: H) -> H:
+            self._handlers[name] = handler
+            return handler
+
+        return register
+
+    def add_command_handler(self, name: str, handler: CommandHandler) -> None:
+        self._handlers[name] = handler
+
+    def on_config(self, handler: ConfigHandler) -> ConfigHandler:
+        """Decorator (or call): handle configuration pushes."""
+        self._config_handler = handler
+        return handler
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -90,7 +146,7 @@ class DeviceAgent:
             raise AgentError("could not connect to the server")
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._running]:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
@@ -194,13 +250,68 @@ class DeviceAgent:
                 message = json.loads(raw)
                 ref = message.get("ref")
                 future = self._waiting.get(ref) if isinstance(ref, int) else None
+                kind = message.get("type")
                 if future is not None and not future.done():
                     future.set_result(message)
-                elif message.get("type") == "error":
+                elif kind in ("command", "config"):
+                    task = asyncio.create_task(self._dispatch(ws, message))
+                    self._running.add(task)
+                    task.add_done_callback(self._running.discard)
+                elif kind == "error":
                     log.warning("server error frame: %s", message)
         finally:
             if beat is not None:
                 beat.cancel()
+
+    async def _dispatch(self, ws: ClientConnection, message: dict[str, Any]) -> None:
+        try:
+            if message["type"] == "command":
+                await self._run_command(ws, message)
+            else:
+                await self._apply_config(ws, message)
+        except ConnectionClosed:
+            pass  # the server resends what it did not get acknowledged
+        except Exception:
+            log.exception("handling a %s frame failed", message.get("type"))
+
+    async def _run_command(self, ws: ClientConnection, message: dict[str, Any]) -> None:
+        command_id = str(message.get("command_id"))
+        await ws.send(json.dumps({"type": "command_ack", "command_id": command_id}))
+        if command_id in self._seen:  # a resend: acknowledge again, do not run it twice
+            done = self._seen[command_id]
+            if done is not None:
+                await ws.send(json.dumps(done))
+            return
+        self._seen[command_id] = None
+        while len(self._seen) > self._remember:
+            self._seen.popitem(last=False)
+        name = str(message.get("command"))
+        handler = self._handlers.get(name)
+        status, result = "completed", None
+        if handler is None:
+            status, result = "failed", {"error": f"unknown command {name!r}"}
+        else:
+            try:
+                result = await _call(handler, message.get("params") or {})
+            except Exception as exc:
+                status, result = "failed", {"error": str(exc) or type(exc).__name__}
+        if result is not None and not isinstance(result, dict):
+            result = {"value": result}
+        frame = {"type": "command_result", "command_id": command_id, "status": status,
+                 "result": result or {}}  # fmt: skip
+        self._seen[command_id] = frame
+        await ws.send(json.dumps(frame))
+
+    async def _apply_config(self, ws: ClientConnection, message: dict[str, Any]) -> None:
+        version = int(message.get("version") or 0)
+        config = message.get("config") or {}
+        if version < self.config_version:
+            return  # older than what is applied
+        if version > self.config_version:  # (the same one again: report it again)
+            if self._config_handler is not None:
+                await _call(self._config_handler, config, version)
+            self.config, self.config_version = config, version
+        await ws.send(json.dumps({"type": "config_applied", "version": version}))
 
     async def _heartbeats(self) -> None:
         interval = float(self.server_config.get("heartbeat_interval", 60))

@@ -1,7 +1,10 @@
 """A fleet simulator: virtual devices with plausible sensors, over WebSocket or HTTP.
 
 Each device reports temperature (a slow random walk with an occasional spike), humidity
-and a draining battery every ``interval`` seconds, through ``DeviceAgent``.
+and a draining battery every ``interval`` seconds, through ``DeviceAgent``, and answers
+the commands ``ping``, ``reboot`` (it goes away for a few seconds and comes back) and
+``set_reporting_interval`` (``{"interval": seconds}``); a pushed configuration's
+``data_reporting_interval`` changes its period too.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from fieldwatch.agent.client import AgentError, DeviceAgent, Transport
 
@@ -41,7 +45,57 @@ class Stats:
     sent: int = 0
     accepted: int = 0
     errors: int = 0
+    commands: int = 0
     started: float = field(default_factory=time.monotonic)
+
+
+MIN_INTERVAL_S = 0.1
+MAX_INTERVAL_S = 24 * 3600.0
+REBOOT_S = 3.0
+
+
+class VirtualDevice:
+    """One simulated device: its sensors, its reporting period, its command handlers."""
+
+    def __init__(self, agent: DeviceAgent, interval: float, stats: Stats, seed: int) -> None:
+        self.agent = agent
+        self.interval = interval
+        self.stats = stats
+        self.model = SensorModel(rng=random.Random(seed))
+        self.booted = time.monotonic()
+        self.reboot_requested = asyncio.Event()
+        self.wake = asyncio.Event()
+        agent.add_command_handler("ping", self.ping)
+        agent.add_command_handler("reboot", self.reboot)
+        agent.add_command_handler("set_reporting_interval", self.set_reporting_interval)
+        agent.on_config(self.configure)
+
+    def ping(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.stats.commands += 1
+        return {"pong": True, "uptime_s": round(time.monotonic() - self.booted, 1)}
+
+    def reboot(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.stats.commands += 1
+        self.reboot_requested.set()
+        self.wake.set()
+        return {"rebooting": True, "back_in_s": REBOOT_S}
+
+    def _set_interval(self, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("interval is a number of seconds")
+        if not MIN_INTERVAL_S <= value <= MAX_INTERVAL_S:
+            raise ValueError(f"interval must be {MIN_INTERVAL_S}..{MAX_INTERVAL_S:.0f} s")
+        self.interval = float(value)
+        self.wake.set()
+        return self.interval
+
+    def set_reporting_interval(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.stats.commands += 1
+        return {"interval": self._set_interval(params.get("interval"))}
+
+    def configure(self, config: dict[str, Any], version: int) -> None:
+        if "data_reporting_interval" in config:
+            self._set_interval(config["data_reporting_interval"])
 
 
 async def run_device(
@@ -53,19 +107,30 @@ async def run_device(
     stop: asyncio.Event,
     seed: int,
 ) -> None:
-    model = SensorModel(rng=random.Random(seed))
     await asyncio.sleep(random.Random(seed).uniform(0, interval))  # spread the fleet out
-    async with DeviceAgent(server, token, transport=transport) as agent:
-        while not stop.is_set():
-            try:
-                ack = await agent.send(model.step())
-                stats.sent += 3
-                stats.accepted += int(ack.get("accepted", 0))
-            except (AgentError, TimeoutError):
-                stats.errors += 1
-            with_timeout = asyncio.create_task(stop.wait())
-            await asyncio.wait({with_timeout}, timeout=interval)
-            with_timeout.cancel()
+    agent = DeviceAgent(server, token, transport=transport)
+    device = VirtualDevice(agent, interval, stats, seed)
+    while not stop.is_set():
+        async with agent:
+            device.booted = time.monotonic()
+            while not stop.is_set() and not device.reboot_requested.is_set():
+                try:
+                    ack = await agent.send(device.model.step())
+                    stats.sent += 3
+                    stats.accepted += int(ack.get("accepted", 0))
+                except (AgentError, TimeoutError):
+                    stats.errors += 1
+                device.wake.clear()
+                waits = {asyncio.create_task(stop.wait()), asyncio.create_task(device.wake.wait())}
+                await asyncio.wait(waits, timeout=device.interval,
+                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                for task in waits:
+                    task.cancel()
+            if device.reboot_requested.is_set():
+                await asyncio.sleep(0.2)  # let the command result go out first
+        if device.reboot_requested.is_set() and not stop.is_set():
+            device.reboot_requested.clear()
+            await asyncio.sleep(REBOOT_S)
 
 
 async def simulate(
