@@ -108,6 +108,7 @@ TABLES = [
     "alerts", "alert_rules",
     "webhook_deliveries", "webhooks",
     "command_transitions", "commands", "config_versions", "device_configs",
+    "provisioning_keys",
     "devices", "users", "workspaces",
 ]  # fmt: skip
 

@@ -16,6 +16,7 @@ from fieldwatch.commands.router import router as commands_router
 from fieldwatch.core.errors import install_error_handlers
 from fieldwatch.core.observability import Metrics, ObservabilityMiddleware
 from fieldwatch.core.settings import Settings, get_settings
+from fieldwatch.devices.provisioning_router import router as provisioning_router
 from fieldwatch.devices.router import router as devices_router
 from fieldwatch.inventory.router import router as inventory_router
 from fieldwatch.monitoring.router import router as monitoring_router
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(inventory_router)  # before devices: /devices/import is a fixed path
     app.include_router(monitoring_router)  # before devices: /devices/health/summary too
     app.include_router(devices_router)
+    app.include_router(provisioning_router)
     app.include_router(webhooks_router)
     app.include_router(alerts_router)
     app.include_router(commands_router)

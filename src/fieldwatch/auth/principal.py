@@ -12,7 +12,7 @@ from fieldwatch.core.errors import Forbidden
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    kind: Literal["user", "api_key"]
+    kind: Literal["user", "api_key", "provisioning_key", "device"]
     workspace_id: uuid.UUID
     workspace_name: str
     role: Role

@@ -62,3 +62,25 @@ class AgentToken(IdMixin, Base):
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+
+
+class ProvisioningKey(IdMixin, Base):
+    """A workspace secret that lets devices register themselves (seed 003 register).
+    Only the SHA-256 digest is stored; rotating replaces it."""
+
+    __tablename__ = "provisioning_keys"
+    __table_args__ = (Index(None, "workspace_id", "created_at"),)
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    initial_status: Mapped[str] = mapped_column(String(20), default="in_stock")
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    rotated_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+    devices_registered: Mapped[int] = mapped_column(default=0)

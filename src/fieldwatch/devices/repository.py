@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fieldwatch.devices.models import AgentToken, Device
+from fieldwatch.devices.models import AgentToken, Device, ProvisioningKey
 
 SORTABLE = {"name", "type", "status", "location", "serial_number", "created_at", "updated_at"}
 
@@ -195,3 +195,49 @@ class AgentTokenRepository:
         await self.session.execute(
             update(AgentToken).where(AgentToken.id == token_id).values(last_used_at=at)
         )
+
+
+class ProvisioningKeyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, key: ProvisioningKey) -> None:
+        self.session.add(key)
+
+    async def for_workspace(self, workspace_id: uuid.UUID) -> Sequence[ProvisioningKey]:
+        rows = await self.session.scalars(
+            select(ProvisioningKey)
+            .where(ProvisioningKey.workspace_id == workspace_id)
+            .order_by(ProvisioningKey.created_at)
+        )
+        return rows.all()
+
+    async def get(self, workspace_id: uuid.UUID, key_id: uuid.UUID) -> ProvisioningKey | None:
+        return await self.session.scalar(
+            select(ProvisioningKey).where(
+                ProvisioningKey.id == key_id, ProvisioningKey.workspace_id == workspace_id
+            )
+        )
+
+    async def by_digest(self, key_digest: str) -> ProvisioningKey | None:
+        return await self.session.scalar(
+            select(ProvisioningKey).where(ProvisioningKey.key_digest == key_digest)
+        )
+
+    async def revoke_provisioned_tokens(self, device_id: uuid.UUID, at: datetime) -> int:
+        """Revoke the device's tokens that earlier registrations issued."""
+        result = await self.session.execute(
+            update(AgentToken)
+            .where(
+                AgentToken.device_id == device_id,
+                AgentToken.revoked_at.is_(None),
+                AgentToken.name == PROVISIONED_TOKEN_NAME,
+            )
+            .values(revoked_at=at)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+#: The name of the agent tokens that self-registration issues.
+PROVISIONED_TOKEN_NAME = "self-registered"

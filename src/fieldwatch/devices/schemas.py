@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -187,3 +187,66 @@ class DeviceSelf(BaseModel):
     type: str
     status: DeviceStatus
     token_id: uuid.UUID
+
+
+SERIAL_PATTERN = r"^[A-Za-z0-9._:-]{1,100}$"
+ProvisionStatus = Literal["in_stock", "reserved", "deployed"]
+
+
+class ProvisioningKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    name: str = Field(min_length=1, max_length=100)
+    initial_status: ProvisionStatus = Field(
+        default="in_stock", description="The status of devices that register with this key"
+    )
+
+
+class ProvisioningKeyRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    name: str
+    prefix: str
+    initial_status: ProvisionStatus
+    created_at: datetime
+    rotated_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    devices_registered: int
+
+
+class ProvisioningKeyCreated(ProvisioningKeyRead):
+    key: str = Field(description="The provisioning key. Shown only in this response.")
+
+
+class ProvisionRequest(BaseModel):
+    """Seed 003's register payload, plus the device's own identifier (its serial)."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    serial_number: str = Field(
+        pattern=SERIAL_PATTERN,
+        validation_alias=AliasChoices("serial_number", "device_id"),
+        description="The device's own identifier (serial number, MAC, …)",
+    )
+    name: str = Field(min_length=1, max_length=200)
+    type: str = Field(min_length=1, max_length=100)
+    firmware_version: str | None = Field(default=None, max_length=50)
+    hardware_version: str | None = Field(default=None, max_length=50)
+    location: str | None = Field(default=None, max_length=200)
+    capabilities: list[str] = Field(default_factory=list, max_length=200)
+
+
+class ServerConfig(BaseModel):
+    heartbeat_interval: int
+    data_reporting_interval: int
+    max_retry_attempts: int
+
+
+class ProvisionResponse(BaseModel):
+    status: Literal["registered"] = "registered"
+    device_id: uuid.UUID
+    serial_number: str
+    auth_token: str = Field(description="The device's token. Keep it; it is shown once.")
+    created: bool = Field(description="True when this registration created the device")
+    device_status: DeviceStatus
+    timestamp: float
+    server_config: ServerConfig

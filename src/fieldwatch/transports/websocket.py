@@ -22,6 +22,7 @@ from starlette.websockets import WebSocketDisconnect
 from fieldwatch.commands.service import CommandService, ConfigService
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import Unauthorized
+from fieldwatch.devices.provisioning import server_config
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.runtime import Runtime
 from fieldwatch.telemetry.parse import Batch, parse_device_data, parse_heartbeat, parse_monitoring
@@ -41,9 +42,6 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["device gateway"])
 
-#: Seed 003 server_config, sent in the welcome frame.
-DATA_REPORTING_INTERVAL_S = 300
-MAX_RETRY_ATTEMPTS = 3
 DATA_TYPES = {"telemetry", "heartbeat", "status"}
 LEDGER_TYPES = {"command_ack", "command_result", "config_applied"}
 ENVELOPE = ("type", "id")
@@ -157,11 +155,7 @@ async def serve(websocket: WebSocket, token: str) -> None:
                 "type": "welcome",
                 "device_id": str(device_id),
                 "server_time": utcnow().isoformat(),
-                "server_config": {
-                    "heartbeat_interval": runtime.settings.heartbeat_interval_s,
-                    "data_reporting_interval": DATA_REPORTING_INTERVAL_S,
-                    "max_retry_attempts": MAX_RETRY_ATTEMPTS,
-                },
+                "server_config": server_config(runtime.settings).model_dump(),
             }
         )
         await runtime.commands.attach(device_id, session)  # what waited for it, in order

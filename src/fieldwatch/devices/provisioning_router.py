@@ -1,0 +1,105 @@
+"""HTTP: provisioning keys (admins), self-registration and unregistration (devices)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from fieldwatch.auth.dependencies import Admin
+from fieldwatch.core.errors import Unauthorized
+from fieldwatch.devices.dependencies import DeviceAuth
+from fieldwatch.devices.provisioning import ProvisioningService
+from fieldwatch.devices.schemas import (
+    ProvisioningKeyCreate,
+    ProvisioningKeyCreated,
+    ProvisioningKeyRead,
+    ProvisionRequest,
+    ProvisionResponse,
+)
+from fieldwatch.runtime import RuntimeDep, UowDep
+
+router = APIRouter(prefix="/api/v1")
+
+provisioning_bearer = HTTPBearer(auto_error=False, description="A provisioning key (fwp_…)")
+
+
+@router.post(
+    "/provisioning-keys",
+    response_model=ProvisioningKeyCreated,
+    status_code=status.HTTP_201_CREATED,
+    tags=["provisioning"],
+)
+async def create_key(body: ProvisioningKeyCreate, principal: Admin, uow: UowDep):
+    """A key devices register themselves with. The key is shown only in this answer."""
+    key, secret = await ProvisioningService(uow).create_key(principal, body)
+    read = ProvisioningKeyRead.model_validate(key)
+    await uow.commit()
+    return ProvisioningKeyCreated(**read.model_dump(), key=secret)
+
+
+@router.get("/provisioning-keys", response_model=list[ProvisioningKeyRead], tags=["provisioning"])
+async def list_keys(principal: Admin, uow: UowDep):
+    return await ProvisioningService(uow).list_keys(principal)
+
+
+@router.post(
+    "/provisioning-keys/{key_id}/rotate",
+    response_model=ProvisioningKeyCreated,
+    tags=["provisioning"],
+)
+async def rotate_key(key_id: uuid.UUID, principal: Admin, uow: UowDep):
+    """Replace the key's secret: the old one stops working at once (devices already
+    registered keep their own tokens)."""
+    key, secret = await ProvisioningService(uow).rotate_key(principal, key_id)
+    read = ProvisioningKeyRead.model_validate(key)
+    await uow.commit()
+    return ProvisioningKeyCreated(**read.model_dump(), key=secret)
+
+
+@router.delete(
+    "/provisioning-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["provisioning"]
+)
+async def revoke_key(key_id: uuid.UUID, principal: Admin, uow: UowDep) -> Response:
+    await ProvisioningService(uow).revoke_key(principal, key_id)
+    await uow.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/provision",
+    response_model=ProvisionResponse,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"description": "A known device registered again: a new token"}},
+    tags=["device api"],
+)
+async def provision(
+    body: ProvisionRequest,
+    uow: UowDep,
+    runtime: RuntimeDep,
+    response: Response,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(provisioning_bearer)],
+):
+    """Device-facing (seed 003 register): send ``Authorization: Bearer <provisioning key>``
+    and the device's serial number, name and type; get the device id, its token and the
+    server configuration. 201 for a new device, 200 for a known serial."""
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized("Send 'Authorization: Bearer <provisioning key>'.")
+    answer = await ProvisioningService(uow).register(
+        credentials.credentials, body, runtime.settings
+    )
+    await uow.commit()
+    if not answer.created:
+        response.status_code = status.HTTP_200_OK
+    return answer
+
+
+@router.post("/device/unregister", status_code=status.HTTP_204_NO_CONTENT, tags=["device api"])
+async def unregister(device: DeviceAuth, uow: UowDep) -> Response:
+    """Device-facing (seed 003 unregister): revoke all of this device's tokens and
+    retire it. Irreversible: a retired device cannot register again."""
+    await ProvisioningService(uow).unregister(device)
+    await uow.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
