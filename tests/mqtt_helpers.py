@@ -89,6 +89,12 @@ class Mosquitto:
             lines.append("allow_anonymous true")
         path = self.dir / "mosquitto.conf"
         path.write_text("\n".join(lines) + "\n")
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            # Run as root, Mosquitto switches to its own user before it opens the log and
+            # the plugin reads (and saves) its state: let that user at the directory.
+            self.dir.chmod(0o777)
+            for item in self.dir.iterdir():
+                item.chmod(0o666)
         return path
 
     def start(self) -> Mosquitto:

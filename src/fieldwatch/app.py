@@ -25,6 +25,7 @@ from fieldwatch.runtime import Runtime, build_runtime
 from fieldwatch.system.router import router as system_router
 from fieldwatch.telemetry.router import router as telemetry_router
 from fieldwatch.transports import websocket as device_gateway
+from fieldwatch.transports.mqtt.gateway import start_gateway
 from fieldwatch.webhooks.router import router as webhooks_router
 
 DESCRIPTION = """
@@ -56,12 +57,16 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 # objects per request).
                 gc.freeze()
                 gc.set_threshold(50_000, 20, 100)
+                await start_gateway(app.state.runtime)  # MQTT, as the settings say
             if realtime is not None:  # Socket.IO push, when served by create_asgi_app
                 await realtime.start(app.state.runtime)
             yield
         finally:
             if realtime is not None:
                 await realtime.stop()
+            mqtt = app.state.runtime.extras.pop("mqtt", None) if owns_runtime else None
+            if mqtt is not None:
+                await mqtt.stop()
             if owns_runtime:
                 await app.state.runtime.close()
 

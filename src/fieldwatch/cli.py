@@ -301,23 +301,28 @@ async def _simulator_tokens(workspace: str, count: int) -> list[str]:
 @app.command()
 def simulate(
     devices: Annotated[int, typer.Option(min=1, help="How many virtual devices")] = 10,
-    transport: Annotated[str, typer.Option(help="ws or http")] = "ws",
+    transport: Annotated[str, typer.Option(help="ws, mqtt or http")] = "ws",
     interval: Annotated[float, typer.Option(min=0.05, help="Seconds between readings")] = 5.0,
     workspace: Annotated[str, typer.Option(help="Workspace of the devices")] = "default",
     server: Annotated[str, typer.Option(help="Fieldwatch's URL")] = "http://127.0.0.1:8000",
     duration: Annotated[
         float | None, typer.Option(help="Stop after this many seconds (default: run until Ctrl-C)")
     ] = None,
+    mqtt_url: Annotated[
+        str | None,
+        typer.Option(help="MQTT broker for --transport mqtt (default: the server's host, 1883)"),
+    ] = None,
 ) -> None:
     """Run a fleet of virtual devices (temperature, humidity, draining battery, occasional
     spikes) against a running server. The devices are created in the workspace the first
-    time (serials SIM-00000…) and get fresh tokens each run."""
+    time (serials SIM-00000…) and get fresh tokens each run. They answer the commands
+    ping, reboot and set_reporting_interval, and apply pushed configuration."""
     from fieldwatch.agent.client import Transport
     from fieldwatch.agent.simulator import Stats
     from fieldwatch.agent.simulator import simulate as run_simulation
 
-    if transport not in ("ws", "http"):
-        raise _fail("--transport is ws or http.")
+    if transport not in ("ws", "mqtt", "http"):
+        raise _fail("--transport is ws, mqtt or http.")
     tokens = asyncio.run(_simulator_tokens(workspace, devices))
     typer.echo(
         f"{devices} simulated devices in {workspace!r}, over {transport}, every {interval:g} s."
@@ -327,14 +332,20 @@ def simulate(
         elapsed = max(1e-9, time.monotonic() - stats.started)
         typer.echo(
             f"  {stats.accepted} readings stored ({stats.accepted / elapsed:.0f}/s), "
-            f"{stats.errors} errors"
+            f"{stats.errors} errors, {stats.commands} commands answered"
         )
 
-    mode: Transport = "http" if transport == "http" else "ws"
+    mode: Transport = "http" if transport == "http" else "mqtt" if transport == "mqtt" else "ws"
     try:
         final = asyncio.run(
             run_simulation(
-                server, tokens, transport=mode, interval=interval, duration=duration, report=report
+                server,
+                tokens,
+                transport=mode,
+                interval=interval,
+                duration=duration,
+                report=report,
+                mqtt_url=mqtt_url,
             )
         )
     except Exception as exc:

@@ -6,7 +6,9 @@ request through FastAPI dependencies.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
@@ -29,6 +31,11 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 
+log = logging.getLogger(__name__)
+
+TokenListener = Callable[[uuid.UUID, uuid.UUID, str], Awaitable[None]]
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -43,7 +50,17 @@ class Runtime:
     alerts: AlertEngine
     commands: CommandDispatcher
     extras: dict[str, object] = field(default_factory=dict)
+    #: Called after commit with (device id, token id, token) when a device token is
+    #: issued: an external broker that checks device logins itself learns it here.
+    token_listeners: list[TokenListener] = field(default_factory=list)
     redis: Redis | None = None  # shared presence and latest values, when configured
+
+    async def token_issued(self, device_id: uuid.UUID, token_id: uuid.UUID, token: str) -> None:
+        for listener in self.token_listeners:
+            try:
+                await listener(device_id, token_id, token)
+            except Exception:
+                log.exception("a token listener failed for device %s", device_id)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessionmaker, self.bus)

@@ -40,9 +40,11 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from fieldwatch.agent.mqtt import MqttDeviceLink, default_url
+
 log = logging.getLogger(__name__)
 
-Transport = Literal["ws", "http"]
+Transport = Literal["ws", "http", "mqtt"]
 
 #: A command handler gets the command's params and returns its result (a JSON object, or
 #: anything JSON-serialisable); it may be a coroutine function. Raising fails the command.
@@ -73,6 +75,7 @@ class DeviceAgent:
         timeout_s: float = 10.0,
         heartbeat: bool = True,
         remembered_commands: int = 64,
+        mqtt_url: str | None = None,
     ) -> None:
         self.server = server.rstrip("/")
         self.token = token
@@ -96,6 +99,8 @@ class DeviceAgent:
         self._seen: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
         self._remember = remembered_commands
         self._running: set[asyncio.Task[None]] = set()
+        self.mqtt_url = mqtt_url
+        self._mqtt: MqttDeviceLink | None = None
 
     # --- handlers ---------------------------------------------------------------------
 
@@ -120,7 +125,7 @@ class DeviceAgent:
 
     async def start(self) -> None:
         headers = {"Authorization": f"Bearer {self.token}"}
-        if self.transport == "http":
+        if self.transport in ("http", "mqtt"):
             self._http = httpx.AsyncClient(
                 base_url=self.server, headers=headers, timeout=self.timeout_s
             )
@@ -128,6 +133,10 @@ class DeviceAgent:
             if r.status_code != 200:
                 raise AgentError(f"the server refused the token: {r.status_code} {r.text}")
             self.device_id = r.json()["device_id"]
+            if self.transport == "mqtt":  # the HTTP client only told us who we are
+                await self._http.aclose()
+                self._http = None
+                await self._start_mqtt()
             self.connected.set()
             return
         runner = asyncio.create_task(self._run(), name="agent-connection")
@@ -145,6 +154,23 @@ class DeviceAgent:
                 raise AgentError(f"the server refused the connection: {self._refused}")
             raise AgentError("could not connect to the server")
 
+    async def _start_mqtt(self) -> None:
+        assert self.device_id is not None
+        link = MqttDeviceLink(
+            self.mqtt_url or default_url(self.server), self.device_id, self.token, self._on_mqtt
+        )
+        try:
+            await link.start(self.timeout_s)
+        except (OSError, ConnectionError) as exc:
+            raise AgentError(f"the MQTT broker refused the connection: {exc}") from exc
+        self._mqtt = link
+
+    async def _on_mqtt(self, message: dict[str, Any]) -> None:
+        assert self._mqtt is not None
+        task = asyncio.create_task(self._dispatch(self._mqtt, message))  # type: ignore[arg-type]
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
     async def stop(self) -> None:
         for task in [*self._tasks, *self._running]:
             task.cancel()
@@ -154,6 +180,9 @@ class DeviceAgent:
         self._tasks.clear()
         if self._ws is not None:
             await self._ws.close()
+        if self._mqtt is not None:
+            await self._mqtt.stop()
+            self._mqtt = None
         if self._http is not None:
             await self._http.aclose()
 
@@ -183,12 +212,18 @@ class DeviceAgent:
                 "/api/v1/monitoring/data", json={**body, "device_id": self.device_id}
             )
             return self._http_answer(r)
+        if self._mqtt is not None:
+            sent = await self._mqtt.send_readings(metrics, timestamp)
+            return {"accepted": sent, "duplicates": 0, "rejected": []}  # broker PUBACKs
         return await self._frame({"type": "telemetry", **body})
 
     async def heartbeat(self, **fields: Any) -> dict[str, Any]:
         if self._http is not None:
             r = await self._http.post(f"/api/v1/devices/{self.device_id}/heartbeat", json=fields)
             return self._http_answer(r)
+        if self._mqtt is not None:
+            await self._mqtt.send(json.dumps({"type": "heartbeat", **fields}))
+            return {"accepted": len(fields), "duplicates": 0, "rejected": []}
         return await self._frame({"type": "heartbeat", **fields})
 
     def _http_answer(self, r: httpx.Response) -> dict[str, Any]:
@@ -269,7 +304,7 @@ class DeviceAgent:
                 await self._run_command(ws, message)
             else:
                 await self._apply_config(ws, message)
-        except ConnectionClosed:
+        except (ConnectionClosed, ConnectionError):
             pass  # the server resends what it did not get acknowledged
         except Exception:
             log.exception("handling a %s frame failed", message.get("type"))
@@ -311,7 +346,10 @@ class DeviceAgent:
             if self._config_handler is not None:
                 await _call(self._config_handler, config, version)
             self.config, self.config_version = config, version
-        await ws.send(json.dumps({"type": "config_applied", "version": version}))
+        applied = {"type": "config_applied", "version": version}
+        if message.get("config_id"):
+            applied["config_id"] = message["config_id"]
+        await ws.send(json.dumps(applied))
 
     async def _heartbeats(self) -> None:
         interval = float(self.server_config.get("heartbeat_interval", 60))

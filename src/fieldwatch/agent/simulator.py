@@ -106,9 +106,10 @@ async def run_device(
     stats: Stats,
     stop: asyncio.Event,
     seed: int,
+    mqtt_url: str | None = None,
 ) -> None:
     await asyncio.sleep(random.Random(seed).uniform(0, interval))  # spread the fleet out
-    agent = DeviceAgent(server, token, transport=transport)
+    agent = DeviceAgent(server, token, transport=transport, mqtt_url=mqtt_url)
     device = VirtualDevice(agent, interval, stats, seed)
     while not stop.is_set():
         async with agent:
@@ -142,13 +143,16 @@ async def simulate(
     duration: float | None = None,
     report: Callable[[Stats], None] | None = None,
     report_every: float = 10.0,
+    mqtt_url: str | None = None,
 ) -> Stats:
     """Run one virtual device per token until ``duration`` seconds have passed (forever
     without one); ``report`` gets the running totals every ``report_every`` seconds."""
     stats = Stats()
     stop = asyncio.Event()
     devices = [
-        asyncio.create_task(run_device(server, t, transport, interval, stats, stop, seed=i))
+        asyncio.create_task(
+            run_device(server, t, transport, interval, stats, stop, seed=i, mqtt_url=mqtt_url)
+        )
         for i, t in enumerate(tokens)
     ]
     deadline = None if duration is None else time.monotonic() + duration

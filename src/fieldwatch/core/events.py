@@ -89,5 +89,13 @@ class InProcessEventBus:
 CREDENTIALS_CHANGED = "auth.credentials_changed"
 
 
-def credentials_changed(workspace_id: uuid.UUID, reason: str) -> Event:
-    return Event(type=CREDENTIALS_CHANGED, workspace_id=workspace_id, payload={"reason": reason})
+def credentials_changed(
+    workspace_id: uuid.UUID, reason: str, device_id: uuid.UUID | None = None
+) -> Event:
+    """``device_id``: the one device whose credentials changed, when it is one device."""
+    return Event(
+        type=CREDENTIALS_CHANGED,
+        workspace_id=workspace_id,
+        payload={"reason": reason},
+        subject_id=device_id,
+    )

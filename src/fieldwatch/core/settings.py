@@ -37,6 +37,23 @@ class Settings(BaseSettings):
         description="Namespace of this installation's Redis keys (one per installation)",
     )
 
+    # MQTT. By default `fieldwatch serve` runs an embedded broker on mqtt_host:mqtt_port;
+    # with mqtt_url it uses that broker instead (Mosquitto, EMQX) through shared
+    # subscriptions of group mqtt_share_group.
+    mqtt_embedded: bool = True
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_url: str | None = Field(
+        default=None,
+        description="mqtt://user:password@host:port of an external broker (mqtts:// for TLS)",
+    )
+    mqtt_share_group: str = "fieldwatch"
+    mqtt_dynsec: bool = Field(
+        default=True,
+        description="With mqtt_url: manage device logins and topic rules in Mosquitto's "
+        "dynamic-security plugin (the URL's user is its admin)",
+    )
+
     jwt_secret: str | None = None
     jwt_audience: str = "fieldwatch"
     jwt_issuer: str = "fieldwatch"

@@ -38,7 +38,7 @@ from fieldwatch.devices.schemas import (
     ProvisionResponse,
     ServerConfig,
 )
-from fieldwatch.devices.service import DevicePrincipal, DeviceService
+from fieldwatch.devices.service import DeviceService
 from fieldwatch.inventory.lifecycle import Action, DeviceStatus
 
 PROVISIONING_KEY_PREFIX = "fwp_"
@@ -180,7 +180,9 @@ class ProvisioningService:
             if changes:
                 device = await devices.update_loaded(principal, device, DeviceUpdate(**changes))
             if await self.keys.revoke_provisioned_tokens(device.id, now):
-                self.uow.emit(credentials_changed(device.workspace_id, "device_re_registered"))
+                self.uow.emit(
+                    credentials_changed(device.workspace_id, "device_re_registered", device.id)
+                )
         token = await devices.issue_token(
             principal, device.id, AgentTokenCreate(name=PROVISIONED_TOKEN_NAME)
         )
@@ -191,26 +193,28 @@ class ProvisioningService:
             device_id=device.id,
             serial_number=request.serial_number,
             auth_token=token.token,
+            token_id=token.id,
             created=created,
             device_status=DeviceStatus(device.status),
             timestamp=time.time(),
             server_config=server_config(settings),
         )
 
-    async def unregister(self, device: DevicePrincipal) -> None:
-        """Seed 003 ``unregister``: revoke every token of the device and retire it."""
+    async def unregister(self, workspace_id: uuid.UUID, device_id: uuid.UUID) -> None:
+        """Seed 003 ``unregister``, by the device itself: revoke every token of the
+        device and retire it."""
         from fieldwatch.inventory.service import InventoryService
 
-        workspace = await WorkspaceRepository(self.uow.session).get(device.workspace_id)
+        workspace = await WorkspaceRepository(self.uow.session).get(workspace_id)
         assert workspace is not None
         principal = Principal(
-            kind="device", workspace_id=device.workspace_id, workspace_name=workspace.name,
-            role=Role.operator, label=str(device.device_id),
+            kind="device", workspace_id=workspace_id, workspace_name=workspace.name,
+            role=Role.operator, label=str(device_id),
         )  # fmt: skip
         devices = DeviceService(self.uow)
-        loaded = await devices.get(principal, device.device_id)
+        loaded = await devices.get(principal, device_id)
         await devices.tokens.revoke_all(loaded.id, utcnow())
-        self.uow.emit(credentials_changed(loaded.workspace_id, "device_unregistered"))
+        self.uow.emit(credentials_changed(loaded.workspace_id, "device_unregistered", loaded.id))
         if loaded.status != DeviceStatus.retired:
             await InventoryService(self.uow).perform(
                 principal, loaded.id, Action.retired, notes="unregistered by the device"

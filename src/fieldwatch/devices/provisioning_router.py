@@ -91,6 +91,7 @@ async def provision(
         credentials.credentials, body, runtime.settings
     )
     await uow.commit()
+    await runtime.token_issued(answer.device_id, answer.token_id, answer.auth_token)
     if not answer.created:
         response.status_code = status.HTTP_200_OK
     return answer
@@ -100,6 +101,6 @@ async def provision(
 async def unregister(device: DeviceAuth, uow: UowDep) -> Response:
     """Device-facing (seed 003 unregister): revoke all of this device's tokens and
     retire it. Irreversible: a retired device cannot register again."""
-    await ProvisioningService(uow).unregister(device)
+    await ProvisioningService(uow).unregister(device.workspace_id, device.device_id)
     await uow.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -58,6 +58,9 @@ class DeviceRepository:
             stmt = stmt.with_for_update()
         return await self.session.scalar(stmt)
 
+    async def workspace_of(self, device_id: uuid.UUID) -> uuid.UUID | None:
+        return await self.session.scalar(select(Device.workspace_id).where(Device.id == device_id))
+
     async def by_serial(self, workspace_id: uuid.UUID, serial: str) -> Device | None:
         return await self.session.scalar(
             select(Device).where(

@@ -165,11 +165,16 @@ async def delete_device(
     status_code=status.HTTP_201_CREATED,
 )
 async def issue_token(
-    device_id: uuid.UUID, principal: Operator, uow: UowDep, body: AgentTokenCreate | None = None
+    device_id: uuid.UUID,
+    principal: Operator,
+    uow: UowDep,
+    runtime: RuntimeDep,
+    body: AgentTokenCreate | None = None,
 ):
     """A new agent token for the device. The token is in this response only."""
     created = await DeviceService(uow).issue_token(principal, device_id, body or AgentTokenCreate())
     await uow.commit()
+    await runtime.token_issued(created.device_id, created.id, created.token)
     return created
 
 

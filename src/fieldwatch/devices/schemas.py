@@ -246,6 +246,7 @@ class ProvisionResponse(BaseModel):
     device_id: uuid.UUID
     serial_number: str
     auth_token: str = Field(description="The device's token. Keep it; it is shown once.")
+    token_id: uuid.UUID
     created: bool = Field(description="True when this registration created the device")
     device_status: DeviceStatus
     timestamp: float

@@ -238,7 +238,9 @@ class DeviceService:
             raise DeviceNotFound(f"No token {token_id} on this device.")
         if token.revoked_at is None:
             token.revoked_at = utcnow()
-            self.uow.emit(credentials_changed(device.workspace_id, "device_token_revoked"))
+            self.uow.emit(
+                credentials_changed(device.workspace_id, "device_token_revoked", device.id)
+            )
             self.logs.append(
                 audit.entry(
                     workspace_id=device.workspace_id,

@@ -12,7 +12,6 @@ import json
 import logging
 import re
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -25,9 +24,9 @@ from fieldwatch.core.errors import Unauthorized
 from fieldwatch.devices.provisioning import server_config
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.runtime import Runtime
-from fieldwatch.telemetry.parse import Batch, parse_device_data, parse_heartbeat, parse_monitoring
 from fieldwatch.telemetry.service import TelemetryService
 from fieldwatch.telemetry.writer import Overloaded
+from fieldwatch.transports.frames import DeviceFrame, to_batch
 from fieldwatch.transports.sessions import (
     CLOSE_INTERNAL,
     CLOSE_POLICY,
@@ -45,15 +44,6 @@ router = APIRouter(tags=["device gateway"])
 DATA_TYPES = {"telemetry", "heartbeat", "status"}
 LEDGER_TYPES = {"command_ack", "command_result", "config_applied"}
 ENVELOPE = ("type", "id")
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceFrame:
-    """One decoded device message: its type, its optional id, and the rest."""
-
-    type: str
-    id: Any
-    body: dict[str, Any]
 
 
 class FrameError(Exception):
@@ -84,25 +74,6 @@ def decode(raw: str | bytes, max_bytes: int) -> DeviceFrame:
         raise FrameError("unknown_type", f"Unknown frame type {str(kind)[:40]!r}.", ref=ref)
     body = {k: v for k, v in data.items() if k not in ENVELOPE}
     return DeviceFrame(kind, ref, body)
-
-
-def to_batch(frame: DeviceFrame, device_id: uuid.UUID) -> Batch:
-    now = utcnow()
-    body = frame.body
-    if frame.type == "heartbeat":
-        return parse_heartbeat(body, device_id, now)
-    if frame.type == "status":  # any scalar field is kept as a reading
-        return parse_heartbeat(
-            {k: v for k, v in body.items() if isinstance(v, int | float | str | bool)},
-            device_id,
-            now,
-        )
-    if isinstance(body.get("metrics"), dict):  # {metrics: {name: value | {...}}, timestamp?}
-        item = {**body, "device_id": str(device_id)}
-        return parse_monitoring(item, now, {str(device_id): device_id})
-    if "sensor_type" in body and "data_type" not in body:  # seed 003 single reading
-        body = {**body, "data_type": body["sensor_type"]}
-    return parse_device_data(body, device_id, now)
 
 
 def bearer_token(websocket: WebSocket) -> str:

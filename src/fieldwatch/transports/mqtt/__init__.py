@@ -1,0 +1,1 @@
+"""MQTT transport: the broker connection, topics and device access control."""

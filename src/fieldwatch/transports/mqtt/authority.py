@@ -1,0 +1,173 @@
+"""Who an MQTT client of the embedded broker is, checked against Fieldwatch's own
+credentials:
+
+- username = a device id, password = one of its agent tokens → that device;
+- username ``provision``, password = a provisioning key, client id = the serial the
+  device registers with → a provisioning client;
+- username ``control``, password = an API key with the operator role → a control
+  service, which may queue commands for its workspace's devices;
+- Fieldwatch's own gateway client, with a random password made at start-up.
+
+Topic rules are those of ``acl``; a control client is also held to its workspace.
+The authority remembers which token each connected device used, so that a revoked
+token (or a retired device) disconnects its session at once.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from fieldwatch.auth.dependencies import make_auth_service
+from fieldwatch.auth.roles import Role
+from fieldwatch.core.errors import AppError, Unauthorized
+from fieldwatch.core.events import CREDENTIALS_CHANGED, Event
+from fieldwatch.core.ttlcache import TTLCache
+from fieldwatch.db.uow import UnitOfWork
+from fieldwatch.devices.events import DEVICE_STATUS_CHANGED
+from fieldwatch.devices.provisioning import ProvisioningService
+from fieldwatch.devices.service import DeviceService
+from fieldwatch.inventory.lifecycle import DeviceStatus
+from fieldwatch.runtime import Runtime
+from fieldwatch.transports.mqtt import acl, topics
+from fieldwatch.transports.mqtt.acl import Action, Principal
+
+log = logging.getLogger(__name__)
+
+PROVISION_USERNAME = "provision"
+CONTROL_USERNAME = "control"
+SERVICE_USERNAME = "fieldwatch-gateway"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceLogin:
+    workspace_id: uuid.UUID
+    token: str  # kept to re-check on revocations; never logged
+
+
+class FieldwatchAuthority:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.service_password = secrets.token_urlsafe(24)
+        #: device id → how it logged in (while it may be connected)
+        self.devices: dict[str, DeviceLogin] = {}
+        #: serial → provisioning key, for the register message that follows the login
+        self.provisioning: dict[str, str] = {}
+        #: control client name → its workspace
+        self.control: dict[str, uuid.UUID] = {}
+        self._device_workspace: TTLCache[str, uuid.UUID] = TTLCache(30.0)
+        self.broker: object | None = None  # set by the gateway: has ``disconnect(name)``
+        self._unsubscribe = [
+            runtime.bus.subscribe(CREDENTIALS_CHANGED, self._on_credentials_changed),
+            runtime.bus.subscribe(DEVICE_STATUS_CHANGED, self._on_status_changed),
+        ]
+
+    def close(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+
+    async def authenticate(
+        self, client_id: str | None, username: str | None, password: str | None
+    ) -> Principal | None:
+        if not username or not password:
+            return None
+        if username == SERVICE_USERNAME:
+            if hmac.compare_digest(password, self.service_password):
+                return Principal("service", username)
+            return None
+        try:
+            async with self.runtime.uow() as uow:
+                if username == PROVISION_USERNAME:
+                    return await self._provision(uow, client_id, password)
+                if username == CONTROL_USERNAME:
+                    return await self._control(uow, client_id, password)
+                return await self._device(uow, username, password)
+        except (Unauthorized, AppError) as exc:
+            log.info("MQTT login refused for %s: %s", _safe(username), exc)
+            return None
+
+    async def _device(self, uow: UnitOfWork, username: str, password: str) -> Principal | None:
+        principal = await DeviceService(uow).authenticate_device(password)
+        if str(principal.device_id) != username:
+            log.info("MQTT login refused: the token belongs to another device than %s", username)
+            return None
+        await uow.commit()  # the token's last use
+        self.devices[username] = DeviceLogin(principal.workspace_id, password)
+        return Principal("device", username)
+
+    async def _provision(
+        self, uow: UnitOfWork, client_id: str | None, password: str
+    ) -> Principal | None:
+        if not client_id or not topics.is_valid_id(client_id):
+            log.info("MQTT provisioning login refused: the client id must be the serial number")
+            return None
+        await ProvisioningService(uow).authenticate_key(password)
+        self.provisioning[client_id] = password
+        return Principal("provision", client_id)
+
+    async def _control(
+        self, uow: UnitOfWork, client_id: str | None, password: str
+    ) -> Principal | None:
+        principal = await make_auth_service(self.runtime, uow).authenticate(password, None)
+        if principal.kind != "api_key" or not principal.role.allows(Role.operator):
+            log.info("MQTT control login refused: it needs an API key with the operator role")
+            return None
+        name = client_id or f"control-{secrets.token_hex(4)}"
+        self.control[name] = principal.workspace_id
+        return Principal("control", name)
+
+    async def authorize(self, principal: Principal, action: Action, topic: str) -> bool:
+        if not acl.is_allowed(principal, action, topic):
+            return False
+        if principal.kind != "control":
+            return True
+        parsed = topics.parse(topic)  # a control topic: its device must be in the workspace
+        workspace = self.control.get(principal.name)
+        if parsed is None or workspace is None:
+            return False
+        return await self.workspace_of(parsed.device_id) == workspace
+
+    async def workspace_of(self, device_id: str) -> uuid.UUID | None:
+        hit = self._device_workspace.get(device_id)
+        if hit is not None:
+            return hit
+        try:
+            key = uuid.UUID(device_id)
+        except ValueError:
+            return None
+        async with self.runtime.uow() as uow:
+            found = await DeviceService(uow).devices.workspace_of(key)
+        if found is not None:
+            self._device_workspace.put(device_id, found)
+        return found
+
+    # --- revocation -----------------------------------------------------------------
+
+    async def _kick(self, device_id: str, why: str) -> None:
+        self.devices.pop(device_id, None)
+        disconnect = getattr(self.broker, "disconnect", None)
+        if disconnect is not None:
+            log.info("MQTT: %s; disconnecting device %s", why, device_id)
+            await disconnect(device_id)
+
+    async def _on_credentials_changed(self, event: Event) -> None:
+        logins = [(d, g) for d, g in self.devices.items() if g.workspace_id == event.workspace_id]
+        for device_id, login in logins:
+            async with self.runtime.uow() as uow:
+                try:
+                    await DeviceService(uow).authenticate_device(login.token)
+                except Unauthorized:
+                    await self._kick(device_id, "its token is no longer valid")
+
+    async def _on_status_changed(self, event: Event) -> None:
+        if event.payload.get("status") != DeviceStatus.retired.value or event.subject_id is None:
+            return
+        if str(event.subject_id) in self.devices:
+            await self._kick(str(event.subject_id), "the device was retired")
+
+
+def _safe(username: str) -> str:
+    return username[:64].encode("unicode_escape").decode()
