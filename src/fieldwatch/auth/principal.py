@@ -6,13 +6,17 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from fieldwatch.auth.roles import Role
 from fieldwatch.core.errors import Forbidden
+
+PrincipalKind = Literal["user", "api_key", "provisioning_key", "device"]
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    kind: Literal["user", "api_key", "provisioning_key", "device"]
+    kind: PrincipalKind
     workspace_id: uuid.UUID
     workspace_name: str
     role: Role
@@ -34,3 +38,21 @@ class Principal:
     def actor(self) -> str:
         """How audit rows name the caller."""
         return f"{self.kind}:{self.label}"
+
+
+async def acting_for(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    kind: PrincipalKind,
+    label: str,
+    role: Role = Role.operator,
+) -> Principal:
+    """A principal for work done on a workspace's behalf without a user or API key (a
+    provisioning key, a device, an MQTT control client): audit rows name ``label``."""
+    from fieldwatch.auth.repository import WorkspaceRepository
+
+    workspace = await WorkspaceRepository(session).get(workspace_id)
+    if workspace is None:
+        raise ValueError(f"no workspace {workspace_id}")
+    return Principal(kind=kind, workspace_id=workspace_id, workspace_name=workspace.name,
+                     role=role, label=label)  # fmt: skip

@@ -17,9 +17,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from fieldwatch.auth.principal import Principal
-from fieldwatch.auth.repository import WorkspaceRepository
-from fieldwatch.auth.roles import Role
+from fieldwatch.auth.principal import Principal, acting_for
 from fieldwatch.core import credentials
 from fieldwatch.core.clock import usage_is_stale, utcnow
 from fieldwatch.core.errors import NotFound, Unauthorized
@@ -127,14 +125,8 @@ class ProvisioningService:
             raise Unauthorized("Invalid provisioning key.")
         if key.revoked_at is not None:
             raise Unauthorized("This provisioning key has been revoked.")
-        workspace = await WorkspaceRepository(self.uow.session).get(key.workspace_id)
-        assert workspace is not None
-        principal = Principal(
-            kind="provisioning_key",
-            workspace_id=key.workspace_id,
-            workspace_name=workspace.name,
-            role=Role.operator,
-            label=f"{key.name} ({key.prefix}…)",
+        principal = await acting_for(
+            self.uow.session, key.workspace_id, "provisioning_key", f"{key.name} ({key.prefix}…)"
         )
         return key, principal
 
@@ -205,12 +197,7 @@ class ProvisioningService:
         device and retire it."""
         from fieldwatch.inventory.service import InventoryService
 
-        workspace = await WorkspaceRepository(self.uow.session).get(workspace_id)
-        assert workspace is not None
-        principal = Principal(
-            kind="device", workspace_id=workspace_id, workspace_name=workspace.name,
-            role=Role.operator, label=str(device_id),
-        )  # fmt: skip
+        principal = await acting_for(self.uow.session, workspace_id, "device", str(device_id))
         devices = DeviceService(self.uow)
         loaded = await devices.get(principal, device_id)
         await devices.tokens.revoke_all(loaded.id, utcnow())

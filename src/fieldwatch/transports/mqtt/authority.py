@@ -48,9 +48,33 @@ class DeviceLogin:
     token: str  # kept to re-check on revocations; never logged
 
 
-class FieldwatchAuthority:
+class DeviceWorkspaces:
+    """Device id → its workspace. A device never changes workspace: the cache's expiry
+    only bounds its memory."""
+
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self._cache: TTLCache[str, uuid.UUID] = TTLCache(3600.0, max_entries=200_000)
+
+    async def get(self, device_id: str) -> uuid.UUID | None:
+        hit = self._cache.get(device_id)
+        if hit is not None:
+            return hit
+        try:
+            key = uuid.UUID(device_id)
+        except ValueError:
+            return None
+        async with self.runtime.uow() as uow:
+            found = await DeviceService(uow).devices.workspace_of(key)
+        if found is not None:
+            self._cache.put(device_id, found)
+        return found
+
+
+class FieldwatchAuthority:
+    def __init__(self, runtime: Runtime, workspaces: DeviceWorkspaces) -> None:
+        self.runtime = runtime
+        self.workspaces = workspaces
         self.service_password = secrets.token_urlsafe(24)
         #: device id → how it logged in (while it may be connected)
         self.devices: dict[str, DeviceLogin] = {}
@@ -58,7 +82,6 @@ class FieldwatchAuthority:
         self.provisioning: dict[str, str] = {}
         #: control client name → its workspace
         self.control: dict[str, uuid.UUID] = {}
-        self._device_workspace: TTLCache[str, uuid.UUID] = TTLCache(30.0)
         self.broker: object | None = None  # set by the gateway: has ``disconnect(name)``
         self._unsubscribe = [
             runtime.bus.subscribe(CREDENTIALS_CHANGED, self._on_credentials_changed),
@@ -128,21 +151,7 @@ class FieldwatchAuthority:
         workspace = self.control.get(principal.name)
         if parsed is None or workspace is None:
             return False
-        return await self.workspace_of(parsed.device_id) == workspace
-
-    async def workspace_of(self, device_id: str) -> uuid.UUID | None:
-        hit = self._device_workspace.get(device_id)
-        if hit is not None:
-            return hit
-        try:
-            key = uuid.UUID(device_id)
-        except ValueError:
-            return None
-        async with self.runtime.uow() as uow:
-            found = await DeviceService(uow).devices.workspace_of(key)
-        if found is not None:
-            self._device_workspace.put(device_id, found)
-        return found
+        return await self.workspaces.get(parsed.device_id) == workspace
 
     # --- revocation -----------------------------------------------------------------
 

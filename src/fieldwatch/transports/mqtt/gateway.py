@@ -26,9 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 
-from fieldwatch.auth.principal import Principal
-from fieldwatch.auth.repository import WorkspaceRepository
-from fieldwatch.auth.roles import Role
+from fieldwatch.auth.principal import acting_for
 from fieldwatch.commands.schemas import CommandCreate
 from fieldwatch.commands.service import CommandService, ConfigService
 from fieldwatch.core.clock import utcnow
@@ -44,7 +42,11 @@ from fieldwatch.telemetry.parse import Batch, parse_monitoring
 from fieldwatch.telemetry.service import TelemetryService
 from fieldwatch.transports.frames import DeviceFrame, to_batch
 from fieldwatch.transports.mqtt import topics
-from fieldwatch.transports.mqtt.authority import SERVICE_USERNAME, FieldwatchAuthority
+from fieldwatch.transports.mqtt.authority import (
+    SERVICE_USERNAME,
+    DeviceWorkspaces,
+    FieldwatchAuthority,
+)
 from fieldwatch.transports.mqtt.link import IncomingMessage, MqttLink, MqttLinkError
 from fieldwatch.transports.mqtt.topics import Kind
 
@@ -96,7 +98,7 @@ class MqttGateway:
         self.link: MqttLink | None = None
         self.dynsec: DynsecManager | None = None
         self.channels: dict[uuid.UUID, MqttChannel] = {}
-        self._workspaces: dict[uuid.UUID, uuid.UUID] = {}
+        self.workspaces = DeviceWorkspaces(runtime)
         self._unsubscribe: list[Any] = []
 
     # --- life -------------------------------------------------------------------------
@@ -115,7 +117,7 @@ class MqttGateway:
         else:
             from fieldwatch.transports.mqtt.embedded import EmbeddedBroker
 
-            self.authority = FieldwatchAuthority(self.runtime)
+            self.authority = FieldwatchAuthority(self.runtime, self.workspaces)
             self.broker = EmbeddedBroker(settings.mqtt_host, settings.mqtt_port, self.authority)
             self.authority.broker = self.broker
             await self.broker.start()
@@ -354,12 +356,7 @@ class MqttGateway:
         if workspace_id is None:
             return
         async with self.runtime.uow() as uow:
-            workspace = await WorkspaceRepository(uow.session).get(workspace_id)
-            assert workspace is not None
-            principal = Principal(
-                kind="api_key", workspace_id=workspace_id, workspace_name=workspace.name,
-                role=Role.operator, label="mqtt control",
-            )  # fmt: skip
+            principal = await acting_for(uow.session, workspace_id, "api_key", "mqtt control")
             if topic.kind is Kind.CONTROL_COMMAND:
                 body = CommandCreate.model_validate(
                     {"command": payload.get("command"),
@@ -379,18 +376,7 @@ class MqttGateway:
     # --- channels ---------------------------------------------------------------------
 
     async def _workspace_of(self, device_id: uuid.UUID) -> uuid.UUID | None:
-        found = self._workspaces.get(device_id)
-        if found is None:
-            if self.authority is not None:
-                found = await self.authority.workspace_of(str(device_id))
-            else:
-                from fieldwatch.devices.repository import DeviceRepository
-
-                async with self.runtime.uow() as uow:
-                    found = await DeviceRepository(uow.session).workspace_of(device_id)
-            if found is not None:
-                self._workspaces[device_id] = found
-        return found
+        return await self.workspaces.get(str(device_id))
 
     async def _attach(self, device_id: uuid.UUID) -> None:
         if device_id in self.channels or self.link is None:
