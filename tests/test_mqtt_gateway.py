@@ -383,3 +383,23 @@ async def test_external_mosquitto_with_dynamic_security(
             p.client.disconnect()
             await asyncio.to_thread(p.client.loop_stop)
         await gw.stop()
+
+
+async def test_malformed_payloads_are_dropped_and_the_rest_goes_on(client, peers, factory: Factory):
+    op = await factory.user("operator", "acme")
+    device, peer = await device_peer(client, op, peers)
+    data = topics.data(device["id"], "temperature")
+    for bad in (b"{not json", b"[1, 2]", b'"text"', dumps({"value": float("nan")})[:0] + b"NaN",
+                dumps({"value": {"nested": 1}}), dumps({"unit": "celsius"})):  # fmt: skip
+        await peer.publish(data, bad)
+    await peer.publish(topics.command_ack(device["id"], "not-a-uuid"), b"{}")
+    await peer.publish(topics.command_result(device["id"], str(uuid.uuid4())), b'{"status": "x"}')
+    await peer.publish(topics.heartbeat(device["id"]), b"{broken")
+    await peer.publish(data, dumps({"value": 21.25}))
+    metrics = await eventually(lambda: _has(latest(client, op, device["id"]), {"temperature"}))
+    assert metrics["temperature"]["value"] == 21.25
+    r = await client.get(
+        f"/api/v1/devices/{device['id']}/data?data_type=temperature", headers=op.headers
+    )
+    assert [i["value"] for i in r.json()["items"]] == [21.25]  # none of the bad ones
+    assert peer.disconnects == 0
