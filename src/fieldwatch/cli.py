@@ -94,8 +94,10 @@ def serve(
         int,
         typer.Option(
             min=1,
-            help="Worker processes. More than one shares presence only through Redis "
-            "(FIELDWATCH_REDIS_URL); without it each process tracks its own devices.",
+            help="Worker processes. More than one needs FIELDWATCH_REDIS_URL (shared presence) "
+            "and FIELDWATCH_RABBITMQ_URL (events and commands reach devices connected to "
+            "other workers), and FIELDWATCH_MQTT_URL for MQTT (the embedded broker runs in "
+            "one worker only).",
         ),
     ] = 1,
 ) -> None:
@@ -131,6 +133,17 @@ def serve(
     port = port or settings.port
     typer.echo(f"Fieldwatch on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     if workers > 1:
+        missing = [name for name, value in (
+            ("FIELDWATCH_REDIS_URL", settings.redis_url),
+            ("FIELDWATCH_RABBITMQ_URL", settings.rabbitmq_url),
+            ("FIELDWATCH_MQTT_URL", settings.mqtt_url or not settings.mqtt_embedded),
+        ) if not value]  # fmt: skip
+        if missing:
+            typer.echo(
+                f"Warning: {workers} workers without {', '.join(missing)}: each worker then "
+                "has its own devices' presence, sessions and events.",
+                err=True,
+            )
         uvicorn.run(
             "fieldwatch.app:create_asgi_app", factory=True, workers=workers,
             host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=10,
