@@ -15,6 +15,7 @@ from conftest import Actor, Factory, Served, create_device, problem, serve_runti
 from fieldwatch.commands.models import Command
 from fieldwatch.core.clock import utcnow
 from fieldwatch.runtime import Runtime, build_runtime
+from test_bus_rabbitmq import exchange, rabbit_url  # noqa: F401 (fixtures)
 from test_ws_gateway import Device, closed_with, connected, make_device, recv
 
 QUIET_S = 0.3
@@ -394,3 +395,31 @@ async def test_config_round_trip(served: Served, factory: Factory):
     ws = await connected(served, device)  # in sync: nothing pushed on reconnect
     await nothing_more(ws)
     await ws.close()
+
+
+# --- several processes --------------------------------------------------------------------
+
+
+async def test_a_command_reaches_a_device_connected_to_another_process(
+    settings, factory: Factory, rabbit_url: str, exchange: str  # noqa: F811 (fixtures)
+):
+    """Two server processes (runtimes) on one database and a RabbitMQ bus: the command is
+    queued through one and delivered by the one that holds the device's session."""
+    shared = settings.model_copy(update={"rabbitmq_url": rabbit_url, "rabbitmq_exchange": exchange})
+    first, second = build_runtime(shared), build_runtime(shared)
+    try:
+        for rt in (first, second):
+            await rt.start_bus()
+        op = await factory.user("operator", "acme")
+        async with serve_runtime(first) as a, serve_runtime(second) as b:
+            device = await make_device(a, op)
+            ws = await connected(a, device)
+            queued = await send_command(b.http, op, device.id, command="ping")
+            frame = await expect_command(ws, queued["command_id"])
+            await ws.send(json.dumps({"type": "command_ack", "command_id": frame["command_id"]}))
+            assert (await recv(ws))["status"] == "acknowledged"
+            assert (await command(b.http, op, queued["command_id"]))["status"] == "acknowledged"
+            await ws.close()
+    finally:
+        for rt in (first, second):
+            await rt.close()
