@@ -378,6 +378,31 @@ async def test_external_mosquitto_with_dynamic_security(
         again = Peer(broker.port, device["id"], token, client_id="again")
         made.append(again)
         assert (await again.connect()).is_failure
+
+        # Provisioning through the broker: it holds the newest provisioning key.
+        admin = await factory.user("admin", "acme")
+        r = await client.post("/api/v1/provisioning-keys", json={"name": "line 3"},
+                              headers=admin.headers)  # fmt: skip
+        key = r.json()
+        serial = "ESP-EXT1"
+        prov = Peer(broker.port, "provision", key["key"], client_id=serial)
+        made.append(prov)
+        assert (await prov.connect()) == "Success"
+        assert await prov.subscribe(f"iot/devices/{serial}/register/+") == 1
+        await prov.publish(topics.register(serial), dumps({"name": "Ext 1", "type": "probe"}))
+        response = topics.register_response(serial)
+        assert await prov.received(response, WAIT_S)
+        body = json.loads(next(p for t, p in prov.messages if t == response))
+        assert body["status"] == "registered" and body["created"] is True
+        fresh = Peer(broker.port, body["device_id"], body["auth_token"], client_id="fresh")
+        made.append(fresh)
+        assert (await fresh.connect()) == "Success"  # its token reached the broker at once
+        r = await client.delete(f"/api/v1/provisioning-keys/{key['id']}", headers=admin.headers)
+        assert r.status_code == 204
+        assert await prov.wait(lambda: prov.disconnects > 0, WAIT_S)
+        late = Peer(broker.port, "provision", key["key"], client_id="ESP-EXT2")
+        made.append(late)
+        assert (await late.connect()).is_failure
     finally:
         for p in made:
             p.client.disconnect()

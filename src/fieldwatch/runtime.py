@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TokenListener = Callable[[uuid.UUID, uuid.UUID, str], Awaitable[None]]
+#: (kind, owner id, credential id, secret): kind "device_token" (owner: the device) or
+#: "provisioning_key" (owner: the workspace).
+CredentialListener = Callable[[str, uuid.UUID, uuid.UUID, str], Awaitable[None]]
 
 
 @dataclass
@@ -50,17 +52,20 @@ class Runtime:
     alerts: AlertEngine
     commands: CommandDispatcher
     extras: dict[str, object] = field(default_factory=dict)
-    #: Called after commit with (device id, token id, token) when a device token is
-    #: issued: an external broker that checks device logins itself learns it here.
-    token_listeners: list[TokenListener] = field(default_factory=list)
+    #: Called after commit when a device token or a provisioning key is issued: an
+    #: external broker that checks logins itself learns the secret here (in process:
+    #: secrets never go through the event bus).
+    credential_listeners: list[CredentialListener] = field(default_factory=list)
     redis: Redis | None = None  # shared presence and latest values, when configured
 
-    async def token_issued(self, device_id: uuid.UUID, token_id: uuid.UUID, token: str) -> None:
-        for listener in self.token_listeners:
+    async def credential_issued(
+        self, kind: str, owner_id: uuid.UUID, credential_id: uuid.UUID, secret: str
+    ) -> None:
+        for listener in self.credential_listeners:
             try:
-                await listener(device_id, token_id, token)
+                await listener(kind, owner_id, credential_id, secret)
             except Exception:
-                log.exception("a token listener failed for device %s", device_id)
+                log.exception("a credential listener failed (%s %s)", kind, credential_id)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessionmaker, self.bus)

@@ -134,6 +134,27 @@ class ProvisioningService:
         self, secret: str, request: ProvisionRequest, settings: Settings
     ) -> ProvisionResponse:
         key, principal = await self.authenticate_key(secret)
+        return await self._register(key, principal, request, settings)
+
+    async def register_with_key_id(
+        self, key_id: uuid.UUID, request: ProvisionRequest, settings: Settings
+    ) -> ProvisionResponse:
+        """For a broker that checked the key itself (it holds the key's id)."""
+        key = await self.keys.by_id(key_id)
+        if key is None or key.revoked_at is not None:
+            raise Unauthorized("This provisioning key is no longer valid.")
+        principal = await acting_for(
+            self.uow.session, key.workspace_id, "provisioning_key", f"{key.name} ({key.prefix}…)"
+        )
+        return await self._register(key, principal, request, settings)
+
+    async def _register(
+        self,
+        key: ProvisioningKey,
+        principal: Principal,
+        request: ProvisionRequest,
+        settings: Settings,
+    ) -> ProvisionResponse:
         devices = DeviceService(self.uow)
         device = await devices.devices.by_serial(key.workspace_id, request.serial_number)
         created = device is None

@@ -32,11 +32,14 @@ provisioning_bearer = HTTPBearer(auto_error=False, description="A provisioning k
     status_code=status.HTTP_201_CREATED,
     tags=["provisioning"],
 )
-async def create_key(body: ProvisioningKeyCreate, principal: Admin, uow: UowDep):
+async def create_key(
+    body: ProvisioningKeyCreate, principal: Admin, uow: UowDep, runtime: RuntimeDep
+):
     """A key devices register themselves with. The key is shown only in this answer."""
     key, secret = await ProvisioningService(uow).create_key(principal, body)
     read = ProvisioningKeyRead.model_validate(key)
     await uow.commit()
+    await runtime.credential_issued("provisioning_key", key.workspace_id, key.id, secret)
     return ProvisioningKeyCreated(**read.model_dump(), key=secret)
 
 
@@ -50,12 +53,13 @@ async def list_keys(principal: Admin, uow: UowDep):
     response_model=ProvisioningKeyCreated,
     tags=["provisioning"],
 )
-async def rotate_key(key_id: uuid.UUID, principal: Admin, uow: UowDep):
+async def rotate_key(key_id: uuid.UUID, principal: Admin, uow: UowDep, runtime: RuntimeDep):
     """Replace the key's secret: the old one stops working at once (devices already
     registered keep their own tokens)."""
     key, secret = await ProvisioningService(uow).rotate_key(principal, key_id)
     read = ProvisioningKeyRead.model_validate(key)
     await uow.commit()
+    await runtime.credential_issued("provisioning_key", key.workspace_id, key.id, secret)
     return ProvisioningKeyCreated(**read.model_dump(), key=secret)
 
 
@@ -91,7 +95,9 @@ async def provision(
         credentials.credentials, body, runtime.settings
     )
     await uow.commit()
-    await runtime.token_issued(answer.device_id, answer.token_id, answer.auth_token)
+    await runtime.credential_issued(
+        "device_token", answer.device_id, answer.token_id, answer.auth_token
+    )
     if not answer.created:
         response.status_code = status.HTTP_200_OK
     return answer

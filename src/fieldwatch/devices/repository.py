@@ -222,6 +222,9 @@ class ProvisioningKeyRepository:
             )
         )
 
+    async def by_id(self, key_id: uuid.UUID) -> ProvisioningKey | None:
+        return await self.session.get(ProvisioningKey, key_id)
+
     async def by_digest(self, key_digest: str) -> ProvisioningKey | None:
         return await self.session.scalar(
             select(ProvisioningKey).where(ProvisioningKey.key_digest == key_digest)

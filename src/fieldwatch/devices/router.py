@@ -174,7 +174,7 @@ async def issue_token(
     """A new agent token for the device. The token is in this response only."""
     created = await DeviceService(uow).issue_token(principal, device_id, body or AgentTokenCreate())
     await uow.commit()
-    await runtime.token_issued(created.device_id, created.id, created.token)
+    await runtime.credential_issued("device_token", created.device_id, created.id, created.token)
     return created
 
 

@@ -345,9 +345,18 @@ class DynsecManager:
             tolerate=(_NOT_FOUND,),
         )
 
-    async def set_provisioning_key(self, key: str) -> None:
-        """The ``provision`` client's password (a workspace provisioning key)."""
-        await self.upsert_service_client(PROVISION_USERNAME, key, "provision")
+    async def set_provisioning_key(self, key: str, key_id: str | None = None) -> None:
+        """The ``provision`` client's password (a workspace provisioning key); with
+        ``key_id``, the broker also holds the key's id (``provisioning_key_id``)."""
+        if key_id is None:
+            await self.upsert_service_client(PROVISION_USERNAME, key, "provision")
+            return
+        await self._ensure_client(PROVISION_USERNAME, key, ROLES["provision"], key_id)
+        await self.enable_device(PROVISION_USERNAME)  # a revoked key may have disabled it
+
+    async def provisioning_key_id(self) -> str | None:
+        """The id of the provisioning key the broker holds, if it was set with one."""
+        return await self.device_token_id(PROVISION_USERNAME)
 
     async def upsert_service_client(
         self, username: str, password: str, kind: Literal["provision", "control", "service"]

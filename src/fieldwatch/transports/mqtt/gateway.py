@@ -34,7 +34,7 @@ from fieldwatch.core.errors import AppError
 from fieldwatch.core.events import CREDENTIALS_CHANGED, Event
 from fieldwatch.devices.events import DEVICE_STATUS_CHANGED
 from fieldwatch.devices.provisioning import ProvisioningService
-from fieldwatch.devices.repository import AgentTokenRepository
+from fieldwatch.devices.repository import AgentTokenRepository, ProvisioningKeyRepository
 from fieldwatch.devices.schemas import ProvisionRequest
 from fieldwatch.monitoring.presence import OFFLINE, PRESENCE_CHANGED
 from fieldwatch.runtime import Runtime
@@ -43,6 +43,7 @@ from fieldwatch.telemetry.service import TelemetryService
 from fieldwatch.transports.frames import DeviceFrame, to_batch
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.authority import (
+    PROVISION_USERNAME,
     SERVICE_USERNAME,
     DeviceWorkspaces,
     FieldwatchAuthority,
@@ -153,7 +154,7 @@ class MqttGateway:
         secret = load_or_create_secret(settings).encode()
         password = hmac.new(secret, b"fieldwatch mqtt gateway", hashlib.sha256).hexdigest()
         await self.dynsec.upsert_service_client(SERVICE_USERNAME, password, "service")
-        self.runtime.token_listeners.append(self._token_issued)
+        self.runtime.credential_listeners.append(self._credential_issued)
         bus = self.runtime.bus
         self._unsubscribe += [
             bus.subscribe(CREDENTIALS_CHANGED, self._dynsec_credentials),
@@ -161,15 +162,26 @@ class MqttGateway:
         ]
         return password
 
-    async def _token_issued(self, device_id: uuid.UUID, token_id: uuid.UUID, token: str) -> None:
-        """The newest token of a device is its MQTT password (Mosquitto holds one)."""
+    async def _credential_issued(
+        self, kind: str, owner_id: uuid.UUID, credential_id: uuid.UUID, secret: str
+    ) -> None:
+        """The newest token of a device is its MQTT password (Mosquitto holds one per
+        client); the newest provisioning key is the ``provision`` client's."""
         assert self.dynsec is not None
-        await self.dynsec.upsert_device(str(device_id), token, str(token_id))
+        if kind == "device_token":
+            await self.dynsec.upsert_device(str(owner_id), secret, str(credential_id))
+        elif kind == "provisioning_key":
+            await self.dynsec.set_provisioning_key(secret, str(credential_id))
 
     async def _dynsec_credentials(self, event: Event) -> None:
         """A token of this device was revoked: if it is the one the broker holds, the
-        device is disabled there (which also ends its session)."""
-        if self.dynsec is None or event.subject_id is None:
+        device is disabled there (which also ends its session). Likewise for the
+        provisioning key."""
+        if self.dynsec is None:
+            return
+        if event.subject_id is None:
+            if str(event.payload.get("reason", "")).startswith("provisioning_key"):
+                await self._check_provisioning_key()
             return
         held = await self.dynsec.device_token_id(str(event.subject_id))
         if held is None:
@@ -179,6 +191,17 @@ class MqttGateway:
         if token is None or token.revoked_at is not None:
             log.info("MQTT: device %s's token was revoked; disabling it", event.subject_id)
             await self.dynsec.disable_device(str(event.subject_id))
+
+    async def _check_provisioning_key(self) -> None:
+        assert self.dynsec is not None
+        held = await self.dynsec.provisioning_key_id()
+        if held is None:
+            return
+        async with self.runtime.uow() as uow:
+            key = await ProvisioningKeyRepository(uow.session).by_id(uuid.UUID(held))
+        if key is None or key.revoked_at is not None:
+            log.info("MQTT: the broker's provisioning key was revoked; disabling it there")
+            await self.dynsec.disable_device(PROVISION_USERNAME)
 
     async def _dynsec_status(self, event: Event) -> None:
         if self.dynsec is None or event.subject_id is None:
@@ -200,8 +223,8 @@ class MqttGateway:
         if self.authority is not None:
             self.authority.close()
         if self.dynsec is not None:
-            if self._token_issued in self.runtime.token_listeners:
-                self.runtime.token_listeners.remove(self._token_issued)
+            if self._credential_issued in self.runtime.credential_listeners:
+                self.runtime.credential_listeners.remove(self._credential_issued)
             await self.dynsec.stop()
 
     # --- inbound ----------------------------------------------------------------------
@@ -324,17 +347,26 @@ class MqttGateway:
         logged in with)."""
         assert self.link is not None
         key = self.authority.provisioning.get(serial) if self.authority else None
-        if key is None:
+        key_id = await self.dynsec.provisioning_key_id() if self.dynsec else None
+        if key is None and key_id is None:
             await self._reply(topics.register_error(serial), "log in as 'provision' first")
             return
         try:
             request = ProvisionRequest.model_validate({**payload, "serial_number": serial})
+            settings = self.runtime.settings
             async with self.runtime.uow() as uow:
-                answer = await ProvisioningService(uow).register(
-                    key, request, self.runtime.settings
-                )
+                service = ProvisioningService(uow)
+                if key is not None:
+                    answer = await service.register(key, request, settings)
+                else:
+                    assert key_id is not None
+                    answer = await service.register_with_key_id(
+                        uuid.UUID(key_id), request, settings
+                    )
                 await uow.commit()
-            await self.runtime.token_issued(answer.device_id, answer.token_id, answer.auth_token)
+            await self.runtime.credential_issued(
+                "device_token", answer.device_id, answer.token_id, answer.auth_token
+            )
         except AppError as exc:
             await self._reply(topics.register_error(serial), exc.detail or exc.title)
             return
