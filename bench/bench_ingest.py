@@ -1,30 +1,54 @@
-"""Telemetry ingest on PostgreSQL: the raw COPY ceiling against Fieldwatch's HTTP path.
+"""Telemetry ingest on PostgreSQL: the raw COPY ceiling, the least any HTTP path can do,
+and Fieldwatch's HTTP path, on the same readings.
 
-1. Raw COPY: the same readings, copied with asyncpg binary COPY into a bare table (no
-   index, no partitions, no rollups): the ceiling for this machine.
-2. Fieldwatch: ``POST /api/v1/devices/{id}/data`` with 1,000 readings a request from
+1. Raw COPY: the readings copied with asyncpg binary COPY into a bare table (no index,
+   no partitions, no rollups) over one connection: the ceiling for this machine.
+2. and 3. A minimal HTTP pipeline (bench/ingest_floor_app.py under uvicorn: no
+   framework, no authentication, no deduplication, rollups or latest values; msgspec
+   decode, COPY, answer) into a bare table, and into one with the ``(series, ts)`` key
+   that deduplication needs: what HTTP and JSON alone cost on this machine.
+4. Fieldwatch: ``POST /api/v1/devices/{id}/data`` with 1,000 readings a request from
    several concurrent clients against ``fieldwatch serve``; a reading counts once the
    server has answered 200 (committed, with deduplication, rollups and latest values).
 
-Usage: .venv/bin/python bench/bench_ingest.py [--requests 600] [--clients 16] [--devices 50]
+Each part also prints the CPU time the server, PostgreSQL and the load generator spent
+per million readings: client, server and database share the machine's cores.
+
+Usage: .venv/bin/python bench/bench_ingest.py [--requests 2000] [--clients 32]
+       [--devices 50] [--client-processes 1] [--workers 1] [--no-floor]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
+import os
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import httpx
 import orjson
+import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import PASSWORD, ScratchDatabase, cli, env_for, login, server, write_results
+from common import (
+    PASSWORD,
+    ScratchDatabase,
+    cli,
+    env_for,
+    free_port,
+    login,
+    server,
+    write_results,
+)
 
 PER_REQUEST = 1000
 
@@ -67,6 +91,30 @@ async def raw_copy(dsn: str, rows: int) -> float:
         await conn.close()
 
 
+def cpu_times() -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL process (backends come and go)."""
+    out = {}
+    for p in psutil.process_iter(["name"]):
+        if p.info["name"] == "postgres":
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                out[p.pid] = t.user + t.system
+    return out
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def postgres_cpu_since(before: dict[int, float]) -> float:
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in cpu_times().items())
+
+
 def client_process(base: str, token: str, bodies: list[tuple[str, bytes]], clients: int,
                    out: mp.Queue) -> None:  # fmt: skip
     """Load generator: aiohttp (lighter than httpx, so more of the machine is left to the
@@ -100,22 +148,121 @@ def client_process(base: str, token: str, bodies: list[tuple[str, bytes]], clien
     out.put(asyncio.run(run()))
 
 
+@dataclass
+class Run:
+    accepted: int
+    errors: int
+    elapsed: float
+    server_cpu: float
+    postgres_cpu: float
+    client_cpu: float
+
+    @property
+    def rate(self) -> float:
+        return self.accepted / self.elapsed
+
+    def cpu_line(self) -> str:
+        per_m = 1e6 / self.accepted if self.accepted else 0.0
+        return (f"    CPU s per million readings: server {self.server_cpu * per_m:.2f}, "
+                f"PostgreSQL {self.postgres_cpu * per_m:.2f}, load generator "
+                f"{self.client_cpu * per_m:.2f}; wall {self.elapsed * per_m:.2f} s on "
+                f"{psutil.cpu_count()} cores")  # fmt: skip
+
+
+def drive(base: str, token: str, bodies: list[tuple[str, bytes]], clients: int,
+          processes: int, served: list[psutil.Process]) -> Run:  # fmt: skip
+    """Send every body from ``processes`` load-generator processes; measure the time and
+    the CPU of the server, PostgreSQL and the load generators meanwhile."""
+    out: mp.Queue = mp.Queue()
+    procs = [
+        mp.Process(target=client_process,
+                   args=(base, token, bodies[i::processes], clients // processes, out))
+        for i in range(processes)
+    ]  # fmt: skip
+    pg = cpu_times()
+    served_cpu = cpu_seconds(served)
+    t0 = time.perf_counter()
+    for p in procs:
+        p.start()
+    load = [psutil.Process(p.pid) for p in procs]
+    results = [out.get() for _ in procs]
+    elapsed = time.perf_counter() - t0
+    accepted, errors = sum(r[0] for r in results), sum(r[1] for r in results)
+    run = Run(accepted, errors, elapsed, cpu_seconds(served) - served_cpu,
+              postgres_cpu_since(pg), cpu_seconds(load))  # fmt: skip
+    for p in procs:
+        p.join()
+    return run
+
+
+@contextlib.contextmanager
+def floor_server(dsn: str, table: str) -> Iterator[tuple[str, psutil.Process]]:
+    port = free_port()
+    env = {**os.environ, "FLOOR_DSN": dsn, "FLOOR_TABLE": table,
+           "PYTHONPATH": str(Path(__file__).parent)}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "ingest_floor_app:app", "--port", str(port),
+         "--log-level", "warning", "--no-access-log"],
+        env=env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):
+            try:
+                httpx.get(base, timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield base, psutil.Process(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+async def checkpoint(dsn: str) -> None:
+    """Start each part with the WAL of the previous ones written out."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
+async def create_floor_tables(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for name, key in (("floor_bare", ""), ("floor_keyed", ", PRIMARY KEY (series_id, ts)")):
+            await conn.execute(
+                f"CREATE TABLE {name} (series_id bigint NOT NULL, ts timestamptz NOT NULL, "
+                f"value float8, text_value text, quality int2{key})"
+            )
+    finally:
+        await conn.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--requests", type=int, default=600)
+    parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--devices", type=int, default=50)
     parser.add_argument("--client-processes", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip the minimal HTTP pipelines (parts 2 and 3)")  # fmt: skip
     args = parser.parse_args()
     total = args.requests * PER_REQUEST
     print("Fieldwatch ingest benchmark (PostgreSQL); figures print as they are measured.")
-    lines = []
-    with ScratchDatabase("fieldwatch_bench_ingest") as db:
-        ceiling = asyncio.run(raw_copy(db.dsn, total))
-        line = f"raw COPY into a bare table        {ceiling:>10,.0f} rows/s   ({total:,} rows)"
+    lines: list[str] = []
+
+    def say(line: str) -> None:
         print(line, flush=True)
         lines.append(line)
+
+    with ScratchDatabase("fieldwatch_bench_ingest") as db:
+        asyncio.run(checkpoint(db.dsn))
+        ceiling = asyncio.run(raw_copy(db.dsn, total))
+        say(f"1. raw COPY into a bare table            {ceiling:>10,.0f} rows/s      "
+            f"({total:,} rows, one connection, no index)")  # fmt: skip
 
         env = env_for(db)
         cli(env, "db", "upgrade")
@@ -130,6 +277,22 @@ def main() -> None:
                 for i in range(args.devices)
             ]  # fmt: skip
             bodies = make_bodies(device_ids, args.requests)
+            floors: list[float] = []
+            if not args.no_floor:
+                asyncio.run(create_floor_tables(db.dsn))
+                for n, (table, what) in enumerate(
+                    (("floor_bare", "no index"), ("floor_keyed", "the (series, ts) key")), 2
+                ):
+                    asyncio.run(checkpoint(db.dsn))
+                    with floor_server(db.dsn, table) as (floor_base, proc):
+                        run = drive(floor_base, token, bodies, args.clients,
+                                    args.client_processes, [proc])  # fmt: skip
+                    floors.append(run.rate)
+                    say(
+                        f"{n}. minimal HTTP → COPY pipeline          {run.rate:>10,.0f} readings/s"
+                        f"  ({what}; {run.rate / ceiling:.0%} of raw COPY; {run.errors} errors)"
+                    )
+                    say(run.cpu_line())
             # Untimed warm-up: a fleet's series exist already; create them (one reading each
             # from a day earlier) and bring every device online.
             warm_ts = (datetime.now(UTC) - timedelta(days=3)).isoformat()
@@ -137,31 +300,16 @@ def main() -> None:
             first = {"value": 0.0, "unit": "celsius", "timestamp": warm_ts}
             warm = [{"device_id": d, "metrics": dict.fromkeys(metrics, first)} for d in device_ids]
             httpx.post(f"{base}/api/v1/monitoring/data", json=warm, headers=h, timeout=60)
-            n = args.client_processes
-            out: mp.Queue = mp.Queue()
-            procs = [
-                mp.Process(target=client_process,
-                           args=(base, token, bodies[i::n], args.clients // n, out))
-                for i in range(n)
-            ]  # fmt: skip
-            t0 = time.perf_counter()
-            for p in procs:
-                p.start()
-            results = [out.get() for _ in procs]
-            elapsed = time.perf_counter() - t0
-            for p in procs:
-                p.join()
-        accepted = sum(r[0] for r in results)
-        errors = sum(r[1] for r in results)
-        rate = accepted / elapsed
-        line = (f"Fieldwatch HTTP ingest            {rate:>10,.0f} readings/s committed "
-                f"({accepted:,} readings, {args.requests} requests of {PER_REQUEST}, "
-                f"{args.clients} concurrent clients, {errors} errors)")  # fmt: skip
-        print(line, flush=True)
-        lines.append(line)
-        line = f"ratio to raw COPY                 {rate / ceiling:>10.0%}"
-        print(line, flush=True)
-        lines.append(line)
+            served = psutil.Process().children(recursive=True)  # the server (and workers)
+            asyncio.run(checkpoint(db.dsn))
+            run = drive(base, token, bodies, args.clients, args.client_processes, served)
+        say(f"4. Fieldwatch HTTP ingest                {run.rate:>10,.0f} readings/s  committed "
+            f"({run.accepted:,} readings, {args.requests} requests of {PER_REQUEST}, "
+            f"{args.clients} concurrent clients, {run.errors} errors)")  # fmt: skip
+        say(run.cpu_line())
+        say(f"   ratio to raw COPY (1)                 {run.rate / ceiling:>10.0%}")
+        if floors:
+            say(f"   ratio to the minimal pipeline (3)     {run.rate / floors[1]:>10.0%}")
     write_results("ingest", lines)
 
 

@@ -69,13 +69,7 @@ async def seed(dsn: str, days: int, fleet: int, end: datetime) -> str:
             """,
             sid, start, end,
         )  # fmt: skip
-        for table, unit in (("rollup_1m", "minute"), ("rollup_1h", "hour")):
-            await conn.execute(
-                f"INSERT INTO {table} (series_id, bucket, count, sum, min, max) "
-                f"SELECT series_id, date_trunc('{unit}', ts), count(*), sum(value), min(value), "
-                f"max(value) FROM readings WHERE series_id = $1 GROUP BY 1, 2",
-                sid,
-            )
+        # The readings table's trigger has folded them into the rollups.
         await conn.execute("VACUUM ANALYZE")
         rows = await conn.fetchval("SELECT count(*) FROM readings")
         print(f"  seeded {rows:,} readings, {fleet:,} devices and their rollups in "

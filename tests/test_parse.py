@@ -32,9 +32,12 @@ def test_plain_uploads_decode_the_same_either_way():
             {"value": 1e-3},  # the body's timestamp
         ],
     }  # fmt: skip
-    fast, slow = both(body)
-    assert fast is not None
+    upload, slow = both(body)
+    assert upload is not None
+    fast = upload.batch()
     assert fast.candidates == slow.candidates and fast.total == slow.total == 4
+    assert upload.oldest == datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+    assert upload.newest == datetime(2026, 11, 22, 9, 2, 0, 123456, tzinfo=UTC)
     assert [c[3] for c in fast.candidates] == [
         datetime(2026, 11, 22, 9, 0, tzinfo=UTC),
         datetime(2026, 11, 22, 9, 1, tzinfo=UTC),
@@ -52,6 +55,8 @@ def test_anything_unusual_goes_the_general_way():
         {"data_type": "t", "values": [{"value": 1, "timestamp": 1694678400}]},
         {"data_type": "t", "values": [{"value": 1, "quality": "meh"}]},
         {"data_type": "t", "values": [{"value": 1, "unit": "x" * 40}]},
+        {"data_type": "t", "values": [{"value": 1e999}]},  # infinity
+        {"data_type": "t", "values": []},
         {"data_type": "", "values": [{"value": 1}]},
         {"data_type": "t", "value": 1},
         ["not", "an", "object"],

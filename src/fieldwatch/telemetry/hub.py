@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -26,6 +27,8 @@ class SeriesInfo:
     id: int
     kind: str
     unit: str | None
+    #: The newest reading known to be stored (by this process, or when loaded).
+    newest: datetime | None = None
 
 
 class TelemetryHub:

@@ -8,9 +8,11 @@ becomes ``{index, reason}`` (plus ``metric`` where useful) and never stops the o
 from __future__ import annotations
 
 import math
+import sys
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 
@@ -161,15 +163,19 @@ def parse_device_data(body: Any, device_id: uuid.UUID, now: datetime) -> Batch:
     return batch
 
 
+QualityName = Literal["good", "fair", "poor", "bad", "estimated", "unknown"]
+_FINITE = msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)  # no ±inf (1e999)
+
+
 class _Value(msgspec.Struct):
-    value: float
+    value: Annotated[float, _FINITE]
     timestamp: datetime | None = None
-    unit: str | None = None
-    quality: str | None = None
+    unit: Annotated[str, msgspec.Meta(max_length=MAX_UNIT)] | None = None
+    quality: QualityName | None = None
 
 
 class _DeviceData(msgspec.Struct):
-    data_type: str
+    data_type: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_METRIC)]
     values: list[_Value]
     timestamp: datetime | None = None
 
@@ -177,34 +183,75 @@ class _DeviceData(msgspec.Struct):
 _device_data = msgspec.json.Decoder(_DeviceData)
 
 
-def fast_device_data(raw: bytes, device_id: uuid.UUID, now: datetime) -> Batch | None:
-    """The seed 002 upload decoded and checked in C (msgspec), for the plain case: numbers,
-    ISO 8601 timestamps, known qualities. Returns None for anything else; the caller then
-    takes the general path, which explains every refused reading."""
+@dataclass(slots=True)
+class SeriesUpload:
+    """The commonest upload (seed 002: one device, one metric, numbers), kept in columns
+    so that nothing has to be done per reading in Python beyond building the rows.
+    Timestamps are timezone-aware, though not necessarily in UTC (the database does not
+    mind); ``oldest`` and ``newest`` are UTC."""
+
+    device_id: uuid.UUID
+    metric: str
+    stamps: list[datetime]
+    values: list[float]
+    qualities: list[int | None] | None  # None: no reading names one
+    unit: str | None  # the unit every reading names, or None when none names one
+    units: list[str | None] | None  # per reading, when they differ (the general path)
+    oldest: datetime
+    newest: datetime
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def batch(self) -> Batch:
+        """The same readings for the general path."""
+        n = len(self.values)
+        units = self.units or [self.unit] * n
+        qualities = self.qualities or [None] * n
+        batch = Batch()
+        batch.candidates = [
+            (i, self.device_id, self.metric, _utc(ts), value, unit, q)
+            for i, (ts, value, unit, q) in enumerate(
+                zip(self.stamps, self.values, units, qualities, strict=True)
+            )
+        ]
+        batch.total = n
+        return batch
+
+
+def fast_device_data(raw: bytes, device_id: uuid.UUID, now: datetime) -> SeriesUpload | None:
+    """The seed 002 upload decoded and checked in C (msgspec), for the plain case: finite
+    numbers, ISO 8601 timestamps, known qualities, short units. Returns None for anything
+    else; the caller then takes the general path, which explains every refused reading."""
     try:
         body = _device_data.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    metric = body.data_type
-    if not 0 < len(metric) <= MAX_METRIC:
+    readings = body.values
+    if not readings:
         return None
-    default = _utc(body.timestamp) if body.timestamp is not None else now
-    batch = Batch()
-    append = batch.candidates.append
-    for i, reading in enumerate(body.values):
-        ts = reading.timestamp
-        ts = default if ts is None else (ts if ts.tzinfo is UTC else _utc(ts))
-        unit = reading.unit
-        if unit is not None and len(unit) > MAX_UNIT:
-            return None
-        q: int | None = None
-        if reading.quality is not None:
-            q = QUALITY.get(reading.quality)
-            if q is None:
-                return None
-        append((i, device_id, metric, ts, reading.value, unit or None, q))
-    batch.total = len(batch.candidates)
-    return batch
+    given = [r.timestamp for r in readings]
+    if None in given:
+        default = _utc(body.timestamp) if body.timestamp is not None else now
+        given = [default if ts is None else ts for ts in given]
+    stamps = cast(list[datetime], given)
+    try:
+        oldest, newest = min(stamps), max(stamps)
+        naive = oldest.tzinfo is None  # then all are: naive and aware do not compare
+    except TypeError:
+        naive = True
+    if naive:  # no offset given: UTC
+        stamps = [_utc(ts) for ts in stamps]
+        oldest, newest = min(stamps), max(stamps)
+    names = {r.quality for r in readings}
+    qualities = None if names == {None} else [QUALITY.get(r.quality or "") for r in readings]
+    named = {r.unit or None for r in readings}
+    unit = next(iter(named)) if len(named) == 1 else None
+    units = None if len(named) == 1 else [r.unit or None for r in readings]
+    return SeriesUpload(
+        device_id, body.data_type, stamps, [r.value for r in readings], qualities, unit, units,
+        _utc(oldest), _utc(newest),
+    )  # fmt: skip
 
 
 def _utc(ts: datetime) -> datetime:

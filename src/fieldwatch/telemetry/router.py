@@ -32,6 +32,7 @@ from fieldwatch.telemetry.dependencies import (
 )
 from fieldwatch.telemetry.parse import (
     Batch,
+    SeriesUpload,
     fast_device_data,
     parse_device_data,
     parse_heartbeat,
@@ -65,10 +66,16 @@ class NothingStored(AppError):
 
 
 async def _store(
-    service: TelemetryService, workspace_id: uuid.UUID, batch: Batch, reason: str = "data"
+    service: TelemetryService,
+    workspace_id: uuid.UUID,
+    batch: Batch | SeriesUpload,
+    reason: str = "data",
 ) -> IngestResult:
     try:
-        result = await service.ingest(workspace_id, batch, reason=reason)
+        if isinstance(batch, SeriesUpload):
+            result = await service.ingest_series(workspace_id, batch, reason=reason)
+        else:
+            result = await service.ingest(workspace_id, batch, reason=reason)
     except Overloaded as exc:
         raise ServiceUnavailable(
             "The write path is saturated; retry shortly.",
@@ -103,7 +110,7 @@ async def upload_device_data(
     metadata}``. A 2xx answer means the readings are committed."""
     await _device_for_writer(writer, device_id, service)
     now = utcnow()
-    batch = fast_device_data(raw, device_id, now)
+    batch: Batch | SeriesUpload | None = fast_device_data(raw, device_id, now)
     if batch is None:
         try:
             batch = parse_device_data(decode_json(raw), device_id, now)

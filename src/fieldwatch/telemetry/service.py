@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import repeat
 from typing import Any
 
 from fieldwatch.alerts.engine import AlertEngine
@@ -21,9 +22,17 @@ from fieldwatch.monitoring.presence import PresenceTracker
 from fieldwatch.telemetry.hub import SeriesInfo, TelemetryHub
 from fieldwatch.telemetry.latest import entry as latest_entry
 from fieldwatch.telemetry.models import Series
-from fieldwatch.telemetry.parse import QUALITY_NAMES, Batch, check_time_window
+from fieldwatch.telemetry.parse import (
+    FUTURE_TOLERANCE,
+    QUALITY_NAMES,
+    Batch,
+    SeriesUpload,
+    check_time_window,
+)
 from fieldwatch.telemetry.repository import TelemetryRepository
 from fieldwatch.telemetry.rollup import Row
+from fieldwatch.telemetry.store import Chunk
+from fieldwatch.telemetry.writer import WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +44,13 @@ TELEMETRY_RECEIVED = "telemetry.received"
 #: in-stock or reserved devices send data while being provisioned on the bench.
 #: Only deployed devices raise alerts.
 REFUSED_STATUSES = {DeviceStatus.retired.value: "device is retired"}
+
+
+#: The newest reading of each series a request wrote: device → metric → (ts, value,
+#: series, quality).
+Latest = dict[uuid.UUID, dict[str, tuple[datetime, Any, SeriesInfo, int | None]]]
+#: Numeric readings per device and metric, for the alert engine.
+Readings = dict[uuid.UUID, dict[str, list[tuple[datetime, float]]]]
 
 
 def kind_of(value: float | bool | str) -> str:
@@ -134,29 +150,18 @@ class TelemetryService:
         self, workspace_id: uuid.UUID, batch: Batch, *, reason: str = "data"
     ) -> IngestResult:
         now = utcnow()
-        days = await self.hub.retention_days(workspace_id, self.uow.session)
-        # From here on everything happens in other transactions (series creation, the
-        # writer, presence, alerts): do not sit on a pooled connection meanwhile.
-        await self.uow.release()
+        days = await self._retention_and_release(workspace_id)
         check_time_window(batch, now, now - timedelta(days=days))
         result = IngestResult(rejected=batch.rejected)
         if not batch.candidates:
             return result
         await self._resolve_series(workspace_id, batch)
         rows: list[Row] = []
-        latest: dict[uuid.UUID, dict[str, tuple[datetime, Any, SeriesInfo, int | None]]] = (
-            defaultdict(dict)
-        )
+        latest: Latest = defaultdict(dict)
         cache = self.hub.series
-        fast = self._single_numeric_series(batch)
-        if fast is not None:  # one device, one metric, numbers in its unit: no per-row checks
-            info, newest = fast
-            rows = [(info.id, c[3], c[4], None, c[6]) for c in batch.candidates]  # type: ignore[misc]
-            c = batch.candidates[newest]
-            latest[c[1]][c[2]] = (c[3], c[4], info, c[6])
-        for index, device_id, metric, ts, value, unit, quality in (
-            () if fast is not None else batch.candidates
-        ):
+        fresh = True
+        oldest = newest = batch.candidates[0][3]
+        for index, device_id, metric, ts, value, unit, quality in batch.candidates:
             info = cache[(device_id, metric)]
             kind = kind_of(value)
             if kind != info.kind:
@@ -171,13 +176,79 @@ class TelemetryService:
                 rows.append((info.id, ts, None, value, quality))  # type: ignore[arg-type]
             else:
                 rows.append((info.id, ts, float(value), None, quality))
+            if info.newest is not None and ts <= info.newest:
+                fresh = False
+            if ts < oldest:
+                oldest = ts
+            elif ts > newest:
+                newest = ts
             seen = latest[device_id].get(metric)
             if seen is None or ts > seen[0]:
                 latest[device_id][metric] = (ts, value, info, quality)
-        written = await self.hub.writer.write(rows)
-        result.accepted, result.duplicates = written.accepted, written.duplicates
+        if rows:
+            written = await self._write(Chunk(rows, oldest, newest, fresh), latest)
+            result.accepted, result.duplicates = written.accepted, written.duplicates
         if self.alerts is not None and self.alerts.has_rules(workspace_id) is not False:
-            await self._evaluate_alerts(workspace_id, batch)
+            readings: Readings = defaultdict(lambda: defaultdict(list))
+            for _i, device_id, metric, ts, value, _unit, _q in batch.candidates:
+                if not isinstance(value, str):
+                    readings[device_id][metric].append((ts, float(value)))
+            await self._evaluate_alerts(workspace_id, readings)
+        await self._after_write(workspace_id, latest, reason)
+        return result
+
+    async def ingest_series(
+        self, workspace_id: uuid.UUID, upload: SeriesUpload, *, reason: str = "data"
+    ) -> IngestResult:
+        """The commonest upload, one device's numbers for one metric, without per-reading
+        work in Python; anything out of the ordinary goes through ``ingest``."""
+        now = utcnow()
+        days = await self.hub.retention_days(workspace_id, self.uow.session)
+        within = (
+            upload.oldest >= now - timedelta(days=days) and upload.newest <= now + FUTURE_TOLERANCE
+        )
+        info = self.hub.series.get((upload.device_id, upload.metric)) if within else None
+        if info is None or info.kind != "number" or upload.units is not None or (
+            upload.unit is not None and upload.unit != info.unit
+        ):  # fmt: skip
+            # New series, another kind or unit, mixed units, out-of-window readings:
+            # the general path creates, adopts or explains.
+            return await self.ingest(workspace_id, upload.batch(), reason=reason)
+        await self.uow.release()
+        qualities = upload.qualities or repeat(None)
+        rows = list(zip(repeat(info.id), upload.stamps, upload.values, repeat(None), qualities))
+        fresh = info.newest is None or upload.oldest > info.newest
+        newest = upload.stamps.index(upload.newest)
+        quality = upload.qualities[newest] if upload.qualities else None
+        latest: Latest = {
+            upload.device_id: {upload.metric: (upload.newest, upload.values[newest], info, quality)}
+        }
+        written = await self._write(Chunk(rows, upload.oldest, upload.newest, fresh), latest)
+        if self.alerts is not None and self.alerts.has_rules(workspace_id) is not False:
+            pairs = list(zip(upload.stamps, upload.values, strict=True))
+            await self._evaluate_alerts(workspace_id, {upload.device_id: {upload.metric: pairs}})
+        await self._after_write(workspace_id, latest, reason)
+        return IngestResult(written.accepted, written.duplicates)
+
+    async def _retention_and_release(self, workspace_id: uuid.UUID) -> int:
+        days = await self.hub.retention_days(workspace_id, self.uow.session)
+        # From here on everything happens in other transactions (series creation, the
+        # writer, presence, alerts): do not sit on a pooled connection meanwhile.
+        await self.uow.release()
+        return days
+
+    async def _write(self, chunk: Chunk, latest: Latest) -> WriteResult:
+        written = await self.hub.writer.write(chunk)
+        # What is stored now reaches at least this far: later uploads of these series
+        # that are all newer can take the writer's fast path.
+        for metrics in latest.values():
+            for ts, _value, info, _quality in metrics.values():
+                if info.newest is None or ts > info.newest:
+                    info.newest = ts
+        return written
+
+    async def _after_write(self, workspace_id: uuid.UUID, latest: Latest, reason: str) -> None:
+        """Presence, latest values and events for what a request stored."""
         await self.presence.seen(workspace_id, latest.keys(), reason)
         for device_id, metrics in latest.items():
             for metric, (ts, value, info, quality) in metrics.items():
@@ -203,41 +274,12 @@ class TelemetryService:
                     },
                 )
             )
-        return result
 
-    async def _evaluate_alerts(self, workspace_id: uuid.UUID, batch: Batch) -> None:
+    async def _evaluate_alerts(self, workspace_id: uuid.UUID, readings: Readings) -> None:
         assert self.alerts is not None
-        readings: dict[uuid.UUID, dict[str, list[tuple[datetime, float]]]] = defaultdict(
-            lambda: defaultdict(list)
-        )
-        for _i, device_id, metric, ts, value, _unit, _q in batch.candidates:
-            if not isinstance(value, str):
-                readings[device_id][metric].append((ts, float(value)))
         if readings:
             devices = await self.device_statuses(workspace_id, list(readings))
             await self.alerts.evaluate(workspace_id, readings, devices)
-
-    def _single_numeric_series(self, batch: Batch) -> tuple[SeriesInfo, int] | None:
-        """For the commonest upload (seed 002: one device, one metric, numbers): the
-        series and the index of the newest reading, when nothing needs a per-row check."""
-        first = batch.candidates[0]
-        info = self.hub.series.get((first[1], first[2]))
-        if info is None or info.kind != "number":
-            return None
-        device_id, metric = first[1], first[2]
-        newest = 0
-        newest_ts = first[3]
-        for i, c in enumerate(batch.candidates):
-            if (
-                c[1] != device_id
-                or c[2] != metric
-                or type(c[4]) is not float
-                or (c[5] is not None and c[5] != info.unit)
-            ):
-                return None
-            if c[3] > newest_ts:
-                newest, newest_ts = i, c[3]
-        return info, newest
 
     async def _resolve_series(self, workspace_id: uuid.UUID, batch: Batch) -> None:
         cache = self.hub.series
@@ -259,7 +301,7 @@ class TelemetryService:
             await repo.ensure_series(list(missing.values()))
             await session.commit()
             for s in await repo.series_for(list(missing)):
-                cache[(s.device_id, s.metric)] = SeriesInfo(s.id, s.kind, s.unit)
+                cache[(s.device_id, s.metric)] = SeriesInfo(s.id, s.kind, s.unit, s.last_ts)
 
     async def _adopt_unit(self, info: SeriesInfo, unit: str) -> None:
         async with self.hub.sessionmaker() as session:

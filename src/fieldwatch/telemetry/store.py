@@ -1,17 +1,28 @@
 """Writing batches of readings: the fastest path each database has.
 
-PostgreSQL: binary ``COPY`` into a per-connection temporary staging table, then one
-statement (``WRITE_SQL``) that inserts the new readings into the partitioned table,
-updates rollups and latest values from exactly those, and counts them per request.
-The primary key ``(series_id, ts)`` does the deduplication.
+PostgreSQL: a statement-level trigger (migration 0008) folds whatever a statement
+inserted into ``readings`` into the 1-minute and 1-hour rollups and the series' latest
+values, so the writer only has to insert. Two ways in:
 
-SQLite: multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` through SQLAlchemy.
+- fast: binary ``COPY`` straight into the partitioned table, when every reading is newer
+  than what this process knows to be stored for its series (a device sending in time
+  order, the common case). The primary key ``(series_id, ts)`` still guards: should a
+  duplicate slip through (another process wrote meanwhile, a retry in the same batch),
+  the ``COPY`` fails whole, nothing of it stays, and the careful path runs instead.
+- careful: ``COPY`` into a per-connection temporary staging table, then one statement
+  (``DEDUP_SQL``) that inserts the staged readings not stored yet and answers with the
+  keys of those that were (usually none), for the per-request split of new and
+  duplicate readings.
+
+SQLite: multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` through SQLAlchemy, and
+rollups and latest values computed here.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import chain
 from typing import Any, Protocol
@@ -30,22 +41,32 @@ Key = tuple[int, datetime]
 COLUMNS = ["series_id", "ts", "value", "text_value", "quality"]
 
 
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """The rows of one request, with their time span. ``fresh``: every row is newer
+    than the newest reading this process knows to be stored for its series (a hint that
+    picks the fast path; the primary key has the last word)."""
+
+    rows: Sequence[Row]
+    oldest: datetime
+    newest: datetime
+    fresh: bool = False
+
+
 class ReadingStore(Protocol):
-    async def write(self, batches: Sequence[Sequence[Row]]) -> list[int]:
-        """Store all batches in one transaction; return how many rows of each batch were
-        new (a row already stored, or repeated earlier in the same call, is a duplicate)."""
+    async def write(self, chunks: Sequence[Chunk]) -> list[int]:
+        """Store all chunks in one transaction; return how many rows of each were new
+        (a row already stored, or repeated earlier in the same call, is a duplicate)."""
         ...
 
     async def close(self) -> None: ...
 
 
-#: One statement does the whole write on PostgreSQL, in C: deduplicate the staged rows,
-#: insert the new ones, fold exactly those into the 1-minute and 1-hour rollups and the
-#: series' latest values. Rollup and series rows are touched in key order, so
-#: concurrent writers do not deadlock. It answers with counts, and with the keys of
-#: staged readings that were already stored (usually none), so the per-request split of
-#: new and duplicate readings needs no per-row work in Python in the common case.
-WRITE_SQL = """
+#: The careful path: deduplicate the staged rows among themselves and against the
+#: table, insert the new ones (the trigger maintains rollups and latest values from
+#: exactly those), and answer with counts and the keys of staged readings that were
+#: already stored.
+DEDUP_SQL = """
 WITH src AS (
     SELECT DISTINCT ON (series_id, ts) series_id, ts, value, text_value, quality
     FROM readings_stage ORDER BY series_id, ts
@@ -53,32 +74,7 @@ WITH src AS (
     INSERT INTO readings (series_id, ts, value, text_value, quality)
     SELECT series_id, ts, value, text_value, quality FROM src
     ON CONFLICT (series_id, ts) DO NOTHING
-    RETURNING series_id, ts, value, text_value, quality
-), m AS (
-    INSERT INTO rollup_1m AS r (series_id, bucket, count, sum, min, max)
-    SELECT series_id, date_trunc('minute', ts), count(*), sum(value), min(value), max(value)
-    FROM ins WHERE value IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2
-    ON CONFLICT (series_id, bucket) DO UPDATE SET
-        count = r.count + EXCLUDED.count, sum = r.sum + EXCLUDED.sum,
-        min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max)
-    RETURNING 1
-), h AS (
-    INSERT INTO rollup_1h AS r (series_id, bucket, count, sum, min, max)
-    SELECT series_id, date_trunc('hour', ts), count(*), sum(value), min(value), max(value)
-    FROM ins WHERE value IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2
-    ON CONFLICT (series_id, bucket) DO UPDATE SET
-        count = r.count + EXCLUDED.count, sum = r.sum + EXCLUDED.sum,
-        min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max)
-    RETURNING 1
-), l AS (
-    UPDATE series AS s SET last_ts = u.ts, last_value = u.value,
-        last_text = u.text_value, last_quality = u.quality
-    FROM (
-        SELECT DISTINCT ON (series_id) series_id, ts, value, text_value, quality
-        FROM ins ORDER BY series_id, ts DESC
-    ) AS u
-    WHERE s.id = u.series_id AND (s.last_ts IS NULL OR s.last_ts < u.ts)
-    RETURNING 1
+    RETURNING series_id, ts
 ), counts AS (
     SELECT (SELECT count(*) FROM src) AS distinct_rows, (SELECT count(*) FROM ins) AS inserted
 )
@@ -95,18 +91,16 @@ FROM counts AS c
 """
 
 
-def split_counts(
-    batches: Sequence[Sequence[Row]], total: int, distinct: int, stored: set[Key]
-) -> list[int]:
-    """New rows per batch. ``stored``: keys that were in the database already. A key
+def split_counts(chunks: Sequence[Chunk], total: int, distinct: int, stored: set[Key]) -> list[int]:
+    """New rows per chunk. ``stored``: keys that were in the database already. A key
     repeated within the call counts as new once, at its first occurrence."""
     if distinct == total and not stored:
-        return [len(b) for b in batches]
+        return [len(c.rows) for c in chunks]
     seen = set(stored)
     counts = []
-    for batch in batches:
+    for chunk in chunks:
         n = 0
-        for row in batch:
+        for row in chunk.rows:
             key = (row[0], row[1])
             if key not in seen:
                 seen.add(key)
@@ -121,6 +115,9 @@ class PostgresReadingStore:
         self.connections = connections
         self._pool: Any = None
         self.partitions = partitions.PartitionManager()
+        #: How many writes took each path (for tests and the benchmark's curiosity).
+        self.fast_writes = 0
+        self.careful_writes = 0
 
     async def start(self) -> None:
         import asyncpg
@@ -141,7 +138,6 @@ class PostgresReadingStore:
             max_size=self.connections,
             command_timeout=60,
             init=setup,
-            # date_trunc on timestamptz follows the session time zone: buckets are UTC.
             server_settings={"timezone": "UTC", "application_name": "fieldwatch-writer"},
         )
         async with self._pool.acquire() as conn:
@@ -155,12 +151,10 @@ class PostgresReadingStore:
             await self._pool.close()
             self._pool = None
 
-    async def _ensure_partitions(self, conn: Any, batches: Sequence[Sequence[Row]]) -> None:
+    async def _ensure_partitions(self, conn: Any, oldest: datetime, newest: datetime) -> None:
         import asyncpg
 
-        lo = min(r[1] for rows in batches for r in rows)
-        hi = max(r[1] for rows in batches for r in rows)
-        week, last = partitions.week_start(lo), partitions.week_start(hi)
+        week, last = partitions.week_start(oldest), partitions.week_start(newest)
         weeks = {week}
         while week < last:
             week += partitions.WEEK
@@ -171,18 +165,36 @@ class PostgresReadingStore:
             except asyncpg.DuplicateTableError:
                 await self.partitions.load(conn)  # another process made it meanwhile
 
-    async def write(self, batches: Sequence[Sequence[Row]]) -> list[int]:
+    async def write(self, chunks: Sequence[Chunk]) -> list[int]:
+        import asyncpg
+
         if self._pool is None:
             await self.start()
-        total = sum(len(b) for b in batches)
-        records = batches[0] if len(batches) == 1 else list(chain.from_iterable(batches))
+        if len(chunks) == 1:
+            records = chunks[0].rows
+        else:
+            records = list(chain.from_iterable(c.rows for c in chunks))
         async with self._pool.acquire() as conn:
-            await self._ensure_partitions(conn, batches)
+            await self._ensure_partitions(
+                conn, min(c.oldest for c in chunks), max(c.newest for c in chunks)
+            )
+            if all(c.fresh for c in chunks):
+                try:
+                    async with conn.transaction():
+                        await conn.copy_records_to_table(
+                            "readings", records=records, columns=COLUMNS
+                        )
+                except asyncpg.UniqueViolationError:
+                    log.debug("a fresh batch held stored readings; deduplicating it")
+                else:
+                    self.fast_writes += 1
+                    return [len(c.rows) for c in chunks]
             async with conn.transaction():
                 await conn.copy_records_to_table("readings_stage", records=records, columns=COLUMNS)
-                distinct, _inserted, dup_series, dup_ts = await conn.fetchrow(WRITE_SQL)
+                distinct, _inserted, dup_series, dup_ts = await conn.fetchrow(DEDUP_SQL)
+        self.careful_writes += 1
         stored = set(zip(dup_series, dup_ts, strict=True)) if dup_series else set()
-        return split_counts(batches, total, distinct, stored)
+        return split_counts(chunks, len(records), distinct, stored)
 
 
 class SqliteReadingStore:
@@ -194,8 +206,8 @@ class SqliteReadingStore:
     async def close(self) -> None:
         return None
 
-    async def write(self, batches: Sequence[Sequence[Row]]) -> list[int]:
-        rows = [row for batch in batches for row in batch]
+    async def write(self, chunks: Sequence[Chunk]) -> list[int]:
+        rows = [row for chunk in chunks for row in chunk.rows]
         new: set[Key] = set()
         async with self.engine.begin() as conn:
             for start in range(0, len(rows), self.CHUNK):
@@ -209,7 +221,14 @@ class SqliteReadingStore:
                     .returning(Reading.series_id, Reading.ts)
                 )
                 new.update((sid, ts) for sid, ts in (await conn.execute(stmt)).all())
-            fresh = [r for r in rows if (r[0], r[1]) in new]
+            # The rows inserted: the first of each new key (a key repeated within the
+            # call is inserted once, by its first occurrence).
+            pending = set(new)
+            fresh = []
+            for r in rows:
+                if (r[0], r[1]) in pending:
+                    pending.discard((r[0], r[1]))
+                    fresh.append(r)
             for model, seconds in ((Rollup1m, 60), (Rollup1h, 3600)):
                 d = deltas(fresh, seconds)
                 if not d:
@@ -235,4 +254,4 @@ class SqliteReadingStore:
                 )
         distinct = len({(r[0], r[1]) for r in rows})
         stored = {(r[0], r[1]) for r in rows} - new
-        return split_counts(batches, len(rows), distinct, stored)
+        return split_counts(chunks, len(rows), distinct, stored)

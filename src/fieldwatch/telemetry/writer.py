@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fieldwatch.telemetry.rollup import Row
-from fieldwatch.telemetry.store import ReadingStore
+from fieldwatch.telemetry.store import Chunk, ReadingStore
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +34,7 @@ class WriteResult:
 
 @dataclass(slots=True)
 class _Job:
-    rows: Sequence[Row]
+    chunk: Chunk
     future: asyncio.Future[WriteResult]
 
 
@@ -82,15 +80,16 @@ class ReadingWriter:
         self._tasks = []
         await self.store.close()
 
-    async def write(self, rows: Sequence[Row]) -> WriteResult:
-        if not rows:
+    async def write(self, chunk: Chunk) -> WriteResult:
+        size = len(chunk.rows)
+        if not size:
             return WriteResult(0, 0)
-        if self._pending + len(rows) > self.max_pending:
+        if self._pending + size > self.max_pending:
             raise Overloaded()
         self.start()
         future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
-        self._pending += len(rows)
-        self._queue.put_nowait(_Job(rows, future))
+        self._pending += size
+        self._queue.put_nowait(_Job(chunk, future))
         # Shielded: a client that goes away does not cancel a write in flight (its retry
         # is deduplicated).
         return await asyncio.shield(future)
@@ -98,16 +97,16 @@ class ReadingWriter:
     async def _run(self) -> None:
         while True:
             jobs = [await self._queue.get()]
-            size = len(jobs[0].rows)
+            size = len(jobs[0].chunk.rows)
             while size < self.max_batch and not self._queue.empty():
                 job = self._queue.get_nowait()
                 jobs.append(job)
-                size += len(job.rows)
+                size += len(job.chunk.rows)
             await self._write(jobs, size)
 
     async def _write(self, jobs: list[_Job], size: int) -> None:
         try:
-            counts = await self.store.write([job.rows for job in jobs])
+            counts = await self.store.write([job.chunk for job in jobs])
         except Exception as exc:
             log.exception("writing %d readings failed", size)
             for job in jobs:
@@ -116,7 +115,7 @@ class ReadingWriter:
         else:
             for job, accepted in zip(jobs, counts, strict=True):
                 if not job.future.done():
-                    job.future.set_result(WriteResult(accepted, len(job.rows) - accepted))
+                    job.future.set_result(WriteResult(accepted, len(job.chunk.rows) - accepted))
         finally:
             self._pending -= size
             if not self._pending:
