@@ -445,3 +445,51 @@ async def test_credentials(caplog: pytest.LogCaptureFixture) -> None:
                 await link.stop()
         assert secured.password not in caplog.text
         assert f"127.0.0.1:{secured.port}" in caplog.text
+
+
+async def _unacked_in_flight(port: int, **options: Any) -> int:
+    """How many QoS 1 messages the broker sends before any is acknowledged."""
+    collector = Collector(ack=lambda _m: False)
+    sub = await subscriber(port, "fw/window/#", collector, batch_size=1, **options)
+    pub = new_link(port)
+    await pub.start()
+    try:
+        await asyncio.gather(*(pub.publish("fw/window/d", b"x", qos=1) for _ in range(300)))
+        await asyncio.sleep(1.0)
+        return len(collector.messages) + sub.pending
+    finally:
+        await pub.stop()
+        await sub.stop()
+
+
+async def test_mqtt5_receive_maximum_widens_the_window(broker: Mosquitto) -> None:
+    """Acknowledging after commit makes the broker's in-flight window the ceiling: over
+    MQTT 3.1.1 Mosquitto allows 20 messages, over MQTT 5 what the link announces."""
+    assert await _unacked_in_flight(broker.port) == 20
+    assert await _unacked_in_flight(broker.port, receive_maximum=150) == 150
+
+
+async def test_mqtt5_persistent_session_redelivers_unacked(broker: Mosquitto) -> None:
+    client_id = f"fw-persist5-{uuid.uuid4().hex[:8]}"
+    options = {"client_id": client_id, "clean_session": False, "receive_maximum": 100}
+    first = Collector(ack=lambda m: m.payload == b"ack")
+    link = await subscriber(broker.port, "fw/p5/#", first, **options)
+    pub = new_link(broker.port)
+    await pub.start()
+    try:
+        for payload in (b"ack", b"keep"):
+            await pub.publish("fw/p5/d1", payload, qos=1)
+        await eventually(lambda: len(first.messages) == 2, "two messages")
+    finally:
+        await link.stop()
+    again = Collector()
+    link = new_link(broker.port, handler=again, **options)
+    again.link = link
+    try:
+        await link.start()
+        await eventually(lambda: len(again.messages) >= 1, "the redelivered message")
+        await asyncio.sleep(0.3)
+        assert [m.payload for m in again.messages] == [b"keep"]
+    finally:
+        await pub.stop()
+        await link.stop()

@@ -48,6 +48,14 @@ class Settings(BaseSettings):
         description="mqtt://user:password@host:port of an external broker (mqtts:// for TLS)",
     )
     mqtt_share_group: str = "fieldwatch"
+    mqtt_receive_maximum: int = Field(
+        default=2000,
+        ge=0,
+        le=65535,
+        description="With mqtt_url: speak MQTT 5 and let the broker have this many QoS 1 "
+        "messages in flight to Fieldwatch (acknowledged after commit); 0 speaks MQTT 3.1.1, "
+        "where the broker's own limit applies (Mosquitto: max_inflight_messages, 20)",
+    )
     mqtt_dynsec: bool = Field(
         default=True,
         description="With mqtt_url: manage device logins and topic rules in Mosquitto's "

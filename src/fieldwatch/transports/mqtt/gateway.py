@@ -124,9 +124,10 @@ class MqttGateway:
             await self.broker.start()
             host, port = settings.mqtt_host, self.broker.port
             username, password, tls = SERVICE_USERNAME, self.authority.service_password, False
+        window = settings.mqtt_receive_maximum if self.external else 0  # amqtt: MQTT 3.1.1
         self.link = MqttLink(
             host, port, client_id=f"fieldwatch-{uuid.uuid4().hex[:12]}", username=username,
-            password=password, tls=tls, handler=self.handle,
+            password=password, tls=tls, handler=self.handle, receive_maximum=window or None,
         )  # fmt: skip
         for topic_filter in topics.SERVER_FILTERS:
             if self.external:
