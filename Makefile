@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query clean
+.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-devices clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ bench-ingest: $(STAMP)
 
 bench-query: $(STAMP)
 	$(BIN)/python bench/bench_query.py
+
+## Connected devices (needs mosquitto too): WebSocket memory, command round trips, MQTT
+## ingest, reconnect storm. Choose with BENCH_DEVICES_ARGS='--parts rtt,storm'.
+bench-devices: $(STAMP)
+	$(BIN)/python bench/bench_devices.py $(BENCH_DEVICES_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build src/*.egg-info
