@@ -88,9 +88,6 @@ VARIANTS: dict[str, list[str]] = {
     "no-deflate": ["--no-ws-per-message-deflate"],
     "no-ping": ["--ws-ping-interval", "0"],
     "small-buffers": ["--ws-max-size", "65536", "--ws-max-queue", "1"],
-    # device WebSockets straight to the gateway, past middleware and routing (a prototype
-    # of a change to fieldwatch.app.create_asgi_app; see bench/serve_variant.py)
-    "lean": ["--lean-device-ws"],
 }
 
 

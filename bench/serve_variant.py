@@ -2,18 +2,13 @@
 with uvicorn's WebSocket options changed: bench_devices.py measures the memory of idle
 device connections under these alternatives. A benchmark helper, not for production.
 
-``--lean-device-ws`` prototypes a change to ``fieldwatch.app.create_asgi_app``: device
-WebSockets (``/ws/device…``) go straight to the gateway's ``serve()``, past Socket.IO's
-wrapper, the observability middleware and Starlette/FastAPI routing, whose frames and
-exit stacks every idle connection otherwise keeps.
-
 A watcher thread polls ``--control-dir`` for request files, so the benchmark can ask the
 running server for a full garbage collection (``gc``) or, with ``--tracemalloc``, for the
 top allocation sites (``snapshot``); it answers with ``<request>.done``.
 
 Usage: python bench/serve_variant.py --port 8123 [--ws wsproto] [--ws-max-size 65536]
        [--ws-max-queue 1] [--ws-ping-interval 0] [--no-ws-per-message-deflate]
-       [--lean-device-ws] [--control-dir DIR] [--tracemalloc 1]
+       [--control-dir DIR] [--tracemalloc 1]
 """
 
 from __future__ import annotations
@@ -24,39 +19,12 @@ import threading
 import time
 import tracemalloc
 from pathlib import Path
-from typing import Any
 
 import uvicorn
-from starlette.websockets import WebSocket
 
 from fieldwatch.app import create_asgi_app
 from fieldwatch.core.observability import configure_logging
 from fieldwatch.core.settings import get_settings
-from fieldwatch.transports import websocket as device_gateway
-
-
-class LeanDeviceSockets:
-    """ASGI: device WebSockets straight to the gateway, everything else as before."""
-
-    def __init__(self, outer: Any) -> None:
-        self.outer = outer
-        self.fastapi_app = outer.other_asgi_app  # socketio.ASGIApp wraps the FastAPI app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "websocket" or not path.startswith("/ws/device"):
-            await self.outer(scope, receive, send)
-            return
-        scope["app"] = self.fastapi_app  # WebSocket.app.state.runtime
-        socket = WebSocket(scope, receive, send)
-        if path.startswith("/ws/device/"):
-            token = path.removeprefix("/ws/device/")
-        elif path == "/ws/device":
-            token = device_gateway.bearer_token(socket)
-        else:
-            await socket.close(code=1008)
-            return
-        await device_gateway.serve(socket, token)
 
 
 def watch(control: Path) -> None:
@@ -104,7 +72,6 @@ def main() -> None:
     parser.add_argument(
         "--ws-per-message-deflate", action=argparse.BooleanOptionalAction, default=True
     )
-    parser.add_argument("--lean-device-ws", action="store_true")
     parser.add_argument("--control-dir", type=Path)
     parser.add_argument("--tracemalloc", type=int, default=0, help="frames to keep (0: off)")
     args = parser.parse_args()
@@ -116,8 +83,6 @@ def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     app = create_asgi_app(settings)
-    if args.lean_device_ws:
-        app = LeanDeviceSockets(app)
     uvicorn.run(
         app,
         host=settings.host,

@@ -60,7 +60,7 @@ async def served(runtime: Runtime) -> AsyncIterator[Served]:
                 await asyncio.sleep(0.01)
         port = server.servers[0].sockets[0].getsockname()[1]
         url = f"http://127.0.0.1:{port}"
-        realtime = asgi.other_asgi_app.state.realtime
+        realtime = asgi.fastapi_app.state.realtime
         assert realtime.runtime is runtime and realtime.coalescer.running
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
             yield Served(url, http, realtime)

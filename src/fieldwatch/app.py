@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from socketio import ASGIApp
 
 from fieldwatch import __version__
 from fieldwatch.alerts.router import router as alerts_router
@@ -98,10 +97,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     return app
 
 
-def create_asgi_app(settings: Settings | None = None, runtime: Runtime | None = None) -> ASGIApp:
+def create_asgi_app(
+    settings: Settings | None = None, runtime: Runtime | None = None
+) -> device_gateway.DeviceSocketsFirst:
     """What ``fieldwatch serve`` runs: the FastAPI app with Socket.IO in front of it at
-    ``/ws/monitoring`` (dashboards' live push). Same arguments as ``create_app``."""
+    ``/ws/monitoring`` (dashboards' live push), and the device WebSockets in front of
+    both. Same arguments as ``create_app``."""
     app = create_app(settings, runtime)
     realtime = RealtimeServer(settings or (runtime.settings if runtime else get_settings()))
     app.state.realtime = realtime
-    return realtime.asgi_app(app)
+    return device_gateway.DeviceSocketsFirst(realtime.asgi_app(app), app)

@@ -20,7 +20,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy/PostgreSQL URL; default: SQLite file in data_dir"
     )
-    db_pool_size: int = 10
+    db_pool_size: int = 20
     db_echo: bool = False
 
     rabbitmq_url: str | None = Field(

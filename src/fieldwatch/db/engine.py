@@ -48,7 +48,7 @@ def create_engine(url: str | URL, *, pool_size: int = 10, echo: bool = False) ->
         engine = create_async_engine(parsed, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    kwargs.update(pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
     return create_async_engine(parsed, **kwargs)
 
 

@@ -22,10 +22,11 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fieldwatch.core.clock import utcnow
@@ -54,6 +55,41 @@ PRESENCE_CHANGED = "device.presence_changed"
 FLUSH_S = 15.0
 
 
+@dataclass(slots=True)
+class _Change:
+    """Transitions asked for by one caller, waiting for the presence writer."""
+
+    workspace_id: uuid.UUID
+    device_ids: list[uuid.UUID]
+    connectivity: str
+    now: datetime
+    reason: str
+    overdue_only: bool
+    done: asyncio.Future[list[uuid.UUID]]
+
+    def joins(self, other: _Change) -> bool:
+        """Written together with ``other`` (at the later time of the two). Sweeps are
+        batches already and compare deadlines with their own time: never merged."""
+        return (
+            not self.overdue_only
+            and not other.overdue_only
+            and (self.workspace_id, self.connectivity, self.reason)
+            == (other.workspace_id, other.connectivity, other.reason)
+        )
+
+
+def _runs(changes: list[_Change]) -> list[list[_Change]]:
+    """Consecutive changes that can be written together; the order is kept (a device's
+    online-then-offline stays in that order)."""
+    runs: list[list[_Change]] = []
+    for change in changes:
+        if runs and runs[-1][-1].joins(change):
+            runs[-1].append(change)
+        else:
+            runs.append([change])
+    return runs
+
+
 class PresenceTracker:
     def __init__(
         self,
@@ -75,7 +111,8 @@ class PresenceTracker:
             self.state = RedisPresence(redis, settings.redis_prefix, FLUSH_S)
         self._loaded = False
         self._lock = asyncio.Lock()
-        self._transitions = asyncio.Lock()
+        self._changes: list[_Change] = []
+        self._writer: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -91,6 +128,8 @@ class PresenceTracker:
     async def stop(self) -> None:
         await cancel(self._task)
         self._task = None
+        if self._writer is not None:  # the transitions asked for so far
+            await asyncio.gather(self._writer, return_exceptions=True)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self.flush()
@@ -119,35 +158,49 @@ class PresenceTracker:
                             .where(DevicePresence.connectivity == ONLINE)
                         )
                     ).all()
+                    by_workspace: dict[uuid.UUID, list[tuple[DevicePresence, str]]] = {}
                     for presence, type_ in rows:
-                        timeout = await self._timeout(
-                            session, presence.workspace_id, type_, presence.heartbeat_interval_s
-                        )
-                        seen = presence.last_seen or presence.changed_at
-                        seeds.append(Seed(presence.device_id, presence.workspace_id, seen, timeout))
+                        by_workspace.setdefault(presence.workspace_id, []).append((presence, type_))
+                    for workspace_id, found in by_workspace.items():
+                        timeouts = await self._timeouts(session, workspace_id, {
+                            p.device_id: (t, p.heartbeat_interval_s) for p, t in found
+                        })  # fmt: skip
+                        for presence, _type in found:
+                            seen = presence.last_seen or presence.changed_at
+                            seeds.append(Seed(presence.device_id, workspace_id, seen,
+                                              timeouts[presence.device_id]))  # fmt: skip
                 await self.state.load(seeds)
             self._loaded = True
 
-    async def _timeout(
+    async def _timeouts(
         self,
         session: AsyncSession,
         workspace_id: uuid.UUID,
-        device_type: str,
-        device_interval: int | None,
-    ) -> timedelta:
-        interval = float(self.settings.heartbeat_interval_s)
-        tolerance = self.settings.offline_tolerance
-        per_type = await session.scalar(
-            select(DeviceTypeSettings).where(
-                DeviceTypeSettings.workspace_id == workspace_id,
-                DeviceTypeSettings.type == device_type,
+        devices: dict[uuid.UUID, tuple[str, int | None]],
+    ) -> dict[uuid.UUID, timedelta]:
+        """Each device's offline timeout, from (its type, its own heartbeat interval):
+        the device's interval, else its type's, else the workspace default; × tolerance
+        (the type's, else the default). One query for all of them."""
+        types = {t for t, _i in devices.values()}
+        per_type: dict[str, tuple[int, float]] = {}
+        if types:
+            rows = await session.execute(
+                select(
+                    DeviceTypeSettings.type,
+                    DeviceTypeSettings.heartbeat_interval_s,
+                    DeviceTypeSettings.offline_tolerance,
+                ).where(
+                    DeviceTypeSettings.workspace_id == workspace_id,
+                    DeviceTypeSettings.type.in_(types),
+                )
             )
-        )
-        if per_type is not None:
-            interval, tolerance = per_type.heartbeat_interval_s, per_type.offline_tolerance
-        if device_interval:
-            interval = device_interval
-        return timedelta(seconds=interval * tolerance)
+            per_type = {t: (i, tol) for t, i, tol in rows.tuples()}
+        default = (float(self.settings.heartbeat_interval_s), self.settings.offline_tolerance)
+        out = {}
+        for device_id, (type_, own_interval) in devices.items():
+            interval, tolerance = per_type.get(type_, default)
+            out[device_id] = timedelta(seconds=(own_interval or interval) * tolerance)
+        return out
 
     # --- what devices do -----------------------------------------------------------
 
@@ -225,15 +278,15 @@ class PresenceTracker:
         ids = await self.state.tracked_in(workspace_id)
         if not ids:
             return
-        timeouts: dict[uuid.UUID, timedelta] = {}
         async with self.sessionmaker() as session:
             rows = await session.execute(
                 select(Device.id, Device.type, DevicePresence.heartbeat_interval_s)
                 .join(DevicePresence, DevicePresence.device_id == Device.id, isouter=True)
                 .where(Device.id.in_(ids))
             )
-            for device_id, type_, interval in rows.tuples():
-                timeouts[device_id] = await self._timeout(session, workspace_id, type_, interval)
+            timeouts = await self._timeouts(
+                session, workspace_id, {d: (t, i) for d, t, i in rows.tuples()}
+            )
         await self.state.set_timeouts(timeouts)
 
     # --- transitions ---------------------------------------------------------------
@@ -258,91 +311,128 @@ class PresenceTracker:
         reason: str,
         overdue_only: bool = False,
     ) -> list[uuid.UUID]:
-        async with self._transitions:
-            return await self._apply(
-                workspace_id, device_ids, connectivity, now, reason, overdue_only
-            )
+        """Record these transitions; returns the devices whose transition this process
+        won. Transitions are written in group commits, in the order they were asked for:
+        a burst of devices connecting (a fleet coming back after an outage) costs a few
+        transactions, not one each."""
+        change = _Change(
+            workspace_id, list(dict.fromkeys(device_ids)), connectivity, now, reason,
+            overdue_only, asyncio.get_running_loop().create_future(),
+        )  # fmt: skip
+        self._changes.append(change)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_changes(), name="presence-writer")
+        # Shielded: a caller that goes away does not cancel a transition being written.
+        return await asyncio.shield(change.done)
+
+    async def _write_changes(self) -> None:
+        while self._changes:
+            batch = list(self._changes)
+            self._changes.clear()
+            events: list[Event] = []
+            results: list[tuple[list[_Change], set[uuid.UUID]]] = []
+            try:
+                async with self.sessionmaker() as session:
+                    for group in _runs(batch):
+                        first = group[0]
+                        ids = list(dict.fromkeys(d for c in group for d in c.device_ids))
+                        now = max(c.now for c in group)
+                        won = await self._apply(
+                            session, first.workspace_id, ids, first.connectivity, now,
+                            first.reason, first.overdue_only, events,
+                        )  # fmt: skip
+                        results.append((group, won))
+                    await session.commit()
+            except Exception as exc:
+                log.exception("recording %d presence changes failed", len(batch))
+                for change in batch:
+                    if not change.done.done():
+                        change.done.set_exception(exc)
+                continue
+            for event in events:
+                await self.bus.publish(event)
+            for group, won in results:
+                for change in group:
+                    if not change.done.done():
+                        change.done.set_result([d for d in change.device_ids if d in won])
 
     async def _apply(
         self,
+        session: AsyncSession,
         workspace_id: uuid.UUID,
         device_ids: list[uuid.UUID],
         connectivity: str,
         now: datetime,
         reason: str,
         overdue_only: bool,
-    ) -> list[uuid.UUID]:
-        """Record the transitions this process wins. The claim (atomic in the state, so
-        that of several processes exactly one wins each transition) comes before the
-        writes; a device the claim skips (a concurrent request, another process, or a
-        device heard from again before the sweep got to it) is left alone."""
-        events: list[Event] = []
-        async with self.sessionmaker() as session:
-            devices = {
-                d.id: d
-                for d in (
-                    await session.scalars(
-                        select(Device).where(
-                            Device.workspace_id == workspace_id, Device.id.in_(device_ids)
-                        )
-                    )
-                ).all()
-            }
-            found: list[tuple[uuid.UUID, DevicePresence | None]] = []
-            timeouts: dict[uuid.UUID, timedelta] = {}
-            for device_id in device_ids:
-                device = devices.get(device_id)
-                if device is None:
-                    continue
-                presence = await session.get(DevicePresence, device_id)
-                found.append((device_id, presence))
-                timeouts[device_id] = await self._timeout(
-                    session, workspace_id, device.type,
-                    presence.heartbeat_interval_s if presence is not None else None,
-                )  # fmt: skip
-            won = await self.state.claim(workspace_id, timeouts, connectivity, now, overdue_only)
-            for device_id, presence in found:
-                if device_id not in won:
-                    continue
-                if presence is None:
-                    presence = DevicePresence(device_id=device_id, workspace_id=workspace_id)
-                    session.add(presence)
-                last_seen = now if connectivity == ONLINE else (
-                    won[device_id] or presence.last_seen)  # fmt: skip
-                presence.connectivity = connectivity
-                presence.changed_at = now
-                presence.last_seen = last_seen
-                session.add(
-                    ConnectivityEvent(
-                        workspace_id=workspace_id, device_id=device_id,
-                        connectivity=connectivity, reason=reason, at=now,
-                    )
-                )  # fmt: skip
-                if last_seen is not None:
-                    await session.execute(
-                        update(Device)
-                        .where(Device.id == device_id)
-                        .values(last_seen=last_seen)
-                        .execution_options(synchronize_session=False)
-                    )
-                events.append(
-                    Event(
-                        type=PRESENCE_CHANGED,
-                        workspace_id=workspace_id,
-                        subject_id=device_id,
-                        payload={
-                            "device_id": str(device_id),
-                            "connectivity": connectivity,
-                            "reason": reason,
-                            "last_seen": last_seen.isoformat() if last_seen else None,
-                        },
-                        occurred_at=now,
-                    )
+        events: list[Event],
+    ) -> set[uuid.UUID]:
+        """Record the transitions this process wins (in ``session``; the caller commits).
+        The claim (atomic in the state, so that of several processes exactly one wins
+        each transition) comes before the writes; a device the claim skips (a concurrent
+        request, another process, or a device heard from again before the sweep got to
+        it) is left alone."""
+        rows = await session.execute(
+            select(Device.id, Device.type).where(
+                Device.workspace_id == workspace_id, Device.id.in_(device_ids)
+            )
+        )
+        types = {device_id: type_ for device_id, type_ in rows.tuples()}
+        presences = {
+            p.device_id: p
+            for p in await session.scalars(
+                select(DevicePresence).where(DevicePresence.device_id.in_(list(types)))
+            )
+        }
+        timeouts = await self._timeouts(session, workspace_id, {
+            d: (t, presences[d].heartbeat_interval_s if d in presences else None)
+            for d, t in types.items()
+        })  # fmt: skip
+        won = await self.state.claim(workspace_id, timeouts, connectivity, now, overdue_only)
+        seen_at: list[dict[str, object]] = []
+        for device_id in device_ids:
+            if device_id not in won:
+                continue
+            presence = presences.get(device_id)
+            if presence is None:
+                presence = DevicePresence(device_id=device_id, workspace_id=workspace_id)
+                session.add(presence)
+            last_seen = now if connectivity == ONLINE else (
+                won[device_id] or presence.last_seen)  # fmt: skip
+            presence.connectivity = connectivity
+            presence.changed_at = now
+            presence.last_seen = last_seen
+            session.add(
+                ConnectivityEvent(
+                    workspace_id=workspace_id, device_id=device_id,
+                    connectivity=connectivity, reason=reason, at=now,
                 )
-            await session.commit()
-        for event in events:
-            await self.bus.publish(event)
-        return [d for d, _ in found if d in won]
+            )  # fmt: skip
+            if last_seen is not None:
+                seen_at.append({"device": device_id, "seen": last_seen})
+            events.append(
+                Event(
+                    type=PRESENCE_CHANGED,
+                    workspace_id=workspace_id,
+                    subject_id=device_id,
+                    payload={
+                        "device_id": str(device_id),
+                        "connectivity": connectivity,
+                        "reason": reason,
+                        "last_seen": last_seen.isoformat() if last_seen else None,
+                    },
+                    occurred_at=now,
+                )
+            )
+        if seen_at:  # one statement, executed for them all
+            devices = cast(Table, Device.__table__)
+            await session.execute(
+                update(devices)
+                .where(devices.c.id == bindparam("device"))
+                .values(last_seen=bindparam("seen")),
+                seen_at,
+            )
+        return set(won)
 
     async def flush(self) -> None:
         """Write last_seen of online devices whose stored value is more than FLUSH_S old."""

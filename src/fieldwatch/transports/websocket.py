@@ -275,6 +275,30 @@ class MaskDeviceTokens(logging.Filter):
         return True
 
 
+class DeviceSocketsFirst:
+    """ASGI: device WebSockets go straight to the gateway's ``serve``, past middleware
+    and routing; everything else to ``app``. An idle device then holds only the
+    gateway's own frames, not the whole stack's (bench/bench_devices.py measured about
+    37 KiB per idle connection through the stack and 23 KiB this way)."""
+
+    def __init__(self, app: Any, fastapi_app: FastAPI) -> None:
+        self.app = app
+        self.fastapi_app = fastapi_app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "") if scope["type"] == "websocket" else ""
+        if path == PATH or path.startswith(PATH + "/"):
+            scope["app"] = self.fastapi_app  # WebSocket.app.state.runtime
+            socket = WebSocket(scope, receive, send)
+            token = path[len(PATH) + 1 :] if path != PATH else bearer_token(socket)
+            await serve(socket, token)
+            return
+        await self.app(scope, receive, send)
+
+
+PATH = "/ws/device"
+
+
 def install(app: FastAPI) -> None:
     """Serve the gateway on ``app`` and keep device tokens out of the server's logs."""
     app.include_router(router)
