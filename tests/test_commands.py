@@ -253,6 +253,38 @@ async def test_waiting_commands_arrive_in_order_on_connect(served: Served, facto
     await ws.close()
 
 
+async def test_a_burst_of_connects_gets_each_device_its_own_commands_and_config(
+    served: Served, factory: Factory, runtime: Runtime
+):
+    """Devices connecting together are authenticated and looked up together: each still
+    gets exactly what waited for it, in order, and nothing of another device's."""
+    op = await factory.user("operator", "acme")
+    devices = [await make_device(served, op) for _ in range(12)]
+    waiting: dict[str, list[str]] = {}
+    for n, device in enumerate(devices):
+        waiting[device.id] = [
+            (await send_command(served.http, op, device.id, command=f"c{n}-{i}"))["command_id"]
+            for i in range(n % 3)
+        ]
+    configured = devices[::4]
+    for device in configured:
+        r = await served.http.put(f"/api/v1/devices/{device.id}/config",
+                                  json={"unit": device.id}, headers=op.headers)  # fmt: skip
+        assert r.status_code == 200, r.text
+    auth_batches = lambda: getattr(runtime.extras.get("device_authenticator"), "batches", 0)  # noqa: E731
+    before = auth_batches()
+    sockets = await asyncio.gather(*(connected(served, d) for d in devices))
+    assert auth_batches() - before < len(devices)  # they were checked in batches
+    for device, ws in zip(devices, sockets, strict=True):
+        got = [(await expect_command(ws))["command_id"] for _ in waiting[device.id]]
+        assert got == waiting[device.id]
+        if device in configured:
+            frame = await recv(ws)
+            assert frame["type"] == "config" and frame["config"] == {"unit": device.id}
+        await nothing_more(ws)
+        await ws.close()
+
+
 async def test_a_lost_ack_is_resent_then_fails_undelivered(
     served: Served, runtime: Runtime, factory: Factory
 ):

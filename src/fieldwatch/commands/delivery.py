@@ -27,6 +27,7 @@ from fieldwatch.commands.events import COMMAND_CREATED, CONFIG_UPDATED
 from fieldwatch.commands.models import Command, ConfigVersion
 from fieldwatch.commands.service import CommandService, ConfigService
 from fieldwatch.core import tasks
+from fieldwatch.core.batching import Batcher
 from fieldwatch.core.events import Event, EventBus
 from fieldwatch.core.settings import Settings
 from fieldwatch.db.uow import UnitOfWork
@@ -78,6 +79,7 @@ class CommandDispatcher:
         self.channels: dict[uuid.UUID, DeviceChannel] = {}
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._arrivals = Batcher(self._waiting, name="command-arrivals")
 
     def subscribe(self, bus: EventBus) -> None:
         bus.subscribe(COMMAND_CREATED, self._on_created)
@@ -102,10 +104,26 @@ class CommandDispatcher:
     # --- channels -------------------------------------------------------------------
 
     async def attach(self, device_id: uuid.UUID, channel: DeviceChannel) -> None:
-        """A device connected: send what is waiting for it."""
+        """A device connected: send what is waiting for it (its commands in creation
+        order, then its configuration). Devices that connect together are looked up
+        together."""
         self.channels[device_id] = channel
-        await self.flush(device_id, resend_sent=True)
-        await self.push_config(device_id)
+        async with self._lock(device_id):
+            waiting, config = await self._arrivals.submit(device_id)
+            for command in waiting:
+                if self.channels.get(device_id) is not channel:
+                    return  # gone again, or replaced: the next attach sends the rest
+                await self._send(channel, command)
+        if config is not None:
+            await self._push(device_id, channel, config)
+
+    async def _waiting(
+        self, device_ids: list[uuid.UUID]
+    ) -> list[tuple[list[Command], ConfigVersion | None]]:
+        async with self.uow() as uow:
+            commands = await self.service(uow).waiting_for(device_ids)
+            configs = await ConfigService(uow).to_push_for(device_ids)
+        return [(commands.get(d, []), configs.get(d)) for d in device_ids]
 
     def detach(self, device_id: uuid.UUID, channel: DeviceChannel) -> None:
         if self.channels.get(device_id) is channel:
@@ -120,7 +138,7 @@ class CommandDispatcher:
 
     # --- sending --------------------------------------------------------------------
 
-    async def flush(self, device_id: uuid.UUID, *, resend_sent: bool = False) -> int:
+    async def flush(self, device_id: uuid.UUID) -> int:
         """Send the device's deliverable commands in creation order; how many were sent."""
         channel = self.channels.get(device_id)
         if channel is None:
@@ -129,7 +147,7 @@ class CommandDispatcher:
         async with self._lock(device_id):
             async with self.uow() as uow:
                 service = self.service(uow)
-                waiting = await service.deliverable(device_id, resend_sent=resend_sent)
+                waiting = await service.deliverable(device_id)
                 await uow.release()
             for command in waiting:
                 if await self._send(channel, command):
@@ -156,14 +174,16 @@ class CommandDispatcher:
         if channel is None:
             return False
         async with self.uow() as uow:
-            service = ConfigService(uow)
-            found = await service.to_push(device_id)
-            if found is None:
-                return False
-            _, version = found
-            if not await channel.send_config(config_message(version)):
-                return False
-            await service.mark_pushed(device_id, version.version)
+            found = await ConfigService(uow).to_push(device_id)
+        return found is not None and await self._push(device_id, channel, found[1])
+
+    async def _push(
+        self, device_id: uuid.UUID, channel: DeviceChannel, version: ConfigVersion
+    ) -> bool:
+        if not await channel.send_config(config_message(version)):
+            return False
+        async with self.uow() as uow:
+            await ConfigService(uow).mark_pushed(device_id, version.version)
             await uow.commit()
         return True
 

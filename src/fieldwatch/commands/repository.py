@@ -123,24 +123,39 @@ class CommandRepository:
         )
         return (await self.session.scalars(stmt)).first()
 
-    async def deliverable(
-        self, device_id: uuid.UUID, now: datetime, *, resend_sent: bool
-    ) -> Sequence[Command]:
+    async def deliverable(self, device_id: uuid.UUID, now: datetime) -> Sequence[Command]:
         """The device's commands to send now, oldest first: pending ones, and sent ones
-        whose ack is overdue (or all sent ones, after a reconnect)."""
-        sent = Command.status == SENT
-        if not resend_sent:
-            sent = sent & (Command.next_attempt_at <= now)
+        whose ack is overdue."""
         rows = await self.session.scalars(
             select(Command)
             .where(
                 Command.device_id == device_id,
-                (Command.status == PENDING) | sent,
+                (Command.status == PENDING)
+                | ((Command.status == SENT) & (Command.next_attempt_at <= now)),
                 Command.expires_at > now,
             )
             .order_by(Command.created_at, Command.id)
         )
         return rows.all()
+
+    async def deliverable_for(
+        self, device_ids: Sequence[uuid.UUID], now: datetime
+    ) -> dict[uuid.UUID, list[Command]]:
+        """What to send devices that just connected: their pending and sent commands
+        not yet expired (a sent one was never acknowledged), oldest first."""
+        rows = await self.session.scalars(
+            select(Command)
+            .where(
+                Command.device_id.in_(device_ids),
+                Command.status.in_((PENDING, SENT)),
+                Command.expires_at > now,
+            )
+            .order_by(Command.created_at, Command.id)
+        )
+        out: dict[uuid.UUID, list[Command]] = {}
+        for command in rows:
+            out.setdefault(command.device_id, []).append(command)
+        return out
 
     async def overdue(self, now: datetime, limit: int) -> Sequence[Command]:
         """Sent commands whose ack is overdue, oldest first."""
@@ -181,6 +196,24 @@ class ConfigRepository:
                 ConfigVersion.device_id == device_id, ConfigVersion.version == version
             )
         )
+
+    async def unapplied(self, device_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, ConfigVersion]:
+        """The desired configuration of each of these devices that has not reported it
+        applied."""
+        rows = await self.session.scalars(
+            select(ConfigVersion)
+            .join(
+                DeviceConfig,
+                (DeviceConfig.device_id == ConfigVersion.device_id)
+                & (DeviceConfig.desired_version == ConfigVersion.version),
+            )
+            .where(
+                DeviceConfig.device_id.in_(device_ids),
+                DeviceConfig.desired_version > 0,
+                func.coalesce(DeviceConfig.reported_version, 0) < DeviceConfig.desired_version,
+            )
+        )
+        return {version.device_id: version for version in rows}
 
     async def mark_pushed(self, device_id: uuid.UUID, version: int, now: datetime) -> None:
         await self.session.execute(

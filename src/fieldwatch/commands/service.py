@@ -181,8 +181,17 @@ class CommandService:
 
     # --- delivery -------------------------------------------------------------------
 
-    async def deliverable(self, device_id: uuid.UUID, *, resend_sent: bool) -> Sequence[Command]:
-        return await self.commands.deliverable(device_id, utcnow(), resend_sent=resend_sent)
+    async def deliverable(self, device_id: uuid.UUID) -> Sequence[Command]:
+        """What to send a connected device now: pending commands, and sent ones whose
+        ack is overdue; in creation order."""
+        return await self.commands.deliverable(device_id, utcnow())
+
+    async def waiting_for(
+        self, device_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, list[Command]]:
+        """What to send devices that just connected: pending commands, and sent ones
+        they never acknowledged; in creation order."""
+        return await self.commands.deliverable_for(device_ids, utcnow())
 
     async def claim_send(
         self, command: Command, *, transport: str, ack_timeout_s: float
@@ -355,6 +364,12 @@ class ConfigService:
             return None
         version = await self.configs.version(device_id, config.desired_version)
         return (config, version) if version is not None else None
+
+    async def to_push_for(
+        self, device_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, ConfigVersion]:
+        """``to_push`` for many devices at once (devices that just connected)."""
+        return await self.configs.unapplied(device_ids)
 
     async def mark_pushed(self, device_id: uuid.UUID, version: int) -> None:
         await self.configs.mark_pushed(device_id, version, utcnow())

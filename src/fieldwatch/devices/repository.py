@@ -172,15 +172,15 @@ class AgentTokenRepository:
             select(AgentToken).where(AgentToken.id == token_id, AgentToken.device_id == device_id)
         )
 
-    async def by_digest(self, token_digest: str) -> tuple[AgentToken, Device] | None:
-        row = (
-            await self.session.execute(
-                select(AgentToken, Device)
-                .join(Device, Device.id == AgentToken.device_id)
-                .where(AgentToken.token_digest == token_digest)
-            )
-        ).first()
-        return (row[0], row[1]) if row else None
+    async def by_digests(self, digests: Sequence[str]) -> dict[str, tuple[AgentToken, Device]]:
+        if not digests:
+            return {}
+        rows = await self.session.execute(
+            select(AgentToken, Device)
+            .join(Device, Device.id == AgentToken.device_id)
+            .where(AgentToken.token_digest.in_(digests))
+        )
+        return {token.token_digest: (token, device) for token, device in rows.tuples()}
 
     async def revoke_all(self, device_id: uuid.UUID, at: datetime) -> int:
         result = await self.session.execute(
@@ -194,9 +194,12 @@ class AgentTokenRepository:
     async def delete_for_device(self, device_id: uuid.UUID) -> None:
         await self.session.execute(delete(AgentToken).where(AgentToken.device_id == device_id))
 
-    async def touch(self, token_id: uuid.UUID, at: datetime) -> None:
+    async def touch(self, token_ids: Iterable[uuid.UUID], at: datetime) -> None:
         await self.session.execute(
-            update(AgentToken).where(AgentToken.id == token_id).values(last_used_at=at)
+            update(AgentToken)
+            .where(AgentToken.id.in_(list(token_ids)))
+            .values(last_used_at=at)
+            .execution_options(synchronize_session=False)
         )
 
 

@@ -256,19 +256,42 @@ class DeviceService:
     async def authenticate_device(self, token: str) -> DevicePrincipal:
         """A digest lookup on a unique index and a constant-time compare; no slow hash.
         Also notes the token's last use (at most once a minute), for the caller to commit."""
-        if not token.startswith(credentials.DEVICE_TOKEN_PREFIX):
-            raise Unauthorized("Not a device token.")
-        found = await self.tokens.by_digest(credentials.digest(token))
-        if found is None or not credentials.matches(token, found[0].token_digest):
-            raise Unauthorized("Invalid device token.")
-        agent_token, device = found
-        if agent_token.revoked_at is not None:
-            raise Unauthorized("This device token has been revoked.")
-        if agent_token.expires_at is not None and agent_token.expires_at <= utcnow():
-            raise Unauthorized("This device token has expired.")
-        if device.status == DeviceStatus.retired:
-            raise Unauthorized("This device is retired.")
+        found = (await self.authenticate_devices([token]))[0]
+        if isinstance(found, Unauthorized):
+            raise found
+        return found
+
+    async def authenticate_devices(
+        self, tokens: Sequence[str]
+    ) -> list[DevicePrincipal | Unauthorized]:
+        """``authenticate_device`` for many tokens at once (one query): for each, its
+        principal or the reason it is refused."""
+        prefix = credentials.DEVICE_TOKEN_PREFIX
+        digests = {t: credentials.digest(t) for t in tokens if t.startswith(prefix)}
+        found = await self.tokens.by_digests(list(set(digests.values())))
         now = utcnow()
-        if usage_is_stale(agent_token.last_used_at, now):
-            await self.tokens.touch(agent_token.id, now)  # the caller commits
-        return DevicePrincipal(device.id, device.workspace_id, agent_token.id, device)
+        out: list[DevicePrincipal | Unauthorized] = []
+        stale: set[uuid.UUID] = set()
+        for token in tokens:
+            digest = digests.get(token)
+            if digest is None:
+                out.append(Unauthorized("Not a device token."))
+                continue
+            hit = found.get(digest)
+            if hit is None or not credentials.matches(token, hit[0].token_digest):
+                out.append(Unauthorized("Invalid device token."))
+                continue
+            agent_token, device = hit
+            if agent_token.revoked_at is not None:
+                out.append(Unauthorized("This device token has been revoked."))
+            elif agent_token.expires_at is not None and agent_token.expires_at <= now:
+                out.append(Unauthorized("This device token has expired."))
+            elif device.status == DeviceStatus.retired:
+                out.append(Unauthorized("This device is retired."))
+            else:
+                if usage_is_stale(agent_token.last_used_at, now):
+                    stale.add(agent_token.id)
+                out.append(DevicePrincipal(device.id, device.workspace_id, agent_token.id, device))
+        if stale:
+            await self.tokens.touch(stale, now)  # the caller commits
+        return out

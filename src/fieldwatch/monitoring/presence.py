@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, cast
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from fieldwatch.core.batching import Batcher
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.events import Event, EventBus
 from fieldwatch.core.settings import Settings
@@ -65,7 +66,6 @@ class _Change:
     now: datetime
     reason: str
     overdue_only: bool
-    done: asyncio.Future[list[uuid.UUID]]
 
     def joins(self, other: _Change) -> bool:
         """Written together with ``other`` (at the later time of the two). Sweeps are
@@ -111,8 +111,7 @@ class PresenceTracker:
             self.state = RedisPresence(redis, settings.redis_prefix, FLUSH_S)
         self._loaded = False
         self._lock = asyncio.Lock()
-        self._changes: list[_Change] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._changes = Batcher(self._write_changes, name="presence-writer")
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -128,8 +127,7 @@ class PresenceTracker:
     async def stop(self) -> None:
         await cancel(self._task)
         self._task = None
-        if self._writer is not None:  # the transitions asked for so far
-            await asyncio.gather(self._writer, return_exceptions=True)
+        await self._changes.drain()  # the transitions asked for so far
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self.flush()
@@ -317,44 +315,32 @@ class PresenceTracker:
         transactions, not one each."""
         change = _Change(
             workspace_id, list(dict.fromkeys(device_ids)), connectivity, now, reason,
-            overdue_only, asyncio.get_running_loop().create_future(),
+            overdue_only,
         )  # fmt: skip
-        self._changes.append(change)
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_changes(), name="presence-writer")
-        # Shielded: a caller that goes away does not cancel a transition being written.
-        return await asyncio.shield(change.done)
+        return await self._changes.submit(change)
 
-    async def _write_changes(self) -> None:
-        while self._changes:
-            batch = list(self._changes)
-            self._changes.clear()
-            events: list[Event] = []
-            results: list[tuple[list[_Change], set[uuid.UUID]]] = []
-            try:
-                async with self.sessionmaker() as session:
-                    for group in _runs(batch):
-                        first = group[0]
-                        ids = list(dict.fromkeys(d for c in group for d in c.device_ids))
-                        now = max(c.now for c in group)
-                        won = await self._apply(
-                            session, first.workspace_id, ids, first.connectivity, now,
-                            first.reason, first.overdue_only, events,
-                        )  # fmt: skip
-                        results.append((group, won))
-                    await session.commit()
-            except Exception as exc:
-                log.exception("recording %d presence changes failed", len(batch))
-                for change in batch:
-                    if not change.done.done():
-                        change.done.set_exception(exc)
-                continue
-            for event in events:
-                await self.bus.publish(event)
-            for group, won in results:
-                for change in group:
-                    if not change.done.done():
-                        change.done.set_result([d for d in change.device_ids if d in won])
+    async def _write_changes(self, batch: list[_Change]) -> list[list[uuid.UUID]]:
+        events: list[Event] = []
+        won_by_run: list[set[uuid.UUID]] = []
+        runs = _runs(batch)
+        async with self.sessionmaker() as session:
+            for run in runs:
+                first = run[0]
+                ids = list(dict.fromkeys(d for c in run for d in c.device_ids))
+                now = max(c.now for c in run)
+                won = await self._apply(
+                    session, first.workspace_id, ids, first.connectivity, now,
+                    first.reason, first.overdue_only, events,
+                )  # fmt: skip
+                won_by_run.append(won)
+            await session.commit()
+        for event in events:
+            await self.bus.publish(event)
+        return [
+            [d for d in change.device_ids if d in won]
+            for run, won in zip(runs, won_by_run, strict=True)
+            for change in run
+        ]
 
     async def _apply(
         self,

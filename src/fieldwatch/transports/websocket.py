@@ -19,6 +19,7 @@ from fastapi import APIRouter, FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from fieldwatch.commands.service import CommandService, ConfigService
+from fieldwatch.core.batching import Batcher
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import Unauthorized
 from fieldwatch.devices.provisioning import server_config
@@ -92,19 +93,32 @@ async def device_socket(websocket: WebSocket) -> None:
     await serve(websocket, bearer_token(websocket))
 
 
-async def authenticate(runtime: Runtime, token: str) -> tuple[uuid.UUID, uuid.UUID] | None:
-    """(workspace id, device id) of a valid device token, else None."""
+Ids = tuple[uuid.UUID, uuid.UUID]  # (workspace id, device id)
+
+
+async def authenticate(runtime: Runtime, token: str) -> Ids | None:
+    """(workspace id, device id) of a valid device token, else None. Handshakes that
+    arrive together are checked together (one query for a burst of reconnects)."""
     if not token:
         return None
-    async with runtime.uow() as uow:
-        try:
-            principal = await DeviceService(uow).authenticate_device(token)
-        except Unauthorized as exc:
-            log.info("device WebSocket refused: %s", exc.detail)
-            return None
-        ids = (principal.workspace_id, principal.device_id)
-        await uow.commit()  # the token's last use
-    return ids
+    batcher = runtime.extras.get("device_authenticator")
+    if not isinstance(batcher, Batcher):
+
+        async def check(tokens: list[str]) -> list[Ids | None]:
+            async with runtime.uow() as uow:
+                found = await DeviceService(uow).authenticate_devices(tokens)
+                await uow.commit()  # the tokens' last use
+            out: list[Ids | None] = []
+            for principal in found:
+                if isinstance(principal, Unauthorized):
+                    log.info("device WebSocket refused: %s", principal.detail)
+                    out.append(None)
+                else:
+                    out.append((principal.workspace_id, principal.device_id))
+            return out
+
+        batcher = runtime.extras["device_authenticator"] = Batcher(check, name="device-auth")
+    return await batcher.submit(token)
 
 
 async def serve(websocket: WebSocket, token: str) -> None:
