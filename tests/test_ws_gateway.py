@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from conftest import Actor, Factory, Served
+from conftest import Actor, Factory, Served, serve_runtime
 from fieldwatch.monitoring.presence import OFFLINE, ONLINE
 from fieldwatch.runtime import Runtime
 from fieldwatch.transports.sessions import ErrorWindow, TokenBucket
@@ -326,3 +326,25 @@ async def test_retiring_the_device_closes_the_session(served: Served, factory: F
     assert r.status_code == 200, r.text
     assert await closed_with(ws) == (4001, "credentials revoked")
     assert await refused(f"{served.ws_url}/ws/device", device.headers) == 403
+
+
+async def test_a_server_shutdown_does_not_mark_devices_offline(
+    runtime: Runtime, factory: Factory
+) -> None:
+    """The server closing its connections for a restart (1012) is not the device going
+    away: no offline transition, no history row, no offline alert; the device simply
+    reconnects to the next server (and the presence sweep notices it if it does not)."""
+    admin = await factory.user("admin")
+    async with serve_runtime(runtime) as served:
+        device = await make_device(served, admin)
+        dev = uuid.UUID(device.id)
+        ws = await connected(served, device)
+        assert (await runtime.presence.connectivity_of([dev]))[dev] == ONLINE
+    code, _reason = await closed_with(ws)  # the server stopped and closed it
+    assert code == 1012
+    await asyncio.sleep(0.2)
+    assert (await runtime.presence.connectivity_of([dev]))[dev] == ONLINE
+    async with serve_runtime(runtime) as served:
+        r = await served.http.get(f"/api/v1/devices/{device.id}/connectivity",
+                                  headers=admin.headers)  # fmt: skip
+        assert [e["connectivity"] for e in r.json()["items"]] == [ONLINE]

@@ -30,6 +30,7 @@ from fieldwatch.telemetry.writer import Overloaded
 from fieldwatch.transports.frames import DeviceFrame, to_batch
 from fieldwatch.transports.sessions import (
     CLOSE_INTERNAL,
+    CLOSE_SERVER_RESTART,
     CLOSE_POLICY,
     CLOSE_REVOKED,
     DeviceSession,
@@ -153,7 +154,7 @@ async def serve(websocket: WebSocket, token: str) -> None:
     finally:
         session.closed = True
         runtime.commands.detach(device_id, session)
-        if registry.unregister(session):
+        if registry.unregister(session) and session.close_code != CLOSE_SERVER_RESTART:
             await runtime.presence.gone(workspace_id, device_id, reason="websocket closed")
         log.info("device %s disconnected (code %s)", device_id, session.close_code)
 
@@ -165,6 +166,11 @@ async def receive_loop(runtime: Runtime, session: DeviceSession) -> None:
     while not session.closed:
         message = await session.websocket.receive()
         if message["type"] == "websocket.disconnect":
+            # 1012: this server is shutting down and closed the connection itself. The
+            # device is not marked offline for that: it reconnects to the next server,
+            # and if it does not, the presence sweep notices its silence as usual (a
+            # restart must not flood the connection history or raise offline alerts).
+            session.close_code = message.get("code")
             return
         raw = message.get("text")
         if raw is None:
