@@ -34,6 +34,8 @@ CLOSE_SERVER_RESTART = 1012  # what uvicorn sends every connection when the serv
 class TokenBucket:
     """``rate`` frames a second on average, bursts of up to ``rate`` frames."""
 
+    __slots__ = ("capacity", "clock", "last", "rate", "tokens")
+
     def __init__(self, rate: float, clock: Any = time.monotonic) -> None:
         self.rate = rate
         self.capacity = max(rate, 1.0)
@@ -52,22 +54,27 @@ class TokenBucket:
 
 
 class ErrorWindow:
-    """Counts bad frames over the last ``window_s`` seconds."""
+    """Counts bad frames over the last ``window_s`` seconds. (Its deque is made on the
+    first bad frame: every idle connection has one of these.)"""
+
+    __slots__ = ("clock", "times", "window_s")
 
     def __init__(self, window_s: float = 60.0, clock: Any = time.monotonic) -> None:
         self.window_s = window_s
         self.clock = clock
-        self.times: deque[float] = deque()
+        self.times: deque[float] | None = None
 
     def add(self) -> int:
         now = self.clock()
+        if self.times is None:
+            self.times = deque()
         self.times.append(now)
         while self.times and self.times[0] <= now - self.window_s:
             self.times.popleft()
         return len(self.times)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class DeviceSession:
     websocket: WebSocket
     device_id: uuid.UUID
