@@ -6,9 +6,10 @@ database (FIELDWATCH_BENCH_DATABASE_URL); the devices are created once through t
 
 1. memory: the server's RSS after start-up and warm-up, then with ``--devices`` idle
    WebSocket devices connected (``ws://…/ws/device/<token>``, from ``--client-processes``
-   processes using the ``websockets`` client): (RSS after − RSS before) / devices.
-   ``--memory-variants`` repeats it with uvicorn's WebSocket options changed (through
-   bench/serve_variant.py, which serves like ``fieldwatch serve`` otherwise).
+   processes using the ``websockets`` client): (RSS after − RSS before) / devices. First
+   on the API's port, then for each of ``--memory-variants`` (default ``listener``: the
+   device listener, FIELDWATCH_DEVICE_WS_PORT; others change uvicorn's WebSocket
+   options, through bench/serve_variant.py, which serves like ``fieldwatch serve``).
 2. rtt: ``--rtt-devices`` connected devices answer each ``command`` at once with
    ``command_ack`` and ``command_result``; ``--commands`` commands, one after another, to
    random devices: from just before ``POST /api/v1/devices/{id}/commands`` until the
@@ -88,6 +89,8 @@ VARIANTS: dict[str, list[str]] = {
     "no-deflate": ["--no-ws-per-message-deflate"],
     "no-ping": ["--ws-ping-interval", "0"],
     "small-buffers": ["--ws-max-size", "65536", "--ws-max-queue", "1"],
+    # the devices connect to the device listener (FIELDWATCH_DEVICE_WS_PORT) instead
+    "listener": [],
 }
 
 
@@ -543,13 +546,18 @@ def memory_run(
         reconnect=True, compression=args.ws_compression, backoff_base=1.0, backoff_cap=10.0
     )
     flags: list[str] | None = None
+    device_port: int | None = None
     if variant is not None:
         flags = [f for part in variant.split("+") for f in VARIANTS[part]]
+        if "listener" in variant.split("+"):
+            device_port = free_port()
+            env = {**env, "FIELDWATCH_DEVICE_WS_PORT": str(device_port)}
     label = variant or "fieldwatch serve"
     with Server(env, variant=flags, tracemalloc=args.tracemalloc if variant else 0) as srv:
+        ws_base = f"ws://127.0.0.1:{device_port}" if device_port else srv.ws
         # Warm-up: some HTTP, and 100 devices connect and go, so that lazily imported
         # code, caches and pools are in place before the baseline.
-        warm = DeviceProcesses(srv.ws, fleet.tokens[-100:], 1, options)
+        warm = DeviceProcesses(ws_base, fleet.tokens[-100:], 1, options)
         warm.wait_connected(100, timeout=60)
         warm.stop()
         for _ in range(20):
@@ -559,7 +567,7 @@ def memory_run(
         srv.request("baseline")
         before = srv.rss()
         t0 = now()
-        clients = DeviceProcesses(srv.ws, tokens, args.client_processes, options)
+        clients = DeviceProcesses(ws_base, tokens, args.client_processes, options)
         latest, connected = clients.wait_connected(count, timeout=600, label=label)
         connect_s = latest - t0
         time.sleep(args.settle)
@@ -617,7 +625,7 @@ def part_memory(
     per_kib = main["per_connection_bytes"] / 1024
     figures.append(
         Figure(
-            "idle memory per WebSocket",
+            "idle memory per WebSocket (API port)",
             per_kib,
             "KiB",
             "≤ 20 KB",
@@ -629,7 +637,9 @@ def part_memory(
     for row in rows[1:]:
         figures.append(
             Figure(
-                f"  variant {row['variant']}",
+                "idle memory per WebSocket (device listener)"
+                if row["variant"] == "listener"
+                else f"  variant {row['variant']}",
                 row["per_connection_bytes"] / 1024,
                 "KiB",
                 "≤ 20 KB",
@@ -1392,7 +1402,9 @@ def main() -> None:
     parser.add_argument("--client-processes", type=int, default=4)
     parser.add_argument("--settle", type=float, default=5.0, help="seconds before each RSS")
     parser.add_argument(
-        "--memory-variants", default="", help=f"comma list; each of {', '.join(VARIANTS)} or a+b"
+        "--memory-variants",
+        default="listener",
+        help=f"comma list; each of {', '.join(VARIANTS)} or a+b",
     )
     parser.add_argument(
         "--tracemalloc",

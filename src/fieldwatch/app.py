@@ -25,6 +25,7 @@ from fieldwatch.system.router import router as system_router
 from fieldwatch.telemetry.router import router as telemetry_router
 from fieldwatch.transports import websocket as device_gateway
 from fieldwatch.transports.mqtt.gateway import start_gateway
+from fieldwatch.transports.ws_listener import start_listener
 from fieldwatch.webhooks.router import router as webhooks_router
 
 DESCRIPTION = """
@@ -57,15 +58,18 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 gc.freeze()
                 gc.set_threshold(50_000, 20, 100)
                 await start_gateway(app.state.runtime)  # MQTT, as the settings say
+                await start_listener(app.state.runtime)  # the device port, if set
             if realtime is not None:  # Socket.IO push, when served by create_asgi_app
                 await realtime.start(app.state.runtime)
             yield
         finally:
             if realtime is not None:
                 await realtime.stop()
-            mqtt = app.state.runtime.extras.pop("mqtt", None) if owns_runtime else None
-            if mqtt is not None:
-                await mqtt.stop()
+            extras = app.state.runtime.extras if owns_runtime else {}
+            for name in ("device_listener", "mqtt"):
+                running = extras.pop(name, None)
+                if running is not None:
+                    await running.stop()
             if owns_runtime:
                 await app.state.runtime.close()
 

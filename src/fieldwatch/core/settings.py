@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     ingest_max_batch: int = 20_000
     ingest_writers: int = 2
     heartbeat_interval_s: int = 60
+    device_ws_port: int | None = Field(
+        default=None,
+        description="A second port only for device WebSockets (same paths as on the API's "
+        "port), served with less memory per connection: for large fleets",
+    )
+    device_ws_host: str = "127.0.0.1"
     ws_max_frame_bytes: int = 64 * 1024  # device WebSocket: limits per connection
     ws_max_errors: int = 10  # bad frames a device may send per minute
     ws_max_frames_per_s: float = 50.0

@@ -9,10 +9,9 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-from starlette.websockets import WebSocket
+from typing import Any, Protocol
 
 from fieldwatch.core.errors import Unauthorized
 from fieldwatch.core.events import CREDENTIALS_CHANGED, Event
@@ -74,9 +73,22 @@ class ErrorWindow:
         return len(self.times)
 
 
+class DeviceSocket(Protocol):
+    """What a device session needs of its WebSocket, in ASGI terms: Starlette's
+    ``WebSocket`` on the main port, ``ws_listener.ListenerSocket`` on the device listener.
+    ``receive`` answers ``websocket.receive`` messages (``text`` or ``bytes``) and, once
+    the connection is gone, ``websocket.disconnect`` (with its ``code``)."""
+
+    async def receive(self) -> Mapping[str, Any]: ...
+
+    async def send_json(self, data: Any) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
 @dataclass(eq=False, slots=True)
 class DeviceSession:
-    websocket: WebSocket
+    websocket: DeviceSocket
     device_id: uuid.UUID
     workspace_id: uuid.UUID
     token: str = field(repr=False)  # kept to re-check on revocations; never logged

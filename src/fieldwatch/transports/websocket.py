@@ -30,10 +30,11 @@ from fieldwatch.telemetry.writer import Overloaded
 from fieldwatch.transports.frames import DeviceFrame, to_batch
 from fieldwatch.transports.sessions import (
     CLOSE_INTERNAL,
-    CLOSE_SERVER_RESTART,
     CLOSE_POLICY,
     CLOSE_REVOKED,
+    CLOSE_SERVER_RESTART,
     DeviceSession,
+    DeviceSocket,
     ErrorWindow,
     TokenBucket,
     registry_of,
@@ -128,8 +129,14 @@ async def serve(websocket: WebSocket, token: str) -> None:
     if ids is None:
         await websocket.close(code=CLOSE_POLICY)  # before accept: an HTTP 403
         return
-    workspace_id, device_id = ids
     await websocket.accept()
+    await run_session(runtime, websocket, ids, token)
+
+
+async def run_session(runtime: Runtime, websocket: DeviceSocket, ids: Ids, token: str) -> None:
+    """An authenticated device's session, from the welcome frame to the goodbye: the
+    same on the main port and on the device listener (``transports.ws_listener``)."""
+    workspace_id, device_id = ids
     session = DeviceSession(websocket, device_id, workspace_id, token)
     registry = registry_of(runtime)
     await registry.register(session)
