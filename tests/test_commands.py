@@ -168,6 +168,8 @@ async def test_full_round_trip_over_websocket(served: Served, factory: Factory):
     queued = await send_command(
         served.http, op, device.id, command="set_reporting_interval", params={"interval": 30}
     )
+    # Connected to this process: claimed with its creation, the answer says "sent".
+    assert (queued["status"], queued["attempts"]) == ("sent", 1)
     frame = await expect_command(ws, queued["command_id"])
     assert frame["command"] == "set_reporting_interval" and frame["params"] == {"interval": 30}
     assert frame["attempt"] == 1 and frame["expires_at"]
@@ -241,8 +243,9 @@ async def test_bad_ledger_frames_get_error_frames(served: Served, factory: Facto
 async def test_waiting_commands_arrive_in_order_on_connect(served: Served, factory: Factory):
     op = await factory.user("operator", "acme")
     device = await make_device(served, op)
-    ids = [(await send_command(served.http, op, device.id, command=f"step{i}"))["command_id"]
-           for i in range(4)]  # fmt: skip
+    queued = [await send_command(served.http, op, device.id, command=f"step{i}") for i in range(4)]
+    assert {q["status"] for q in queued} == {"pending"}  # not connected: they wait
+    ids = [q["command_id"] for q in queued]
     cancelled = ids.pop(1)
     r = await served.http.post(f"/api/v1/commands/{cancelled}/cancel", headers=op.headers)
     assert r.status_code == 200

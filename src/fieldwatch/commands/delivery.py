@@ -23,8 +23,10 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from fieldwatch.auth.principal import Principal
 from fieldwatch.commands.events import COMMAND_CREATED, CONFIG_UPDATED
-from fieldwatch.commands.models import Command, ConfigVersion
+from fieldwatch.commands.models import SENT, Command, ConfigVersion
+from fieldwatch.commands.schemas import CommandCreate
 from fieldwatch.commands.service import CommandService, ConfigService
 from fieldwatch.core import tasks
 from fieldwatch.core.batching import Batcher
@@ -80,6 +82,7 @@ class CommandDispatcher:
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._arrivals = Batcher(self._waiting, name="command-arrivals")
+        self._claimed_at_creation: set[uuid.UUID] = set()
 
     def subscribe(self, bus: EventBus) -> None:
         bus.subscribe(COMMAND_CREATED, self._on_created)
@@ -124,6 +127,35 @@ class CommandDispatcher:
             commands = await self.service(uow).waiting_for(device_ids)
             configs = await ConfigService(uow).to_push_for(device_ids)
         return [(commands.get(d, []), configs.get(d)) for d in device_ids]
+
+    async def create(
+        self, service: CommandService, principal: Principal, device_id: uuid.UUID,
+        body: CommandCreate,
+    ) -> tuple[Command, bool]:  # fmt: skip
+        """Queue a command through ``service`` (the caller commits, then calls
+        ``after_commit``). For a device connected here the command is claimed in the
+        same transaction, which saves the two transactions of a separate send."""
+        channel = self.channels.get(device_id)
+        command, created = await service.create(
+            principal, device_id, body,
+            send_over=channel.transport if channel is not None else None,
+            ack_timeout_s=self.settings.command_ack_timeout_s,
+        )  # fmt: skip
+        if created and command.status == SENT:
+            self._claimed_at_creation.add(command.id)
+        return command, created
+
+    async def after_commit(self, command: Command) -> None:
+        """Send a command ``create`` claimed, now that it is committed."""
+        if command.id not in self._claimed_at_creation:
+            return
+        self._claimed_at_creation.discard(command.id)
+        channel = self.channels.get(command.device_id)
+        if channel is None or not await channel.send_command(command_message(command)):
+            # Gone meanwhile: the command stays sent and is resent when its ack is
+            # overdue, or when the device connects again.
+            log.info("command %s: device %s went away while sending", command.id,
+                     command.device_id)  # fmt: skip
 
     def detach(self, device_id: uuid.UUID, channel: DeviceChannel) -> None:
         if self.channels.get(device_id) is channel:
@@ -188,8 +220,11 @@ class CommandDispatcher:
         return True
 
     async def _on_created(self, event: Event) -> None:
-        if event.subject_id is not None and event.subject_id in self.channels:
-            await self.flush(event.subject_id)
+        if event.subject_id is None or event.subject_id not in self.channels:
+            return
+        if uuid.UUID(str(event.payload.get("command_id"))) in self._claimed_at_creation:
+            return  # claimed with its creation; after_commit sends it
+        await self.flush(event.subject_id)
 
     async def _on_config(self, event: Event) -> None:
         if event.subject_id is not None and event.subject_id in self.channels:

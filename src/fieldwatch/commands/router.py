@@ -35,9 +35,10 @@ async def _create(
     response: Response,
 ) -> CommandRead:
     service = CommandService(uow, max_attempts=runtime.settings.command_max_attempts)
-    command, created = await service.create(principal, device_id, body)
+    command, created = await runtime.commands.create(service, principal, device_id, body)
     read = CommandRead.model_validate(command)
     await uow.commit()  # delivery starts here, to a connected device at once
+    await runtime.commands.after_commit(command)
     if not created:
         response.status_code = status.HTTP_200_OK
     return read

@@ -57,10 +57,19 @@ class CommandService:
         return device
 
     async def create(
-        self, principal: Principal, device_id: uuid.UUID, body: CommandCreate
+        self,
+        principal: Principal,
+        device_id: uuid.UUID,
+        body: CommandCreate,
+        *,
+        send_over: str | None = None,
+        ack_timeout_s: float = 30.0,
     ) -> tuple[Command, bool]:
         """The new command and True; or, for a repeated idempotency key with the same
-        command and params, the existing one and False."""
+        command and params, the existing one and False. With ``send_over`` (the device
+        is connected to this process over that transport) the new command is also
+        claimed for sending in the same transaction, when nothing older waits for the
+        device: the caller sends it after the commit."""
         await self._live_device(principal, device_id)
         if body.idempotency_key is not None:
             found = await self.commands.by_idempotency_key(device_id, body.idempotency_key)
@@ -91,6 +100,13 @@ class CommandService:
         await self.uow.session.flush()
         self._record(command, None, detail=f"created by {principal.actor}", at=now)
         self.uow.emit(events.command_event(events.COMMAND_CREATED, command))
+        if send_over is not None:
+            waiting = await self.commands.deliverable(device_id, now)
+            if [c.id for c in waiting[:1]] == [command.id]:  # first in line
+                claimed = await self.claim_send(
+                    command, transport=send_over, ack_timeout_s=ack_timeout_s
+                )
+                command = claimed or command
         return command, True
 
     async def get(self, principal: Principal, command_id: uuid.UUID) -> Command:
