@@ -38,7 +38,7 @@ from fieldwatch.devices.repository import AgentTokenRepository, ProvisioningKeyR
 from fieldwatch.devices.schemas import ProvisionRequest
 from fieldwatch.monitoring.presence import OFFLINE, PRESENCE_CHANGED
 from fieldwatch.runtime import Runtime
-from fieldwatch.telemetry.parse import Batch, parse_monitoring
+from fieldwatch.telemetry.parse import Batch, add_reading
 from fieldwatch.telemetry.service import TelemetryService
 from fieldwatch.transports.frames import DeviceFrame, to_batch
 from fieldwatch.transports.mqtt import topics
@@ -233,8 +233,9 @@ class MqttGateway:
     async def handle(self, messages: list[IncomingMessage]) -> None:
         """One batch from the broker. Raises (so nothing is acknowledged) only when
         storage fails; a bad message is logged and dropped."""
-        data: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
+        data: dict[uuid.UUID, Batch] = defaultdict(Batch)
         seen: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
+        now = utcnow().isoformat()  # readings without a timestamp: received now
         for message in messages:
             topic = topics.parse(message.topic)
             if topic is None:
@@ -248,13 +249,13 @@ class MqttGateway:
                 log.info("MQTT: a payload on %s is not a JSON object; dropped", message.topic)
                 continue
             try:
-                await self._one(topic, payload, data, seen)
+                await self._one(topic, payload, data, seen, now)
             except AppError as exc:
                 log.info("MQTT: %s refused: %s", message.topic, exc.detail)
             except ValueError as exc:
                 log.info("MQTT: %s refused: %s", message.topic, exc)
-        for workspace_id, items in data.items():
-            await self._ingest(workspace_id, parse_monitoring(items, utcnow(), _ids(items)), "mqtt")
+        for workspace_id, batch in data.items():
+            await self._ingest(workspace_id, batch, "mqtt")
         for workspace_id, devices in seen.items():
             await self.runtime.presence.seen(workspace_id, devices, reason="mqtt")
         assert self.link is not None
@@ -264,8 +265,9 @@ class MqttGateway:
         self,
         topic: topics.Topic,
         payload: dict[str, Any],
-        data: dict[uuid.UUID, list[dict[str, Any]]],
+        data: dict[uuid.UUID, Batch],
         seen: dict[uuid.UUID, set[uuid.UUID]],
+        now: str,
     ) -> None:
         kind = topic.kind
         if kind is Kind.REGISTER:
@@ -281,11 +283,12 @@ class MqttGateway:
         if workspace_id is None:
             return
         if kind is Kind.DATA:
-            assert topic.sensor_type is not None
-            metric = payload if "value" in payload else {"value": payload.get("value")}
-            data[workspace_id].append(
-                {"device_id": str(device_id), "metrics": {topic.sensor_type: metric}}
-            )
+            batch = data[workspace_id]
+            add_reading(
+                batch, batch.total, device_id, topic.sensor_type, payload.get("value"),
+                payload.get("timestamp", now), payload.get("unit"), payload.get("quality"),
+                name_metric=True,
+            )  # fmt: skip
         elif kind is Kind.STATUS and payload.get("status") == OFFLINE:
             self._detach(device_id)
             await self.runtime.presence.gone(workspace_id, device_id, reason="mqtt last will")
@@ -312,10 +315,10 @@ class MqttGateway:
             service = TelemetryService(
                 uow, runtime.telemetry, runtime.presence, runtime.bus, runtime.alerts
             )
-            raw = sorted({str(c[1]) for c in batch.candidates})
-            verdict = await service.check_devices(workspace_id, raw)
-            refused = {uuid.UUID(r) for r, v in verdict.items() if not isinstance(v, uuid.UUID)}
-            if refused:  # retired or in-stock devices: see the ingestion rules
+            ids = list({c[1] for c in batch.candidates})
+            found = await service.device_statuses(workspace_id, ids)
+            refused = {d for d in ids if d not in found or service.refusal(found[d][0])}
+            if refused:  # gone, or retired: see the ingestion rules
                 batch.candidates = [c for c in batch.candidates if c[1] not in refused]
             if batch.candidates:
                 result = await service.ingest(workspace_id, batch, reason=reason)
@@ -426,10 +429,6 @@ class MqttGateway:
     async def _on_presence(self, event: Event) -> None:
         if event.payload.get("connectivity") == OFFLINE and event.subject_id is not None:
             self._detach(event.subject_id)
-
-
-def _ids(items: list[dict[str, Any]]) -> dict[str, uuid.UUID | str]:
-    return {i["device_id"]: uuid.UUID(i["device_id"]) for i in items}
 
 
 async def start_gateway(runtime: Runtime) -> MqttGateway | None:
