@@ -203,7 +203,7 @@ class TelemetryService:
         """The commonest upload, one device's numbers for one metric, without per-reading
         work in Python; anything out of the ordinary goes through ``ingest``."""
         now = utcnow()
-        days = await self.hub.retention_days(workspace_id, self.uow.session)
+        days = await self._retention_and_release(workspace_id)
         within = (
             upload.oldest >= now - timedelta(days=days) and upload.newest <= now + FUTURE_TOLERANCE
         )
@@ -214,7 +214,6 @@ class TelemetryService:
             # New series, another kind or unit, mixed units, out-of-window readings:
             # the general path creates, adopts or explains.
             return await self.ingest(workspace_id, upload.batch(), reason=reason)
-        await self.uow.release()
         qualities = upload.qualities or repeat(None)
         rows = list(zip(repeat(info.id), upload.stamps, upload.values, repeat(None), qualities))
         fresh = info.newest is None or upload.oldest > info.newest

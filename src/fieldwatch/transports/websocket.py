@@ -79,9 +79,23 @@ def decode(raw: str | bytes, max_bytes: int) -> DeviceFrame:
     return DeviceFrame(kind, ref, body)
 
 
+PATH = "/ws/device"
+
+
+def device_token(path: str, authorization: str) -> str | None:
+    """The device token of a handshake: the last path segment of ``/ws/device/{token}``,
+    or the ``Authorization: Bearer`` token of ``/ws/device``; None when the path is not
+    the gateway's (on both the API's port and the device listener)."""
+    if path == PATH:
+        scheme, _, token = authorization.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else ""
+    if path.startswith(PATH + "/"):
+        return path[len(PATH) + 1 :]
+    return None
+
+
 def bearer_token(websocket: WebSocket) -> str:
-    scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
+    return device_token(PATH, websocket.headers.get("authorization", "")) or ""
 
 
 @router.websocket("/ws/device/{token}")
@@ -313,17 +327,16 @@ class DeviceSocketsFirst:
         self.fastapi_app = fastapi_app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        path = scope.get("path", "") if scope["type"] == "websocket" else ""
-        if path == PATH or path.startswith(PATH + "/"):
-            scope["app"] = self.fastapi_app  # WebSocket.app.state.runtime
-            socket = WebSocket(scope, receive, send)
-            token = path[len(PATH) + 1 :] if path != PATH else bearer_token(socket)
-            await serve(socket, token)
+        token = None
+        if scope["type"] == "websocket":
+            headers = dict(scope.get("headers") or [])
+            authorization = headers.get(b"authorization", b"").decode("latin-1")
+            token = device_token(scope.get("path", ""), authorization)
+        if token is None:
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
-
-
-PATH = "/ws/device"
+        scope["app"] = self.fastapi_app  # WebSocket.app.state.runtime
+        await serve(WebSocket(scope, receive, send), token)
 
 
 def install(app: FastAPI) -> None:

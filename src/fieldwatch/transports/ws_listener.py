@@ -76,17 +76,6 @@ class ListenerSocket:
                 await self.conn.recv()
 
 
-def token_of(request: Request) -> str | None:
-    """The device token of a handshake, or None when the path is not the gateway's."""
-    path = request.path.partition("?")[0]
-    if path == gateway.PATH:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        return token.strip() if scheme.lower() == "bearer" else ""
-    if path.startswith(gateway.PATH + "/"):
-        return path[len(gateway.PATH) + 1 :]
-    return None
-
-
 class DeviceListener:
     def __init__(self, runtime: Runtime, host: str, port: int) -> None:
         self.runtime = runtime
@@ -131,7 +120,8 @@ class DeviceListener:
     async def _check(self, conn: ServerConnection, request: Request) -> Response | None:
         """Authenticate before the handshake completes: a bad, revoked or expired token,
         or a retired device, is refused with HTTP 403 (as on the main port)."""
-        token = token_of(request)
+        path = request.path.partition("?")[0]
+        token = gateway.device_token(path, request.headers.get("Authorization", ""))
         if token is None:
             return _plain(conn, HTTPStatus.NOT_FOUND, "Not found: devices connect to /ws/device")
         ids = await gateway.authenticate(self.runtime, token)
