@@ -688,6 +688,12 @@ def part_rtt(
     checked = getattr(args, "rtt_checked", "")
     print(f"  {checked}", flush=True)
     lines.append(f"  {checked}")
+    profile = getattr(args, "rtt_profile", None)
+    if profile is not None:
+        profile.wait(timeout=args.profile_seconds + 60)
+        summary = summarize_profile(RESULTS / "devices_rtt_profile.txt")
+        print(summary, flush=True)
+        lines.append(summary)
     p99 = pct(total, 99)
     figures.append(
         Figure(
@@ -767,6 +773,10 @@ async def rtt_run(
         tokens = list(index)
         for _ in range(args.warmup_commands):  # untimed
             await one(index[rng.choice(tokens)])
+        if args.profile:
+            args.rtt_profile = start_profile(
+                srv.pid, args.profile_seconds, RESULTS / "devices_rtt_profile.txt"
+            )
         cids = []
         for _ in range(args.commands):
             cid, row = await one(index[rng.choice(tokens)])
@@ -1079,12 +1089,14 @@ def steady_rate(samples: list[tuple[float, int]], window: float = 5.0) -> float:
     return best
 
 
-def start_profile(pid: int, seconds: float) -> subprocess.Popen[bytes] | None:
+def start_profile(
+    pid: int, seconds: float, out: Path = RESULTS / "devices_mqtt_profile.txt"
+) -> subprocess.Popen[bytes] | None:
     spy = Path(sys.executable).parent / "py-spy"
     if not spy.exists():
         print("  (py-spy is not installed in the venv: no profile)", flush=True)
         return None
-    out = RESULTS / "devices_mqtt_profile.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
         [
             str(spy),
@@ -1431,7 +1443,7 @@ def main() -> None:
         default=20.0,
         help="give up after this many seconds without a new reading",
     )
-    parser.add_argument("--profile", action="store_true", help="mqtt: py-spy the server")
+    parser.add_argument("--profile", action="store_true", help="rtt and mqtt: py-spy the server")
     parser.add_argument("--profile-seconds", type=float, default=20.0)
     parser.add_argument("--storm-devices", type=int, default=5000)
     parser.add_argument("--backoff-base", type=float, default=1.0)

@@ -16,11 +16,13 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from fieldwatch.alerts.engine import AlertEngine
+from fieldwatch.auth.principal import Principal
 from fieldwatch.auth.throttle import LoginThrottle
 from fieldwatch.auth.tokens import TokenCodec, load_or_create_secret
 from fieldwatch.commands.delivery import CommandDispatcher
-from fieldwatch.core.events import EventBus, InProcessEventBus
+from fieldwatch.core.events import CREDENTIALS_CHANGED, Event, EventBus, InProcessEventBus
 from fieldwatch.core.settings import Settings
+from fieldwatch.core.ttlcache import TTLCache
 from fieldwatch.db.engine import create_engine, create_sessionmaker
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.monitoring.presence import PresenceTracker
@@ -57,6 +59,13 @@ class Runtime:
     #: secrets never go through the event bus).
     credential_listeners: list[CredentialListener] = field(default_factory=list)
     redis: Redis | None = None  # shared presence and latest values, when configured
+    #: API callers (``hint|bearer``) authenticated in the last ``auth_cache_s`` seconds:
+    #: not looked up again. Dropped whole on ``auth.credentials_changed`` (from every
+    #: process, over a broker bus) and at once by the routes that change credentials.
+    #: Each entry: the principal and, for an access token, its expiry (epoch seconds).
+    principals: TTLCache[str, tuple[Principal, float | None]] = field(
+        default_factory=lambda: TTLCache(0.0)
+    )
 
     async def credential_issued(
         self, kind: str, owner_id: uuid.UUID, credential_id: uuid.UUID, secret: str
@@ -137,6 +146,12 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
     alerts.subscribe(bus)
     commands = CommandDispatcher(settings, sessionmaker, bus)
     commands.subscribe(bus)
+    principals: TTLCache[str, tuple[Principal, float | None]] = TTLCache(settings.auth_cache_s)
+
+    async def forget_principals(event: Event) -> None:
+        principals.clear()
+
+    bus.subscribe(CREDENTIALS_CHANGED, forget_principals)
     return Runtime(
         settings=settings,
         engine=engine,
@@ -150,6 +165,7 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
         alerts=alerts,
         commands=commands,
         redis=redis,
+        principals=principals,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -34,17 +35,28 @@ AuthServiceDep = Annotated[AuthService, Depends(auth_service)]
 
 async def get_principal(
     request: Request,
-    service: AuthServiceDep,
+    runtime: RuntimeDep,
     uow: UowDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized("Send 'Authorization: Bearer <access token or API key>'.")
-    principal = await service.authenticate(
-        credentials.credentials, request.headers.get("x-workspace")
-    )
-    if await service.record_credential_use():
-        await uow.commit()  # only the usage note: the route has not run yet
+    hint = request.headers.get("x-workspace")
+    # A caller checked in the last couple of seconds is not looked up again: every API
+    # call would otherwise cost two queries before the route runs. Logouts, revocations
+    # and role changes drop the cache (see Runtime.principals); an access token's
+    # expiry is checked on every call.
+    cache_key = f"{hint or ''}|{credentials.credentials}"
+    hit = runtime.principals.get(cache_key)
+    if hit is not None and (hit[1] is None or time.time() < hit[1]):
+        principal = hit[0]
+    else:
+        service = make_auth_service(runtime, uow)
+        principal = await service.authenticate(credentials.credentials, hint)
+        if await service.record_credential_use():
+            await uow.commit()  # only the usage note: the route has not run yet
+        until = service.credential_expires_at
+        runtime.principals.put(cache_key, (principal, until.timestamp() if until else None))
     request.state.principal = principal
     return principal
 

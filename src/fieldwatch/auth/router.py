@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, Response, status
 from fieldwatch.auth.accounts import AccountService
 from fieldwatch.auth.dependencies import Admin, AuthServiceDep, Viewer
 from fieldwatch.auth.errors import RefreshTokenReused
+from fieldwatch.auth.principal import Principal
 from fieldwatch.auth.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -25,7 +26,8 @@ from fieldwatch.auth.schemas import (
     WorkspaceRef,
 )
 from fieldwatch.core.events import credentials_changed
-from fieldwatch.runtime import UowDep
+from fieldwatch.db.uow import UnitOfWork
+from fieldwatch.runtime import Runtime, RuntimeDep, UowDep
 
 router = APIRouter(prefix="/api/v1")
 
@@ -37,22 +39,34 @@ async def login(body: LoginRequest, request: Request, service: AuthServiceDep, u
     return pair
 
 
+async def _commit_credentials_change(
+    uow: UnitOfWork, runtime: Runtime, principal: Principal, reason: str
+) -> None:
+    """Commit a change of who may do what, tell every process (the event), and drop
+    this process's cached callers at once (a broker bus delivers the event later)."""
+    uow.emit(credentials_changed(principal.workspace_id, reason))
+    await uow.commit()
+    runtime.principals.clear()
+
+
 @router.post("/auth/refresh", response_model=TokenPair, tags=["auth"])
-async def refresh(body: RefreshRequest, service: AuthServiceDep, uow: UowDep):
+async def refresh(body: RefreshRequest, service: AuthServiceDep, uow: UowDep, runtime: RuntimeDep):
     try:
         pair = await service.refresh(body.refresh_token)
     except RefreshTokenReused:
         await uow.commit()  # keep the revocation of the whole login
+        runtime.principals.clear()
         raise
     await uow.commit()
     return pair
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, tags=["auth"])
-async def logout(principal: Viewer, service: AuthServiceDep, uow: UowDep) -> Response:
+async def logout(
+    principal: Viewer, service: AuthServiceDep, uow: UowDep, runtime: RuntimeDep
+) -> Response:
     await service.logout(principal)
-    uow.emit(credentials_changed(principal.workspace_id, "logout"))
-    await uow.commit()
+    await _commit_credentials_change(uow, runtime, principal, "logout")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -63,11 +77,14 @@ async def me(principal: Viewer, service: AuthServiceDep):
 
 @router.post("/auth/password", status_code=status.HTTP_204_NO_CONTENT, tags=["auth"])
 async def change_password(
-    body: PasswordChange, principal: Viewer, service: AuthServiceDep, uow: UowDep
+    body: PasswordChange,
+    principal: Viewer,
+    service: AuthServiceDep,
+    uow: UowDep,
+    runtime: RuntimeDep,
 ) -> Response:
     await service.change_password(principal, body.current_password, body.new_password)
-    uow.emit(credentials_changed(principal.workspace_id, "password_changed"))
-    await uow.commit()
+    await _commit_credentials_change(uow, runtime, principal, "password_changed")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -108,18 +125,20 @@ async def add_member(body: MemberCreate, principal: Admin, uow: UowDep):
 
 
 @router.patch("/members/{user_id}", response_model=MemberRead, tags=["workspaces"])
-async def change_member_role(user_id: uuid.UUID, body: MemberUpdate, principal: Admin, uow: UowDep):
+async def change_member_role(
+    user_id: uuid.UUID, body: MemberUpdate, principal: Admin, uow: UowDep, runtime: RuntimeDep
+):
     member = await AccountService(uow.session).change_role(principal, user_id, body.role)
-    uow.emit(credentials_changed(principal.workspace_id, "role_changed"))
-    await uow.commit()
+    await _commit_credentials_change(uow, runtime, principal, "role_changed")
     return member
 
 
 @router.delete("/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["workspaces"])
-async def remove_member(user_id: uuid.UUID, principal: Admin, uow: UowDep) -> Response:
+async def remove_member(
+    user_id: uuid.UUID, principal: Admin, uow: UowDep, runtime: RuntimeDep
+) -> Response:
     await AccountService(uow.session).remove_member(principal, user_id)
-    uow.emit(credentials_changed(principal.workspace_id, "member_removed"))
-    await uow.commit()
+    await _commit_credentials_change(uow, runtime, principal, "member_removed")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -141,8 +160,7 @@ async def create_api_key(body: ApiKeyCreate, principal: Admin, uow: UowDep):
 
 
 @router.delete("/api-keys/{key_id}", response_model=ApiKeyRead, tags=["api keys"])
-async def revoke_api_key(key_id: uuid.UUID, principal: Admin, uow: UowDep):
+async def revoke_api_key(key_id: uuid.UUID, principal: Admin, uow: UowDep, runtime: RuntimeDep):
     key = await AccountService(uow.session).revoke_api_key(principal, key_id)
-    uow.emit(credentials_changed(principal.workspace_id, "api_key_revoked"))
-    await uow.commit()
+    await _commit_credentials_change(uow, runtime, principal, "api_key_revoked")
     return key

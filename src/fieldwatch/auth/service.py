@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,6 +48,8 @@ class AuthService:
         self.settings = settings
         self.throttle = throttle
         self._key_in_use: uuid.UUID | None = None
+        #: When the credential ``authenticate`` last accepted expires (None: never).
+        self.credential_expires_at: datetime | None = None
 
     # --- password login and refresh-token rotation -------------------------------
 
@@ -152,6 +154,7 @@ class AuthService:
         user, login = found
         if login.revoked_at is not None or not user.is_active:
             raise Unauthorized("This login has ended; sign in again.")
+        self.credential_expires_at = claims.expires_at
         membership, workspace = await self._choose_workspace(user.id, workspace_hint)
         return Principal(
             kind="user",
@@ -191,6 +194,7 @@ class AuthService:
             raise NotFound(f"No workspace {hint!r} for this API key (X-Workspace header).")
         if usage_is_stale(key.last_used_at, now):
             self._key_in_use = key.id
+        self.credential_expires_at = key.expires_at
         return Principal(
             kind="api_key",
             workspace_id=workspace.id,

@@ -76,18 +76,28 @@ class CommandRepository:
         rows = await self.session.scalars(
             select(CommandTransition)
             .where(CommandTransition.command_id == command_id)
-            .order_by(CommandTransition.at, CommandTransition.id)
+            # A command sent as it is created has two transitions at the same instant;
+            # the attempt number (0 when created, then 1…) keeps them in order.
+            .order_by(CommandTransition.at, CommandTransition.attempt, CommandTransition.id)
         )
         return rows.all()
 
     async def change(
-        self, command_id: uuid.UUID, from_states: Sequence[str], values: dict[str, Any]
+        self,
+        command_id: uuid.UUID,
+        from_states: Sequence[str],
+        values: dict[str, Any],
+        *,
+        device_id: uuid.UUID | None = None,
     ) -> Command | None:
-        """Apply ``values`` if the command is in one of ``from_states``; the updated row,
-        or None when another change got there first."""
+        """Apply ``values`` if the command (of ``device_id``, when given) is in one of
+        ``from_states``; the updated row, or None when another change got there first."""
+        where = [Command.id == command_id, Command.status.in_(from_states)]
+        if device_id is not None:
+            where.append(Command.device_id == device_id)
         stmt = (
             update(Command)
-            .where(Command.id == command_id, Command.status.in_(from_states))
+            .where(*where)
             .values(**values)
             .returning(Command)
             .execution_options(synchronize_session=False, populate_existing=True)
@@ -122,6 +132,20 @@ class CommandRepository:
             .execution_options(synchronize_session=False, populate_existing=True)
         )
         return (await self.session.scalars(stmt)).first()
+
+    async def anything_deliverable(self, device_id: uuid.UUID, now: datetime) -> bool:
+        """Whether ``deliverable`` would return anything."""
+        found = await self.session.scalar(
+            select(Command.id)
+            .where(
+                Command.device_id == device_id,
+                (Command.status == PENDING)
+                | ((Command.status == SENT) & (Command.next_attempt_at <= now)),
+                Command.expires_at > now,
+            )
+            .limit(1)
+        )
+        return found is not None
 
     async def deliverable(self, device_id: uuid.UUID, now: datetime) -> Sequence[Command]:
         """The device's commands to send now, oldest first: pending ones, and sent ones

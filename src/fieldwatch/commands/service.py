@@ -33,6 +33,7 @@ from fieldwatch.commands.models import (
 from fieldwatch.commands.repository import CommandRepository, ConfigRepository
 from fieldwatch.commands.schemas import CommandCreate, ConfigDifference, ConfigRead
 from fieldwatch.core.clock import utcnow
+from fieldwatch.core.ids import new_id
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.errors import DeviceRetired
 from fieldwatch.devices.models import Device
@@ -81,7 +82,16 @@ class CommandService:
                     )
                 return found, False
         now = utcnow()
+        # Sent at once when the device is connected here and nothing older waits for it
+        # (those go first, in creation order): then the command is stored as sent, with
+        # both transitions, in this one transaction.
+        send_now = (
+            send_over is not None
+            and self.max_attempts >= 1
+            and not await self.commands.anything_deliverable(device_id, now)
+        )
         command = Command(
+            id=new_id(),
             workspace_id=principal.workspace_id,
             device_id=device_id,
             command=body.command,
@@ -96,17 +106,23 @@ class CommandService:
             created_at=now,
             updated_at=now,
         )
-        self.commands.add(command)
-        await self.uow.session.flush()
-        self._record(command, None, detail=f"created by {principal.actor}", at=now)
+        created = self._transition(command, None, detail=f"created by {principal.actor}", at=now)
         self.uow.emit(events.command_event(events.COMMAND_CREATED, command))
-        if send_over is not None:
-            waiting = await self.commands.deliverable(device_id, now)
-            if [c.id for c in waiting[:1]] == [command.id]:  # first in line
-                claimed = await self.claim_send(
-                    command, transport=send_over, ack_timeout_s=ack_timeout_s
-                )
-                command = claimed or command
+        later = []
+        if send_now:
+            command.status = SENT
+            command.attempts = 1
+            command.sent_at = now
+            command.next_attempt_at = now + timedelta(seconds=ack_timeout_s)
+            command.transport = send_over
+            later.append(
+                self._transition(command, PENDING, detail=f"sent over {send_over}", at=now)
+            )
+            self.uow.emit(events.command_event(events.COMMAND_UPDATED, command, PENDING))
+        self.commands.add(command)
+        await self.uow.session.flush()  # before its transitions (no ORM relationship)
+        for transition in (created, *later):
+            self.commands.add(transition)
         return command, True
 
     async def get(self, principal: Principal, command_id: uuid.UUID) -> Command:
@@ -153,13 +169,21 @@ class CommandService:
 
     async def acknowledge(self, device_id: uuid.UUID, command_id: uuid.UUID) -> Command | None:
         """The device got the command. None for a command it does not have."""
+        values = {"acknowledged_at": utcnow()}
+        # The usual case, a sent command, in one statement.
+        changed = await self._change_for_device(
+            device_id, command_id, SENT, ACKNOWLEDGED, detail="acknowledged by the device",
+            extra=values,
+        )  # fmt: skip
+        if changed is not None:
+            return changed
         command = await self.commands.for_device(device_id, command_id)
         if command is None:
             return None
         if command.status in (PENDING, SENT):
             changed = await self._change(
                 command, (PENDING, SENT), ACKNOWLEDGED, detail="acknowledged by the device",
-                extra={"acknowledged_at": utcnow()},
+                extra=values,
             )  # fmt: skip
             if changed is not None:
                 return changed
@@ -172,20 +196,27 @@ class CommandService:
         """The device's result (``completed`` or ``failed``). None for an unknown command."""
         if status not in (COMPLETED, FAILED):
             raise ValueError("status is 'completed' or 'failed'")
+        stored = result if isinstance(result, dict) else {"value": result}
+        reason = None
+        if status == FAILED:
+            reason = str(stored.get("error") or "failed on the device")[:500]
+        # The usual case, an acknowledged command, in one statement.
+        extra: dict[str, Any] = {"result": stored}
+        if reason is not None:
+            extra["reason"] = reason
+        changed = await self._change_for_device(
+            device_id, command_id, ACKNOWLEDGED, status,
+            detail=reason or "completed by the device", extra=extra, finished=True,
+        )  # fmt: skip
+        if changed is not None:
+            return changed
         command = await self.commands.for_device(device_id, command_id)
         if command is None:
             return None
         if command.status not in OPEN_STATES:
             return command  # already finished (a resent result, or cancelled/expired)
-        now = utcnow()
-        stored = result if isinstance(result, dict) else {"value": result}
-        extra: dict[str, Any] = {"result": stored}
         if command.acknowledged_at is None:
-            extra["acknowledged_at"] = now
-        reason = None
-        if status == FAILED:
-            reason = str(stored.get("error") or "failed on the device")[:500]
-            extra["reason"] = reason
+            extra["acknowledged_at"] = utcnow()
         changed = await self._change(
             command, OPEN_STATES, status, detail=reason or "completed by the device",
             extra=extra, finished=True,
@@ -202,9 +233,7 @@ class CommandService:
         ack is overdue; in creation order."""
         return await self.commands.deliverable(device_id, utcnow())
 
-    async def waiting_for(
-        self, device_ids: Sequence[uuid.UUID]
-    ) -> dict[uuid.UUID, list[Command]]:
+    async def waiting_for(self, device_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Command]]:
         """What to send devices that just connected: pending commands, and sent ones
         they never acknowledged; in creation order."""
         return await self.commands.deliverable_for(device_ids, utcnow())
@@ -275,16 +304,48 @@ class CommandService:
         self.uow.emit(events.command_event(events.COMMAND_UPDATED, changed, previous))
         return changed
 
+    async def _change_for_device(
+        self,
+        device_id: uuid.UUID,
+        command_id: uuid.UUID,
+        from_status: str,
+        to_status: str,
+        *,
+        detail: str,
+        extra: dict[str, Any],
+        finished: bool = False,
+    ) -> Command | None:
+        """``_change`` by id for a command of ``device_id`` in exactly ``from_status``,
+        without reading it first; None when it is not there or in another state."""
+        now = utcnow()
+        values: dict[str, Any] = {"status": to_status, "updated_at": now, **extra}
+        if finished:
+            values["finished_at"] = now
+            values.setdefault("next_attempt_at", None)
+        changed = await self.commands.change(
+            command_id, (from_status,), values, device_id=device_id
+        )
+        if changed is None:
+            return None
+        self._record(changed, from_status, detail=detail, at=now)
+        self.uow.emit(events.command_event(events.COMMAND_UPDATED, changed, from_status))
+        return changed
+
     def _record(self, command: Command, previous: str | None, *, detail: str, at: datetime) -> None:
-        self.commands.add(
-            CommandTransition(
-                command_id=command.id,
-                from_status=previous,
-                to_status=command.status,
-                at=at,
-                attempt=command.attempts,
-                detail=detail,
-            )
+        self.commands.add(self._transition(command, previous, detail=detail, at=at))
+
+    @staticmethod
+    def _transition(
+        command: Command, previous: str | None, *, detail: str, at: datetime
+    ) -> CommandTransition:
+        """The transition into the command's present status (and attempt)."""
+        return CommandTransition(
+            command_id=command.id,
+            from_status=previous,
+            to_status=command.status,
+            at=at,
+            attempt=command.attempts,
+            detail=detail,
         )
 
 
@@ -381,9 +442,7 @@ class ConfigService:
         version = await self.configs.version(device_id, config.desired_version)
         return (config, version) if version is not None else None
 
-    async def to_push_for(
-        self, device_ids: Sequence[uuid.UUID]
-    ) -> dict[uuid.UUID, ConfigVersion]:
+    async def to_push_for(self, device_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, ConfigVersion]:
         """``to_push`` for many devices at once (devices that just connected)."""
         return await self.configs.unapplied(device_ids)
 
