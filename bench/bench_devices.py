@@ -126,8 +126,10 @@ class Server:
         port: int | None = None,
         variant: list[str] | None = None,
         tracemalloc: int = 0,
+        serve_args: list[str] | None = None,
     ) -> None:
         self.env = env
+        self.serve_args = serve_args or []
         self.port = port or free_port()
         self.variant = variant
         self.tracemalloc = tracemalloc
@@ -150,7 +152,7 @@ class Server:
 
     def start(self, wait: bool = True) -> Server:
         if self.variant is None:
-            cmd = [*CLI, "serve", "--port", str(self.port)]
+            cmd = [*CLI, "serve", "--port", str(self.port), *self.serve_args]
         else:
             cmd = [
                 sys.executable,
@@ -195,7 +197,9 @@ class Server:
         raise SystemExit(f"the server does not answer /health; its log: {self.log}")
 
     def rss(self) -> int:
-        return int(psutil.Process(self.pid).memory_info().rss)
+        """The server's resident memory (with its worker processes, if any)."""
+        proc = psutil.Process(self.pid)
+        return sum(int(p.memory_info().rss) for p in [proc, *proc.children(recursive=True)])
 
     def request(self, what: str, timeout: float = 120) -> str:
         """Ask serve_variant.py's watcher for a gc or a tracemalloc snapshot."""
@@ -862,6 +866,35 @@ def mqtt_publisher(
     out.put((count, elapsed))
 
 
+def raw_publisher(
+    port: int,
+    ids: list[str],
+    index: int,
+    every: int,
+    total: int,
+    base_ts: int,
+    start: Any,
+    out: Any,
+    rate: float = 0.0,
+) -> None:
+    """Devices index, index + every, … each on its own connection (client id = device
+    id), publishing their share of the ``total`` readings at QoS 1 with pre-encoded
+    packets (bench/mqtt_devices.py): the load costs little CPU, like real devices."""
+    from mqtt_devices import Device, close, run
+
+    everything = mqtt_messages(ids, 0, total, base_ts, 1)  # reading i: device i % n
+    n = len(ids)
+    devices = [Device(ids[j], everything[j::n]) for j in range(index, n, every)]
+    del everything
+    for d in devices:
+        d.open("127.0.0.1", port)
+    start.wait()
+    _written, seconds = run("127.0.0.1", port, devices, rate=rate)
+    count = sum(d.count for d in devices)
+    close(devices)
+    out.put((count, seconds))
+
+
 def publish(
     port: int,
     ids: list[str],
@@ -869,18 +902,25 @@ def publish(
     publishers: int,
     base_ts: int,
     started: Callable[[], None] | None = None,
+    load: str = "raw",
+    rate: float = 0.0,
 ) -> float:
     ctx = mp.get_context("spawn")
     start, out = ctx.Event(), ctx.Queue()
     procs = [
         ctx.Process(
+            target=raw_publisher,
+            args=(port, ids, i, publishers, total, base_ts, start, out, rate / publishers),
+        )
+        if load == "raw"
+        else ctx.Process(
             target=mqtt_publisher, args=(port, ids, i, publishers, total, base_ts, start, out)
         )
         for i in range(publishers)
     ]
     for p in procs:
         p.start()
-    time.sleep(1.0)  # connected; the messages are built
+    time.sleep(1.0 if load != "raw" else 3.0)  # connected; the messages are built
     if started:
         started()
     start.set()
@@ -911,8 +951,19 @@ def part_mqtt(
     total = args.readings
     head = (
         f"3. MQTT ingest through Mosquitto: {total:,} readings at QoS 1 from "
-        f"{len(ids):,} devices, {args.publishers} publisher processes "
-        f"(broker in-flight window {args.mqtt_inflight or 20})"
+        f"{len(ids):,} devices, "
+        + (
+            f"each on its own connection, pre-encoded packets from {args.publishers} processes"
+            if args.mqtt_load == "raw"
+            else f"paho clients in {args.publishers} publisher processes"
+        )
+        + (
+            f", offered at {args.mqtt_rate:,.0f} readings/s"
+            if args.mqtt_load == "raw" and args.mqtt_rate > 0
+            else ", as fast as the broker takes them"
+        )
+        + (f", {args.mqtt_workers} server workers" if args.mqtt_workers > 1 else "")
+        + f" (broker in-flight window {args.mqtt_inflight or 20})"
     )
     print(head, flush=True)
     lines.append(head)
@@ -928,7 +979,7 @@ def part_mqtt(
         sub.start()
         if not ready.wait(30):
             raise SystemExit("the bare subscriber did not subscribe")
-        publish(broker.port, ids, total, args.publishers, base_ts - 86_400)
+        publish(broker.port, ids, total, args.publishers, base_ts - 86_400, load=args.mqtt_load)
         received, seconds = out.get(timeout=900)
         sub.join(timeout=30)
         ceiling = received / seconds if seconds else 0.0
@@ -941,12 +992,18 @@ def part_mqtt(
 
         # b. Fieldwatch: the gateway subscribes, ingests, PUBACKs after the commit
         mqtt_env = {**env, "FIELDWATCH_MQTT_URL": broker.url, "FIELDWATCH_MQTT_DYNSEC": "false"}
-        with Server(mqtt_env) as srv:
+        if args.mqtt_receive_maximum is not None:
+            mqtt_env["FIELDWATCH_MQTT_RECEIVE_MAXIMUM"] = str(args.mqtt_receive_maximum)
+        workers = ["--workers", str(args.mqtt_workers)] if args.mqtt_workers > 1 else []
+        with Server(mqtt_env, serve_args=workers) as srv:
             # Untimed warm-up: every device's series exists, as in a running fleet.
-            warm = mqtt_messages(ids, 0, len(ids), base_ts - 3600, 1)
+            # With several workers, enough readings that each worker has seen each device
+            # (the shared subscription hands messages out in turn, not by device).
+            rounds = 1 if args.mqtt_workers < 2 else 4 * args.mqtt_workers
+            warm = mqtt_messages(ids, 0, rounds * len(ids), base_ts - 3600, 1)
             base = asyncio.run(count_readings(db.dsn))
             publish_list(broker.port, warm)
-            wait_rows(db.dsn, base + len(ids), 60)
+            wait_rows(db.dsn, base + len(warm), 60)
             base = asyncio.run(count_readings(db.dsn))
             profile: subprocess.Popen[bytes] | None = None
             t_start: list[float] = []
@@ -960,7 +1017,10 @@ def part_mqtt(
             samples: list[tuple[float, int]] = []
             poll = PollRows(db.dsn, base, samples)
             poll.start()
-            publish_s = publish(broker.port, ids, total, args.publishers, base_ts, started)
+            publish_s = publish(
+                broker.port, ids, total, args.publishers, base_ts, started, load=args.mqtt_load,
+                rate=args.mqtt_rate,
+            )  # fmt: skip
             t_done = poll.wait(base + total, idle=args.mqtt_idle)
             persisted = samples[-1][1] - base if samples else 0
             if profile is not None:
@@ -972,7 +1032,8 @@ def part_mqtt(
     line = (
         f"  Fieldwatch gateway → PostgreSQL                  {rate:>9,.0f} readings/s "
         f"persisted ({persisted:,}/{total:,} in {elapsed:.2f} s from the first publish; "
-        f"publishers done after {publish_s:.2f} s; best 5 s window {steady:,.0f}/s; "
+        f"publishers done after {publish_s:.2f} s, the last commit "
+        f"{elapsed - publish_s:.2f} s later; best 5 s window {steady:,.0f}/s; "
         f"server RSS {rss / 2**20:.0f} MiB)"
     )
     print(line, flush=True)
@@ -1435,8 +1496,34 @@ def main() -> None:
     parser.add_argument("--warmup-commands", type=int, default=50)
     parser.add_argument("--mqtt-devices", type=int, default=1000)
     parser.add_argument("--readings", type=int, default=300_000)
-    parser.add_argument("--publishers", type=int, default=3)
+    parser.add_argument("--publishers", type=int, default=2)
+    parser.add_argument(
+        "--mqtt-load",
+        choices=("raw", "paho"),
+        default="raw",
+        help="mqtt: the devices as pre-encoded packets on their own connections (raw, "
+        "little CPU) or as paho clients sharing a few connections",
+    )
     parser.add_argument("--mqtt-inflight", type=int, help="Mosquitto max_inflight_messages")
+    parser.add_argument(
+        "--mqtt-rate",
+        type=float,
+        default=0.0,
+        help="mqtt (raw load): readings a second the devices publish together, evenly "
+        "(0: as fast as the broker takes them)",
+    )
+    parser.add_argument(
+        "--mqtt-workers",
+        type=int,
+        default=1,
+        help="mqtt: server worker processes (`serve --workers`), sharing the load through "
+        "the MQTT shared subscription",
+    )
+    parser.add_argument(
+        "--mqtt-receive-maximum",
+        type=int,
+        help="mqtt: FIELDWATCH_MQTT_RECEIVE_MAXIMUM for the server (default: its default)",
+    )
     parser.add_argument(
         "--mqtt-idle",
         type=float,

@@ -308,3 +308,31 @@ def test_production_refuses_placeholder_secret(secret):
     with pytest.raises(ValueError, match="placeholder"):
         Settings(env="production", jwt_secret=secret).check_production_safety()
     Settings(env="development", jwt_secret=secret).check_production_safety()
+
+
+async def test_api_callers_are_cached_and_dropped_on_credential_events(
+    client, admin: Actor, runtime
+):
+    from fieldwatch.core.events import credentials_changed
+
+    runtime.principals.clear()
+    assert (await client.get("/api/v1/devices", headers=admin.headers)).status_code == 200
+    assert len(runtime.principals) == 1  # checked once, then trusted for auth_cache_s
+    assert (await client.get("/api/v1/devices", headers=admin.headers)).status_code == 200
+    assert len(runtime.principals) == 1
+    # Another process revoked something: its event empties this process's cache.
+    await runtime.bus.publish(credentials_changed(admin.workspace_id, "api_key_revoked"))
+    assert len(runtime.principals) == 0
+
+
+async def test_role_change_applies_to_the_next_call(client, admin: Actor, factory: Factory):
+    member = await factory.user("operator", workspace=admin.workspace)
+    device = await create_device(client, admin)
+    path = f"/api/v1/devices/{device['id']}/commands"
+    body = {"command": "ping", "params": {}}
+    assert (await client.post(path, json=body, headers=member.headers)).status_code == 201
+    r = await client.patch(
+        f"/api/v1/members/{member.user_id}", json={"role": "viewer"}, headers=admin.headers
+    )
+    assert r.status_code == 200, r.text
+    problem(await client.post(path, json=body, headers=member.headers), 403)

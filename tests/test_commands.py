@@ -438,7 +438,7 @@ async def test_config_round_trip(served: Served, factory: Factory):
 async def test_a_command_reaches_a_device_connected_to_another_process(
     settings,
     factory: Factory,
-    rabbit_url: str,
+    rabbit_url: str,  # noqa: F811 (fixtures)
     exchange: str,  # noqa: F811 (fixtures)
 ):
     """Two server processes (runtimes) on one database and a RabbitMQ bus: the command is

@@ -55,33 +55,55 @@ class InProcessEventBus:
     """Delivers each event to every handler whose pattern matches its type (``device.*``).
 
     A failing handler is logged and does not affect the publisher or other handlers.
+    Which handlers an event type reaches is worked out once per type (telemetry
+    publishes an event per device and request: this is a hot path).
     """
 
     def __init__(self) -> None:
         self._subs: list[tuple[str, Handler]] = []
+        self._by_type: dict[str, tuple[Handler, ...]] = {}
 
     def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]:
         entry = (pattern, handler)
         self._subs.append(entry)
+        self._by_type.clear()
 
         def unsubscribe() -> None:
             if entry in self._subs:
                 self._subs.remove(entry)
+                self._by_type.clear()
 
         return unsubscribe
 
+    def handlers(self, event_type: str) -> tuple[Handler, ...]:
+        found = self._by_type.get(event_type)
+        if found is None:
+            found = tuple(h for p, h in self._subs if fnmatch.fnmatchcase(event_type, p))
+            self._by_type[event_type] = found
+        return found
+
     async def publish(self, event: Event) -> None:
-        handlers = [h for p, h in self._subs if fnmatch.fnmatchcase(event.type, p)]
+        handlers = self.handlers(event.type)
         if not handlers:
+            return
+        if len(handlers) == 1:  # no tasks to gather
+            try:
+                await handlers[0](event)
+            except Exception as exc:
+                self._failed(event, exc)
             return
         results = await asyncio.gather(*(h(event) for h in handlers), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
-                log.error(
-                    "event handler failed",
-                    exc_info=result,
-                    extra={"event_type": event.type, "event_id": str(event.id)},
-                )
+                self._failed(event, result)
+
+    @staticmethod
+    def _failed(event: Event, exc: BaseException) -> None:
+        log.error(
+            "event handler failed",
+            exc_info=exc,
+            extra={"event_type": event.type, "event_id": str(event.id)},
+        )
 
 
 #: Published when credentials or roles change (logout, revocation, role change) so that

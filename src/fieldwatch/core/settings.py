@@ -49,12 +49,19 @@ class Settings(BaseSettings):
     )
     mqtt_share_group: str = "fieldwatch"
     mqtt_receive_maximum: int = Field(
-        default=2000,
+        default=10000,
         ge=0,
         le=65535,
         description="With mqtt_url: speak MQTT 5 and let the broker have this many QoS 1 "
         "messages in flight to Fieldwatch (acknowledged after commit); 0 speaks MQTT 3.1.1, "
         "where the broker's own limit applies (Mosquitto: max_inflight_messages, 20)",
+    )
+    mqtt_batch_size: int = Field(
+        default=5000,
+        ge=1,
+        le=100_000,
+        description="At most this many received MQTT messages are stored in one group "
+        "commit (and acknowledged after it); per-device work is done once per batch",
     )
     mqtt_dynsec: bool = Field(
         default=True,

@@ -128,6 +128,7 @@ class MqttGateway:
         self.link = MqttLink(
             host, port, client_id=f"fieldwatch-{uuid.uuid4().hex[:12]}", username=username,
             password=password, tls=tls, handler=self.handle, receive_maximum=window or None,
+            batch_size=settings.mqtt_batch_size, max_pending=max(10_000, 4 * settings.mqtt_batch_size),
         )  # fmt: skip
         for topic_filter in topics.SERVER_FILTERS:
             if self.external:

@@ -66,6 +66,38 @@ class IncomingMessage:
     connection: int = field(default=0, repr=False, compare=False)
 
 
+class _BufferedClient(paho.Client):
+    """paho 2.2 reads each packet with several ``recv`` calls (its first byte, each byte
+    of its length, then its body): three or four system calls per message. This client
+    reads the socket in large pieces and serves paho's reads from that buffer (what
+    ``_sock_recv`` returns is unchanged, including ``BlockingIOError`` when there is
+    nothing to read). ``buffered()`` tells whether bytes wait here, where the event
+    loop's reader cannot see them."""
+
+    RECV_SIZE = 256 * 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fw_buffer = b""
+        self._fw_pos = 0
+        self._fw_sock: Any = None
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._fw_sock is not self._sock:  # a new connection: nothing buffered for it
+            self._fw_buffer, self._fw_pos, self._fw_sock = b"", 0, self._sock
+        if self._fw_pos >= len(self._fw_buffer):
+            data = super()._sock_recv(self.RECV_SIZE)
+            if not data:
+                return data  # the connection closed
+            self._fw_buffer, self._fw_pos = data, 0
+        start = self._fw_pos
+        self._fw_pos = min(start + bufsize, len(self._fw_buffer))
+        return self._fw_buffer[start : self._fw_pos]
+
+    def buffered(self) -> bool:
+        return self._fw_sock is self._sock and self._fw_pos < len(self._fw_buffer)
+
+
 MessageHandler = Callable[[list[IncomingMessage]], Awaitable[None]]
 ConnectHook = Callable[[bool], Awaitable[None]]
 
@@ -137,7 +169,7 @@ class MqttLink:
         self.max_reconnect_delay = max_reconnect_delay
 
         v5 = receive_maximum is not None
-        client = paho.Client(
+        client = _BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             # MQTT 5 has clean_start on connect instead (see _connect).
@@ -510,6 +542,8 @@ class MqttLink:
         if not self._reading and not self._closing and self._fd is not None:
             self._running_loop().add_reader(self._fd, self._on_readable)
             self._reading = True
+            if self._client.buffered():  # read before the pause: the reader won't fire
+                self._running_loop().call_soon(self._on_readable)
 
     def _on_readable(self) -> None:
         client = self._client
@@ -522,8 +556,10 @@ class MqttLink:
             if client.loop_read() != paho.MQTT_ERR_SUCCESS or self._received == before:
                 break  # not a PUBLISH, or nothing left: the reader fires again if needed
         sock = client.socket()
-        if self._reading and isinstance(sock, ssl.SSLSocket) and sock.pending():
-            self._running_loop().call_soon(self._on_readable)  # decrypted bytes wait
+        if self._reading and (
+            client.buffered() or (isinstance(sock, ssl.SSLSocket) and sock.pending())
+        ):
+            self._running_loop().call_soon(self._on_readable)  # read bytes wait
 
     def _on_writable(self) -> None:
         self._client.loop_write()
