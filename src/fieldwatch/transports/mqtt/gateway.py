@@ -125,10 +125,11 @@ class MqttGateway:
             host, port = settings.mqtt_host, self.broker.port
             username, password, tls = SERVICE_USERNAME, self.authority.service_password, False
         window = settings.mqtt_receive_maximum if self.external else 0  # amqtt: MQTT 3.1.1
+        batch = settings.mqtt_batch_size
         self.link = MqttLink(
             host, port, client_id=f"fieldwatch-{uuid.uuid4().hex[:12]}", username=username,
             password=password, tls=tls, handler=self.handle, receive_maximum=window or None,
-            batch_size=settings.mqtt_batch_size, max_pending=max(10_000, 4 * settings.mqtt_batch_size),
+            batch_size=batch, max_pending=max(10_000, 4 * batch),
         )  # fmt: skip
         for topic_filter in topics.SERVER_FILTERS:
             if self.external:
