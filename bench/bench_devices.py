@@ -18,8 +18,12 @@ database (FIELDWATCH_BENCH_DATABASE_URL); the devices are created once through t
    ``FIELDWATCH_MQTT_URL`` (dynsec off); ``--mqtt-devices`` devices publish ``--readings``
    seed 003 readings at QoS 1 from ``--publishers`` processes; readings committed per
    second (``count(*)`` of ``readings``), against a bare paho subscriber's rate for the
-   same load (bench_mqtt_clients' ``paho-asyncio`` subscriber). ``--profile`` samples the
-   server with py-spy meanwhile.
+   same load (bench_mqtt_clients' ``paho-asyncio`` subscriber). By default each device
+   has its own connection and its packets are encoded beforehand (bench/mqtt_devices.py,
+   little CPU, like boards elsewhere; ``--mqtt-load paho`` for paho publishers), as
+   fast as the broker takes them or at ``--mqtt-rate`` readings/s; ``--mqtt-workers``
+   runs ``serve --workers N`` (shared subscription). ``--profile`` samples the server
+   (rtt and mqtt parts) with py-spy meanwhile.
 4. storm: ``--storm-devices`` devices with jittered exponential backoff; one command per
    device completed, one more queued per device just before the server is stopped; the
    server is started again on the same port and database: time until every device is
@@ -27,7 +31,9 @@ database (FIELDWATCH_BENCH_DATABASE_URL); the devices are created once through t
 
 Usage: .venv/bin/python bench/bench_devices.py [--parts memory,rtt,mqtt,storm]
        [--devices 10000] [--rtt-devices 1000] [--commands 1000] [--mqtt-devices 1000]
-       [--readings 300000] [--publishers 3] [--storm-devices 5000] [--client-processes 4]
+       [--readings 300000] [--publishers 2] [--mqtt-load raw|paho] [--mqtt-rate 0]
+       [--mqtt-workers 1] [--mqtt-receive-maximum N] [--storm-devices 5000]
+       [--client-processes 4]
        [--memory-variants wsproto,no-deflate] [--ws-compression none|deflate] [--profile]
 """
 
