@@ -60,9 +60,8 @@ class Runtime:
     credential_listeners: list[CredentialListener] = field(default_factory=list)
     redis: Redis | None = None  # shared presence and latest values, when configured
     #: API callers (``hint|bearer``) authenticated in the last ``auth_cache_s`` seconds:
-    #: not looked up again. Dropped whole on ``auth.credentials_changed`` (from every
-    #: process, over a broker bus) and at once by the routes that change credentials.
-    #: Each entry: the principal and, for an access token, its expiry (epoch seconds).
+    #: not looked up again. Each entry: the principal and, for an access token or an
+    #: API key that expires, its expiry (epoch seconds). See ``forget_credentials``.
     principals: TTLCache[str, tuple[Principal, float | None]] = field(
         default_factory=lambda: TTLCache(0.0)
     )
@@ -75,6 +74,16 @@ class Runtime:
                 await listener(kind, owner_id, credential_id, secret)
             except Exception:
                 log.exception("a credential listener failed (%s %s)", kind, credential_id)
+
+    def forget_credentials(self) -> None:
+        """Drop every cached credential check (API callers, telemetry writers). Runs on
+        ``auth.credentials_changed`` from any process, and directly in the process that
+        made the change (a broker bus delivers the event to it only later)."""
+        self.principals.clear()
+        self.telemetry.writers.clear()
+
+    async def _on_credentials_changed(self, event: Event) -> None:
+        self.forget_credentials()
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessionmaker, self.bus)
@@ -146,13 +155,7 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
     alerts.subscribe(bus)
     commands = CommandDispatcher(settings, sessionmaker, bus)
     commands.subscribe(bus)
-    principals: TTLCache[str, tuple[Principal, float | None]] = TTLCache(settings.auth_cache_s)
-
-    async def forget_principals(event: Event) -> None:
-        principals.clear()
-
-    bus.subscribe(CREDENTIALS_CHANGED, forget_principals)
-    return Runtime(
+    runtime = Runtime(
         settings=settings,
         engine=engine,
         sessionmaker=sessionmaker,
@@ -165,8 +168,10 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
         alerts=alerts,
         commands=commands,
         redis=redis,
-        principals=principals,
+        principals=TTLCache(settings.auth_cache_s),
     )
+    bus.subscribe(CREDENTIALS_CHANGED, runtime._on_credentials_changed)
+    return runtime
 
 
 async def get_runtime(request: Request) -> Runtime:

@@ -41,23 +41,31 @@ async def get_principal(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized("Send 'Authorization: Bearer <access token or API key>'.")
-    hint = request.headers.get("x-workspace")
-    # A caller checked in the last couple of seconds is not looked up again: every API
-    # call would otherwise cost two queries before the route runs. Logouts, revocations
-    # and role changes drop the cache (see Runtime.principals); an access token's
-    # expiry is checked on every call.
-    cache_key = f"{hint or ''}|{credentials.credentials}"
+    principal = await authenticate_caller(
+        runtime, uow, credentials.credentials, request.headers.get("x-workspace")
+    )
+    request.state.principal = principal
+    return principal
+
+
+async def authenticate_caller(
+    runtime: Runtime, uow: UnitOfWork, token: str, hint: str | None
+) -> Principal:
+    """The principal of an access token or API key (``hint``: the X-Workspace header).
+    A caller checked in the last couple of seconds is not looked up again: every API
+    call would otherwise cost two queries before the route runs. Logouts, revocations
+    and role changes drop the cache (``Runtime.forget_credentials``); an expiry is
+    checked on every call."""
+    cache_key = f"{hint or ''}|{token}"
     hit = runtime.principals.get(cache_key)
     if hit is not None and (hit[1] is None or time.time() < hit[1]):
-        principal = hit[0]
-    else:
-        service = make_auth_service(runtime, uow)
-        principal = await service.authenticate(credentials.credentials, hint)
-        if await service.record_credential_use():
-            await uow.commit()  # only the usage note: the route has not run yet
-        until = service.credential_expires_at
-        runtime.principals.put(cache_key, (principal, until.timestamp() if until else None))
-    request.state.principal = principal
+        return hit[0]
+    service = make_auth_service(runtime, uow)
+    principal = await service.authenticate(token, hint)
+    if await service.record_credential_use():
+        await uow.commit()  # only the usage note: the route has not run yet
+    until = service.credential_expires_at
+    runtime.principals.put(cache_key, (principal, until.timestamp() if until else None))
     return principal
 
 

@@ -42,11 +42,11 @@ async def login(body: LoginRequest, request: Request, service: AuthServiceDep, u
 async def _commit_credentials_change(
     uow: UnitOfWork, runtime: Runtime, principal: Principal, reason: str
 ) -> None:
-    """Commit a change of who may do what, tell every process (the event), and drop
-    this process's cached callers at once (a broker bus delivers the event later)."""
+    """Commit a change of who may do what and tell every process (the event); this one
+    forgets its cached credential checks at once."""
     uow.emit(credentials_changed(principal.workspace_id, reason))
     await uow.commit()
-    runtime.principals.clear()
+    runtime.forget_credentials()
 
 
 @router.post("/auth/refresh", response_model=TokenPair, tags=["auth"])
@@ -55,7 +55,7 @@ async def refresh(body: RefreshRequest, service: AuthServiceDep, uow: UowDep, ru
         pair = await service.refresh(body.refresh_token)
     except RefreshTokenReused:
         await uow.commit()  # keep the revocation of the whole login
-        runtime.principals.clear()
+        runtime.forget_credentials()
         raise
     await uow.commit()
     return pair

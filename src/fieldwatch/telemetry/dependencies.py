@@ -11,7 +11,7 @@ import orjson
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
 
-from fieldwatch.auth.dependencies import bearer, make_auth_service
+from fieldwatch.auth.dependencies import authenticate_caller, bearer
 from fieldwatch.auth.roles import Role
 from fieldwatch.core import credentials as creds
 from fieldwatch.core.errors import BadRequest, PayloadTooLarge, Unauthorized
@@ -48,10 +48,7 @@ async def get_writer(
         await uow.commit()
         writer = Writer(device.workspace_id, device.device_id, device.device.status)
     else:
-        service = make_auth_service(runtime, uow)
-        principal = await service.authenticate(token, hint)
-        if await service.record_credential_use():
-            await uow.commit()
+        principal = await authenticate_caller(runtime, uow, token, hint)
         principal.require(Role.operator)
         writer = Writer(principal.workspace_id, None)
     runtime.telemetry.writers.put(cache_key, writer)

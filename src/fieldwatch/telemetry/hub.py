@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from fieldwatch.core.events import CREDENTIALS_CHANGED, Event, EventBus
+from fieldwatch.core.events import Event, EventBus
 from fieldwatch.core.settings import Settings
 from fieldwatch.core.ttlcache import TTLCache
 from fieldwatch.telemetry.latest import LatestValues
@@ -67,9 +67,8 @@ class TelemetryHub:
         )
 
     def subscribe(self, bus: EventBus) -> None:
-        async def forget_credentials(event: Event) -> None:
-            self.writers.clear()
-
+        # (``writers`` is also dropped on auth.credentials_changed: see
+        # Runtime.forget_credentials.)
         async def forget_device(event: Event) -> None:
             self.writers.clear()
             if event.subject_id is not None:
@@ -77,7 +76,6 @@ class TelemetryHub:
                 if event.type == "device.deleted":
                     self.forget_device(event.subject_id)
 
-        bus.subscribe(CREDENTIALS_CHANGED, forget_credentials)
         bus.subscribe("device.status_changed", forget_device)
         bus.subscribe("device.deleted", forget_device)
 
