@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldwatch.commands.models import (
@@ -24,6 +24,16 @@ from fieldwatch.commands.models import (
     ConfigVersion,
     DeviceConfig,
 )
+
+
+def _deliverable(device_id: uuid.UUID, now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """A device's commands to send now: pending ones, and sent ones whose ack is
+    overdue; not expired."""
+    return (
+        Command.device_id == device_id,
+        (Command.status == PENDING) | ((Command.status == SENT) & (Command.next_attempt_at <= now)),
+        Command.expires_at > now,
+    )
 
 
 class CommandRepository:
@@ -136,14 +146,7 @@ class CommandRepository:
     async def anything_deliverable(self, device_id: uuid.UUID, now: datetime) -> bool:
         """Whether ``deliverable`` would return anything."""
         found = await self.session.scalar(
-            select(Command.id)
-            .where(
-                Command.device_id == device_id,
-                (Command.status == PENDING)
-                | ((Command.status == SENT) & (Command.next_attempt_at <= now)),
-                Command.expires_at > now,
-            )
-            .limit(1)
+            select(Command.id).where(*_deliverable(device_id, now)).limit(1)
         )
         return found is not None
 
@@ -152,12 +155,7 @@ class CommandRepository:
         whose ack is overdue."""
         rows = await self.session.scalars(
             select(Command)
-            .where(
-                Command.device_id == device_id,
-                (Command.status == PENDING)
-                | ((Command.status == SENT) & (Command.next_attempt_at <= now)),
-                Command.expires_at > now,
-            )
+            .where(*_deliverable(device_id, now))
             .order_by(Command.created_at, Command.id)
         )
         return rows.all()

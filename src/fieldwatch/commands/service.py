@@ -85,10 +85,12 @@ class CommandService:
         # Sent at once when the device is connected here and nothing older waits for it
         # (those go first, in creation order): then the command is stored as sent, with
         # both transitions, in this one transaction.
-        send_now = (
-            send_over is not None
+        via = (
+            send_over
+            if send_over is not None
             and self.max_attempts >= 1
             and not await self.commands.anything_deliverable(device_id, now)
+            else None
         )
         command = Command(
             id=new_id(),
@@ -109,14 +111,14 @@ class CommandService:
         created = self._transition(command, None, detail=f"created by {principal.actor}", at=now)
         self.uow.emit(events.command_event(events.COMMAND_CREATED, command))
         later = []
-        if send_now:
+        if via is not None:
             command.status = SENT
             command.attempts = 1
             command.sent_at = now
             command.next_attempt_at = now + timedelta(seconds=ack_timeout_s)
-            command.transport = send_over
+            command.transport = via
             later.append(
-                self._transition(command, PENDING, detail=f"sent over {send_over}", at=now)
+                self._transition(command, PENDING, detail=_sent_detail(PENDING, via), at=now)
             )
             self.uow.emit(events.command_event(events.COMMAND_UPDATED, command, PENDING))
         self.commands.add(command)
@@ -256,8 +258,7 @@ class CommandService:
         )
         if claimed is None:
             return None
-        detail = f"sent over {transport}" if previous == PENDING else f"resent over {transport}"
-        self._record(claimed, previous, detail=detail, at=now)
+        self._record(claimed, previous, detail=_sent_detail(previous, transport), at=now)
         self.uow.emit(events.command_event(events.COMMAND_UPDATED, claimed, previous))
         return claimed
 
@@ -291,18 +292,10 @@ class CommandService:
         extra: dict[str, Any] | None = None,
         finished: bool = False,
     ) -> Command | None:
-        now = utcnow()
-        previous = command.status
-        values: dict[str, Any] = {"status": to_status, "updated_at": now, **(extra or {})}
-        if finished:
-            values["finished_at"] = now
-            values.setdefault("next_attempt_at", None)
-        changed = await self.commands.change(command.id, from_states, values)
-        if changed is None:
-            return None
-        self._record(changed, previous, detail=detail, at=now)
-        self.uow.emit(events.command_event(events.COMMAND_UPDATED, changed, previous))
-        return changed
+        return await self._update(
+            command.id, from_states, command.status, to_status, detail=detail, extra=extra,
+            finished=finished,
+        )  # fmt: skip
 
     async def _change_for_device(
         self,
@@ -317,18 +310,34 @@ class CommandService:
     ) -> Command | None:
         """``_change`` by id for a command of ``device_id`` in exactly ``from_status``,
         without reading it first; None when it is not there or in another state."""
+        return await self._update(
+            command_id, (from_status,), from_status, to_status, detail=detail, extra=extra,
+            finished=finished, device_id=device_id,
+        )  # fmt: skip
+
+    async def _update(
+        self,
+        command_id: uuid.UUID,
+        from_states: Sequence[str],
+        previous: str,
+        to_status: str,
+        *,
+        detail: str,
+        extra: dict[str, Any] | None,
+        finished: bool,
+        device_id: uuid.UUID | None = None,
+    ) -> Command | None:
+        """The conditional UPDATE, and its transition and event when it matched."""
         now = utcnow()
-        values: dict[str, Any] = {"status": to_status, "updated_at": now, **extra}
+        values: dict[str, Any] = {"status": to_status, "updated_at": now, **(extra or {})}
         if finished:
             values["finished_at"] = now
             values.setdefault("next_attempt_at", None)
-        changed = await self.commands.change(
-            command_id, (from_status,), values, device_id=device_id
-        )
+        changed = await self.commands.change(command_id, from_states, values, device_id=device_id)
         if changed is None:
             return None
-        self._record(changed, from_status, detail=detail, at=now)
-        self.uow.emit(events.command_event(events.COMMAND_UPDATED, changed, from_status))
+        self._record(changed, previous, detail=detail, at=now)
+        self.uow.emit(events.command_event(events.COMMAND_UPDATED, changed, previous))
         return changed
 
     def _record(self, command: Command, previous: str | None, *, detail: str, at: datetime) -> None:
@@ -347,6 +356,10 @@ class CommandService:
             attempt=command.attempts,
             detail=detail,
         )
+
+
+def _sent_detail(previous: str, transport: str) -> str:
+    return f"sent over {transport}" if previous == PENDING else f"resent over {transport}"
 
 
 def config_difference(
