@@ -102,18 +102,31 @@ class TelemetryService:
                 parsed[str(raw)] = uuid.UUID(str(raw))
             except ValueError:
                 parsed[str(raw)] = "unknown device"
-        ids = [v for v in parsed.values() if isinstance(v, uuid.UUID)]
-        found = await self.device_statuses(workspace_id, ids)
+        refused = await self.refused(
+            workspace_id, [v for v in parsed.values() if isinstance(v, uuid.UUID)]
+        )
         for raw, value in parsed.items():
             if not isinstance(value, uuid.UUID):
                 continue
             if only is not None and value != only:
                 parsed[raw] = "a device token may only write its own device's data"
-            elif value not in found:
-                parsed[raw] = "unknown device"
-            elif found[value][0] in REFUSED_STATUSES:
-                parsed[raw] = REFUSED_STATUSES[found[value][0]]
+            elif value in refused:
+                parsed[raw] = refused[value]
         return parsed
+
+    async def refused(
+        self, workspace_id: uuid.UUID, ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, str]:
+        """Those of these devices whose readings are refused, with the reason: not in
+        the workspace, or in a refused lifecycle status."""
+        found = await self.device_statuses(workspace_id, ids)
+        out: dict[uuid.UUID, str] = {}
+        for device_id in ids:
+            if device_id not in found:
+                out[device_id] = "unknown device"
+            elif found[device_id][0] in REFUSED_STATUSES:
+                out[device_id] = REFUSED_STATUSES[found[device_id][0]]
+        return out
 
     async def device_statuses(
         self, workspace_id: uuid.UUID, ids: Sequence[uuid.UUID]

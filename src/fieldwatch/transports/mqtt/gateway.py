@@ -317,9 +317,7 @@ class MqttGateway:
             service = TelemetryService(
                 uow, runtime.telemetry, runtime.presence, runtime.bus, runtime.alerts
             )
-            ids = list({c[1] for c in batch.candidates})
-            found = await service.device_statuses(workspace_id, ids)
-            refused = {d for d in ids if d not in found or service.refusal(found[d][0])}
+            refused = await service.refused(workspace_id, list({c[1] for c in batch.candidates}))
             if refused:  # gone, or retired: see the ingestion rules
                 batch.candidates = [c for c in batch.candidates if c[1] not in refused]
             if batch.candidates:
