@@ -68,7 +68,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from bench_mqtt_clients import FILTER, BenchBroker  # noqa: E402
+from bench_mqtt_clients import FILTER, BenchBroker, paho_publish  # noqa: E402
 from bench_mqtt_clients import subscriber as bare_subscriber  # noqa: E402
 from common import (  # noqa: E402
     CLI,
@@ -78,6 +78,7 @@ from common import (  # noqa: E402
     env_for,
     free_port,
     login,
+    say,
     write_results,
 )
 
@@ -603,8 +604,7 @@ def memory_run(
         f"{per / 1024:6.1f} KiB/connection   {connected:,}/{count:,} connected in "
         f"{connect_s:5.1f} s ({connected / max(connect_s, 1e-9):,.0f}/s)"
     )
-    print(line, flush=True)
-    lines.append(line)
+    say(lines, line)
     if snapshot:
         path = RESULTS / f"devices_memory_tracemalloc_{variant}.txt"
         path.write_text(snapshot)
@@ -625,8 +625,7 @@ def part_memory(
         f"1. Idle WebSocket memory: {args.devices:,} devices on one server process "
         f"(client offers permessage-deflate: {'yes' if args.ws_compression else 'no'})"
     )
-    print(head, flush=True)
-    lines.append(head)
+    say(lines, head)
     rows = [memory_run(env, fleet, args, None, lines)]
     for variant in [v for v in args.memory_variants.split(",") if v]:
         rows.append(memory_run(env, fleet, args, variant, lines))
@@ -673,8 +672,7 @@ def part_rtt(
         f"2. Command round trip: {args.rtt_devices:,} connected devices, "
         f"{args.commands:,} commands one after another"
     )
-    print(head, flush=True)
-    lines.append(head)
+    say(lines, head)
     with Server(env) as srv:
         admin = login(srv.base, "bench@example.com")
         rows = asyncio.run(rtt_run(srv, admin, fleet, args))
@@ -693,17 +691,14 @@ def part_rtt(
             f"  {name:<32} p50 {pct(values, 50):6.1f}  p95 {pct(values, 95):6.1f}  "
             f"p99 {pct(values, 99):6.1f}  max {max(values):6.1f} ms"
         )
-        print(line, flush=True)
-        lines.append(line)
+        say(lines, line)
     checked = getattr(args, "rtt_checked", "")
-    print(f"  {checked}", flush=True)
-    lines.append(f"  {checked}")
+    say(lines, f"  {checked}")
     profile = getattr(args, "rtt_profile", None)
     if profile is not None:
         profile.wait(timeout=args.profile_seconds + 60)
         summary = summarize_profile(RESULTS / "devices_rtt_profile.txt")
-        print(summary, flush=True)
-        lines.append(summary)
+        say(lines, summary)
     p99 = pct(total, 99)
     figures.append(
         Figure(
@@ -839,37 +834,9 @@ def mqtt_publisher(
 ) -> None:
     """Publish reading index, index + every, … of ``total`` at QoS 1 (paho without a
     network thread, as bench_mqtt_clients' publishers)."""
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
-
     batch = mqtt_messages(ids, index, total - index, base_ts, every)
-    count = len(batch)
-    done = 0
-
-    def on_publish(*_: Any) -> None:
-        nonlocal done
-        done += 1
-
-    client = paho.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"bench-dev-pub-{index}-{uuid.uuid4().hex[:6]}"
-    )
-    client.max_inflight_messages_set(0)
-    client.on_publish = on_publish
-    client.connect("127.0.0.1", port, keepalive=60)
-    while not client.is_connected():
-        client.loop(0.1)
-    start.wait()
-    t0 = time.perf_counter()
-    for n, (topic, payload) in enumerate(batch, 1):
-        client.publish(topic, payload, qos=1)
-        if n % 200 == 0:
-            client.loop(0)
-    while done < count:
-        client.loop(0.05)
-    elapsed = time.perf_counter() - t0
-    client.disconnect()
-    client.loop(0.1)
-    out.put((count, elapsed))
+    client_id = f"bench-dev-pub-{index}-{uuid.uuid4().hex[:6]}"
+    out.put((len(batch), paho_publish(port, batch, 1, client_id, start)))
 
 
 def raw_publisher(
@@ -888,14 +855,14 @@ def raw_publisher(
     packets (bench/mqtt_devices.py): the load costs little CPU, like real devices."""
     from mqtt_devices import Device, close, run
 
-    everything = mqtt_messages(ids, 0, total, base_ts, 1)  # reading i: device i % n
-    n = len(ids)
-    devices = [Device(ids[j], everything[j::n]) for j in range(index, n, every)]
-    del everything
+    n = len(ids)  # reading i goes to device i % n: device j has j, j + n, j + 2n, …
+    devices = [
+        Device(ids[j], mqtt_messages(ids, j, total - j, base_ts, n)) for j in range(index, n, every)
+    ]
     for d in devices:
         d.open("127.0.0.1", port)
     start.wait()
-    _written, seconds = run("127.0.0.1", port, devices, rate=rate)
+    seconds = run(devices, rate=rate)
     count = sum(d.count for d in devices)
     close(devices)
     out.put((count, seconds))
@@ -971,8 +938,7 @@ def part_mqtt(
         + (f", {args.mqtt_workers} server workers" if args.mqtt_workers > 1 else "")
         + f" (broker in-flight window {args.mqtt_inflight or 20})"
     )
-    print(head, flush=True)
-    lines.append(head)
+    say(lines, head)
     ctx = mp.get_context("spawn")
     base_ts = int(time.time()) - 3 * 3600
     with BenchBroker(args.mqtt_inflight) as broker:
@@ -993,8 +959,7 @@ def part_mqtt(
             f"  bare paho subscriber (paho-asyncio, QoS 1, live)  {ceiling:>9,.0f} msg/s "
             f"({received:,} received in {seconds:.2f} s)"
         )
-        print(line, flush=True)
-        lines.append(line)
+        say(lines, line)
 
         # b. Fieldwatch: the gateway subscribes, ingests, PUBACKs after the commit
         mqtt_env = {**env, "FIELDWATCH_MQTT_URL": broker.url, "FIELDWATCH_MQTT_DYNSEC": "false"}
@@ -1042,12 +1007,10 @@ def part_mqtt(
         f"{elapsed - publish_s:.2f} s later; best 5 s window {steady:,.0f}/s; "
         f"server RSS {rss / 2**20:.0f} MiB)"
     )
-    print(line, flush=True)
-    lines.append(line)
+    say(lines, line)
     ratio = rate / ceiling if ceiling else 0.0
     line = f"  ratio to the bare subscriber                     {ratio:>9.0%}"
-    print(line, flush=True)
-    lines.append(line)
+    say(lines, line)
     report["mqtt"] = {
         "readings": total,
         "devices": len(ids),
@@ -1063,8 +1026,7 @@ def part_mqtt(
     }
     if args.profile:
         summary = summarize_profile(RESULTS / "devices_mqtt_profile.txt")
-        print(summary, flush=True)
-        lines.append(summary)
+        say(lines, summary)
         report["mqtt"]["profile"] = summary
     figures.append(
         Figure(
@@ -1079,16 +1041,7 @@ def part_mqtt(
 
 
 def publish_list(port: int, messages: list[tuple[str, bytes]]) -> None:
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-warm-{uuid.uuid4().hex}")
-    client.max_inflight_messages_set(0)
-    client.connect("127.0.0.1", port)
-    infos = [client.publish(t, p, qos=1) for t, p in messages]
-    while not all(i.is_published() for i in infos):
-        client.loop(0.05)
-    client.disconnect()
+    paho_publish(port, messages, 1, f"bench-warm-{uuid.uuid4().hex}")
 
 
 def wait_rows(dsn: str, target: int, timeout: float) -> int:
@@ -1303,8 +1256,7 @@ def part_storm(
         f"d = min({args.backoff_cap:g}, {args.backoff_base:g} × 2^attempt)), "
         f"server restarted"
     )
-    print(head, flush=True)
-    lines.append(head)
+    say(lines, head)
     asyncio.run(clear_commands(db.dsn))
     options = DeviceOptions(
         reconnect=True,
@@ -1328,8 +1280,7 @@ def part_storm(
             f"  batch 1 (while connected): {len(first):,} commands queued and finished in "
             f"{now() - t1:.1f} s: {statuses}"
         )
-        print(line, flush=True)
-        lines.append(line)
+        say(lines, line)
         second = asyncio.run(post_commands(srv.base, admin, ids, "restart"))
         at_stop = asyncio.run(command_statuses(db.dsn))
         stop_s = srv.stop()
@@ -1337,8 +1288,7 @@ def part_storm(
             f"  batch 2: {len(second):,} more queued just before stopping; at SIGTERM: "
             f"{at_stop}; graceful stop took {stop_s:.1f} s"
         )
-        print(line, flush=True)
-        lines.append(line)
+        say(lines, line)
         t_stopped = now()
         srv.start(wait=False)
         t_accept = srv.wait_ready()
@@ -1350,8 +1300,7 @@ def part_storm(
             f"  restart: the new server accepted {t_accept - t_stopped:.1f} s after the old "
             f"one exited; {n:,}/{count:,} devices back {back:.1f} s after that"
         )
-        print(line, flush=True)
-        lines.append(line)
+        say(lines, line)
         total = len(first) + len(second)
         statuses = wait_commands(db.dsn, total, 180)
         rows, completed_twice = asyncio.run(command_rows(db.dsn))
@@ -1389,14 +1338,11 @@ def part_storm(
         f"resends, deduplicated); {resent:,} needed more than one send; devices with 2 "
         f"completed commands: {sum(1 for v in per_device.values() if v == 2):,}/{count:,}"
     )
-    print(line, flush=True)
-    lines.append(line)
-    print(f"  {api_check}", flush=True)
-    lines.append(f"  {api_check}")
+    say(lines, line)
+    say(lines, f"  {api_check}")
     if errors:
         line = f"  client-side connection errors (all retried): {errors}"
-        print(line, flush=True)
-        lines.append(line)
+        say(lines, line)
     exactly_once = run_once == total and len(completed & created) == total and completed_twice == 0
     report["storm"] = {
         "devices": count,
@@ -1595,8 +1541,7 @@ def main() -> None:
                 f"setup: {needed:,} devices (CSV import) and their tokens (one POST each) "
                 f"in {now() - t0:.1f} s"
             )
-            print(line, flush=True)
-            lines.append(line)
+            say(lines, line)
         if "memory" in parts:
             part_memory(env, fleet, args, lines, figures, report)
         if "rtt" in parts:

@@ -113,35 +113,47 @@ def messages_for(index: int, count: int) -> list[tuple[str, bytes]]:
     return out
 
 
-def publisher(port: int, index: int, count: int, qos: int, start: MpEvent, out: Any) -> None:
-    """Publish ``count`` messages without a network thread: writes go straight out."""
-    batch = messages_for(index, count)
+def paho_publish(
+    port: int,
+    batch: list[tuple[str, bytes]],
+    qos: int,
+    client_id: str,
+    start: MpEvent | None = None,
+) -> float:
+    """Publish ``batch`` with paho without a network thread (writes go straight out),
+    from when ``start`` is set until the broker has acknowledged everything (QoS 1);
+    the seconds that took."""
     done = 0
 
     def on_publish(*_: Any) -> None:
         nonlocal done
         done += 1
 
-    client = paho.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{index}-{uuid.uuid4().hex[:6]}"
-    )
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
     client.max_inflight_messages_set(0)  # unlimited: the broker acks as fast as it can
     client.on_publish = on_publish
     client.connect("127.0.0.1", port, keepalive=60)
     while not client.is_connected():
         client.loop(0.1)
-    start.wait()
+    if start is not None:
+        start.wait()
     t0 = time.perf_counter()
     for n, (topic, payload) in enumerate(batch, 1):
         client.publish(topic, payload, qos=qos)
         if n % 200 == 0:
             client.loop(0)
-    while done < count:
+    while done < len(batch):
         client.loop(0.05)
     elapsed = time.perf_counter() - t0
     client.disconnect()
     client.loop(0.1)
-    out.put(elapsed)
+    return elapsed
+
+
+def publisher(port: int, index: int, count: int, qos: int, start: MpEvent, out: Any) -> None:
+    """Publish ``count`` messages from one process."""
+    client_id = f"bench-pub-{index}-{uuid.uuid4().hex[:6]}"
+    out.put(paho_publish(port, messages_for(index, count), qos, client_id, start))
 
 
 # -- subscribers ------------------------------------------------------------------------

@@ -101,6 +101,12 @@ def login(base: str, email: str) -> str:
     return str(r.json()["access_token"])
 
 
+def say(lines: list[str], text: str) -> None:
+    """Print a figure as it is measured, and keep it for the results file."""
+    print(text, flush=True)
+    lines.append(text)
+
+
 def write_results(name: str, lines: list[str]) -> None:
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)

@@ -85,17 +85,15 @@ class Device:
 
 
 def run(
-    host: str,
-    port: int,
     devices: Sequence[Device],
     chunk: int = 16_384,
     timeout: float = 600.0,
     rate: float = 0.0,
-) -> tuple[float, float]:
+) -> float:
     """Write every device's packets, interleaved across devices, until every PUBACK is
     in. ``rate`` > 0: these devices together publish that many messages a second
     (evenly spread over them), else as fast as the broker takes them. Returns the
-    seconds until the last packet was written and until the last PUBACK came."""
+    seconds until the last PUBACK came."""
     socks = {d.sock.fileno(): d for d in devices if d.sock is not None}
     per_device = rate / len(socks) if rate > 0 and socks else 0.0
     poller = select.poll()
@@ -104,7 +102,6 @@ def run(
             d.allowed = 0
         poller.register(fd, select.POLLIN | (select.POLLOUT if d.sent < d.allowed else 0))
     t0 = time.perf_counter()
-    written_at = 0.0
     deadline = time.monotonic() + timeout
     waiting = sum(1 for d in socks.values() if d.acked < d.count)
     unwritten = sum(1 for d in socks.values() if d.sent < len(d.data))
@@ -129,8 +126,6 @@ def run(
                     poller.modify(fd, select.POLLIN)
                 if d.sent >= len(d.data):
                     unwritten -= 1
-                    if not unwritten:
-                        written_at = time.perf_counter() - t0
             if mask & (select.POLLIN | select.POLLHUP | select.POLLERR):
                 try:
                     got = d.sock.recv(65_536)
@@ -142,7 +137,7 @@ def run(
                 d.acked_bytes += len(got)
                 if before < d.count <= d.acked:
                     waiting -= 1
-    return written_at, time.perf_counter() - t0
+    return time.perf_counter() - t0
 
 
 def close(devices: Sequence[Device]) -> None:
