@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ from fieldwatch.commands.router import router as commands_router
 from fieldwatch.core.errors import install_error_handlers
 from fieldwatch.core.observability import Metrics, ObservabilityMiddleware
 from fieldwatch.core.settings import Settings, get_settings
+from fieldwatch.db.faults import quiet_event_loop
 from fieldwatch.devices.provisioning_router import router as provisioning_router
 from fieldwatch.devices.router import router as devices_router
 from fieldwatch.inventory.router import router as inventory_router
@@ -48,6 +50,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if owns_runtime:
             app.state.runtime = build_runtime(settings)
         realtime: RealtimeServer | None = getattr(app.state, "realtime", None)
+        quiet_event_loop(asyncio.get_running_loop())  # a database outage logs once
         try:
             if owns_runtime:
                 await app.state.runtime.start()

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fieldwatch.core.context import current_request_id
+from fieldwatch.db.faults import RETRY_AFTER_S, outages, unavailable_reason
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +153,75 @@ def install_error_handlers(app: FastAPI) -> None:
         }
         return problem_response(body, dict(exc.headers or {}))
 
+    # Errors from the database, its drivers and the network are answered here, in the
+    # exception middleware: the answer is sent, the connection stays open, and nothing
+    # is re-raised to the server (which would log a second traceback and hang up).
+    for kind in (
+        SQLAlchemyError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.exceptions.InternalClientError,
+        sqlite3.Error,
+        OSError,
+        RedisError,
+    ):
+        app.add_exception_handler(kind, _infrastructure)
+
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(AppError("An unexpected error occurred.").to_problem())
+        return await _infrastructure(request, exc)
+
+
+async def _infrastructure(request: Request, exc: Exception) -> JSONResponse:
+    path = request.url.path
+    reason = unavailable_reason(exc)
+    if reason is not None:
+        outages.failed(reason, f"{request.method} {path}")
+        err: AppError = ServiceUnavailable(
+            "The database is unavailable at the moment; retry shortly.",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+        return problem_response(err.to_problem(path), err.headers)
+    if isinstance(exc, IntegrityError):
+        err = integrity_conflict(exc)
+        return problem_response(err.to_problem(path), err.headers)
+    log.exception("unhandled error on %s %s", request.method, path)
+    return problem_response(AppError("An unexpected error occurred.").to_problem())
+
+
+def _constraint_fields(exc: IntegrityError) -> tuple[str, list[str]]:
+    """(kind, columns) of a constraint violation, from PostgreSQL's error detail
+    (``Key (workspace_id, email)=(…) already exists.``) or SQLite's message
+    (``UNIQUE constraint failed: users.email``)."""
+    orig = exc.orig
+    cause = getattr(orig, "__cause__", None) or orig
+    sqlstate = getattr(cause, "sqlstate", None)
+    text = str(getattr(cause, "detail", None) or cause or "")
+    kind = {"23505": "unique", "23503": "foreign_key"}.get(str(sqlstate), "")
+    if not kind:
+        lowered = str(orig).lower()
+        kind = (
+            "unique" if "unique" in lowered else "foreign_key" if "foreign key" in lowered else ""
+        )
+    columns: list[str] = []
+    if text.startswith("Key (") and ")=" in text:
+        columns = [c.strip() for c in text[5 : text.index(")=")].split(",")]
+    elif ":" in str(orig):
+        tail = str(orig).split(":", 1)[1].split("\n")[0]
+        columns = [c.strip().split(".")[-1] for c in tail.split(",") if c.strip()]
+    return kind, [c for c in columns if c and c != "workspace_id"] or columns
+
+
+def integrity_conflict(exc: IntegrityError) -> AppError:
+    """A constraint the database enforced (two requests raced past the service's own
+    check): a 409 naming the field, never a 500."""
+    kind, columns = _constraint_fields(exc)
+    field = ", ".join(columns) or "a unique field"
+    if kind == "unique":
+        return Conflict(
+            f"Another record already has this {field}.",
+            errors=[{"field": c, "message": "already in use", "type": "unique"} for c in columns],
+        )
+    if kind == "foreign_key":
+        return Conflict(f"The {field} refers to something that no longer exists.")
+    return Conflict("The change conflicts with the stored data; reload and retry.")

@@ -10,6 +10,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
+from fieldwatch.db.faults import discard_broken_connections
+
 
 def normalize_url(url: str) -> URL:
     """Accept the usual URL forms (``postgresql://``, ``postgres://``, ``sqlite:///``)
@@ -48,8 +50,18 @@ def create_engine(url: str | URL, *, pool_size: int = 10, echo: bool = False) ->
         engine = create_async_engine(parsed, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    kwargs.update(pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
-    return create_async_engine(parsed, **kwargs)
+    # A connection attempt gives up after 5 s and a wait for a pooled connection after
+    # 10 s: the request then answers 503 (db/faults.py) instead of hanging.
+    kwargs.update(
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_pre_ping=True,
+        pool_timeout=10,
+        connect_args={"timeout": 5},
+    )
+    engine = create_async_engine(parsed, **kwargs)
+    discard_broken_connections(engine)
+    return engine
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

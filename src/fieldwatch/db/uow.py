@@ -8,6 +8,7 @@ from types import TracebackType
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fieldwatch.core.events import Event, EventBus
+from fieldwatch.db.faults import unavailable_reason
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,12 @@ class UnitOfWork:
         one pooled connection while waiting for another can exhaust the pool under load.
         Anything not committed is discarded."""
         self._events.clear()
-        await self.session.close()
+        try:
+            await self.session.close()
+        except Exception as exc:
+            if unavailable_reason(exc) is None:
+                raise
+            log.debug("releasing a broken connection failed: %r", exc)
 
     async def rollback(self) -> None:
         self._events.clear()
@@ -65,6 +71,14 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is not None:
-            await self.rollback()
-        await self.close()
+        try:
+            if exc_type is not None:
+                await self.rollback()
+            await self.close()
+        except Exception as cleanup:
+            # A connection that broke cannot roll back: it has been discarded (see
+            # db/faults.py) and what was not committed is gone with it, which is what a
+            # rollback wanted. Neither the request's own error nor its answer changes.
+            if unavailable_reason(cleanup) is None:
+                raise
+            log.debug("cleanup after a broken connection failed: %r", cleanup)

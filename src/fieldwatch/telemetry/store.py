@@ -20,6 +20,7 @@ rollups and latest values computed here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -118,12 +119,15 @@ class PostgresReadingStore:
         #: How many writes took each path (for tests and the benchmark's curiosity).
         self.fast_writes = 0
         self.careful_writes = 0
+        self._starting = asyncio.Lock()
 
     async def start(self) -> None:
-        import asyncpg
+        async with self._starting:  # the writer's workers may all start it at once
+            if self._pool is None:
+                await self._start()
 
-        if self._pool is not None:
-            return
+    async def _start(self) -> None:
+        import asyncpg
 
         async def setup(conn: Any) -> None:
             await conn.execute(
@@ -134,7 +138,7 @@ class PostgresReadingStore:
 
         self._pool = await asyncpg.create_pool(
             self.dsn,
-            min_size=1,
+            min_size=0,  # no background reconnect loop (and its tracebacks) in an outage
             max_size=self.connections,
             command_timeout=60,
             init=setup,
@@ -143,8 +147,7 @@ class PostgresReadingStore:
         async with self._pool.acquire() as conn:
             await self.partitions.load(conn)
             now = datetime.now().astimezone()
-            ahead = [partitions.week_start(now + timedelta(weeks=w)) for w in range(0, 3)]
-            await self.partitions.ensure(conn, ahead)
+            await self._ensure_partitions(conn, now, now + timedelta(weeks=2))
 
     async def close(self) -> None:
         if self._pool is not None:

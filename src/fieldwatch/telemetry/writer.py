@@ -15,6 +15,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
+from fieldwatch.db.faults import outages, unavailable_reason
 from fieldwatch.telemetry.store import Chunk, ReadingStore
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,11 @@ class WriteResult:
 class _Job:
     chunk: Chunk
     future: asyncio.Future[WriteResult]
+
+
+def _consume(future: asyncio.Future[WriteResult]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class ReadingWriter:
@@ -89,6 +95,9 @@ class ReadingWriter:
         self.start()
         future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
         self._pending += size
+        # A sender that went away leaves the outcome unread: read it here, so a failed
+        # write is not reported again as "exception never retrieved".
+        future.add_done_callback(_consume)
         self._queue.put_nowait(_Job(chunk, future))
         # Shielded: a client that goes away does not cancel a write in flight (its retry
         # is deduplicated).
@@ -108,7 +117,11 @@ class ReadingWriter:
         try:
             counts = await self.store.write([job.chunk for job in jobs])
         except Exception as exc:
-            log.exception("writing %d readings failed", size)
+            reason = unavailable_reason(exc)
+            if reason is None:
+                log.exception("writing %d readings failed", size)
+            else:  # nothing acknowledged: the senders retry
+                outages.failed(reason, f"writing {size} readings")
             for job in jobs:
                 if not job.future.done():
                     job.future.set_exception(exc)

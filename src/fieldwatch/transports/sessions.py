@@ -28,6 +28,7 @@ CLOSE_REPLACED = 4000
 CLOSE_REVOKED = 4001
 CLOSE_INTERNAL = 1011
 CLOSE_SERVER_RESTART = 1012  # what uvicorn sends every connection when the server stops
+CLOSE_TRY_AGAIN = 1013  # the database is unavailable: reconnect after a while
 
 
 class TokenBucket:

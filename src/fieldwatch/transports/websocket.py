@@ -16,12 +16,14 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, WebSocket
+from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocketDisconnect
 
 from fieldwatch.commands.service import CommandService, ConfigService
 from fieldwatch.core.batching import Batcher
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import Unauthorized
+from fieldwatch.db.faults import RETRY_AFTER_S, outages, unavailable_reason
 from fieldwatch.devices.provisioning import server_config
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.runtime import Runtime
@@ -33,6 +35,7 @@ from fieldwatch.transports.sessions import (
     CLOSE_POLICY,
     CLOSE_REVOKED,
     CLOSE_SERVER_RESTART,
+    CLOSE_TRY_AGAIN,
     DeviceSession,
     DeviceSocket,
     ErrorWindow,
@@ -139,7 +142,16 @@ async def authenticate(runtime: Runtime, token: str) -> Ids | None:
 
 async def serve(websocket: WebSocket, token: str) -> None:
     runtime: Runtime = websocket.app.state.runtime
-    ids = await authenticate(runtime, token)
+    try:
+        ids = await authenticate(runtime, token)
+    except Exception as exc:
+        reason = unavailable_reason(exc)
+        if reason is None:
+            raise
+        outages.failed(reason, "device WebSocket handshake")
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
+        await websocket.send_denial_response(PlainTextResponse("Unavailable", 503, headers))
+        return
     if ids is None:
         await websocket.close(code=CLOSE_POLICY)  # before accept: an HTTP 403
         return
@@ -169,9 +181,14 @@ async def run_session(runtime: Runtime, websocket: DeviceSocket, ids: Ids, token
         await receive_loop(runtime, session)
     except WebSocketDisconnect:
         pass
-    except Exception:
-        log.exception("device %s: WebSocket session failed", device_id)
-        await session.close(CLOSE_INTERNAL, "internal error")
+    except Exception as exc:
+        reason = unavailable_reason(exc)
+        if reason is None:
+            log.exception("device %s: WebSocket session failed", device_id)
+            await session.close(CLOSE_INTERNAL, "internal error")
+        else:  # the session could not start: the device reconnects later
+            outages.failed(reason, "device WebSocket session")
+            await session.close(CLOSE_TRY_AGAIN, "try again later")
     finally:
         session.closed = True
         runtime.commands.detach(device_id, session)
@@ -200,7 +217,13 @@ async def receive_loop(runtime: Runtime, session: DeviceSession) -> None:
             if not bucket.take():
                 raise FrameError("rate_limited", "Too many frames; slow down.")
             frame = decode(raw, settings.ws_max_frame_bytes)
-            reply = await handle(runtime, session, frame)
+            try:
+                reply = await handle(runtime, session, frame)
+            except Exception as exc:
+                error = unavailable_frame(exc, frame.id)
+                if error is None:
+                    raise
+                raise error from exc
         except FrameError as exc:
             if exc.bad and errors.add() > settings.ws_max_errors:
                 log.info("device %s: too many bad frames, disconnecting", session.device_id)
@@ -211,6 +234,21 @@ async def receive_loop(runtime: Runtime, session: DeviceSession) -> None:
                 reply["ref"] = exc.ref
         if reply is not None:
             await session.send(reply)
+
+
+def unavailable_frame(exc: Exception, ref: Any) -> FrameError | None:
+    """While the database is unavailable a frame answers an ``unavailable`` error frame
+    (nothing was stored, so no ack: the device resends later) and the session stays.
+    ``None`` for any other failure."""
+    reason = None if isinstance(exc, FrameError) else unavailable_reason(exc)
+    if reason is None:
+        return None
+    outages.failed(reason, "device WebSocket frame")
+    error = FrameError(
+        "unavailable", "The server cannot store data right now; resend later.", ref=ref, bad=False
+    )
+    error.extra["retry_after"] = RETRY_AFTER_S
+    return error
 
 
 async def handle(

@@ -24,6 +24,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConcurrencyError, ConnectionClosed
 from websockets.http11 import Request, Response
 
+from fieldwatch.db.faults import RETRY_AFTER_S, outages, unavailable_reason
 from fieldwatch.runtime import Runtime
 from fieldwatch.transports import websocket as gateway
 from fieldwatch.transports.sessions import CLOSE_SERVER_RESTART
@@ -124,7 +125,16 @@ class DeviceListener:
         token = gateway.device_token(path, request.headers.get("Authorization", ""))
         if token is None:
             return _plain(conn, HTTPStatus.NOT_FOUND, "Not found: devices connect to /ws/device")
-        ids = await gateway.authenticate(self.runtime, token)
+        try:
+            ids = await gateway.authenticate(self.runtime, token)
+        except Exception as exc:
+            reason = unavailable_reason(exc)
+            if reason is None:
+                raise
+            outages.failed(reason, "device WebSocket handshake")
+            response = _plain(conn, HTTPStatus.SERVICE_UNAVAILABLE, "Unavailable; retry shortly")
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+            return response
         if ids is None:
             return _plain(conn, HTTPStatus.FORBIDDEN, "Forbidden")
         self._accepted[conn] = (ids, token)

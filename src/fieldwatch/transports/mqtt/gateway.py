@@ -15,6 +15,7 @@ commands and configuration waiting for it are published to its topics; its last 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -32,6 +33,7 @@ from fieldwatch.commands.service import CommandService, ConfigService
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import AppError
 from fieldwatch.core.events import CREDENTIALS_CHANGED, Event
+from fieldwatch.db.faults import RETRY_AFTER_S, outages, unavailable_reason
 from fieldwatch.devices.events import DEVICE_STATUS_CHANGED
 from fieldwatch.devices.provisioning import ProvisioningService
 from fieldwatch.devices.repository import AgentTokenRepository, ProvisioningKeyRepository
@@ -233,8 +235,25 @@ class MqttGateway:
     # --- inbound ----------------------------------------------------------------------
 
     async def handle(self, messages: list[IncomingMessage]) -> None:
-        """One batch from the broker. Raises (so nothing is acknowledged) only when
-        storage fails; a bad message is logged and dropped."""
+        """One batch from the broker, acknowledged once it is stored. While the database
+        is unavailable the batch is retried (with backoff) and stays unacknowledged: the
+        broker holds back what follows, and nothing is lost if this process dies."""
+        delay = 0.2
+        while True:
+            try:
+                await self._handle_once(messages)
+                return
+            except Exception as exc:
+                reason = unavailable_reason(exc)
+                if reason is None:
+                    raise
+                outages.failed(reason, f"MQTT gateway, {len(messages)} messages held")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_AFTER_S)
+
+    async def _handle_once(self, messages: list[IncomingMessage]) -> None:
+        """Raises (so nothing is acknowledged) only when storage fails; a bad message is
+        logged and dropped."""
         data: dict[uuid.UUID, Batch] = defaultdict(Batch)
         seen: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
         now = utcnow().isoformat()  # readings without a timestamp: received now
