@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from fieldwatch.auth.errors import LastAdmin
 from fieldwatch.auth.models import ApiKey, Membership, User, Workspace
@@ -62,7 +63,11 @@ class AccountService:
             raise BadRequest("Workspaces are created by users, not API keys.")
         if await self.workspaces.by_name(name) is not None:
             raise Conflict(f"A workspace named {name!r} exists already.")
-        workspace, _ = await self.ensure_workspace(name)
+        # A new one, never one that a request made meanwhile: two requests with the same
+        # name at once meet on the name's unique key (409), not on the membership.
+        workspace, created = await self.ensure_workspace(name)
+        if not created:
+            raise Conflict(f"A workspace named {name!r} exists already.")
         self.memberships.add(
             Membership(workspace_id=workspace.id, user_id=principal.user_id, role=Role.admin)
         )
@@ -149,8 +154,9 @@ class AccountService:
         membership = await self._membership(principal, user_id)
         if membership.role == Role.admin and role != Role.admin:
             await self._keep_an_admin(principal.workspace_id)
-        membership.role = role
-        await self.session.flush()
+        if not await self.memberships.set_role(principal.workspace_id, user_id, role):
+            raise NotFound(f"No member {user_id} in this workspace (removed meanwhile).")
+        set_committed_value(membership, "role", role)
         user = await self.users.get(user_id)
         assert user is not None
         return _member(membership, user)

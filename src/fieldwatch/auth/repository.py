@@ -87,6 +87,17 @@ class MembershipRepository:
     def add(self, membership: Membership) -> None:
         self.session.add(membership)
 
+    async def set_role(self, workspace_id: uuid.UUID, user_id: uuid.UUID, role: str) -> bool:
+        """Whether the membership still existed to be changed (one statement: a member
+        removed meanwhile is not brought back by a stale object)."""
+        result = await self.session.execute(
+            update(Membership)
+            .where(Membership.workspace_id == workspace_id, Membership.user_id == user_id)
+            .values(role=role)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
     async def delete(self, membership: Membership) -> None:
         await self.session.delete(membership)
 

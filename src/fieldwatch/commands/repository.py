@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldwatch.commands.models import (
@@ -24,6 +24,7 @@ from fieldwatch.commands.models import (
     ConfigVersion,
     DeviceConfig,
 )
+from fieldwatch.db.upsert import insert_for
 
 
 def _deliverable(device_id: uuid.UUID, now: datetime) -> tuple[ColumnElement[bool], ...]:
@@ -52,6 +53,22 @@ class CommandRepository:
         return await self.session.scalar(
             select(Command).where(Command.id == command_id, Command.device_id == device_id)
         )
+
+    async def insert_unless_key_used(self, command: Command) -> Command | None:
+        """Store ``command`` unless its device already has a command with its
+        idempotency key (one statement: two requests with the same key at once cannot
+        both insert). The stored command, or None when the key was taken."""
+        given = inspect(command).dict  # the attributes set, so column defaults still apply
+        values = {c.key: given[c.key] for c in Command.__table__.columns if c.key in given}
+        stmt = (
+            insert_for(self.session, Command)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["device_id", "idempotency_key"])
+            .returning(Command.id)
+        )
+        if (await self.session.execute(stmt)).scalar() is None:
+            return None
+        return await self.session.get(Command, command.id)
 
     async def by_idempotency_key(self, device_id: uuid.UUID, key: str) -> Command | None:
         return await self.session.scalar(

@@ -75,12 +75,7 @@ class CommandService:
         if body.idempotency_key is not None:
             found = await self.commands.by_idempotency_key(device_id, body.idempotency_key)
             if found is not None:
-                if (found.command, found.params) != (body.command, body.params):
-                    raise IdempotencyConflict(
-                        f"Idempotency key {body.idempotency_key!r} was used for another "
-                        f"command ({found.id}) on this device."
-                    )
-                return found, False
+                return self._same_key(found, body), False
         now = utcnow()
         # Sent at once when the device is connected here and nothing older waits for it
         # (those go first, in creation order): then the command is stored as sent, with
@@ -109,7 +104,6 @@ class CommandService:
             updated_at=now,
         )
         created = self._transition(command, None, detail=f"created by {principal.actor}", at=now)
-        self.uow.emit(events.command_event(events.COMMAND_CREATED, command))
         later = []
         if via is not None:
             command.status = SENT
@@ -120,12 +114,33 @@ class CommandService:
             later.append(
                 self._transition(command, PENDING, detail=_sent_detail(PENDING, via), at=now)
             )
+        if body.idempotency_key is None:
+            self.commands.add(command)
+            await self.uow.session.flush()  # before its transitions (no ORM relationship)
+        else:  # the same key sent twice at once: one insert wins, the other gets its command
+            stored = await self.commands.insert_unless_key_used(command)
+            if stored is None:
+                found = await self.commands.by_idempotency_key(device_id, body.idempotency_key)
+                assert found is not None
+                return self._same_key(found, body), False
+            command = stored
+        self.uow.emit(events.command_event(events.COMMAND_CREATED, command))
+        if via is not None:
             self.uow.emit(events.command_event(events.COMMAND_UPDATED, command, PENDING))
-        self.commands.add(command)
-        await self.uow.session.flush()  # before its transitions (no ORM relationship)
         for transition in (created, *later):
             self.commands.add(transition)
         return command, True
+
+    @staticmethod
+    def _same_key(found: Command, body: CommandCreate) -> Command:
+        """The command a repeated idempotency key stands for; 409 when the key was used
+        for another command."""
+        if (found.command, found.params) != (body.command, body.params):
+            raise IdempotencyConflict(
+                f"Idempotency key {body.idempotency_key!r} was used for another "
+                f"command ({found.id}) on this device."
+            )
+        return found
 
     async def get(self, principal: Principal, command_id: uuid.UUID) -> Command:
         command = await self.commands.get(principal.workspace_id, command_id)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fieldwatch.db.upsert import upsert
 from fieldwatch.devices.models import Device
 from fieldwatch.monitoring.models import ConnectivityEvent, DevicePresence, DeviceTypeSettings
 from fieldwatch.telemetry.models import Rollup1m, Series
@@ -37,6 +38,31 @@ class MonitoringRepository:
 
     async def type_settings(self, workspace_id: uuid.UUID, type_: str) -> DeviceTypeSettings | None:
         return await self.session.get(DeviceTypeSettings, (workspace_id, type_))
+
+    async def set_type_settings(
+        self, workspace_id: uuid.UUID, type_: str, **values: Any
+    ) -> DeviceTypeSettings:
+        key = {"workspace_id": workspace_id, "type": type_}
+        await upsert(self.session, DeviceTypeSettings, {**key, **values}, list(key))
+        found = await self.session.get(
+            DeviceTypeSettings, (workspace_id, type_), populate_existing=True
+        )
+        assert found is not None
+        return found
+
+    async def set_heartbeat_interval(
+        self, device_id: uuid.UUID, workspace_id: uuid.UUID, interval: int | None
+    ) -> None:
+        """The device's own heartbeat interval; its presence row is made if missing."""
+        values = {"device_id": device_id, "workspace_id": workspace_id}
+        await upsert(
+            self.session,
+            DevicePresence,
+            {**values, "connectivity": "offline", "heartbeat_interval_s": interval},
+            ["device_id"],
+            update=["heartbeat_interval_s"],
+        )
+        self.session.expire_all()
 
     def add(self, obj: Any) -> None:
         self.session.add(obj)

@@ -13,7 +13,7 @@ from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.models import Device
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.inventory.lifecycle import DeviceStatus
-from fieldwatch.monitoring.models import DevicePresence, DeviceTypeSettings
+from fieldwatch.monitoring.models import DeviceTypeSettings
 from fieldwatch.monitoring.presence import ONLINE, PresenceTracker
 from fieldwatch.monitoring.repository import MonitoringRepository
 from fieldwatch.monitoring.schemas import (
@@ -129,14 +129,12 @@ class MonitoringService:
     async def set_type_heartbeat(
         self, principal: Principal, type_: str, interval: int, tolerance: float
     ) -> DeviceTypeSettings:
-        settings = await self.repo.type_settings(principal.workspace_id, type_)
-        if settings is None:
-            settings = DeviceTypeSettings(workspace_id=principal.workspace_id, type=type_)
-            self.repo.add(settings)
-        settings.heartbeat_interval_s = interval
-        settings.offline_tolerance = tolerance
-        await self.uow.session.flush()
-        return settings
+        return await self.repo.set_type_settings(
+            principal.workspace_id,
+            type_,
+            heartbeat_interval_s=interval,
+            offline_tolerance=tolerance,
+        )
 
     async def type_heartbeat(self, principal: Principal, type_: str) -> DeviceTypeSettings | None:
         return await self.repo.type_settings(principal.workspace_id, type_)
@@ -145,14 +143,7 @@ class MonitoringService:
         self, principal: Principal, device_id: uuid.UUID, interval: int | None
     ) -> None:
         device = await self.devices.get(principal, device_id)
-        presence = await self.repo.presence(device.id)
-        if presence is None:
-            presence = DevicePresence(
-                device_id=device.id, workspace_id=device.workspace_id, connectivity="offline"
-            )
-            self.repo.add(presence)
-        presence.heartbeat_interval_s = interval
-        await self.uow.session.flush()
+        await self.repo.set_heartbeat_interval(device.id, device.workspace_id, interval)
 
     async def stats(self, principal: Principal, window_s: int) -> MonitoringStats:
         now = utcnow()
