@@ -16,6 +16,7 @@ from fieldwatch.alerts.schemas import (
 )
 from fieldwatch.alerts.service import AlertService
 from fieldwatch.auth.dependencies import Operator, Viewer
+from fieldwatch.core.paging import Offset
 from fieldwatch.runtime import UowDep
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
@@ -87,7 +88,7 @@ async def list_alerts(
     device_id: uuid.UUID | None = None,
     rule_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ):
     """Alerts, most recently triggered first."""
     return await _page(principal, uow, status_, acknowledged, severity, device_id, rule_id,
@@ -101,7 +102,7 @@ async def monitoring_alerts(
     severity: Severity | None = None,
     device_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ):
     """Seed 001: the active alerts."""
     return await _page(principal, uow, "active", None, severity, device_id, None, limit, offset)

@@ -18,12 +18,10 @@ from fieldwatch.commands.schemas import (
     ConfigRead,
 )
 from fieldwatch.commands.service import CommandService, ConfigService
+from fieldwatch.core.paging import Limit, Offset
 from fieldwatch.runtime import RuntimeDep, UowDep
 
 router = APIRouter(prefix="/api/v1", tags=["commands"])
-
-Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
 
 
 async def _create(

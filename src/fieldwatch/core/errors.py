@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fieldwatch.core.context import current_request_id
@@ -184,6 +184,9 @@ async def _infrastructure(request: Request, exc: Exception) -> JSONResponse:
         return problem_response(err.to_problem(path), err.headers)
     if isinstance(exc, IntegrityError):
         err = integrity_conflict(exc)
+        return problem_response(err.to_problem(path), err.headers)
+    if isinstance(exc, DataError):  # a value the column cannot hold (range, length)
+        err = ValidationFailed("A value is out of the range that can be stored.")
         return problem_response(err.to_problem(path), err.headers)
     log.exception("unhandled error on %s %s", request.method, path)
     return problem_response(AppError("An unexpected error occurred.").to_problem())

@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 from fieldwatch.auth.dependencies import Operator, Viewer
 from fieldwatch.auth.roles import Role
 from fieldwatch.core.clock import utcnow
+from fieldwatch.core.paging import Limit, Offset
 from fieldwatch.devices.csvio import export_csv
 from fieldwatch.devices.dependencies import DeviceAuth
 from fieldwatch.devices.repository import DeviceFilter
@@ -47,8 +48,6 @@ async def _filter(
 
 
 FilterDep = Annotated[DeviceFilter, Depends(_filter)]
-Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 
 
 async def _page(

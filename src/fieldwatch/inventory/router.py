@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fieldwatch.auth.dependencies import Operator, Viewer
 from fieldwatch.auth.principal import Principal
 from fieldwatch.core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from fieldwatch.core.paging import BeforeId
 from fieldwatch.devices.schemas import DeviceRead
 from fieldwatch.inventory.importer import DeviceImporter, parse_csv, parse_json
 from fieldwatch.inventory.lifecycle import Action
@@ -73,9 +74,11 @@ def _decode(raw: bytes) -> str:
 def _parse(kind: str, raw: bytes) -> list[dict[str, Any]]:
     if kind == "json":
         try:
-            return parse_json(json.loads(raw))
+            return parse_json(json.loads(_decode(raw)))
         except json.JSONDecodeError as exc:
             raise BadRequest(f"Malformed JSON at line {exc.lineno} column {exc.colno}.") from exc
+        except RecursionError as exc:
+            raise BadRequest("The JSON is nested too deeply.") from exc
     return parse_csv(_decode(raw))
 
 
@@ -193,7 +196,7 @@ async def device_logs(
     principal: Viewer,
     uow: UowDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: BeforeId = None,
 ):
     """The device's audit trail, newest first."""
     rows = await InventoryService(uow).logs_for(

@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Response
 
 from fieldwatch.auth.dependencies import Operator, Viewer
+from fieldwatch.core.paging import BeforeId
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.monitoring.schemas import (
     ConnectivityEventRead,
@@ -62,7 +63,7 @@ async def connectivity_history(
     principal: Viewer,
     service: MonitoringDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: BeforeId = None,
 ):
     """The device's online/offline transitions, newest first."""
     rows = await service.history(principal, device_id, limit, before_id)
