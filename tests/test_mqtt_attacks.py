@@ -187,7 +187,7 @@ async def test_a_provisioning_client_gets_only_its_own_answer(
     assert spy.messages == []
 
 
-async def test_a_register_that_others_could_read_is_refused_through_mosquitto(
+async def test_the_seed_register_form_works_only_where_no_one_else_can_read_the_answer(
     mqtt: Mqtt, client, factory: Factory
 ) -> None:
     """Through an external broker the register must come under a one-time request id

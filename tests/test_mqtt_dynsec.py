@@ -265,6 +265,8 @@ async def test_provisioning_logins_one_per_key(
         "iot/devices/+/register/#",
         "iot/devices/+/register/response",
         "iot/devices/+/register/error",
+        "iot/+/+/register/+",
+        "$share/g/iot/devices/+/register/+",
         "iot/devices/register/+",
         "iot/devices/#",
         "#",
