@@ -18,7 +18,8 @@ import pytest
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.dynsec import (
     DEVICE_ROLE_PREFIX,
-    PROVISION_USERNAME,
+    LEGACY_PROVISION_USERNAME,
+    PROVISION_GROUP,
     DynsecError,
     DynsecManager,
 )
@@ -147,7 +148,8 @@ async def test_subscriptions_outside_the_device_tree_are_refused(
     assert await dev.received(topics.command(me, "c2"))
     assert dev.messages == [(topics.command(me, "c2"), b"for me")]
     # MQTT 5 says "not authorized" in the SUBACK
-    v5 = peers(me, "token", client_id=me + "-v5", protocol=mqtt.MQTTv5)
+    await dev.close()
+    v5 = peers(me, "token", client_id=me, protocol=mqtt.MQTTv5)
     assert (await v5.connect()) == "Success"
     assert await v5.subscribe("#") == REFUSED_V5
 
@@ -158,9 +160,7 @@ async def test_last_will_of_a_device(
     me, other = new_device(), new_device()
     await manager.upsert_device(me, "token", "tok")
     # Mosquitto 2.0 accepts any will topic at CONNECT and checks it when publishing it
-    foreign = await connect_device(
-        peers, me, "token", client_id=me + "-2", will=(topics.status(other), b"x")
-    )
+    foreign = await connect_device(peers, me, "token", will=(topics.status(other), b"x"))
     await foreign.drop()
     dev = await connect_device(peers, me, "token", will=(topics.status(me), b"offline"))
     await dev.drop()
@@ -233,40 +233,108 @@ async def test_kick(manager: DynsecManager, peers: Callable[..., Peer]) -> None:
         await manager.kick(manager.username)
 
 
-async def test_provisioning_client_rules(
+def new_key() -> tuple[str, str, str]:
+    """A provisioning key as Fieldwatch makes them: (login, key, key id)."""
+    key = "fwp_" + secrets.token_urlsafe(32)
+    return key[:12], key, str(uuid.uuid4())
+
+
+async def test_provisioning_logins_one_per_key(
     manager: DynsecManager, peers: Callable[..., Peer], gateway: Peer
 ) -> None:
-    key = "pk-" + secrets.token_urlsafe(12)
-    await manager.set_provisioning_key(key)
-    serial = "SN-" + secrets.token_hex(4)
-    prov = peers(PROVISION_USERNAME, key, client_id=serial)
+    login, key, key_id = new_key()
+    other_login, other_key, other_id = new_key()  # another workspace's key
+    await manager.upsert_provisioning_login(login, key, key_id)
+    await manager.upsert_provisioning_login(other_login, other_key, other_id)
+    assert (await manager.provisioning_logins()).items() >= {
+        login: key_id,
+        other_login: other_id,
+    }.items()
+    request = secrets.token_hex(16)
+    prov = peers(login, key, client_id=request)
     assert (await prov.connect()) == "Success"
-    await prov.publish(topics.data(serial, "temp"), b"no")
-    await prov.publish(topics.register(serial), b"{}")
-    assert await gateway.received(topics.register(serial))
-    assert [t for t, _ in gateway.messages] == [topics.register(serial)]
-    assert await prov.subscribe(topics.provisioning_filter(serial)) == 1
-    for sniffing in ("iot/devices/+/register/+", "iot/devices/+/register/#", "#"):
+    assert (await peers(other_login, other_key, client_id="x").connect()) == "Success"
+    assert (await peers(login, other_key, client_id="y").connect()) == "Not authorized"
+    await prov.publish(topics.data(request, "temp"), b"no")
+    await prov.publish(topics.register(request), b"{}")
+    assert await gateway.received(topics.register(request))
+    assert [t for t, _ in gateway.messages] == [topics.register(request)]
+    assert await prov.subscribe(topics.provisioning_filter(request)) == 1
+    for sniffing in (
+        "iot/devices/+/register/+",
+        "iot/devices/+/register/#",
+        "iot/devices/+/register/response",
+        "iot/devices/+/register/error",
+        "iot/+/+/register/+",
+        "$share/g/iot/devices/+/register/+",
+        "iot/devices/register/+",
+        "iot/devices/#",
+        "#",
+    ):
         assert await prov.subscribe(sniffing) == REFUSED, sniffing
-    assert await prov.subscribe(f"iot/devices/{serial}/commands/+") == REFUSED
-    # Mosquitto 2.0 cannot tie topics to the client id (no %c), so a key holder may name
-    # another serial explicitly (as it could by using that serial as its client id)
-    assert await prov.subscribe(topics.provisioning_filter("SN-other")) == 1
-    await gateway.publish(topics.register_response(serial), b"welcome")
-    assert await prov.received(topics.register_response(serial))
-    assert (await peers(PROVISION_USERNAME, "wrong", client_id="SN-1").connect()) == (
-        "Not authorized"
-    )
-    # a new key replaces the old one; setting the same key again drops nobody
+    assert await prov.subscribe(f"iot/devices/{request}/commands/+") == REFUSED
+    await gateway.publish(topics.register_response(request), b"welcome")
+    assert await prov.received(topics.register_response(request))
+    # the same key again changes nothing and drops nobody
+    await manager.upsert_provisioning_login(login, key, key_id)
+    await prov.publish(topics.register(request), b"{}")
+    assert prov.disconnects == 0
+    # a new secret for the key (same username) drops the old one's sessions
+    rotated = login + secrets.token_urlsafe(32)
+    await manager.upsert_provisioning_login(login, rotated, key_id)
+    assert await prov.wait(lambda: prov.disconnects > 0)
     await prov.close()
-    new_key = key + "-2"
-    await manager.set_provisioning_key(new_key)
-    assert (await peers(PROVISION_USERNAME, key, client_id="SN-2").connect()) == "Not authorized"
-    again = peers(PROVISION_USERNAME, new_key, client_id="SN-3")
-    assert (await again.connect()) == "Success"
-    await manager.set_provisioning_key(new_key)
-    await again.publish(topics.register("SN-3"), b"{}")
-    assert again.disconnects == 0
+    assert (await peers(login, key, client_id="z").connect()) == "Not authorized"
+    assert (await peers(login, rotated, client_id="z2").connect()) == "Success"
+    # a login is one key's: another key may not take it over
+    with pytest.raises(DynsecError, match="another key"):
+        await manager.upsert_provisioning_login(login, other_key, other_id)
+    await manager.delete_login(login)
+    assert login not in await manager.provisioning_logins()
+    assert (await peers(login, rotated, client_id="z3").connect()) == "Not authorized"
+    await manager.delete_login(login)  # idempotent
+    with pytest.raises(ValueError):
+        await manager.delete_login(manager.username)
+
+
+async def test_a_device_may_use_only_its_own_client_id(
+    manager: DynsecManager, peers: Callable[..., Peer], gateway: Peer
+) -> None:
+    me, other = new_device(), new_device()
+    await manager.upsert_device(me, "token-me", "t1")
+    await manager.upsert_device(other, "token-other", "t2")
+    dev = await connect_device(peers, me, "token-me")
+    # another device, with its own valid credentials, may not take my client id
+    assert (await peers(other, "token-other", client_id=me).connect()) == "Not authorized"
+    assert (await peers(me, "token-me", client_id="anything-else").connect()) == "Not authorized"
+    assert (await peers(me, "token-me").connect()) == "Not authorized"  # no client id
+    await gateway.publish(topics.command(me, "c1"), b"still there?")
+    assert await dev.subscribe(topics.device_filter(me)) == 1
+    await gateway.publish(topics.command(me, "c2"), b"yes")
+    assert await dev.received(topics.command(me, "c2"))
+    assert dev.disconnects == 0
+
+
+async def test_device_clients_made_before_are_tied_to_their_id(
+    manager: DynsecManager, peers: Callable[..., Peer]
+) -> None:
+    me = new_device()
+    role = DEVICE_ROLE_PREFIX + me
+    await manager.execute(
+        [
+            {"command": "createRole", "rolename": role, "acls": []},
+            {"command": "createClient", "username": me, "password": "tok",
+             "textname": "t", "roles": [{"rolename": role}]},
+        ]
+    )  # fmt: skip
+    squatter = peers(me, "tok", client_id="not-my-id")
+    assert (await squatter.connect()) == "Success"  # nothing tied it to its id yet
+    assert await manager.require_device_client_ids(page=2) >= 1
+    assert await squatter.wait(lambda: squatter.disconnects > 0)
+    await squatter.close()
+    assert (await peers(me, "tok", client_id="not-my-id").connect()) == "Not authorized"
+    assert (await peers(me, "tok", client_id=me).connect()) == "Success"
+    assert await manager.require_device_client_ids(page=2) == 0  # nothing left to do
 
 
 async def test_control_service_client(
@@ -284,9 +352,19 @@ async def test_control_service_client(
 
 
 async def test_ensure_roles_is_idempotent_and_denies_by_default(
-    manager: DynsecManager,
+    manager: DynsecManager, peers: Callable[..., Peer]
 ) -> None:
+    # the single login every key shared in earlier versions is removed
+    await manager.upsert_service_client(LEGACY_PROVISION_USERNAME, "old-key", "provision")
+    assert (await peers(LEGACY_PROVISION_USERNAME, "old-key", client_id="S").connect()) == (
+        "Success"
+    )
     await manager.ensure_roles()
+    assert (await peers(LEGACY_PROVISION_USERNAME, "old-key", client_id="S").connect()) == (
+        "Not authorized"
+    )
+    (group,) = await manager.execute([{"command": "getGroup", "groupname": PROVISION_GROUP}])
+    assert group["data"]["group"]["groupname"] == PROVISION_GROUP
     (access,) = await manager.execute([{"command": "getDefaultACLAccess"}])
     assert {a["acltype"]: a["allow"] for a in access["data"]["acls"]} == {
         "publishClientSend": False,

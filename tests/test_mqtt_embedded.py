@@ -313,7 +313,7 @@ async def test_disconnect_kicks_a_live_client(
 ) -> None:
     gw = await gateway(peers, "iot/devices/status/+")
     status = topics.status(DEVICE_A)
-    dev = peers(DEVICE_A, "token-a", client_id="a-client-id", will=(status, b"offline"))
+    dev = peers(DEVICE_A, "token-a", will=(status, b"offline"))  # no client id of its own
     assert (await dev.connect()) == "Success"
     assert await broker.disconnect(DEVICE_A) == 1  # by username
     assert await dev.wait(lambda: dev.disconnects > 0)
@@ -343,6 +343,23 @@ async def test_client_id_of_a_device_cannot_be_taken_by_someone_else(
     assert (await again.connect()) == "Success"
     assert await dev.wait(lambda: dev.disconnects > 0)
     await dev.close()  # or paho would take it back
+
+
+async def test_a_device_takes_its_client_id_back_from_a_squatter(
+    peers: Callable[..., Peer],
+) -> None:
+    # a device may use no other client id than its own, even one nobody holds
+    assert (await peers(DEVICE_B, "token-b", client_id="free-id").connect()) == "Not authorized"
+    # a provisioning client that named itself after a device while it was away
+    squatter = peers("provision", PROVISIONING_KEY, client_id=DEVICE_A)
+    assert (await squatter.connect()) == "Success"
+    dev = peers(DEVICE_A, "token-a", client_id=DEVICE_A)
+    assert (await dev.connect()) == "Success"
+    assert await squatter.wait(lambda: squatter.disconnects > 0)
+    await squatter.close()  # paho would try again: and be refused
+    again = peers("provision", PROVISIONING_KEY, client_id=DEVICE_A)
+    assert (await again.connect()) == "Not authorized"
+    assert dev.disconnects == 0
 
 
 async def test_retained_messages_are_not_kept(peers: Callable[..., Peer]) -> None:

@@ -363,7 +363,7 @@ async def test_external_mosquitto_with_dynamic_security(
         assert metrics["temperature"]["value"] == 19.5
         assert await latest(client, op, other["id"]) == {}
 
-        intruder = Peer(broker.port, device["id"], "fwd_wrong", client_id="intruder")
+        intruder = Peer(broker.port, device["id"], "fwd_wrong", client_id=device["id"])
         made.append(intruder)
         assert (await intruder.connect()).is_failure
 
@@ -375,32 +375,37 @@ async def test_external_mosquitto_with_dynamic_security(
         )
         assert r.status_code in (200, 204)
         assert await peer.wait(lambda: peer.disconnects > 0, WAIT_S), "still connected"
-        again = Peer(broker.port, device["id"], token, client_id="again")
+        again = Peer(broker.port, device["id"], token, client_id=device["id"])
         made.append(again)
         assert (await again.connect()).is_failure
 
-        # Provisioning through the broker: it holds the newest provisioning key.
+        # Provisioning through the broker: the key's own login, a one-time request id
         admin = await factory.user("admin", "acme")
         r = await client.post("/api/v1/provisioning-keys", json={"name": "line 3"},
                               headers=admin.headers)  # fmt: skip
         key = r.json()
-        serial = "ESP-EXT1"
-        prov = Peer(broker.port, "provision", key["key"], client_id=serial)
+        assert key["key"].startswith(key["prefix"])
+        request = uuid.uuid4().hex
+        prov = Peer(broker.port, key["prefix"], key["key"], client_id=request)
         made.append(prov)
         assert (await prov.connect()) == "Success"
-        assert await prov.subscribe(f"iot/devices/{serial}/register/+") == 1
-        await prov.publish(topics.register(serial), dumps({"name": "Ext 1", "type": "probe"}))
-        response = topics.register_response(serial)
+        assert await prov.subscribe(f"iot/devices/{request}/register/+") == 1
+        body = {"name": "Ext 1", "type": "probe", "serial_number": "ESP-EXT1",
+                "provisioning_key": key["key"]}  # fmt: skip
+        await prov.publish(topics.register(request), dumps(body))
+        response = topics.register_response(request)
         assert await prov.received(response, WAIT_S)
-        body = json.loads(next(p for t, p in prov.messages if t == response))
-        assert body["status"] == "registered" and body["created"] is True
-        fresh = Peer(broker.port, body["device_id"], body["auth_token"], client_id="fresh")
+        answer = json.loads(next(p for t, p in prov.messages if t == response))
+        assert answer["status"] == "registered" and answer["created"] is True
+        assert answer["serial_number"] == "ESP-EXT1"
+        fresh = Peer(broker.port, answer["device_id"], answer["auth_token"],
+                     client_id=answer["device_id"])  # fmt: skip
         made.append(fresh)
         assert (await fresh.connect()) == "Success"  # its token reached the broker at once
         r = await client.delete(f"/api/v1/provisioning-keys/{key['id']}", headers=admin.headers)
         assert r.status_code == 204
         assert await prov.wait(lambda: prov.disconnects > 0, WAIT_S)
-        late = Peer(broker.port, "provision", key["key"], client_id="ESP-EXT2")
+        late = Peer(broker.port, key["prefix"], key["key"], client_id=uuid.uuid4().hex)
         made.append(late)
         assert (await late.connect()).is_failure
     finally:

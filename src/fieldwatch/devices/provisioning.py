@@ -4,11 +4,11 @@ unregistration.
 An admin creates a provisioning key (``fwp_…``, shown once, stored as a digest) and
 builds it into the firmware. A device presents it with its own identifier (serial
 number) and gets a device token back, over HTTP (``POST /api/v1/provision``) or MQTT
-(username ``provision``). A serial the workspace already knows is the same device
-registering again (after a factory reset, say): it keeps its record and gets a new
-token, and tokens from its earlier registrations are revoked. New devices start in the
-key's ``initial_status`` (``in_stock`` unless the key says otherwise). Unregistering
-revokes all of the device's tokens and retires it.
+(username = the key's prefix; see docs/device-protocol.md). A serial the workspace
+already knows is the same device registering again (after a factory reset, say): it
+keeps its record and gets a new token, and tokens from its earlier registrations are
+revoked. New devices start in the key's ``initial_status`` (``in_stock`` unless the key
+says otherwise). Unregistering revokes all of the device's tokens and retires it.
 """
 
 from __future__ import annotations
@@ -134,18 +134,6 @@ class ProvisioningService:
         self, secret: str, request: ProvisionRequest, settings: Settings
     ) -> ProvisionResponse:
         key, principal = await self.authenticate_key(secret)
-        return await self._register(key, principal, request, settings)
-
-    async def register_with_key_id(
-        self, key_id: uuid.UUID, request: ProvisionRequest, settings: Settings
-    ) -> ProvisionResponse:
-        """For a broker that checked the key itself (it holds the key's id)."""
-        key = await self.keys.by_id(key_id)
-        if key is None or key.revoked_at is not None:
-            raise Unauthorized("This provisioning key is no longer valid.")
-        principal = await acting_for(
-            self.uow.session, key.workspace_id, "provisioning_key", f"{key.name} ({key.prefix}…)"
-        )
         return await self._register(key, principal, request, settings)
 
     async def _register(

@@ -5,8 +5,9 @@ Four kinds of principal:
 * ``device`` (name = device id): publishes only its own device->server topics (its last
   will goes to its status topic) and subscribes only to filters inside
   ``iot/devices/{id}/``;
-* ``provision`` (name = the serial number S, which is also its MQTT client id): publishes
-  only ``iot/devices/register/{S}`` and subscribes only inside ``iot/devices/{S}/register/``;
+* ``provision`` (name = S, its MQTT client id: the serial number it registers, or a
+  one-time request id): publishes only ``iot/devices/register/{S}`` and subscribes only
+  inside ``iot/devices/{S}/register/``;
 * ``control`` (a trusted service): publishes control topics for any device, subscribes to
   nothing;
 * ``service`` (Fieldwatch's own gateway client): everything.
@@ -95,9 +96,11 @@ def dynsec_role_acls(kind: PrincipalKind, name: str | None = None) -> list[dict[
 
     Mosquitto 2.0's dynamic security does not substitute ``%u``/``%c`` in ACL topics, so
     a device role is per device (``name`` = device id, literal topics). The provisioning
-    role cannot tie topics to the client id: it allows the register topics of any serial
-    and denies the wildcard subscriptions that would read every serial's replies
-    (Mosquitto 2.0 matches a subscription's wildcards against the ACL's as plain text).
+    role cannot tie topics to the client id: it allows the register topics of any id and
+    denies the wildcard subscriptions that would read every id's replies (Mosquitto 2.0
+    matches a subscription's wildcards against the ACL's as plain text), so a client
+    reads only the replies of ids it can name: through such a broker a register comes
+    under a random one-time request id (see ``gateway``).
     """
     p = PREFIX
     if kind == "device":

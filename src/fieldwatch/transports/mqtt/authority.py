@@ -1,9 +1,11 @@
 """Who an MQTT client of the embedded broker is, checked against Fieldwatch's own
 credentials:
 
-- username = a device id, password = one of its agent tokens → that device;
-- username ``provision``, password = a provisioning key, client id = the serial the
-  device registers with → a provisioning client;
+- username = a device id, password = one of its agent tokens → that device (whose client
+  id, if it sends one, must be its device id: see ``embedded``);
+- username = a provisioning key's prefix (its first 12 characters; ``provision`` is also
+  accepted), password = the key, client id = the id the client registers under (its
+  serial number, or a one-time request id) → a provisioning client;
 - username ``control``, password = an API key with the operator role → a control
   service, which may queue commands for its workspace's devices;
 - Fieldwatch's own gateway client, with a random password made at start-up.
@@ -23,12 +25,13 @@ from dataclasses import dataclass
 
 from fieldwatch.auth.dependencies import make_auth_service
 from fieldwatch.auth.roles import Role
+from fieldwatch.core.credentials import display_prefix
 from fieldwatch.core.errors import AppError, Unauthorized
 from fieldwatch.core.events import CREDENTIALS_CHANGED, Event
 from fieldwatch.core.ttlcache import TTLCache
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.events import DEVICE_STATUS_CHANGED
-from fieldwatch.devices.provisioning import ProvisioningService
+from fieldwatch.devices.provisioning import PROVISIONING_KEY_PREFIX, ProvisioningService
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.inventory.lifecycle import DeviceStatus
 from fieldwatch.runtime import Runtime
@@ -37,6 +40,7 @@ from fieldwatch.transports.mqtt.acl import Action, Principal
 
 log = logging.getLogger(__name__)
 
+#: The provisioning login of earlier versions (any key); a key's prefix works too.
 PROVISION_USERNAME = "provision"
 CONTROL_USERNAME = "control"
 SERVICE_USERNAME = "fieldwatch-gateway"
@@ -103,8 +107,8 @@ class FieldwatchAuthority:
             return None
         try:
             async with self.runtime.uow() as uow:
-                if username == PROVISION_USERNAME:
-                    return await self._provision(uow, client_id, password)
+                if username == PROVISION_USERNAME or username.startswith(PROVISIONING_KEY_PREFIX):
+                    return await self._provision(uow, client_id, username, password)
                 if username == CONTROL_USERNAME:
                     return await self._control(uow, client_id, password)
                 return await self._device(uow, username, password)
@@ -122,10 +126,13 @@ class FieldwatchAuthority:
         return Principal("device", username)
 
     async def _provision(
-        self, uow: UnitOfWork, client_id: str | None, password: str
+        self, uow: UnitOfWork, client_id: str | None, username: str, password: str
     ) -> Principal | None:
         if not client_id or not topics.is_valid_id(client_id):
             log.info("MQTT provisioning login refused: the client id must be the serial number")
+            return None
+        if username != PROVISION_USERNAME and display_prefix(password) != username:
+            log.info("MQTT provisioning login refused: the username is not the key's prefix")
             return None
         await ProvisioningService(uow).authenticate_key(password)
         self.provisioning[client_id] = password

@@ -1,20 +1,17 @@
 """Device credentials and access rules on an external Mosquitto 2 (``FIELDWATCH_MQTT_URL``)
-through its dynamic-security plugin.
-
-Commands go to ``$CONTROL/dynamic-security/v1`` as ``{"commands": [...]}``; the broker
-answers on ``$CONTROL/dynamic-security/v1/response`` with ``{"responses": [...]}``. Each
-command carries a ``correlationData`` so replies to other admin clients are ignored.
-The admin connection is a paho-mqtt client on its own network thread; the methods are
-async.
+through its dynamic-security plugin (the admin connection is ``dynsec_admin``).
 
 What the broker holds:
 
 * a client per device (username = device id, password = its agent token, ``textname`` =
-  the token's id) with its own role ``fieldwatch-device-{id}``: Mosquitto 2.0 does not
-  substitute ``%u``/``%c`` in dynamic-security ACLs, so one shared device role cannot
-  limit a device to its own topics;
-* a client ``provision`` (password = the provisioning key) with role
-  ``fieldwatch-provision``;
+  the token's id, ``clientid`` = the device id, so the broker refuses it any other client
+  id and nobody else can log in as it) with its own role ``fieldwatch-device-{id}``:
+  Mosquitto 2.0 does not substitute ``%u``/``%c`` in dynamic-security ACLs (that comes
+  with 2.1), so one shared device role cannot limit a device to its own topics;
+* a client per provisioning key (username = the key's first 12 characters, its prefix;
+  password = the key; ``textname`` = the key's id) in the group
+  ``fieldwatch-provisioning``, with role ``fieldwatch-provision``, so the keys of every
+  workspace work side by side;
 * optional control and service clients with roles ``fieldwatch-control`` and
   ``fieldwatch-service``;
 * default access "deny" for publishing, receiving and subscribing (unsubscribing stays
@@ -27,29 +24,22 @@ connected with that username.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
-import json
 import logging
-import secrets
-import ssl
-from collections.abc import Iterable
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
-
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.acl import PrincipalKind, dynsec_role_acls
+from fieldwatch.transports.mqtt.dynsec_admin import DynsecAdmin, DynsecError
+
+__all__ = ["DynsecError", "DynsecManager", "device_role"]
 
 log = logging.getLogger(__name__)
 
-COMMAND_TOPIC = "$CONTROL/dynamic-security/v1"
-RESPONSE_TOPIC = "$CONTROL/dynamic-security/v1/response"
 DEVICE_ROLE_PREFIX = "fieldwatch-device-"
-PROVISION_USERNAME = "provision"
+PROVISION_GROUP = "fieldwatch-provisioning"
+#: The one login every provisioning key shared before each key had its own; removed.
+LEGACY_PROVISION_USERNAME = "provision"
 ROLES: dict[PrincipalKind, str] = {
     "provision": "fieldwatch-provision",
     "control": "fieldwatch-control",
@@ -66,15 +56,6 @@ _EXISTS = "already exists"
 _NOT_FOUND = "not found"
 
 
-class DynsecError(Exception):
-    """A dynamic-security command failed; ``error`` is the broker's text."""
-
-    def __init__(self, command: str, error: str) -> None:
-        super().__init__(f"dynamic security {command} failed: {error}")
-        self.command = command
-        self.error = error
-
-
 def device_role(device_id: str) -> str:
     """The role holding one device's ACLs."""
     if not topics.is_valid_id(device_id):
@@ -82,179 +63,27 @@ def device_role(device_id: str) -> str:
     return DEVICE_ROLE_PREFIX + device_id
 
 
+def _require_client_id(username: str, clientid: str, disabled: bool) -> list[dict[str, Any]]:
+    """Commands that make ``username`` log in with ``clientid`` only, and drop what is
+    connected under it now (unless it is disabled, and so already dropped)."""
+    commands: list[dict[str, Any]] = [
+        {"command": "setClientId", "username": username, "clientid": clientid}
+    ]
+    if not disabled:
+        commands += [
+            {"command": "disableClient", "username": username},
+            {"command": "enableClient", "username": username},
+        ]
+    return commands
+
+
 def _fingerprint(secret: str) -> str:
     """Tells whether a stored password changed, without revealing it."""
     return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
-class DynsecManager:
-    """Admin connection to Mosquitto's dynamic-security plugin."""
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        username: str,
-        password: str,
-        *,
-        ssl_context: ssl.SSLContext | None = None,
-        client_id: str | None = None,
-        timeout: float = 10.0,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.username = username
-        self.timeout = timeout
-        self._client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"fieldwatch-dynsec-{secrets.token_hex(4)}",
-            protocol=paho.MQTTv311,
-        )
-        self._client.username_pw_set(username, password)
-        if ssl_context is not None:
-            self._client.tls_set_context(ssl_context)
-        self._client.reconnect_delay_set(1, 30)
-        self._client.on_connect = self._on_connect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = self._on_message
-        self._client.on_disconnect = self._on_disconnect
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._ready = asyncio.Event()
-        self._refused: str | None = None
-        self._sub_mid: int | None = None
-        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._started = False
-
-    @classmethod
-    def from_url(
-        cls, url: str, *, username: str | None = None, password: str | None = None, **kw: Any
-    ) -> DynsecManager:
-        """From ``mqtt://user:password@host:1883`` (``mqtts://`` for TLS); explicit
-        ``username``/``password`` win over the URL's."""
-        parts = urlsplit(url)
-        secure = parts.scheme in ("mqtts", "ssl", "tls")
-        if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl", "tls") or not parts.hostname:
-            raise ValueError(f"not an MQTT URL: {parts.scheme}://{parts.hostname}")
-        user = username if username is not None else unquote(parts.username or "")
-        secret = password if password is not None else unquote(parts.password or "")
-        if not user:
-            raise ValueError("the dynamic-security admin needs a username")
-        if secure and "ssl_context" not in kw:
-            kw["ssl_context"] = ssl.create_default_context()
-        port = parts.port or (8883 if secure else 1883)
-        return cls(parts.hostname, port, user, secret, **kw)
-
-    # -- connection ------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Connect and subscribe to the responses; raises ``DynsecError`` if the broker
-        refuses the admin."""
-        if self._started:
-            return
-        self._loop = asyncio.get_running_loop()
-        self._ready = asyncio.Event()
-        self._refused = None
-        self._client.connect_async(self.host, self.port, keepalive=30)
-        self._client.loop_start()
-        self._started = True
-        try:
-            async with asyncio.timeout(self.timeout):
-                await self._ready.wait()
-        except TimeoutError:
-            await self.stop()
-            raise DynsecError("connect", self._refused or "no answer from the broker") from None
-        if self._refused:
-            reason = self._refused
-            await self.stop()
-            raise DynsecError("connect", reason)
-
-    async def stop(self) -> None:
-        """Disconnect; pending commands fail."""
-        if not self._started:
-            return
-        self._started = False
-        self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(DynsecError("command", "manager stopped"))
-        self._pending.clear()
-
-    def _threadsafe(self, callback: Any, *args: Any) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(callback, *args)
-
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
-        if rc.is_failure:
-            self._refused = str(rc)
-            client.disconnect()
-            self._threadsafe(self._ready.set)
-            return
-        _, self._sub_mid = client.subscribe(RESPONSE_TOPIC, qos=1)
-
-    def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: Any, props: Any) -> None:
-        if mid != self._sub_mid:
-            return
-        if any(code.is_failure for code in codes):
-            self._refused = "not allowed to read " + RESPONSE_TOPIC
-            client.disconnect()
-        self._threadsafe(self._ready.set)
-
-    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
-        if self._refused is None:
-            self._threadsafe(self._ready.clear)
-
-    def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
-        if message.topic == RESPONSE_TOPIC:
-            self._threadsafe(self._on_responses, bytes(message.payload))
-
-    def _on_responses(self, payload: bytes) -> None:
-        try:
-            responses = json.loads(payload).get("responses", [])
-        except (ValueError, AttributeError):
-            return
-        for response in responses:
-            if not isinstance(response, dict):
-                continue
-            future = self._pending.get(str(response.get("correlationData", "")))
-            if future is not None and not future.done():
-                future.set_result(response)
-
-    # -- commands --------------------------------------------------------------------
-
-    async def execute(
-        self, commands: Iterable[dict[str, Any]], *, tolerate: Iterable[str] = ()
-    ) -> list[dict[str, Any]]:
-        """Run commands in one message and return their responses in order. A response
-        with an ``error`` raises ``DynsecError`` unless the error contains one of the
-        ``tolerate`` texts."""
-        if not self._started:
-            raise DynsecError("command", "manager not started")
-        batch, futures = [], []
-        loop = asyncio.get_running_loop()
-        for command in commands:
-            tag = secrets.token_hex(8)
-            batch.append({**command, "correlationData": tag})
-            futures.append(self._pending.setdefault(tag, loop.create_future()))
-        try:
-            async with asyncio.timeout(self.timeout):
-                await self._ready.wait()
-                self._client.publish(COMMAND_TOPIC, json.dumps({"commands": batch}), qos=1)
-                responses = list(await asyncio.gather(*futures))
-        except TimeoutError:
-            raise DynsecError(batch[0]["command"], "no response from the broker") from None
-        finally:
-            for command in batch:
-                self._pending.pop(command["correlationData"], None)
-        allowed = tuple(tolerate)
-        for response in responses:
-            error = response.get("error")
-            if error and not any(text in str(error) for text in allowed):
-                raise DynsecError(str(response.get("command")), str(error))
-        return responses
-
-    async def _one(self, command: dict[str, Any], *tolerate: str) -> dict[str, Any]:
-        return (await self.execute([command], tolerate=tolerate))[0]
+class DynsecManager(DynsecAdmin):
+    """What Fieldwatch keeps in Mosquitto's dynamic security."""
 
     async def _get_client(self, username: str) -> dict[str, Any] | None:
         response = await self._one({"command": "getClient", "username": username}, _NOT_FOUND)
@@ -271,21 +100,27 @@ class DynsecManager:
             await self._one({"command": "modifyRole", "rolename": rolename, "acls": acls})
 
     async def _ensure_client(
-        self, username: str, password: str, rolename: str, textname: str
+        self,
+        username: str,
+        password: str,
+        rolename: str,
+        textname: str,
+        *,
+        clientid: str | None = None,
     ) -> bool:
         """Create the client, or update it when its ``textname`` (the credential's id)
-        differs; returns whether anything changed."""
+        or its required client id differ; returns whether anything changed."""
         roles = [{"rolename": rolename}]
-        created = await self._one(
-            {
-                "command": "createClient",
-                "username": username,
-                "password": password,
-                "textname": textname,
-                "roles": roles,
-            },
-            _EXISTS,
-        )
+        create: dict[str, Any] = {
+            "command": "createClient",
+            "username": username,
+            "password": password,
+            "textname": textname,
+            "roles": roles,
+        }
+        if clientid is not None:
+            create["clientid"] = clientid
+        created = await self._one(create, _EXISTS)
         if not created.get("error"):
             return True
         client = await self._get_client(username) or {}
@@ -296,6 +131,8 @@ class DynsecManager:
                 {"command": "setClientPassword", "username": username, "password": password},
                 {"command": "modifyClient", "username": username, "textname": textname},
             ]
+        if clientid is not None and client.get("clientid") != clientid:
+            commands += _require_client_id(username, clientid, bool(client.get("disabled")))
         if rolename not in {r.get("rolename") for r in client.get("roles", [])}:
             commands.append({"command": "addClientRole", "username": username, **roles[0]})
         if commands:
@@ -305,22 +142,53 @@ class DynsecManager:
     # -- public API ------------------------------------------------------------------
 
     async def ensure_roles(self) -> None:
-        """Create (or refresh) the provision, control and service roles and make
-        everything not granted denied. Idempotent."""
+        """Create (or refresh) the provision, control and service roles and the group of
+        provisioning logins, remove the single ``provision`` login of earlier versions
+        and make everything not granted denied. Idempotent."""
         for kind, rolename in ROLES.items():
             await self._ensure_role(rolename, dynsec_role_acls(kind))
+        await self._one({"command": "createGroup", "groupname": PROVISION_GROUP}, _EXISTS)
+        legacy = await self._get_client(LEGACY_PROVISION_USERNAME)
+        if legacy and ROLES["provision"] in {r.get("rolename") for r in legacy.get("roles", [])}:
+            await self.delete_login(LEGACY_PROVISION_USERNAME)
         await self._one({"command": "setDefaultACLAccess", "acls": DEFAULT_ACCESS})
 
     async def upsert_device(self, device_id: str, token: str, token_id: str) -> None:
-        """Let ``device_id`` connect with ``token``: creates its role and client, or sets
-        the new token (dropping sessions that used the old one) when ``token_id``
-        differs from the one the broker holds. Does not enable a disabled device."""
+        """Let ``device_id`` connect with ``token`` and client id ``device_id`` only:
+        creates its role and client, or sets the new token (dropping sessions that used
+        the old one) when ``token_id`` differs from the one the broker holds. Does not
+        enable a disabled device."""
         role = device_role(device_id)
         if not token or not token_id:
             raise ValueError("a device needs a token and its id")
         await self._ensure_role(role, dynsec_role_acls("device", device_id))
-        if await self._ensure_client(device_id, token, role, token_id):
+        if await self._ensure_client(device_id, token, role, token_id, clientid=device_id):
             log.info("MQTT broker: device %s now uses token %s", device_id, token_id)
+
+    async def require_device_client_ids(self, page: int = 1000) -> int:
+        """Make every device client (one with its ``fieldwatch-device-`` role) accept only
+        its device id as client id, dropping sessions made with another one: devices
+        created before the broker required it. Returns how many were changed."""
+        changed, offset = 0, 0
+        while True:
+            listed = await self._one(
+                {"command": "listClients", "verbose": True, "count": page, "offset": offset}
+            )
+            clients = listed.get("data", {}).get("clients") or []
+            commands: list[dict[str, Any]] = []
+            for client in clients:
+                name = str(client.get("username", ""))
+                roles = {r.get("rolename") for r in client.get("roles", [])}
+                if not topics.is_valid_id(name) or DEVICE_ROLE_PREFIX + name not in roles:
+                    continue
+                if client.get("clientid") != name:
+                    commands += _require_client_id(name, name, bool(client.get("disabled")))
+                    changed += 1
+            if commands:
+                await self.execute(commands)
+            if len(clients) < page:
+                return changed
+            offset += page
 
     async def device_token_id(self, device_id: str) -> str | None:
         """The id of the token the broker holds for ``device_id``, if any."""
@@ -345,18 +213,60 @@ class DynsecManager:
             tolerate=(_NOT_FOUND,),
         )
 
-    async def set_provisioning_key(self, key: str, key_id: str | None = None) -> None:
-        """The ``provision`` client's password (a workspace provisioning key); with
-        ``key_id``, the broker also holds the key's id (``provisioning_key_id``)."""
-        if key_id is None:
-            await self.upsert_service_client(PROVISION_USERNAME, key, "provision")
+    async def upsert_provisioning_login(self, username: str, key: str, key_id: str) -> None:
+        """Let a provisioning key log in: username = its prefix, password = the key,
+        ``textname`` = its id. Setting the same key again changes nothing; a new secret
+        for the key replaces the old one (dropping its sessions). Raises
+        ``DynsecError`` if another key already holds that username."""
+        if not username or not key or not key_id:
+            raise ValueError("a provisioning login needs a username, a key and its id")
+        fingerprint, role = _fingerprint(key), ROLES["provision"]
+        client = await self._get_client(username)
+        if client is None:
+            await self._one(
+                {"command": "createClient", "username": username, "password": key,
+                 "textname": key_id, "textdescription": fingerprint,
+                 "roles": [{"rolename": role}], "groups": [{"groupname": PROVISION_GROUP}]}
+            )  # fmt: skip
             return
-        await self._ensure_client(PROVISION_USERNAME, key, ROLES["provision"], key_id)
-        await self.enable_device(PROVISION_USERNAME)  # a revoked key may have disabled it
+        if client.get("textname") != key_id:
+            raise DynsecError("createClient", f"login {username} belongs to another key")
+        commands: list[dict[str, Any]] = []
+        if client.get("textdescription") != fingerprint:
+            commands += [
+                {"command": "setClientPassword", "username": username, "password": key},
+                {"command": "modifyClient", "username": username, "textdescription": fingerprint},
+            ]
+        if role not in {r.get("rolename") for r in client.get("roles", [])}:
+            commands.append({"command": "addClientRole", "username": username, "rolename": role})
+        if PROVISION_GROUP not in {g.get("groupname") for g in client.get("groups", [])}:
+            commands.append(
+                {"command": "addGroupClient", "username": username, "groupname": PROVISION_GROUP}
+            )
+        if commands:
+            await self.execute(commands)
 
-    async def provisioning_key_id(self) -> str | None:
-        """The id of the provisioning key the broker holds, if it was set with one."""
-        return await self.device_token_id(PROVISION_USERNAME)
+    async def provisioning_logins(self) -> dict[str, str]:
+        """The provisioning logins the broker holds: username → key id."""
+        group = await self._one({"command": "getGroup", "groupname": PROVISION_GROUP}, _NOT_FOUND)
+        members = (group.get("data") or {}).get("group", {}).get("clients") or []
+        names = [str(m.get("username")) for m in members if m.get("username")]
+        if not names:
+            return {}
+        found = await self.execute(
+            [{"command": "getClient", "username": n} for n in names], tolerate=(_NOT_FOUND,)
+        )
+        out: dict[str, str] = {}
+        for name, response in zip(names, found, strict=True):
+            client = (response.get("data") or {}).get("client") or {}
+            out[name] = str(client.get("textname") or "")
+        return out
+
+    async def delete_login(self, username: str) -> None:
+        """Remove a client (dropping its sessions). Idempotent."""
+        if username == self.username:
+            raise ValueError("refusing to delete the admin login")
+        await self._one({"command": "deleteClient", "username": username}, _NOT_FOUND)
 
     async def upsert_service_client(
         self, username: str, password: str, kind: Literal["provision", "control", "service"]
@@ -382,11 +292,3 @@ class DynsecManager:
             ]
         )
         return True
-
-    async def __aenter__(self) -> DynsecManager:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        with contextlib.suppress(Exception):
-            await self.stop()

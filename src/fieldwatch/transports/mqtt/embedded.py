@@ -11,7 +11,9 @@ the stream over. That closes holes amqtt 0.12.1 has when it authenticates by its
 
 * it drops the existing session of a client id (subscriptions included) and takes over
   a live one before checking credentials, so anyone who knew a device's client id could
-  silently cut it off; here a client id held by one principal cannot be used by another;
+  silently cut it off; here a client id held by one principal cannot be used by another,
+  a device may use only its own device id as client id, and a device id held by someone
+  else while the device was away goes back to the device when it connects;
 * it sends every retained message matching *any* client's subscription to each newly
   connected client, whatever that client subscribed to; so retained messages are not
   kept at all (the retain flag is ignored, messages are delivered live);
@@ -279,9 +281,13 @@ class EmbeddedBroker:
         client_id = None if connect.client_id_is_random else connect.client_id
         if principal.kind == "provision" and client_id != principal.name:
             return "provisioning client id is not its serial number"
+        own_id = principal.kind == "device" and client_id == principal.name
+        if principal.kind == "device" and client_id is not None and not own_id:
+            return "a device's client id must be its device id"
         if client_id is not None:
             owner = self._owner(client_id)
-            if owner is not None and owner != principal:
+            # a device id belongs to that device: it takes it back from anyone else
+            if owner is not None and owner != principal and not own_id:
                 return "client id in use by another principal"
         if connect.will_flag and not await self._authorize(
             principal, "publish", connect.will_topic or ""

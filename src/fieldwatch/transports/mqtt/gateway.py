@@ -16,9 +16,8 @@ commands and configuration waiting for it are published to its topics; its last 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
+import secrets
 import time
 import uuid
 from collections import defaultdict
@@ -32,11 +31,9 @@ from fieldwatch.commands.schemas import CommandCreate
 from fieldwatch.commands.service import CommandService, ConfigService
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import AppError
-from fieldwatch.core.events import CREDENTIALS_CHANGED, Event
+from fieldwatch.core.events import Event
 from fieldwatch.db.faults import RETRY_AFTER_S, outages, unavailable_reason
-from fieldwatch.devices.events import DEVICE_STATUS_CHANGED
 from fieldwatch.devices.provisioning import ProvisioningService
-from fieldwatch.devices.repository import AgentTokenRepository, ProvisioningKeyRepository
 from fieldwatch.devices.schemas import ProvisionRequest
 from fieldwatch.monitoring.presence import OFFLINE, PRESENCE_CHANGED
 from fieldwatch.runtime import Runtime
@@ -45,7 +42,6 @@ from fieldwatch.telemetry.service import TelemetryService
 from fieldwatch.transports.frames import DeviceFrame, to_batch
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.authority import (
-    PROVISION_USERNAME,
     SERVICE_USERNAME,
     DeviceWorkspaces,
     FieldwatchAuthority,
@@ -54,9 +50,14 @@ from fieldwatch.transports.mqtt.link import IncomingMessage, MqttLink, MqttLinkE
 from fieldwatch.transports.mqtt.topics import Kind
 
 if TYPE_CHECKING:
-    from fieldwatch.transports.mqtt.dynsec import DynsecManager
+    from fieldwatch.transports.mqtt.dynsec_sync import DynsecSync
 
 log = logging.getLogger(__name__)
+
+#: Through an external broker a register must name its serial in the payload and come
+#: under a random one-time request id of at least this many characters: the broker lets
+#: any provisioning client subscribe to a named id's replies.
+MIN_REQUEST_ID = 32
 
 DEVICE_KINDS = frozenset(
     {Kind.HEARTBEAT, Kind.DATA, Kind.STATUS, Kind.COMMAND_ACK, Kind.COMMAND_RESULT,
@@ -99,7 +100,7 @@ class MqttGateway:
         self.broker: Any = None
         self.external = bool(settings.mqtt_url)
         self.link: MqttLink | None = None
-        self.dynsec: DynsecManager | None = None
+        self.dynsec: DynsecSync | None = None
         self.channels: dict[uuid.UUID, MqttChannel] = {}
         self.workspaces = DeviceWorkspaces(runtime)
         self._unsubscribe: list[Any] = []
@@ -116,7 +117,11 @@ class MqttGateway:
             password = unquote(url.password) if url.password else None
             tls = url.scheme in ("mqtts", "ssl")
             if settings.mqtt_dynsec:
-                username, password = SERVICE_USERNAME, await self._start_dynsec()
+                from fieldwatch.transports.mqtt.dynsec import DynsecManager
+                from fieldwatch.transports.mqtt.dynsec_sync import DynsecSync
+
+                self.dynsec = DynsecSync(self.runtime, DynsecManager.from_url(settings.mqtt_url))
+                username, password = SERVICE_USERNAME, await self.dynsec.start(SERVICE_USERNAME)
         else:
             from fieldwatch.transports.mqtt.embedded import EmbeddedBroker
 
@@ -129,7 +134,7 @@ class MqttGateway:
         window = settings.mqtt_receive_maximum if self.external else 0  # amqtt: MQTT 3.1.1
         batch = settings.mqtt_batch_size
         self.link = MqttLink(
-            host, port, client_id=f"fieldwatch-{uuid.uuid4().hex[:12]}", username=username,
+            host, port, client_id=gateway_client_id(), username=username,
             password=password, tls=tls, handler=self.handle, receive_maximum=window or None,
             batch_size=batch, max_pending=max(10_000, 4 * batch),
         )  # fmt: skip
@@ -143,76 +148,6 @@ class MqttGateway:
         log.info(
             "MQTT gateway on %s (%s broker)", where, "external" if self.external else "embedded"
         )
-
-    async def _start_dynsec(self) -> str:
-        """Manage Mosquitto's dynamic security: roles, Fieldwatch's own client (its
-        password derived from the installation's secret, the same in every process), and
-        from now on one client per device token issued. Returns that password."""
-        from fieldwatch.auth.tokens import load_or_create_secret
-        from fieldwatch.transports.mqtt.dynsec import DynsecManager
-
-        settings = self.runtime.settings
-        assert settings.mqtt_url is not None
-        self.dynsec = DynsecManager.from_url(settings.mqtt_url)
-        await self.dynsec.start()
-        await self.dynsec.ensure_roles()
-        secret = load_or_create_secret(settings).encode()
-        password = hmac.new(secret, b"fieldwatch mqtt gateway", hashlib.sha256).hexdigest()
-        await self.dynsec.upsert_service_client(SERVICE_USERNAME, password, "service")
-        self.runtime.credential_listeners.append(self._credential_issued)
-        bus = self.runtime.bus
-        self._unsubscribe += [
-            bus.subscribe(CREDENTIALS_CHANGED, self._dynsec_credentials),
-            bus.subscribe(DEVICE_STATUS_CHANGED, self._dynsec_status),
-        ]
-        return password
-
-    async def _credential_issued(
-        self, kind: str, owner_id: uuid.UUID, credential_id: uuid.UUID, secret: str
-    ) -> None:
-        """The newest token of a device is its MQTT password (Mosquitto holds one per
-        client); the newest provisioning key is the ``provision`` client's."""
-        assert self.dynsec is not None
-        if kind == "device_token":
-            await self.dynsec.upsert_device(str(owner_id), secret, str(credential_id))
-        elif kind == "provisioning_key":
-            await self.dynsec.set_provisioning_key(secret, str(credential_id))
-
-    async def _dynsec_credentials(self, event: Event) -> None:
-        """A token of this device was revoked: if it is the one the broker holds, the
-        device is disabled there (which also ends its session). Likewise for the
-        provisioning key."""
-        if self.dynsec is None:
-            return
-        if event.subject_id is None:
-            if str(event.payload.get("reason", "")).startswith("provisioning_key"):
-                await self._check_provisioning_key()
-            return
-        held = await self.dynsec.device_token_id(str(event.subject_id))
-        if held is None:
-            return
-        async with self.runtime.uow() as uow:
-            token = await AgentTokenRepository(uow.session).get(event.subject_id, uuid.UUID(held))
-        if token is None or token.revoked_at is not None:
-            log.info("MQTT: device %s's token was revoked; disabling it", event.subject_id)
-            await self.dynsec.disable_device(str(event.subject_id))
-
-    async def _check_provisioning_key(self) -> None:
-        assert self.dynsec is not None
-        held = await self.dynsec.provisioning_key_id()
-        if held is None:
-            return
-        async with self.runtime.uow() as uow:
-            key = await ProvisioningKeyRepository(uow.session).by_id(uuid.UUID(held))
-        if key is None or key.revoked_at is not None:
-            log.info("MQTT: the broker's provisioning key was revoked; disabling it there")
-            await self.dynsec.disable_device(PROVISION_USERNAME)
-
-    async def _dynsec_status(self, event: Event) -> None:
-        if self.dynsec is None or event.subject_id is None:
-            return
-        if event.payload.get("status") == "retired":
-            await self.dynsec.disable_device(str(event.subject_id))
 
     async def stop(self) -> None:
         for unsubscribe in self._unsubscribe:
@@ -228,8 +163,6 @@ class MqttGateway:
         if self.authority is not None:
             self.authority.close()
         if self.dynsec is not None:
-            if self._credential_issued in self.runtime.credential_listeners:
-                self.runtime.credential_listeners.remove(self._credential_issued)
             await self.dynsec.stop()
 
     # --- inbound ----------------------------------------------------------------------
@@ -365,39 +298,48 @@ class MqttGateway:
                     await service.finish(device_id, command_id, status, payload.get("result"))
             await uow.commit()
 
-    async def _register(self, serial: str, payload: dict[str, Any]) -> None:
-        """Seed 003 register from a provisioning client (embedded broker: the key it
-        logged in with)."""
+    async def _register(self, request_id: str, payload: dict[str, Any]) -> None:
+        """Seed 003 register from a provisioning client, on
+        ``iot/devices/register/{request_id}``; the answer goes to that id's register
+        topics. The serial is the payload's ``serial_number``, else the request id. The
+        key is the payload's ``provisioning_key``, else (embedded broker) the one the
+        client logged in with."""
         assert self.link is not None
-        key = self.authority.provisioning.get(serial) if self.authority else None
-        key_id = await self.dynsec.provisioning_key_id() if self.dynsec else None
-        if key is None and key_id is None:
-            await self._reply(topics.register_error(serial), "log in as 'provision' first")
+        error = topics.register_error(request_id)
+        key = payload.get("provisioning_key")
+        if not isinstance(key, str) or not key:
+            key = self.authority.provisioning.get(request_id) if self.authority else None
+        if key is None:
+            await self._reply(error, "send your provisioning key as 'provisioning_key'")
+            return
+        serial = payload.get("serial_number")
+        if self.authority is None and not _private_request(request_id, serial):
+            await self._reply(error, (
+                "with this broker, publish to iot/devices/register/{request id} with a "
+                f"random one-time request id of at least {MIN_REQUEST_ID} characters and "
+                "your serial number as 'serial_number'"
+            ))  # fmt: skip
             return
         try:
-            request = ProvisionRequest.model_validate({**payload, "serial_number": serial})
-            settings = self.runtime.settings
+            request = ProvisionRequest.model_validate(
+                {**payload, "serial_number": serial if isinstance(serial, str) else request_id}
+            )
             async with self.runtime.uow() as uow:
-                service = ProvisioningService(uow)
-                if key is not None:
-                    answer = await service.register(key, request, settings)
-                else:
-                    assert key_id is not None
-                    answer = await service.register_with_key_id(
-                        uuid.UUID(key_id), request, settings
-                    )
+                answer = await ProvisioningService(uow).register(
+                    key, request, self.runtime.settings
+                )
                 await uow.commit()
             await self.runtime.credential_issued(
                 "device_token", answer.device_id, answer.token_id, answer.auth_token
             )
         except AppError as exc:
-            await self._reply(topics.register_error(serial), exc.detail or exc.title)
+            await self._reply(error, exc.detail or exc.title)
             return
         except ValueError as exc:  # pydantic's ValidationError
-            await self._reply(topics.register_error(serial), str(exc).splitlines()[0])
+            await self._reply(error, str(exc).splitlines()[0])
             return
         body = answer.model_dump(mode="json")
-        await self.link.publish(topics.register_response(serial), orjson.dumps(body), qos=1)
+        await self.link.publish(topics.register_response(request_id), orjson.dumps(body), qos=1)
 
     async def _reply(self, topic: str, message: str) -> None:
         assert self.link is not None
@@ -448,6 +390,18 @@ class MqttGateway:
     async def _on_presence(self, event: Event) -> None:
         if event.payload.get("connectivity") == OFFLINE and event.subject_id is not None:
             self._detach(event.subject_id)
+
+
+def gateway_client_id() -> str:
+    """A client id no one can guess (128 random bits): with an external broker any login
+    without a fixed client id could otherwise take the gateway's connection over."""
+    return f"fieldwatch-{secrets.token_hex(16)}"
+
+
+def _private_request(request_id: str, serial: object) -> bool:
+    """Whether a register through an external broker came under a one-time request id
+    that no other provisioning client can know (so none can subscribe to its answer)."""
+    return isinstance(serial, str) and serial != request_id and len(request_id) >= MIN_REQUEST_ID
 
 
 async def start_gateway(runtime: Runtime) -> MqttGateway | None:

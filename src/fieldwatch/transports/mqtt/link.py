@@ -234,6 +234,11 @@ class MqttLink:
         return self._connected
 
     @property
+    def connections_lost(self) -> int:
+        """How many times the connection was lost (or taken over) since the start."""
+        return self._generation
+
+    @property
     def pending(self) -> int:
         """Messages received and not yet handed to the handler."""
         return len(self._pending)

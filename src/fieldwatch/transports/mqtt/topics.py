@@ -20,7 +20,7 @@ Control (trusted services to server)::
     iot/devices/control/{id}/command     iot/devices/control/{id}/config
 
 ``{id}`` is the device id, except on the register topics used by a provisioning client,
-where it is the device's serial number.
+where it is the device's serial number or a one-time request id.
 """
 
 from __future__ import annotations

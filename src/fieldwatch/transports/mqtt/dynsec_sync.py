@@ -1,0 +1,129 @@
+"""Keeps Mosquitto's dynamic security in step with Fieldwatch's credentials (external
+broker with ``FIELDWATCH_MQTT_DYNSEC``):
+
+- a device token issued here becomes the device's broker password (the broker holds the
+  newest one per device), with the device id as its only client id; revoking that token
+  or retiring the device disables the device there (which also ends its session);
+- a provisioning key created or rotated here becomes a login of its own (username = the
+  key's prefix), so the keys of every workspace work side by side; a revoked or rotated
+  key's login is removed (``sync_provisioning_logins``, also run at start);
+- Fieldwatch's own gateway client, whose password is derived from the installation's
+  secret (the same in every process).
+
+Secrets reach this module only through ``Runtime.credential_listeners`` (in process,
+never through the event bus); keys and tokens issued before Fieldwatch was pointed at
+the broker are not known to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import uuid
+from collections.abc import Callable
+
+from fieldwatch.core.credentials import display_prefix
+from fieldwatch.core.events import CREDENTIALS_CHANGED, Event
+from fieldwatch.devices.events import DEVICE_STATUS_CHANGED
+from fieldwatch.devices.repository import AgentTokenRepository, ProvisioningKeyRepository
+from fieldwatch.runtime import Runtime
+from fieldwatch.transports.mqtt.dynsec import DynsecError, DynsecManager
+
+log = logging.getLogger(__name__)
+
+
+class DynsecSync:
+    def __init__(self, runtime: Runtime, manager: DynsecManager) -> None:
+        self.runtime = runtime
+        self.manager = manager
+        self._unsubscribe: list[Callable[[], None]] = []
+
+    async def start(self, service_username: str) -> str:
+        """Connect, set up the roles, make every device client accept only its own
+        client id, create the gateway's client and drop stale provisioning logins;
+        from then on follow credential changes. Returns the gateway's password."""
+        from fieldwatch.auth.tokens import load_or_create_secret
+
+        manager = self.manager
+        await manager.start()
+        await manager.ensure_roles()
+        fixed = await manager.require_device_client_ids()
+        if fixed:
+            log.info("MQTT broker: %d device logins now accept only their device id", fixed)
+        secret = load_or_create_secret(self.runtime.settings).encode()
+        password = hmac.new(secret, b"fieldwatch mqtt gateway", hashlib.sha256).hexdigest()
+        await manager.upsert_service_client(service_username, password, "service")
+        await self.sync_provisioning_logins()
+        self.runtime.credential_listeners.append(self.credential_issued)
+        bus = self.runtime.bus
+        self._unsubscribe = [
+            bus.subscribe(CREDENTIALS_CHANGED, self._on_credentials),
+            bus.subscribe(DEVICE_STATUS_CHANGED, self._on_status),
+        ]
+        return password
+
+    async def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        if self.credential_issued in self.runtime.credential_listeners:
+            self.runtime.credential_listeners.remove(self.credential_issued)
+        await self.manager.stop()
+
+    async def credential_issued(
+        self, kind: str, owner_id: uuid.UUID, credential_id: uuid.UUID, secret: str
+    ) -> None:
+        """The newest token of a device is its MQTT password (Mosquitto holds one per
+        client); each provisioning key is a login of its own."""
+        if kind == "device_token":
+            await self.manager.upsert_device(str(owner_id), secret, str(credential_id))
+        elif kind == "provisioning_key":
+            try:
+                await self.manager.upsert_provisioning_login(
+                    display_prefix(secret), secret, str(credential_id)
+                )
+            except DynsecError as exc:  # two keys with the same 12 first characters
+                log.error("MQTT broker: provisioning key %s has no login: %s", credential_id, exc)
+            await self.sync_provisioning_logins()  # a rotated key's old login goes
+
+    async def sync_provisioning_logins(self) -> None:
+        """Remove the logins of provisioning keys that are gone, revoked or rotated (the
+        login's username is no longer the key's prefix)."""
+        logins = await self.manager.provisioning_logins()
+        if not logins:
+            return
+        async with self.runtime.uow() as uow:
+            keys = ProvisioningKeyRepository(uow.session)
+            stale = []
+            for username, key_id in logins.items():
+                try:
+                    key = await keys.by_id(uuid.UUID(key_id))
+                except ValueError:
+                    key = None
+                if key is None or key.revoked_at is not None or key.prefix != username:
+                    stale.append(username)
+        for username in stale:
+            log.info("MQTT broker: removing the login of provisioning key %s…", username)
+            await self.manager.delete_login(username)
+
+    async def _on_credentials(self, event: Event) -> None:
+        """A token of this device was revoked: if it is the one the broker holds, the
+        device is disabled there (which also ends its session). A provisioning key
+        changed: its logins are brought in step."""
+        if event.subject_id is None:
+            if str(event.payload.get("reason", "")).startswith("provisioning_key"):
+                await self.sync_provisioning_logins()
+            return
+        held = await self.manager.device_token_id(str(event.subject_id))
+        if held is None:
+            return
+        async with self.runtime.uow() as uow:
+            token = await AgentTokenRepository(uow.session).get(event.subject_id, uuid.UUID(held))
+        if token is None or token.revoked_at is not None:
+            log.info("MQTT: device %s's token was revoked; disabling it", event.subject_id)
+            await self.manager.disable_device(str(event.subject_id))
+
+    async def _on_status(self, event: Event) -> None:
+        if event.subject_id is not None and event.payload.get("status") == "retired":
+            await self.manager.disable_device(str(event.subject_id))
