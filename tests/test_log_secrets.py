@@ -29,7 +29,7 @@ from websockets.exceptions import InvalidStatus
 
 from conftest import PASSWORD, Factory
 from fieldwatch.core import credentials
-from fieldwatch.core.observability import configure_logging
+from fieldwatch.core.observability import CHATTY_LOGGERS, configure_logging
 from fieldwatch.core.redact import MASK, RedactSecrets, redact
 from fieldwatch.core.settings import Settings
 from fieldwatch.transports.mqtt import topics
@@ -141,6 +141,8 @@ def test_configure_logging_masks_every_handler_and_quiets_frame_loggers(
     monkeypatch.setattr(sys, "stderr", stream)
     root = logging.getLogger()
     saved = root.handlers[:], root.level
+    levels = {name: logging.getLogger(name).level for name in [*CHATTY_LOGGERS, "alembic"]}
+    access_disabled = logging.getLogger("uvicorn.access").disabled
     token = credentials.new_secret(credentials.API_KEY_PREFIX)
     try:
         configure_logging("DEBUG", fmt)
@@ -150,9 +152,12 @@ def test_configure_logging_masks_every_handler_and_quiets_frame_loggers(
         for chatty in ("websockets.server", "engineio.server", "socketio.server", "amqtt"):
             logging.getLogger(chatty).debug("frame %s", "chatty-frame")
         logging.getLogger("sqlalchemy.engine.Engine").info("INSERT [parameters] chatty-sql")
-    finally:
+    finally:  # as it was, for the other tests
         root.handlers[:], _ = saved
         root.setLevel(saved[1])
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        logging.getLogger("uvicorn.access").disabled = access_disabled
     out = stream.getvalue()
     assert token not in out and token[4:12] not in out
     assert out.count("fwk_" + MASK) == (3 if fmt == "json" else 2)
@@ -318,7 +323,7 @@ async def _devices(server: Server, http: httpx.AsyncClient, admin: dict[str, str
     return device_id
 
 
-async def _device_sockets(server: Server, device_id: str) -> None:
+async def _device_sockets(server: Server) -> None:
     """Good and refused handshakes on the API's port and on the device port."""
     token = server.secrets["device token"]
     bearer = {"Authorization": f"Bearer {token}"}
@@ -337,7 +342,6 @@ async def _device_sockets(server: Server, device_id: str) -> None:
         ):
             with pytest.raises(InvalidStatus):
                 await connect(url, additional_headers=headers, open_timeout=WAIT_S)
-    assert device_id
 
 
 async def _dashboards(server: Server, auth: dict[str, str]) -> None:
@@ -403,7 +407,7 @@ async def test_a_debug_log_of_a_whole_scenario_holds_no_secret(
     async with httpx.AsyncClient(base_url=server.base, timeout=WAIT_S) as http:
         auth = await _people(server, http, admin.email)
         device_id = await _devices(server, http, {"Authorization": auth["admin"]})
-        await _device_sockets(server, device_id)
+        await _device_sockets(server)
         await _dashboards(server, auth)
         await _mqtt(server, device_id)
         assert (await http.get("/health")).status_code == 200
