@@ -14,7 +14,7 @@ from fieldwatch.alerts.router import router as alerts_router
 from fieldwatch.auth.router import router as auth_router
 from fieldwatch.commands.router import router as commands_router
 from fieldwatch.core.errors import install_error_handlers
-from fieldwatch.core.observability import Metrics, ObservabilityMiddleware
+from fieldwatch.core.observability import Metrics, ObservabilityMiddleware, configure_logging
 from fieldwatch.core.settings import Settings, get_settings
 from fieldwatch.db.faults import quiet_event_loop
 from fieldwatch.devices.provisioning_router import router as provisioning_router
@@ -114,3 +114,12 @@ def create_asgi_app(
     realtime = RealtimeServer(settings or (runtime.settings if runtime else get_settings()))
     app.state.realtime = realtime
     return device_gateway.DeviceSocketsFirst(realtime.asgi_app(app), app)
+
+
+def create_worker_app() -> device_gateway.DeviceSocketsFirst:
+    """What each process of ``fieldwatch serve --workers N`` runs. A worker is a fresh
+    (spawned) interpreter without the parent's logging set-up: it configures its own
+    first, so its records are written, and with their secrets masked."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_asgi_app(settings)

@@ -145,7 +145,7 @@ def serve(
                 err=True,
             )
         uvicorn.run(
-            "fieldwatch.app:create_asgi_app", factory=True, workers=workers,
+            "fieldwatch.app:create_worker_app", factory=True, workers=workers,
             host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=10,
         )  # fmt: skip
     else:

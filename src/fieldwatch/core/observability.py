@@ -14,12 +14,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fieldwatch.core.context import request_id_var
+from fieldwatch.core.redact import RedactSecrets
 
 log = logging.getLogger("fieldwatch.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-#: Paths whose last segment is a secret (device WebSocket tokens, later) are never logged.
-_SECRET_PATH = re.compile(r"(/ws/device/)[^/?]+")
 
 
 class Metrics:
@@ -82,7 +81,7 @@ class ObservabilityMiddleware:
             log.info(
                 "%s %s %s %.1fms",
                 method,
-                _SECRET_PATH.sub(r"\1***", scope["path"]),
+                scope["path"],  # masked by RedactSecrets, like every record
                 status_code,
                 elapsed * 1000,
                 extra={"status": status_code, "duration_ms": round(elapsed * 1000, 1)},
@@ -105,7 +104,9 @@ class _JsonFormatter(logging.Formatter):
             out["request_id"] = rid
         out.update({k: v for k, v in record.__dict__.items() if k not in self._skip})
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            out["exc"] = record.exc_text or self.formatException(record.exc_info)
+        if record.stack_info:
+            out["stack"] = record.stack_info
         return json.dumps(out, default=str)
 
 
@@ -116,20 +117,38 @@ class _TextFormatter(logging.Formatter):
         return f"{line} [{rid}]" if rid else line
 
 
+#: Third-party loggers that print handshake headers, frames, packets or statement
+#: parameters (stored secrets among them) below these levels: the ``websockets``
+#: library logs through ``uvicorn.error`` under uvicorn; python-engineio logs each
+#: packet with its data at INFO; amqtt every connection at INFO and its packets at DEBUG.
+CHATTY_LOGGERS = {
+    "uvicorn.error": logging.INFO,
+    "websockets": logging.INFO,
+    "engineio": logging.WARNING,
+    "socketio": logging.WARNING,
+    "amqtt": logging.WARNING,
+    "transitions": logging.WARNING,
+    "sqlalchemy": logging.WARNING,
+    "aiosqlite": logging.INFO,
+    "asyncpg": logging.INFO,
+}
+
+
 def configure_logging(level: str, fmt: str) -> None:
+    """One handler on the root logger, to stderr, text or JSON; every record it writes
+    (third-party ones too) passes through ``RedactSecrets`` first."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access",):  # our middleware logs requests (without secrets)
+    for noisy in ("uvicorn.access",):  # our middleware logs requests
         logging.getLogger(noisy).disabled = True
     if root.level > logging.DEBUG:
         logging.getLogger("alembic").setLevel(logging.WARNING)
-    # Database drivers log statement parameters (stored secrets among them) at DEBUG:
-    # never let them through, whatever the root level.
-    for driver in ("aiosqlite", "asyncpg"):
-        logging.getLogger(driver).setLevel(max(logging.INFO, root.level))
+    for name, quietest in CHATTY_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(quietest, root.level))

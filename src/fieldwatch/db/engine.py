@@ -42,7 +42,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def create_engine(url: str | URL, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
     parsed = normalize_url(url) if isinstance(url, str) else url
-    kwargs: dict[str, Any] = {"echo": echo}
+    # Statement parameters hold stored secrets (webhook signing secrets, password hashes):
+    # kept out of the echo and out of database errors' messages, which get logged.
+    kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":

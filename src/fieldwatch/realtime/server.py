@@ -36,6 +36,12 @@ from fieldwatch.realtime.repository import RealtimeRepository
 from fieldwatch.runtime import Runtime
 
 log = logging.getLogger(__name__)
+#: python-socketio's and python-engineio's own records (python-engineio logs every
+#: packet with its data, login frames and their tokens among them, at INFO): warnings
+#: only, unless this logger is set lower. Passing a logger also keeps them from adding
+#: a handler of their own, which would bypass the masking of ``configure_logging``.
+packet_log = logging.getLogger(__name__ + ".packets")
+packet_log.setLevel(logging.WARNING)
 
 SOCKETIO_PATH = "ws/monitoring"
 MAX_DEVICES = 1000
@@ -81,8 +87,8 @@ class RealtimeServer:
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
             cors_allowed_origins=("*" if "*" in origins else origins) if origins else None,
-            logger=False,
-            engineio_logger=False,
+            logger=packet_log,
+            engineio_logger=packet_log,
         )
         self.runtime: Runtime | None = None
         self.coalescer = TelemetryCoalescer(self._emit, settings.realtime_coalesce_ms / 1000)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import uuid
 from typing import Any
 
@@ -23,6 +22,7 @@ from fieldwatch.commands.service import CommandService, ConfigService
 from fieldwatch.core.batching import Batcher
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import Unauthorized
+from fieldwatch.core.redact import RedactSecrets
 from fieldwatch.db.faults import RETRY_AFTER_S, outages, unavailable_reason
 from fieldwatch.devices.provisioning import server_config
 from fieldwatch.devices.service import DeviceService
@@ -335,25 +335,6 @@ async def handle_ledger(
     return {**reply, "command_id": str(command_id), "status": command.status}
 
 
-# --- no device token in any log ---------------------------------------------------------
-
-_SECRET_PATH = re.compile(r"(/ws/device/)[^/?\s\"]+")
-
-
-class MaskDeviceTokens(logging.Filter):
-    """uvicorn logs each WebSocket handshake with its path (``"WebSocket /ws/device/…"
-    [accepted]`` or ``403``) on ``uvicorn.error``: hide the token in it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and "/ws/device/" in record.msg:
-            record.msg = _SECRET_PATH.sub(r"\1***", record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                _SECRET_PATH.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
-            )
-        return True
-
-
 class DeviceSocketsFirst:
     """ASGI: device WebSockets go straight to the gateway's ``serve``, past middleware
     and routing; everything else to ``app``. An idle device then holds only the
@@ -378,9 +359,11 @@ class DeviceSocketsFirst:
 
 
 def install(app: FastAPI) -> None:
-    """Serve the gateway on ``app`` and keep device tokens out of the server's logs."""
+    """Serve the gateway on ``app``. ``configure_logging`` masks secrets in every record;
+    the loggers that carry device tokens (uvicorn's handshake lines, the access log) mask
+    them too, for an application embedded under another logging set-up."""
     app.include_router(router)
-    for name in ("uvicorn.error", "uvicorn.access", "uvicorn"):
+    for name in ("uvicorn.error", "uvicorn.access", "fieldwatch.access"):
         logger = logging.getLogger(name)
-        if not any(isinstance(f, MaskDeviceTokens) for f in logger.filters):
-            logger.addFilter(MaskDeviceTokens())
+        if not any(isinstance(f, RedactSecrets) for f in logger.filters):
+            logger.addFilter(RedactSecrets())

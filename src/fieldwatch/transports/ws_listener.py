@@ -24,17 +24,19 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConcurrencyError, ConnectionClosed
 from websockets.http11 import Request, Response
 
+from fieldwatch.core.redact import RedactSecrets
 from fieldwatch.db.faults import RETRY_AFTER_S, outages, unavailable_reason
 from fieldwatch.runtime import Runtime
 from fieldwatch.transports import websocket as gateway
 from fieldwatch.transports.sessions import CLOSE_SERVER_RESTART
 
 log = logging.getLogger(__name__)
-#: The ``websockets`` server's own records (a line per connection opened and closed):
-#: warnings only, unless this logger is set lower; device tokens are masked in them.
+#: The ``websockets`` server's own records (a line per connection opened and closed; the
+#: handshake's headers and every frame at DEBUG): warnings only, unless this logger is
+#: set lower; secrets are masked in them.
 protocol_log = logging.getLogger(__name__ + ".protocol")
 protocol_log.setLevel(logging.WARNING)
-protocol_log.addFilter(gateway.MaskDeviceTokens())
+protocol_log.addFilter(RedactSecrets())
 
 
 class ListenerSocket:
