@@ -185,3 +185,36 @@ def test_what_counts_as_unavailable() -> None:
     assert faults.unavailable_reason(sqlite3.OperationalError("no such table: x")) is None
     assert faults.unavailable_reason(ValueError("database is locked")) is None
     assert faults.unavailable_reason(asyncpg.exceptions.UniqueViolationError("dup")) is None
+
+
+def test_background_tracebacks_of_an_outage_fold_into_one_warning() -> None:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    handler.addFilter(faults.FoldOutages())
+    for name in ("fieldwatch.webhooks", "fieldwatch.db"):
+        logging.getLogger(name).addHandler(handler)
+    faults.outages.reset()
+    try:
+        job = logging.getLogger("fieldwatch.webhooks")
+        for _ in range(5):
+            try:
+                raise asyncpg.exceptions.AdminShutdownError("terminating connection")
+            except asyncpg.PostgresError:
+                job.exception("webhook worker pass failed")
+        try:
+            raise ValueError("a bug")
+        except ValueError:
+            job.exception("webhook worker pass failed")
+    finally:
+        for name in ("fieldwatch.webhooks", "fieldwatch.db"):
+            logging.getLogger(name).removeHandler(handler)
+    outage = [r for r in records if r.name == "fieldwatch.db"]
+    assert len(outage) == 1 and outage[0].levelno == logging.WARNING
+    assert "webhook worker pass failed" in outage[0].getMessage()
+    bugs = [r for r in records if r.name == "fieldwatch.webhooks"]
+    assert len(bugs) == 1 and bugs[0].exc_info and bugs[0].exc_info[0] is ValueError

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fieldwatch.core.context import request_id_var
 from fieldwatch.core.redact import RedactSecrets
+from fieldwatch.db.faults import FoldOutages
 
 log = logging.getLogger("fieldwatch.access")
 
@@ -142,6 +143,7 @@ def configure_logging(level: str, fmt: str) -> None:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(FoldOutages())  # a database outage: one warning, not a traceback each
     handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -174,3 +174,19 @@ def quiet_event_loop(loop: asyncio.AbstractEventLoop) -> None:
             loop.default_exception_handler(context)
 
     loop.set_exception_handler(handler)
+
+
+class FoldOutages(logging.Filter):
+    """On a log handler: a record whose exception means the database is unavailable (a
+    background job's ``log.exception`` in an outage) is folded into the outage log's one
+    warning per window instead of printing a traceback each time."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or record.name == log.name:
+            return True
+        reason = unavailable_reason(exc)
+        if reason is None:
+            return True
+        outages.failed(reason, record.getMessage()[:200])
+        return False
