@@ -148,6 +148,12 @@ def configure_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # uvicorn's own logging set-up (when something ran it with its default config) gives
+    # its loggers handlers of their own that would bypass ours, filters included.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        own = logging.getLogger(name)
+        own.handlers.clear()
+        own.propagate = True
     for noisy in ("uvicorn.access",):  # our middleware logs requests
         logging.getLogger(noisy).disabled = True
     if root.level > logging.DEBUG:
