@@ -275,11 +275,13 @@ async def serve_runtime(runtime: Runtime) -> AsyncIterator[Served]:
 
     import uvicorn
 
-    from fieldwatch.app import create_asgi_app
+    from fieldwatch.app import create_asgi_app, server_options
 
     asgi = create_asgi_app(runtime=runtime)
-    # log_config=None: uvicorn's records reach the root logger (and caplog).
-    config = uvicorn.Config(asgi, host="127.0.0.1", port=0, log_config=None, lifespan="on")
+    # The options of `fieldwatch serve`; log_config=None: uvicorn's records reach the
+    # root logger (and caplog).
+    options = {**server_options(runtime.settings), "access_log": True}
+    config = uvicorn.Config(asgi, host="127.0.0.1", port=0, lifespan="on", **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -111,3 +112,15 @@ def create_asgi_app(
     realtime = RealtimeServer(settings or (runtime.settings if runtime else get_settings()))
     app.state.realtime = realtime
     return device_gateway.DeviceSocketsFirst(realtime.asgi_app(app), app)
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for serving the app (``fieldwatch serve``, tests): WebSocket
+    messages above the device frame limit are refused by the server itself (close code
+    1009) before they are buffered; uvicorn's own default would read up to 16 MiB."""
+    return {
+        "ws_max_size": settings.ws_max_frame_bytes,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
