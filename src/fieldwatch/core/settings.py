@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     ingest_max_pending: int = 200_000
     ingest_max_batch: int = 20_000
     ingest_writers: int = 2
+    max_metrics_per_device: int = Field(
+        default=1000,
+        ge=1,
+        description="Distinct metrics (series) a device may have; readings of further "
+        "metric names are refused one by one, with the reason",
+    )
     heartbeat_interval_s: int = 60
     device_ws_port: int | None = Field(
         default=None,
