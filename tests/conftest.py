@@ -105,6 +105,7 @@ TABLES = [
     "refresh_tokens", "login_sessions", "api_keys", "agent_tokens", "memberships",
     "device_logs", "readings", "rollup_1m", "rollup_1h", "series", "connectivity_events",
     "device_presence", "device_type_settings", "workspace_telemetry_settings",
+    "device_rate_limits", "device_type_rate_limits",
     "alerts", "alert_rules",
     "webhook_deliveries", "webhooks",
     "command_transitions", "commands", "config_versions", "device_configs",

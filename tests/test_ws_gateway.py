@@ -16,9 +16,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from conftest import Actor, Factory, Served, serve_runtime
+from fieldwatch.monitoring.limits import TokenBucket
 from fieldwatch.monitoring.presence import OFFLINE, ONLINE
 from fieldwatch.runtime import Runtime
-from fieldwatch.transports.sessions import ErrorWindow, TokenBucket
+from fieldwatch.transports.sessions import ErrorWindow
 from telemetry_helpers import device_with_token, iso, recent
 
 WAIT_S = 10.0
@@ -315,10 +316,15 @@ async def test_rate_limit(served: Served, factory: Factory, runtime: Runtime) ->
     replies = [await recv(ws) for _ in range(8)]
     kinds = [r.get("code", r["type"]) for r in replies]
     assert kinds.count("ack") >= 5 and kinds.count("rate_limited") >= 2, kinds
+    limited = next(r for r in replies if r.get("code") == "rate_limited")
+    assert limited["message"] == "Over the rate limit of 5 messages per 1 s; slow down."
+    assert 0 < limited["retry_after"] <= 0.2
+    assert runtime.limits.refused[("websocket", "rate_limited")] == kinds.count("rate_limited")
     # persistent flooding ends the session
     for i in range(40):
         await ws.send(json.dumps({"type": "status", "id": i}))
     assert (await closed_with(ws))[0] == 1008
+    assert runtime.limits.disconnects["websocket"] == 1
 
 
 def test_token_bucket_and_error_window() -> None:

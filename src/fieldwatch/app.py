@@ -19,6 +19,7 @@ from fieldwatch.core.settings import Settings, get_settings
 from fieldwatch.devices.provisioning_router import router as provisioning_router
 from fieldwatch.devices.router import router as devices_router
 from fieldwatch.inventory.router import router as inventory_router
+from fieldwatch.monitoring.limits import LimitsCollector
 from fieldwatch.monitoring.router import router as monitoring_router
 from fieldwatch.realtime import RealtimeServer
 from fieldwatch.runtime import Runtime, build_runtime
@@ -85,6 +86,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     if runtime is not None:
         app.state.runtime = runtime
     metrics = Metrics()
+    metrics.registry.register(
+        LimitsCollector(lambda: getattr(getattr(app.state, "runtime", None), "limits", None))
+    )
     app.state.metrics = metrics
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     install_error_handlers(app)
