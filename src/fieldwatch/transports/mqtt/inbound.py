@@ -109,9 +109,7 @@ class MqttInbound:
             topic = topics.parse(message.topic)
             if topic is None:
                 continue
-            # A status may be the device's last will: it is read before it is counted.
-            early = topic.kind in DEVICE_KINDS and topic.kind is not Kind.STATUS
-            if early and not await self._admit(topic, None):
+            if topic.kind in DEVICE_KINDS and not await self._admit(topic, message.payload):
                 continue
             try:
                 payload = orjson.loads(message.payload) if message.payload else {}
@@ -120,8 +118,6 @@ class MqttInbound:
                 continue
             if not isinstance(payload, dict):
                 log.info("MQTT: a payload on %s is not a JSON object; dropped", message.topic)
-                continue
-            if topic.kind is Kind.STATUS and not await self._admit(topic, payload):
                 continue
             try:
                 await self._one(topic, payload, inbox)
@@ -137,17 +133,17 @@ class MqttInbound:
         assert self.link is not None
         self.link.ack(messages)
 
-    async def _admit(self, topic: topics.Topic, payload: dict[str, Any] | None) -> bool:
+    async def _admit(self, topic: topics.Topic, raw: bytes) -> bool:
         """Whether a device's message goes on: within its rate limit, or its last will
-        (which is never refused: the device must be seen going offline)."""
-        if payload is not None and payload.get("status") == OFFLINE:
-            return True
+        (never refused: the device must be seen going offline)."""
         try:
             device_id = uuid.UUID(topic.device_id)
         except ValueError:
             return True  # not a device of ours: dropped further on
         workspace_id = await self._workspace_of(device_id)
-        return workspace_id is None or await self.guard.admit(workspace_id, device_id)
+        if workspace_id is None or await self.guard.admit(workspace_id, device_id):
+            return True
+        return topic.kind is Kind.STATUS and _is_last_will(raw)
 
     async def _report(
         self, rejected: list[dict[str, Any]], owner: Any, device_id: uuid.UUID | None = None
@@ -320,3 +316,11 @@ class MqttInbound:
         channel = self.channels.pop(device_id, None)
         if channel is not None:
             self.runtime.commands.detach(device_id, channel)
+
+
+def _is_last_will(raw: bytes) -> bool:
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(payload, dict) and payload.get("status") == OFFLINE
