@@ -962,7 +962,10 @@ def part_mqtt(
         say(lines, line)
 
         # b. Fieldwatch: the gateway subscribes, ingests, PUBACKs after the commit
-        mqtt_env = {**env, "FIELDWATCH_MQTT_URL": broker.url, "FIELDWATCH_MQTT_DYNSEC": "false"}
+        # Throughput, not the per-device rate limit (1,000 messages a minute by default):
+        # the limit is lifted so that every reading published is stored.
+        mqtt_env = {**env, "FIELDWATCH_MQTT_URL": broker.url, "FIELDWATCH_MQTT_DYNSEC": "false",
+                    "FIELDWATCH_DEVICE_RATE_LIMIT": str(10**9)}  # fmt: skip
         if args.mqtt_receive_maximum is not None:
             mqtt_env["FIELDWATCH_MQTT_RECEIVE_MAXIMUM"] = str(args.mqtt_receive_maximum)
         workers = ["--workers", str(args.mqtt_workers)] if args.mqtt_workers > 1 else []

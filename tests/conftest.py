@@ -105,6 +105,7 @@ TABLES = [
     "refresh_tokens", "login_sessions", "api_keys", "agent_tokens", "memberships",
     "device_logs", "readings", "rollup_1m", "rollup_1h", "series", "connectivity_events",
     "device_presence", "device_type_settings", "workspace_telemetry_settings",
+    "device_rate_limits", "device_type_rate_limits",
     "alerts", "alert_rules",
     "webhook_deliveries", "webhooks",
     "command_transitions", "commands", "config_versions", "device_configs",
@@ -275,11 +276,13 @@ async def serve_runtime(runtime: Runtime) -> AsyncIterator[Served]:
 
     import uvicorn
 
-    from fieldwatch.app import create_asgi_app
+    from fieldwatch.app import create_asgi_app, server_options
 
     asgi = create_asgi_app(runtime=runtime)
-    # log_config=None: uvicorn's records reach the root logger (and caplog).
-    config = uvicorn.Config(asgi, host="127.0.0.1", port=0, log_config=None, lifespan="on")
+    # The options of `fieldwatch serve`; log_config=None: uvicorn's records reach the
+    # root logger (and caplog).
+    options = {**server_options(runtime.settings), "access_log": True}
+    config = uvicorn.Config(asgi, host="127.0.0.1", port=0, lifespan="on", **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

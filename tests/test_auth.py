@@ -336,3 +336,35 @@ async def test_role_change_applies_to_the_next_call(client, admin: Actor, factor
     )
     assert r.status_code == 200, r.text
     problem(await client.post(path, json=body, headers=member.headers), 403)
+
+
+async def test_a_user_removed_from_their_last_workspace(client, admin: Actor, factory: Factory):
+    """``/auth/me`` answers (the user, no workspace); workspace routes answer 403; the
+    account routes (password, workspaces, logout) still work."""
+    member = await factory.user("operator", workspace=admin.workspace)
+    assert (await client.get("/api/v1/devices", headers=member.headers)).status_code == 200
+    r = await client.delete(f"/api/v1/members/{member.user_id}", headers=admin.headers)
+    assert r.status_code == 204, r.text
+
+    me = await client.get("/api/v1/auth/me", headers=member.headers)
+    assert me.status_code == 200, me.text
+    body = me.json()
+    assert (body["kind"], body["id"], body["email"]) == ("user", str(member.user_id), member.email)
+    assert body["workspace"] is None and body["workspaces"] == []
+    for path in ("/api/v1/devices", "/api/v1/members", "/api/v1/monitoring/stats"):
+        gone = problem(await client.get(path, headers=member.headers), 403)
+        assert gone["type"].endswith("no-workspace"), gone
+    with_hint = {**member.headers, "X-Workspace": admin.workspace}
+    problem(await client.get("/api/v1/devices", headers=with_hint), 403)
+    assert (await client.get("/api/v1/workspaces", headers=member.headers)).json() == []
+
+    change = {"current_password": PASSWORD, "new_password": "a-new-passphrase!"}
+    r = await client.post("/api/v1/auth/password", json=change, headers=member.headers)
+    assert r.status_code == 204, r.text
+    r = await client.post("/api/v1/workspaces", json={"name": "own"}, headers=member.headers)
+    assert r.status_code == 201, r.text
+    me = (await client.get("/api/v1/auth/me", headers=member.headers)).json()
+    assert me["workspace"]["name"] == "own" and me["workspace"]["role"] == "admin"
+    assert (await client.get("/api/v1/devices", headers=member.headers)).status_code == 200
+    assert (await client.post("/api/v1/auth/logout", headers=member.headers)).status_code == 204
+    problem(await client.get("/api/v1/auth/me", headers=member.headers), 401)

@@ -55,6 +55,7 @@ def test_builders_and_parser_round_trip() -> None:
         (topics.register_error(SERIAL), Topic(Kind.REGISTER_ERROR, SERIAL)),
         (topics.command(ME, "c1"), Topic(Kind.COMMAND, ME, command_id="c1")),
         (topics.config(ME, "k1"), Topic(Kind.CONFIG, ME, config_id="k1")),
+        (topics.errors(ME), Topic(Kind.ERRORS, ME)),
         (topics.control_command(ME), Topic(Kind.CONTROL_COMMAND, ME)),
         (topics.control_config(ME), Topic(Kind.CONTROL_CONFIG, ME)),
     ]
@@ -65,6 +66,7 @@ def test_builders_and_parser_round_trip() -> None:
     assert topics.command(ME, "c1") == f"iot/devices/{ME}/commands/c1"
     assert topics.register_response(ME) == f"iot/devices/{ME}/register/response"
     assert topics.control_config(ME) == f"iot/devices/control/{ME}/config"
+    assert topics.errors(ME) == f"iot/devices/{ME}/errors"
 
 
 @pytest.mark.parametrize(
@@ -164,6 +166,7 @@ def test_device_never_publishes_for_another_device(topic: str) -> None:
         f"iot/devices/{ME}/config/k1",
         f"iot/devices/{ME}/register/response",
         f"iot/devices/{ME}/register/error",
+        f"iot/devices/{ME}/errors",
         f"iot/devices/control/{ME}/command",  # control
         f"iot/devices/control/{ME}/config",
         f"iot/devices/data/{ME}/+",  # wildcards are never topic names
@@ -224,6 +227,7 @@ def test_service_publishes_anything_but_wildcards() -> None:
         f"iot/devices/{ME}/register/response",
         f"iot/devices/{ME}/register/+",
         f"iot/devices/{ME}/+/+",
+        f"iot/devices/{ME}/errors",
     ],
 )
 def test_device_subscribes_inside_its_own_tree(topic_filter: str) -> None:

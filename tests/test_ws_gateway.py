@@ -16,9 +16,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from conftest import Actor, Factory, Served, serve_runtime
+from fieldwatch.monitoring.limits import TokenBucket
 from fieldwatch.monitoring.presence import OFFLINE, ONLINE
 from fieldwatch.runtime import Runtime
-from fieldwatch.transports.sessions import ErrorWindow, TokenBucket
+from fieldwatch.transports.sessions import ErrorWindow
 from telemetry_helpers import device_with_token, iso, recent
 
 WAIT_S = 10.0
@@ -226,9 +227,6 @@ async def test_bad_frames_get_errors_and_the_connection_stays_open(
     await ws.send(json.dumps({"type": "selfie", "id": "x"}))
     error = await recv(ws)
     assert (error["type"], error["code"], error["ref"]) == ("error", "unknown_type", "x")
-    big = {"type": "telemetry", "metrics": {"blob": "x" * runtime.settings.ws_max_frame_bytes}}
-    await ws.send(json.dumps(big))
-    assert (await recv(ws))["code"] == "too_large"
     await ws.send(json.dumps({"type": "command_ack", "id": "c1", "command_id": "abc"}))
     error = await recv(ws)
     assert (error["code"], error["ref"]) == ("invalid", "c1")  # not a command id
@@ -238,6 +236,56 @@ async def test_bad_frames_get_errors_and_the_connection_stays_open(
     ack = await recv(ws)
     assert (ack["type"], ack["ref"], ack["accepted"]) == ("ack", "ok", 1)
     await ws.close()
+
+
+async def test_a_frame_over_the_limit_is_refused_before_it_is_read(
+    served: Served, factory: Factory, runtime: Runtime
+) -> None:
+    """The server's own message limit is the device frame limit: a frame announcing more
+    is answered with close code 1009 at once, before its payload arrives (the server
+    reads the length in the header and stops there)."""
+    admin = await factory.user("admin")
+    device = await make_device(served, admin)
+    limit = runtime.settings.ws_max_frame_bytes
+    ws = await connected(served, device)
+    await ws.send(json.dumps({"type": "status", "id": "fits", "pad": "x" * (limit - 100)}))
+    assert (await recv(ws))["ref"] == "fits"  # up to the limit is fine
+    await ws.send(json.dumps({"type": "status", "id": "big", "pad": "x" * limit}))
+    assert (await closed_with(ws))[0] == 1009
+
+    reader, writer = await raw_session(served, device)
+    header = bytes([0x81, 0x80 | 127]) + (16 << 20).to_bytes(8, "big") + b"mask"
+    writer.write(header + b"only the first bytes of 16 MiB")  # and never the rest
+    await writer.drain()
+    async with asyncio.timeout(WAIT_S):
+        while True:  # the welcome frame first, then the server's close frame
+            head = await reader.readexactly(2)
+            size = head[1] & 0x7F
+            if size == 126:
+                size = int.from_bytes(await reader.readexactly(2), "big")
+            payload = await reader.readexactly(size)
+            if head[0] & 0x0F == 0x8:
+                break
+    assert int.from_bytes(payload[:2], "big") == 1009
+    writer.close()
+
+
+async def raw_session(
+    served: Served, device: Device
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket handshake by hand, so that a test can send a frame header alone."""
+    host, port = served.ws_url.removeprefix("ws://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"GET /ws/device HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {device.token}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    async with asyncio.timeout(WAIT_S):
+        response = await reader.readuntil(b"\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return reader, writer
 
 
 async def test_too_many_bad_frames_disconnect_only_that_device(
@@ -268,10 +316,15 @@ async def test_rate_limit(served: Served, factory: Factory, runtime: Runtime) ->
     replies = [await recv(ws) for _ in range(8)]
     kinds = [r.get("code", r["type"]) for r in replies]
     assert kinds.count("ack") >= 5 and kinds.count("rate_limited") >= 2, kinds
+    limited = next(r for r in replies if r.get("code") == "rate_limited")
+    assert limited["message"] == "Over the rate limit of 5 messages per 1 s; slow down."
+    assert 0 < limited["retry_after"] <= 0.2
+    assert runtime.limits.refused[("websocket", "rate_limited")] == kinds.count("rate_limited")
     # persistent flooding ends the session
     for i in range(40):
         await ws.send(json.dumps({"type": "status", "id": i}))
     assert (await closed_with(ws))[0] == 1008
+    assert runtime.limits.disconnects["websocket"] == 1
 
 
 def test_token_bucket_and_error_window() -> None:

@@ -31,6 +31,7 @@ from test_ws_gateway import (  # noqa: F401 (run again here, on the listener)
     connected,
     make_device,
     recv,
+    test_a_frame_over_the_limit_is_refused_before_it_is_read,
     test_bad_frames_get_errors_and_the_connection_stays_open,
     test_handshake_refused_for_bad_missing_and_revoked_tokens,
     test_rate_limit,

@@ -6,6 +6,7 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -20,6 +21,7 @@ from fieldwatch.db.faults import quiet_event_loop
 from fieldwatch.devices.provisioning_router import router as provisioning_router
 from fieldwatch.devices.router import router as devices_router
 from fieldwatch.inventory.router import router as inventory_router
+from fieldwatch.monitoring.limits import LimitsCollector
 from fieldwatch.monitoring.router import router as monitoring_router
 from fieldwatch.realtime import RealtimeServer
 from fieldwatch.runtime import Runtime, build_runtime
@@ -87,6 +89,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     if runtime is not None:
         app.state.runtime = runtime
     metrics = Metrics()
+    metrics.registry.register(
+        LimitsCollector(lambda: getattr(getattr(app.state, "runtime", None), "limits", None))
+    )
     app.state.metrics = metrics
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     install_error_handlers(app)
@@ -123,3 +128,15 @@ def create_worker_app() -> device_gateway.DeviceSocketsFirst:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     return create_asgi_app(settings)
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for serving the app (``fieldwatch serve``, tests): WebSocket
+    messages above the device frame limit are refused by the server itself (close code
+    1009) before they are buffered; uvicorn's own default would read up to 16 MiB."""
+    return {
+        "ws_max_size": settings.ws_max_frame_bytes,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }

@@ -104,7 +104,7 @@ def serve(
     """Run the whole platform in one process."""
     import uvicorn
 
-    from fieldwatch.app import create_asgi_app
+    from fieldwatch.app import create_asgi_app, server_options
     from fieldwatch.core.observability import configure_logging
     from fieldwatch.db import migrate
     from fieldwatch.db.engine import create_engine
@@ -146,13 +146,10 @@ def serve(
             )
         uvicorn.run(
             "fieldwatch.app:create_worker_app", factory=True, workers=workers,
-            host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=10,
+            host=host, port=port, **server_options(settings),
         )  # fmt: skip
     else:
-        uvicorn.run(
-            create_asgi_app(settings), host=host, port=port, log_config=None, access_log=False,
-            timeout_graceful_shutdown=10,
-        )  # fmt: skip
+        uvicorn.run(create_asgi_app(settings), host=host, port=port, **server_options(settings))
 
 
 async def _create_user(email: str, role: Role, workspace: str, password: str | None) -> None:

@@ -25,6 +25,8 @@ from fieldwatch.core.settings import Settings
 from fieldwatch.core.ttlcache import TTLCache
 from fieldwatch.db.engine import create_engine, create_sessionmaker
 from fieldwatch.db.uow import UnitOfWork
+from fieldwatch.devices.events import DEVICE_DELETED, DEVICE_UPDATED
+from fieldwatch.monitoring.limits import RATE_LIMITS_CHANGED, DeviceLimiter
 from fieldwatch.monitoring.presence import PresenceTracker
 from fieldwatch.telemetry.hub import TelemetryHub
 from fieldwatch.webhooks.dispatcher import WebhookDispatcher
@@ -53,6 +55,7 @@ class Runtime:
     webhooks: WebhookDispatcher
     alerts: AlertEngine
     commands: CommandDispatcher
+    limits: DeviceLimiter
     extras: dict[str, object] = field(default_factory=dict)
     #: Called after commit when a device token or a provisioning key is issued: an
     #: external broker that checks logins itself learns the secret here (in process:
@@ -155,6 +158,10 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
     alerts.subscribe(bus)
     commands = CommandDispatcher(settings, sessionmaker, bus)
     commands.subscribe(bus)
+    limits = DeviceLimiter(settings, sessionmaker)
+    bus.subscribe(RATE_LIMITS_CHANGED, limits.on_changed)
+    bus.subscribe(DEVICE_UPDATED, limits.on_device_changed)
+    bus.subscribe(DEVICE_DELETED, limits.on_device_changed)
     runtime = Runtime(
         settings=settings,
         engine=engine,
@@ -167,6 +174,7 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
         webhooks=webhooks,
         alerts=alerts,
         commands=commands,
+        limits=limits,
         redis=redis,
         principals=TTLCache(settings.auth_cache_s),
     )

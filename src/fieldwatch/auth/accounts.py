@@ -12,7 +12,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from fieldwatch.auth.errors import LastAdmin
 from fieldwatch.auth.models import ApiKey, Membership, User, Workspace
 from fieldwatch.auth.passwords import hash_password
-from fieldwatch.auth.principal import Principal
+from fieldwatch.auth.principal import Caller, Principal
 from fieldwatch.auth.repository import (
     ApiKeyRepository,
     MembershipRepository,
@@ -58,7 +58,7 @@ class AccountService:
         await self.session.flush()
         return workspace, True
 
-    async def create_workspace(self, principal: Principal, name: str) -> Workspace:
+    async def create_workspace(self, principal: Caller, name: str) -> Workspace:
         if principal.user_id is None:
             raise BadRequest("Workspaces are created by users, not API keys.")
         if await self.workspaces.by_name(name) is not None:

@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from fieldwatch.auth.principal import Principal
+from fieldwatch.auth.errors import NoWorkspace
+from fieldwatch.auth.principal import Caller, Principal
 from fieldwatch.auth.roles import Role
 from fieldwatch.auth.service import AuthService
 from fieldwatch.core.errors import Unauthorized
@@ -48,6 +49,21 @@ async def get_principal(
     return principal
 
 
+async def get_caller(
+    request: Request,
+    runtime: RuntimeDep,
+    uow: UowDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Caller:
+    """For the account routes (``/auth/me``, password, logout, creating a workspace): a
+    principal, or a signed-in user who belongs to no workspace (``Account``)."""
+    try:
+        return await get_principal(request, runtime, uow, credentials)
+    except NoWorkspace:
+        assert credentials is not None
+        return await make_auth_service(runtime, uow).account(credentials.credentials)
+
+
 async def authenticate_caller(
     runtime: Runtime, uow: UnitOfWork, token: str, hint: str | None
 ) -> Principal:
@@ -77,6 +93,7 @@ def require_role(role: Role) -> Callable[[Principal], Awaitable[Principal]]:
     return dependency
 
 
+AnyCaller = Annotated[Caller, Depends(get_caller)]
 Viewer = Annotated[Principal, Depends(require_role(Role.viewer))]
 Operator = Annotated[Principal, Depends(require_role(Role.operator))]
 Admin = Annotated[Principal, Depends(require_role(Role.admin))]

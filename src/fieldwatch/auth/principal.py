@@ -40,6 +40,21 @@ class Principal:
         return f"{self.kind}:{self.label}"
 
 
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A signed-in user who belongs to no workspace: enough to answer ``/auth/me``, to
+    change the password, sign out or create a workspace; nothing else."""
+
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    label: str
+    kind: Literal["user"] = "user"
+
+
+#: Who may call the account routes: a principal in a workspace, or an ``Account``.
+Caller = Principal | Account
+
+
 async def acting_for(
     session: AsyncSession,
     workspace_id: uuid.UUID,

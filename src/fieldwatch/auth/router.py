@@ -5,9 +5,9 @@ import uuid
 from fastapi import APIRouter, Request, Response, status
 
 from fieldwatch.auth.accounts import AccountService
-from fieldwatch.auth.dependencies import Admin, AuthServiceDep, Viewer
+from fieldwatch.auth.dependencies import Admin, AnyCaller, AuthServiceDep, Viewer
 from fieldwatch.auth.errors import RefreshTokenReused
-from fieldwatch.auth.principal import Principal
+from fieldwatch.auth.principal import Caller, Principal
 from fieldwatch.auth.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -40,11 +40,13 @@ async def login(body: LoginRequest, request: Request, service: AuthServiceDep, u
 
 
 async def _commit_credentials_change(
-    uow: UnitOfWork, runtime: Runtime, principal: Principal, reason: str
+    uow: UnitOfWork, runtime: Runtime, principal: Caller, reason: str
 ) -> None:
     """Commit a change of who may do what and tell every process (the event); this one
-    forgets its cached credential checks at once."""
-    uow.emit(credentials_changed(principal.workspace_id, reason))
+    forgets its cached credential checks at once. (A user without a workspace has no
+    cached checks anywhere: nothing to tell.)"""
+    if isinstance(principal, Principal):
+        uow.emit(credentials_changed(principal.workspace_id, reason))
     await uow.commit()
     runtime.forget_credentials()
 
@@ -63,7 +65,7 @@ async def refresh(body: RefreshRequest, service: AuthServiceDep, uow: UowDep, ru
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, tags=["auth"])
 async def logout(
-    principal: Viewer, service: AuthServiceDep, uow: UowDep, runtime: RuntimeDep
+    principal: AnyCaller, service: AuthServiceDep, uow: UowDep, runtime: RuntimeDep
 ) -> Response:
     await service.logout(principal)
     await _commit_credentials_change(uow, runtime, principal, "logout")
@@ -71,14 +73,16 @@ async def logout(
 
 
 @router.get("/auth/me", response_model=MeRead, tags=["auth"])
-async def me(principal: Viewer, service: AuthServiceDep):
+async def me(principal: AnyCaller, service: AuthServiceDep):
+    """Who is calling, in which workspace, and their workspaces. A user who belongs to no
+    workspace gets ``workspace: null`` and no workspaces (workspace routes answer 403)."""
     return await service.me(principal)
 
 
 @router.post("/auth/password", status_code=status.HTTP_204_NO_CONTENT, tags=["auth"])
 async def change_password(
     body: PasswordChange,
-    principal: Viewer,
+    principal: AnyCaller,
     service: AuthServiceDep,
     uow: UowDep,
     runtime: RuntimeDep,
@@ -89,7 +93,7 @@ async def change_password(
 
 
 @router.get("/workspaces", response_model=list[WorkspaceRef], tags=["workspaces"])
-async def my_workspaces(principal: Viewer, service: AuthServiceDep):
+async def my_workspaces(principal: AnyCaller, service: AuthServiceDep):
     return (await service.me(principal)).workspaces
 
 
@@ -99,7 +103,7 @@ async def my_workspaces(principal: Viewer, service: AuthServiceDep):
     status_code=status.HTTP_201_CREATED,
     tags=["workspaces"],
 )
-async def create_workspace(body: WorkspaceCreate, principal: Viewer, uow: UowDep):
+async def create_workspace(body: WorkspaceCreate, principal: AnyCaller, uow: UowDep):
     workspace = await AccountService(uow.session).create_workspace(principal, body.name)
     await uow.commit()
     return workspace

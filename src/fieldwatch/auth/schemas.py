@@ -57,7 +57,9 @@ class MeRead(BaseModel):
     email: str | None = None
     full_name: str | None = None
     name: str | None = None
-    workspace: WorkspaceRef
+    workspace: WorkspaceRef | None = Field(
+        description="The workspace of this call; null for a user who belongs to none"
+    )
     workspaces: list[WorkspaceRef]
 
 

@@ -9,10 +9,15 @@ from datetime import datetime, timedelta
 import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fieldwatch.auth.errors import InvalidCredentials, LoginThrottled, RefreshTokenReused
+from fieldwatch.auth.errors import (
+    InvalidCredentials,
+    LoginThrottled,
+    NoWorkspace,
+    RefreshTokenReused,
+)
 from fieldwatch.auth.models import LoginSession, Membership, RefreshToken, User, Workspace
 from fieldwatch.auth.passwords import hash_password, verify_password
-from fieldwatch.auth.principal import Principal
+from fieldwatch.auth.principal import Account, Caller, Principal
 from fieldwatch.auth.repository import (
     ApiKeyRepository,
     LoginRepository,
@@ -112,14 +117,14 @@ class AuthService:
         login.last_refreshed_at = now
         return self._issue(user.id, login.id)
 
-    async def logout(self, principal: Principal) -> None:
+    async def logout(self, principal: Caller) -> None:
         if principal.session_id is None:
             raise BadRequest("API keys have no login to end; revoke the key instead.")
         login = await self.logins.get_session(principal.session_id)
         if login is not None:
             await self.logins.revoke(login, utcnow(), "logout")
 
-    async def change_password(self, principal: Principal, current: str, new: str) -> None:
+    async def change_password(self, principal: Caller, current: str, new: str) -> None:
         if principal.user_id is None:
             raise BadRequest("Only users have passwords.")
         user = await self.users.get(principal.user_id)
@@ -142,6 +147,25 @@ class AuthService:
             return await self._api_key_principal(token, workspace_hint)
         if token.startswith(credentials.DEVICE_TOKEN_PREFIX):
             raise Unauthorized("Device tokens are accepted only on device endpoints.")
+        user, login = await self._signed_in(token)
+        membership, workspace = await self._choose_workspace(user.id, workspace_hint)
+        return Principal(
+            kind="user",
+            workspace_id=workspace.id,
+            workspace_name=workspace.name,
+            role=Role(membership.role),
+            label=user.email,
+            user_id=user.id,
+            session_id=login.id,
+        )
+
+    async def account(self, token: str) -> Account:
+        """The signed-in user of an access token, workspace or not (``authenticate``
+        raised ``NoWorkspace``: the account routes still answer)."""
+        user, login = await self._signed_in(token)
+        return Account(user_id=user.id, session_id=login.id, label=user.email)
+
+    async def _signed_in(self, token: str) -> tuple[User, LoginSession]:
         try:
             claims = self.codec.decode(token)
         except jwt.ExpiredSignatureError as exc:
@@ -155,23 +179,17 @@ class AuthService:
         if login.revoked_at is not None or not user.is_active:
             raise Unauthorized("This login has ended; sign in again.")
         self.credential_expires_at = claims.expires_at
-        membership, workspace = await self._choose_workspace(user.id, workspace_hint)
-        return Principal(
-            kind="user",
-            workspace_id=workspace.id,
-            workspace_name=workspace.name,
-            role=Role(membership.role),
-            label=user.email,
-            user_id=user.id,
-            session_id=login.id,
-        )
+        return user, login
 
     async def _choose_workspace(
         self, user_id: uuid.UUID, hint: str | None
     ) -> tuple[Membership, Workspace]:
         rows = await self.memberships.for_user(user_id)
         if not rows:
-            raise NotFound("You are not a member of any workspace.")
+            raise NoWorkspace(
+                "You are not a member of any workspace: ask an admin to add you, or create "
+                "one with POST /api/v1/workspaces."
+            )
         if hint is None:
             return rows[0]
         hint = hint.strip()
@@ -213,7 +231,15 @@ class AuthService:
         self._key_in_use = None
         return True
 
-    async def me(self, principal: Principal) -> MeRead:
+    async def me(self, caller: Caller) -> MeRead:
+        if isinstance(caller, Account):  # a user without a workspace
+            user = await self.users.get(caller.user_id)
+            assert user is not None
+            return MeRead(
+                kind="user", id=user.id, email=user.email, full_name=user.full_name,
+                workspace=None, workspaces=[],
+            )  # fmt: skip
+        principal = caller
         current = WorkspaceRef(
             id=principal.workspace_id, name=principal.workspace_name, role=principal.role
         )
@@ -226,7 +252,7 @@ class AuthService:
                 workspace=current,
                 workspaces=[current],
             )
-        user: User | None = await self.users.get(principal.user_id)
+        user = await self.users.get(principal.user_id)
         assert user is not None
         rows = await self.memberships.for_user(user.id)
         return MeRead(

@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     ingest_max_pending: int = 200_000
     ingest_max_batch: int = 20_000
     ingest_writers: int = 2
+    max_metrics_per_device: int = Field(
+        default=1000,
+        ge=1,
+        description="Distinct metrics (series) a device may have; readings of further "
+        "metric names are refused one by one, with the reason",
+    )
     heartbeat_interval_s: int = 60
     device_ws_port: int | None = Field(
         default=None,
@@ -99,6 +105,20 @@ class Settings(BaseSettings):
     ws_max_frame_bytes: int = 64 * 1024  # device WebSocket: limits per connection
     ws_max_errors: int = 10  # bad frames a device may send per minute
     ws_max_frames_per_s: float = 50.0
+    device_rate_limit: int = Field(
+        default=1000,
+        ge=1,
+        description="Messages a device may send per device_rate_window_s over MQTT, and "
+        "uploads over HTTP with its token (bursts of up to this many); per device type and "
+        "per device: PUT /device-types/{type}/rate-limit, /devices/{id}/rate-limit",
+    )
+    device_rate_window_s: int = Field(default=60, ge=1)
+    device_max_refused: int = Field(
+        default=100,
+        ge=1,
+        description="An MQTT device with more messages refused for its rate limit within "
+        "a minute is disconnected",
+    )
     offline_tolerance: float = 3.0
     presence_sweep_s: float = 5.0
     auth_cache_s: float = 2.0

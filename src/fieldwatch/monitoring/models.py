@@ -1,4 +1,5 @@
-"""Presence: connectivity of devices and its history; heartbeat settings."""
+"""Presence: connectivity of devices and its history; heartbeat settings; rate limits
+per device type and per device."""
 
 from __future__ import annotations
 
@@ -57,3 +58,32 @@ class DeviceTypeSettings(Base):
     type: Mapped[str] = mapped_column(String(100), primary_key=True)
     heartbeat_interval_s: Mapped[int] = mapped_column(Integer, default=60)
     offline_tolerance: Mapped[float] = mapped_column(default=3.0)
+
+
+class DeviceTypeRateLimit(Base):
+    """How many messages a device of this type may send per window (every transport),
+    instead of the transport's default; a device's own limit comes first."""
+
+    __tablename__ = "device_type_rate_limits"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    type: Mapped[str] = mapped_column(String(100), primary_key=True)
+    messages: Mapped[int] = mapped_column(Integer)
+    window_s: Mapped[int] = mapped_column(Integer)
+
+
+class DeviceRateLimit(Base):
+    """One device's own rate limit (over its type's and the default)."""
+
+    __tablename__ = "device_rate_limits"
+
+    device_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    messages: Mapped[int] = mapped_column(Integer)
+    window_s: Mapped[int] = mapped_column(Integer)

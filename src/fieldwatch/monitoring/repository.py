@@ -7,12 +7,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldwatch.db.upsert import upsert
 from fieldwatch.devices.models import Device
-from fieldwatch.monitoring.models import ConnectivityEvent, DevicePresence, DeviceTypeSettings
+from fieldwatch.monitoring.models import (
+    ConnectivityEvent,
+    DevicePresence,
+    DeviceRateLimit,
+    DeviceTypeRateLimit,
+    DeviceTypeSettings,
+)
 from fieldwatch.telemetry.models import Rollup1m, Series
 
 
@@ -62,7 +68,49 @@ class MonitoringRepository:
             ["device_id"],
             update=["heartbeat_interval_s"],
         )
-        self.session.expire_all()
+
+    async def rate_limits(
+        self, workspace_id: uuid.UUID
+    ) -> tuple[dict[str, tuple[int, int]], dict[uuid.UUID, tuple[int, int]]]:
+        """The workspace's rate limits: per type and per device, (messages, window_s)."""
+        types = await self.session.execute(
+            select(DeviceTypeRateLimit.type, DeviceTypeRateLimit.messages,
+                   DeviceTypeRateLimit.window_s)
+            .where(DeviceTypeRateLimit.workspace_id == workspace_id)
+        )  # fmt: skip
+        devices = await self.session.execute(
+            select(DeviceRateLimit.device_id, DeviceRateLimit.messages, DeviceRateLimit.window_s)
+            .where(DeviceRateLimit.workspace_id == workspace_id)
+        )  # fmt: skip
+        return (
+            {t: (m, w) for t, m, w in types.tuples()},
+            {d: (m, w) for d, m, w in devices.tuples()},
+        )
+
+    async def type_rate_limit(
+        self, workspace_id: uuid.UUID, type_: str
+    ) -> DeviceTypeRateLimit | None:
+        return await self.session.get(
+            DeviceTypeRateLimit, (workspace_id, type_), populate_existing=True
+        )
+
+    async def device_rate_limit(self, device_id: uuid.UUID) -> DeviceRateLimit | None:
+        return await self.session.get(DeviceRateLimit, device_id, populate_existing=True)
+
+    async def delete_type_rate_limit(self, workspace_id: uuid.UUID, type_: str) -> None:
+        await self.session.execute(
+            delete(DeviceTypeRateLimit).where(
+                DeviceTypeRateLimit.workspace_id == workspace_id, DeviceTypeRateLimit.type == type_
+            )
+        )
+
+    async def delete_device_rate_limit(self, device_id: uuid.UUID) -> None:
+        await self.session.execute(
+            delete(DeviceRateLimit).where(DeviceRateLimit.device_id == device_id)
+        )
+
+    async def device_type(self, device_id: uuid.UUID) -> str | None:
+        return await self.session.scalar(select(Device.type).where(Device.id == device_id))
 
     def add(self, obj: Any) -> None:
         self.session.add(obj)

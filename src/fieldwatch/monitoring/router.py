@@ -19,6 +19,8 @@ from fieldwatch.monitoring.schemas import (
     HealthSummary,
     HeartbeatSettings,
     MonitoringStats,
+    RateLimit,
+    RateLimitRead,
 )
 from fieldwatch.monitoring.service import MonitoringService
 from fieldwatch.runtime import RuntimeDep, UowDep
@@ -122,6 +124,80 @@ async def set_type_heartbeat(
     await uow.commit()
     await runtime.presence.reload_timeouts(principal.workspace_id)
     return body
+
+
+@router.get("/device-types/{type_}/rate-limit", response_model=RateLimitRead)
+async def type_rate_limit(
+    type_: str, principal: Viewer, service: MonitoringDep, runtime: RuntimeDep
+):
+    """The rate limit of devices of this type (unless a device has its own)."""
+    return await service.type_rate_limit(principal, type_, runtime.limits)
+
+
+@router.put("/device-types/{type_}/rate-limit", response_model=RateLimitRead)
+async def set_type_rate_limit(
+    type_: str,
+    body: RateLimit,
+    principal: Operator,
+    service: MonitoringDep,
+    uow: UowDep,
+    runtime: RuntimeDep,
+):
+    """Devices of this type may send ``messages`` per ``window_s`` seconds on average
+    (bursts of up to ``messages``), over every transport, instead of the defaults.
+    Excess messages are refused (WebSocket ``rate_limited`` errors, HTTP 429, MQTT
+    messages dropped, a device that keeps flooding disconnected)."""
+    await service.set_type_rate_limit(principal, type_, body)
+    await uow.commit()
+    runtime.limits.forget(principal.workspace_id)
+    return await service.type_rate_limit(principal, type_, runtime.limits)
+
+
+@router.delete("/device-types/{type_}/rate-limit", response_model=RateLimitRead)
+async def remove_type_rate_limit(
+    type_: str, principal: Operator, service: MonitoringDep, uow: UowDep, runtime: RuntimeDep
+):
+    """Back to the defaults for devices of this type."""
+    await service.set_type_rate_limit(principal, type_, None)
+    await uow.commit()
+    runtime.limits.forget(principal.workspace_id)
+    return await service.type_rate_limit(principal, type_, runtime.limits)
+
+
+@router.get("/devices/{device_id}/rate-limit", response_model=RateLimitRead)
+async def device_rate_limit(
+    device_id: uuid.UUID, principal: Viewer, service: MonitoringDep, runtime: RuntimeDep
+):
+    """The rate limit in force for this device: its own, its type's, or the defaults."""
+    return await service.device_rate_limit(principal, device_id, runtime.limits)
+
+
+@router.put("/devices/{device_id}/rate-limit", response_model=RateLimitRead)
+async def set_device_rate_limit(
+    device_id: uuid.UUID,
+    body: RateLimit,
+    principal: Operator,
+    service: MonitoringDep,
+    uow: UowDep,
+    runtime: RuntimeDep,
+):
+    """This device's own rate limit, over its type's and the defaults."""
+    await service.set_device_rate_limit(principal, device_id, body)
+    await uow.commit()
+    runtime.limits.forget(principal.workspace_id)
+    return await service.device_rate_limit(principal, device_id, runtime.limits)
+
+
+@router.delete("/devices/{device_id}/rate-limit", response_model=RateLimitRead)
+async def remove_device_rate_limit(
+    device_id: uuid.UUID, principal: Operator, service: MonitoringDep, uow: UowDep,
+    runtime: RuntimeDep,
+):  # fmt: skip
+    """Back to the type's limit or the defaults."""
+    await service.set_device_rate_limit(principal, device_id, None)
+    await uow.commit()
+    runtime.limits.forget(principal.workspace_id)
+    return await service.device_rate_limit(principal, device_id, runtime.limits)
 
 
 @router.get("/monitoring/data", response_model=MonitoringPage)

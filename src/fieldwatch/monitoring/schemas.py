@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -90,3 +90,22 @@ class MonitoringStats(BaseModel):
     metrics: dict[str, MetricStats]
     generated_at: datetime
     extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class RateLimit(BaseModel):
+    """At most ``messages`` per ``window_s`` seconds on average (bursts of up to
+    ``messages``), on every transport."""
+
+    model_config = ConfigDict(extra="forbid")
+    messages: int = Field(ge=1, le=1_000_000)
+    window_s: int = Field(ge=1, le=86_400)
+
+
+class RateLimitRead(BaseModel):
+    source: Literal["device", "type", "default"] = Field(
+        description="Where the limit comes from: the device's own, its type's, or the "
+        "transports' defaults"
+    )
+    limits: dict[Literal["websocket", "mqtt", "http"], RateLimit] = Field(
+        description="The limit in force on each transport"
+    )

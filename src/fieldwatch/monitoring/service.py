@@ -9,11 +9,18 @@ from typing import Any
 
 from fieldwatch.auth.principal import Principal
 from fieldwatch.core.clock import utcnow
+from fieldwatch.core.events import Event
 from fieldwatch.db.uow import UnitOfWork
+from fieldwatch.db.upsert import upsert
 from fieldwatch.devices.models import Device
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.inventory.lifecycle import DeviceStatus
-from fieldwatch.monitoring.models import DeviceTypeSettings
+from fieldwatch.monitoring.limits import RATE_LIMITS_CHANGED, TRANSPORTS, DeviceLimiter, Rate
+from fieldwatch.monitoring.models import (
+    DeviceRateLimit,
+    DeviceTypeRateLimit,
+    DeviceTypeSettings,
+)
 from fieldwatch.monitoring.presence import ONLINE, PresenceTracker
 from fieldwatch.monitoring.repository import MonitoringRepository
 from fieldwatch.monitoring.schemas import (
@@ -22,6 +29,8 @@ from fieldwatch.monitoring.schemas import (
     HealthSummary,
     MetricStats,
     MonitoringStats,
+    RateLimit,
+    RateLimitRead,
 )
 from fieldwatch.telemetry.models import Series
 
@@ -145,6 +154,65 @@ class MonitoringService:
         device = await self.devices.get(principal, device_id)
         await self.repo.set_heartbeat_interval(device.id, device.workspace_id, interval)
 
+    # --- rate limits ------------------------------------------------------------------
+
+    async def type_rate_limit(
+        self, principal: Principal, type_: str, limiter: DeviceLimiter
+    ) -> RateLimitRead:
+        row = await self.repo.type_rate_limit(principal.workspace_id, type_)
+        return _rate_read("type" if row else "default", row, limiter)
+
+    async def set_type_rate_limit(
+        self, principal: Principal, type_: str, limit: RateLimit | None
+    ) -> None:
+        """Set (or with None, remove) the rate limit of a device type."""
+        if limit is None:
+            await self.repo.delete_type_rate_limit(principal.workspace_id, type_)
+        else:
+            await upsert(
+                self.uow.session, DeviceTypeRateLimit,
+                {"workspace_id": principal.workspace_id, "type": type_,
+                 "messages": limit.messages, "window_s": limit.window_s},
+                ["workspace_id", "type"],
+            )  # fmt: skip
+        await self.uow.session.flush()
+        self.uow.emit(
+            Event(type=RATE_LIMITS_CHANGED, workspace_id=principal.workspace_id, payload={})
+        )
+
+    async def device_rate_limit(
+        self, principal: Principal, device_id: uuid.UUID, limiter: DeviceLimiter
+    ) -> RateLimitRead:
+        device = await self.devices.get(principal, device_id)
+        own = await self.repo.device_rate_limit(device.id)
+        if own is not None:
+            return _rate_read("device", own, limiter)
+        return await self.type_rate_limit(principal, device.type, limiter)
+
+    async def set_device_rate_limit(
+        self, principal: Principal, device_id: uuid.UUID, limit: RateLimit | None
+    ) -> None:
+        """Set (or with None, remove) the device's own rate limit."""
+        device = await self.devices.get(principal, device_id)
+        if limit is None:
+            await self.repo.delete_device_rate_limit(device.id)
+        else:
+            await upsert(
+                self.uow.session, DeviceRateLimit,
+                {"device_id": device.id, "workspace_id": device.workspace_id,
+                 "messages": limit.messages, "window_s": limit.window_s},
+                ["device_id"],
+            )  # fmt: skip
+        await self.uow.session.flush()
+        self.uow.emit(
+            Event(
+                type=RATE_LIMITS_CHANGED,
+                workspace_id=device.workspace_id,
+                payload={"device_id": str(device.id)},
+                subject_id=device.id,
+            )
+        )
+
     async def stats(self, principal: Principal, window_s: int) -> MonitoringStats:
         now = utcnow()
         minute = now.replace(second=0, microsecond=0)
@@ -174,3 +242,16 @@ class MonitoringService:
             metrics=metrics,
             generated_at=now,
         )
+
+
+def _rate_read(
+    source: str, row: DeviceRateLimit | DeviceTypeRateLimit | None, limiter: DeviceLimiter
+) -> RateLimitRead:
+    def shown(rate: Rate) -> RateLimit:
+        return RateLimit(messages=max(1, round(rate.messages)), window_s=round(rate.window_s))
+
+    limits = {
+        t: shown(Rate(row.messages, row.window_s) if row else limiter.default(t))
+        for t in TRANSPORTS
+    }
+    return RateLimitRead.model_validate({"source": source, "limits": limits})

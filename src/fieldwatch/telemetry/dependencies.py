@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -14,9 +15,10 @@ from fastapi.security import HTTPAuthorizationCredentials
 from fieldwatch.auth.dependencies import authenticate_caller, bearer
 from fieldwatch.auth.roles import Role
 from fieldwatch.core import credentials as creds
-from fieldwatch.core.errors import BadRequest, PayloadTooLarge, Unauthorized
+from fieldwatch.core.errors import BadRequest, PayloadTooLarge, TooManyRequests, Unauthorized
+from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.service import DeviceService
-from fieldwatch.runtime import RuntimeDep, UowDep
+from fieldwatch.runtime import Runtime, RuntimeDep, UowDep
 from fieldwatch.telemetry.service import TelemetryService
 
 
@@ -40,9 +42,36 @@ async def get_writer(
     # Ingestion is the hot path: a credential checked in the last couple of seconds is
     # not looked up again (revocations and role changes clear this cache at once).
     cache_key = f"{hint or ''}|{token}"
-    cached: Writer | None = runtime.telemetry.writers.get(cache_key)
-    if cached is not None:
-        return cached
+    writer: Writer | None = runtime.telemetry.writers.get(cache_key)
+    if writer is None:
+        writer = await _resolve_writer(runtime, uow, token, hint)
+        runtime.telemetry.writers.put(cache_key, writer)
+    if writer.device_id is not None:
+        await check_rate(runtime, writer.workspace_id, writer.device_id)
+    return writer
+
+
+class RateLimited(TooManyRequests):
+    slug, title = "rate-limited", "Over the device's rate limit"
+
+
+async def check_rate(runtime: Runtime, workspace_id: uuid.UUID, device_id: uuid.UUID) -> None:
+    """A device's own uploads count against its rate limit (``monitoring.limits``):
+    over it, 429 with ``Retry-After``; nothing of the request is read or stored."""
+    refusal = await runtime.limits.check("http", workspace_id, device_id)
+    if refusal is not None:
+        retry = max(1, math.ceil(refusal.retry_after))
+        raise RateLimited(
+            f"{refusal.message} Retry after {retry} s.",
+            headers={"Retry-After": str(retry)},
+            limit={"messages": refusal.rate.messages, "window_s": refusal.rate.window_s},
+            retry_after=retry,
+        )
+
+
+async def _resolve_writer(
+    runtime: Runtime, uow: UnitOfWork, token: str, hint: str | None
+) -> Writer:
     if token.startswith(creds.DEVICE_TOKEN_PREFIX):
         device = await DeviceService(uow).authenticate_device(token)
         await uow.commit()
@@ -51,7 +80,6 @@ async def get_writer(
         principal = await authenticate_caller(runtime, uow, token, hint)
         principal.require(Role.operator)
         writer = Writer(principal.workspace_id, None)
-    runtime.telemetry.writers.put(cache_key, writer)
     return writer
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass
@@ -54,6 +55,12 @@ class TelemetryHub:
             workers=settings.ingest_writers if engine.dialect.name == "postgresql" else 1,
         )
         self.series: dict[tuple[uuid.UUID, str], SeriesInfo] = {}
+        #: How many series (distinct metrics) each device has, as this process last
+        #: counted or created them: a device's series only go away with the device.
+        self.series_counts: dict[uuid.UUID, int] = {}
+        #: SQLite: counting and creating series one request at a time (PostgreSQL locks
+        #: per device in the database, see ``TelemetryRepository.lock_series_of``).
+        self.series_lock = asyncio.Lock()
         self.latest = LatestValues(sessionmaker)
         self.retention = RetentionManager(
             engine, sessionmaker, settings.retention_days, settings.retention_interval_s
@@ -107,4 +114,5 @@ class TelemetryHub:
     def forget_device(self, device_id: uuid.UUID) -> None:
         for key in [k for k in self.series if k[0] == device_id]:
             del self.series[key]
+        self.series_counts.pop(device_id, None)
         self.latest.forget_device(device_id)

@@ -7,7 +7,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import ARRAY, INTEGER
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +24,8 @@ from fieldwatch.telemetry.models import (
 from fieldwatch.telemetry.rollup import deltas
 
 RollupModel = type[Rollup1m] | type[Rollup1h]
+#: The first key of the advisory locks on creating a device's series (``lock_series_of``).
+SERIES_LOCK_SPACE = 0x5E71E5
 
 
 class TelemetryRepository:
@@ -49,6 +52,29 @@ class TelemetryRepository:
             select(Series).where(tuple_(Series.device_id, Series.metric).in_(keys))
         )
         return result.all()
+
+    async def count_series(self, device_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """How many series (distinct metrics) each of these devices has."""
+        rows = await self.session.execute(
+            select(Series.device_id, func.count())
+            .where(Series.device_id.in_(device_ids))
+            .group_by(Series.device_id)
+        )
+        found = {d: int(n) for d, n in rows.tuples()}
+        return {d: found.get(d, 0) for d in device_ids}
+
+    async def lock_series_of(self, device_ids: Sequence[uuid.UUID]) -> None:
+        """PostgreSQL: hold, until the transaction ends, a lock per device on creating
+        its series (so that counting and creating them is one step across processes);
+        taken in one order, so two transactions cannot wait on each other."""
+        if self.session.bind.dialect.name != "postgresql" or not device_ids:
+            return
+        keys = sorted({int.from_bytes(d.bytes[:4], "big", signed=True) for d in device_ids})
+        stmt = text(
+            "SELECT count(pg_advisory_xact_lock(:space, k)) "
+            "FROM (SELECT unnest(:keys) AS k ORDER BY 1) AS ordered"
+        ).bindparams(bindparam("keys", type_=ARRAY(INTEGER)))
+        await self.session.execute(stmt, {"space": SERIES_LOCK_SPACE, "keys": keys})
 
     async def set_unit(self, series_id: int, unit: str) -> None:
         await self.session.execute(

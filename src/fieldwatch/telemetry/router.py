@@ -57,6 +57,10 @@ router = APIRouter(prefix="/api/v1", tags=["telemetry"])
 INGEST_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"description": "Body over the size limit; nothing stored"},
     422: {"description": "No reading could be stored; the body says why for each"},
+    429: {
+        "description": "Over the device's rate limit (device tokens); retry after the "
+        "Retry-After seconds"
+    },
     503: {"description": "Write path saturated; retry after the Retry-After seconds"},
 }
 
@@ -104,7 +108,7 @@ async def _device_for_writer(
 
 @router.post("/devices/{device_id}/data", response_model=IngestResponse, responses=INGEST_RESPONSES)
 async def upload_device_data(
-    device_id: uuid.UUID, raw: RawBody, writer: WriterDep, service: TelemetryDep
+    device_id: uuid.UUID, writer: WriterDep, raw: RawBody, service: TelemetryDep
 ):
     """Seed 002 shape: ``{data_type, timestamp, values: [{timestamp, value, unit, quality}],
     metadata}``. A 2xx answer means the readings are committed."""
@@ -120,7 +124,7 @@ async def upload_device_data(
 
 
 @router.post("/monitoring/data", response_model=IngestResponse, responses=INGEST_RESPONSES)
-async def upload_monitoring_data(body: JsonBody, writer: WriterDep, service: TelemetryDep):
+async def upload_monitoring_data(writer: WriterDep, body: JsonBody, service: TelemetryDep):
     """Seed 001 shape: ``{device_id, timestamp?, metrics: {name: value}}``, or an array
     of those (a gateway uploading for many devices)."""
     items = body if isinstance(body, list) else [body]
@@ -135,8 +139,8 @@ async def upload_monitoring_data(body: JsonBody, writer: WriterDep, service: Tel
 )
 async def heartbeat(
     device_id: uuid.UUID,
-    body: JsonBody,
     writer: WriterDep,
+    body: JsonBody,
     service: TelemetryDep,
     uow: UowDep,
     runtime: RuntimeDep,

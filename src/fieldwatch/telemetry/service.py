@@ -31,6 +31,7 @@ from fieldwatch.telemetry.parse import (
 )
 from fieldwatch.telemetry.repository import TelemetryRepository
 from fieldwatch.telemetry.rollup import Row
+from fieldwatch.telemetry.series import kind_of, resolve_series
 from fieldwatch.telemetry.store import Chunk
 from fieldwatch.telemetry.writer import WriteResult
 
@@ -51,12 +52,6 @@ REFUSED_STATUSES = {DeviceStatus.retired.value: "device is retired"}
 Latest = dict[uuid.UUID, dict[str, tuple[datetime, Any, SeriesInfo, int | None]]]
 #: Numeric readings per device and metric, for the alert engine.
 Readings = dict[uuid.UUID, dict[str, list[tuple[datetime, float]]]]
-
-
-def kind_of(value: float | bool | str) -> str:
-    if value is True or value is False:
-        return "bool"
-    return "text" if isinstance(value, str) else "number"
 
 
 @dataclass
@@ -168,7 +163,9 @@ class TelemetryService:
         result = IngestResult(rejected=batch.rejected)
         if not batch.candidates:
             return result
-        await self._resolve_series(workspace_id, batch)
+        await resolve_series(self.hub, workspace_id, batch)
+        if not batch.candidates:  # all beyond the device's limit on distinct metrics
+            return result
         rows: list[Row] = []
         latest: Latest = defaultdict(dict)
         cache = self.hub.series
@@ -292,28 +289,6 @@ class TelemetryService:
         if readings:
             devices = await self.device_statuses(workspace_id, list(readings))
             await self.alerts.evaluate(workspace_id, readings, devices)
-
-    async def _resolve_series(self, workspace_id: uuid.UUID, batch: Batch) -> None:
-        cache = self.hub.series
-        missing: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
-        keys = {(c[1], c[2]): c for c in reversed(batch.candidates)}  # first one wins
-        for (device_id, metric), (_i, _d, _m, _ts, value, unit, _q) in keys.items():
-            key = (device_id, metric)
-            if key not in cache and key not in missing:
-                missing[key] = {
-                    "workspace_id": workspace_id, "device_id": device_id, "metric": metric,
-                    "kind": kind_of(value), "unit": unit,
-                }  # fmt: skip
-        if not missing:
-            return
-        # In a transaction of its own: a series may exist without readings, and the
-        # readings are written by the group-commit writer.
-        async with self.hub.sessionmaker() as session:
-            repo = TelemetryRepository(session)
-            await repo.ensure_series(list(missing.values()))
-            await session.commit()
-            for s in await repo.series_for(list(missing)):
-                cache[(s.device_id, s.metric)] = SeriesInfo(s.id, s.kind, s.unit, s.last_ts)
 
     async def _adopt_unit(self, info: SeriesInfo, unit: str) -> None:
         async with self.hub.sessionmaker() as session:

@@ -1,5 +1,5 @@
 """Live device sessions of this process: one per device, closed when replaced or when
-the device's credentials stop being valid; plus the per-connection limits."""
+the device's credentials stop being valid; plus the bad-frame window."""
 
 from __future__ import annotations
 
@@ -29,28 +29,6 @@ CLOSE_REVOKED = 4001
 CLOSE_INTERNAL = 1011
 CLOSE_SERVER_RESTART = 1012  # what uvicorn sends every connection when the server stops
 CLOSE_TRY_AGAIN = 1013  # the database is unavailable: reconnect after a while
-
-
-class TokenBucket:
-    """``rate`` frames a second on average, bursts of up to ``rate`` frames."""
-
-    __slots__ = ("capacity", "clock", "last", "rate", "tokens")
-
-    def __init__(self, rate: float, clock: Any = time.monotonic) -> None:
-        self.rate = rate
-        self.capacity = max(rate, 1.0)
-        self.tokens = self.capacity
-        self.clock = clock
-        self.last = clock()
-
-    def take(self) -> bool:
-        now = self.clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
 
 
 class ErrorWindow:

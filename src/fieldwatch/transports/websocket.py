@@ -39,7 +39,6 @@ from fieldwatch.transports.sessions import (
     DeviceSession,
     DeviceSocket,
     ErrorWindow,
-    TokenBucket,
     registry_of,
 )
 
@@ -198,8 +197,7 @@ async def run_session(runtime: Runtime, websocket: DeviceSocket, ids: Ids, token
 
 
 async def receive_loop(runtime: Runtime, session: DeviceSession) -> None:
-    settings = runtime.settings
-    bucket = TokenBucket(settings.ws_max_frames_per_s)
+    settings, limits = runtime.settings, runtime.limits
     errors = ErrorWindow()
     while not session.closed:
         message = await session.websocket.receive()
@@ -214,19 +212,23 @@ async def receive_loop(runtime: Runtime, session: DeviceSession) -> None:
         if raw is None:
             raw = message.get("bytes") or b""
         try:
-            if not bucket.take():
-                raise FrameError("rate_limited", "Too many frames; slow down.")
+            refusal = await limits.check("websocket", session.workspace_id, session.device_id)
+            if refusal is not None:
+                error = FrameError("rate_limited", refusal.message)
+                error.extra["retry_after"] = round(refusal.retry_after, 3)
+                raise error
             frame = decode(raw, settings.ws_max_frame_bytes)
             try:
                 reply = await handle(runtime, session, frame)
             except Exception as exc:
-                error = unavailable_frame(exc, frame.id)
-                if error is None:
+                unavailable = unavailable_frame(exc, frame.id)
+                if unavailable is None:
                     raise
-                raise error from exc
+                raise unavailable from exc
         except FrameError as exc:
             if exc.bad and errors.add() > settings.ws_max_errors:
                 log.info("device %s: too many bad frames, disconnecting", session.device_id)
+                limits.disconnected("websocket")
                 await session.close(CLOSE_POLICY, "too many bad frames")
                 return
             reply = {"type": "error", "code": exc.code, "message": exc.message, **exc.extra}

@@ -102,7 +102,7 @@ class DeviceListener:
             self.port,
             process_request=self._check,
             compression=None,  # firmware rarely asks for it, and it costs memory
-            max_size=max(4 * settings.ws_max_frame_bytes, 1 << 16),  # the gateway says "too large"
+            max_size=settings.ws_max_frame_bytes,  # above: closed (1009) before it is read
             max_queue=4,
             ping_interval=20,
             ping_timeout=20,

@@ -6,93 +6,38 @@ mode (``FIELDWATCH_MQTT_URL``) through shared subscriptions, so several gateway
 processes split the load. In the default mode ``fieldwatch serve`` also runs the
 embedded broker, whose logins and topic rules come from ``authority``.
 
-Messages arrive in batches. Sensor data of a batch goes to storage in one ingest per
-workspace; QoS 1 messages are acknowledged to the broker only after their data is
-committed. Any message from a device marks it seen and opens its command channel, so
-commands and configuration waiting for it are published to its topics; its last will
-(``{"status": "offline"}`` on its status topic) marks it offline at once.
+What arrives is handled by the inbound side (``inbound.MqttInbound``, which this
+gateway is): data to storage after rate limits, presence, commands, provisioning.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
-import time
 import uuid
-from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-import orjson
-
-from fieldwatch.auth.principal import acting_for
-from fieldwatch.commands.schemas import CommandCreate
-from fieldwatch.commands.service import CommandService, ConfigService
-from fieldwatch.core.clock import utcnow
-from fieldwatch.core.errors import AppError
 from fieldwatch.core.events import Event
-from fieldwatch.db.faults import RETRY_AFTER_S, outages, unavailable_reason
-from fieldwatch.devices.provisioning import ProvisioningService
-from fieldwatch.devices.schemas import ProvisionRequest
 from fieldwatch.monitoring.presence import OFFLINE, PRESENCE_CHANGED
 from fieldwatch.runtime import Runtime
-from fieldwatch.telemetry.parse import Batch, add_reading
-from fieldwatch.telemetry.service import TelemetryService
-from fieldwatch.transports.frames import DeviceFrame, to_batch
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.authority import (
     SERVICE_USERNAME,
     DeviceWorkspaces,
     FieldwatchAuthority,
 )
-from fieldwatch.transports.mqtt.link import IncomingMessage, MqttLink, MqttLinkError
-from fieldwatch.transports.mqtt.topics import Kind
+from fieldwatch.transports.mqtt.guard import DeviceGuard
+from fieldwatch.transports.mqtt.inbound import MqttChannel, MqttInbound
+from fieldwatch.transports.mqtt.link import MqttLink
 
 if TYPE_CHECKING:
     from fieldwatch.transports.mqtt.dynsec_sync import DynsecSync
 
 log = logging.getLogger(__name__)
 
-#: Through an external broker a register must name its serial in the payload and come
-#: under a random one-time request id of at least this many characters: the broker lets
-#: any provisioning client subscribe to a named id's replies.
-MIN_REQUEST_ID = 32
 
-DEVICE_KINDS = frozenset(
-    {Kind.HEARTBEAT, Kind.DATA, Kind.STATUS, Kind.COMMAND_ACK, Kind.COMMAND_RESULT,
-     Kind.CONFIG_APPLIED, Kind.UNREGISTER}
-)  # fmt: skip
-
-
-class MqttChannel:
-    """The command ledger's way to one device over MQTT (QoS 1 publishes)."""
-
-    transport = "mqtt"
-
-    def __init__(self, link: MqttLink, device_id: str) -> None:
-        self.link = link
-        self.device_id = device_id
-
-    async def _publish(self, topic: str, payload: dict[str, Any]) -> bool:
-        try:
-            await self.link.publish(topic, orjson.dumps(payload), qos=1)
-        except MqttLinkError as exc:
-            log.info("MQTT: could not publish to device %s: %s", self.device_id, exc)
-            return False
-        return True
-
-    async def send_command(self, message: dict[str, Any]) -> bool:
-        # Seed 003 names the arguments "parameters"; the WebSocket protocol "params".
-        payload = {**message, "parameters": message["params"], "timestamp": time.time()}
-        return await self._publish(topics.command(self.device_id, message["command_id"]), payload)
-
-    async def send_config(self, message: dict[str, Any]) -> bool:
-        payload = {**message, "updates": message["config"], "timestamp": time.time()}
-        return await self._publish(topics.config(self.device_id, message["config_id"]), payload)
-
-
-class MqttGateway:
+class MqttGateway(MqttInbound):
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         settings = runtime.settings
@@ -103,6 +48,7 @@ class MqttGateway:
         self.dynsec: DynsecSync | None = None
         self.channels: dict[uuid.UUID, MqttChannel] = {}
         self.workspaces = DeviceWorkspaces(runtime)
+        self.guard = DeviceGuard(runtime, lambda: self.link, self._disconnect)
         self._unsubscribe: list[Any] = []
 
     # --- life -------------------------------------------------------------------------
@@ -156,6 +102,7 @@ class MqttGateway:
         for device_id, channel in list(self.channels.items()):
             self.runtime.commands.detach(device_id, channel)
         self.channels.clear()
+        await self.guard.stop()
         if self.link is not None:
             await self.link.stop()
         if self.broker is not None:
@@ -165,227 +112,15 @@ class MqttGateway:
         if self.dynsec is not None:
             await self.dynsec.stop()
 
-    # --- inbound ----------------------------------------------------------------------
-
-    async def handle(self, messages: list[IncomingMessage]) -> None:
-        """One batch from the broker, acknowledged once it is stored. While the database
-        is unavailable the batch is retried (with backoff) and stays unacknowledged: the
-        broker holds back what follows, and nothing is lost if this process dies."""
-        delay = 0.2
-        while True:
-            try:
-                await self._handle_once(messages)
-                return
-            except Exception as exc:
-                reason = unavailable_reason(exc)
-                if reason is None:
-                    raise
-                outages.failed(reason, f"MQTT gateway, {len(messages)} messages held")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_AFTER_S)
-
-    async def _handle_once(self, messages: list[IncomingMessage]) -> None:
-        """Raises (so nothing is acknowledged) only when storage fails; a bad message is
-        logged and dropped."""
-        data: dict[uuid.UUID, Batch] = defaultdict(Batch)
-        seen: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
-        now = utcnow().isoformat()  # readings without a timestamp: received now
-        for message in messages:
-            topic = topics.parse(message.topic)
-            if topic is None:
-                continue
-            try:
-                payload = orjson.loads(message.payload) if message.payload else {}
-            except orjson.JSONDecodeError:
-                log.info("MQTT: malformed JSON on %s dropped", message.topic)
-                continue
-            if not isinstance(payload, dict):
-                log.info("MQTT: a payload on %s is not a JSON object; dropped", message.topic)
-                continue
-            try:
-                await self._one(topic, payload, data, seen, now)
-            except AppError as exc:
-                log.info("MQTT: %s refused: %s", message.topic, exc.detail)
-            except ValueError as exc:
-                log.info("MQTT: %s refused: %s", message.topic, exc)
-        for workspace_id, batch in data.items():
-            await self._ingest(workspace_id, batch, "mqtt")
-        for workspace_id, devices in seen.items():
-            await self.runtime.presence.seen(workspace_id, devices, reason="mqtt")
-        assert self.link is not None
-        self.link.ack(messages)
-
-    async def _one(
-        self,
-        topic: topics.Topic,
-        payload: dict[str, Any],
-        data: dict[uuid.UUID, Batch],
-        seen: dict[uuid.UUID, set[uuid.UUID]],
-        now: str,
-    ) -> None:
-        kind = topic.kind
-        if kind is Kind.REGISTER:
-            await self._register(topic.device_id, payload)
-            return
-        if kind in (Kind.CONTROL_COMMAND, Kind.CONTROL_CONFIG):
-            await self._control(topic, payload)
-            return
-        if kind not in DEVICE_KINDS:
-            return
-        device_id = uuid.UUID(topic.device_id)
-        workspace_id = await self._workspace_of(device_id)
-        if workspace_id is None:
-            return
-        if kind is Kind.DATA:
-            batch = data[workspace_id]
-            add_reading(
-                batch, batch.total, device_id, topic.sensor_type, payload.get("value"),
-                payload.get("timestamp", now), payload.get("unit"), payload.get("quality"),
-                name_metric=True,
-            )  # fmt: skip
-        elif kind is Kind.STATUS and payload.get("status") == OFFLINE:
-            self._detach(device_id)
-            await self.runtime.presence.gone(workspace_id, device_id, reason="mqtt last will")
-            return
-        elif kind in (Kind.HEARTBEAT, Kind.STATUS):
-            frame = DeviceFrame(kind.value, None, payload)
-            batch = to_batch(frame, device_id)
-            if batch.total:
-                await self._ingest(workspace_id, batch, kind.value)
-        elif kind is Kind.UNREGISTER:
-            self._detach(device_id)
-            async with self.runtime.uow() as uow:
-                await ProvisioningService(uow).unregister(workspace_id, device_id)
-                await uow.commit()
-            return
+    async def _disconnect(self, device_id: str) -> None:
+        """End a device's connection (it may reconnect): the embedded broker closes its
+        session, Mosquitto kicks it (dynamic security)."""
+        if self.broker is not None:
+            await self.broker.disconnect(device_id)
+        elif self.dynsec is not None:
+            await self.dynsec.manager.kick(device_id)
         else:
-            await self._ledger(topic, device_id, payload)
-        seen[workspace_id].add(device_id)
-        await self._attach(device_id)
-
-    async def _ingest(self, workspace_id: uuid.UUID, batch: Batch, reason: str) -> None:
-        runtime = self.runtime
-        async with runtime.uow() as uow:
-            service = TelemetryService(
-                uow, runtime.telemetry, runtime.presence, runtime.bus, runtime.alerts
-            )
-            refused = await service.refused(workspace_id, list({c[1] for c in batch.candidates}))
-            if refused:  # gone, or retired: see the ingestion rules
-                batch.candidates = [c for c in batch.candidates if c[1] not in refused]
-            if batch.candidates:
-                result = await service.ingest(workspace_id, batch, reason=reason)
-                if result.rejected:
-                    log.debug("MQTT: %d readings rejected", len(result.rejected))
-
-    async def _ledger(
-        self, topic: topics.Topic, device_id: uuid.UUID, payload: dict[str, Any]
-    ) -> None:
-        async with self.runtime.uow() as uow:
-            if topic.kind is Kind.CONFIG_APPLIED:
-                version = payload.get("version")
-                if not isinstance(version, int) or isinstance(version, bool):
-                    raise ValueError("config applied needs the integer 'version'")
-                await ConfigService(uow).applied(device_id, version)
-            else:
-                command_id = uuid.UUID(str(topic.command_id))
-                service = CommandService(uow)
-                if topic.kind is Kind.COMMAND_ACK:
-                    await service.acknowledge(device_id, command_id)
-                else:
-                    status = payload.get("status", "completed")
-                    if status not in ("completed", "failed"):
-                        raise ValueError("a command result has status completed or failed")
-                    await service.finish(device_id, command_id, status, payload.get("result"))
-            await uow.commit()
-
-    async def _register(self, request_id: str, payload: dict[str, Any]) -> None:
-        """Seed 003 register from a provisioning client, on
-        ``iot/devices/register/{request_id}``; the answer goes to that id's register
-        topics. The serial is the payload's ``serial_number``, else the request id. The
-        key is the payload's ``provisioning_key``, else (embedded broker) the one the
-        client logged in with."""
-        assert self.link is not None
-        error = topics.register_error(request_id)
-        key = payload.get("provisioning_key")
-        if not isinstance(key, str) or not key:
-            key = self.authority.provisioning.get(request_id) if self.authority else None
-        if key is None:
-            await self._reply(error, "send your provisioning key as 'provisioning_key'")
-            return
-        serial = payload.get("serial_number")
-        if self.authority is None and not _private_request(request_id, serial):
-            await self._reply(error, (
-                "with this broker, publish to iot/devices/register/{request id} with a "
-                f"random one-time request id of at least {MIN_REQUEST_ID} characters and "
-                "your serial number as 'serial_number'"
-            ))  # fmt: skip
-            return
-        try:
-            request = ProvisionRequest.model_validate(
-                {**payload, "serial_number": serial if isinstance(serial, str) else request_id}
-            )
-            async with self.runtime.uow() as uow:
-                answer = await ProvisioningService(uow).register(
-                    key, request, self.runtime.settings
-                )
-                await uow.commit()
-            await self.runtime.credential_issued(
-                "device_token", answer.device_id, answer.token_id, answer.auth_token
-            )
-        except AppError as exc:
-            await self._reply(error, exc.detail or exc.title)
-            return
-        except ValueError as exc:  # pydantic's ValidationError
-            await self._reply(error, str(exc).splitlines()[0])
-            return
-        body = answer.model_dump(mode="json")
-        await self.link.publish(topics.register_response(request_id), orjson.dumps(body), qos=1)
-
-    async def _reply(self, topic: str, message: str) -> None:
-        assert self.link is not None
-        body = {"status": "error", "message": message, "timestamp": time.time()}
-        await self.link.publish(topic, orjson.dumps(body), qos=1)
-
-    async def _control(self, topic: topics.Topic, payload: dict[str, Any]) -> None:
-        """A trusted service queues a command or a configuration change (seed 003)."""
-        device_id = uuid.UUID(topic.device_id)
-        workspace_id = await self._workspace_of(device_id)
-        if workspace_id is None:
-            return
-        async with self.runtime.uow() as uow:
-            principal = await acting_for(uow.session, workspace_id, "api_key", "mqtt control")
-            if topic.kind is Kind.CONTROL_COMMAND:
-                body = CommandCreate.model_validate(
-                    {"command": payload.get("command"),
-                     "params": payload.get("parameters", payload.get("params", {})),
-                     **{k: payload[k] for k in ("ttl_s", "idempotency_key") if k in payload}}
-                )  # fmt: skip
-                await CommandService(uow).create(principal, device_id, body)
-            else:
-                updates = payload.get("config", payload.get("updates"))
-                if not isinstance(updates, dict) or not updates:
-                    raise ValueError("configuration updates are required")
-                service = ConfigService(uow)
-                current = (await service.read(principal, device_id)).desired
-                await service.put(principal, device_id, {**current, **updates})
-            await uow.commit()
-
-    # --- channels ---------------------------------------------------------------------
-
-    async def _workspace_of(self, device_id: uuid.UUID) -> uuid.UUID | None:
-        return await self.workspaces.get(str(device_id))
-
-    async def _attach(self, device_id: uuid.UUID) -> None:
-        if device_id in self.channels or self.link is None:
-            return
-        channel = MqttChannel(self.link, str(device_id))
-        self.channels[device_id] = channel
-        await self.runtime.commands.attach(device_id, channel)
-
-    def _detach(self, device_id: uuid.UUID) -> None:
-        channel = self.channels.pop(device_id, None)
-        if channel is not None:
-            self.runtime.commands.detach(device_id, channel)
+            log.warning("MQTT: cannot disconnect device %s from this broker", device_id)
 
     async def _on_presence(self, event: Event) -> None:
         if event.payload.get("connectivity") == OFFLINE and event.subject_id is not None:
@@ -396,12 +131,6 @@ def gateway_client_id() -> str:
     """A client id no one can guess (128 random bits): with an external broker any login
     without a fixed client id could otherwise take the gateway's connection over."""
     return f"fieldwatch-{secrets.token_hex(16)}"
-
-
-def _private_request(request_id: str, serial: object) -> bool:
-    """Whether a register through an external broker came under a one-time request id
-    that no other provisioning client can know (so none can subscribe to its answer)."""
-    return isinstance(serial, str) and serial != request_id and len(request_id) >= MIN_REQUEST_ID
 
 
 async def start_gateway(runtime: Runtime) -> MqttGateway | None:

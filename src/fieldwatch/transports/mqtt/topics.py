@@ -14,6 +14,7 @@ Server to device::
     iot/devices/{id}/register/response   iot/devices/{id}/register/error
     iot/devices/{id}/commands/{command_id}
     iot/devices/{id}/config/{config_id}
+    iot/devices/{id}/errors              (what the server refused, and why)
 
 Control (trusted services to server)::
 
@@ -59,6 +60,7 @@ class Kind(StrEnum):
     REGISTER_ERROR = "register_error"
     COMMAND = "command"
     CONFIG = "config"
+    ERRORS = "errors"
     # trusted services -> server
     CONTROL_COMMAND = "control_command"
     CONTROL_CONFIG = "control_config"
@@ -77,7 +79,7 @@ DEVICE_TO_SERVER = frozenset(
     }
 )
 SERVER_TO_DEVICE = frozenset(
-    {Kind.REGISTER_RESPONSE, Kind.REGISTER_ERROR, Kind.COMMAND, Kind.CONFIG}
+    {Kind.REGISTER_RESPONSE, Kind.REGISTER_ERROR, Kind.COMMAND, Kind.CONFIG, Kind.ERRORS}
 )
 CONTROL = frozenset({Kind.CONTROL_COMMAND, Kind.CONTROL_CONFIG})
 
@@ -226,6 +228,11 @@ def config(device_id: str, config_id: str) -> str:
     return f"{PREFIX}/{device_id}/config/{_check_id(config_id, 'config id')}"
 
 
+def errors(device_id: str) -> str:
+    """Where the server tells a device what it refused (rate limit, rejected readings)."""
+    return f"{PREFIX}/{_check_id(device_id, 'device id')}/errors"
+
+
 def control_command(device_id: str) -> str:
     return f"{PREFIX}/control/{_check_id(device_id, 'device id')}/command"
 
@@ -255,6 +262,8 @@ def build(topic: Topic) -> str:
         return register_response(d)
     if k is Kind.REGISTER_ERROR:
         return register_error(d)
+    if k is Kind.ERRORS:
+        return errors(d)
     if k is Kind.CONTROL_COMMAND:
         return control_command(d)
     return control_config(d)
@@ -280,6 +289,8 @@ def parse(topic: str) -> Topic | None:
         if n == 3 and parts[2] in _CONTROL and is_valid_id(parts[1]):
             return Topic(_CONTROL[parts[2]], parts[1])
         return None
+    if n == 2 and parts[1] == "errors":
+        return Topic(Kind.ERRORS, head) if is_valid_id(head) else None
     if n < 3 or not is_valid_id(head):
         return None
     section, item = parts[1], parts[2]

@@ -1,0 +1,106 @@
+"""Per-device limits at the MQTT gateway, and telling devices what was refused.
+
+Every message a device publishes on its own topics takes one of its rate-limit tokens
+(``monitoring.limits``: 1,000 messages per 60 s by default, per device type and per
+device through the API). Over the limit a message is dropped before it is decoded (it is
+still acknowledged to the broker: redelivering it would only repeat the flood), counted,
+and the device is told on ``iot/devices/{id}/errors`` at most once a second::
+
+    {"code": "rate_limited", "message": "…", "retry_after": 0.06, "timestamp": 1763812800.0}
+
+A device that keeps flooding (more than ``FIELDWATCH_DEVICE_MAX_REFUSED`` refused
+messages within a minute) is told so (``"code": "flooding"``) and a second later
+disconnected: with the embedded broker its session is closed, with Mosquitto it is
+kicked through dynamic security. It may reconnect; its allowance is still being
+refilled. The kick runs beside the batch, so the other devices' messages are not held
+up by it.
+
+Readings refused one by one (e.g. beyond the device's limit on distinct metrics) are
+reported on the same topic, one message per device and batch::
+
+    {"code": "rejected", "rejected": [{"sensor_type": "m1001", "reason": "…"}], "timestamp": …}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from fieldwatch.runtime import Runtime
+from fieldwatch.transports.mqtt import topics
+from fieldwatch.transports.mqtt.link import MqttLink, MqttLinkError
+
+log = logging.getLogger(__name__)
+
+Kick = Callable[[str], Awaitable[Any]]
+KICK_DELAY_S = 1.0
+
+
+class DeviceGuard:
+    def __init__(self, runtime: Runtime, link: Callable[[], MqttLink | None], kick: Kick) -> None:
+        self.runtime = runtime
+        self.link = link
+        self.kick = kick
+        self._kicks: set[asyncio.Task[None]] = set()
+
+    async def admit(self, workspace_id: uuid.UUID, device_id: uuid.UUID) -> bool:
+        """Whether the device's message may go on (a token of its allowance was taken);
+        when not, the refusal is counted, told and, for a flood, the device dropped."""
+        refusal = await self.runtime.limits.check("mqtt", workspace_id, device_id)
+        if refusal is None:
+            return True
+        if refusal.notify:
+            await self.tell(
+                device_id,
+                {"code": "rate_limited", "message": refusal.message,
+                 "retry_after": round(refusal.retry_after, 3)},
+            )  # fmt: skip
+        if refusal.flooding:
+            log.info("MQTT: device %s keeps flooding; disconnecting it", device_id)
+            self.runtime.limits.disconnected("mqtt")
+            await self.tell(
+                device_id,
+                {"code": "flooding", "message": f"{refusal.message} Disconnecting.",
+                 "retry_after": round(refusal.retry_after, 3)},
+            )  # fmt: skip
+            task = asyncio.create_task(self._kick(str(device_id)))
+            self._kicks.add(task)
+            task.add_done_callback(self._kicks.discard)
+        return False
+
+    async def _kick(self, device_id: str) -> None:
+        # A moment for the device to read why: closing a connection whose peer is still
+        # sending resets it, and what the device had not read yet is lost.
+        await asyncio.sleep(KICK_DELAY_S)
+        try:
+            await self.kick(device_id)
+        except Exception:
+            log.exception("MQTT: disconnecting device %s failed", device_id)
+
+    async def report(self, device_id: uuid.UUID, rejected: list[dict[str, Any]]) -> None:
+        """Tell the device which of its readings were refused, and why."""
+        items = [{"sensor_type": r.get("metric"), "reason": r["reason"]} for r in rejected[:100]]
+        await self.tell(device_id, {"code": "rejected", "rejected": items})
+
+    async def tell(self, device_id: uuid.UUID, body: dict[str, Any]) -> None:
+        """Publish on the device's errors topic (QoS 0: advice, not data)."""
+        link = self.link()
+        if link is None:
+            return
+        payload = orjson.dumps({**body, "timestamp": time.time()})
+        try:
+            await link.publish(topics.errors(str(device_id)), payload, qos=0)
+        except MqttLinkError as exc:
+            log.debug("MQTT: could not tell device %s: %s", device_id, exc)
+
+    async def stop(self) -> None:
+        tasks = list(self._kicks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

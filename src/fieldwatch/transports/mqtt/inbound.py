@@ -1,0 +1,365 @@
+"""The MQTT gateway's inbound side: what devices, provisioning clients and control
+services publish, turned into calls of the services (``MqttGateway`` is an
+``MqttInbound``; its other half, in ``gateway``, runs the broker connection).
+
+Messages arrive in batches. Sensor data of a batch goes to storage in one ingest per
+workspace; QoS 1 messages are acknowledged to the broker only after their data is
+committed. Any message from a device marks it seen and opens its command channel, so
+commands and configuration waiting for it are published to its topics; its last will
+(``{"status": "offline"}`` on its status topic) marks it offline at once. A device's
+messages over its rate limit are dropped before they are decoded, and readings refused
+one by one are reported to the device (``guard``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from fieldwatch.auth.principal import acting_for
+from fieldwatch.commands.schemas import CommandCreate
+from fieldwatch.commands.service import CommandService, ConfigService
+from fieldwatch.core.clock import utcnow
+from fieldwatch.core.errors import AppError
+from fieldwatch.db.faults import RETRY_AFTER_S, outages, unavailable_reason
+from fieldwatch.devices.provisioning import ProvisioningService
+from fieldwatch.devices.schemas import ProvisionRequest
+from fieldwatch.monitoring.presence import OFFLINE
+from fieldwatch.runtime import Runtime
+from fieldwatch.telemetry.parse import Batch, add_reading
+from fieldwatch.telemetry.service import IngestResult, TelemetryService
+from fieldwatch.transports.frames import DeviceFrame, to_batch
+from fieldwatch.transports.mqtt import topics
+from fieldwatch.transports.mqtt.authority import DeviceWorkspaces, FieldwatchAuthority
+from fieldwatch.transports.mqtt.guard import DeviceGuard
+from fieldwatch.transports.mqtt.link import IncomingMessage, MqttLink, MqttLinkError
+from fieldwatch.transports.mqtt.topics import Kind
+
+if TYPE_CHECKING:
+    from fieldwatch.transports.mqtt.dynsec_sync import DynsecSync
+
+log = logging.getLogger(__name__)
+
+#: Through an external broker a register must name its serial in the payload and come
+#: under a random one-time request id of at least this many characters: the broker lets
+#: any provisioning client subscribe to a named id's replies.
+MIN_REQUEST_ID = 32
+
+DEVICE_KINDS = frozenset(
+    {Kind.HEARTBEAT, Kind.DATA, Kind.STATUS, Kind.COMMAND_ACK, Kind.COMMAND_RESULT,
+     Kind.CONFIG_APPLIED, Kind.UNREGISTER}
+)  # fmt: skip
+
+
+class MqttChannel:
+    """The command ledger's way to one device over MQTT (QoS 1 publishes)."""
+
+    transport = "mqtt"
+
+    def __init__(self, link: MqttLink, device_id: str) -> None:
+        self.link = link
+        self.device_id = device_id
+
+    async def _publish(self, topic: str, payload: dict[str, Any]) -> bool:
+        try:
+            await self.link.publish(topic, orjson.dumps(payload), qos=1)
+        except MqttLinkError as exc:
+            log.info("MQTT: could not publish to device %s: %s", self.device_id, exc)
+            return False
+        return True
+
+    async def send_command(self, message: dict[str, Any]) -> bool:
+        # Seed 003 names the arguments "parameters"; the WebSocket protocol "params".
+        payload = {**message, "parameters": message["params"], "timestamp": time.time()}
+        return await self._publish(topics.command(self.device_id, message["command_id"]), payload)
+
+    async def send_config(self, message: dict[str, Any]) -> bool:
+        payload = {**message, "updates": message["config"], "timestamp": time.time()}
+        return await self._publish(topics.config(self.device_id, message["config_id"]), payload)
+
+
+@dataclass
+class _Inbox:
+    """What one batch of messages amounts to: sensor data per workspace (and which
+    device each reading came from), and the devices heard from."""
+
+    now: str  # readings without a timestamp: received now
+    data: dict[uuid.UUID, Batch] = field(default_factory=lambda: defaultdict(Batch))
+    owners: dict[uuid.UUID, dict[int, uuid.UUID]] = field(default_factory=lambda: defaultdict(dict))
+    seen: dict[uuid.UUID, set[uuid.UUID]] = field(default_factory=lambda: defaultdict(set))
+
+
+class MqttInbound:
+    """Handles the batches the broker connection delivers (``handle``)."""
+
+    runtime: Runtime
+    link: MqttLink | None
+    authority: FieldwatchAuthority | None
+    dynsec: DynsecSync | None
+    guard: DeviceGuard
+    workspaces: DeviceWorkspaces
+    channels: dict[uuid.UUID, MqttChannel]
+
+    async def handle(self, messages: list[IncomingMessage]) -> None:
+        """One batch from the broker, acknowledged once it is stored. While the database
+        is unavailable the batch is retried (with backoff) and stays unacknowledged: the
+        broker holds back what follows, and nothing is lost if this process dies."""
+        delay = 0.2
+        while True:
+            try:
+                await self._handle_once(messages)
+                return
+            except Exception as exc:
+                reason = unavailable_reason(exc)
+                if reason is None:
+                    raise
+                outages.failed(reason, f"MQTT gateway, {len(messages)} messages held")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_AFTER_S)
+
+    async def _handle_once(self, messages: list[IncomingMessage]) -> None:
+        """Raises (so nothing is acknowledged) only when storage fails; a bad message is
+        logged and dropped, a message over its device's rate limit dropped before it is
+        decoded (``guard``)."""
+        inbox = _Inbox(utcnow().isoformat())
+        for message in messages:
+            topic = topics.parse(message.topic)
+            if topic is None:
+                continue
+            if topic.kind in DEVICE_KINDS and not await self._admit(topic, message.payload):
+                continue
+            try:
+                payload = orjson.loads(message.payload) if message.payload else {}
+            except orjson.JSONDecodeError:
+                log.info("MQTT: malformed JSON on %s dropped", message.topic)
+                continue
+            if not isinstance(payload, dict):
+                log.info("MQTT: a payload on %s is not a JSON object; dropped", message.topic)
+                continue
+            try:
+                await self._one(topic, payload, inbox)
+            except AppError as exc:
+                log.info("MQTT: %s refused: %s", message.topic, exc.detail)
+            except ValueError as exc:
+                log.info("MQTT: %s refused: %s", message.topic, exc)
+        for workspace_id, batch in inbox.data.items():
+            result = await self._ingest(workspace_id, batch, "mqtt")
+            await self._report(result.rejected, inbox.owners[workspace_id].get)
+        for workspace_id, devices in inbox.seen.items():
+            await self.runtime.presence.seen(workspace_id, devices, reason="mqtt")
+        assert self.link is not None
+        self.link.ack(messages)
+
+    async def _admit(self, topic: topics.Topic, raw: bytes) -> bool:
+        """Whether a device's message goes on: within its rate limit, or its last will
+        (never refused: the device must be seen going offline)."""
+        try:
+            device_id = uuid.UUID(topic.device_id)
+        except ValueError:
+            return True  # not a device of ours: dropped further on
+        workspace_id = await self._workspace_of(device_id)
+        if workspace_id is None or await self.guard.admit(workspace_id, device_id):
+            return True
+        return topic.kind is Kind.STATUS and _is_last_will(raw)
+
+    async def _report(
+        self, rejected: list[dict[str, Any]], owner: Any, device_id: uuid.UUID | None = None
+    ) -> None:
+        """Tell each device its readings that were refused (``owner``: index → device)."""
+        by_device: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
+        for item in rejected:
+            device = device_id or owner(item["index"])
+            if device is not None:
+                by_device[device].append(item)
+        for device, items in by_device.items():
+            await self.guard.report(device, items)
+
+    async def _one(self, topic: topics.Topic, payload: dict[str, Any], inbox: _Inbox) -> None:
+        kind = topic.kind
+        if kind is Kind.REGISTER:
+            await self._register(topic.device_id, payload)
+            return
+        if kind in (Kind.CONTROL_COMMAND, Kind.CONTROL_CONFIG):
+            await self._control(topic, payload)
+            return
+        if kind not in DEVICE_KINDS:
+            return
+        device_id = uuid.UUID(topic.device_id)
+        workspace_id = await self._workspace_of(device_id)
+        if workspace_id is None:
+            return
+        if kind is Kind.DATA:
+            batch = inbox.data[workspace_id]
+            inbox.owners[workspace_id][batch.total] = device_id
+            add_reading(
+                batch, batch.total, device_id, topic.sensor_type, payload.get("value"),
+                payload.get("timestamp", inbox.now), payload.get("unit"), payload.get("quality"),
+                name_metric=True,
+            )  # fmt: skip
+        elif kind is Kind.STATUS and payload.get("status") == OFFLINE:
+            self._detach(device_id)
+            await self.runtime.presence.gone(workspace_id, device_id, reason="mqtt last will")
+            return
+        elif kind in (Kind.HEARTBEAT, Kind.STATUS):
+            frame = DeviceFrame(kind.value, None, payload)
+            batch = to_batch(frame, device_id)
+            if batch.total:
+                result = await self._ingest(workspace_id, batch, kind.value)
+                await self._report(result.rejected, None, device_id)
+        elif kind is Kind.UNREGISTER:
+            self._detach(device_id)
+            async with self.runtime.uow() as uow:
+                await ProvisioningService(uow).unregister(workspace_id, device_id)
+                await uow.commit()
+            return
+        else:
+            await self._ledger(topic, device_id, payload)
+        inbox.seen[workspace_id].add(device_id)
+        await self._attach(device_id)
+
+    async def _ingest(self, workspace_id: uuid.UUID, batch: Batch, reason: str) -> IngestResult:
+        runtime = self.runtime
+        async with runtime.uow() as uow:
+            service = TelemetryService(
+                uow, runtime.telemetry, runtime.presence, runtime.bus, runtime.alerts
+            )
+            refused = await service.refused(workspace_id, list({c[1] for c in batch.candidates}))
+            if refused:  # gone, or retired: see the ingestion rules
+                batch.candidates = [c for c in batch.candidates if c[1] not in refused]
+            if not batch.candidates:
+                return IngestResult(rejected=batch.rejected)
+            result = await service.ingest(workspace_id, batch, reason=reason)
+            if result.rejected:
+                log.debug("MQTT: %d readings rejected", len(result.rejected))
+            return result
+
+    async def _ledger(
+        self, topic: topics.Topic, device_id: uuid.UUID, payload: dict[str, Any]
+    ) -> None:
+        async with self.runtime.uow() as uow:
+            if topic.kind is Kind.CONFIG_APPLIED:
+                version = payload.get("version")
+                if not isinstance(version, int) or isinstance(version, bool):
+                    raise ValueError("config applied needs the integer 'version'")
+                await ConfigService(uow).applied(device_id, version)
+            else:
+                command_id = uuid.UUID(str(topic.command_id))
+                service = CommandService(uow)
+                if topic.kind is Kind.COMMAND_ACK:
+                    await service.acknowledge(device_id, command_id)
+                else:
+                    status = payload.get("status", "completed")
+                    if status not in ("completed", "failed"):
+                        raise ValueError("a command result has status completed or failed")
+                    await service.finish(device_id, command_id, status, payload.get("result"))
+            await uow.commit()
+
+    async def _register(self, request_id: str, payload: dict[str, Any]) -> None:
+        """Seed 003 register from a provisioning client, on
+        ``iot/devices/register/{request_id}``; the answer goes to that id's register
+        topics. The serial is the payload's ``serial_number``, else the request id. The
+        key is the payload's ``provisioning_key``, else (embedded broker) the one the
+        client logged in with."""
+        assert self.link is not None
+        error = topics.register_error(request_id)
+        key = payload.get("provisioning_key")
+        if not isinstance(key, str) or not key:
+            key = self.authority.provisioning.get(request_id) if self.authority else None
+        if key is None:
+            await self._reply(error, "send your provisioning key as 'provisioning_key'")
+            return
+        serial = payload.get("serial_number")
+        if self.authority is None and not _private_request(request_id, serial):
+            await self._reply(error, (
+                "with this broker, publish to iot/devices/register/{request id} with a "
+                f"random one-time request id of at least {MIN_REQUEST_ID} characters and "
+                "your serial number as 'serial_number'"
+            ))  # fmt: skip
+            return
+        try:
+            request = ProvisionRequest.model_validate(
+                {**payload, "serial_number": serial if isinstance(serial, str) else request_id}
+            )
+            async with self.runtime.uow() as uow:
+                answer = await ProvisioningService(uow).register(
+                    key, request, self.runtime.settings
+                )
+                await uow.commit()
+            await self.runtime.credential_issued(
+                "device_token", answer.device_id, answer.token_id, answer.auth_token
+            )
+        except AppError as exc:
+            await self._reply(error, exc.detail or exc.title)
+            return
+        except ValueError as exc:  # pydantic's ValidationError
+            await self._reply(error, str(exc).splitlines()[0])
+            return
+        body = answer.model_dump(mode="json")
+        await self.link.publish(topics.register_response(request_id), orjson.dumps(body), qos=1)
+
+    async def _reply(self, topic: str, message: str) -> None:
+        assert self.link is not None
+        body = {"status": "error", "message": message, "timestamp": time.time()}
+        await self.link.publish(topic, orjson.dumps(body), qos=1)
+
+    async def _control(self, topic: topics.Topic, payload: dict[str, Any]) -> None:
+        """A trusted service queues a command or a configuration change (seed 003)."""
+        device_id = uuid.UUID(topic.device_id)
+        workspace_id = await self._workspace_of(device_id)
+        if workspace_id is None:
+            return
+        async with self.runtime.uow() as uow:
+            principal = await acting_for(uow.session, workspace_id, "api_key", "mqtt control")
+            if topic.kind is Kind.CONTROL_COMMAND:
+                body = CommandCreate.model_validate(
+                    {"command": payload.get("command"),
+                     "params": payload.get("parameters", payload.get("params", {})),
+                     **{k: payload[k] for k in ("ttl_s", "idempotency_key") if k in payload}}
+                )  # fmt: skip
+                await CommandService(uow).create(principal, device_id, body)
+            else:
+                updates = payload.get("config", payload.get("updates"))
+                if not isinstance(updates, dict) or not updates:
+                    raise ValueError("configuration updates are required")
+                service = ConfigService(uow)
+                current = (await service.read(principal, device_id)).desired
+                await service.put(principal, device_id, {**current, **updates})
+            await uow.commit()
+
+    # --- channels ---------------------------------------------------------------------
+
+    async def _workspace_of(self, device_id: uuid.UUID) -> uuid.UUID | None:
+        return await self.workspaces.get(str(device_id))
+
+    async def _attach(self, device_id: uuid.UUID) -> None:
+        if device_id in self.channels or self.link is None:
+            return
+        channel = MqttChannel(self.link, str(device_id))
+        self.channels[device_id] = channel
+        await self.runtime.commands.attach(device_id, channel)
+
+    def _detach(self, device_id: uuid.UUID) -> None:
+        channel = self.channels.pop(device_id, None)
+        if channel is not None:
+            self.runtime.commands.detach(device_id, channel)
+
+
+def _is_last_will(raw: bytes) -> bool:
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(payload, dict) and payload.get("status") == OFFLINE
+
+
+def _private_request(request_id: str, serial: object) -> bool:
+    """Whether a register through an external broker came under a one-time request id
+    that no other provisioning client can know (so none can subscribe to its answer)."""
+    return isinstance(serial, str) and serial != request_id and len(request_id) >= MIN_REQUEST_ID
