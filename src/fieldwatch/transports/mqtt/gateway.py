@@ -21,7 +21,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import orjson
@@ -48,6 +48,7 @@ from fieldwatch.transports.mqtt.authority import (
     DeviceWorkspaces,
     FieldwatchAuthority,
 )
+from fieldwatch.transports.mqtt.identity import claim_client_id
 from fieldwatch.transports.mqtt.link import IncomingMessage, MqttLink, MqttLinkError
 from fieldwatch.transports.mqtt.topics import Kind
 
@@ -101,6 +102,7 @@ class MqttGateway:
         self.channels: dict[uuid.UUID, MqttChannel] = {}
         self.workspaces = DeviceWorkspaces(runtime)
         self._unsubscribe: list[Any] = []
+        self._slot: IO[str] | None = None  # holds the external client id (identity.py)
 
     # --- life -------------------------------------------------------------------------
 
@@ -126,10 +128,15 @@ class MqttGateway:
             username, password, tls = SERVICE_USERNAME, self.authority.service_password, False
         window = settings.mqtt_receive_maximum if self.external else 0  # amqtt: MQTT 3.1.1
         batch = settings.mqtt_batch_size
+        client_id, keep = f"fieldwatch-{uuid.uuid4().hex[:12]}", False
+        if self.external:  # a session the broker keeps (and fills) while Fieldwatch is down
+            client_id, self._slot = claim_client_id(settings.mqtt_client_id, settings.data_dir)
+            keep = settings.mqtt_session_expiry > 0
         self.link = MqttLink(
-            host, port, client_id=f"fieldwatch-{uuid.uuid4().hex[:12]}", username=username,
-            password=password, tls=tls, handler=self.handle, receive_maximum=window or None,
-            batch_size=batch, max_pending=max(10_000, 4 * batch),
+            host, port, client_id=client_id, username=username, password=password, tls=tls,
+            clean_session=not keep, session_expiry=settings.mqtt_session_expiry,
+            handler=self.handle, receive_maximum=window or None, batch_size=batch,
+            max_pending=max(10_000, 4 * batch),
         )  # fmt: skip
         for topic_filter in topics.SERVER_FILTERS:
             if self.external:
@@ -221,6 +228,9 @@ class MqttGateway:
         self.channels.clear()
         if self.link is not None:
             await self.link.stop()
+        if self._slot is not None:
+            self._slot.close()
+            self._slot = None
         if self.broker is not None:
             await self.broker.stop()
         if self.authority is not None:

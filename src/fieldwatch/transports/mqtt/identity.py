@@ -1,0 +1,52 @@
+"""A stable MQTT client id for each gateway process on an external broker.
+
+With a fixed client id and a persistent session, the broker keeps Fieldwatch's
+subscriptions while it is down (crashed, restarting) and queues the QoS 1 messages
+devices publish meanwhile; they are delivered, committed and acknowledged once it is
+back. Without it, a message the broker acknowledged to a device while no Fieldwatch
+process was connected went to nobody.
+
+Each process of one installation (``serve --workers N``) takes a slot: the first of
+``data_dir/mqtt-gateway-<n>.lock`` it can lock. The lock lasts as long as the process,
+so after a crash the next process takes the same slot, hence the same client id and
+session.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+from typing import IO
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover (not POSIX): one slot
+    fcntl = None  # type: ignore[assignment]
+
+MAX_SLOTS = 256
+
+
+def client_id_prefix(configured: str | None) -> str:
+    if configured:
+        return configured
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:40] or "host"
+    return f"fieldwatch-{host}"
+
+
+def claim_client_id(configured: str | None, data_dir: Path) -> tuple[str, IO[str] | None]:
+    """``<prefix>-<slot>`` and the open lock file that holds the slot (close it to give
+    the slot up)."""
+    prefix = client_id_prefix(configured)
+    if fcntl is None:
+        return f"{prefix}-0", None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for slot in range(MAX_SLOTS):
+        handle = (data_dir / f"mqtt-gateway-{slot}.lock").open("a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        return f"{prefix}-{slot}", handle
+    raise RuntimeError(f"more than {MAX_SLOTS} MQTT gateway processes share {data_dir}")
