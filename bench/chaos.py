@@ -13,7 +13,8 @@ acknowledged (bench/chaos_clients.py):
 4. mqtt-mosquitto: the same through a Mosquitto started here (dynamic security, as
                    ``serve`` manages it), which stays up;
 5. pg-outage:      during HTTP ingest, the server's database connections terminated three
-                   times, then the database refusing connections for 6 s.
+                   times, then the database refusing connections for 6 s;
+6. mqtt-pg-outage: the same during MQTT ingest through the embedded broker.
 
 Then, from the database: readings acknowledged, stored, acknowledged but lost, counted
 twice (the readings key forbids a second row, so: the rollups' counts against the rows,
@@ -54,7 +55,7 @@ from chaos_clients import (  # noqa: E402
 )
 from common import PASSWORD, ScratchDatabase, cli, env_for, free_port, login, write_results  # noqa: E402
 
-PHASES = ("http", "websocket", "mqtt-embedded", "mqtt-mosquitto", "pg-outage")
+PHASES = ("http", "websocket", "mqtt-embedded", "mqtt-mosquitto", "pg-outage", "mqtt-pg-outage")
 DEVICES = 6  # per phase
 DRAIN_S = 45.0  # after the load stops: time for every reading to be acknowledged
 
@@ -180,9 +181,14 @@ async def phase_websocket(stage: Stage, outcome: Outcome, disrupt: Disruption) -
     await drive(stage, outcome, clients, disrupt)
 
 
-async def phase_mqtt(stage: Stage, outcome: Outcome, port: int, v5: bool, rate: float) -> None:
+async def phase_mqtt(
+    stage: Stage, outcome: Outcome, disrupt: Disruption, v5: bool, rate: float
+) -> None:
     ids, tokens = stage.fleet.ids, stage.fleet.tokens
-    devices = [MqttDevice(port, ids[i], tokens[i], i, outcome.ledger, v5) for i in range(len(ids))]
+    devices = [
+        MqttDevice(stage.mqtt_port, ids[i], tokens[i], i, outcome.ledger, v5)
+        for i in range(len(ids))
+    ]
     stop = threading.Event()
     deadline = [float("inf")]
     publisher = threading.Thread(
@@ -191,7 +197,7 @@ async def phase_mqtt(stage: Stage, outcome: Outcome, port: int, v5: bool, rate: 
     publisher.start()
     try:
         stop_chaos = asyncio.Event()
-        chaos = asyncio.ensure_future(kills(stage, outcome, stop_chaos))
+        chaos = asyncio.ensure_future(disrupt(stage, outcome, stop_chaos))
         await asyncio.sleep(stage.seconds)
         stop_chaos.set()
         await chaos
@@ -285,9 +291,11 @@ async def run_phase(name: str, stage: Stage) -> Outcome:
         await phase_http(stage, outcome, pg_outage)
     elif name == "websocket":
         await phase_websocket(stage, outcome, kills)
+    elif name == "mqtt-pg-outage":
+        await phase_mqtt(stage, outcome, pg_outage, v5=False, rate=800)
     else:
         v5 = name == "mqtt-mosquitto"
-        await phase_mqtt(stage, outcome, stage.mqtt_port, v5=v5, rate=2000 if v5 else 800)
+        await phase_mqtt(stage, outcome, kills, v5=v5, rate=2000 if v5 else 800)
     outcome.seconds = time.monotonic() - t0
     await count(stage, outcome, wait_for_broker=name == "mqtt-mosquitto")
     return outcome
