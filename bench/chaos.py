@@ -302,7 +302,7 @@ async def run_phase(name: str, stage: Stage) -> Outcome:
 
 
 HEAD = (
-    f"{'phase':<15} {'sent':>8} {'acked':>8} {'stored':>8} {'lost':>5} {'twice':>5} "
+    f"{'phase':<15} {'sent':>10} {'acked':>10} {'stored':>10} {'lost':>5} {'twice':>5} "
     f"{'latest≠':>7} {'unacked':>7} {'500':>5} {'503':>5}  other answers"
 )
 
@@ -317,7 +317,7 @@ def row(o: Outcome) -> str:
         other = f"2xx: {ok}" + (f", {other}" if other else "")
     unacked = o.ledger.sent - o.ledger.acknowledged - o.ledger.refused
     return (
-        f"{o.phase:<15} {o.ledger.sent:>8,} {o.ledger.acknowledged:>8,} {o.stored:>8,} "
+        f"{o.phase:<15} {o.ledger.sent:>10,} {o.ledger.acknowledged:>10,} {o.stored:>10,} "
         f"{o.lost:>5} {o.twice:>5} {o.latest_wrong:>7} {unacked:>7} {e500:>5} {e503:>5}  "
         f"{other}"
     )
@@ -359,7 +359,10 @@ def main() -> None:
         f"Fieldwatch chaos run (PostgreSQL next to {base}; phases: {', '.join(phases)})", flush=True
     )
     outcomes: list[Outcome] = []
-    with ScratchDatabase("fieldwatch_chaos", base) as db, Mosquitto(dynsec=True) as broker:
+    with (
+        ScratchDatabase(f"fieldwatch_chaos_{os.getpid()}", base) as db,
+        Mosquitto(dynsec=True) as broker,
+    ):
         mqtt_port = free_port()
         env, mosquitto_env, fleet = prepare(db, broker, mqtt_port)
         for n, name in enumerate(PHASES):
