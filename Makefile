@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-devices clean
+.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-devices chaos clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ bench-query: $(STAMP)
 ## ingest, reconnect storm. Choose with BENCH_DEVICES_ARGS='--parts rtt,storm'.
 bench-devices: $(STAMP)
 	$(BIN)/python bench/bench_devices.py $(BENCH_DEVICES_ARGS)
+
+## Chaos (needs PostgreSQL and mosquitto; not part of `make test`): kill -9 of the server
+## during HTTP, WebSocket and MQTT ingest, and a PostgreSQL outage; prints acknowledged /
+## stored / lost / duplicated readings and the 500 and 503 answers. Database:
+## FIELDWATCH_CHAOS_DATABASE_URL (admin connection; a scratch database is made next to it).
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build src/*.egg-info

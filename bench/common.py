@@ -23,10 +23,11 @@ CLI = [sys.executable, "-m", "fieldwatch"]
 
 
 class ScratchDatabase:
-    """A database next to FIELDWATCH_BENCH_DATABASE_URL, dropped afterwards."""
+    """A database next to ``base`` (default FIELDWATCH_BENCH_DATABASE_URL), dropped
+    afterwards."""
 
-    def __init__(self, name: str) -> None:
-        base = os.environ.get(
+    def __init__(self, name: str, base: str | None = None) -> None:
+        base = base or os.environ.get(
             "FIELDWATCH_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
         )
         self.name = name

@@ -14,6 +14,7 @@ import asyncio
 import json
 import re
 import shutil
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -124,9 +125,11 @@ async def test_a_device_cannot_use_another_devices_client_id(
 async def test_the_gateways_client_id_cannot_be_taken(mqtt: Mqtt, client, factory: Factory):
     link = mqtt.gateway.link
     assert link is not None and link.connected
-    # 128 random bits, new for every gateway process: nothing to guess it from
-    assert re.fullmatch(r"fieldwatch-[0-9a-f]{32}", link.client_id)
+    # 128 bits: random for the embedded broker's gateway; an HMAC under the installation's
+    # secret (stable across restarts, for its persistent session) with Mosquitto
+    assert re.fullmatch(r"fieldwatch-[0-9a-f]{32}(-\d+)?", link.client_id)
     assert link.client_id != gateway_client_id()
+    assert socket.gethostname() not in link.client_id
     op = await factory.user("operator", "acme")
     device_id, token, dev = await connected_device(mqtt, client, op)
     intruder = mqtt.peer(device_id, token, client_id=link.client_id)

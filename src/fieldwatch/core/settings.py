@@ -56,6 +56,21 @@ class Settings(BaseSettings):
         "messages in flight to Fieldwatch (acknowledged after commit); 0 speaks MQTT 3.1.1, "
         "where the broker's own limit applies (Mosquitto: max_inflight_messages, 20)",
     )
+    mqtt_client_id: str | None = Field(
+        default=None,
+        description="With mqtt_url: the MQTT client id of Fieldwatch's gateway client, to "
+        "which each process adds its slot (-0, -1, ...); the same after a restart, so the "
+        "broker keeps its session. Default: fieldwatch- and an HMAC of the host name under "
+        "the installation's secret (not guessable: keep a configured one secret too)",
+    )
+    mqtt_session_expiry: int = Field(
+        default=86400,
+        ge=0,
+        le=0xFFFFFFFF,
+        description="With mqtt_url (MQTT 5): seconds the broker keeps the gateway's session, "
+        "and queues QoS 1 messages for it, while Fieldwatch is down; 0 ends the session with "
+        "the connection (messages published meanwhile are lost)",
+    )
     mqtt_batch_size: int = Field(
         default=5000,
         ge=1,

@@ -28,7 +28,9 @@ the stream over. That closes holes amqtt 0.12.1 has when it authenticates by its
 Only MQTT 3.1.1 is spoken (MQTT 5 and 3.1 clients get "unacceptable protocol version"),
 there are no shared subscriptions (``$share/...`` is refused) and no ``$SYS`` topics.
 QoS 1 and 2 and persistent sessions (``clean_session=False``, kept ``session_expiry``
-seconds) work.
+seconds) work. A QoS 1 PUBLISH is acknowledged only once every ``service`` client that
+received it has acknowledged its copy (``receipts``): in ``fieldwatch serve``, once the
+gateway has committed it.
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from amqtt.adapters import BufferReader, ReaderAdapter, StreamWriterAdapter
-from amqtt.broker import Broker
 from amqtt.contexts import Action as AmqttAction
 from amqtt.contexts import BrokerConfig, ListenerConfig, ListenerType
 from amqtt.mqtt.connack import NOT_AUTHORIZED, UNACCEPTABLE_PROTOCOL_VERSION, ConnackPacket
@@ -51,6 +52,7 @@ from amqtt.mqtt.connect import ConnectPacket
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 
 from fieldwatch.transports.mqtt.acl import Action, Principal, is_allowed
+from fieldwatch.transports.mqtt.receipts import ReceiptBroker
 
 log = logging.getLogger(__name__)
 
@@ -396,9 +398,11 @@ class FieldwatchTopicPlugin(BaseTopicPlugin):
         return await broker._filter(session, topic, action)
 
 
-class _Broker(Broker):
+class _Broker(ReceiptBroker):
     """amqtt's broker without retained messages, calling ``EmbeddedBroker``'s topic rules
-    directly (the topic plugin makes the same decision, through a task per check)."""
+    directly (the topic plugin makes the same decision, through a task per check). A
+    client's QoS 1 PUBLISH is acknowledged once Fieldwatch's gateway (the ``service``
+    principal) has acknowledged its copy, i.e. committed it (see ``receipts``)."""
 
     def __init__(self, config: BrokerConfig, owner: EmbeddedBroker) -> None:
         super().__init__(config)
@@ -406,6 +410,10 @@ class _Broker(Broker):
 
     async def _topic_filtering(self, session: Any, topic: str, action: Any) -> bool:
         return await self._fieldwatch._filter(session, topic, action)
+
+    def is_service(self, session: Any) -> bool:
+        principal = session.attributes.get(_PRINCIPAL) if session is not None else None
+        return isinstance(principal, Principal) and principal.kind == "service"
 
     async def retain_message(
         self, source_session: Any, topic_name: str | None, data: Any, qos: int | None = None

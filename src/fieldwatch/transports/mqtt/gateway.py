@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from fieldwatch.auth.tokens import load_or_create_secret
 from fieldwatch.core.events import Event
 from fieldwatch.monitoring.presence import OFFLINE, PRESENCE_CHANGED
 from fieldwatch.runtime import Runtime
@@ -28,6 +29,7 @@ from fieldwatch.transports.mqtt.authority import (
     FieldwatchAuthority,
 )
 from fieldwatch.transports.mqtt.guard import DeviceGuard
+from fieldwatch.transports.mqtt.identity import claim_client_id
 from fieldwatch.transports.mqtt.inbound import MqttChannel, MqttInbound
 from fieldwatch.transports.mqtt.link import MqttLink
 
@@ -50,6 +52,7 @@ class MqttGateway(MqttInbound):
         self.workspaces = DeviceWorkspaces(runtime)
         self.guard = DeviceGuard(runtime, lambda: self.link, self._disconnect)
         self._unsubscribe: list[Any] = []
+        self._slot: IO[str] | None = None  # holds the external client id (identity.py)
 
     # --- life -------------------------------------------------------------------------
 
@@ -79,10 +82,17 @@ class MqttGateway(MqttInbound):
             username, password, tls = SERVICE_USERNAME, self.authority.service_password, False
         window = settings.mqtt_receive_maximum if self.external else 0  # amqtt: MQTT 3.1.1
         batch = settings.mqtt_batch_size
+        client_id, keep = gateway_client_id(), False
+        if self.external:  # a session the broker keeps (and fills) while Fieldwatch is down
+            client_id, self._slot = claim_client_id(
+                settings.mqtt_client_id, settings.data_dir, load_or_create_secret(settings)
+            )
+            keep = settings.mqtt_session_expiry > 0
         self.link = MqttLink(
-            host, port, client_id=gateway_client_id(), username=username,
-            password=password, tls=tls, handler=self.handle, receive_maximum=window or None,
-            batch_size=batch, max_pending=max(10_000, 4 * batch),
+            host, port, client_id=client_id, username=username, password=password, tls=tls,
+            clean_session=not keep, session_expiry=settings.mqtt_session_expiry,
+            handler=self.handle, receive_maximum=window or None, batch_size=batch,
+            max_pending=max(10_000, 4 * batch),
         )  # fmt: skip
         for topic_filter in topics.SERVER_FILTERS:
             if self.external:
@@ -105,6 +115,9 @@ class MqttGateway(MqttInbound):
         await self.guard.stop()
         if self.link is not None:
             await self.link.stop()
+        if self._slot is not None:
+            self._slot.close()
+            self._slot = None
         if self.broker is not None:
             await self.broker.stop()
         if self.authority is not None:
@@ -128,8 +141,8 @@ class MqttGateway(MqttInbound):
 
 
 def gateway_client_id() -> str:
-    """A client id no one can guess (128 random bits): with an external broker any login
-    without a fixed client id could otherwise take the gateway's connection over."""
+    """A client id no one can guess (128 random bits), for the embedded broker's gateway
+    client (the external broker's come from ``identity``: unguessable too, and stable)."""
     return f"fieldwatch-{secrets.token_hex(16)}"
 
 

@@ -138,6 +138,7 @@ class MqttLink:
         keepalive: int = 60,
         tls: bool | ssl.SSLContext = False,
         clean_session: bool = True,
+        session_expiry: int = 0xFFFFFFFF,
         receive_maximum: int | None = None,
         handler: MessageHandler | None = None,
         batch_size: int = 500,
@@ -158,6 +159,7 @@ class MqttLink:
         self.client_id = client_id
         self.keepalive = keepalive
         self.clean_session = clean_session
+        self.session_expiry = session_expiry  # MQTT 5, when the session is kept
         self.receive_maximum = receive_maximum
         self.handler = handler
         self.on_connect: list[ConnectHook] = []
@@ -438,7 +440,7 @@ class MqttLink:
             properties = Properties(PacketTypes.CONNECT)
             properties.ReceiveMaximum = self.receive_maximum
             if not self.clean_session:  # keep the session (and its queue) across drops
-                properties.SessionExpiryInterval = 0xFFFFFFFF
+                properties.SessionExpiryInterval = self.session_expiry
             connect = functools.partial(
                 connect, clean_start=self.clean_session, properties=properties
             )
