@@ -87,6 +87,25 @@ class MonitoringRepository:
             {d: (m, w) for d, m, w in devices.tuples()},
         )
 
+    async def set_type_rate_limit(
+        self, workspace_id: uuid.UUID, type_: str, messages: int, window_s: int
+    ) -> None:
+        values = {"workspace_id": workspace_id, "type": type_}
+        await upsert(
+            self.session, DeviceTypeRateLimit,
+            {**values, "messages": messages, "window_s": window_s}, list(values),
+        )  # fmt: skip
+
+    async def set_device_rate_limit(
+        self, device_id: uuid.UUID, workspace_id: uuid.UUID, messages: int, window_s: int
+    ) -> None:
+        await upsert(
+            self.session, DeviceRateLimit,
+            {"device_id": device_id, "workspace_id": workspace_id, "messages": messages,
+             "window_s": window_s},
+            ["device_id"],
+        )  # fmt: skip
+
     async def type_rate_limit(
         self, workspace_id: uuid.UUID, type_: str
     ) -> DeviceTypeRateLimit | None:

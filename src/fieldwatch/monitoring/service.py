@@ -11,7 +11,6 @@ from fieldwatch.auth.principal import Principal
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.events import Event
 from fieldwatch.db.uow import UnitOfWork
-from fieldwatch.db.upsert import upsert
 from fieldwatch.devices.models import Device
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.inventory.lifecycle import DeviceStatus
@@ -169,12 +168,9 @@ class MonitoringService:
         if limit is None:
             await self.repo.delete_type_rate_limit(principal.workspace_id, type_)
         else:
-            await upsert(
-                self.uow.session, DeviceTypeRateLimit,
-                {"workspace_id": principal.workspace_id, "type": type_,
-                 "messages": limit.messages, "window_s": limit.window_s},
-                ["workspace_id", "type"],
-            )  # fmt: skip
+            await self.repo.set_type_rate_limit(
+                principal.workspace_id, type_, limit.messages, limit.window_s
+            )
         await self.uow.session.flush()
         self.uow.emit(
             Event(type=RATE_LIMITS_CHANGED, workspace_id=principal.workspace_id, payload={})
@@ -197,12 +193,9 @@ class MonitoringService:
         if limit is None:
             await self.repo.delete_device_rate_limit(device.id)
         else:
-            await upsert(
-                self.uow.session, DeviceRateLimit,
-                {"device_id": device.id, "workspace_id": device.workspace_id,
-                 "messages": limit.messages, "window_s": limit.window_s},
-                ["device_id"],
-            )  # fmt: skip
+            await self.repo.set_device_rate_limit(
+                device.id, device.workspace_id, limit.messages, limit.window_s
+            )
         await self.uow.session.flush()
         self.uow.emit(
             Event(
