@@ -9,10 +9,9 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY, INTEGER
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fieldwatch.db.upsert import insert_for
 from fieldwatch.devices.models import Device
 from fieldwatch.telemetry.models import (
     Reading,
@@ -32,15 +31,11 @@ class TelemetryRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    def _insert(self, table: Any) -> Any:
-        dialect = self.session.bind.dialect.name
-        return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
-
     # --- series ---------------------------------------------------------------------
 
     async def ensure_series(self, rows: list[dict[str, Any]]) -> None:
         if rows:
-            stmt = self._insert(Series).on_conflict_do_nothing(
+            stmt = insert_for(self.session, Series).on_conflict_do_nothing(
                 index_elements=["device_id", "metric"]
             )
             await self.session.execute(stmt, rows)
@@ -253,7 +248,7 @@ class TelemetryRepository:
                     and (end is None or x[1] < end)]  # fmt: skip
             if keep:
                 keys = ["series_id", "bucket", "count", "sum", "min", "max"]
-                stmt2 = self._insert(model).on_conflict_do_nothing()
+                stmt2 = insert_for(self.session, model).on_conflict_do_nothing()
                 await self.session.execute(stmt2, [dict(zip(keys, x, strict=True)) for x in keep])
         for sid in series_ids:
             newest = (

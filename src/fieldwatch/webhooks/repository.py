@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fieldwatch.db.upsert import insert_for
 from fieldwatch.webhooks.models import DELIVERED, PENDING, Webhook, WebhookDelivery
 
 
@@ -82,10 +82,8 @@ class DeliveryRepository:
         were new."""
         if not rows:
             return 0
-        dialect = self.session.bind.dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         stmt = (
-            insert(WebhookDelivery)
+            insert_for(self.session, WebhookDelivery)
             .values(rows)
             .on_conflict_do_nothing(index_elements=["webhook_id", "event_id"])
             .returning(WebhookDelivery.id)
