@@ -15,7 +15,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fieldwatch.core.context import current_request_id
-from fieldwatch.db.faults import RETRY_AFTER_S, outages, unavailable_reason
+from fieldwatch.db.faults import RETRY_AFTER_S, outages
 
 log = logging.getLogger(__name__)
 
@@ -174,9 +174,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 async def _infrastructure(request: Request, exc: Exception) -> JSONResponse:
     path = request.url.path
-    reason = unavailable_reason(exc)
-    if reason is not None:
-        outages.failed(reason, f"{request.method} {path}")
+    if outages.record(exc, f"{request.method} {path}"):
         err: AppError = ServiceUnavailable(
             "The database is unavailable at the moment; retry shortly.",
             headers={"Retry-After": str(RETRY_AFTER_S)},

@@ -133,6 +133,15 @@ class OutageLog:
         )
         self._last, self._suppressed = now, 0
 
+    def record(self, exc: BaseException, where: str) -> bool:
+        """Whether ``exc`` means the database is unavailable (``unavailable_reason``);
+        if so, it is logged here (once per window) and the caller answers "not now"."""
+        reason = unavailable_reason(exc)
+        if reason is None:
+            return False
+        self.failed(reason, where)
+        return True
+
 
 #: The process's outage log (requests, the telemetry writer, device gateways).
 outages = OutageLog()
@@ -185,8 +194,4 @@ class FoldOutages(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if exc is None or record.name == log.name:
             return True
-        reason = unavailable_reason(exc)
-        if reason is None:
-            return True
-        outages.failed(reason, record.getMessage()[:200])
-        return False
+        return not outages.record(exc, record.getMessage()[:200])

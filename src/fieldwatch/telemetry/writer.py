@@ -15,7 +15,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-from fieldwatch.db.faults import outages, unavailable_reason
+from fieldwatch.db.faults import outages
 from fieldwatch.telemetry.store import Chunk, ReadingStore
 
 log = logging.getLogger(__name__)
@@ -117,11 +117,9 @@ class ReadingWriter:
         try:
             counts = await self.store.write([job.chunk for job in jobs])
         except Exception as exc:
-            reason = unavailable_reason(exc)
-            if reason is None:
+            # In an outage nothing is acknowledged: the senders retry.
+            if not outages.record(exc, f"writing {size} readings"):
                 log.exception("writing %d readings failed", size)
-            else:  # nothing acknowledged: the senders retry
-                outages.failed(reason, f"writing {size} readings")
             for job in jobs:
                 if not job.future.done():
                     job.future.set_exception(exc)

@@ -23,7 +23,7 @@ from fieldwatch.core.batching import Batcher
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import Unauthorized
 from fieldwatch.core.redact import RedactSecrets
-from fieldwatch.db.faults import RETRY_AFTER_S, outages, unavailable_reason
+from fieldwatch.db.faults import RETRY_AFTER_S, outages
 from fieldwatch.devices.provisioning import server_config
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.runtime import Runtime
@@ -144,10 +144,8 @@ async def serve(websocket: WebSocket, token: str) -> None:
     try:
         ids = await authenticate(runtime, token)
     except Exception as exc:
-        reason = unavailable_reason(exc)
-        if reason is None:
+        if not outages.record(exc, "device WebSocket handshake"):
             raise
-        outages.failed(reason, "device WebSocket handshake")
         headers = {"Retry-After": str(RETRY_AFTER_S)}
         await websocket.send_denial_response(PlainTextResponse("Unavailable", 503, headers))
         return
@@ -181,13 +179,11 @@ async def run_session(runtime: Runtime, websocket: DeviceSocket, ids: Ids, token
     except WebSocketDisconnect:
         pass
     except Exception as exc:
-        reason = unavailable_reason(exc)
-        if reason is None:
+        if outages.record(exc, "device WebSocket session"):  # it reconnects later
+            await session.close(CLOSE_TRY_AGAIN, "try again later")
+        else:
             log.exception("device %s: WebSocket session failed", device_id)
             await session.close(CLOSE_INTERNAL, "internal error")
-        else:  # the session could not start: the device reconnects later
-            outages.failed(reason, "device WebSocket session")
-            await session.close(CLOSE_TRY_AGAIN, "try again later")
     finally:
         session.closed = True
         runtime.commands.detach(device_id, session)
@@ -242,10 +238,8 @@ def unavailable_frame(exc: Exception, ref: Any) -> FrameError | None:
     """While the database is unavailable a frame answers an ``unavailable`` error frame
     (nothing was stored, so no ack: the device resends later) and the session stays.
     ``None`` for any other failure."""
-    reason = None if isinstance(exc, FrameError) else unavailable_reason(exc)
-    if reason is None:
+    if isinstance(exc, FrameError) or not outages.record(exc, "device WebSocket frame"):
         return None
-    outages.failed(reason, "device WebSocket frame")
     error = FrameError(
         "unavailable", "The server cannot store data right now; resend later.", ref=ref, bad=False
     )

@@ -25,7 +25,7 @@ from websockets.exceptions import ConcurrencyError, ConnectionClosed
 from websockets.http11 import Request, Response
 
 from fieldwatch.core.redact import RedactSecrets
-from fieldwatch.db.faults import RETRY_AFTER_S, outages, unavailable_reason
+from fieldwatch.db.faults import RETRY_AFTER_S, outages
 from fieldwatch.runtime import Runtime
 from fieldwatch.transports import websocket as gateway
 from fieldwatch.transports.sessions import CLOSE_SERVER_RESTART
@@ -130,10 +130,8 @@ class DeviceListener:
         try:
             ids = await gateway.authenticate(self.runtime, token)
         except Exception as exc:
-            reason = unavailable_reason(exc)
-            if reason is None:
+            if not outages.record(exc, "device WebSocket handshake"):
                 raise
-            outages.failed(reason, "device WebSocket handshake")
             response = _plain(conn, HTTPStatus.SERVICE_UNAVAILABLE, "Unavailable; retry shortly")
             response.headers["Retry-After"] = str(RETRY_AFTER_S)
             return response

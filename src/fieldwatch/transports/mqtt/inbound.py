@@ -28,7 +28,7 @@ from fieldwatch.commands.schemas import CommandCreate
 from fieldwatch.commands.service import CommandService, ConfigService
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import AppError
-from fieldwatch.db.faults import RETRY_AFTER_S, outages, unavailable_reason
+from fieldwatch.db.faults import RETRY_AFTER_S, outages
 from fieldwatch.devices.provisioning import ProvisioningService
 from fieldwatch.devices.schemas import ProvisionRequest
 from fieldwatch.monitoring.presence import OFFLINE
@@ -117,10 +117,8 @@ class MqttInbound:
                 await self._handle_once(messages)
                 return
             except Exception as exc:
-                reason = unavailable_reason(exc)
-                if reason is None:
+                if not outages.record(exc, f"MQTT gateway, {len(messages)} messages held"):
                     raise
-                outages.failed(reason, f"MQTT gateway, {len(messages)} messages held")
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_AFTER_S)
 
