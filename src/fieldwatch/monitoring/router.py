@@ -8,7 +8,9 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Response
 
 from fieldwatch.auth.dependencies import Operator, Viewer
+from fieldwatch.auth.principal import Principal
 from fieldwatch.core.paging import BeforeId
+from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.monitoring.schemas import (
     ConnectivityEventRead,
@@ -23,7 +25,7 @@ from fieldwatch.monitoring.schemas import (
     RateLimitRead,
 )
 from fieldwatch.monitoring.service import MonitoringService
-from fieldwatch.runtime import RuntimeDep, UowDep
+from fieldwatch.runtime import Runtime, RuntimeDep, UowDep
 from fieldwatch.telemetry.dependencies import TelemetryDep
 from fieldwatch.telemetry.schemas import MonitoringPage
 from fieldwatch.telemetry.service import require_range
@@ -126,6 +128,13 @@ async def set_type_heartbeat(
     return body
 
 
+async def _commit_rate_limit(uow: UnitOfWork, runtime: Runtime, principal: Principal) -> None:
+    """Commit a rate-limit change; this process reads the workspace's limits again at
+    once (the change's event tells the other processes)."""
+    await uow.commit()
+    runtime.limits.forget(principal.workspace_id)
+
+
 @router.get("/device-types/{type_}/rate-limit", response_model=RateLimitRead)
 async def type_rate_limit(
     type_: str, principal: Viewer, service: MonitoringDep, runtime: RuntimeDep
@@ -148,8 +157,7 @@ async def set_type_rate_limit(
     Excess messages are refused (WebSocket ``rate_limited`` errors, HTTP 429, MQTT
     messages dropped, a device that keeps flooding disconnected)."""
     await service.set_type_rate_limit(principal, type_, body)
-    await uow.commit()
-    runtime.limits.forget(principal.workspace_id)
+    await _commit_rate_limit(uow, runtime, principal)
     return await service.type_rate_limit(principal, type_, runtime.limits)
 
 
@@ -159,8 +167,7 @@ async def remove_type_rate_limit(
 ):
     """Back to the defaults for devices of this type."""
     await service.set_type_rate_limit(principal, type_, None)
-    await uow.commit()
-    runtime.limits.forget(principal.workspace_id)
+    await _commit_rate_limit(uow, runtime, principal)
     return await service.type_rate_limit(principal, type_, runtime.limits)
 
 
@@ -183,8 +190,7 @@ async def set_device_rate_limit(
 ):
     """This device's own rate limit, over its type's and the defaults."""
     await service.set_device_rate_limit(principal, device_id, body)
-    await uow.commit()
-    runtime.limits.forget(principal.workspace_id)
+    await _commit_rate_limit(uow, runtime, principal)
     return await service.device_rate_limit(principal, device_id, runtime.limits)
 
 
@@ -195,8 +201,7 @@ async def remove_device_rate_limit(
 ):  # fmt: skip
     """Back to the type's limit or the defaults."""
     await service.set_device_rate_limit(principal, device_id, None)
-    await uow.commit()
-    runtime.limits.forget(principal.workspace_id)
+    await _commit_rate_limit(uow, runtime, principal)
     return await service.device_rate_limit(principal, device_id, runtime.limits)
 
 
