@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import pytest
@@ -28,11 +28,26 @@ from fieldwatch.core.settings import Settings
 from fieldwatch.db import migrate
 from fieldwatch.db.engine import create_engine, normalize_url
 from fieldwatch.runtime import Runtime, build_runtime
+from mqtt_helpers import dynsec_plugin, mosquitto_binary
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_URL = os.environ.get("FIELDWATCH_TEST_DATABASE_URL")
 PASSWORD = "correct-horse-battery"
 JWT_SECRET = "test-secret-" + "x" * 60
+
+
+def missing(message: str) -> NoReturn:
+    """Something a test needs is not there: a failure in CI, else a skip."""
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def require_dynsec_mosquitto() -> None:
+    """Mosquitto 2 with its dynamic-security plugin and ``mosquitto_ctrl``, or ``missing``."""
+    if mosquitto_binary() is None or dynsec_plugin() is None or not shutil.which("mosquitto_ctrl"):
+        missing("Mosquitto 2 with the dynamic-security plugin is not installed")
+
 
 if IN_CI and not PG_URL:
     raise pytest.UsageError(
@@ -59,10 +74,7 @@ async def _create_pg_database(base_url: str) -> tuple[str, str]:
     try:
         conn = await asyncpg.connect(dsn, timeout=10)
     except Exception as exc:
-        message = f"PostgreSQL at {url.render_as_string()} is unreachable: {exc!r}"
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        missing(f"PostgreSQL at {url.render_as_string()} is unreachable: {exc!r}")
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:

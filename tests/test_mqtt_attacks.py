@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -22,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from conftest import IN_CI, Actor, Factory
+from conftest import Actor, Factory, require_dynsec_mosquitto
 from fieldwatch.runtime import Runtime
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.gateway import MqttGateway, gateway_client_id
-from mqtt_helpers import Mosquitto, dynsec_plugin, mosquitto_binary
+from mqtt_helpers import Mosquitto
 from telemetry_helpers import device_with_token
 from test_mqtt_embedded import Peer
 from test_mqtt_gateway import _has, dumps, eventually, latest
@@ -54,15 +53,7 @@ class Mqtt:
 async def mqtt(request: pytest.FixtureRequest, runtime: Runtime) -> AsyncIterator[Mqtt]:
     broker: Mosquitto | None = None
     if request.param == "mosquitto":
-        if (
-            mosquitto_binary() is None
-            or dynsec_plugin() is None
-            or not shutil.which("mosquitto_ctrl")
-        ):
-            message = "Mosquitto 2 with the dynamic-security plugin is not installed"
-            if IN_CI:
-                pytest.fail(message, pytrace=False)
-            pytest.skip(message)
+        require_dynsec_mosquitto()
         broker = Mosquitto(dynsec=True).start()
         runtime.settings.mqtt_url = (
             f"mqtt://{broker.admin_username}:{broker.admin_password}@127.0.0.1:{broker.port}"

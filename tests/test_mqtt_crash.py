@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,15 +33,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import func, select
 
-from conftest import JWT_SECRET, Actor, Factory
+from conftest import JWT_SECRET, Actor, Factory, require_dynsec_mosquitto
 from fieldwatch.core.settings import Settings
 from fieldwatch.runtime import Runtime
 from fieldwatch.telemetry.models import Reading, Rollup1m, Series
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.identity import claim_client_id
-from mqtt_helpers import Mosquitto, dynsec_plugin, free_port, mosquitto_binary
+from mqtt_helpers import Mosquitto, free_port
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 DEVICES = 3
 PER_DEVICE = 1200  # readings each device publishes, paced over about PUBLISH_S
 PUBLISH_S = 6.0
@@ -289,11 +287,7 @@ async def test_qos1_readings_survive_kill_9_with_the_embedded_broker(
 
 @pytest.fixture
 def mosquitto() -> Iterator[Mosquitto]:
-    if mosquitto_binary() is None or dynsec_plugin() is None or not shutil.which("mosquitto_ctrl"):
-        message = "Mosquitto 2 with the dynamic-security plugin is not installed"
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+    require_dynsec_mosquitto()
     with Mosquitto(dynsec=True) as broker:
         yield broker
 

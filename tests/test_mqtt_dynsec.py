@@ -5,9 +5,7 @@ but publish only on ``$CONTROL``)."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -15,6 +13,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
+from conftest import require_dynsec_mosquitto
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.dynsec import (
     DEVICE_ROLE_PREFIX,
@@ -23,21 +22,16 @@ from fieldwatch.transports.mqtt.dynsec import (
     DynsecError,
     DynsecManager,
 )
-from mqtt_helpers import Mosquitto, dynsec_plugin, mosquitto_binary
+from mqtt_helpers import Mosquitto
 from test_mqtt_embedded import Peer
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 REFUSED = 0x80
 REFUSED_V5 = 0x87  # MQTT 5 "not authorized"
 
 
 @pytest.fixture(scope="module")
 def mosquitto() -> Iterator[Mosquitto]:
-    if mosquitto_binary() is None or dynsec_plugin() is None or not shutil.which("mosquitto_ctrl"):
-        message = "Mosquitto 2 with the dynamic-security plugin is not installed"
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+    require_dynsec_mosquitto()
     with Mosquitto(dynsec=True) as broker:
         yield broker
 

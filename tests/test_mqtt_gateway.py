@@ -325,15 +325,10 @@ async def test_agent_and_simulator_over_mqtt(served, runtime: Runtime, factory: 
 
 @pytest.fixture
 def mosquitto_dynsec():
-    import shutil
+    from conftest import require_dynsec_mosquitto
+    from mqtt_helpers import Mosquitto
 
-    from conftest import IN_CI
-    from mqtt_helpers import Mosquitto, dynsec_plugin, mosquitto_binary
-
-    if mosquitto_binary() is None or dynsec_plugin() is None or not shutil.which("mosquitto_ctrl"):
-        if IN_CI:
-            pytest.fail("Mosquitto 2 with the dynamic-security plugin is needed", pytrace=False)
-        pytest.skip("Mosquitto 2 with the dynamic-security plugin is not installed")
+    require_dynsec_mosquitto()
     with Mosquitto(dynsec=True) as broker:
         yield broker
 
