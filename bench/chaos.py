@@ -279,7 +279,7 @@ def prepare(
     cli(env, "db", "upgrade")
     cli(env, "users", "create", "chaos@example.com", "--role", "admin", "--workspace", "chaos",
         "--password", PASSWORD)  # fmt: skip
-    url = f"mqtt://{broker.admin_username}:{broker.admin_password}@127.0.0.1:{broker.port}"
+    url = broker.admin_url
     mosquitto_env = {**env, "FIELDWATCH_MQTT_URL": url}
     with Server(mosquitto_env) as srv:
         admin = login(srv.base, "chaos@example.com")

@@ -59,6 +59,11 @@ class Mosquitto:
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
+    @property
+    def admin_url(self) -> str:
+        """The URL with the dynamic-security admin's login (``FIELDWATCH_MQTT_URL``)."""
+        return f"mqtt://{self.admin_username}:{self.admin_password}@127.0.0.1:{self.port}"
+
     def _config(self) -> Path:
         lines = [
             f"listener {self.port} 127.0.0.1",

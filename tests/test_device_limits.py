@@ -357,9 +357,7 @@ async def test_a_flooding_device_is_kicked_from_mosquitto(
 ) -> None:
     broker = mosquitto_dynsec
     runtime.settings.device_rate_limit = 50
-    runtime.settings.mqtt_url = (
-        f"mqtt://{broker.admin_username}:{broker.admin_password}@127.0.0.1:{broker.port}"
-    )
+    runtime.settings.mqtt_url = broker.admin_url
     gw = MqttGateway(runtime)
     await gw.start()
     made: list[Peer] = []

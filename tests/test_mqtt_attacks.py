@@ -55,9 +55,7 @@ async def mqtt(request: pytest.FixtureRequest, runtime: Runtime) -> AsyncIterato
     if request.param == "mosquitto":
         require_dynsec_mosquitto()
         broker = Mosquitto(dynsec=True).start()
-        runtime.settings.mqtt_url = (
-            f"mqtt://{broker.admin_username}:{broker.admin_password}@127.0.0.1:{broker.port}"
-        )
+        runtime.settings.mqtt_url = broker.admin_url
     else:
         runtime.settings.mqtt_port = 0  # a free port
     gateway = MqttGateway(runtime)

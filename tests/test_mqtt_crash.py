@@ -295,7 +295,7 @@ def mosquitto() -> Iterator[Mosquitto]:
 async def test_qos1_readings_survive_kill_9_through_mosquitto(
     runtime: Runtime, factory: Factory, settings: Settings, tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
-    url = f"mqtt://{mosquitto.admin_username}:{mosquitto.admin_password}@127.0.0.1:{mosquitto.port}"
+    url = mosquitto.admin_url
     env = server_env(settings, tmp_path, FIELDWATCH_MQTT_URL=url)
     server = ServerProcess(env, tmp_path / "server.log", None)
     try:

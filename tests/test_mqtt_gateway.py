@@ -337,9 +337,7 @@ async def test_external_mosquitto_with_dynamic_security(
     client, runtime: Runtime, factory: Factory, mosquitto_dynsec
 ):
     broker = mosquitto_dynsec
-    runtime.settings.mqtt_url = (
-        f"mqtt://{broker.admin_username}:{broker.admin_password}@127.0.0.1:{broker.port}"
-    )
+    runtime.settings.mqtt_url = broker.admin_url
     gw = MqttGateway(runtime)
     await gw.start()
     made: list[Peer] = []
