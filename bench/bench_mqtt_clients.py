@@ -296,7 +296,7 @@ async def sub_aiomqtt(
 async def sub_fieldwatch(
     port: int, qos: int, expected: int, ready: MpEvent, gate: MpEvent | None
 ) -> Counter:
-    from fieldwatch.transports.mqtt.link import IncomingMessage, MqttLink
+    from fieldwatch.transports.mqtt.link import IncomingMessage, MqttLink, MqttLinkOptions
 
     counter = Counter(gate)
 
@@ -305,9 +305,8 @@ async def sub_fieldwatch(
             counter.seen(message)
         link.ack(batch)
 
-    link = MqttLink(
-        "127.0.0.1", port, client_id=f"bench-sub-{uuid.uuid4().hex[:8]}", handler=handler
-    )
+    options = MqttLinkOptions("127.0.0.1", port, client_id=f"bench-sub-{uuid.uuid4().hex[:8]}")
+    link = MqttLink(options, handler=handler)
     await link.start()
     await link.subscribe(FILTER, qos)
     ready.set()

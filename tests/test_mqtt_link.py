@@ -23,6 +23,7 @@ from fieldwatch.transports.mqtt.link import (
     IncomingMessage,
     MqttConnectError,
     MqttLink,
+    MqttLinkOptions,
     MqttPublishError,
 )
 from mqtt_helpers import Mosquitto, free_port, mosquitto_binary
@@ -50,7 +51,8 @@ def new_link(port: int, **options: Any) -> MqttLink:
     options.setdefault("connect_timeout", 5.0)
     options.setdefault("min_reconnect_delay", 0.1)
     options.setdefault("max_reconnect_delay", 0.5)
-    return MqttLink("127.0.0.1", port, **options)
+    handler = options.pop("handler", None)
+    return MqttLink(MqttLinkOptions("127.0.0.1", port, **options), handler=handler)
 
 
 class Collector:

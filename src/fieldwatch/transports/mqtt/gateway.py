@@ -31,7 +31,7 @@ from fieldwatch.transports.mqtt.authority import (
 from fieldwatch.transports.mqtt.guard import DeviceGuard
 from fieldwatch.transports.mqtt.identity import claim_client_id
 from fieldwatch.transports.mqtt.inbound import MqttChannel, MqttInbound
-from fieldwatch.transports.mqtt.link import MqttLink
+from fieldwatch.transports.mqtt.link import MqttLink, MqttLinkOptions
 
 if TYPE_CHECKING:
     from fieldwatch.transports.mqtt.dynsec_sync import DynsecSync
@@ -88,12 +88,12 @@ class MqttGateway(MqttInbound):
                 settings.mqtt_client_id, settings.data_dir, load_or_create_secret(settings)
             )
             keep = settings.mqtt_session_expiry > 0
-        self.link = MqttLink(
+        options = MqttLinkOptions(
             host, port, client_id=client_id, username=username, password=password, tls=tls,
             clean_session=not keep, session_expiry=settings.mqtt_session_expiry,
-            handler=self.handle, receive_maximum=window or None, batch_size=batch,
-            max_pending=max(10_000, 4 * batch),
+            receive_maximum=window or None, batch_size=batch, max_pending=max(10_000, 4 * batch),
         )  # fmt: skip
+        self.link = MqttLink(options, handler=self.handle)
         for topic_filter in topics.SERVER_FILTERS:
             if self.external:
                 topic_filter = topics.shared(topic_filter, settings.mqtt_share_group)

@@ -1,0 +1,123 @@
+"""Received messages waiting for the handler, and the back-pressure on the socket.
+
+Incoming messages go into a deque; one drain task hands them to the handler in batches
+of up to ``batch_size``. When ``max_pending`` messages wait, the link stops reading the
+socket (TCP then pushes back on the broker, which queues QoS 1 messages and may drop
+QoS 0 ones) and reads again once half of them are handled. While a ``publish()`` waits
+for its PUBACK the limit doubles, since the PUBACK can only be read after the messages
+in front of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections import deque
+from collections.abc import Callable
+
+import paho.mqtt.client as paho
+
+from fieldwatch.transports.mqtt.link.messages import IncomingMessage, MessageHandler
+from fieldwatch.transports.mqtt.link.socket_driver import SocketDriver
+
+log = logging.getLogger(__name__)
+
+READ_BURST = 256  # packets read per readable event before yielding to the loop
+
+
+class Inbox:
+    """The queue between the socket and the handler. ``publishing`` tells whether a
+    ``publish()`` waits for its PUBACK."""
+
+    def __init__(
+        self,
+        driver: SocketDriver,
+        *,
+        batch_size: int,
+        max_pending: int,
+        publishing: Callable[[], bool],
+    ) -> None:
+        self.driver = driver
+        self.batch_size = batch_size
+        self.max_pending = max_pending
+        self.handler: MessageHandler | None = None
+        self.received = 0  # PUBLISH packets read, including dropped ones
+        self._publishing = publishing
+        self._pending: deque[IncomingMessage] = deque()
+        self._ready = asyncio.Event()
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self._drainer: asyncio.Task[None] | None = None
+        self._warned_no_handler = False
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def put(self, message: IncomingMessage) -> None:
+        pending = self._pending
+        pending.append(message)
+        if len(pending) == 1:
+            self._ready.set()
+
+    def clear(self) -> None:
+        self._pending.clear()
+
+    def start(self, name: str) -> None:
+        self._drainer = asyncio.create_task(self._drain(), name=name)
+
+    async def stop(self) -> None:
+        if self._drainer is not None:
+            self._drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drainer
+            self._drainer = None
+
+    def read(self) -> None:
+        """The socket is readable: read packets until it is empty, a burst is done or
+        the inbox is full (then reading pauses)."""
+        driver = self.driver
+        client = driver.client
+        limit = self.max_pending * 2 if self._publishing() else self.max_pending
+        for _ in range(READ_BURST):
+            if len(self._pending) >= limit:
+                driver.pause_reading(len(self._pending))
+                return
+            before = self.received
+            if client.loop_read() != paho.MQTT_ERR_SUCCESS or self.received == before:
+                break  # not a PUBLISH, or nothing left: the reader fires again if needed
+        sock = client.socket()
+        if driver.reading and (
+            client.buffered() or (isinstance(sock, ssl.SSLSocket) and sock.pending())
+        ):
+            driver.loop.call_soon(self.read)  # read bytes wait
+
+    async def _drain(self) -> None:
+        pending = self._pending
+        driver = self.driver
+        resume_at = self.max_pending // 2
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            while pending and not driver.closing:
+                count = min(self.batch_size, len(pending))
+                batch = [pending.popleft() for _ in range(count)]
+                if driver.paused and len(pending) <= resume_at:
+                    driver.resume_reading()
+                handler = self.handler
+                if handler is None:
+                    if not self._warned_no_handler:
+                        self._warned_no_handler = True
+                        log.warning("MQTT link: messages arrive but no handler is set")
+                    continue
+                self.idle.clear()
+                try:
+                    await handler(batch)
+                except Exception:
+                    log.exception(
+                        "MQTT message handler failed on %d messages; they stay unacknowledged",
+                        count,
+                    )
+                finally:
+                    self.idle.set()

@@ -1,0 +1,357 @@
+"""``MqttLink``: Fieldwatch's own privileged MQTT connection, as the rest of the code
+sees it (start, stop, subscribe, publish, ack), and paho's protocol callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from fieldwatch.transports.mqtt.link.inbox import Inbox
+from fieldwatch.transports.mqtt.link.messages import (
+    ConnectHook,
+    IncomingMessage,
+    MessageHandler,
+    MqttConnectError,
+    MqttLinkError,
+    MqttPublishError,
+)
+from fieldwatch.transports.mqtt.link.options import MqttLinkOptions
+from fieldwatch.transports.mqtt.link.socket_driver import SocketDriver, new_client
+from fieldwatch.transports.mqtt.link.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+
+class MqttLink:
+    """One MQTT client connection (3.1.1, or 5 with ``receive_maximum``) owned by
+    Fieldwatch.
+
+    ``handler`` receives batches of messages on the event loop; ``on_connect`` hooks
+    run after every successful connect with the broker's session-present flag.
+    Every method must be called from the event loop that ran ``start()``.
+    """
+
+    def __init__(self, options: MqttLinkOptions, handler: MessageHandler | None = None) -> None:
+        self.options = options
+        self.on_connect: list[ConnectHook] = []
+        client = new_client(options)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
+        self._client = client
+        self._driver = SocketDriver(
+            client, options.where, on_readable=self._on_readable, connected=self._is_connected
+        )
+        self._inbox = Inbox(
+            self._driver,
+            batch_size=options.batch_size,
+            max_pending=options.max_pending,
+            publishing=self._is_publishing,
+        )
+        self._inbox.handler = handler
+        self._supervisor = Supervisor(options, self._driver, self.on_connect)
+        self._connected = False
+        self._generation = 0
+        self._subscriptions: dict[str, int] = {}
+        self._subacks: dict[int, asyncio.Future[list[int]]] = {}
+        self._resubscribes: dict[int, list[str]] = {}
+        self._publishes: dict[int, asyncio.Future[None]] = {}
+        self._runner: asyncio.Task[None] | None = None
+
+    # -- public API --------------------------------------------------------------------
+
+    @property
+    def client_id(self) -> str:
+        return self.options.client_id
+
+    @property
+    def where(self) -> str:
+        return self.options.where
+
+    @property
+    def handler(self) -> MessageHandler | None:
+        return self._inbox.handler
+
+    @handler.setter
+    def handler(self, handler: MessageHandler | None) -> None:
+        self._inbox.handler = handler
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def connections_lost(self) -> int:
+        """How many times the connection was lost (or taken over) since the start."""
+        return self._generation
+
+    @property
+    def pending(self) -> int:
+        """Messages received and not yet handed to the handler."""
+        return len(self._inbox)
+
+    @property
+    def reading_paused(self) -> bool:
+        return self._driver.paused
+
+    @property
+    def subscriptions(self) -> dict[str, int]:
+        return dict(self._subscriptions)
+
+    async def start(self) -> None:
+        """Connect; raise ``MqttConnectError`` naming host:port if no connection is made
+        within ``connect_timeout`` or the broker refuses it."""
+        if self._runner is not None:
+            raise RuntimeError("the MQTT link is already started")
+        loop = asyncio.get_running_loop()
+        self._driver.bind(loop)
+        self._inbox.start(name=f"mqtt-drain-{self.client_id}")
+        first: asyncio.Future[None] = loop.create_future()
+        self._runner = asyncio.create_task(
+            self._supervisor.run(first), name=f"mqtt-link-{self.client_id}"
+        )
+
+        def runner_done(task: asyncio.Task[None]) -> None:
+            if not first.done():
+                exc = None if task.cancelled() else task.exception()
+                first.set_exception(exc or MqttConnectError(f"MQTT link to {self.where} stopped"))
+
+        self._runner.add_done_callback(runner_done)
+        try:
+            await first
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Let the batch being handled finish (so its acks go out), then disconnect.
+        Messages still waiting are dropped unacknowledged."""
+        if self._runner is None:
+            return
+        driver, inbox = self._driver, self._inbox
+        driver.closing = True
+        driver.pause_reading(len(inbox))
+        if not inbox.idle.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(inbox.idle.wait(), grace)
+        runner, self._runner = self._runner, None
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await runner
+        if self._connected:
+            self._client.disconnect()  # written after any queued acks
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._supervisor.lost.wait(), grace)
+        driver.close_socket()
+        await inbox.stop()
+        inbox.clear()
+        self._connected = False
+        self._fail_waiters(f"the MQTT link to {self.where} was stopped")
+        log.info("MQTT link to %s stopped", self.where)
+
+    async def subscribe(self, topic_filter: str, qos: int = 1) -> None:
+        """Remember a subscription (sent again after every reconnect). When connected,
+        wait for the broker's SUBACK and raise if it refuses the filter."""
+        self._subscriptions[topic_filter] = qos
+        if not self._connected:
+            return
+        rc, mid = self._client.subscribe(topic_filter, qos)
+        if rc != paho.MQTT_ERR_SUCCESS or mid is None:
+            return  # not connected after all: the next connect subscribes
+        future: asyncio.Future[list[int]] = self._driver.loop.create_future()
+        self._subacks[mid] = future
+        try:
+            codes = await asyncio.wait_for(future, self.options.publish_timeout)
+        except TimeoutError as exc:
+            raise MqttLinkError(f"no SUBACK from {self.where} for {topic_filter!r}") from exc
+        finally:
+            if self._subacks.get(mid) is future:
+                del self._subacks[mid]
+        if not codes or codes[0] >= 0x80:
+            self._subscriptions.pop(topic_filter, None)
+            raise MqttLinkError(f"the broker at {self.where} refused {topic_filter!r}")
+
+    def unsubscribe(self, topic_filter: str) -> None:
+        """Forget a subscription and, when connected, tell the broker."""
+        self._subscriptions.pop(topic_filter, None)
+        if self._connected:
+            self._client.unsubscribe(topic_filter)
+
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        *,
+        ack_timeout: float | None = None,
+    ) -> None:
+        """Return once the broker has the message: PUBACK for QoS 1, written to the
+        socket for QoS 0. Raise ``MqttPublishError`` when not connected, when the
+        connection drops first (the message may still arrive) or on timeout."""
+        if not self._connected:
+            raise MqttPublishError(f"not connected to the MQTT broker at {self.where}")
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise MqttPublishError(f"publish to {topic!r} failed: {paho.error_string(info.rc)}")
+        future: asyncio.Future[None] = self._driver.loop.create_future()
+        self._publishes[info.mid] = future
+        wait = self.options.publish_timeout if ack_timeout is None else ack_timeout
+        try:
+            await asyncio.wait_for(future, wait)
+        except TimeoutError as exc:
+            raise MqttPublishError(
+                f"the broker at {self.where} did not acknowledge {topic!r} within {wait:g}s"
+            ) from exc
+        finally:
+            if self._publishes.get(info.mid) is future:
+                del self._publishes[info.mid]
+
+    def ack(self, messages: Iterable[IncomingMessage]) -> int:
+        """Acknowledge QoS 1/2 messages of the current connection, typically after their
+        data is committed. Returns how many were acknowledged."""
+        if not self._connected:
+            return 0
+        generation = self._generation
+        acked = 0
+        for message in messages:
+            if message.qos and message.connection == generation:
+                self._client.ack(message.mid, message.qos)
+                acked += 1
+        return acked
+
+    # -- state shared with the driver and the inbox ------------------------------------
+
+    def _on_readable(self) -> None:
+        self._inbox.read()
+
+    def _is_connected(self) -> bool:
+        return self._connected
+
+    def _is_publishing(self) -> bool:
+        return bool(self._publishes)
+
+    def _fail_waiters(self, reason: str) -> None:
+        for publish in self._publishes.values():
+            if not publish.done():
+                publish.set_exception(MqttPublishError(reason))
+        for suback in self._subacks.values():
+            if not suback.done():
+                suback.set_exception(MqttLinkError(reason))
+        self._subacks.clear()
+        self._resubscribes.clear()
+
+    # -- paho callbacks (on the loop thread, from loop_read/loop_write/loop_misc) -------
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        connack = self._supervisor.connack
+        if reason.is_failure:
+            if connack is not None and not connack.done():
+                connack.set_exception(
+                    MqttConnectError(f"the broker refused the connection: {reason}", refused=True)
+                )
+            return
+        self._connected = True
+        if self._subscriptions:
+            filters = list(self._subscriptions.items())
+            rc, mid = client.subscribe(filters)
+            if rc == paho.MQTT_ERR_SUCCESS and mid is not None:
+                self._resubscribes[mid] = [f for f, _ in filters]
+        self._driver.start_misc()
+        if connack is not None and not connack.done():
+            connack.set_result(bool(flags.session_present))
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        was_connected = self._connected
+        self._connected = False
+        self._generation += 1
+        self._driver.stop_misc()
+        connack = self._supervisor.connack
+        if connack is not None and not connack.done():
+            connack.set_exception(MqttConnectError(f"connection closed: {reason}"))
+        self._fail_waiters(f"the connection to {self.where} was lost: {reason}")
+        if was_connected and not self._driver.closing:
+            log.warning("MQTT link to %s disconnected: %s", self.where, reason)
+        self._supervisor.lost.set()
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        self._inbox.received += 1
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            log.warning("MQTT link: dropped a message whose topic is not UTF-8")
+            if message.qos:
+                client.ack(message.mid, message.qos)
+            return
+        payload = message.payload
+        if not isinstance(payload, bytes):
+            payload = bytes(payload)
+        self._inbox.put(
+            IncomingMessage(
+                topic,
+                payload,
+                message.qos,
+                bool(message.retain),
+                message.mid,
+                bool(message.dup),
+                self._generation,
+            )
+        )
+
+    def _on_publish(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        future = self._publishes.get(mid)
+        if future is None or future.done():
+            return
+        if reason.is_failure:
+            future.set_exception(MqttPublishError(f"the broker refused the message: {reason}"))
+        else:
+            future.set_result(None)
+
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        codes = [int(r.value) for r in reasons]
+        future = self._subacks.pop(mid, None)
+        if future is not None:
+            if not future.done():
+                future.set_result(codes)
+            return
+        filters = self._resubscribes.pop(mid, [])
+        refused = [f for f, code in zip(filters, codes, strict=False) if code >= 0x80]
+        if refused:
+            log.error("MQTT link: the broker at %s refused %s", self.where, refused)
