@@ -57,6 +57,44 @@ def path(transitions: list[dict[str, Any]]) -> list[str]:
     return [t["to_status"] for t in transitions]
 
 
+# --- the unit of work's after-commit callbacks --------------------------------------------
+
+
+async def test_after_commit_callbacks_run_only_after_a_commit(runtime: Runtime, caplog):
+    ran: list[str] = []
+
+    def note(name: str):
+        async def callback() -> None:
+            ran.append(name)
+
+        return callback
+
+    async def broken() -> None:
+        raise RuntimeError("boom")
+
+    async with runtime.uow() as uow:
+        uow.after_commit(note("rolled back"))
+        await uow.rollback()
+        uow.after_commit(note("first"))
+        uow.after_commit(broken)
+        uow.after_commit(note("second"))
+        assert ran == []  # not before the commit
+        await uow.commit()  # the broken one is logged, not raised
+        assert ran == ["first", "second"]
+        await uow.commit()  # each runs once
+    assert ran == ["first", "second"]
+    assert "a callback failed after commit" in caplog.text
+    async with runtime.uow() as uow:
+        uow.after_commit(note("closed"))
+    try:
+        async with runtime.uow() as uow:
+            uow.after_commit(note("failed"))
+            raise LookupError
+    except LookupError:
+        pass
+    assert ran == ["first", "second"]
+
+
 # --- the HTTP API -----------------------------------------------------------------------
 
 
