@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import update
 
 from conftest import Actor, Factory, Served, create_device, problem, serve_runtime
+from fieldwatch.commands.messages import CommandAck, CommandResult, ConfigApplied, parse_report
 from fieldwatch.commands.models import Command
 from fieldwatch.core.clock import utcnow
 from fieldwatch.runtime import Runtime, build_runtime
@@ -93,6 +96,28 @@ async def test_after_commit_callbacks_run_only_after_a_commit(runtime: Runtime, 
     except LookupError:
         pass
     assert ran == ["first", "second"]
+
+
+def test_device_reports_are_parsed_into_typed_messages():
+    cid = uuid.uuid4()
+    assert parse_report("command_ack", {"command_id": str(cid)}) == CommandAck(cid)
+    assert parse_report(
+        "command_result", {"command_id": str(cid), "status": "failed", "result": {"error": "x"}}
+    ) == CommandResult(cid, "failed", {"error": "x"})
+    assert parse_report("config_applied", {"version": 3}) == ConfigApplied(3)
+    bad = [
+        ("command_ack", {}, "'command_ack' needs the command_id of a command."),
+        ("command_ack", {"command_id": "nope"}, "'command_ack' needs the command_id"),
+        ("command_result", {"command_id": str(cid)}, "status 'completed' or 'failed'"),
+        ("command_result", {"command_id": str(cid), "status": "done"}, "'completed' or"),
+        ("config_applied", {"version": "2"}, "config_applied needs the integer 'version'."),
+        ("config_applied", {"version": True}, "integer 'version'"),
+        ("config_applied", {"version": 0}, "integer 'version'"),
+        ("telemetry", {}, "not a report about a command or configuration"),
+    ]
+    for kind, body, message in bad:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            parse_report(kind, body)
 
 
 # --- the HTTP API -----------------------------------------------------------------------
