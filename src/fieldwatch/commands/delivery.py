@@ -12,10 +12,12 @@ create and commit. Otherwise the ``command.created`` event, which reaches every 
 on a fan-out bus, has it sent by the process that holds the device's channel. Each send
 is claimed in the database first (a conditional UPDATE), so two processes never send
 the same attempt. What devices report (acks, results, configuration applied) comes in
-as typed messages (``messages``) and is recorded by ``record``. A sweeper expires commands past their TTL, resends commands whose ack is
-overdue (to devices connected here) and fails them as ``undelivered`` after
-``max_attempts`` sends. Nothing lives only in memory: after a restart the next connect
-or sweep picks up where the database says.
+as typed messages (``messages``) and is recorded by ``record``.
+
+A sweeper expires commands past their TTL, resends commands whose ack is overdue (to
+devices connected here) and fails them as ``undelivered`` after ``max_attempts`` sends.
+Nothing lives only in memory: after a restart the next connect or sweep picks up where
+the database says.
 """
 
 from __future__ import annotations
