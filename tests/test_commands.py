@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import update
 
 from conftest import Actor, Factory, Served, create_device, problem, serve_runtime
+from fieldwatch.commands.messages import CommandAck, CommandResult, ConfigApplied, parse_report
 from fieldwatch.commands.models import Command
 from fieldwatch.core.clock import utcnow
 from fieldwatch.runtime import Runtime, build_runtime
@@ -55,6 +58,66 @@ async def nothing_more(ws) -> None:
 
 def path(transitions: list[dict[str, Any]]) -> list[str]:
     return [t["to_status"] for t in transitions]
+
+
+# --- the unit of work's after-commit callbacks --------------------------------------------
+
+
+async def test_after_commit_callbacks_run_only_after_a_commit(runtime: Runtime, caplog):
+    ran: list[str] = []
+
+    def note(name: str):
+        async def callback() -> None:
+            ran.append(name)
+
+        return callback
+
+    async def broken() -> None:
+        raise RuntimeError("boom")
+
+    async with runtime.uow() as uow:
+        uow.after_commit(note("rolled back"))
+        await uow.rollback()
+        uow.after_commit(note("first"))
+        uow.after_commit(broken)
+        uow.after_commit(note("second"))
+        assert ran == []  # not before the commit
+        await uow.commit()  # the broken one is logged, not raised
+        assert ran == ["first", "second"]
+        await uow.commit()  # each runs once
+    assert ran == ["first", "second"]
+    assert "a callback failed after commit" in caplog.text
+    async with runtime.uow() as uow:
+        uow.after_commit(note("closed"))
+    try:
+        async with runtime.uow() as uow:
+            uow.after_commit(note("failed"))
+            raise LookupError
+    except LookupError:
+        pass
+    assert ran == ["first", "second"]
+
+
+def test_device_reports_are_parsed_into_typed_messages():
+    cid = uuid.uuid4()
+    assert parse_report("command_ack", {"command_id": str(cid)}) == CommandAck(cid)
+    assert parse_report(
+        "command_result", {"command_id": str(cid), "status": "failed", "result": {"error": "x"}}
+    ) == CommandResult(cid, "failed", {"error": "x"})
+    assert parse_report("config_applied", {"version": 3}) == ConfigApplied(3)
+    bad = [
+        ("command_ack", {}, "'command_ack' needs the command_id of a command."),
+        ("command_ack", {"command_id": "nope"}, "'command_ack' needs the command_id"),
+        ("command_result", {"command_id": str(cid)}, "status 'completed' or 'failed'"),
+        ("command_result", {"command_id": str(cid), "status": "done"}, "'completed' or"),
+        ("config_applied", {"version": "2"}, "config_applied needs the integer 'version'."),
+        ("config_applied", {"version": True}, "integer 'version'"),
+        ("config_applied", {"version": 0}, "integer 'version'"),
+        ("telemetry", {}, "not a report about a command or configuration"),
+    ]
+    for kind, body, message in bad:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            parse_report(kind, body)
 
 
 # --- the HTTP API -----------------------------------------------------------------------

@@ -262,6 +262,24 @@ async def test_control_topic_queues_a_command(client, peers, factory: Factory, r
     assert uuid.UUID(command["command_id"])
 
 
+async def test_control_topic_honours_the_max_attempts_setting(client, peers, factory, runtime):
+    runtime.settings.command_max_attempts = 2
+    admin = await factory.user("admin", "acme")
+    device = await create_device(client, admin)
+    r = await client.post("/api/v1/api-keys", json={"name": "ops", "role": "operator"},
+                          headers=admin.headers)  # fmt: skip
+    control = peers("control", r.json()["key"], client_id="ops-service")
+    assert (await control.connect()) == "Success"
+    await control.publish(topics.control_command(device["id"]), dumps({"command": "reboot"}))
+
+    async def queued() -> list:
+        r = await client.get(f"/api/v1/devices/{device['id']}/commands", headers=admin.headers)
+        return list(r.json()["items"])
+
+    (command,) = await eventually(queued)
+    assert command["max_attempts"] == 2
+
+
 async def test_agent_and_simulator_over_mqtt(served, runtime: Runtime, factory: Factory):
     """The SDK's MQTT transport: readings stored, commands answered, config applied."""
     from fieldwatch.agent import DeviceAgent

@@ -5,13 +5,19 @@ device connects and ``detach`` it when it goes. The dispatcher then sends, in cr
 order, the device's pending commands and any sent ones it never acknowledged, and its
 desired configuration if it has not reported it applied.
 
-A new command (the ``command.created`` event, which reaches every process on a
-fan-out bus) is sent by the process that holds the device's channel. Each send is
-claimed in the database first (a conditional UPDATE), so two processes never send the
-same attempt. A sweeper expires commands past their TTL, resends commands whose ack is
-overdue (to devices connected here) and fails them as ``undelivered`` after
-``max_attempts`` sends. Nothing lives only in memory: after a restart the next connect
-or sweep picks up where the database says.
+Every ``CommandService`` comes from ``CommandDispatcher.service``. A command created
+for a device connected to this process is claimed in its creating transaction and sent
+once that commits (an ``after_commit`` callback of the unit of work): callers only
+create and commit. Otherwise the ``command.created`` event, which reaches every process
+on a fan-out bus, has it sent by the process that holds the device's channel. Each send
+is claimed in the database first (a conditional UPDATE), so two processes never send
+the same attempt. What devices report (acks, results, configuration applied) comes in
+as typed messages (``messages``) and is recorded by ``record``.
+
+A sweeper expires commands past their TTL, resends commands whose ack is overdue (to
+devices connected here) and fails them as ``undelivered`` after ``max_attempts`` sends.
+Nothing lives only in memory: after a restart the next connect or sweep picks up where
+the database says.
 """
 
 from __future__ import annotations
@@ -23,11 +29,11 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from fieldwatch.auth.principal import Principal
+from fieldwatch.commands.config import ConfigService
 from fieldwatch.commands.events import COMMAND_CREATED, CONFIG_UPDATED
+from fieldwatch.commands.messages import CommandAck, ConfigApplied, DeviceReport
 from fieldwatch.commands.models import SENT, Command, ConfigVersion
-from fieldwatch.commands.schemas import CommandCreate
-from fieldwatch.commands.service import CommandService, ConfigService
+from fieldwatch.commands.service import CommandService
 from fieldwatch.core import tasks
 from fieldwatch.core.batching import Batcher
 from fieldwatch.core.events import Event, EventBus
@@ -82,7 +88,6 @@ class CommandDispatcher:
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._arrivals = Batcher(self._waiting, name="command-arrivals")
-        self._claimed_at_creation: set[uuid.UUID] = set()
 
     def subscribe(self, bus: EventBus) -> None:
         bus.subscribe(COMMAND_CREATED, self._on_created)
@@ -92,7 +97,13 @@ class CommandDispatcher:
         return UnitOfWork(self.sessionmaker, self.bus)
 
     def service(self, uow: UnitOfWork) -> CommandService:
-        return CommandService(uow, max_attempts=self.settings.command_max_attempts)
+        """The one way to a ``CommandService``: with the settings applied, and this
+        dispatcher to send what it creates for a device connected here."""
+        return CommandService(uow, max_attempts=self.settings.command_max_attempts, sender=self)
+
+    @property
+    def ack_timeout_s(self) -> float:
+        return self.settings.command_ack_timeout_s
 
     async def start(self) -> None:
         if self._sweeper is None:
@@ -128,34 +139,33 @@ class CommandDispatcher:
             configs = await ConfigService(uow).to_push_for(device_ids)
         return [(commands.get(d, []), configs.get(d)) for d in device_ids]
 
-    async def create(
-        self, service: CommandService, principal: Principal, device_id: uuid.UUID,
-        body: CommandCreate,
-    ) -> tuple[Command, bool]:  # fmt: skip
-        """Queue a command through ``service`` (the caller commits, then calls
-        ``after_commit``). For a device connected here the command is claimed in the
-        same transaction, which saves the two transactions of a separate send."""
+    def transport_to(self, device_id: uuid.UUID) -> str | None:
+        """The transport of the device's channel here, if it is connected here."""
         channel = self.channels.get(device_id)
-        command, created = await service.create(
-            principal, device_id, body,
-            send_over=channel.transport if channel is not None else None,
-            ack_timeout_s=self.settings.command_ack_timeout_s,
-        )  # fmt: skip
-        if created and command.status == SENT:
-            self._claimed_at_creation.add(command.id)
-        return command, created
+        return channel.transport if channel is not None else None
 
-    async def after_commit(self, command: Command) -> None:
-        """Send a command ``create`` claimed, now that it is committed."""
-        if command.id not in self._claimed_at_creation:
-            return
-        self._claimed_at_creation.discard(command.id)
+    async def send_claimed(self, command: Command) -> None:
+        """Send a command claimed with its creation, now that it is committed (the
+        service registers this with the unit of work)."""
         channel = self.channels.get(command.device_id)
         if channel is None or not await channel.send_command(command_message(command)):
             # Gone meanwhile: the command stays sent and is resent when its ack is
             # overdue, or when the device connects again.
             log.info("command %s: device %s went away while sending", command.id,
                      command.device_id)  # fmt: skip
+
+    async def record(
+        self, uow: UnitOfWork, device_id: uuid.UUID, report: DeviceReport
+    ) -> Command | None:
+        """Record what a device reports, in ``uow`` (the caller commits). The command it
+        is about; None for a configuration, or a command the device does not have."""
+        if isinstance(report, ConfigApplied):
+            await ConfigService(uow).applied(device_id, report.version)
+            return None
+        service = self.service(uow)
+        if isinstance(report, CommandAck):
+            return await service.acknowledge(device_id, report.command_id)
+        return await service.finish(device_id, report)
 
     def detach(self, device_id: uuid.UUID, channel: DeviceChannel) -> None:
         if self.channels.get(device_id) is channel:
@@ -222,8 +232,8 @@ class CommandDispatcher:
     async def _on_created(self, event: Event) -> None:
         if event.subject_id is None or event.subject_id not in self.channels:
             return
-        if uuid.UUID(str(event.payload.get("command_id"))) in self._claimed_at_creation:
-            return  # claimed with its creation; after_commit sends it
+        if event.payload.get("status") == SENT:
+            return  # claimed with its creation, and sent after its commit
         await self.flush(event.subject_id)
 
     async def _on_config(self, event: Event) -> None:

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Response, status
 
 from fieldwatch.auth.dependencies import Operator, Viewer
+from fieldwatch.commands.config import ConfigService
+from fieldwatch.commands.dependencies import CommandServiceDep
 from fieldwatch.commands.schemas import (
     CommandCreate,
     CommandDetail,
@@ -17,9 +19,8 @@ from fieldwatch.commands.schemas import (
     CommandTransitionRead,
     ConfigRead,
 )
-from fieldwatch.commands.service import CommandService, ConfigService
 from fieldwatch.core.paging import Limit, Offset
-from fieldwatch.runtime import RuntimeDep, UowDep
+from fieldwatch.runtime import UowDep
 
 router = APIRouter(prefix="/api/v1", tags=["commands"])
 
@@ -29,14 +30,12 @@ async def _create(
     body: CommandCreate,
     principal: Operator,
     uow: UowDep,
-    runtime: RuntimeDep,
+    service: CommandServiceDep,
     response: Response,
 ) -> CommandRead:
-    service = CommandService(uow, max_attempts=runtime.settings.command_max_attempts)
-    command, created = await runtime.commands.create(service, principal, device_id, body)
+    command, created = await service.create(principal, device_id, body)
     read = CommandRead.model_validate(command)
     await uow.commit()  # delivery starts here, to a connected device at once
-    await runtime.commands.after_commit(command)
     if not created:
         response.status_code = status.HTTP_200_OK
     return read
@@ -53,13 +52,13 @@ async def create_command(
     body: CommandCreate,
     principal: Operator,
     uow: UowDep,
-    runtime: RuntimeDep,
+    service: CommandServiceDep,
     response: Response,
 ):
     """Queue a command. It is delivered at once if the device is connected, otherwise
     when it next connects; 409 for a retired device. A repeated ``idempotency_key``
     answers 200 with the command it created the first time."""
-    return await _create(device_id, body, principal, uow, runtime, response)
+    return await _create(device_id, body, principal, uow, service, response)
 
 
 @router.post(
@@ -73,24 +72,24 @@ async def create_command_seed_path(
     body: CommandCreate,
     principal: Operator,
     uow: UowDep,
-    runtime: RuntimeDep,
+    service: CommandServiceDep,
     response: Response,
 ):
     """Seed 000's path for the same thing."""
-    return await _create(device_id, body, principal, uow, runtime, response)
+    return await _create(device_id, body, principal, uow, service, response)
 
 
 @router.get("/devices/{device_id}/commands", response_model=CommandPage)
 async def list_device_commands(
     device_id: uuid.UUID,
     principal: Viewer,
-    uow: UowDep,
+    service: CommandServiceDep,
     status_: Annotated[list[CommandStatus] | None, Query(alias="status")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ):
     """The device's commands, newest first; ``status`` may be repeated."""
-    items, total = await CommandService(uow).page(
+    items, total = await service.page(
         principal, device_id=device_id, statuses=status_ or [], limit=limit, offset=offset
     )
     return CommandPage(
@@ -100,9 +99,8 @@ async def list_device_commands(
 
 
 @router.get("/commands/{command_id}", response_model=CommandDetail)
-async def get_command(command_id: uuid.UUID, principal: Viewer, uow: UowDep):
+async def get_command(command_id: uuid.UUID, principal: Viewer, service: CommandServiceDep):
     """One command with every state change it went through."""
-    service = CommandService(uow)
     command = await service.get(principal, command_id)
     transitions = await service.transitions(command)
     return CommandDetail(
@@ -112,10 +110,12 @@ async def get_command(command_id: uuid.UUID, principal: Viewer, uow: UowDep):
 
 
 @router.post("/commands/{command_id}/cancel", response_model=CommandRead)
-async def cancel_command(command_id: uuid.UUID, principal: Operator, uow: UowDep):
+async def cancel_command(
+    command_id: uuid.UUID, principal: Operator, uow: UowDep, service: CommandServiceDep
+):
     """Stop a command that has not finished: it is not sent or resent any more, and a
     result the device reports later is not taken. 409 once it has finished."""
-    command = await CommandService(uow).cancel(principal, command_id)
+    command = await service.cancel(principal, command_id)
     read = CommandRead.model_validate(command)
     await uow.commit()
     return read

@@ -1,4 +1,4 @@
-"""Rules of the command ledger and of device configuration.
+"""Rules of the command ledger (device configuration: ``config``).
 
 States: ``pending → sent → acknowledged → completed | failed``, plus ``expired`` (the
 TTL passed before completion) and ``cancelled``. A resend keeps the state ``sent`` and
@@ -11,15 +11,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 from fieldwatch.auth.principal import Principal
 from fieldwatch.commands import events
 from fieldwatch.commands.errors import CommandFinished, CommandNotFound, IdempotencyConflict
+from fieldwatch.commands.messages import CommandResult
 from fieldwatch.commands.models import (
     ACKNOWLEDGED,
     CANCELLED,
-    COMPLETED,
     EXPIRED,
     FAILED,
     OPEN_STATES,
@@ -27,11 +28,9 @@ from fieldwatch.commands.models import (
     SENT,
     Command,
     CommandTransition,
-    ConfigVersion,
-    DeviceConfig,
 )
-from fieldwatch.commands.repository import CommandRepository, ConfigRepository
-from fieldwatch.commands.schemas import CommandCreate, ConfigDifference, ConfigRead
+from fieldwatch.commands.repository import CommandRepository
+from fieldwatch.commands.schemas import CommandCreate
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.ids import new_id
 from fieldwatch.db.uow import UnitOfWork
@@ -43,73 +42,62 @@ from fieldwatch.inventory.lifecycle import DeviceStatus
 MAX_RESULT_CHARS = 16_000
 
 
+class Sender(Protocol):
+    """Reaches the devices connected to this process (the ``CommandDispatcher``)."""
+
+    @property
+    def ack_timeout_s(self) -> float: ...
+
+    def transport_to(self, device_id: uuid.UUID) -> str | None: ...
+
+    async def send_claimed(self, command: Command) -> None: ...
+
+
+async def live_device(uow: UnitOfWork, principal: Principal, device_id: uuid.UUID) -> Device:
+    """The principal's device; 404 for another's, 409 for a retired one."""
+    device = await DeviceService(uow).get(principal, device_id)
+    if device.status == DeviceStatus.retired:
+        raise DeviceRetired("A retired device takes no commands or configuration.")
+    return device
+
+
 class CommandService:
-    def __init__(self, uow: UnitOfWork, *, max_attempts: int = 5) -> None:
+    """Obtained from ``CommandDispatcher.service``, which applies the settings and sends
+    what ``create`` claims once it is committed: callers only create and commit."""
+
+    def __init__(
+        self, uow: UnitOfWork, *, max_attempts: int = 5, sender: Sender | None = None
+    ) -> None:
         self.uow = uow
         self.commands = CommandRepository(uow.session)
         self.max_attempts = max_attempts
+        self.sender = sender
 
     # --- operators ------------------------------------------------------------------
 
-    async def _live_device(self, principal: Principal, device_id: uuid.UUID) -> Device:
-        device = await DeviceService(self.uow).get(principal, device_id)
-        if device.status == DeviceStatus.retired:
-            raise DeviceRetired("A retired device takes no commands or configuration.")
-        return device
-
     async def create(
-        self,
-        principal: Principal,
-        device_id: uuid.UUID,
-        body: CommandCreate,
-        *,
-        send_over: str | None = None,
-        ack_timeout_s: float = 30.0,
+        self, principal: Principal, device_id: uuid.UUID, body: CommandCreate
     ) -> tuple[Command, bool]:
         """The new command and True; or, for a repeated idempotency key with the same
-        command and params, the existing one and False. With ``send_over`` (the device
-        is connected to this process over that transport) the new command is also
-        claimed for sending in the same transaction, when nothing older waits for the
-        device: the caller sends it after the commit."""
-        await self._live_device(principal, device_id)
+        command and params, the existing one and False. When the device is connected to
+        this process and nothing older waits for it (those go first, in creation order),
+        the new command is stored as sent, with both transitions, in this one transaction
+        and sent once it is committed."""
+        await live_device(self.uow, principal, device_id)
         if body.idempotency_key is not None:
             found = await self.commands.by_idempotency_key(device_id, body.idempotency_key)
             if found is not None:
                 return self._same_key(found, body), False
         now = utcnow()
-        # Sent at once when the device is connected here and nothing older waits for it
-        # (those go first, in creation order): then the command is stored as sent, with
-        # both transitions, in this one transaction.
-        via = (
-            send_over
-            if send_over is not None
-            and self.max_attempts >= 1
-            and not await self.commands.anything_deliverable(device_id, now)
-            else None
-        )
-        command = Command(
-            id=new_id(),
-            workspace_id=principal.workspace_id,
-            device_id=device_id,
-            command=body.command,
-            params=body.params,
-            status=PENDING,
-            idempotency_key=body.idempotency_key,
-            ttl_s=body.ttl_s,
-            expires_at=now + timedelta(seconds=body.ttl_s),
-            attempts=0,
-            max_attempts=self.max_attempts,
-            created_by=principal.actor,
-            created_at=now,
-            updated_at=now,
-        )
+        via = await self._send_over(device_id, now)
+        command = self._new(principal, device_id, body, now)
         created = self._transition(command, None, detail=f"created by {principal.actor}", at=now)
         later = []
-        if via is not None:
+        if via is not None and self.sender is not None:
             command.status = SENT
             command.attempts = 1
             command.sent_at = now
-            command.next_attempt_at = now + timedelta(seconds=ack_timeout_s)
+            command.next_attempt_at = now + timedelta(seconds=self.sender.ack_timeout_s)
             command.transport = via
             later.append(
                 self._transition(command, PENDING, detail=_sent_detail(PENDING, via), at=now)
@@ -125,11 +113,42 @@ class CommandService:
                 return self._same_key(found, body), False
             command = stored
         self.uow.emit(events.command_event(events.COMMAND_CREATED, command))
-        if via is not None:
+        if via is not None and self.sender is not None:
             self.uow.emit(events.command_event(events.COMMAND_UPDATED, command, PENDING))
+            self.uow.after_commit(partial(self.sender.send_claimed, command))
         for transition in (created, *later):
             self.commands.add(transition)
         return command, True
+
+    async def _send_over(self, device_id: uuid.UUID, now: datetime) -> str | None:
+        """The transport to send a new command over at once, if any: the device is
+        connected here and nothing older waits for it."""
+        if self.sender is None or self.max_attempts < 1:
+            return None
+        transport = self.sender.transport_to(device_id)
+        if transport is None or await self.commands.anything_deliverable(device_id, now):
+            return None
+        return transport
+
+    def _new(
+        self, principal: Principal, device_id: uuid.UUID, body: CommandCreate, now: datetime
+    ) -> Command:
+        return Command(
+            id=new_id(),
+            workspace_id=principal.workspace_id,
+            device_id=device_id,
+            command=body.command,
+            params=body.params,
+            status=PENDING,
+            idempotency_key=body.idempotency_key,
+            ttl_s=body.ttl_s,
+            expires_at=now + timedelta(seconds=body.ttl_s),
+            attempts=0,
+            max_attempts=self.max_attempts,
+            created_by=principal.actor,
+            created_at=now,
+            updated_at=now,
+        )
 
     @staticmethod
     def _same_key(found: Command, body: CommandCreate) -> Command:
@@ -207,12 +226,10 @@ class CommandService:
             await self.uow.session.refresh(command)
         return command  # a repeated ack, or one that came after the end: nothing changes
 
-    async def finish(
-        self, device_id: uuid.UUID, command_id: uuid.UUID, status: str, result: Any
-    ) -> Command | None:
+    async def finish(self, device_id: uuid.UUID, message: CommandResult) -> Command | None:
         """The device's result (``completed`` or ``failed``). None for an unknown command."""
-        if status not in (COMPLETED, FAILED):
-            raise ValueError("status is 'completed' or 'failed'")
+        command_id, status = message.command_id, message.status
+        result = message.result
         stored = result if isinstance(result, dict) else {"value": result}
         reason = None
         if status == FAILED:
@@ -375,111 +392,3 @@ class CommandService:
 
 def _sent_detail(previous: str, transport: str) -> str:
     return f"sent over {transport}" if previous == PENDING else f"resent over {transport}"
-
-
-def config_difference(
-    desired: dict[str, Any], reported: dict[str, Any] | None
-) -> list[ConfigDifference]:
-    """Leaf-by-leaf difference, with dotted paths into nested objects."""
-    out: list[ConfigDifference] = []
-
-    def walk(path: str, want: Any, have: Any, present: bool) -> None:
-        if isinstance(want, dict) and isinstance(have, dict):
-            for key in sorted(set(want) | set(have), key=str):
-                sub = f"{path}.{key}" if path else str(key)
-                if key not in want:
-                    out.append(ConfigDifference(path=sub, reported=have[key], change="removed"))
-                else:
-                    walk(sub, want[key], have.get(key), key in have)
-        elif not present:
-            out.append(ConfigDifference(path=path, desired=want, change="added"))
-        elif want != have:
-            out.append(ConfigDifference(path=path, desired=want, reported=have, change="changed"))
-
-    walk("", desired, reported or {}, True)
-    return out
-
-
-class ConfigService:
-    def __init__(self, uow: UnitOfWork) -> None:
-        self.uow = uow
-        self.configs = ConfigRepository(uow.session)
-
-    async def put(
-        self, principal: Principal, device_id: uuid.UUID, document: dict[str, Any]
-    ) -> DeviceConfig:
-        """Set the desired configuration; the version goes up unless nothing changed."""
-        device = await CommandService(self.uow)._live_device(principal, device_id)
-        config = await self.configs.get(device.id, for_update=True)
-        now = utcnow()
-        if config is None:
-            config = DeviceConfig(
-                device_id=device.id, workspace_id=device.workspace_id, desired={},
-                desired_version=0, desired_at=now,
-            )  # fmt: skip
-            self.configs.add(config)
-        elif config.desired == document and config.desired_version > 0:
-            return config
-        config.desired = document
-        config.desired_version += 1
-        config.desired_at = now
-        config.desired_by = principal.actor
-        version = ConfigVersion(
-            device_id=device.id, version=config.desired_version, document=document,
-            created_at=now, created_by=principal.actor,
-        )  # fmt: skip
-        self.configs.add(version)
-        await self.uow.session.flush()
-        self.uow.emit(events.config_event(events.CONFIG_UPDATED, config))
-        return config
-
-    async def read(self, principal: Principal, device_id: uuid.UUID) -> ConfigRead:
-        device = await DeviceService(self.uow).get(principal, device_id)
-        config = await self.configs.get(device.id)
-        if config is None:
-            return ConfigRead(
-                device_id=device.id, desired={}, desired_version=0, desired_at=None,
-                reported=None, reported_version=None, reported_at=None, pushed_version=None,
-                pushed_at=None, in_sync=True, difference=[],
-            )  # fmt: skip
-        reported = None
-        if config.reported_version:
-            row = await self.configs.version(device.id, config.reported_version)
-            reported = row.document if row is not None else None
-        return ConfigRead(
-            device_id=device.id,
-            desired=config.desired,
-            desired_version=config.desired_version,
-            desired_at=config.desired_at,
-            reported=reported,
-            reported_version=config.reported_version,
-            reported_at=config.reported_at,
-            pushed_version=config.pushed_version,
-            pushed_at=config.pushed_at,
-            in_sync=config.reported_version == config.desired_version,
-            difference=config_difference(config.desired, reported),
-        )
-
-    async def to_push(self, device_id: uuid.UUID) -> tuple[DeviceConfig, ConfigVersion] | None:
-        """The desired configuration, if the device has not reported it applied."""
-        config = await self.configs.get(device_id)
-        if config is None or config.desired_version == 0:
-            return None
-        if (config.reported_version or 0) >= config.desired_version:
-            return None
-        version = await self.configs.version(device_id, config.desired_version)
-        return (config, version) if version is not None else None
-
-    async def to_push_for(self, device_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, ConfigVersion]:
-        """``to_push`` for many devices at once (devices that just connected)."""
-        return await self.configs.unapplied(device_ids)
-
-    async def mark_pushed(self, device_id: uuid.UUID, version: int) -> None:
-        await self.configs.mark_pushed(device_id, version, utcnow())
-
-    async def applied(self, device_id: uuid.UUID, version: int) -> DeviceConfig | None:
-        """The device applied ``version``; None if that is not news (older, unknown)."""
-        config = await self.configs.report(device_id, version, utcnow())
-        if config is not None:
-            self.uow.emit(events.config_event(events.CONFIG_APPLIED, config, version=version))
-        return config

@@ -1,8 +1,10 @@
-"""The unit of work: one session, one transaction, events published after commit."""
+"""The unit of work: one session, one transaction, events published and callbacks run
+after commit."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,21 +18,30 @@ log = logging.getLogger(__name__)
 class UnitOfWork:
     """Owns a session. Services add changes and queue events; the caller commits.
 
-    ``commit()`` commits the transaction and only then publishes the queued events, so
-    no consumer ever sees an event for data that was rolled back.
+    ``commit()`` commits the transaction and only then publishes the queued events and
+    runs the ``after_commit`` callbacks, in the order they were registered, so no consumer
+    ever sees an event for data that was rolled back and nothing is sent for it. A
+    rollback, a release or a close drops them.
     """
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], bus: EventBus) -> None:
         self.session: AsyncSession = sessionmaker()
         self.bus = bus
         self._events: list[Event] = []
+        self._callbacks: list[Callable[[], Awaitable[None]]] = []
 
     def emit(self, event: Event) -> None:
         self._events.append(event)
 
+    def after_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run ``callback`` once the next commit succeeded (after its events are
+        published). An error in it is logged, not raised: the change is committed."""
+        self._callbacks.append(callback)
+
     async def commit(self) -> None:
         await self.session.commit()
         events, self._events = self._events, []
+        callbacks, self._callbacks = self._callbacks, []
         for event in events:
             try:
                 await self.bus.publish(event)
@@ -38,6 +49,15 @@ class UnitOfWork:
                 # The change is committed; a lost notification must not turn it into an
                 # error for the caller.
                 log.exception("publishing %s failed after commit", event.type)
+        for callback in callbacks:
+            try:
+                await callback()
+            except Exception:
+                log.exception("a callback failed after commit")
+
+    def _forget(self) -> None:
+        self._events.clear()
+        self._callbacks.clear()
 
     async def release(self) -> None:
         """End the session's (read) transaction and give its connection back to the pool.
@@ -46,7 +66,7 @@ class UnitOfWork:
         through the group-commit writer and opens short transactions of its own): holding
         one pooled connection while waiting for another can exhaust the pool under load.
         Anything not committed is discarded."""
-        self._events.clear()
+        self._forget()
         try:
             await self.session.close()
         except Exception as exc:
@@ -55,11 +75,11 @@ class UnitOfWork:
             log.debug("releasing a broken connection failed: %r", exc)
 
     async def rollback(self) -> None:
-        self._events.clear()
+        self._forget()
         await self.session.rollback()
 
     async def close(self) -> None:
-        self._events.clear()
+        self._forget()
         await self.session.close()
 
     async def __aenter__(self) -> UnitOfWork:

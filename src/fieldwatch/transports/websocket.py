@@ -18,7 +18,7 @@ from fastapi import APIRouter, FastAPI, WebSocket
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocketDisconnect
 
-from fieldwatch.commands.service import CommandService, ConfigService
+from fieldwatch.commands.messages import ConfigApplied, parse_report
 from fieldwatch.core.batching import Batcher
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import Unauthorized
@@ -285,50 +285,25 @@ async def handle(
     return {"type": "ack", "ref": frame.id, **body}
 
 
-def _command_id(frame: DeviceFrame) -> uuid.UUID:
-    raw = frame.body.get("command_id")
-    try:
-        return uuid.UUID(str(raw))
-    except ValueError:
-        raise FrameError(
-            "invalid", f"'{frame.type}' needs the command_id of a command.", ref=frame.id
-        ) from None
-
-
 async def handle_ledger(
     runtime: Runtime, session: DeviceSession, frame: DeviceFrame
 ) -> dict[str, Any]:
     """``command_ack``, ``command_result`` and ``config_applied`` frames."""
-    device_id = session.device_id
-    reply: dict[str, Any] = {"type": "ack", "ref": frame.id}
+    try:
+        report = parse_report(frame.type, frame.body)
+    except ValueError as exc:
+        raise FrameError("invalid", str(exc), ref=frame.id) from None
     async with runtime.uow() as uow:
-        if frame.type == "config_applied":
-            version = frame.body.get("version")
-            if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-                raise FrameError(
-                    "invalid", "config_applied needs the integer 'version'.", ref=frame.id
-                )
-            await ConfigService(uow).applied(device_id, version)
-            await uow.commit()
-            return {**reply, "version": version}
-        command_id = _command_id(frame)
-        service = CommandService(uow)
-        if frame.type == "command_ack":
-            command = await service.acknowledge(device_id, command_id)
-        else:
-            status = frame.body.get("status")
-            if status not in ("completed", "failed"):
-                raise FrameError(
-                    "invalid", "command_result needs status 'completed' or 'failed'.",
-                    ref=frame.id,
-                )  # fmt: skip
-            command = await service.finish(device_id, command_id, status, frame.body.get("result"))
+        command = await runtime.commands.record(uow, session.device_id, report)
         await uow.commit()
+    reply: dict[str, Any] = {"type": "ack", "ref": frame.id}
+    if isinstance(report, ConfigApplied):
+        return {**reply, "version": report.version}
     if command is None:
         raise FrameError(
-            "unknown_command", f"No command {command_id} for this device.", ref=frame.id
+            "unknown_command", f"No command {report.command_id} for this device.", ref=frame.id
         )
-    return {**reply, "command_id": str(command_id), "status": command.status}
+    return {**reply, "command_id": str(report.command_id), "status": command.status}
 
 
 class DeviceSocketsFirst:

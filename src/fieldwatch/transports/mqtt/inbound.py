@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from fieldwatch.auth.principal import acting_for
+from fieldwatch.commands.config import ConfigService
+from fieldwatch.commands.messages import parse_report
 from fieldwatch.commands.schemas import CommandCreate
-from fieldwatch.commands.service import CommandService, ConfigService
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import AppError
 from fieldwatch.db.faults import RETRY_AFTER_S, outages
@@ -241,22 +242,11 @@ class MqttInbound:
     async def _ledger(
         self, topic: topics.Topic, device_id: uuid.UUID, payload: dict[str, Any]
     ) -> None:
+        # Seed 003: the command id is in the topic, a result without a status completed.
+        body = {"status": "completed", **payload, "command_id": topic.command_id}
+        report = parse_report(topic.kind.value, body)
         async with self.runtime.uow() as uow:
-            if topic.kind is Kind.CONFIG_APPLIED:
-                version = payload.get("version")
-                if not isinstance(version, int) or isinstance(version, bool):
-                    raise ValueError("config applied needs the integer 'version'")
-                await ConfigService(uow).applied(device_id, version)
-            else:
-                command_id = uuid.UUID(str(topic.command_id))
-                service = CommandService(uow)
-                if topic.kind is Kind.COMMAND_ACK:
-                    await service.acknowledge(device_id, command_id)
-                else:
-                    status = payload.get("status", "completed")
-                    if status not in ("completed", "failed"):
-                        raise ValueError("a command result has status completed or failed")
-                    await service.finish(device_id, command_id, status, payload.get("result"))
+            await self.runtime.commands.record(uow, device_id, report)
             await uow.commit()
 
     async def _register(self, request_id: str, payload: dict[str, Any]) -> None:
@@ -321,7 +311,7 @@ class MqttInbound:
                      "params": payload.get("parameters", payload.get("params", {})),
                      **{k: payload[k] for k in ("ttl_s", "idempotency_key") if k in payload}}
                 )  # fmt: skip
-                await CommandService(uow).create(principal, device_id, body)
+                await self.runtime.commands.service(uow).create(principal, device_id, body)
             else:
                 updates = payload.get("config", payload.get("updates"))
                 if not isinstance(updates, dict) or not updates:
