@@ -129,7 +129,14 @@ async def test_welcome_and_presence(served: Served, factory: Factory, runtime: R
             return (await runtime.presence.connectivity_of([dev]))[dev] == OFFLINE
 
         await eventually(offline)
-    r = await served.http.get(f"/api/v1/devices/{device.id}/connectivity", headers=admin.headers)
+    url = f"/api/v1/devices/{device.id}/connectivity"
+
+    async def written() -> bool:  # the state turns first; its history row is group-committed
+        r = await served.http.get(url, headers=admin.headers)
+        return r.status_code == 200 and len(r.json()["items"]) >= 4
+
+    await eventually(written)
+    r = await served.http.get(url, headers=admin.headers)
     assert r.status_code == 200, r.text
     history = [(e["connectivity"], e["reason"]) for e in reversed(r.json()["items"])]
     assert history == [(ONLINE, "websocket"), (OFFLINE, "websocket closed")] * 2
