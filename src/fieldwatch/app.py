@@ -25,6 +25,7 @@ from fieldwatch.monitoring.limits import LimitsCollector
 from fieldwatch.monitoring.router import router as monitoring_router
 from fieldwatch.realtime import RealtimeServer
 from fieldwatch.runtime import Runtime, build_runtime
+from fieldwatch.system import docs as api_docs
 from fieldwatch.system.router import router as system_router
 from fieldwatch.telemetry.router import router as telemetry_router
 from fieldwatch.transports import websocket as device_gateway
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served from the package by system.docs, so they work offline
         redoc_url=None,
     )
     if runtime is not None:
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     install_error_handlers(app)
     app.include_router(system_router)
+    api_docs.install(app)
     app.include_router(telemetry_router)  # first: the ingest hot path matches sooner
     app.include_router(auth_router)
     app.include_router(inventory_router)  # before devices: /devices/import is a fixed path
