@@ -3,8 +3,6 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-HOST   ?= 127.0.0.1
-PORT   ?= 8000
 
 .PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-devices chaos clean
 
@@ -16,9 +14,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Start the whole platform on http://$(HOST):$(PORT) (SQLite under ./data by default).
+# `make run` listens where FIELDWATCH_HOST / FIELDWATCH_PORT say (127.0.0.1:8000 when unset);
+# `make run HOST=0.0.0.0 PORT=8080` overrides them. Only values given on the command line
+# count: a PORT or HOST that happens to be in the environment does not.
+RUN_OPTS = $(if $(filter command line,$(origin HOST)),--host $(HOST)) \
+           $(if $(filter command line,$(origin PORT)),--port $(PORT))
+
+## Start the whole platform (SQLite under ./data by default).
 run: $(STAMP)
-	$(BIN)/fieldwatch serve --host $(HOST) --port $(PORT) --init
+	$(BIN)/fieldwatch serve $(strip $(RUN_OPTS) --init)
 
 ## The test suite: SQLite always, PostgreSQL too when FIELDWATCH_TEST_DATABASE_URL is set.
 test: $(STAMP)
