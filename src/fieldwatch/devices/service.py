@@ -33,7 +33,6 @@ from fieldwatch.devices.schemas import (
     DeviceCreate,
     DeviceUpdate,
 )
-from fieldwatch.telemetry.repository import TelemetryRepository
 
 SNAPSHOT_FIELDS = [
     "name",
@@ -167,7 +166,8 @@ class DeviceService:
         return device
 
     async def purge(self, principal: Principal, device_id: uuid.UUID) -> None:
-        """Delete the device for good (admins). Its audit trail is kept."""
+        """Delete the device for good (admins). Its audit trail is kept; the database
+        deletes the rest: its series by cascade, their readings and rollups by trigger."""
         device = await self.get(principal, device_id)
         self.logs.record(
             device,
@@ -178,7 +178,6 @@ class DeviceService:
         )
         self.uow.emit(events.device_event(events.DEVICE_DELETED, device))
         await self.tokens.delete_for_device(device.id)
-        await TelemetryRepository(self.uow.session).purge_device(device.id)
         await self.devices.delete(device)
         await flush_guarded(self.uow)
 
