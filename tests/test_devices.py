@@ -2,8 +2,14 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Uuid, bindparam, func, select, text
 
 from conftest import Actor, create_device, problem
+from fieldwatch.telemetry.models import Reading, Rollup1h, Rollup1m, Series
+from telemetry_helpers import device_with_token
 
 FULL = {
     "name": "Boiler probe 7",
@@ -276,3 +282,47 @@ async def test_export_csv(client, operator: Actor):
     assert probe["status"] == "in_stock" and probe["purchase_date"] == "2026-01-15"
     only = await client.get("/api/v1/devices/export?type=sensor", headers=operator.headers)
     assert len(list(csv.DictReader(io.StringIO(only.text)))) == 1
+
+
+async def _telemetry_rows(runtime, series_ids: list[int]) -> dict[str, int]:
+    async with runtime.uow() as uow:
+        return {
+            model.__tablename__: await uow.session.scalar(
+                select(func.count()).select_from(model).where(model.series_id.in_(series_ids))
+            )
+            for model in (Reading, Rollup1m, Rollup1h)
+        } | {
+            "series": await uow.session.scalar(
+                select(func.count()).select_from(Series).where(Series.id.in_(series_ids))
+            )
+        }
+
+
+async def test_purge_takes_the_devices_telemetry_in_the_database(client, admin: Actor, runtime):
+    """A device deleted by SQL alone (no service, no repository) takes its series (the
+    foreign key's cascade), their readings and their rollups (a trigger) with it."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    values = [{"timestamp": (hour + timedelta(seconds=i)).isoformat(), "value": float(i)}
+              for i in range(5)]  # fmt: skip
+    devices: dict[str, tuple[uuid.UUID, list[int]]] = {}
+    for name in ("gone", "kept"):
+        device, token = await device_with_token(client, admin, name=name)
+        url = f"/api/v1/devices/{device['id']}/data"
+        for metric in ("t", "h"):
+            r = await client.post(url, json={"data_type": metric, "values": values}, headers=token)
+            assert r.json()["accepted"] == 5
+        device_id = uuid.UUID(device["id"])
+        async with runtime.uow() as uow:
+            series = await uow.session.scalars(
+                select(Series.id).where(Series.device_id == device_id)
+            )
+            devices[name] = (device_id, list(series))
+    full = {"readings": 10, "rollup_1m": 2, "rollup_1h": 2, "series": 2}
+    assert await _telemetry_rows(runtime, devices["gone"][1]) == full
+    assert await _telemetry_rows(runtime, devices["kept"][1]) == full
+
+    purge = text("DELETE FROM devices WHERE id = :id").bindparams(bindparam("id", type_=Uuid()))
+    async with runtime.engine.begin() as conn:
+        await conn.execute(purge, {"id": devices["gone"][0]})
+    assert await _telemetry_rows(runtime, devices["gone"][1]) == dict.fromkeys(full, 0)
+    assert await _telemetry_rows(runtime, devices["kept"][1]) == full

@@ -8,8 +8,8 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from conftest import Actor, create_device, problem
-from fieldwatch.inventory.lifecycle import TRANSITIONS, DeviceStatus
-from fieldwatch.inventory.models import DeviceLog
+from fieldwatch.devices.lifecycle import TRANSITIONS, DeviceStatus
+from fieldwatch.devices.models import DeviceLog
 
 S = DeviceStatus
 # How to bring a new (in_stock) device into each status.

@@ -32,8 +32,8 @@ from fieldwatch.alerts.service import AlertService, view
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.events import Event, EventBus
 from fieldwatch.db.uow import UnitOfWork
+from fieldwatch.devices.lifecycle import DeviceStatus
 from fieldwatch.devices.models import Device
-from fieldwatch.inventory.lifecycle import DeviceStatus
 
 log = logging.getLogger(__name__)
 

@@ -35,9 +35,9 @@ from fieldwatch.core.clock import utcnow
 from fieldwatch.core.ids import new_id
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.errors import DeviceRetired
+from fieldwatch.devices.lifecycle import DeviceStatus
 from fieldwatch.devices.models import Device
 from fieldwatch.devices.service import DeviceService
-from fieldwatch.inventory.lifecycle import DeviceStatus
 
 MAX_RESULT_CHARS = 16_000
 

@@ -5,7 +5,6 @@ from fieldwatch.auth import models as auth_models
 from fieldwatch.commands import models as command_models
 from fieldwatch.db.base import Base
 from fieldwatch.devices import models as device_models
-from fieldwatch.inventory import models as inventory_models
 from fieldwatch.monitoring import models as monitoring_models
 from fieldwatch.telemetry import models as telemetry_models
 from fieldwatch.webhooks import models as webhook_models
@@ -16,7 +15,6 @@ __all__ = [
     "auth_models",
     "command_models",
     "device_models",
-    "inventory_models",
     "monitoring_models",
     "telemetry_models",
     "webhook_models",

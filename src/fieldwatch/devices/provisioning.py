@@ -25,6 +25,7 @@ from fieldwatch.core.events import credentials_changed
 from fieldwatch.core.settings import Settings
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.errors import DeviceRetired
+from fieldwatch.devices.lifecycle import Action, DeviceStatus
 from fieldwatch.devices.models import ProvisioningKey
 from fieldwatch.devices.repository import PROVISIONED_TOKEN_NAME, ProvisioningKeyRepository
 from fieldwatch.devices.schemas import (
@@ -37,7 +38,7 @@ from fieldwatch.devices.schemas import (
     ServerConfig,
 )
 from fieldwatch.devices.service import DeviceService
-from fieldwatch.inventory.lifecycle import Action, DeviceStatus
+from fieldwatch.devices.transitions import LifecycleService
 
 PROVISIONING_KEY_PREFIX = "fwp_"
 #: Seed 003 server_config values that are not settings.
@@ -162,9 +163,7 @@ class ProvisioningService:
             )
             key.devices_registered += 1
             if key.initial_status != DeviceStatus.in_stock.value:
-                from fieldwatch.inventory.service import InventoryService
-
-                device = await InventoryService(self.uow).change_status_loaded(
+                device = await LifecycleService(self.uow).change_status_loaded(
                     principal, device, DeviceStatus(key.initial_status),
                     request.location, "self-registered",
                 )  # fmt: skip
@@ -204,14 +203,12 @@ class ProvisioningService:
     async def unregister(self, workspace_id: uuid.UUID, device_id: uuid.UUID) -> None:
         """Seed 003 ``unregister``, by the device itself: revoke every token of the
         device and retire it."""
-        from fieldwatch.inventory.service import InventoryService
-
         principal = await acting_for(self.uow.session, workspace_id, "device", str(device_id))
         devices = DeviceService(self.uow)
         loaded = await devices.get(principal, device_id)
         await devices.tokens.revoke_all(loaded.id, utcnow())
         self.uow.emit(credentials_changed(loaded.workspace_id, "device_unregistered", loaded.id))
         if loaded.status != DeviceStatus.retired:
-            await InventoryService(self.uow).perform(
+            await LifecycleService(self.uow).perform(
                 principal, loaded.id, Action.retired, notes="unregistered by the device"
             )

@@ -1,4 +1,4 @@
-"""All SQL of the device registry. Every query is scoped to one workspace."""
+"""All SQL of the device registry and its log. Every query is scoped to one workspace."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fieldwatch.devices.models import AgentToken, Device, ProvisioningKey
+from fieldwatch.auth.principal import Principal
+from fieldwatch.devices.log import log_row
+from fieldwatch.devices.models import AgentToken, Device, DeviceLog, ProvisioningKey
 
 SORTABLE = {"name", "type", "status", "location", "serial_number", "created_at", "updated_at"}
 
@@ -150,6 +152,58 @@ class DeviceRepository:
 
     async def flush(self) -> None:
         await self.session.flush()
+
+
+class DeviceLogRepository:
+    """Append and read the device log. There is intentionally no update or delete."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def record(
+        self,
+        device: Device,
+        action: str,
+        actor: Principal | None,
+        *,
+        old_status: str | None = None,
+        new_status: str | None = None,
+        notes: str | None = None,
+        changes: dict[str, Any] | None = None,
+    ) -> None:
+        """One entry for ``device``, written with the next flush."""
+        self.session.add(
+            DeviceLog(
+                **log_row(
+                    workspace_id=device.workspace_id,
+                    device_id=device.id,
+                    action=action,
+                    actor=actor,
+                    old_status=old_status,
+                    new_status=new_status,
+                    notes=notes,
+                    changes=changes,
+                )
+            )
+        )
+
+    async def append_many(self, rows: list[dict[str, Any]]) -> None:
+        """Many entries at once, from ``log.log_row`` values (bulk import)."""
+        if rows:
+            await self.session.execute(insert(DeviceLog), rows)
+
+    async def for_device(
+        self, workspace_id: uuid.UUID, device_id: uuid.UUID, *, limit: int, before_id: int | None
+    ) -> Sequence[DeviceLog]:
+        stmt = (
+            select(DeviceLog)
+            .where(DeviceLog.workspace_id == workspace_id, DeviceLog.device_id == device_id)
+            .order_by(DeviceLog.id.desc())
+            .limit(limit)
+        )
+        if before_id is not None:
+            stmt = stmt.where(DeviceLog.id < before_id)
+        return (await self.session.scalars(stmt)).all()
 
 
 class AgentTokenRepository:

@@ -12,6 +12,7 @@ from fieldwatch.core.clock import utcnow
 from fieldwatch.core.paging import Limit, Offset
 from fieldwatch.devices.csvio import export_csv
 from fieldwatch.devices.dependencies import DeviceAuth
+from fieldwatch.devices.lifecycle import Action, DeviceStatus
 from fieldwatch.devices.repository import DeviceFilter
 from fieldwatch.devices.schemas import (
     AgentTokenCreate,
@@ -24,8 +25,7 @@ from fieldwatch.devices.schemas import (
     DeviceUpdate,
 )
 from fieldwatch.devices.service import DeviceService
-from fieldwatch.inventory.lifecycle import Action, DeviceStatus
-from fieldwatch.inventory.service import InventoryService
+from fieldwatch.devices.transitions import LifecycleService
 from fieldwatch.runtime import RuntimeDep, UowDep
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
@@ -153,7 +153,7 @@ async def delete_device(
         runtime.telemetry.forget_device(device_id)
         runtime.presence.forget(device_id)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    device = await InventoryService(uow).perform(principal, device_id, Action.retired, notes=notes)
+    device = await LifecycleService(uow).perform(principal, device_id, Action.retired, notes=notes)
     await uow.commit()
     return device
 

@@ -15,7 +15,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from fieldwatch.inventory.lifecycle import DeviceStatus
+from fieldwatch.devices.lifecycle import DeviceStatus
 
 #: Fields that exist on a device but that no create/update body may set.
 READ_ONLY_FIELDS = {

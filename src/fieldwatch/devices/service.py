@@ -18,18 +18,21 @@ from fieldwatch.core.events import credentials_changed
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices import events
 from fieldwatch.devices.errors import DeviceNotFound, DeviceRetired, DuplicateSerial
+from fieldwatch.devices.lifecycle import Action, DeviceStatus
+from fieldwatch.devices.log import diff
 from fieldwatch.devices.models import AgentToken, Device
-from fieldwatch.devices.repository import AgentTokenRepository, DeviceFilter, DeviceRepository
+from fieldwatch.devices.repository import (
+    AgentTokenRepository,
+    DeviceFilter,
+    DeviceLogRepository,
+    DeviceRepository,
+)
 from fieldwatch.devices.schemas import (
     AgentTokenCreate,
     AgentTokenCreated,
     DeviceCreate,
     DeviceUpdate,
 )
-from fieldwatch.inventory import audit
-from fieldwatch.inventory.lifecycle import Action, DeviceStatus
-from fieldwatch.inventory.repository import DeviceLogRepository
-from fieldwatch.telemetry.repository import TelemetryRepository
 
 SNAPSHOT_FIELDS = [
     "name",
@@ -120,15 +123,12 @@ class DeviceService:
         )
         self.devices.add(device)
         await flush_guarded(self.uow)
-        self.logs.append(
-            audit.entry(
-                workspace_id=device.workspace_id,
-                device_id=device.id,
-                action=Action.created,
-                actor=principal,
-                new_status=device.status,
-                changes=audit.diff({}, snapshot(device)),
-            )
+        self.logs.record(
+            device,
+            Action.created,
+            principal,
+            new_status=device.status,
+            changes=diff({}, snapshot(device)),
         )
         self.uow.emit(events.device_event(events.DEVICE_CREATED, device))
         return device
@@ -147,43 +147,37 @@ class DeviceService:
         if "serial_number" in wanted and wanted["serial_number"] != device.serial_number:
             await self._check_serial(device.workspace_id, wanted["serial_number"], device.id)
         before = snapshot(device)
-        changes = audit.diff(before, wanted)
+        changes = diff(before, wanted)
         if not changes:
             return device
         for key in changes:
             setattr(device, key, wanted[key])
         device.updated_at = utcnow()
         await flush_guarded(self.uow)
-        self.logs.append(
-            audit.entry(
-                workspace_id=device.workspace_id,
-                device_id=device.id,
-                action=Action.updated,
-                actor=principal,
-                old_status=device.status,
-                new_status=device.status,
-                changes=changes,
-            )
+        self.logs.record(
+            device,
+            Action.updated,
+            principal,
+            old_status=device.status,
+            new_status=device.status,
+            changes=changes,
         )
         self.uow.emit(events.device_event(events.DEVICE_UPDATED, device, changed=sorted(changes)))
         return device
 
     async def purge(self, principal: Principal, device_id: uuid.UUID) -> None:
-        """Delete the device for good (admins). Its audit trail is kept."""
+        """Delete the device for good (admins). Its audit trail is kept; the database
+        deletes the rest: its series by cascade, their readings and rollups by trigger."""
         device = await self.get(principal, device_id)
-        self.logs.append(
-            audit.entry(
-                workspace_id=device.workspace_id,
-                device_id=device.id,
-                action=Action.purged,
-                actor=principal,
-                old_status=device.status,
-                changes=audit.diff(snapshot(device), dict.fromkeys(SNAPSHOT_FIELDS)),
-            )
+        self.logs.record(
+            device,
+            Action.purged,
+            principal,
+            old_status=device.status,
+            changes=diff(snapshot(device), dict.fromkeys(SNAPSHOT_FIELDS)),
         )
         self.uow.emit(events.device_event(events.DEVICE_DELETED, device))
         await self.tokens.delete_for_device(device.id)
-        await TelemetryRepository(self.uow.session).purge_device(device.id)
         await self.devices.delete(device)
         await flush_guarded(self.uow)
 
@@ -207,14 +201,8 @@ class DeviceService:
         )
         self.tokens.add(token)
         await self.uow.session.flush()
-        self.logs.append(
-            audit.entry(
-                workspace_id=device.workspace_id,
-                device_id=device.id,
-                action=Action.token_issued,
-                actor=principal,
-                notes=f"token {token.prefix}… ({token.id})",
-            )
+        self.logs.record(
+            device, Action.token_issued, principal, notes=f"token {token.prefix}… ({token.id})"
         )
         return AgentTokenCreated(
             id=token.id,
@@ -241,14 +229,8 @@ class DeviceService:
             self.uow.emit(
                 credentials_changed(device.workspace_id, "device_token_revoked", device.id)
             )
-            self.logs.append(
-                audit.entry(
-                    workspace_id=device.workspace_id,
-                    device_id=device.id,
-                    action=Action.token_revoked,
-                    actor=principal,
-                    notes=f"token {token.prefix}… ({token.id})",
-                )
+            self.logs.record(
+                device, Action.token_revoked, principal, notes=f"token {token.prefix}… ({token.id})"
             )
             await self.uow.session.flush()
         return token

@@ -23,13 +23,12 @@ from fieldwatch.core.ids import new_id
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices import events
 from fieldwatch.devices.errors import DuplicateSerial
+from fieldwatch.devices.lifecycle import Action, DeviceStatus, allowed_targets
+from fieldwatch.devices.log import diff, log_row
 from fieldwatch.devices.models import Device
-from fieldwatch.devices.repository import DeviceRepository
+from fieldwatch.devices.repository import DeviceLogRepository, DeviceRepository
 from fieldwatch.devices.schemas import DeviceCreate, DeviceUpdate
 from fieldwatch.devices.service import SNAPSHOT_FIELDS, DeviceService
-from fieldwatch.inventory import audit
-from fieldwatch.inventory.lifecycle import Action, DeviceStatus, allowed_targets
-from fieldwatch.inventory.repository import DeviceLogRepository
 from fieldwatch.inventory.schemas import ImportResult, ImportRowResult
 from fieldwatch.inventory.service import InventoryService
 
@@ -241,13 +240,13 @@ class DeviceImporter:
         }
         new_devices.append(row)
         new_logs.append(
-            audit.log_row(
+            log_row(
                 workspace_id=principal.workspace_id,
                 device_id=row["id"],
                 action=Action.imported,
                 actor=principal,
                 new_status=status.value,
-                changes=audit.diff({}, {k: row[k] for k in SNAPSHOT_FIELDS}),
+                changes=diff({}, {k: row[k] for k in SNAPSHOT_FIELDS}),
             )
         )
         return ImportRowResult(

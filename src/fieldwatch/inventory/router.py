@@ -10,9 +10,9 @@ from fieldwatch.auth.dependencies import Operator, Viewer
 from fieldwatch.auth.principal import Principal
 from fieldwatch.core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from fieldwatch.core.paging import BeforeId
+from fieldwatch.devices.lifecycle import Action
 from fieldwatch.devices.schemas import DeviceRead
 from fieldwatch.inventory.importer import DeviceImporter, parse_csv, parse_json
-from fieldwatch.inventory.lifecycle import Action
 from fieldwatch.inventory.schemas import (
     DeployRequest,
     DeviceLogPage,

@@ -13,7 +13,8 @@ so a chatty device does not cost a write per message.
 
 With Redis the reads need I/O: use ``connectivity_of``, ``last_seen_of`` and
 ``online_in``; the synchronous ``connectivity``, ``last_seen`` and ``online_ids`` only
-work on the in-process state.
+work on the in-process state. The database writes are in ``presence_writer``, the SQL
+in ``repository.PresenceRepository``.
 """
 
 from __future__ import annotations
@@ -22,20 +23,16 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from fieldwatch.core.batching import Batcher
 from fieldwatch.core.clock import utcnow
-from fieldwatch.core.events import Event, EventBus
+from fieldwatch.core.events import EventBus
 from fieldwatch.core.settings import Settings
 from fieldwatch.core.tasks import cancel, every
-from fieldwatch.devices.models import Device
-from fieldwatch.monitoring.models import ConnectivityEvent, DevicePresence, DeviceTypeSettings
+from fieldwatch.monitoring.models import DevicePresence
 from fieldwatch.monitoring.presence_redis import RedisPresence
 from fieldwatch.monitoring.presence_state import (
     OFFLINE,
@@ -44,6 +41,13 @@ from fieldwatch.monitoring.presence_state import (
     PresenceState,
     Seed,
 )
+from fieldwatch.monitoring.presence_writer import (
+    PRESENCE_CHANGED,
+    Change,
+    PresenceWriter,
+    offline_timeouts,
+)
+from fieldwatch.monitoring.repository import PresenceRepository
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -52,42 +56,7 @@ __all__ = ["FLUSH_S", "OFFLINE", "ONLINE", "PRESENCE_CHANGED", "PresenceTracker"
 
 log = logging.getLogger(__name__)
 
-PRESENCE_CHANGED = "device.presence_changed"
 FLUSH_S = 15.0
-
-
-@dataclass(slots=True)
-class _Change:
-    """Transitions asked for by one caller, waiting for the presence writer."""
-
-    workspace_id: uuid.UUID
-    device_ids: list[uuid.UUID]
-    connectivity: str
-    now: datetime
-    reason: str
-    overdue_only: bool
-
-    def joins(self, other: _Change) -> bool:
-        """Written together with ``other`` (at the later time of the two). Sweeps are
-        batches already and compare deadlines with their own time: never merged."""
-        return (
-            not self.overdue_only
-            and not other.overdue_only
-            and (self.workspace_id, self.connectivity, self.reason)
-            == (other.workspace_id, other.connectivity, other.reason)
-        )
-
-
-def _runs(changes: list[_Change]) -> list[list[_Change]]:
-    """Consecutive changes that can be written together; the order is kept (a device's
-    online-then-offline stays in that order)."""
-    runs: list[list[_Change]] = []
-    for change in changes:
-        if runs and runs[-1][-1].joins(change):
-            runs[-1].append(change)
-        else:
-            runs.append([change])
-    return runs
 
 
 class PresenceTracker:
@@ -111,7 +80,7 @@ class PresenceTracker:
             self.state = RedisPresence(redis, settings.redis_prefix, FLUSH_S)
         self._loaded = False
         self._lock = asyncio.Lock()
-        self._changes = Batcher(self._write_changes, name="presence-writer")
+        self.writer = PresenceWriter(settings, sessionmaker, bus, self.state)
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -127,7 +96,7 @@ class PresenceTracker:
     async def stop(self) -> None:
         await cancel(self._task)
         self._task = None
-        await self._changes.drain()  # the transitions asked for so far
+        await self.writer.drain()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self.flush()
@@ -147,58 +116,27 @@ class PresenceTracker:
             if self._loaded:
                 return
             if await self.state.needs_load():
-                seeds: list[Seed] = []
-                async with self.sessionmaker() as session:
-                    rows = (
-                        await session.execute(
-                            select(DevicePresence, Device.type)
-                            .join(Device, Device.id == DevicePresence.device_id)
-                            .where(DevicePresence.connectivity == ONLINE)
-                        )
-                    ).all()
-                    by_workspace: dict[uuid.UUID, list[tuple[DevicePresence, str]]] = {}
-                    for presence, type_ in rows:
-                        by_workspace.setdefault(presence.workspace_id, []).append((presence, type_))
-                    for workspace_id, found in by_workspace.items():
-                        timeouts = await self._timeouts(session, workspace_id, {
-                            p.device_id: (t, p.heartbeat_interval_s) for p, t in found
-                        })  # fmt: skip
-                        for presence, _type in found:
-                            seen = presence.last_seen or presence.changed_at
-                            seeds.append(Seed(presence.device_id, workspace_id, seen,
-                                              timeouts[presence.device_id]))  # fmt: skip
-                await self.state.load(seeds)
+                await self.state.load(await self._seeds())
             self._loaded = True
 
-    async def _timeouts(
-        self,
-        session: AsyncSession,
-        workspace_id: uuid.UUID,
-        devices: dict[uuid.UUID, tuple[str, int | None]],
-    ) -> dict[uuid.UUID, timedelta]:
-        """Each device's offline timeout, from (its type, its own heartbeat interval):
-        the device's interval, else its type's, else the workspace default; × tolerance
-        (the type's, else the default). One query for all of them."""
-        types = {t for t, _i in devices.values()}
-        per_type: dict[str, tuple[int, float]] = {}
-        if types:
-            rows = await session.execute(
-                select(
-                    DeviceTypeSettings.type,
-                    DeviceTypeSettings.heartbeat_interval_s,
-                    DeviceTypeSettings.offline_tolerance,
-                ).where(
-                    DeviceTypeSettings.workspace_id == workspace_id,
-                    DeviceTypeSettings.type.in_(types),
-                )
-            )
-            per_type = {t: (i, tol) for t, i, tol in rows.tuples()}
-        default = (float(self.settings.heartbeat_interval_s), self.settings.offline_tolerance)
-        out = {}
-        for device_id, (type_, own_interval) in devices.items():
-            interval, tolerance = per_type.get(type_, default)
-            out[device_id] = timedelta(seconds=(own_interval or interval) * tolerance)
-        return out
+    async def _seeds(self) -> list[Seed]:
+        """The devices the database says are online, with their offline timeouts."""
+        seeds: list[Seed] = []
+        async with self.sessionmaker() as session:
+            repo = PresenceRepository(session)
+            by_workspace: dict[uuid.UUID, list[tuple[DevicePresence, str]]] = {}
+            for presence, type_ in await repo.online():
+                by_workspace.setdefault(presence.workspace_id, []).append((presence, type_))
+            for workspace_id, found in by_workspace.items():
+                timeouts = await offline_timeouts(repo, self.settings, workspace_id, {
+                    p.device_id: (t, p.heartbeat_interval_s) for p, t in found
+                })  # fmt: skip
+                seeds += [
+                    Seed(p.device_id, workspace_id, p.last_seen or p.changed_at,
+                         timeouts[p.device_id])
+                    for p, _type in found
+                ]  # fmt: skip
+        return seeds
 
     # --- what devices do -----------------------------------------------------------
 
@@ -277,14 +215,9 @@ class PresenceTracker:
         if not ids:
             return
         async with self.sessionmaker() as session:
-            rows = await session.execute(
-                select(Device.id, Device.type, DevicePresence.heartbeat_interval_s)
-                .join(DevicePresence, DevicePresence.device_id == Device.id, isouter=True)
-                .where(Device.id.in_(ids))
-            )
-            timeouts = await self._timeouts(
-                session, workspace_id, {d: (t, i) for d, t, i in rows.tuples()}
-            )
+            repo = PresenceRepository(session)
+            devices = await repo.types_and_intervals(ids)
+            timeouts = await offline_timeouts(repo, self.settings, workspace_id, devices)
         await self.state.set_timeouts(timeouts)
 
     # --- transitions ---------------------------------------------------------------
@@ -310,132 +243,16 @@ class PresenceTracker:
         overdue_only: bool = False,
     ) -> list[uuid.UUID]:
         """Record these transitions; returns the devices whose transition this process
-        won. Transitions are written in group commits, in the order they were asked for:
-        a burst of devices connecting (a fleet coming back after an outage) costs a few
-        transactions, not one each."""
-        change = _Change(
+        won. Transitions are written in group commits (``PresenceWriter``), in the order
+        they were asked for."""
+        change = Change(
             workspace_id, list(dict.fromkeys(device_ids)), connectivity, now, reason,
             overdue_only,
         )  # fmt: skip
-        return await self._changes.submit(change)
-
-    async def _write_changes(self, batch: list[_Change]) -> list[list[uuid.UUID]]:
-        events: list[Event] = []
-        won_by_run: list[set[uuid.UUID]] = []
-        runs = _runs(batch)
-        async with self.sessionmaker() as session:
-            for run in runs:
-                first = run[0]
-                ids = list(dict.fromkeys(d for c in run for d in c.device_ids))
-                now = max(c.now for c in run)
-                won = await self._apply(
-                    session, first.workspace_id, ids, first.connectivity, now,
-                    first.reason, first.overdue_only, events,
-                )  # fmt: skip
-                won_by_run.append(won)
-            await session.commit()
-        for event in events:
-            await self.bus.publish(event)
-        return [
-            [d for d in change.device_ids if d in won]
-            for run, won in zip(runs, won_by_run, strict=True)
-            for change in run
-        ]
-
-    async def _apply(
-        self,
-        session: AsyncSession,
-        workspace_id: uuid.UUID,
-        device_ids: list[uuid.UUID],
-        connectivity: str,
-        now: datetime,
-        reason: str,
-        overdue_only: bool,
-        events: list[Event],
-    ) -> set[uuid.UUID]:
-        """Record the transitions this process wins (in ``session``; the caller commits).
-        The claim (atomic in the state, so that of several processes exactly one wins
-        each transition) comes before the writes; a device the claim skips (a concurrent
-        request, another process, or a device heard from again before the sweep got to
-        it) is left alone."""
-        rows = await session.execute(
-            select(Device.id, Device.type).where(
-                Device.workspace_id == workspace_id, Device.id.in_(device_ids)
-            )
-        )
-        types = {device_id: type_ for device_id, type_ in rows.tuples()}
-        presences = {
-            p.device_id: p
-            for p in await session.scalars(
-                select(DevicePresence).where(DevicePresence.device_id.in_(list(types)))
-            )
-        }
-        timeouts = await self._timeouts(session, workspace_id, {
-            d: (t, presences[d].heartbeat_interval_s if d in presences else None)
-            for d, t in types.items()
-        })  # fmt: skip
-        won = await self.state.claim(workspace_id, timeouts, connectivity, now, overdue_only)
-        seen_at: list[dict[str, object]] = []
-        for device_id in device_ids:
-            if device_id not in won:
-                continue
-            presence = presences.get(device_id)
-            if presence is None:
-                presence = DevicePresence(device_id=device_id, workspace_id=workspace_id)
-                session.add(presence)
-            last_seen = now if connectivity == ONLINE else (
-                won[device_id] or presence.last_seen)  # fmt: skip
-            presence.connectivity = connectivity
-            presence.changed_at = now
-            presence.last_seen = last_seen
-            session.add(
-                ConnectivityEvent(
-                    workspace_id=workspace_id, device_id=device_id,
-                    connectivity=connectivity, reason=reason, at=now,
-                )
-            )  # fmt: skip
-            if last_seen is not None:
-                seen_at.append({"device": device_id, "seen": last_seen})
-            events.append(
-                Event(
-                    type=PRESENCE_CHANGED,
-                    workspace_id=workspace_id,
-                    subject_id=device_id,
-                    payload={
-                        "device_id": str(device_id),
-                        "connectivity": connectivity,
-                        "reason": reason,
-                        "last_seen": last_seen.isoformat() if last_seen else None,
-                    },
-                    occurred_at=now,
-                )
-            )
-        if seen_at:  # one statement, executed for them all
-            devices = cast(Table, Device.__table__)
-            await session.execute(
-                update(devices)
-                .where(devices.c.id == bindparam("device"))
-                .values(last_seen=bindparam("seen")),
-                seen_at,
-            )
-        return set(won)
+        return await self.writer.submit(change)
 
     async def flush(self) -> None:
         """Write last_seen of online devices whose stored value is more than FLUSH_S old."""
         stale = await self.state.take_unwritten(timedelta(seconds=FLUSH_S))
-        if not stale:
-            return
-        async with self.sessionmaker() as session:
-            for device_id, last_seen in stale:
-                await session.execute(
-                    update(DevicePresence)
-                    .where(DevicePresence.device_id == device_id)
-                    .values(last_seen=last_seen)
-                )
-                await session.execute(
-                    update(Device)
-                    .where(Device.id == device_id)
-                    .values(last_seen=last_seen)
-                    .execution_options(synchronize_session=False)
-                )
-            await session.commit()
+        if stale:
+            await self.writer.write_last_seen(stale)

@@ -1,6 +1,6 @@
 """Where presence state lives: in this process (a dict) or in Redis, shared by processes.
 
-``PresenceTracker`` decides what a transition is and writes it to the database; a
+``PresenceTracker`` decides what a transition is and has it written to the database; a
 ``PresenceState`` only keeps connectivity, last_seen and offline deadlines, and decides
 atomically who wins a transition (``claim``), so that with several processes sharing
 Redis exactly one of them records and publishes each online/offline change.

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldwatch.db.upsert import upsert
@@ -19,6 +19,7 @@ from fieldwatch.monitoring.models import (
     DeviceTypeRateLimit,
     DeviceTypeSettings,
 )
+from fieldwatch.monitoring.presence_state import ONLINE
 from fieldwatch.telemetry.models import Rollup1m, Series
 
 
@@ -190,3 +191,96 @@ class MonitoringRepository:
             .order_by(Series.metric)
         )
         return [(m, int(c), float(s), float(lo), float(hi)) for m, c, s, lo, hi in rows.tuples()]
+
+
+class PresenceRepository:
+    """The SQL of presence: the online devices, what their offline timeouts come from,
+    transitions and ``last_seen``."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def online(self) -> list[tuple[DevicePresence, str]]:
+        """The presence rows marked online, each with its device's type (all workspaces)."""
+        rows = await self.session.execute(
+            select(DevicePresence, Device.type)
+            .join(Device, Device.id == DevicePresence.device_id)
+            .where(DevicePresence.connectivity == ONLINE)
+        )
+        return list(rows.tuples())
+
+    async def type_heartbeats(
+        self, workspace_id: uuid.UUID, types: set[str]
+    ) -> dict[str, tuple[int, float]]:
+        """(heartbeat interval, offline tolerance) of the device types that have settings."""
+        if not types:
+            return {}
+        rows = await self.session.execute(
+            select(
+                DeviceTypeSettings.type,
+                DeviceTypeSettings.heartbeat_interval_s,
+                DeviceTypeSettings.offline_tolerance,
+            ).where(
+                DeviceTypeSettings.workspace_id == workspace_id,
+                DeviceTypeSettings.type.in_(types),
+            )
+        )
+        return {t: (i, tol) for t, i, tol in rows.tuples()}
+
+    async def types_and_intervals(
+        self, device_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, tuple[str, int | None]]:
+        """Each device's type and its own heartbeat interval (if it has one)."""
+        rows = await self.session.execute(
+            select(Device.id, Device.type, DevicePresence.heartbeat_interval_s)
+            .join(DevicePresence, DevicePresence.device_id == Device.id, isouter=True)
+            .where(Device.id.in_(device_ids))
+        )
+        return {d: (t, i) for d, t, i in rows.tuples()}
+
+    async def device_types(
+        self, workspace_id: uuid.UUID, device_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, str]:
+        """The type of each of these devices that exists in the workspace."""
+        rows = await self.session.execute(
+            select(Device.id, Device.type).where(
+                Device.workspace_id == workspace_id, Device.id.in_(device_ids)
+            )
+        )
+        return dict(rows.tuples().all())
+
+    async def presences(self, device_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, DevicePresence]:
+        rows = await self.session.scalars(
+            select(DevicePresence).where(DevicePresence.device_id.in_(device_ids))
+        )
+        return {p.device_id: p for p in rows}
+
+    def add(self, row: DevicePresence | ConnectivityEvent) -> None:
+        self.session.add(row)
+
+    async def set_devices_last_seen(self, seen: list[dict[str, object]]) -> None:
+        """``devices.last_seen`` from ``{"device": id, "seen": at}`` items, in one
+        statement executed for them all."""
+        if not seen:
+            return
+        devices = cast(Table, Device.__table__)
+        await self.session.execute(
+            update(devices)
+            .where(devices.c.id == bindparam("device"))
+            .values(last_seen=bindparam("seen")),
+            seen,
+        )
+
+    async def write_last_seen(self, device_id: uuid.UUID, last_seen: datetime) -> None:
+        """A device still online: its ``last_seen`` in its presence row and its device row."""
+        await self.session.execute(
+            update(DevicePresence)
+            .where(DevicePresence.device_id == device_id)
+            .values(last_seen=last_seen)
+        )
+        await self.session.execute(
+            update(Device)
+            .where(Device.id == device_id)
+            .values(last_seen=last_seen)
+            .execution_options(synchronize_session=False)
+        )

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fieldwatch.inventory.lifecycle import DeviceStatus
+from fieldwatch.devices.lifecycle import DeviceStatus
 
 
 class DeviceStatusRead(BaseModel):

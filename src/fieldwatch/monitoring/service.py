@@ -11,9 +11,9 @@ from fieldwatch.auth.principal import Principal
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.events import Event
 from fieldwatch.db.uow import UnitOfWork
+from fieldwatch.devices.lifecycle import DeviceStatus
 from fieldwatch.devices.models import Device
 from fieldwatch.devices.service import DeviceService
-from fieldwatch.inventory.lifecycle import DeviceStatus
 from fieldwatch.monitoring.limits import RATE_LIMITS_CHANGED, TRANSPORTS, DeviceLimiter, Rate
 from fieldwatch.monitoring.models import (
     DeviceRateLimit,

@@ -142,17 +142,6 @@ class TelemetryRepository:
             )
         )
 
-    async def purge_device(self, device_id: uuid.UUID) -> None:
-        """Remove every reading and rollup of a device (its series go with the device)."""
-        ids = select(Series.id).where(Series.device_id == device_id).scalar_subquery()
-        for model in (Reading, Rollup1m, Rollup1h):
-            await self.session.execute(
-                delete(model)
-                .where(model.series_id.in_(ids))
-                .execution_options(synchronize_session=False)
-            )
-        await self.session.execute(delete(Series).where(Series.device_id == device_id))
-
     # --- raw readings ---------------------------------------------------------------
 
     async def readings(

@@ -17,7 +17,7 @@ from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import BadRequest, ValidationFailed
 from fieldwatch.core.events import Event, EventBus
 from fieldwatch.db.uow import UnitOfWork
-from fieldwatch.inventory.lifecycle import DeviceStatus
+from fieldwatch.devices.lifecycle import DeviceStatus
 from fieldwatch.monitoring.presence import PresenceTracker
 from fieldwatch.telemetry.hub import SeriesInfo, TelemetryHub
 from fieldwatch.telemetry.latest import entry as latest_entry

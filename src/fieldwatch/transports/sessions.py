@@ -16,8 +16,8 @@ from typing import Any, Protocol
 from fieldwatch.core.errors import Unauthorized
 from fieldwatch.core.events import CREDENTIALS_CHANGED, Event
 from fieldwatch.devices.events import DEVICE_STATUS_CHANGED
+from fieldwatch.devices.lifecycle import DeviceStatus
 from fieldwatch.devices.service import DeviceService
-from fieldwatch.inventory.lifecycle import DeviceStatus
 from fieldwatch.runtime import Runtime
 
 log = logging.getLogger(__name__)

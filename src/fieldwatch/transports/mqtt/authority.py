@@ -31,9 +31,9 @@ from fieldwatch.core.events import CREDENTIALS_CHANGED, Event
 from fieldwatch.core.ttlcache import TTLCache
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.events import DEVICE_STATUS_CHANGED
+from fieldwatch.devices.lifecycle import DeviceStatus
 from fieldwatch.devices.provisioning import PROVISIONING_KEY_PREFIX, ProvisioningService
 from fieldwatch.devices.service import DeviceService
-from fieldwatch.inventory.lifecycle import DeviceStatus
 from fieldwatch.runtime import Runtime
 from fieldwatch.transports.mqtt import acl, topics
 from fieldwatch.transports.mqtt.acl import Action, Principal

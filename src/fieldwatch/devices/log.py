@@ -1,4 +1,4 @@
-"""Building audit rows: who changed what, with before/after values."""
+"""Device log rows: who changed what, with before/after values."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 from fieldwatch.auth.principal import Principal
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.context import current_request_id
-from fieldwatch.inventory.models import DeviceLog
 
 
 def jsonable(value: Any) -> Any:
@@ -40,7 +39,7 @@ def log_row(
     changes: dict[str, Any] | None = None,
     actor_label: str | None = None,
 ) -> dict[str, Any]:
-    """The column values of one device log row (for ORM or bulk insert)."""
+    """The column values of one device log row (for the ORM or a bulk insert)."""
     return {
         "workspace_id": workspace_id,
         "device_id": device_id,
@@ -54,7 +53,3 @@ def log_row(
         "changes": changes or {},
         "created_at": utcnow(),
     }
-
-
-def entry(**kwargs: Any) -> DeviceLog:
-    return DeviceLog(**log_row(**kwargs))

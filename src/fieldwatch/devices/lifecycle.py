@@ -1,4 +1,4 @@
-"""The inventory lifecycle: statuses and the transitions between them."""
+"""The device lifecycle: statuses, the transitions between them, the logged actions."""
 
 from __future__ import annotations
 
