@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import aiohttp
 import asyncpg
 import httpx
 import orjson
@@ -111,6 +110,7 @@ def client_process(base: str, token: str, bodies: list[tuple[str, bytes]], clien
                    out: mp.Queue) -> None:  # fmt: skip
     """Load generator: aiohttp (lighter than httpx, so more of the machine is left to the
     server and the database), keep-alive connections, pre-serialised bodies."""
+    import aiohttp  # here, in the load generator: its CPU counts what loading it costs
 
     async def run() -> tuple[int, int, float]:
         queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
