@@ -82,6 +82,19 @@ class Devices:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
+    def tally(self) -> dict[str, Any]:
+        """The commands run (command_id → times), frames and errors of these devices."""
+        runs: dict[str, int] = {}
+        for s in self.states:
+            runs.update(s.runs)
+        return {
+            "runs": runs,
+            "deliveries": sum(s.deliveries for s in self.states),
+            "errors": self.errors,
+            "failures": sum(s.failures for s in self.states),
+            "welcomes": [s.welcomes for s in self.states],
+        }
+
     async def _open(self, url: str, state: DeviceState) -> Any:
         """Connect and read the welcome frame."""
         ws = await connect(
@@ -173,37 +186,23 @@ class Devices:
 
 def device_process(ws_base: str, tokens: list[str], options: DeviceOptions, conn: Any) -> None:
     """A client process holding ``tokens``' devices; answers the driver's requests on
-    ``conn``: status [since], stats, stop."""
+    ``conn``: status [since], stop (answered with the devices' tally)."""
     raise_nofile()
+    uvloop.run(_serve(ws_base, tokens, options, conn))
 
-    async def run() -> None:
-        devices = Devices(ws_base, tokens, options)
-        await devices.start()
-        loop = asyncio.get_running_loop()
-        while True:
-            request = await loop.run_in_executor(None, conn.recv)
-            kind = request[0]
-            if kind == "status":
-                conn.send((*devices.connected(request[1]), sum(devices.errors.values())))
-            elif kind in ("stats", "stop"):
-                if kind == "stop":
-                    await devices.stop()
-                runs: dict[str, int] = {}
-                for s in devices.states:
-                    runs.update(s.runs)
-                conn.send(
-                    {
-                        "runs": runs,
-                        "deliveries": sum(s.deliveries for s in devices.states),
-                        "errors": devices.errors,
-                        "failures": sum(s.failures for s in devices.states),
-                        "welcomes": [s.welcomes for s in devices.states],
-                    }
-                )
-                if kind == "stop":
-                    return
 
-    uvloop.run(run())
+async def _serve(ws_base: str, tokens: list[str], options: DeviceOptions, conn: Any) -> None:
+    devices = Devices(ws_base, tokens, options)
+    await devices.start()
+    loop = asyncio.get_running_loop()
+    while True:
+        request = await loop.run_in_executor(None, conn.recv)
+        if request[0] == "status":
+            conn.send((*devices.connected(request[1]), sum(devices.errors.values())))
+        elif request[0] == "stop":
+            await devices.stop()
+            conn.send(devices.tally())
+            return
 
 
 class DeviceProcesses:
@@ -246,9 +245,6 @@ class DeviceProcesses:
                 )
                 last_print = time.monotonic()
             time.sleep(0.05)
-
-    def stats(self) -> list[dict[str, Any]]:
-        return self._ask(("stats",))
 
     def stop(self) -> list[dict[str, Any]]:
         answers = self._ask(("stop",))
