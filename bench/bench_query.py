@@ -79,10 +79,6 @@ async def seed(dsn: str, days: int, fleet: int, end: datetime) -> str:
         await conn.close()
 
 
-def measure(client: httpx.Client, url: str, params: dict, n: int) -> list[float]:
-    return timed_gets(client, [url] * n, params)
-
-
 def report(name: str, timings: list[float]) -> str:
     p95 = percentile(timings, 95)
     line = f"{name:<62} median {statistics.median(timings):7.1f} ms   p95 {p95:7.1f} ms"
@@ -121,15 +117,15 @@ def main() -> None:
                 "end_time": (end - timedelta(seconds=23)).isoformat(),
             }
             lines.append(report(f"aggregate: hourly avg over {args.days} days (UTC)",
-                                measure(client, url, hourly, n)))  # fmt: skip
+                                timed_gets(client, [url] * n, hourly)))  # fmt: skip
             lines.append(report(f"aggregate: daily max over {args.days} days (Europe/Berlin)",
-                                measure(client, url, daily, n)))  # fmt: skip
+                                timed_gets(client, [url] * n, daily)))  # fmt: skip
             lines.append(report("aggregate: same, range not aligned (rollups + raw edges)",
-                                measure(client, url, shifted, n)))  # fmt: skip
+                                timed_gets(client, [url] * n, shifted)))  # fmt: skip
             latest = client.get("/api/v1/monitoring/latest").json()
             assert latest["count"] == args.fleet, latest["count"]
             lines.append(report(f"latest value per metric for {args.fleet:,} devices",
-                                measure(client, "/api/v1/monitoring/latest", {}, n)))  # fmt: skip
+                                timed_gets(client, ["/api/v1/monitoring/latest"] * n)))  # fmt: skip
     write_results("query", lines)
 
 

@@ -101,10 +101,6 @@ async def seed(dsn: str, workspace_id: uuid.UUID, count: int) -> None:
         await conn.close()
 
 
-def measure(client: httpx.Client, urls: list[str]) -> list[float]:
-    return timed_gets(client, urls)
-
-
 def report(name: str, timings: list[float]) -> str:
     line = (
         f"{name:<58} n={len(timings):<4} median {statistics.median(timings):6.1f} ms   "
@@ -140,7 +136,7 @@ def run_benchmarks(client: httpx.Client, args: argparse.Namespace) -> list[str]:
         f"PostgreSQL, {args.devices:,} devices in the workspace, one client, "
         "sequential requests over loopback HTTP"
     ]
-    measure(client, ["/api/v1/devices?limit=50"] * 20)  # warm-up
+    timed_gets(client, ["/api/v1/devices?limit=50"] * 20)  # warm-up
     statuses = list(STATUS_WEIGHTS)
     list_urls = [
         f"/api/v1/devices?status={rng.choice(statuses)}&type={rng.choice(TYPES)}"
@@ -148,7 +144,7 @@ def run_benchmarks(client: httpx.Client, args: argparse.Namespace) -> list[str]:
         for _ in range(n)
     ]
     lines.append(
-        report("GET /devices?status=&type=&limit=50&offset=0..950", measure(client, list_urls))
+        report("GET /devices?status=&type=&limit=50&offset=0..950", timed_gets(client, list_urls))
     )
     loc_urls = [
         f"/api/v1/devices?status=deployed&location={rng.choice(SITES).replace(' ', '%20')}"
@@ -156,12 +152,12 @@ def run_benchmarks(client: httpx.Client, args: argparse.Namespace) -> list[str]:
         for _ in range(n)
     ]
     lines.append(
-        report("GET /devices?status=deployed&location=&sort=name", measure(client, loc_urls))
+        report("GET /devices?status=deployed&location=&sort=name", timed_gets(client, loc_urls))
     )
     search = [f"/api/v1/devices?q=SN-00{rng.randrange(10, 99)}&limit=50" for _ in range(n)]
-    lines.append(report("GET /devices?q=<serial fragment>", measure(client, search)))
+    lines.append(report("GET /devices?q=<serial fragment>", timed_gets(client, search)))
     summary = ["/api/v1/inventory/summary"] * n
-    lines.append(report("GET /inventory/summary", measure(client, summary)))
+    lines.append(report("GET /inventory/summary", timed_gets(client, summary)))
 
     rows = ["name,type,serial_number,location,status"]
     for i in range(args.import_rows):

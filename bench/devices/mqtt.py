@@ -159,7 +159,7 @@ def _gateway(bench: Bench, broker: BenchBroker, ids: list[str], base_ts: int) ->
             nonlocal profile
             t_start.append(now())
             if args.profile:
-                profile = start_profile(srv.pid, args.profile_seconds)
+                profile = start_profile(srv.pid, args.profile_seconds, PROFILE)
 
         samples: list[tuple[float, int]] = []
         poll = PollRows(dsn, base, samples)

@@ -7,12 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.results import RESULTS
 
-
-def start_profile(
-    pid: int, seconds: float, out: Path = RESULTS / "devices_mqtt_profile.txt"
-) -> subprocess.Popen[bytes] | None:
+def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy on ``pid`` for ``seconds``, its collapsed stacks to ``out`` (None: no
+    py-spy in the venv)."""
     spy = Path(sys.executable).parent / "py-spy"
     if not spy.exists():
         print("  (py-spy is not installed in the venv: no profile)", flush=True)
