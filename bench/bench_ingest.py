@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import multiprocessing as mp
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -38,17 +37,9 @@ import httpx
 import orjson
 import psutil
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import (
-    PASSWORD,
-    ScratchDatabase,
-    cli,
-    env_for,
-    free_port,
-    login,
-    server,
-    write_results,
-)
+from harness.database import ScratchDatabase, env_for, set_up
+from harness.results import say, write_results
+from harness.server import Server, login, server
 
 PER_REQUEST = 1000
 
@@ -119,7 +110,7 @@ def client_process(base: str, token: str, bodies: list[tuple[str, bytes]], clien
                    out: mp.Queue) -> None:  # fmt: skip
     """Load generator: aiohttp (lighter than httpx, so more of the machine is left to the
     server and the database), keep-alive connections, pre-serialised bodies."""
-    import aiohttp
+    import aiohttp  # here, in the load generator: its CPU counts what loading it costs
 
     async def run() -> tuple[int, int, float]:
         queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
@@ -197,26 +188,13 @@ def drive(base: str, token: str, bodies: list[tuple[str, bytes]], clients: int,
 
 @contextlib.contextmanager
 def floor_server(dsn: str, table: str) -> Iterator[tuple[str, psutil.Process]]:
-    port = free_port()
+    """bench/ingest_floor_app.py under uvicorn, copying into ``table``."""
     env = {**os.environ, "FLOOR_DSN": dsn, "FLOOR_TABLE": table,
            "PYTHONPATH": str(Path(__file__).parent)}  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "ingest_floor_app:app", "--port", str(port),
-         "--log-level", "warning", "--no-access-log"],
-        env=env,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            try:
-                httpx.get(base, timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield base, psutil.Process(proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    command = [sys.executable, "-m", "uvicorn", "ingest_floor_app:app",
+               "--log-level", "warning", "--no-access-log"]  # fmt: skip
+    with Server(env, command=command) as srv:
+        yield srv.base, psutil.Process(srv.pid)
 
 
 async def checkpoint(dsn: str) -> None:
@@ -240,6 +218,40 @@ async def create_floor_tables(dsn: str) -> None:
         await conn.close()
 
 
+def floors(
+    dsn: str, token: str, bodies: list[tuple[str, bytes]], args: argparse.Namespace,
+    ceiling: float, lines: list[str],
+) -> list[float]:  # fmt: skip
+    """Parts 2 and 3: the minimal HTTP pipeline into a bare table, then a keyed one."""
+    rates: list[float] = []
+    asyncio.run(create_floor_tables(dsn))
+    for n, (table, what) in enumerate(
+        (("floor_bare", "no index"), ("floor_keyed", "the (series, ts) key")), 2
+    ):
+        asyncio.run(checkpoint(dsn))
+        with floor_server(dsn, table) as (floor_base, proc):
+            run = drive(floor_base, token, bodies, args.clients, args.client_processes, [proc])
+        rates.append(run.rate)
+        say(
+            lines,
+            f"{n}. minimal HTTP → COPY pipeline          {run.rate:>10,.0f} readings/s"
+            f"  ({what}; {run.rate / ceiling:.0%} of raw COPY; {run.errors} errors)",
+        )
+        say(lines, run.cpu_line())
+    return rates
+
+
+def warm_up(base: str, headers: dict[str, str], device_ids: list[str],
+            bodies: list[tuple[str, bytes]]) -> None:  # fmt: skip
+    """Untimed: a fleet's series exist already; create them (one reading each from a day
+    earlier) and bring every device online."""
+    warm_ts = (datetime.now(UTC) - timedelta(days=3)).isoformat()
+    metrics = sorted({orjson.loads(b)["data_type"] for _, b in bodies})
+    first = {"value": 0.0, "unit": "celsius", "timestamp": warm_ts}
+    warm = [{"device_id": d, "metrics": dict.fromkeys(metrics, first)} for d in device_ids]
+    httpx.post(f"{base}/api/v1/monitoring/data", json=warm, headers=headers, timeout=60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
@@ -253,21 +265,17 @@ def main() -> None:
     total = args.requests * PER_REQUEST
     print("Fieldwatch ingest benchmark (PostgreSQL); figures print as they are measured.")
     lines: list[str] = []
-
-    def say(line: str) -> None:
-        print(line, flush=True)
-        lines.append(line)
-
     with ScratchDatabase("fieldwatch_bench_ingest") as db:
         asyncio.run(checkpoint(db.dsn))
         ceiling = asyncio.run(raw_copy(db.dsn, total))
-        say(f"1. raw COPY into a bare table            {ceiling:>10,.0f} rows/s      "
-            f"({total:,} rows, one connection, no index)")  # fmt: skip
+        say(
+            lines,
+            f"1. raw COPY into a bare table            {ceiling:>10,.0f} rows/s      "
+            f"({total:,} rows, one connection, no index)",
+        )
 
         env = env_for(db)
-        cli(env, "db", "upgrade")
-        cli(env, "users", "create", "bench@example.com", "--role", "admin", "--workspace",
-            "bench", "--password", PASSWORD)  # fmt: skip
+        set_up(env, "bench@example.com", "bench")
         with server(env, args.workers) as base:
             token = login(base, "bench@example.com")
             h = {"Authorization": f"Bearer {token}"}
@@ -277,39 +285,21 @@ def main() -> None:
                 for i in range(args.devices)
             ]  # fmt: skip
             bodies = make_bodies(device_ids, args.requests)
-            floors: list[float] = []
-            if not args.no_floor:
-                asyncio.run(create_floor_tables(db.dsn))
-                for n, (table, what) in enumerate(
-                    (("floor_bare", "no index"), ("floor_keyed", "the (series, ts) key")), 2
-                ):
-                    asyncio.run(checkpoint(db.dsn))
-                    with floor_server(db.dsn, table) as (floor_base, proc):
-                        run = drive(floor_base, token, bodies, args.clients,
-                                    args.client_processes, [proc])  # fmt: skip
-                    floors.append(run.rate)
-                    say(
-                        f"{n}. minimal HTTP → COPY pipeline          {run.rate:>10,.0f} readings/s"
-                        f"  ({what}; {run.rate / ceiling:.0%} of raw COPY; {run.errors} errors)"
-                    )
-                    say(run.cpu_line())
-            # Untimed warm-up: a fleet's series exist already; create them (one reading each
-            # from a day earlier) and bring every device online.
-            warm_ts = (datetime.now(UTC) - timedelta(days=3)).isoformat()
-            metrics = sorted({orjson.loads(b)["data_type"] for _, b in bodies})
-            first = {"value": 0.0, "unit": "celsius", "timestamp": warm_ts}
-            warm = [{"device_id": d, "metrics": dict.fromkeys(metrics, first)} for d in device_ids]
-            httpx.post(f"{base}/api/v1/monitoring/data", json=warm, headers=h, timeout=60)
+            rates = [] if args.no_floor else floors(db.dsn, token, bodies, args, ceiling, lines)
+            warm_up(base, h, device_ids, bodies)
             served = psutil.Process().children(recursive=True)  # the server (and workers)
             asyncio.run(checkpoint(db.dsn))
             run = drive(base, token, bodies, args.clients, args.client_processes, served)
-        say(f"4. Fieldwatch HTTP ingest                {run.rate:>10,.0f} readings/s  committed "
+        say(
+            lines,
+            f"4. Fieldwatch HTTP ingest                {run.rate:>10,.0f} readings/s  committed "
             f"({run.accepted:,} readings, {args.requests} requests of {PER_REQUEST}, "
-            f"{args.clients} concurrent clients, {run.errors} errors)")  # fmt: skip
-        say(run.cpu_line())
-        say(f"   ratio to raw COPY (1)                 {run.rate / ceiling:>10.0%}")
-        if floors:
-            say(f"   ratio to the minimal pipeline (3)     {run.rate / floors[1]:>10.0%}")
+            f"{args.clients} concurrent clients, {run.errors} errors)",
+        )
+        say(lines, run.cpu_line())
+        say(lines, f"   ratio to raw COPY (1)                 {run.rate / ceiling:>10.0%}")
+        if rates:
+            say(lines, f"   ratio to the minimal pipeline (3)     {run.rate / rates[1]:>10.0%}")
     write_results("ingest", lines)
 
 

@@ -16,18 +16,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 import httpx
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import PASSWORD, ScratchDatabase, cli, env_for, login, server, write_results
 from fieldwatch.core.ids import new_id
 from fieldwatch.telemetry.partitions import PartitionManager, week_start
+from harness.database import ScratchDatabase, env_for, set_up
+from harness.results import percentile, write_results
+from harness.server import login, server
+from harness.timing import timed_gets
 
 METRICS = ("temperature", "humidity", "battery_level")
 
@@ -79,19 +79,8 @@ async def seed(dsn: str, days: int, fleet: int, end: datetime) -> str:
         await conn.close()
 
 
-def measure(client: httpx.Client, url: str, params: dict, n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        r = client.get(url, params=params)
-        out.append((time.perf_counter() - t0) * 1000)
-        r.raise_for_status()
-    return out
-
-
 def report(name: str, timings: list[float]) -> str:
-    ordered = sorted(timings)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    p95 = percentile(timings, 95)
     line = f"{name:<62} median {statistics.median(timings):7.1f} ms   p95 {p95:7.1f} ms"
     print(line, flush=True)
     return line
@@ -109,9 +98,7 @@ def main() -> None:
              f"{args.fleet:,} devices × {len(METRICS)} metrics"]  # fmt: skip
     with ScratchDatabase("fieldwatch_bench_query") as db:
         env = env_for(db)
-        cli(env, "db", "upgrade")
-        cli(env, "users", "create", "bench@example.com", "--role", "admin", "--workspace",
-            "bench", "--password", PASSWORD)  # fmt: skip
+        set_up(env, "bench@example.com", "bench")
         heavy = asyncio.run(seed(db.dsn, args.days, args.fleet, end))
         with server(env) as base, httpx.Client(base_url=base, timeout=120) as client:
             client.headers["Authorization"] = f"Bearer {login(base, 'bench@example.com')}"
@@ -130,15 +117,15 @@ def main() -> None:
                 "end_time": (end - timedelta(seconds=23)).isoformat(),
             }
             lines.append(report(f"aggregate: hourly avg over {args.days} days (UTC)",
-                                measure(client, url, hourly, n)))  # fmt: skip
+                                timed_gets(client, [url] * n, hourly)))  # fmt: skip
             lines.append(report(f"aggregate: daily max over {args.days} days (Europe/Berlin)",
-                                measure(client, url, daily, n)))  # fmt: skip
+                                timed_gets(client, [url] * n, daily)))  # fmt: skip
             lines.append(report("aggregate: same, range not aligned (rollups + raw edges)",
-                                measure(client, url, shifted, n)))  # fmt: skip
+                                timed_gets(client, [url] * n, shifted)))  # fmt: skip
             latest = client.get("/api/v1/monitoring/latest").json()
             assert latest["count"] == args.fleet, latest["count"]
             lines.append(report(f"latest value per metric for {args.fleet:,} devices",
-                                measure(client, "/api/v1/monitoring/latest", {}, n)))  # fmt: skip
+                                timed_gets(client, ["/api/v1/monitoring/latest"] * n)))  # fmt: skip
     write_results("query", lines)
 
 

@@ -16,36 +16,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 
 from fieldwatch.core.ids import new_id
-from fieldwatch.db.engine import normalize_url
+from harness.database import ScratchDatabase, env_for, set_up
+from harness.results import percentile, write_results
+from harness.server import Server, login
+from harness.timing import timed_gets
 
 TYPES = ["meter", "gateway", "esp32", "arduino", "thermostat", "camera", "tracker", "pump",
          "valve", "fitbit_charge_5"]  # fmt: skip
 SITES = [f"Site {i:02d}" for i in range(40)]
 WAREHOUSES = [f"Warehouse {c}" for c in "ABCDEFGHIJ"]
 STATUS_WEIGHTS = {"deployed": 60, "in_stock": 25, "maintenance": 7, "reserved": 5, "retired": 3}
-PASSWORD = "bench-password-123"
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def seed(dsn: str, workspace_id: uuid.UUID, count: int) -> None:
@@ -110,39 +101,13 @@ async def seed(dsn: str, workspace_id: uuid.UUID, count: int) -> None:
         await conn.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def measure(client: httpx.Client, urls: list[str]) -> list[float]:
-    timings = []
-    for url in urls:
-        started = time.perf_counter()
-        r = client.get(url)
-        timings.append((time.perf_counter() - started) * 1000)
-        r.raise_for_status()
-    return timings
-
-
 def report(name: str, timings: list[float]) -> str:
     line = (
         f"{name:<58} n={len(timings):<4} median {statistics.median(timings):6.1f} ms   "
-        f"p95 {pct(timings, 95):6.1f} ms"
+        f"p95 {percentile(timings, 95):6.1f} ms"
     )
     print(line, flush=True)
     return line
-
-
-async def recreate_database(admin_dsn: str, name: str, *, create: bool = True) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if create:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
 
 
 async def seed_workspace(bench_dsn: str, count: int) -> None:
@@ -171,7 +136,7 @@ def run_benchmarks(client: httpx.Client, args: argparse.Namespace) -> list[str]:
         f"PostgreSQL, {args.devices:,} devices in the workspace, one client, "
         "sequential requests over loopback HTTP"
     ]
-    measure(client, ["/api/v1/devices?limit=50"] * 20)  # warm-up
+    timed_gets(client, ["/api/v1/devices?limit=50"] * 20)  # warm-up
     statuses = list(STATUS_WEIGHTS)
     list_urls = [
         f"/api/v1/devices?status={rng.choice(statuses)}&type={rng.choice(TYPES)}"
@@ -179,7 +144,7 @@ def run_benchmarks(client: httpx.Client, args: argparse.Namespace) -> list[str]:
         for _ in range(n)
     ]
     lines.append(
-        report("GET /devices?status=&type=&limit=50&offset=0..950", measure(client, list_urls))
+        report("GET /devices?status=&type=&limit=50&offset=0..950", timed_gets(client, list_urls))
     )
     loc_urls = [
         f"/api/v1/devices?status=deployed&location={rng.choice(SITES).replace(' ', '%20')}"
@@ -187,12 +152,12 @@ def run_benchmarks(client: httpx.Client, args: argparse.Namespace) -> list[str]:
         for _ in range(n)
     ]
     lines.append(
-        report("GET /devices?status=deployed&location=&sort=name", measure(client, loc_urls))
+        report("GET /devices?status=deployed&location=&sort=name", timed_gets(client, loc_urls))
     )
     search = [f"/api/v1/devices?q=SN-00{rng.randrange(10, 99)}&limit=50" for _ in range(n)]
-    lines.append(report("GET /devices?q=<serial fragment>", measure(client, search)))
+    lines.append(report("GET /devices?q=<serial fragment>", timed_gets(client, search)))
     summary = ["/api/v1/inventory/summary"] * n
-    lines.append(report("GET /inventory/summary", measure(client, summary)))
+    lines.append(report("GET /inventory/summary", timed_gets(client, summary)))
 
     rows = ["name,type,serial_number,location,status"]
     for i in range(args.import_rows):
@@ -216,16 +181,6 @@ def run_benchmarks(client: httpx.Client, args: argparse.Namespace) -> list[str]:
     return lines
 
 
-def wait_for(client: httpx.Client) -> None:
-    for _ in range(150):
-        try:
-            client.get("/health")
-            return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise SystemExit("the server did not start")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--devices", type=int, default=100_000)
@@ -233,57 +188,18 @@ def main() -> None:
     parser.add_argument("--import-rows", type=int, default=10_000)
     args = parser.parse_args()
 
-    base = os.environ.get(
-        "FIELDWATCH_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
-    )
-    admin_dsn = normalize_url(base).set(drivername="postgresql").render_as_string(False)
-    bench_url = normalize_url(base).set(database="fieldwatch_bench")
-    bench_dsn = bench_url.set(drivername="postgresql").render_as_string(False)
     print("Fieldwatch registry benchmark: the figures print as they are measured.", flush=True)
-    asyncio.run(recreate_database(admin_dsn, "fieldwatch_bench"))
-
-    tmp = Path(tempfile.mkdtemp(prefix="fieldwatch-bench-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDWATCH_")}
-    env |= {
-        "FIELDWATCH_DATABASE_URL": bench_url.render_as_string(False),
-        "FIELDWATCH_DATA_DIR": str(tmp),
-        "FIELDWATCH_LOG_LEVEL": "WARNING",
-    }
-    cli = [sys.executable, "-m", "fieldwatch"]
-    server = None
-    try:
-        subprocess.run([*cli, "db", "upgrade"], env=env, check=True, capture_output=True)
-        for workspace in ("bench", "import"):
-            subprocess.run(
-                [*cli, "users", "create", "bench@example.com", "--role", "admin",
-                 "--workspace", workspace, "--password", PASSWORD],
-                env=env, check=True, capture_output=True,
-            )  # fmt: skip
+    with ScratchDatabase("fieldwatch_bench") as db:
+        env = env_for(db)
+        set_up(env, "bench@example.com", "bench", "import")
         print(f"Seeding {args.devices:,} devices with COPY …", flush=True)
         started = time.perf_counter()
-        asyncio.run(seed_workspace(bench_dsn, args.devices))
+        asyncio.run(seed_workspace(db.dsn, args.devices))
         print(f"  seeded in {time.perf_counter() - started:.1f} s", flush=True)
-
-        port = free_port()
-        server = subprocess.Popen(
-            [*cli, "serve", "--port", str(port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            wait_for(client)
-            token = client.post(
-                "/api/v1/auth/login", json={"email": "bench@example.com", "password": PASSWORD}
-            ).json()["access_token"]
-            client.headers["Authorization"] = f"Bearer {token}"
+        with Server(env) as srv, httpx.Client(base_url=srv.base, timeout=60) as client:
+            client.headers["Authorization"] = f"Bearer {login(srv.base, 'bench@example.com')}"
             lines = run_benchmarks(client, args)
-        out = Path(__file__).parent / "results"
-        out.mkdir(exist_ok=True)
-        (out / "registry.txt").write_text("\n".join(lines) + "\n")
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=15)
-        asyncio.run(recreate_database(admin_dsn, "fieldwatch_bench", create=False))
+        write_results("registry", lines)
 
 
 if __name__ == "__main__":

@@ -36,24 +36,15 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import asyncpg
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-from tests.mqtt_helpers import Mosquitto  # noqa: E402
-
-from bench_devices import Fleet, Server, make_fleet  # noqa: E402
-from chaos_clients import (  # noqa: E402
-    Ledger,
-    MqttDevice,
-    WsDevice,
-    http_device,
-    publish_mqtt,
-)
-from common import PASSWORD, ScratchDatabase, cli, env_for, free_port, login, write_results  # noqa: E402
+from chaos_clients import Ledger, MqttDevice, WsDevice, http_device, publish_mqtt
+from harness.broker import Mosquitto
+from harness.database import DEFAULT_URL, ScratchDatabase, env_for, set_up
+from harness.fleet import Fleet, make_fleet
+from harness.results import write_results
+from harness.server import Server, free_port, login
 
 PHASES = ("http", "websocket", "mqtt-embedded", "mqtt-mosquitto", "pg-outage", "mqtt-pg-outage")
 DEVICES = 6  # per phase
@@ -276,9 +267,7 @@ def prepare(
         db, FIELDWATCH_ACCESS_TOKEN_TTL_S="86400", FIELDWATCH_MQTT_PORT=str(mqtt_port),
         FIELDWATCH_DEVICE_RATE_LIMIT=str(10**9),
     )  # fmt: skip
-    cli(env, "db", "upgrade")
-    cli(env, "users", "create", "chaos@example.com", "--role", "admin", "--workspace", "chaos",
-        "--password", PASSWORD)  # fmt: skip
+    set_up(env, "chaos@example.com", "chaos")
     url = broker.admin_url
     mosquitto_env = {**env, "FIELDWATCH_MQTT_URL": url}
     with Server(mosquitto_env) as srv:
@@ -357,9 +346,7 @@ def main() -> None:
     phases = [p for p in args.phases.split(",") if p]
     if set(phases) - set(PHASES):
         parser.error(f"phases are among {', '.join(PHASES)}")
-    base = os.environ.get(
-        "FIELDWATCH_CHAOS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
-    )
+    base = os.environ.get("FIELDWATCH_CHAOS_DATABASE_URL", DEFAULT_URL)
     print(
         f"Fieldwatch chaos run (PostgreSQL next to {base}; phases: {', '.join(phases)})", flush=True
     )

@@ -1,0 +1,247 @@
+"""3. mqtt: Mosquitto (anonymous, unlimited queue) and ``fieldwatch serve`` with
+``FIELDWATCH_MQTT_URL`` (dynsec off); ``--mqtt-devices`` devices publish ``--readings``
+readings at QoS 1 from ``--publishers`` processes: readings committed per second
+(``count(*)`` of ``readings``), against a bare paho subscriber's rate for the same
+load."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+
+import asyncpg
+
+from devices.context import Bench
+from devices.mqtt_load import mqtt_messages, publish, publish_list
+from devices.profile import start_profile, summarize_profile
+from harness.broker import BenchBroker
+from harness.results import RESULTS, Figure
+from harness.server import Server
+from harness.timing import now
+from mqtt_clients.subscribers import subscriber as bare_subscriber
+
+PROFILE = RESULTS / "devices_mqtt_profile.txt"
+
+
+def part_mqtt(bench: Bench) -> None:
+    args = bench.args
+    ids = bench.fleet.ids[: args.mqtt_devices]
+    total = args.readings
+    bench.say(_head(bench, len(ids)))
+    base_ts = int(time.time()) - 3 * 3600
+    with BenchBroker(args.mqtt_inflight) as broker:
+        ceiling = _ceiling(bench, broker, ids, base_ts - 86_400)
+        run = _gateway(bench, broker, ids, base_ts)
+    elapsed = (run.t_done or run.samples[-1][0]) - run.t_start
+    rate = run.persisted / elapsed if elapsed > 0 else 0.0
+    steady = steady_rate(run.samples)
+    bench.say(
+        f"  Fieldwatch gateway → PostgreSQL                  {rate:>9,.0f} readings/s "
+        f"persisted ({run.persisted:,}/{total:,} in {elapsed:.2f} s from the first publish; "
+        f"publishers done after {run.publish_s:.2f} s, the last commit "
+        f"{elapsed - run.publish_s:.2f} s later; best 5 s window {steady:,.0f}/s; "
+        f"server RSS {run.rss / 2**20:.0f} MiB)"
+    )
+    ratio = rate / ceiling if ceiling else 0.0
+    bench.say(f"  ratio to the bare subscriber                     {ratio:>9.0%}")
+    bench.report["mqtt"] = {
+        "readings": total,
+        "devices": len(ids),
+        "publishers": args.publishers,
+        "broker_inflight": args.mqtt_inflight or 20,
+        "ceiling_msg_s": ceiling,
+        "persisted": run.persisted,
+        "seconds": elapsed,
+        "rate": rate,
+        "best_5s_rate": steady,
+        "publish_seconds": run.publish_s,
+        "samples": [(t - run.t_start, n - run.base) for t, n in run.samples],
+    }
+    if args.profile:
+        summary = summarize_profile(PROFILE)
+        bench.say(summary)
+        bench.report["mqtt"]["profile"] = summary
+    bench.figures.append(
+        Figure(
+            "MQTT readings persisted",
+            rate,
+            "/s",
+            "≥ 30,000",
+            rate >= 30_000,
+            f"bare subscriber {ceiling:,.0f}/s; {run.persisted:,}/{total:,} persisted",
+        )
+    )
+
+
+def _head(bench: Bench, devices: int) -> str:
+    args = bench.args
+    return (
+        f"3. MQTT ingest through Mosquitto: {args.readings:,} readings at QoS 1 from "
+        f"{devices:,} devices, "
+        + (
+            f"each on its own connection, pre-encoded packets from {args.publishers} processes"
+            if args.mqtt_load == "raw"
+            else f"paho clients in {args.publishers} publisher processes"
+        )
+        + (
+            f", offered at {args.mqtt_rate:,.0f} readings/s"
+            if args.mqtt_load == "raw" and args.mqtt_rate > 0
+            else ", as fast as the broker takes them"
+        )
+        + (f", {args.mqtt_workers} server workers" if args.mqtt_workers > 1 else "")
+        + f" (broker in-flight window {args.mqtt_inflight or 20})"
+    )
+
+
+def _ceiling(bench: Bench, broker: BenchBroker, ids: list[str], base_ts: int) -> float:
+    """The ceiling: a bare paho subscriber (no processing) for the same load."""
+    args, total = bench.args, bench.args.readings
+    ctx = mp.get_context("spawn")
+    ready, out = ctx.Event(), ctx.Queue()
+    sub = ctx.Process(
+        target=bare_subscriber,
+        args=("paho-asyncio", broker.port, 1, total, False, ready, None, out),
+    )
+    sub.start()
+    if not ready.wait(30):
+        raise SystemExit("the bare subscriber did not subscribe")
+    publish(broker.port, ids, total, args.publishers, base_ts, load=args.mqtt_load)
+    received, seconds = out.get(timeout=900)
+    sub.join(timeout=30)
+    ceiling = received / seconds if seconds else 0.0
+    bench.say(
+        f"  bare paho subscriber (paho-asyncio, QoS 1, live)  {ceiling:>9,.0f} msg/s "
+        f"({received:,} received in {seconds:.2f} s)"
+    )
+    return ceiling
+
+
+@dataclass
+class GatewayRun:
+    base: int  # readings before the timed load
+    t_start: float  # the first publish
+    t_done: float | None  # every reading committed (None: it stopped short)
+    samples: list[tuple[float, int]]  # (time, readings) as they grew
+    persisted: int
+    publish_s: float
+    rss: int
+
+
+def _gateway(bench: Bench, broker: BenchBroker, ids: list[str], base_ts: int) -> GatewayRun:
+    """Fieldwatch: the gateway subscribes, ingests, PUBACKs after the commit.
+
+    Throughput, not the per-device rate limit (1,000 messages a minute by default): the
+    limit is lifted so that every reading published is stored."""
+    args, dsn, total = bench.args, bench.db.dsn, bench.args.readings
+    mqtt_env = {**bench.env, "FIELDWATCH_MQTT_URL": broker.url, "FIELDWATCH_MQTT_DYNSEC": "false",
+                "FIELDWATCH_DEVICE_RATE_LIMIT": str(10**9)}  # fmt: skip
+    if args.mqtt_receive_maximum is not None:
+        mqtt_env["FIELDWATCH_MQTT_RECEIVE_MAXIMUM"] = str(args.mqtt_receive_maximum)
+    workers = ["--workers", str(args.mqtt_workers)] if args.mqtt_workers > 1 else []
+    with Server(mqtt_env, serve_args=workers) as srv:
+        # Untimed warm-up: every device's series exists, as in a running fleet.
+        # With several workers, enough readings that each worker has seen each device
+        # (the shared subscription hands messages out in turn, not by device).
+        rounds = 1 if args.mqtt_workers < 2 else 4 * args.mqtt_workers
+        warm = mqtt_messages(ids, 0, rounds * len(ids), base_ts - 3600, 1)
+        base = asyncio.run(count_readings(dsn))
+        publish_list(broker.port, warm)
+        wait_rows(dsn, base + len(warm), 60)
+        base = asyncio.run(count_readings(dsn))
+        profile: subprocess.Popen[bytes] | None = None
+        t_start: list[float] = []
+
+        def started() -> None:
+            nonlocal profile
+            t_start.append(now())
+            if args.profile:
+                profile = start_profile(srv.pid, args.profile_seconds, PROFILE)
+
+        samples: list[tuple[float, int]] = []
+        poll = PollRows(dsn, base, samples)
+        poll.start()
+        publish_s = publish(
+            broker.port, ids, total, args.publishers, base_ts, started, load=args.mqtt_load,
+            rate=args.mqtt_rate,
+        )  # fmt: skip
+        t_done = poll.wait(base + total, idle=args.mqtt_idle)
+        persisted = samples[-1][1] - base if samples else 0
+        if profile is not None:
+            profile.wait(timeout=args.profile_seconds + 60)
+        rss = srv.rss()
+    return GatewayRun(base, t_start[0], t_done, samples, persisted, publish_s, rss)
+
+
+async def count_readings(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM readings"))
+    finally:
+        await conn.close()
+
+
+def wait_rows(dsn: str, target: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    n = asyncio.run(count_readings(dsn))
+    while n < target and time.monotonic() < deadline:
+        time.sleep(0.2)
+        n = asyncio.run(count_readings(dsn))
+    return n
+
+
+class PollRows:
+    """Counts ``readings`` every 0.25 s in a thread: (time, rows) samples."""
+
+    def __init__(self, dsn: str, base: int, samples: list[tuple[float, int]]) -> None:
+        self.dsn = dsn
+        self.base = base
+        self.samples = samples
+        self.stop_flag = threading.Event()
+        self.target = -1
+        self.reached: float | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        async def loop() -> None:
+            conn = await asyncpg.connect(self.dsn)
+            try:
+                while not self.stop_flag.is_set():
+                    n = int(await conn.fetchval("SELECT count(*) FROM readings"))
+                    t = now()
+                    if not self.samples or n != self.samples[-1][1]:
+                        self.samples.append((t, n))
+                    if self.target >= 0 and n >= self.target and self.reached is None:
+                        self.reached = t
+                    await asyncio.sleep(0.25)
+            finally:
+                await conn.close()
+
+        asyncio.run(loop())
+
+    def wait(self, target: int, idle: float) -> float | None:
+        """Until ``target`` rows, or no new row for ``idle`` seconds."""
+        self.target = target
+        while self.reached is None:
+            time.sleep(0.1)
+            if self.samples and now() - self.samples[-1][0] > idle:
+                break
+        self.stop_flag.set()
+        self.thread.join(timeout=10)
+        return self.reached
+
+
+def steady_rate(samples: list[tuple[float, int]], window: float = 5.0) -> float:
+    best = 0.0
+    for i, (t0, n0) in enumerate(samples):
+        for t1, n1 in samples[i + 1 :]:
+            if t1 - t0 >= window:
+                best = max(best, (n1 - n0) / (t1 - t0))
+                break
+    return best

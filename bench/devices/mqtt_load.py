@@ -1,0 +1,122 @@
+"""The MQTT part's load: each device's readings, published by processes either as the
+devices' own connections with pre-encoded packets (``raw``) or through paho clients
+(``paho``)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from harness import mqtt_devices
+from harness.broker import paho_publish
+from mqtt_clients.subscribers import FILTER
+
+SENSOR = "temperature"  # the bare subscriber's filter: iot/devices/data/+/temperature
+assert f"iot/devices/data/+/{SENSOR}" == FILTER
+
+
+def mqtt_messages(
+    ids: list[str], first: int, count: int, base_ts: int, every: int
+) -> list[tuple[str, bytes]]:
+    """Readings ``first``… of the whole run: reading i goes to device i % len(ids) with
+    timestamp base_ts + i // len(ids) (distinct per device, so none is a duplicate)."""
+    out = []
+    n = len(ids)
+    for i in range(first, first + count, every):
+        body = {
+            "value": round(20.0 + (i % 150) / 10, 1),
+            "unit": "celsius",
+            "quality": "good",
+            "timestamp": base_ts + i // n,
+        }
+        out.append((f"iot/devices/data/{ids[i % n]}/{SENSOR}", orjson.dumps(body)))
+    return out
+
+
+def mqtt_publisher(
+    port: int,
+    ids: list[str],
+    index: int,
+    every: int,
+    total: int,
+    base_ts: int,
+    start: Any,
+    out: Any,
+) -> None:
+    """Publish reading index, index + every, … of ``total`` at QoS 1 (paho without a
+    network thread, as bench_mqtt_clients' publishers)."""
+    batch = mqtt_messages(ids, index, total - index, base_ts, every)
+    client_id = f"bench-dev-pub-{index}-{uuid.uuid4().hex[:6]}"
+    out.put((len(batch), paho_publish(port, batch, 1, client_id, start)))
+
+
+def raw_publisher(
+    port: int,
+    ids: list[str],
+    index: int,
+    every: int,
+    total: int,
+    base_ts: int,
+    start: Any,
+    out: Any,
+    rate: float = 0.0,
+) -> None:
+    """Devices index, index + every, … each on its own connection (client id = device
+    id), publishing their share of the ``total`` readings at QoS 1 with pre-encoded
+    packets (bench/harness/mqtt_devices.py): the load costs little CPU, like real devices."""
+    n = len(ids)  # reading i goes to device i % n: device j has j, j + n, j + 2n, …
+    devices = [
+        mqtt_devices.Device(ids[j], mqtt_messages(ids, j, total - j, base_ts, n))
+        for j in range(index, n, every)
+    ]
+    for d in devices:
+        d.open("127.0.0.1", port)
+    start.wait()
+    seconds = mqtt_devices.run(devices, rate=rate)
+    count = sum(d.count for d in devices)
+    mqtt_devices.close(devices)
+    out.put((count, seconds))
+
+
+def publish(
+    port: int,
+    ids: list[str],
+    total: int,
+    publishers: int,
+    base_ts: int,
+    started: Callable[[], None] | None = None,
+    load: str = "raw",
+    rate: float = 0.0,
+) -> float:
+    ctx = mp.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=raw_publisher,
+            args=(port, ids, i, publishers, total, base_ts, start, out, rate / publishers),
+        )
+        if load == "raw"
+        else ctx.Process(
+            target=mqtt_publisher, args=(port, ids, i, publishers, total, base_ts, start, out)
+        )
+        for i in range(publishers)
+    ]
+    for p in procs:
+        p.start()
+    time.sleep(1.0 if load != "raw" else 3.0)  # connected; the messages are built
+    if started:
+        started()
+    start.set()
+    results = [out.get(timeout=900) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    return max(r[1] for r in results)
+
+
+def publish_list(port: int, messages: list[tuple[str, bytes]]) -> None:
+    paho_publish(port, messages, 1, f"bench-warm-{uuid.uuid4().hex}")
