@@ -29,6 +29,7 @@ from fieldwatch.devices.events import DEVICE_DELETED, DEVICE_UPDATED
 from fieldwatch.monitoring.limits import RATE_LIMITS_CHANGED, DeviceLimiter
 from fieldwatch.monitoring.presence import PresenceTracker
 from fieldwatch.telemetry.hub import TelemetryHub
+from fieldwatch.telemetry.ingest import TelemetryService
 from fieldwatch.webhooks.dispatcher import WebhookDispatcher
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ class Runtime:
     alerts: AlertEngine
     commands: CommandDispatcher
     limits: DeviceLimiter
+    #: The one way in for readings, for every transport.
+    ingest: TelemetryService
     extras: dict[str, object] = field(default_factory=dict)
     #: Called after commit when a device token or a provisioning key is issued: an
     #: external broker that checks logins itself learns the secret here (in process:
@@ -162,6 +165,7 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
     bus.subscribe(RATE_LIMITS_CHANGED, limits.on_changed)
     bus.subscribe(DEVICE_UPDATED, limits.on_device_changed)
     bus.subscribe(DEVICE_DELETED, limits.on_device_changed)
+    presence = PresenceTracker(settings, sessionmaker, bus, redis=redis)
     runtime = Runtime(
         settings=settings,
         engine=engine,
@@ -170,11 +174,12 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
         codec=codec,
         throttle=LoginThrottle(settings.login_max_failures, settings.login_failure_window_s),
         telemetry=telemetry,
-        presence=PresenceTracker(settings, sessionmaker, bus, redis=redis),
+        presence=presence,
         webhooks=webhooks,
         alerts=alerts,
         commands=commands,
         limits=limits,
+        ingest=TelemetryService(telemetry, presence, bus, alerts),
         redis=redis,
         principals=TTLCache(settings.auth_cache_s),
     )

@@ -98,15 +98,23 @@ class TelemetryHub:
         await self.latest.stop()
         await self.writer.stop()
 
-    async def retention_days(self, workspace_id: uuid.UUID, session: AsyncSession) -> int:
+    async def retention_days(self, workspace_id: uuid.UUID) -> int:
         hit = self._retention.get(workspace_id)
         now = time.monotonic()
         if hit is not None and now - hit[1] < RETENTION_CACHE_S:
             return hit[0]
-        days = await TelemetryRepository(session).retention_days(workspace_id)
+        async with self.sessionmaker() as session:
+            days = await TelemetryRepository(session).retention_days(workspace_id)
         value = days or self.settings.retention_days
         self._retention[workspace_id] = (value, now)
         return value
+
+    def remember_device(
+        self, device_id: uuid.UUID, workspace_id: uuid.UUID, status: str, type_: str
+    ) -> None:
+        """What a credential check just read of the device: ingestion need not look it
+        up again while it is cached."""
+        self.device_status.put(device_id, (workspace_id, status, type_))
 
     def forget_retention(self, workspace_id: uuid.UUID) -> None:
         self._retention.pop(workspace_id, None)

@@ -1,19 +1,18 @@
 """The device WebSocket gateway: ``WS /ws/device/{token}`` and ``WS /ws/device`` with
 ``Authorization: Bearer <token>``. The protocol is in docs/device-protocol.md.
 
-Each JSON frame is decoded into a ``DeviceFrame`` and handed to the same services as
-the HTTP device API (``TelemetryService.ingest``, presence); data frames are acked only
-after the readings are committed.
+Each JSON frame is decoded into a ``DeviceFrame``; its readings go to the same entry
+point as those of the HTTP device API and MQTT (``TelemetryService.ingest``), and are
+acked only after they are committed.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, FastAPI, WebSocket
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocketDisconnect
@@ -27,9 +26,10 @@ from fieldwatch.db.faults import RETRY_AFTER_S, outages
 from fieldwatch.devices.provisioning import server_config
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.runtime import Runtime
-from fieldwatch.telemetry.service import TelemetryService
+from fieldwatch.telemetry.errors import ReadingsRefused, UnknownDevice
+from fieldwatch.telemetry.ingest import Incoming, Kind
+from fieldwatch.telemetry.parse import decode_json, device_message
 from fieldwatch.telemetry.writer import Overloaded
-from fieldwatch.transports.frames import DeviceFrame, to_batch
 from fieldwatch.transports.sessions import (
     CLOSE_INTERNAL,
     CLOSE_POLICY,
@@ -46,9 +46,19 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["device gateway"])
 
-DATA_TYPES = {"telemetry", "heartbeat", "status"}
+#: Frames that carry readings, and what kind ingestion sees in each.
+DATA_TYPES: dict[str, Kind] = {"telemetry": "data", "heartbeat": "heartbeat", "status": "status"}
 LEDGER_TYPES = {"command_ack", "command_result", "config_applied"}
 ENVELOPE = ("type", "id")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFrame:
+    """One decoded frame: its type, its optional id, and the rest."""
+
+    type: str
+    id: Any
+    body: dict[str, Any]
 
 
 class FrameError(Exception):
@@ -66,16 +76,13 @@ def decode(raw: str | bytes, max_bytes: int) -> DeviceFrame:
     if size > max_bytes:
         raise FrameError("too_large", f"Frames are at most {max_bytes} bytes.")
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        try:  # NaN / Infinity: read them so those readings are refused one by one
-            data = json.loads(raw)
-        except (ValueError, RecursionError):
-            raise FrameError("bad_json", f"Malformed JSON: {exc}") from exc
+        data = decode_json(raw)
+    except ValueError as exc:
+        raise FrameError("bad_json", str(exc)) from exc
     if not isinstance(data, dict):
         raise FrameError("bad_json", "A frame is a JSON object with a 'type' field.")
     kind, ref = data.get("type"), data.get("id")
-    if not isinstance(kind, str) or kind not in DATA_TYPES | LEDGER_TYPES:
+    if not isinstance(kind, str) or (kind not in DATA_TYPES and kind not in LEDGER_TYPES):
         raise FrameError("unknown_type", f"Unknown frame type {str(kind)[:40]!r}.", ref=ref)
     body = {k: v for k, v in data.items() if k not in ENVELOPE}
     return DeviceFrame(kind, ref, body)
@@ -252,37 +259,28 @@ async def handle(
 ) -> dict[str, Any] | None:
     if frame.type in LEDGER_TYPES:
         return await handle_ledger(runtime, session, frame)
+    workspace_id, device_id = session.workspace_id, session.device_id
     try:
-        batch = to_batch(frame, session.device_id)
+        batch = device_message(frame.type, frame.body, device_id, utcnow())
     except ValueError as exc:
         raise FrameError("invalid", str(exc), ref=frame.id) from exc
     if frame.type == "telemetry" and batch.total == 0:
         raise FrameError("invalid", "A telemetry frame holds at least one reading.", ref=frame.id)
-    reason = "data" if frame.type == "telemetry" else frame.type
-    workspace_id, device_id = session.workspace_id, session.device_id
-    async with runtime.uow() as uow:
-        service = TelemetryService(
-            uow, runtime.telemetry, runtime.presence, runtime.bus, runtime.alerts
+    incoming = Incoming(
+        workspace_id, batch, "websocket", DATA_TYPES[frame.type], device_id=device_id
+    )
+    try:
+        result = await runtime.ingest.ingest(incoming)
+    except (UnknownDevice, ReadingsRefused):  # gone, or retired: see the ingestion rules
+        await session.close(CLOSE_REVOKED, "credentials revoked")
+        return None
+    except Overloaded as exc:
+        error = FrameError(
+            "overloaded", "The server is busy; resend later.", ref=frame.id, bad=False
         )
-        refusal = service.refusal(await service.device_status(workspace_id, device_id) or "")
-        if refusal:
-            await session.close(CLOSE_REVOKED, "credentials revoked")
-            return None
-        if batch.total:
-            try:
-                result = await service.ingest(workspace_id, batch, reason=reason)
-            except Overloaded as exc:
-                error = FrameError(
-                    "overloaded", "The server is busy; resend later.", ref=frame.id, bad=False
-                )
-                error.extra["retry_after"] = exc.retry_after
-                raise error from exc
-            body = result.body()
-        else:
-            body = {"accepted": 0, "duplicates": 0, "rejected": batch.rejected}
-    if frame.type != "telemetry":  # a heartbeat or status marks the device seen, even empty
-        await runtime.presence.seen(workspace_id, [device_id], reason=frame.type)
-    return {"type": "ack", "ref": frame.id, **body}
+        error.extra["retry_after"] = exc.retry_after
+        raise error from exc
+    return {"type": "ack", "ref": frame.id, **result.body()}
 
 
 async def handle_ledger(
