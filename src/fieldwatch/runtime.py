@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,6 +20,7 @@ from fieldwatch.auth.principal import Principal
 from fieldwatch.auth.throttle import LoginThrottle
 from fieldwatch.auth.tokens import TokenCodec, load_or_create_secret
 from fieldwatch.commands.delivery import CommandDispatcher
+from fieldwatch.core.credentials import CredentialListener
 from fieldwatch.core.events import CREDENTIALS_CHANGED, Event, EventBus, InProcessEventBus
 from fieldwatch.core.settings import Settings
 from fieldwatch.core.ttlcache import TTLCache
@@ -38,10 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: (kind, owner id, credential id, secret): kind "device_token" (owner: the device) or
-#: "provisioning_key" (owner: the workspace).
-CredentialListener = Callable[[str, uuid.UUID, uuid.UUID, str], Awaitable[None]]
-
 
 @dataclass
 class Runtime:
@@ -59,7 +56,6 @@ class Runtime:
     limits: DeviceLimiter
     #: The one way in for readings, for every transport.
     ingest: TelemetryService
-    extras: dict[str, object] = field(default_factory=dict)
     #: Called after commit when a device token or a provisioning key is issued: an
     #: external broker that checks logins itself learns the secret here (in process:
     #: secrets never go through the event bus).

@@ -36,10 +36,10 @@ from fieldwatch.db.faults import RETRY_AFTER_S, outages
 from fieldwatch.devices.provisioning import ProvisioningService
 from fieldwatch.devices.schemas import ProvisionRequest
 from fieldwatch.monitoring.presence import OFFLINE
-from fieldwatch.runtime import Runtime
 from fieldwatch.telemetry.batch import Batch
 from fieldwatch.telemetry.ingest import Incoming
 from fieldwatch.telemetry.parse import add_reading, device_message
+from fieldwatch.transports.edge import DeviceEdge
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.authority import DeviceWorkspaces, FieldwatchAuthority
 from fieldwatch.transports.mqtt.guard import DeviceGuard
@@ -110,7 +110,7 @@ class _Inbox:
 class MqttInbound:
     """Handles the batches the broker connection delivers (``handle``)."""
 
-    runtime: Runtime
+    edge: DeviceEdge
     link: MqttLink | None
     authority: FieldwatchAuthority | None
     dynsec: DynsecSync | None
@@ -161,7 +161,7 @@ class MqttInbound:
         for workspace_id in inbox.workspaces():
             batch = inbox.data.get(workspace_id) or Batch()
             heard = inbox.heard.get(workspace_id, {})
-            result = await self.runtime.ingest.ingest(
+            result = await self.edge.ingest.ingest(
                 Incoming(workspace_id, batch, "mqtt", heard=heard)
             )
             await self._report(result.rejected, batch.owners)
@@ -216,7 +216,7 @@ class MqttInbound:
             )  # fmt: skip
         elif kind is Kind.STATUS and payload.get("status") == OFFLINE:
             self._detach(device_id)
-            await self.runtime.presence.gone(workspace_id, device_id, reason="mqtt last will")
+            await self.edge.presence.gone(workspace_id, device_id, reason="mqtt last will")
             return
         elif kind in (Kind.HEARTBEAT, Kind.STATUS):
             reason = kind.value
@@ -225,7 +225,7 @@ class MqttInbound:
                 inbox.data[workspace_id].add_item(readings, device_id)
         elif kind is Kind.UNREGISTER:
             self._detach(device_id)
-            async with self.runtime.uow() as uow:
+            async with self.edge.uow() as uow:
                 await ProvisioningService(uow).unregister(workspace_id, device_id)
                 await uow.commit()
             return
@@ -242,8 +242,8 @@ class MqttInbound:
         # Seed 003: the command id is in the topic, a result without a status completed.
         body = {"status": "completed", **payload, "command_id": topic.command_id}
         report = parse_report(topic.kind.value, body)
-        async with self.runtime.uow() as uow:
-            await self.runtime.commands.record(uow, device_id, report)
+        async with self.edge.uow() as uow:
+            await self.edge.commands.record(uow, device_id, report)
             await uow.commit()
 
     async def _register(self, request_id: str, payload: dict[str, Any]) -> None:
@@ -272,12 +272,10 @@ class MqttInbound:
             request = ProvisionRequest.model_validate(
                 {**payload, "serial_number": serial if isinstance(serial, str) else request_id}
             )
-            async with self.runtime.uow() as uow:
-                answer = await ProvisioningService(uow).register(
-                    key, request, self.runtime.settings
-                )
+            async with self.edge.uow() as uow:
+                answer = await ProvisioningService(uow).register(key, request, self.edge.settings)
                 await uow.commit()
-            await self.runtime.credential_issued(
+            await self.edge.credential_issued(
                 "device_token", answer.device_id, answer.token_id, answer.auth_token
             )
         except AppError as exc:
@@ -300,7 +298,7 @@ class MqttInbound:
         workspace_id = await self._workspace_of(device_id)
         if workspace_id is None:
             return
-        async with self.runtime.uow() as uow:
+        async with self.edge.uow() as uow:
             principal = await acting_for(uow.session, workspace_id, "api_key", "mqtt control")
             if topic.kind is Kind.CONTROL_COMMAND:
                 body = CommandCreate.model_validate(
@@ -308,7 +306,7 @@ class MqttInbound:
                      "params": payload.get("parameters", payload.get("params", {})),
                      **{k: payload[k] for k in ("ttl_s", "idempotency_key") if k in payload}}
                 )  # fmt: skip
-                await self.runtime.commands.service(uow).create(principal, device_id, body)
+                await self.edge.commands.service(uow).create(principal, device_id, body)
             else:
                 updates = payload.get("config", payload.get("updates"))
                 if not isinstance(updates, dict) or not updates:
@@ -328,12 +326,12 @@ class MqttInbound:
             return
         channel = MqttChannel(self.link, str(device_id))
         self.channels[device_id] = channel
-        await self.runtime.commands.attach(device_id, channel)
+        await self.edge.commands.attach(device_id, channel)
 
     def _detach(self, device_id: uuid.UUID) -> None:
         channel = self.channels.pop(device_id, None)
         if channel is not None:
-            self.runtime.commands.detach(device_id, channel)
+            self.edge.commands.detach(device_id, channel)
 
 
 def _is_last_will(raw: bytes) -> bool:
