@@ -27,7 +27,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 from common import PASSWORD, ScratchDatabase, cli, env_for, login, server, write_results
 from fieldwatch.core.ids import new_id
-from fieldwatch.telemetry.partitions import PartitionManager, week_start
+from fieldwatch.telemetry.storage.partitions import PartitionManager, week_start
 
 METRICS = ("temperature", "humidity", "battery_level")
 

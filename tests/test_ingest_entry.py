@@ -16,9 +16,9 @@ import pytest
 from conftest import Factory, Served
 from fieldwatch.monitoring.presence import ONLINE
 from fieldwatch.runtime import Runtime
-from fieldwatch.telemetry.ingest import Incoming, IngestResult
-from fieldwatch.telemetry.store import Chunk
-from fieldwatch.telemetry.writer import WriteResult
+from fieldwatch.telemetry.ingest.service import Incoming, IngestResult
+from fieldwatch.telemetry.ingest.store import Chunk
+from fieldwatch.telemetry.ingest.writer import WriteResult
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.gateway import MqttGateway
 from fieldwatch.transports.mqtt.link import IncomingMessage

@@ -30,7 +30,7 @@ from fieldwatch.devices.events import DEVICE_DELETED, DEVICE_UPDATED
 from fieldwatch.monitoring.limits import RATE_LIMITS_CHANGED, DeviceLimiter
 from fieldwatch.monitoring.presence import PresenceTracker
 from fieldwatch.telemetry.hub import TelemetryHub
-from fieldwatch.telemetry.ingest import TelemetryService
+from fieldwatch.telemetry.ingest.service import TelemetryService
 from fieldwatch.webhooks.dispatcher import WebhookDispatcher
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ from fieldwatch.devices.schemas import (
 from fieldwatch.inventory import audit
 from fieldwatch.inventory.lifecycle import Action, DeviceStatus
 from fieldwatch.inventory.repository import DeviceLogRepository
-from fieldwatch.telemetry.repository import TelemetryRepository
+from fieldwatch.telemetry.storage.repository import TelemetryRepository
 
 SNAPSHOT_FIELDS = [
     "name",

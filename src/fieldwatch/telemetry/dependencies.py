@@ -17,9 +17,9 @@ from fieldwatch.core.errors import BadRequest, PayloadTooLarge, TooManyRequests,
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.runtime import Runtime, RuntimeDep, UowDep
-from fieldwatch.telemetry.ingest import TelemetryService
-from fieldwatch.telemetry.parse import read_body
-from fieldwatch.telemetry.queries import TelemetryQueries
+from fieldwatch.telemetry.ingest.parse import read_body
+from fieldwatch.telemetry.ingest.service import TelemetryService
+from fieldwatch.telemetry.query.queries import TelemetryQueries
 
 
 @dataclass(frozen=True, slots=True)

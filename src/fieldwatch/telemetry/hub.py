@@ -14,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from fieldwatch.core.events import Event, EventBus
 from fieldwatch.core.settings import Settings
 from fieldwatch.core.ttlcache import TTLCache
-from fieldwatch.telemetry.latest import LatestValues
-from fieldwatch.telemetry.repository import TelemetryRepository
-from fieldwatch.telemetry.retention import RetentionManager
-from fieldwatch.telemetry.store import PostgresReadingStore, ReadingStore, SqliteReadingStore
-from fieldwatch.telemetry.writer import ReadingWriter
+from fieldwatch.telemetry.ingest.store import PostgresReadingStore, ReadingStore, SqliteReadingStore
+from fieldwatch.telemetry.ingest.writer import ReadingWriter
+from fieldwatch.telemetry.query.latest import LatestValues
+from fieldwatch.telemetry.storage.repository import TelemetryRepository
+from fieldwatch.telemetry.storage.retention import RetentionManager
 
 RETENTION_CACHE_S = 60.0
 

@@ -17,12 +17,13 @@ from fieldwatch.core.errors import (
 )
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.runtime import RuntimeDep, UowDep
-from fieldwatch.telemetry.aggregate import aggregate
-from fieldwatch.telemetry.buckets import ACCEPTED_INTERVALS, parse_interval, parse_timezone
 from fieldwatch.telemetry.dependencies import IngestDep, JsonBody, RawBody, TelemetryDep, WriterDep
-from fieldwatch.telemetry.ingest import Incoming, IngestResult, TelemetryService
-from fieldwatch.telemetry.parse import parse_heartbeat, parse_monitoring, parse_upload
-from fieldwatch.telemetry.queries import require_range
+from fieldwatch.telemetry.ingest.parse import parse_heartbeat, parse_monitoring, parse_upload
+from fieldwatch.telemetry.ingest.service import Incoming, IngestResult, TelemetryService
+from fieldwatch.telemetry.ingest.writer import Overloaded
+from fieldwatch.telemetry.query.aggregate import aggregate
+from fieldwatch.telemetry.query.buckets import ACCEPTED_INTERVALS, parse_interval, parse_timezone
+from fieldwatch.telemetry.query.queries import require_range
 from fieldwatch.telemetry.schemas import (
     AggregateBucket,
     AggregateRead,
@@ -34,7 +35,6 @@ from fieldwatch.telemetry.schemas import (
     TelemetrySettings,
     latest_value,
 )
-from fieldwatch.telemetry.writer import Overloaded
 
 router = APIRouter(prefix="/api/v1", tags=["telemetry"])
 

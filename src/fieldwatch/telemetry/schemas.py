@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fieldwatch.telemetry.queries import reading_dict
+from fieldwatch.telemetry.query.queries import reading_dict
 
 
 class Rejection(BaseModel):

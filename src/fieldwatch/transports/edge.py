@@ -28,7 +28,7 @@ from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.monitoring.limits import DeviceLimiter
 from fieldwatch.monitoring.presence import PresenceTracker
-from fieldwatch.telemetry.ingest import TelemetryService
+from fieldwatch.telemetry.ingest.service import TelemetryService
 from fieldwatch.transports.sessions import SessionRegistry
 
 if TYPE_CHECKING:

@@ -22,9 +22,9 @@ from fieldwatch.core.redact import RedactSecrets
 from fieldwatch.db.faults import RETRY_AFTER_S, outages
 from fieldwatch.devices.provisioning import server_config
 from fieldwatch.telemetry.errors import ReadingsRefused, UnknownDevice
-from fieldwatch.telemetry.ingest import Incoming, Kind
-from fieldwatch.telemetry.parse import decode_json, device_message
-from fieldwatch.telemetry.writer import Overloaded
+from fieldwatch.telemetry.ingest.parse import decode_json, device_message
+from fieldwatch.telemetry.ingest.service import Incoming, Kind
+from fieldwatch.telemetry.ingest.writer import Overloaded
 from fieldwatch.transports.edge import DeviceEdge, Ids
 from fieldwatch.transports.sessions import (
     CLOSE_INTERNAL,

@@ -36,9 +36,9 @@ from fieldwatch.db.faults import RETRY_AFTER_S, outages
 from fieldwatch.devices.provisioning import ProvisioningService
 from fieldwatch.devices.schemas import ProvisionRequest
 from fieldwatch.monitoring.presence import OFFLINE
-from fieldwatch.telemetry.batch import Batch
-from fieldwatch.telemetry.ingest import Incoming
-from fieldwatch.telemetry.parse import add_reading, device_message
+from fieldwatch.telemetry.ingest.batch import Batch
+from fieldwatch.telemetry.ingest.parse import add_reading, device_message
+from fieldwatch.telemetry.ingest.service import Incoming
 from fieldwatch.transports.edge import DeviceEdge
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.authority import DeviceWorkspaces, FieldwatchAuthority

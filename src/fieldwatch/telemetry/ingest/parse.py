@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, cast
 import msgspec
 import orjson
 
-from fieldwatch.telemetry.batch import Batch, Candidate
+from fieldwatch.telemetry.ingest.batch import Batch, Candidate
 
 #: Reading quality codes (stored as a small integer).
 QUALITY = {"good": 0, "fair": 1, "poor": 2, "bad": 3, "estimated": 4, "unknown": 5}

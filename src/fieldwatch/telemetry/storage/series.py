@@ -14,9 +14,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fieldwatch.telemetry.batch import Batch
 from fieldwatch.telemetry.hub import SeriesInfo, TelemetryHub
-from fieldwatch.telemetry.repository import TelemetryRepository
+from fieldwatch.telemetry.ingest.batch import Batch
+from fieldwatch.telemetry.storage.repository import TelemetryRepository
 
 Key = tuple[uuid.UUID, str]  # (device id, metric)
 

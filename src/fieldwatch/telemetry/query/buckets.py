@@ -62,7 +62,7 @@ from itertools import pairwise
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fieldwatch.telemetry.boundaries import (
+from fieldwatch.telemetry.query.boundaries import (
     IntervalUnit,
     calendar_boundaries,
     epoch_seconds,

@@ -11,9 +11,9 @@ from typing import Any
 from fieldwatch.core.errors import BadRequest, ValidationFailed
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.telemetry.hub import TelemetryHub
+from fieldwatch.telemetry.ingest.parse import QUALITY_NAMES
 from fieldwatch.telemetry.models import Series
-from fieldwatch.telemetry.parse import QUALITY_NAMES
-from fieldwatch.telemetry.repository import TelemetryRepository
+from fieldwatch.telemetry.storage.repository import TelemetryRepository
 
 
 class TelemetryQueries:

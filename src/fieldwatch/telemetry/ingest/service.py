@@ -30,15 +30,15 @@ from fieldwatch.core.clock import utcnow
 from fieldwatch.core.events import Event, EventBus
 from fieldwatch.inventory.lifecycle import DeviceStatus
 from fieldwatch.monitoring.presence import PresenceTracker
-from fieldwatch.telemetry.batch import Batch
 from fieldwatch.telemetry.errors import NotOwnDevice, ReadingsRefused, UnknownDevice
 from fieldwatch.telemetry.hub import SeriesInfo, TelemetryHub
-from fieldwatch.telemetry.latest import entry as latest_entry
-from fieldwatch.telemetry.parse import FUTURE_TOLERANCE, SeriesUpload
-from fieldwatch.telemetry.repository import TelemetryRepository
-from fieldwatch.telemetry.rollup import Row
-from fieldwatch.telemetry.series import kind_of, resolve_series
-from fieldwatch.telemetry.store import Chunk
+from fieldwatch.telemetry.ingest.batch import Batch
+from fieldwatch.telemetry.ingest.parse import FUTURE_TOLERANCE, SeriesUpload
+from fieldwatch.telemetry.ingest.store import Chunk
+from fieldwatch.telemetry.query.latest import entry as latest_entry
+from fieldwatch.telemetry.storage.repository import TelemetryRepository
+from fieldwatch.telemetry.storage.rollup import Row
+from fieldwatch.telemetry.storage.series import kind_of, resolve_series
 
 log = logging.getLogger(__name__)
 
