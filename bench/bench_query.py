@@ -23,7 +23,7 @@ import asyncpg
 import httpx
 
 from fieldwatch.core.ids import new_id
-from fieldwatch.telemetry.partitions import PartitionManager, week_start
+from fieldwatch.telemetry.storage.partitions import PartitionManager, week_start
 from harness.database import ScratchDatabase, env_for, set_up
 from harness.results import percentile, write_results
 from harness.server import login, server

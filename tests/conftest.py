@@ -28,6 +28,7 @@ from fieldwatch.core.settings import Settings
 from fieldwatch.db import migrate
 from fieldwatch.db.engine import create_engine, normalize_url
 from fieldwatch.runtime import Runtime, build_runtime
+from fieldwatch.transports.edge import DeviceEdge
 from mqtt_helpers import dynsec_plugin, mosquitto_binary
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -275,6 +276,7 @@ class Served:
 
     http: httpx.AsyncClient
     ws_url: str
+    edge: DeviceEdge  # the served app's
 
     @property
     def base_url(self) -> str:
@@ -305,7 +307,7 @@ async def serve_runtime(runtime: Runtime) -> AsyncIterator[Served]:
                 await asyncio.sleep(0.01)
         port = server.servers[0].sockets[0].getsockname()[1]
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            yield Served(http, f"ws://127.0.0.1:{port}")
+            yield Served(http, f"ws://127.0.0.1:{port}", asgi.fastapi_app.state.edge)
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)

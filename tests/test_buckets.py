@@ -1,4 +1,4 @@
-"""Calendar- and time-zone-aware buckets (fieldwatch.telemetry.buckets).
+"""Calendar- and time-zone-aware buckets (fieldwatch.telemetry.query.buckets).
 
 Expectations are computed by hand from the tz rules (Europe/Berlin: CET +01, CEST +02,
 switching at 01:00 UTC on the last Sundays of March and October) and, for DST edge cases,
@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from fieldwatch.telemetry.buckets import (
+from fieldwatch.telemetry.query.buckets import (
     ACCEPTED_INTERVALS,
     Interval,
     bucket_index,

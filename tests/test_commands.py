@@ -337,7 +337,7 @@ async def test_a_burst_of_connects_gets_each_device_its_own_commands_and_config(
         r = await served.http.put(f"/api/v1/devices/{device.id}/config",
                                   json={"unit": device.id}, headers=op.headers)  # fmt: skip
         assert r.status_code == 200, r.text
-    auth_batches = lambda: getattr(runtime.extras.get("device_authenticator"), "batches", 0)  # noqa: E731
+    auth_batches = lambda: served.edge.authenticator.batches  # noqa: E731
     before = auth_batches()
     sockets = await asyncio.gather(*(connected(served, d) for d in devices))
     assert auth_batches() - before < len(devices)  # they were checked in batches

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 import test_mqtt_gateway as mqtt_tests
 from conftest import Actor, Factory, Served, problem
-from fieldwatch.app import create_app
+from fieldwatch.app import create_app, device_edge
 from fieldwatch.runtime import Runtime, build_runtime
 from fieldwatch.telemetry.models import Series
 from fieldwatch.transports.mqtt import topics
@@ -358,7 +358,7 @@ async def test_a_flooding_device_is_kicked_from_mosquitto(
     broker = mosquitto_dynsec
     runtime.settings.device_rate_limit = 50
     runtime.settings.mqtt_url = broker.admin_url
-    gw = MqttGateway(runtime)
+    gw = MqttGateway(device_edge(runtime))
     await gw.start()
     made: list[Peer] = []
     try:

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select
 
 from conftest import Actor
+from fieldwatch.telemetry.ingest.store import PostgresReadingStore
 from fieldwatch.telemetry.models import Rollup1h, Rollup1m, Series
-from fieldwatch.telemetry.store import PostgresReadingStore
 from telemetry_helpers import device_with_token, iso, recent
 
 

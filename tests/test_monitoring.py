@@ -222,7 +222,7 @@ async def test_latest_values_converge_across_processes(client, operator: Actor, 
         transport = httpx.ASGITransport(app=create_app(runtime=other))
         async with httpx.AsyncClient(transport=transport, base_url="http://other") as c2:
             await _beat(c2, device["id"], token, battery_level=40)
-        from fieldwatch.telemetry.latest import REFRESH_S
+        from fieldwatch.telemetry.query.latest import REFRESH_S
 
         assert REFRESH_S <= 5  # what the background refresher uses
         await runtime.telemetry.latest.refresh()  # what the refresher does every REFRESH_S

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from conftest import Actor, Factory, require_dynsec_mosquitto
+from fieldwatch.app import device_edge
 from fieldwatch.runtime import Runtime
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.gateway import MqttGateway, gateway_client_id
@@ -58,7 +59,7 @@ async def mqtt(request: pytest.FixtureRequest, runtime: Runtime) -> AsyncIterato
         runtime.settings.mqtt_url = broker.admin_url
     else:
         runtime.settings.mqtt_port = 0  # a free port
-    gateway = MqttGateway(runtime)
+    gateway = MqttGateway(device_edge(runtime))
     try:
         await gateway.start()
         mode = Mqtt(request.param, gateway, broker.port if broker else gateway.broker.port)

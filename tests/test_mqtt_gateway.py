@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from conftest import Actor, Factory, create_device
+from fieldwatch.app import device_edge
 from fieldwatch.runtime import Runtime
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.gateway import MqttGateway
@@ -25,7 +26,7 @@ WAIT_S = 10.0
 @pytest.fixture
 async def gateway(runtime: Runtime) -> AsyncIterator[MqttGateway]:
     runtime.settings.mqtt_port = 0  # a free port
-    gw = MqttGateway(runtime)
+    gw = MqttGateway(device_edge(runtime))
     await gw.start()
     try:
         yield gw
@@ -286,7 +287,7 @@ async def test_agent_and_simulator_over_mqtt(served, runtime: Runtime, factory: 
     from fieldwatch.agent.simulator import simulate
 
     runtime.settings.mqtt_port = 0
-    gw = MqttGateway(runtime)
+    gw = MqttGateway(device_edge(runtime))
     await gw.start()
     try:
         op = await factory.user("operator", "acme")
@@ -356,7 +357,7 @@ async def test_external_mosquitto_with_dynamic_security(
 ):
     broker = mosquitto_dynsec
     runtime.settings.mqtt_url = broker.admin_url
-    gw = MqttGateway(runtime)
+    gw = MqttGateway(device_edge(runtime))
     await gw.start()
     made: list[Peer] = []
     try:

@@ -6,7 +6,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-from fieldwatch.telemetry.parse import fast_device_data, parse_device_data
+from fieldwatch.telemetry.ingest.parse import fast_device_data, parse_device_data
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 DEVICE = uuid.uuid4()

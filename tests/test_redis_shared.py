@@ -34,7 +34,7 @@ from fieldwatch.devices.models import Device
 from fieldwatch.monitoring.models import ConnectivityEvent, DevicePresence
 from fieldwatch.monitoring.presence_state import EPOCH
 from fieldwatch.runtime import Runtime, build_runtime
-from fieldwatch.telemetry.latest import entry
+from fieldwatch.telemetry.query.latest import entry
 from telemetry_helpers import device_with_token, iso, recent
 
 REDIS_URL = os.environ.get("FIELDWATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -16,6 +16,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from conftest import Factory, Served, serve_runtime
+from fieldwatch.app import device_edge
 from fieldwatch.monitoring.presence import ONLINE
 from fieldwatch.runtime import Runtime
 from fieldwatch.transports.ws_listener import DeviceListener, protocol_log
@@ -46,18 +47,20 @@ from test_ws_gateway import (  # noqa: F401 (run again here, on the listener)
 
 @pytest.fixture
 async def listener(runtime: Runtime) -> AsyncIterator[DeviceListener]:
-    running = DeviceListener(runtime, "127.0.0.1", 0)
+    edge = device_edge(runtime)
+    running = DeviceListener(edge, "127.0.0.1", 0)
     await running.start()
     try:
         yield running
     finally:
         await running.stop()
+        await edge.stop()
 
 
 @pytest.fixture
 async def served(runtime: Runtime, listener: DeviceListener) -> AsyncIterator[Served]:
     async with serve_runtime(runtime) as api:
-        yield Served(api.http, f"ws://127.0.0.1:{listener.bound_port}")
+        yield Served(api.http, f"ws://127.0.0.1:{listener.bound_port}", listener.edge)
 
 
 async def test_other_paths_are_not_found(served: Served) -> None:
@@ -72,9 +75,9 @@ async def test_stopping_the_listener_does_not_mark_devices_offline(
     admin = await factory.user("admin")
     device = await make_device(served, admin)
     dev = uuid.UUID(device.id)
-    own = DeviceListener(runtime, "127.0.0.1", 0)
+    own = DeviceListener(device_edge(runtime), "127.0.0.1", 0)
     await own.start()
-    ws = await connected(Served(served.http, f"ws://127.0.0.1:{own.bound_port}"), device)
+    ws = await connected(Served(served.http, f"ws://127.0.0.1:{own.bound_port}", own.edge), device)
     assert (await runtime.presence.connectivity_of([dev]))[dev] == ONLINE
     await own.stop()
     code, _reason = await closed_with(ws)

@@ -29,6 +29,7 @@ from fieldwatch.system import docs as api_docs
 from fieldwatch.system.router import router as system_router
 from fieldwatch.telemetry.router import router as telemetry_router
 from fieldwatch.transports import websocket as device_gateway
+from fieldwatch.transports.edge import DeviceEdge
 from fieldwatch.transports.mqtt.gateway import start_gateway
 from fieldwatch.transports.ws_listener import start_listener
 from fieldwatch.webhooks.router import router as webhooks_router
@@ -52,32 +53,30 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if owns_runtime:
             app.state.runtime = build_runtime(settings)
+        runtime: Runtime = app.state.runtime
+        edge = app.state.edge = device_edge(runtime)
         realtime: RealtimeServer | None = getattr(app.state, "realtime", None)
         quiet_event_loop(asyncio.get_running_loop())  # a database outage logs once
         try:
             if owns_runtime:
-                await app.state.runtime.start()
+                await runtime.start()
                 # The start-up objects live as long as the process: keep the cyclic
                 # garbage collector from re-scanning them on every collection, and let
                 # the young generation grow (telemetry parsing allocates many small
                 # objects per request).
                 gc.freeze()
                 gc.set_threshold(50_000, 20, 100)
-                await start_gateway(app.state.runtime)  # MQTT, as the settings say
-                await start_listener(app.state.runtime)  # the device port, if set
+                await start_gateway(edge)  # MQTT, as the settings say
+                await start_listener(edge)  # the device port, if set
             if realtime is not None:  # Socket.IO push, when served by create_asgi_app
-                await realtime.start(app.state.runtime)
+                await realtime.start(runtime)
             yield
         finally:
             if realtime is not None:
                 await realtime.stop()
-            extras = app.state.runtime.extras if owns_runtime else {}
-            for name in ("device_listener", "mqtt"):
-                running = extras.pop(name, None)
-                if running is not None:
-                    await running.stop()
+            await edge.stop()
             if owns_runtime:
-                await app.state.runtime.close()
+                await runtime.close()
 
     app = FastAPI(
         title="Fieldwatch",
@@ -109,6 +108,23 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(commands_router)
     device_gateway.install(app)  # WS /ws/device: the device gateway
     return app
+
+
+def device_edge(runtime: Runtime) -> DeviceEdge:
+    """What the device transports get of ``runtime`` (they never see the runtime)."""
+    return DeviceEdge(
+        settings=runtime.settings,
+        uow=runtime.uow,
+        bus=runtime.bus,
+        ingest=runtime.ingest,
+        presence=runtime.presence,
+        limits=runtime.limits,
+        commands=runtime.commands,
+        codec=runtime.codec,
+        throttle=runtime.throttle,
+        credential_listeners=runtime.credential_listeners,
+        credential_issued=runtime.credential_issued,
+    )
 
 
 def create_asgi_app(

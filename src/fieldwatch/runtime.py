@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,6 +20,7 @@ from fieldwatch.auth.principal import Principal
 from fieldwatch.auth.throttle import LoginThrottle
 from fieldwatch.auth.tokens import TokenCodec, load_or_create_secret
 from fieldwatch.commands.delivery import CommandDispatcher
+from fieldwatch.core.credentials import CredentialListener
 from fieldwatch.core.events import CREDENTIALS_CHANGED, Event, EventBus, InProcessEventBus
 from fieldwatch.core.settings import Settings
 from fieldwatch.core.ttlcache import TTLCache
@@ -29,6 +30,7 @@ from fieldwatch.devices.events import DEVICE_DELETED, DEVICE_UPDATED
 from fieldwatch.monitoring.limits import RATE_LIMITS_CHANGED, DeviceLimiter
 from fieldwatch.monitoring.presence import PresenceTracker
 from fieldwatch.telemetry.hub import TelemetryHub
+from fieldwatch.telemetry.ingest.service import TelemetryService
 from fieldwatch.webhooks.dispatcher import WebhookDispatcher
 
 if TYPE_CHECKING:
@@ -36,10 +38,6 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
-
-#: (kind, owner id, credential id, secret): kind "device_token" (owner: the device) or
-#: "provisioning_key" (owner: the workspace).
-CredentialListener = Callable[[str, uuid.UUID, uuid.UUID, str], Awaitable[None]]
 
 
 @dataclass
@@ -56,7 +54,8 @@ class Runtime:
     alerts: AlertEngine
     commands: CommandDispatcher
     limits: DeviceLimiter
-    extras: dict[str, object] = field(default_factory=dict)
+    #: The one way in for readings, for every transport.
+    ingest: TelemetryService
     #: Called after commit when a device token or a provisioning key is issued: an
     #: external broker that checks logins itself learns the secret here (in process:
     #: secrets never go through the event bus).
@@ -162,6 +161,7 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
     bus.subscribe(RATE_LIMITS_CHANGED, limits.on_changed)
     bus.subscribe(DEVICE_UPDATED, limits.on_device_changed)
     bus.subscribe(DEVICE_DELETED, limits.on_device_changed)
+    presence = PresenceTracker(settings, sessionmaker, bus, redis=redis)
     runtime = Runtime(
         settings=settings,
         engine=engine,
@@ -170,11 +170,12 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
         codec=codec,
         throttle=LoginThrottle(settings.login_max_failures, settings.login_failure_window_s),
         telemetry=telemetry,
-        presence=PresenceTracker(settings, sessionmaker, bus, redis=redis),
+        presence=presence,
         webhooks=webhooks,
         alerts=alerts,
         commands=commands,
         limits=limits,
+        ingest=TelemetryService(telemetry, presence, bus, alerts),
         redis=redis,
         principals=TTLCache(settings.auth_cache_s),
     )

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import uuid
+from collections.abc import Awaitable, Callable
 
 DEVICE_TOKEN_PREFIX = "fwd_"
 API_KEY_PREFIX = "fwk_"
@@ -36,3 +38,8 @@ def display_prefix(secret: str) -> str:
 
 def generate_password() -> str:
     return secrets.token_urlsafe(15)
+
+
+#: Told after commit when a credential is issued: (kind, owner id, credential id, secret);
+#: kind "device_token" (owner: the device) or "provisioning_key" (owner: the workspace).
+CredentialListener = Callable[[str, uuid.UUID, uuid.UUID, str], Awaitable[None]]

@@ -17,7 +17,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: Indexes that migrations create only where the database supports them (pg_trgm);
 #: they are not in the models, so schema comparison leaves them alone.
 OPTIONAL_INDEX_SUFFIX = "_trgm"
-#: Partitions of the readings table, created at run time (telemetry.partitions).
+#: Partitions of the readings table, created at run time (telemetry.storage.partitions).
 PARTITION_PREFIX = "readings_p"
 
 

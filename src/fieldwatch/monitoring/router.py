@@ -27,8 +27,8 @@ from fieldwatch.monitoring.schemas import (
 from fieldwatch.monitoring.service import MonitoringService
 from fieldwatch.runtime import Runtime, RuntimeDep, UowDep
 from fieldwatch.telemetry.dependencies import TelemetryDep
+from fieldwatch.telemetry.query.queries import require_range
 from fieldwatch.telemetry.schemas import MonitoringPage
-from fieldwatch.telemetry.service import require_range
 
 router = APIRouter(prefix="/api/v1", tags=["monitoring"])
 

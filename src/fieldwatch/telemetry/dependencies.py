@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import orjson
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
 
@@ -19,14 +17,15 @@ from fieldwatch.core.errors import BadRequest, PayloadTooLarge, TooManyRequests,
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.runtime import Runtime, RuntimeDep, UowDep
-from fieldwatch.telemetry.service import TelemetryService
+from fieldwatch.telemetry.ingest.parse import read_body
+from fieldwatch.telemetry.ingest.service import TelemetryService
+from fieldwatch.telemetry.query.queries import TelemetryQueries
 
 
 @dataclass(frozen=True, slots=True)
 class Writer:
     workspace_id: uuid.UUID
     device_id: uuid.UUID | None  # set when a device token is writing (its own data only)
-    device_status: str | None = None
 
 
 async def get_writer(
@@ -75,7 +74,10 @@ async def _resolve_writer(
     if token.startswith(creds.DEVICE_TOKEN_PREFIX):
         device = await DeviceService(uow).authenticate_device(token)
         await uow.commit()
-        writer = Writer(device.workspace_id, device.device_id, device.device.status)
+        writer = Writer(device.workspace_id, device.device_id)
+        runtime.telemetry.remember_device(
+            device.device_id, device.workspace_id, device.device.status, device.device.type
+        )
     else:
         principal = await authenticate_caller(runtime, uow, token, hint)
         principal.require(Role.operator)
@@ -86,11 +88,22 @@ async def _resolve_writer(
 WriterDep = Annotated[Writer, Depends(get_writer)]
 
 
-async def telemetry_service(runtime: RuntimeDep, uow: UowDep) -> TelemetryService:
-    return TelemetryService(uow, runtime.telemetry, runtime.presence, runtime.bus, runtime.alerts)
+async def ingestion(runtime: RuntimeDep, uow: UowDep, writer: WriterDep) -> TelemetryService:
+    """The process's one way in for readings, once the writer is known. The request's
+    connection goes back to the pool first: ingestion works in transactions of its own,
+    and holding a pooled connection while waiting for another can exhaust the pool."""
+    await uow.release()
+    return runtime.ingest
 
 
-TelemetryDep = Annotated[TelemetryService, Depends(telemetry_service)]
+IngestDep = Annotated[TelemetryService, Depends(ingestion)]
+
+
+async def telemetry_queries(runtime: RuntimeDep, uow: UowDep) -> TelemetryQueries:
+    return TelemetryQueries(uow, runtime.telemetry)
+
+
+TelemetryDep = Annotated[TelemetryQueries, Depends(telemetry_queries)]
 
 
 async def raw_body(request: Request, runtime: RuntimeDep) -> bytes:
@@ -109,23 +122,12 @@ async def raw_body(request: Request, runtime: RuntimeDep) -> bytes:
     return b"".join(chunks)
 
 
-def decode_json(raw: bytes) -> Any:
-    """JSON, refused whole when malformed (400); an empty body is None."""
-    if not raw.strip():
-        return None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        # NaN and Infinity are not JSON, but common device firmware sends them; the
-        # standard parser reads them so those readings can be refused one by one.
-        try:
-            return json.loads(raw)
-        except (ValueError, RecursionError):
-            raise BadRequest(f"Malformed JSON: {exc}") from exc
-
-
 async def json_body(raw: Annotated[bytes, Depends(raw_body)]) -> Any:
-    return decode_json(raw)
+    """JSON, refused whole when malformed (400); an empty body is None."""
+    try:
+        return read_body(raw)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
 
 
 RawBody = Annotated[bytes, Depends(raw_body)]

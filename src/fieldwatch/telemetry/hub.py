@@ -14,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from fieldwatch.core.events import Event, EventBus
 from fieldwatch.core.settings import Settings
 from fieldwatch.core.ttlcache import TTLCache
-from fieldwatch.telemetry.latest import LatestValues
-from fieldwatch.telemetry.repository import TelemetryRepository
-from fieldwatch.telemetry.retention import RetentionManager
-from fieldwatch.telemetry.store import PostgresReadingStore, ReadingStore, SqliteReadingStore
-from fieldwatch.telemetry.writer import ReadingWriter
+from fieldwatch.telemetry.ingest.store import PostgresReadingStore, ReadingStore, SqliteReadingStore
+from fieldwatch.telemetry.ingest.writer import ReadingWriter
+from fieldwatch.telemetry.query.latest import LatestValues
+from fieldwatch.telemetry.storage.repository import TelemetryRepository
+from fieldwatch.telemetry.storage.retention import RetentionManager
 
 RETENTION_CACHE_S = 60.0
 
@@ -98,15 +98,23 @@ class TelemetryHub:
         await self.latest.stop()
         await self.writer.stop()
 
-    async def retention_days(self, workspace_id: uuid.UUID, session: AsyncSession) -> int:
+    async def retention_days(self, workspace_id: uuid.UUID) -> int:
         hit = self._retention.get(workspace_id)
         now = time.monotonic()
         if hit is not None and now - hit[1] < RETENTION_CACHE_S:
             return hit[0]
-        days = await TelemetryRepository(session).retention_days(workspace_id)
+        async with self.sessionmaker() as session:
+            days = await TelemetryRepository(session).retention_days(workspace_id)
         value = days or self.settings.retention_days
         self._retention[workspace_id] = (value, now)
         return value
+
+    def remember_device(
+        self, device_id: uuid.UUID, workspace_id: uuid.UUID, status: str, type_: str
+    ) -> None:
+        """What a credential check just read of the device: ingestion need not look it
+        up again while it is cached."""
+        self.device_status.put(device_id, (workspace_id, status, type_))
 
     def forget_retention(self, workspace_id: uuid.UUID) -> None:
         self._retention.pop(workspace_id, None)

@@ -2,7 +2,7 @@
 
 ``readings`` is the narrow hot table: ``(series_id, ts, value, text_value, quality)``
 with the primary key ``(series_id, ts)`` doing the deduplication. On PostgreSQL it is
-range-partitioned by week on ``ts`` (see the migration and ``partitions.py``).
+range-partitioned by week on ``ts`` (see the migration and ``storage/partitions.py``).
 Numbers and booleans live in ``value`` (booleans as 0/1, the series says which);
 strings in ``text_value``.
 """

@@ -11,33 +11,19 @@ from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import (
     AppError,
     BadRequest,
-    Conflict,
-    Forbidden,
     NotFound,
     ServiceUnavailable,
     ValidationFailed,
 )
-from fieldwatch.devices.errors import DeviceNotFound
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.runtime import RuntimeDep, UowDep
-from fieldwatch.telemetry.aggregate import aggregate
-from fieldwatch.telemetry.buckets import ACCEPTED_INTERVALS, parse_interval, parse_timezone
-from fieldwatch.telemetry.dependencies import (
-    JsonBody,
-    RawBody,
-    TelemetryDep,
-    Writer,
-    WriterDep,
-    decode_json,
-)
-from fieldwatch.telemetry.parse import (
-    Batch,
-    SeriesUpload,
-    fast_device_data,
-    parse_device_data,
-    parse_heartbeat,
-    parse_monitoring,
-)
+from fieldwatch.telemetry.dependencies import IngestDep, JsonBody, RawBody, TelemetryDep, WriterDep
+from fieldwatch.telemetry.ingest.parse import parse_heartbeat, parse_monitoring, parse_upload
+from fieldwatch.telemetry.ingest.service import Incoming, IngestResult, TelemetryService
+from fieldwatch.telemetry.ingest.writer import Overloaded
+from fieldwatch.telemetry.query.aggregate import aggregate
+from fieldwatch.telemetry.query.buckets import ACCEPTED_INTERVALS, parse_interval, parse_timezone
+from fieldwatch.telemetry.query.queries import require_range
 from fieldwatch.telemetry.schemas import (
     AggregateBucket,
     AggregateRead,
@@ -49,8 +35,6 @@ from fieldwatch.telemetry.schemas import (
     TelemetrySettings,
     latest_value,
 )
-from fieldwatch.telemetry.service import IngestResult, TelemetryService, require_range
-from fieldwatch.telemetry.writer import Overloaded
 
 router = APIRouter(prefix="/api/v1", tags=["telemetry"])
 
@@ -69,17 +53,10 @@ class NothingStored(AppError):
     status, slug, title = 422, "no-readings-stored", "No reading was stored"
 
 
-async def _store(
-    service: TelemetryService,
-    workspace_id: uuid.UUID,
-    batch: Batch | SeriesUpload,
-    reason: str = "data",
-) -> IngestResult:
+async def _ingest(ingest: TelemetryService, incoming: Incoming) -> IngestResult:
+    """Ingestion's answer, or the HTTP error that says why there is none."""
     try:
-        if isinstance(batch, SeriesUpload):
-            result = await service.ingest_series(workspace_id, batch, reason=reason)
-        else:
-            result = await service.ingest(workspace_id, batch, reason=reason)
+        result = await ingest.ingest(incoming)
     except Overloaded as exc:
         raise ServiceUnavailable(
             "The write path is saturated; retry shortly.",
@@ -90,76 +67,49 @@ async def _store(
     return result
 
 
-async def _device_for_writer(
-    writer: Writer, device_id: uuid.UUID, service: TelemetryService
-) -> None:
-    if writer.device_id is not None:
-        if writer.device_id != device_id:
-            raise Forbidden("A device token may only write its own device's data.")
-        status = writer.device_status
-    else:
-        status = await service.device_status(writer.workspace_id, device_id)
-        if status is None:
-            raise DeviceNotFound(f"No device {device_id} in this workspace.")
-    reason = service.refusal(status or "")
-    if reason:
-        raise Conflict(f"Readings refused: {reason}.")
-
-
 @router.post("/devices/{device_id}/data", response_model=IngestResponse, responses=INGEST_RESPONSES)
 async def upload_device_data(
-    device_id: uuid.UUID, writer: WriterDep, raw: RawBody, service: TelemetryDep
+    device_id: uuid.UUID, writer: WriterDep, raw: RawBody, ingest: IngestDep
 ):
     """Seed 002 shape: ``{data_type, timestamp, values: [{timestamp, value, unit, quality}],
     metadata}``. A 2xx answer means the readings are committed."""
-    await _device_for_writer(writer, device_id, service)
-    now = utcnow()
-    batch: Batch | SeriesUpload | None = fast_device_data(raw, device_id, now)
-    if batch is None:
-        try:
-            batch = parse_device_data(decode_json(raw), device_id, now)
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from exc
-    return (await _store(service, writer.workspace_id, batch)).body()
+    try:
+        readings = parse_upload(raw, device_id, utcnow())
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+    incoming = Incoming(
+        writer.workspace_id, readings, "http", device_id=device_id, own=writer.device_id
+    )
+    return (await _ingest(ingest, incoming)).body()
 
 
 @router.post("/monitoring/data", response_model=IngestResponse, responses=INGEST_RESPONSES)
-async def upload_monitoring_data(writer: WriterDep, body: JsonBody, service: TelemetryDep):
+async def upload_monitoring_data(writer: WriterDep, body: JsonBody, ingest: IngestDep):
     """Seed 001 shape: ``{device_id, timestamp?, metrics: {name: value}}``, or an array
     of those (a gateway uploading for many devices)."""
-    items = body if isinstance(body, list) else [body]
-    raw_ids = [i.get("device_id") for i in items if isinstance(i, dict)]
-    devices = await service.check_devices(writer.workspace_id, raw_ids, only=writer.device_id)
-    batch = parse_monitoring(body, utcnow(), devices)
-    return (await _store(service, writer.workspace_id, batch)).body()
+    readings = parse_monitoring(body, utcnow())
+    incoming = Incoming(writer.workspace_id, readings, "http", own=writer.device_id)
+    return (await _ingest(ingest, incoming)).body()
 
 
 @router.post(
     "/devices/{device_id}/heartbeat", response_model=HeartbeatResponse, responses=INGEST_RESPONSES
 )
 async def heartbeat(
-    device_id: uuid.UUID,
-    writer: WriterDep,
-    body: JsonBody,
-    service: TelemetryDep,
-    uow: UowDep,
-    runtime: RuntimeDep,
+    device_id: uuid.UUID, writer: WriterDep, body: JsonBody, ingest: IngestDep, runtime: RuntimeDep
 ):
     """Seed 003 heartbeat: ``battery_level``, ``signal_strength``, ``memory_usage``,
     ``cpu_usage``; kept as readings. The device is marked online even with no fields."""
-    await _device_for_writer(writer, device_id, service)
     try:
-        batch = parse_heartbeat(body, device_id, utcnow())
+        readings = parse_heartbeat(body, device_id, utcnow())
     except ValueError as exc:
         raise BadRequest(str(exc)) from exc
-    if batch.total:  # storing the readings marks the device seen
-        result = await _store(service, writer.workspace_id, batch, reason="heartbeat")
-    else:
-        result = IngestResult(rejected=batch.rejected)
-        await uow.release()
-        await service.presence.seen(writer.workspace_id, [device_id], reason="heartbeat")
+    incoming = Incoming(
+        writer.workspace_id, readings, "http", "heartbeat", device_id=device_id,
+        own=writer.device_id,
+    )  # fmt: skip
     return {
-        **result.body(),
+        **(await _ingest(ingest, incoming)).body(),
         "server_time": utcnow(),
         "heartbeat_interval": runtime.settings.heartbeat_interval_s,
     }
@@ -256,8 +206,8 @@ async def device_aggregate(
 
 
 @router.get("/telemetry/settings", response_model=TelemetrySettings)
-async def telemetry_settings(principal: Viewer, service: TelemetryDep, uow: UowDep):
-    days = await service.hub.retention_days(principal.workspace_id, uow.session)
+async def telemetry_settings(principal: Viewer, service: TelemetryDep):
+    days = await service.hub.retention_days(principal.workspace_id)
     return TelemetrySettings(retention_days=days)
 
 

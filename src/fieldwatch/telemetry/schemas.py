@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fieldwatch.telemetry.query.queries import reading_dict
+
 
 class Rejection(BaseModel):
     index: int = Field(description="Position of the reading (or of the item, in a batch)")
@@ -91,8 +93,6 @@ class DeleteResult(BaseModel):
 
 
 def latest_value(series: Any) -> LatestValue:
-    from fieldwatch.telemetry.service import reading_dict  # the service imports schemas
-
     d = reading_dict(
         series, series.last_ts, series.last_value, series.last_text, series.last_quality
     )

@@ -9,16 +9,16 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fieldwatch.core.errors import Unauthorized
-from fieldwatch.core.events import CREDENTIALS_CHANGED, Event
+from fieldwatch.core.events import CREDENTIALS_CHANGED, Event, EventBus
+from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.events import DEVICE_STATUS_CHANGED
 from fieldwatch.devices.lifecycle import DeviceStatus
 from fieldwatch.devices.service import DeviceService
-from fieldwatch.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +109,12 @@ class DeviceSession:
 class SessionRegistry:
     """device_id → its live session in this process."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, uow: Callable[[], UnitOfWork], bus: EventBus) -> None:
+        self.uow = uow
         self.sessions: dict[uuid.UUID, DeviceSession] = {}
         self._unsubscribe = [
-            runtime.bus.subscribe(CREDENTIALS_CHANGED, self._on_credentials_changed),
-            runtime.bus.subscribe(DEVICE_STATUS_CHANGED, self._on_status_changed),
+            bus.subscribe(CREDENTIALS_CHANGED, self._on_credentials_changed),
+            bus.subscribe(DEVICE_STATUS_CHANGED, self._on_status_changed),
         ]
 
     async def register(self, session: DeviceSession) -> None:
@@ -136,7 +136,7 @@ class SessionRegistry:
             unsubscribe()
 
     async def still_valid(self, session: DeviceSession) -> bool:
-        async with self.runtime.uow() as uow:
+        async with self.uow() as uow:
             try:
                 await DeviceService(uow).authenticate_device(session.token)
             except Unauthorized:
@@ -158,12 +158,3 @@ class SessionRegistry:
         session = self.sessions.get(event.subject_id)
         if session is not None and session.workspace_id == event.workspace_id:
             await self._revoke(session)
-
-
-def registry_of(runtime: Runtime) -> SessionRegistry:
-    """The process's registry, made (and subscribed to the bus) on first use."""
-    registry = runtime.extras.get("device_sessions")
-    if not isinstance(registry, SessionRegistry):
-        registry = SessionRegistry(runtime)
-        runtime.extras["device_sessions"] = registry
-    return registry

@@ -1,35 +1,31 @@
 """The device WebSocket gateway: ``WS /ws/device/{token}`` and ``WS /ws/device`` with
 ``Authorization: Bearer <token>``. The protocol is in docs/device-protocol.md.
 
-Each JSON frame is decoded into a ``DeviceFrame`` and handed to the same services as
-the HTTP device API (``TelemetryService.ingest``, presence); data frames are acked only
-after the readings are committed.
+Each JSON frame is decoded into a ``DeviceFrame``; its readings go to the same entry
+point as those of the HTTP device API and MQTT (``TelemetryService.ingest``), and are
+acked only after they are committed.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import uuid
+from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, FastAPI, WebSocket
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocketDisconnect
 
 from fieldwatch.commands.messages import ConfigApplied, parse_report
-from fieldwatch.core.batching import Batcher
 from fieldwatch.core.clock import utcnow
-from fieldwatch.core.errors import Unauthorized
 from fieldwatch.core.redact import RedactSecrets
 from fieldwatch.db.faults import RETRY_AFTER_S, outages
 from fieldwatch.devices.provisioning import server_config
-from fieldwatch.devices.service import DeviceService
-from fieldwatch.runtime import Runtime
-from fieldwatch.telemetry.service import TelemetryService
-from fieldwatch.telemetry.writer import Overloaded
-from fieldwatch.transports.frames import DeviceFrame, to_batch
+from fieldwatch.telemetry.errors import ReadingsRefused, UnknownDevice
+from fieldwatch.telemetry.ingest.parse import decode_json, device_message
+from fieldwatch.telemetry.ingest.service import Incoming, Kind
+from fieldwatch.telemetry.ingest.writer import Overloaded
+from fieldwatch.transports.edge import DeviceEdge, Ids
 from fieldwatch.transports.sessions import (
     CLOSE_INTERNAL,
     CLOSE_POLICY,
@@ -39,16 +35,25 @@ from fieldwatch.transports.sessions import (
     DeviceSession,
     DeviceSocket,
     ErrorWindow,
-    registry_of,
 )
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["device gateway"])
 
-DATA_TYPES = {"telemetry", "heartbeat", "status"}
+#: Frames that carry readings, and what kind ingestion sees in each.
+DATA_TYPES: dict[str, Kind] = {"telemetry": "data", "heartbeat": "heartbeat", "status": "status"}
 LEDGER_TYPES = {"command_ack", "command_result", "config_applied"}
 ENVELOPE = ("type", "id")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFrame:
+    """One decoded frame: its type, its optional id, and the rest."""
+
+    type: str
+    id: Any
+    body: dict[str, Any]
 
 
 class FrameError(Exception):
@@ -66,16 +71,13 @@ def decode(raw: str | bytes, max_bytes: int) -> DeviceFrame:
     if size > max_bytes:
         raise FrameError("too_large", f"Frames are at most {max_bytes} bytes.")
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        try:  # NaN / Infinity: read them so those readings are refused one by one
-            data = json.loads(raw)
-        except (ValueError, RecursionError):
-            raise FrameError("bad_json", f"Malformed JSON: {exc}") from exc
+        data = decode_json(raw)
+    except ValueError as exc:
+        raise FrameError("bad_json", str(exc)) from exc
     if not isinstance(data, dict):
         raise FrameError("bad_json", "A frame is a JSON object with a 'type' field.")
     kind, ref = data.get("type"), data.get("id")
-    if not isinstance(kind, str) or kind not in DATA_TYPES | LEDGER_TYPES:
+    if not isinstance(kind, str) or (kind not in DATA_TYPES and kind not in LEDGER_TYPES):
         raise FrameError("unknown_type", f"Unknown frame type {str(kind)[:40]!r}.", ref=ref)
     body = {k: v for k, v in data.items() if k not in ENVELOPE}
     return DeviceFrame(kind, ref, body)
@@ -111,38 +113,10 @@ async def device_socket(websocket: WebSocket) -> None:
     await serve(websocket, bearer_token(websocket))
 
 
-Ids = tuple[uuid.UUID, uuid.UUID]  # (workspace id, device id)
-
-
-async def authenticate(runtime: Runtime, token: str) -> Ids | None:
-    """(workspace id, device id) of a valid device token, else None. Handshakes that
-    arrive together are checked together (one query for a burst of reconnects)."""
-    if not token:
-        return None
-    batcher = runtime.extras.get("device_authenticator")
-    if not isinstance(batcher, Batcher):
-
-        async def check(tokens: list[str]) -> list[Ids | None]:
-            async with runtime.uow() as uow:
-                found = await DeviceService(uow).authenticate_devices(tokens)
-                await uow.commit()  # the tokens' last use
-            out: list[Ids | None] = []
-            for principal in found:
-                if isinstance(principal, Unauthorized):
-                    log.info("device WebSocket refused: %s", principal.detail)
-                    out.append(None)
-                else:
-                    out.append((principal.workspace_id, principal.device_id))
-            return out
-
-        batcher = runtime.extras["device_authenticator"] = Batcher(check, name="device-auth")
-    return await batcher.submit(token)
-
-
 async def serve(websocket: WebSocket, token: str) -> None:
-    runtime: Runtime = websocket.app.state.runtime
+    edge: DeviceEdge = websocket.app.state.edge
     try:
-        ids = await authenticate(runtime, token)
+        ids = await edge.authenticate(token)
     except Exception as exc:
         if not outages.record(exc, "device WebSocket handshake"):
             raise
@@ -153,29 +127,29 @@ async def serve(websocket: WebSocket, token: str) -> None:
         await websocket.close(code=CLOSE_POLICY)  # before accept: an HTTP 403
         return
     await websocket.accept()
-    await run_session(runtime, websocket, ids, token)
+    await run_session(edge, websocket, ids, token)
 
 
-async def run_session(runtime: Runtime, websocket: DeviceSocket, ids: Ids, token: str) -> None:
+async def run_session(edge: DeviceEdge, websocket: DeviceSocket, ids: Ids, token: str) -> None:
     """An authenticated device's session, from the welcome frame to the goodbye: the
     same on the main port and on the device listener (``transports.ws_listener``)."""
     workspace_id, device_id = ids
     session = DeviceSession(websocket, device_id, workspace_id, token)
-    registry = registry_of(runtime)
+    registry = edge.sessions
     await registry.register(session)
     log.info("device %s connected over WebSocket", device_id)
     try:
-        await runtime.presence.seen(workspace_id, [device_id], reason="websocket")
+        await edge.presence.seen(workspace_id, [device_id], reason="websocket")
         await session.send(
             {
                 "type": "welcome",
                 "device_id": str(device_id),
                 "server_time": utcnow().isoformat(),
-                "server_config": server_config(runtime.settings).model_dump(),
+                "server_config": server_config(edge.settings).model_dump(),
             }
         )
-        await runtime.commands.attach(device_id, session)  # what waited for it, in order
-        await receive_loop(runtime, session)
+        await edge.commands.attach(device_id, session)  # what waited for it, in order
+        await receive_loop(edge, session)
     except WebSocketDisconnect:
         pass
     except Exception as exc:
@@ -186,14 +160,14 @@ async def run_session(runtime: Runtime, websocket: DeviceSocket, ids: Ids, token
             await session.close(CLOSE_INTERNAL, "internal error")
     finally:
         session.closed = True
-        runtime.commands.detach(device_id, session)
+        edge.commands.detach(device_id, session)
         if registry.unregister(session) and session.close_code != CLOSE_SERVER_RESTART:
-            await runtime.presence.gone(workspace_id, device_id, reason="websocket closed")
+            await edge.presence.gone(workspace_id, device_id, reason="websocket closed")
         log.info("device %s disconnected (code %s)", device_id, session.close_code)
 
 
-async def receive_loop(runtime: Runtime, session: DeviceSession) -> None:
-    settings, limits = runtime.settings, runtime.limits
+async def receive_loop(edge: DeviceEdge, session: DeviceSession) -> None:
+    settings, limits = edge.settings, edge.limits
     errors = ErrorWindow()
     while not session.closed:
         message = await session.websocket.receive()
@@ -215,7 +189,7 @@ async def receive_loop(runtime: Runtime, session: DeviceSession) -> None:
                 raise error
             frame = decode(raw, settings.ws_max_frame_bytes)
             try:
-                reply = await handle(runtime, session, frame)
+                reply = await handle(edge, session, frame)
             except Exception as exc:
                 unavailable = unavailable_frame(exc, frame.id)
                 if unavailable is None:
@@ -248,53 +222,44 @@ def unavailable_frame(exc: Exception, ref: Any) -> FrameError | None:
 
 
 async def handle(
-    runtime: Runtime, session: DeviceSession, frame: DeviceFrame
+    edge: DeviceEdge, session: DeviceSession, frame: DeviceFrame
 ) -> dict[str, Any] | None:
     if frame.type in LEDGER_TYPES:
-        return await handle_ledger(runtime, session, frame)
+        return await handle_ledger(edge, session, frame)
+    workspace_id, device_id = session.workspace_id, session.device_id
     try:
-        batch = to_batch(frame, session.device_id)
+        batch = device_message(frame.type, frame.body, device_id, utcnow())
     except ValueError as exc:
         raise FrameError("invalid", str(exc), ref=frame.id) from exc
     if frame.type == "telemetry" and batch.total == 0:
         raise FrameError("invalid", "A telemetry frame holds at least one reading.", ref=frame.id)
-    reason = "data" if frame.type == "telemetry" else frame.type
-    workspace_id, device_id = session.workspace_id, session.device_id
-    async with runtime.uow() as uow:
-        service = TelemetryService(
-            uow, runtime.telemetry, runtime.presence, runtime.bus, runtime.alerts
+    incoming = Incoming(
+        workspace_id, batch, "websocket", DATA_TYPES[frame.type], device_id=device_id
+    )
+    try:
+        result = await edge.ingest.ingest(incoming)
+    except (UnknownDevice, ReadingsRefused):  # gone, or retired: see the ingestion rules
+        await session.close(CLOSE_REVOKED, "credentials revoked")
+        return None
+    except Overloaded as exc:
+        error = FrameError(
+            "overloaded", "The server is busy; resend later.", ref=frame.id, bad=False
         )
-        refusal = service.refusal(await service.device_status(workspace_id, device_id) or "")
-        if refusal:
-            await session.close(CLOSE_REVOKED, "credentials revoked")
-            return None
-        if batch.total:
-            try:
-                result = await service.ingest(workspace_id, batch, reason=reason)
-            except Overloaded as exc:
-                error = FrameError(
-                    "overloaded", "The server is busy; resend later.", ref=frame.id, bad=False
-                )
-                error.extra["retry_after"] = exc.retry_after
-                raise error from exc
-            body = result.body()
-        else:
-            body = {"accepted": 0, "duplicates": 0, "rejected": batch.rejected}
-    if frame.type != "telemetry":  # a heartbeat or status marks the device seen, even empty
-        await runtime.presence.seen(workspace_id, [device_id], reason=frame.type)
-    return {"type": "ack", "ref": frame.id, **body}
+        error.extra["retry_after"] = exc.retry_after
+        raise error from exc
+    return {"type": "ack", "ref": frame.id, **result.body()}
 
 
 async def handle_ledger(
-    runtime: Runtime, session: DeviceSession, frame: DeviceFrame
+    edge: DeviceEdge, session: DeviceSession, frame: DeviceFrame
 ) -> dict[str, Any]:
     """``command_ack``, ``command_result`` and ``config_applied`` frames."""
     try:
         report = parse_report(frame.type, frame.body)
     except ValueError as exc:
         raise FrameError("invalid", str(exc), ref=frame.id) from None
-    async with runtime.uow() as uow:
-        command = await runtime.commands.record(uow, session.device_id, report)
+    async with edge.uow() as uow:
+        command = await edge.commands.record(uow, session.device_id, report)
         await uow.commit()
     reply: dict[str, Any] = {"type": "ack", "ref": frame.id}
     if isinstance(report, ConfigApplied):
@@ -325,7 +290,7 @@ class DeviceSocketsFirst:
         if token is None:
             await self.app(scope, receive, send)
             return
-        scope["app"] = self.fastapi_app  # WebSocket.app.state.runtime
+        scope["app"] = self.fastapi_app  # WebSocket.app.state.edge
         await serve(WebSocket(scope, receive, send), token)
 
 

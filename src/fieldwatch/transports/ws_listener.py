@@ -26,8 +26,8 @@ from websockets.http11 import Request, Response
 
 from fieldwatch.core.redact import RedactSecrets
 from fieldwatch.db.faults import RETRY_AFTER_S, outages
-from fieldwatch.runtime import Runtime
 from fieldwatch.transports import websocket as gateway
+from fieldwatch.transports.edge import DeviceEdge, Ids
 from fieldwatch.transports.sessions import CLOSE_SERVER_RESTART
 
 log = logging.getLogger(__name__)
@@ -80,14 +80,14 @@ class ListenerSocket:
 
 
 class DeviceListener:
-    def __init__(self, runtime: Runtime, host: str, port: int) -> None:
-        self.runtime = runtime
+    def __init__(self, edge: DeviceEdge, host: str, port: int) -> None:
+        self.edge = edge
         self.host = host
         self.port = port
         self.stopping = False
         self._server: Server | None = None
         # Handshakes that passed authentication, until their handler picks them up.
-        self._accepted: dict[ServerConnection, tuple[gateway.Ids, str]] = {}
+        self._accepted: dict[ServerConnection, tuple[Ids, str]] = {}
 
     @property
     def bound_port(self) -> int:
@@ -95,7 +95,7 @@ class DeviceListener:
         return int(next(iter(self._server.sockets)).getsockname()[1])
 
     async def start(self) -> None:
-        settings = self.runtime.settings
+        settings = self.edge.settings
         self._server = await serve(
             self._session,
             self.host,
@@ -128,7 +128,7 @@ class DeviceListener:
         if token is None:
             return _plain(conn, HTTPStatus.NOT_FOUND, "Not found: devices connect to /ws/device")
         try:
-            ids = await gateway.authenticate(self.runtime, token)
+            ids = await self.edge.authenticate(token)
         except Exception as exc:
             if not outages.record(exc, "device WebSocket handshake"):
                 raise
@@ -146,20 +146,21 @@ class DeviceListener:
             await conn.close(1011, "internal error")
             return
         ids, token = found
-        await gateway.run_session(self.runtime, ListenerSocket(conn, self), ids, token)
+        await gateway.run_session(self.edge, ListenerSocket(conn, self), ids, token)
 
 
 def _plain(conn: ServerConnection, status: HTTPStatus, text: str) -> Response:
     return conn.respond(status, text + "\n")
 
 
-async def start_listener(runtime: Runtime) -> DeviceListener | None:
-    """Start the device listener when ``FIELDWATCH_DEVICE_WS_PORT`` is set; None when it
-    is off or could not listen (logged: the main port still serves devices)."""
-    settings = runtime.settings
+async def start_listener(edge: DeviceEdge) -> DeviceListener | None:
+    """Start the device listener when ``FIELDWATCH_DEVICE_WS_PORT`` is set (the edge's
+    ``listener``, stopped with it); None when it is off or could not listen (logged: the
+    main port still serves devices)."""
+    settings = edge.settings
     if settings.device_ws_port is None:
         return None
-    listener = DeviceListener(runtime, settings.device_ws_host, settings.device_ws_port)
+    listener = DeviceListener(edge, settings.device_ws_host, settings.device_ws_port)
     try:
         await listener.start()
     except OSError as exc:
@@ -169,5 +170,5 @@ async def start_listener(runtime: Runtime) -> DeviceListener | None:
             settings.device_ws_host, settings.device_ws_port, exc.strerror or exc,
         )  # fmt: skip
         return None
-    runtime.extras["device_listener"] = listener
+    edge.listener = listener
     return listener

@@ -23,7 +23,6 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from fieldwatch.auth.dependencies import make_auth_service
 from fieldwatch.auth.roles import Role
 from fieldwatch.core.credentials import display_prefix
 from fieldwatch.core.errors import AppError, Unauthorized
@@ -34,7 +33,7 @@ from fieldwatch.devices.events import DEVICE_STATUS_CHANGED
 from fieldwatch.devices.lifecycle import DeviceStatus
 from fieldwatch.devices.provisioning import PROVISIONING_KEY_PREFIX, ProvisioningService
 from fieldwatch.devices.service import DeviceService
-from fieldwatch.runtime import Runtime
+from fieldwatch.transports.edge import DeviceEdge
 from fieldwatch.transports.mqtt import acl, topics
 from fieldwatch.transports.mqtt.acl import Action, Principal
 
@@ -56,8 +55,8 @@ class DeviceWorkspaces:
     """Device id → its workspace. A device never changes workspace: the cache's expiry
     only bounds its memory."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, edge: DeviceEdge) -> None:
+        self.edge = edge
         self._cache: TTLCache[str, uuid.UUID] = TTLCache(3600.0, max_entries=200_000)
 
     async def get(self, device_id: str) -> uuid.UUID | None:
@@ -68,7 +67,7 @@ class DeviceWorkspaces:
             key = uuid.UUID(device_id)
         except ValueError:
             return None
-        async with self.runtime.uow() as uow:
+        async with self.edge.uow() as uow:
             found = await DeviceService(uow).devices.workspace_of(key)
         if found is not None:
             self._cache.put(device_id, found)
@@ -76,8 +75,8 @@ class DeviceWorkspaces:
 
 
 class FieldwatchAuthority:
-    def __init__(self, runtime: Runtime, workspaces: DeviceWorkspaces) -> None:
-        self.runtime = runtime
+    def __init__(self, edge: DeviceEdge, workspaces: DeviceWorkspaces) -> None:
+        self.edge = edge
         self.workspaces = workspaces
         self.service_password = secrets.token_urlsafe(24)
         #: device id → how it logged in (while it may be connected)
@@ -88,8 +87,8 @@ class FieldwatchAuthority:
         self.control: dict[str, uuid.UUID] = {}
         self.broker: object | None = None  # set by the gateway: has ``disconnect(name)``
         self._unsubscribe = [
-            runtime.bus.subscribe(CREDENTIALS_CHANGED, self._on_credentials_changed),
-            runtime.bus.subscribe(DEVICE_STATUS_CHANGED, self._on_status_changed),
+            edge.bus.subscribe(CREDENTIALS_CHANGED, self._on_credentials_changed),
+            edge.bus.subscribe(DEVICE_STATUS_CHANGED, self._on_status_changed),
         ]
 
     def close(self) -> None:
@@ -106,7 +105,7 @@ class FieldwatchAuthority:
                 return Principal("service", username)
             return None
         try:
-            async with self.runtime.uow() as uow:
+            async with self.edge.uow() as uow:
                 if username == PROVISION_USERNAME or username.startswith(PROVISIONING_KEY_PREFIX):
                     return await self._provision(uow, client_id, username, password)
                 if username == CONTROL_USERNAME:
@@ -141,7 +140,7 @@ class FieldwatchAuthority:
     async def _control(
         self, uow: UnitOfWork, client_id: str | None, password: str
     ) -> Principal | None:
-        principal = await make_auth_service(self.runtime, uow).authenticate(password, None)
+        principal = await self.edge.auth_service(uow).authenticate(password, None)
         if principal.kind != "api_key" or not principal.role.allows(Role.operator):
             log.info("MQTT control login refused: it needs an API key with the operator role")
             return None
@@ -172,7 +171,7 @@ class FieldwatchAuthority:
     async def _on_credentials_changed(self, event: Event) -> None:
         logins = [(d, g) for d, g in self.devices.items() if g.workspace_id == event.workspace_id]
         for device_id, login in logins:
-            async with self.runtime.uow() as uow:
+            async with self.edge.uow() as uow:
                 try:
                     await DeviceService(uow).authenticate_device(login.token)
                 except Unauthorized:

@@ -10,7 +10,7 @@ broker with ``FIELDWATCH_MQTT_DYNSEC``):
 - Fieldwatch's own gateway client, whose password is derived from the installation's
   secret (the same in every process).
 
-Secrets reach this module only through ``Runtime.credential_listeners`` (in process,
+Secrets reach this module only through the edge's ``credential_listeners`` (in process,
 never through the event bus); keys and tokens issued before Fieldwatch was pointed at
 the broker are not known to it.
 """
@@ -27,15 +27,15 @@ from fieldwatch.core.credentials import display_prefix
 from fieldwatch.core.events import CREDENTIALS_CHANGED, Event
 from fieldwatch.devices.events import DEVICE_STATUS_CHANGED
 from fieldwatch.devices.repository import AgentTokenRepository, ProvisioningKeyRepository
-from fieldwatch.runtime import Runtime
+from fieldwatch.transports.edge import DeviceEdge
 from fieldwatch.transports.mqtt.dynsec import DynsecError, DynsecManager
 
 log = logging.getLogger(__name__)
 
 
 class DynsecSync:
-    def __init__(self, runtime: Runtime, manager: DynsecManager) -> None:
-        self.runtime = runtime
+    def __init__(self, edge: DeviceEdge, manager: DynsecManager) -> None:
+        self.edge = edge
         self.manager = manager
         self._unsubscribe: list[Callable[[], None]] = []
 
@@ -51,12 +51,12 @@ class DynsecSync:
         fixed = await manager.require_device_client_ids()
         if fixed:
             log.info("MQTT broker: %d device logins now accept only their device id", fixed)
-        secret = load_or_create_secret(self.runtime.settings).encode()
+        secret = load_or_create_secret(self.edge.settings).encode()
         password = hmac.new(secret, b"fieldwatch mqtt gateway", hashlib.sha256).hexdigest()
         await manager.upsert_service_client(service_username, password, "service")
         await self.sync_provisioning_logins()
-        self.runtime.credential_listeners.append(self.credential_issued)
-        bus = self.runtime.bus
+        self.edge.credential_listeners.append(self.credential_issued)
+        bus = self.edge.bus
         self._unsubscribe = [
             bus.subscribe(CREDENTIALS_CHANGED, self._on_credentials),
             bus.subscribe(DEVICE_STATUS_CHANGED, self._on_status),
@@ -67,8 +67,8 @@ class DynsecSync:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
-        if self.credential_issued in self.runtime.credential_listeners:
-            self.runtime.credential_listeners.remove(self.credential_issued)
+        if self.credential_issued in self.edge.credential_listeners:
+            self.edge.credential_listeners.remove(self.credential_issued)
         await self.manager.stop()
 
     async def credential_issued(
@@ -93,7 +93,7 @@ class DynsecSync:
         logins = await self.manager.provisioning_logins()
         if not logins:
             return
-        async with self.runtime.uow() as uow:
+        async with self.edge.uow() as uow:
             keys = ProvisioningKeyRepository(uow.session)
             stale = []
             for username, key_id in logins.items():
@@ -118,7 +118,7 @@ class DynsecSync:
         held = await self.manager.device_token_id(str(event.subject_id))
         if held is None:
             return
-        async with self.runtime.uow() as uow:
+        async with self.edge.uow() as uow:
             token = await AgentTokenRepository(uow.session).get(event.subject_id, uuid.UUID(held))
         if token is None or token.revoked_at is not None:
             log.info("MQTT: device %s's token was revoked; disabling it", event.subject_id)

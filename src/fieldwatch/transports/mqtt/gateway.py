@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 from fieldwatch.auth.tokens import load_or_create_secret
 from fieldwatch.core.events import Event
 from fieldwatch.monitoring.presence import OFFLINE, PRESENCE_CHANGED
-from fieldwatch.runtime import Runtime
+from fieldwatch.transports.edge import DeviceEdge
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.authority import (
     SERVICE_USERNAME,
@@ -40,24 +40,24 @@ log = logging.getLogger(__name__)
 
 
 class MqttGateway(MqttInbound):
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        settings = runtime.settings
+    def __init__(self, edge: DeviceEdge) -> None:
+        self.edge = edge
+        settings = edge.settings
         self.authority: FieldwatchAuthority | None = None
         self.broker: Any = None
         self.external = bool(settings.mqtt_url)
         self.link: MqttLink | None = None
         self.dynsec: DynsecSync | None = None
         self.channels: dict[uuid.UUID, MqttChannel] = {}
-        self.workspaces = DeviceWorkspaces(runtime)
-        self.guard = DeviceGuard(runtime, lambda: self.link, self._disconnect)
+        self.workspaces = DeviceWorkspaces(edge)
+        self.guard = DeviceGuard(edge.limits, lambda: self.link, self._disconnect)
         self._unsubscribe: list[Any] = []
         self._slot: IO[str] | None = None  # holds the external client id (identity.py)
 
     # --- life -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        settings = self.runtime.settings
+        settings = self.edge.settings
         if self.external:
             assert settings.mqtt_url is not None
             url = urlsplit(settings.mqtt_url)
@@ -69,12 +69,12 @@ class MqttGateway(MqttInbound):
                 from fieldwatch.transports.mqtt.dynsec import DynsecManager
                 from fieldwatch.transports.mqtt.dynsec_sync import DynsecSync
 
-                self.dynsec = DynsecSync(self.runtime, DynsecManager.from_url(settings.mqtt_url))
+                self.dynsec = DynsecSync(self.edge, DynsecManager.from_url(settings.mqtt_url))
                 username, password = SERVICE_USERNAME, await self.dynsec.start(SERVICE_USERNAME)
         else:
             from fieldwatch.transports.mqtt.embedded import EmbeddedBroker
 
-            self.authority = FieldwatchAuthority(self.runtime, self.workspaces)
+            self.authority = FieldwatchAuthority(self.edge, self.workspaces)
             self.broker = EmbeddedBroker(settings.mqtt_host, settings.mqtt_port, self.authority)
             self.authority.broker = self.broker
             await self.broker.start()
@@ -99,7 +99,7 @@ class MqttGateway(MqttInbound):
                 topic_filter = topics.shared(topic_filter, settings.mqtt_share_group)
             await self.link.subscribe(topic_filter, qos=1)
         await self.link.start()
-        self._unsubscribe.append(self.runtime.bus.subscribe(PRESENCE_CHANGED, self._on_presence))
+        self._unsubscribe.append(self.edge.bus.subscribe(PRESENCE_CHANGED, self._on_presence))
         where = f"{host}:{port}"
         log.info(
             "MQTT gateway on %s (%s broker)", where, "external" if self.external else "embedded"
@@ -110,7 +110,7 @@ class MqttGateway(MqttInbound):
             unsubscribe()
         self._unsubscribe.clear()
         for device_id, channel in list(self.channels.items()):
-            self.runtime.commands.detach(device_id, channel)
+            self.edge.commands.detach(device_id, channel)
         self.channels.clear()
         await self.guard.stop()
         if self.link is not None:
@@ -146,13 +146,13 @@ def gateway_client_id() -> str:
     return f"fieldwatch-{secrets.token_hex(16)}"
 
 
-async def start_gateway(runtime: Runtime) -> MqttGateway | None:
-    """Start MQTT as the settings say; None when it is off or could not start (logged:
-    the rest of the platform runs on without it)."""
-    settings = runtime.settings
+async def start_gateway(edge: DeviceEdge) -> MqttGateway | None:
+    """Start MQTT as the settings say (the edge's ``mqtt``, stopped with it); None when
+    it is off or could not start (logged: the rest of the platform runs on without it)."""
+    settings = edge.settings
     if not settings.mqtt_url and not settings.mqtt_embedded:
         return None
-    gateway = MqttGateway(runtime)
+    gateway = MqttGateway(edge)
     try:
         await gateway.start()
     except OSError as exc:
@@ -164,5 +164,5 @@ async def start_gateway(runtime: Runtime) -> MqttGateway | None:
         )  # fmt: skip
         await gateway.stop()
         return None
-    runtime.extras["mqtt"] = gateway
+    edge.mqtt = gateway
     return gateway

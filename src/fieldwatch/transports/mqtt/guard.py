@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from fieldwatch.runtime import Runtime
+from fieldwatch.monitoring.limits import DeviceLimiter
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.link import MqttLink, MqttLinkError
 
@@ -43,8 +43,10 @@ KICK_DELAY_S = 1.0
 
 
 class DeviceGuard:
-    def __init__(self, runtime: Runtime, link: Callable[[], MqttLink | None], kick: Kick) -> None:
-        self.runtime = runtime
+    def __init__(
+        self, limits: DeviceLimiter, link: Callable[[], MqttLink | None], kick: Kick
+    ) -> None:
+        self.limits = limits
         self.link = link
         self.kick = kick
         self._kicks: set[asyncio.Task[None]] = set()
@@ -52,7 +54,7 @@ class DeviceGuard:
     async def admit(self, workspace_id: uuid.UUID, device_id: uuid.UUID) -> bool:
         """Whether the device's message may go on (a token of its allowance was taken);
         when not, the refusal is counted, told and, for a flood, the device dropped."""
-        refusal = await self.runtime.limits.check("mqtt", workspace_id, device_id)
+        refusal = await self.limits.check("mqtt", workspace_id, device_id)
         if refusal is None:
             return True
         if refusal.notify:
@@ -63,7 +65,7 @@ class DeviceGuard:
             )  # fmt: skip
         if refusal.flooding:
             log.info("MQTT: device %s keeps flooding; disconnecting it", device_id)
-            self.runtime.limits.disconnected("mqtt")
+            self.limits.disconnected("mqtt")
             await self.tell(
                 device_id,
                 {"code": "flooding", "message": f"{refusal.message} Disconnecting.",

@@ -2,9 +2,10 @@
 services publish, turned into calls of the services (``MqttGateway`` is an
 ``MqttInbound``; its other half, in ``gateway``, runs the broker connection).
 
-Messages arrive in batches. Sensor data of a batch goes to storage in one ingest per
-workspace; QoS 1 messages are acknowledged to the broker only after their data is
-committed. Any message from a device marks it seen and opens its command channel, so
+Messages arrive in batches. The readings of a batch (sensor data, heartbeats, status
+messages) go to ingestion's one entry point together, one batch per workspace, with
+every device heard from; QoS 1 messages are acknowledged to the broker only after their
+data is committed. Any message from a device marks it seen and opens its command channel, so
 commands and configuration waiting for it are published to its topics; its last will
 (``{"status": "offline"}`` on its status topic) marks it offline at once. A device's
 messages over its rate limit are dropped before they are decoded, and readings refused
@@ -18,7 +19,9 @@ import logging
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -33,10 +36,10 @@ from fieldwatch.db.faults import RETRY_AFTER_S, outages
 from fieldwatch.devices.provisioning import ProvisioningService
 from fieldwatch.devices.schemas import ProvisionRequest
 from fieldwatch.monitoring.presence import OFFLINE
-from fieldwatch.runtime import Runtime
-from fieldwatch.telemetry.parse import Batch, add_reading
-from fieldwatch.telemetry.service import IngestResult, TelemetryService
-from fieldwatch.transports.frames import DeviceFrame, to_batch
+from fieldwatch.telemetry.ingest.batch import Batch
+from fieldwatch.telemetry.ingest.parse import add_reading, device_message
+from fieldwatch.telemetry.ingest.service import Incoming
+from fieldwatch.transports.edge import DeviceEdge
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.authority import DeviceWorkspaces, FieldwatchAuthority
 from fieldwatch.transports.mqtt.guard import DeviceGuard
@@ -88,19 +91,26 @@ class MqttChannel:
 
 @dataclass
 class _Inbox:
-    """What one batch of messages amounts to: sensor data per workspace (and which
-    device each reading came from), and the devices heard from."""
+    """What one batch of messages amounts to, per workspace: the readings (each message
+    an item of its device, see ``Batch.owners``), and the devices heard from, with the
+    reason presence records."""
 
-    now: str  # readings without a timestamp: received now
+    now: datetime  # readings without a timestamp: received now
+    stamp: str = field(init=False)  # the same, as a reading's timestamp
     data: dict[uuid.UUID, Batch] = field(default_factory=lambda: defaultdict(Batch))
-    owners: dict[uuid.UUID, dict[int, uuid.UUID]] = field(default_factory=lambda: defaultdict(dict))
-    seen: dict[uuid.UUID, set[uuid.UUID]] = field(default_factory=lambda: defaultdict(set))
+    heard: dict[uuid.UUID, dict[uuid.UUID, str]] = field(default_factory=lambda: defaultdict(dict))
+
+    def __post_init__(self) -> None:
+        self.stamp = self.now.isoformat()
+
+    def workspaces(self) -> list[uuid.UUID]:
+        return list(dict.fromkeys([*self.data, *self.heard]))
 
 
 class MqttInbound:
     """Handles the batches the broker connection delivers (``handle``)."""
 
-    runtime: Runtime
+    edge: DeviceEdge
     link: MqttLink | None
     authority: FieldwatchAuthority | None
     dynsec: DynsecSync | None
@@ -127,7 +137,7 @@ class MqttInbound:
         """Raises (so nothing is acknowledged) only when storage fails; a bad message is
         logged and dropped, a message over its device's rate limit dropped before it is
         decoded (``guard``)."""
-        inbox = _Inbox(utcnow().isoformat())
+        inbox = _Inbox(utcnow())
         for message in messages:
             topic = topics.parse(message.topic)
             if topic is None:
@@ -148,11 +158,13 @@ class MqttInbound:
                 log.info("MQTT: %s refused: %s", message.topic, exc.detail)
             except ValueError as exc:
                 log.info("MQTT: %s refused: %s", message.topic, exc)
-        for workspace_id, batch in inbox.data.items():
-            result = await self._ingest(workspace_id, batch, "mqtt")
-            await self._report(result.rejected, inbox.owners[workspace_id].get)
-        for workspace_id, devices in inbox.seen.items():
-            await self.runtime.presence.seen(workspace_id, devices, reason="mqtt")
+        for workspace_id in inbox.workspaces():
+            batch = inbox.data.get(workspace_id) or Batch()
+            heard = inbox.heard.get(workspace_id, {})
+            result = await self.edge.ingest.ingest(
+                Incoming(workspace_id, batch, "mqtt", heard=heard)
+            )
+            await self._report(result.rejected, batch.owners)
         assert self.link is not None
         self.link.ack(messages)
 
@@ -169,12 +181,12 @@ class MqttInbound:
         return topic.kind is Kind.STATUS and _is_last_will(raw)
 
     async def _report(
-        self, rejected: list[dict[str, Any]], owner: Any, device_id: uuid.UUID | None = None
+        self, rejected: list[dict[str, Any]], owners: Mapping[int, uuid.UUID]
     ) -> None:
-        """Tell each device its readings that were refused (``owner``: index → device)."""
+        """Tell each device its readings that were refused (``owners``: item → device)."""
         by_device: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
         for item in rejected:
-            device = device_id or owner(item["index"])
+            device = owners.get(item["index"])
             if device is not None:
                 by_device[device].append(item)
         for device, items in by_device.items():
@@ -194,50 +206,35 @@ class MqttInbound:
         workspace_id = await self._workspace_of(device_id)
         if workspace_id is None:
             return
+        reason = "mqtt"
         if kind is Kind.DATA:
             batch = inbox.data[workspace_id]
-            inbox.owners[workspace_id][batch.total] = device_id
             add_reading(
-                batch, batch.total, device_id, topic.sensor_type, payload.get("value"),
-                payload.get("timestamp", inbox.now), payload.get("unit"), payload.get("quality"),
-                name_metric=True,
+                batch, batch.next_item(device_id), device_id, topic.sensor_type,
+                payload.get("value"), payload.get("timestamp", inbox.stamp),
+                payload.get("unit"), payload.get("quality"), name_metric=True,
             )  # fmt: skip
         elif kind is Kind.STATUS and payload.get("status") == OFFLINE:
             self._detach(device_id)
-            await self.runtime.presence.gone(workspace_id, device_id, reason="mqtt last will")
+            await self.edge.presence.gone(workspace_id, device_id, reason="mqtt last will")
             return
         elif kind in (Kind.HEARTBEAT, Kind.STATUS):
-            frame = DeviceFrame(kind.value, None, payload)
-            batch = to_batch(frame, device_id)
-            if batch.total:
-                result = await self._ingest(workspace_id, batch, kind.value)
-                await self._report(result.rejected, None, device_id)
+            reason = kind.value
+            readings = device_message(kind.value, payload, device_id, inbox.now)
+            if readings.total:
+                inbox.data[workspace_id].add_item(readings, device_id)
         elif kind is Kind.UNREGISTER:
             self._detach(device_id)
-            async with self.runtime.uow() as uow:
+            async with self.edge.uow() as uow:
                 await ProvisioningService(uow).unregister(workspace_id, device_id)
                 await uow.commit()
             return
         else:
             await self._ledger(topic, device_id, payload)
-        inbox.seen[workspace_id].add(device_id)
+        heard = inbox.heard[workspace_id]
+        if reason != "mqtt" or device_id not in heard:  # a heartbeat's reason goes first
+            heard[device_id] = reason
         await self._attach(device_id)
-
-    async def _ingest(self, workspace_id: uuid.UUID, batch: Batch, reason: str) -> IngestResult:
-        runtime = self.runtime
-        async with runtime.uow() as uow:
-            service = TelemetryService(
-                uow, runtime.telemetry, runtime.presence, runtime.bus, runtime.alerts
-            )
-            refused = await service.refused(workspace_id, list({c[1] for c in batch.candidates}))
-            if refused:  # gone, or retired: see the ingestion rules
-                batch.candidates = [c for c in batch.candidates if c[1] not in refused]
-            if not batch.candidates:
-                return IngestResult(rejected=batch.rejected)
-            result = await service.ingest(workspace_id, batch, reason=reason)
-            if result.rejected:
-                log.debug("MQTT: %d readings rejected", len(result.rejected))
-            return result
 
     async def _ledger(
         self, topic: topics.Topic, device_id: uuid.UUID, payload: dict[str, Any]
@@ -245,8 +242,8 @@ class MqttInbound:
         # Seed 003: the command id is in the topic, a result without a status completed.
         body = {"status": "completed", **payload, "command_id": topic.command_id}
         report = parse_report(topic.kind.value, body)
-        async with self.runtime.uow() as uow:
-            await self.runtime.commands.record(uow, device_id, report)
+        async with self.edge.uow() as uow:
+            await self.edge.commands.record(uow, device_id, report)
             await uow.commit()
 
     async def _register(self, request_id: str, payload: dict[str, Any]) -> None:
@@ -275,12 +272,10 @@ class MqttInbound:
             request = ProvisionRequest.model_validate(
                 {**payload, "serial_number": serial if isinstance(serial, str) else request_id}
             )
-            async with self.runtime.uow() as uow:
-                answer = await ProvisioningService(uow).register(
-                    key, request, self.runtime.settings
-                )
+            async with self.edge.uow() as uow:
+                answer = await ProvisioningService(uow).register(key, request, self.edge.settings)
                 await uow.commit()
-            await self.runtime.credential_issued(
+            await self.edge.credential_issued(
                 "device_token", answer.device_id, answer.token_id, answer.auth_token
             )
         except AppError as exc:
@@ -303,7 +298,7 @@ class MqttInbound:
         workspace_id = await self._workspace_of(device_id)
         if workspace_id is None:
             return
-        async with self.runtime.uow() as uow:
+        async with self.edge.uow() as uow:
             principal = await acting_for(uow.session, workspace_id, "api_key", "mqtt control")
             if topic.kind is Kind.CONTROL_COMMAND:
                 body = CommandCreate.model_validate(
@@ -311,7 +306,7 @@ class MqttInbound:
                      "params": payload.get("parameters", payload.get("params", {})),
                      **{k: payload[k] for k in ("ttl_s", "idempotency_key") if k in payload}}
                 )  # fmt: skip
-                await self.runtime.commands.service(uow).create(principal, device_id, body)
+                await self.edge.commands.service(uow).create(principal, device_id, body)
             else:
                 updates = payload.get("config", payload.get("updates"))
                 if not isinstance(updates, dict) or not updates:
@@ -331,12 +326,12 @@ class MqttInbound:
             return
         channel = MqttChannel(self.link, str(device_id))
         self.channels[device_id] = channel
-        await self.runtime.commands.attach(device_id, channel)
+        await self.edge.commands.attach(device_id, channel)
 
     def _detach(self, device_id: uuid.UUID) -> None:
         channel = self.channels.pop(device_id, None)
         if channel is not None:
-            self.runtime.commands.detach(device_id, channel)
+            self.edge.commands.detach(device_id, channel)
 
 
 def _is_last_will(raw: bytes) -> bool:

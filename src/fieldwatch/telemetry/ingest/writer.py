@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 
 from fieldwatch.db.faults import outages
-from fieldwatch.telemetry.store import Chunk, ReadingStore
+from fieldwatch.telemetry.ingest.store import Chunk, ReadingStore
 
 log = logging.getLogger(__name__)
 

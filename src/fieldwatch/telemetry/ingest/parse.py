@@ -1,12 +1,15 @@
-"""Turning request bodies into readings, fast: no per-reading model objects.
+"""Turning what devices send into readings, fast: no per-reading model objects.
 
-The hot path is plain Python over the decoded JSON: each reading becomes a tuple
-``(index, device_id, metric, ts, value, unit, quality)``; anything wrong with one reading
-becomes ``{index, reason}`` (plus ``metric`` where useful) and never stops the others.
+Every transport decodes here: JSON as devices write it (``decode_json``), the upload
+shapes of the HTTP API, and the messages of the WebSocket and MQTT gateways
+(``device_message``). The hot path is plain Python over the decoded JSON: each reading
+becomes a ``Candidate`` of a ``Batch``; anything wrong with one reading becomes
+``{index, reason}`` (plus ``metric`` where useful) and never stops the others.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import uuid
@@ -15,6 +18,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, cast
 
 import msgspec
+import orjson
+
+from fieldwatch.telemetry.ingest.batch import Batch, Candidate
 
 #: Reading quality codes (stored as a small integer).
 QUALITY = {"good": 0, "fair": 1, "poor": 2, "bad": 3, "estimated": 4, "unknown": 5}
@@ -24,43 +30,41 @@ MAX_TEXT = 1024
 MAX_UNIT = 32
 FUTURE_TOLERANCE = timedelta(minutes=5)
 HEARTBEAT_FIELDS = ("battery_level", "signal_strength", "memory_usage", "cpu_usage")
-
-Candidate = tuple[int, uuid.UUID, str, datetime, float | bool | str, str | None, int | None]
-Rejection = dict[str, Any]
+BAD_TIMESTAMP = "timestamp must be an ISO 8601 string or epoch seconds"
 
 
-class Batch:
-    """Readings and rejections of one request."""
-
-    __slots__ = ("_ts_cache", "candidates", "rejected", "total")
-
-    def __init__(self) -> None:
-        self.candidates: list[Candidate] = []
-        self.rejected: list[Rejection] = []
-        self.total = 0
-        self._ts_cache: dict[Any, datetime | str] = {}
-
-    def reject(self, index: int, reason: str, metric: str | None = None) -> None:
-        item: Rejection = {"index": index, "reason": reason}
-        if metric is not None:
-            item["metric"] = metric
-        self.rejected.append(item)
-
-    def timestamp(self, raw: Any) -> datetime | str:
-        """A UTC datetime, or the reason it is not one. Cached: batches repeat stamps."""
+def decode_json(raw: bytes | str) -> Any:
+    """JSON; ``ValueError`` when malformed. NaN and Infinity are not JSON, but common
+    device firmware sends them: they are read, so those readings are refused one by one."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         try:
-            hit = self._ts_cache.get(raw)
-        except TypeError:
-            return "timestamp must be an ISO 8601 string or epoch seconds"
-        if hit is None:
-            hit = _parse_ts(raw)
-            self._ts_cache[raw] = hit
-        return hit
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            raise ValueError(f"Malformed JSON: {exc}") from exc
+
+
+def read_body(raw: bytes) -> Any:
+    """A request body's JSON (``decode_json``); an empty body is None."""
+    return decode_json(raw) if raw.strip() else None
+
+
+def timestamp(batch: Batch, raw: Any) -> datetime | str:
+    """A UTC datetime, or the reason it is not one. Cached: batches repeat stamps."""
+    try:
+        hit = batch.stamps.get(raw)
+    except TypeError:
+        return BAD_TIMESTAMP
+    if hit is None:
+        hit = _parse_ts(raw)
+        batch.stamps[raw] = hit
+    return hit
 
 
 def _parse_ts(raw: Any) -> datetime | str:
     if isinstance(raw, bool):
-        return "timestamp must be an ISO 8601 string or epoch seconds"
+        return BAD_TIMESTAMP
     if isinstance(raw, int | float):
         if not math.isfinite(raw) or not 0 <= raw < 32503680000:
             return "timestamp out of range"
@@ -73,7 +77,7 @@ def _parse_ts(raw: Any) -> datetime | str:
         if ts.tzinfo is UTC:  # "…Z" / "…+00:00": the common case, nothing to convert
             return ts
         return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-    return "timestamp must be an ISO 8601 string or epoch seconds"
+    return BAD_TIMESTAMP
 
 
 def _value(raw: Any) -> float | bool | str | None:
@@ -120,7 +124,7 @@ def add_reading(
     if value is None:
         batch.reject(index, _value_problem(raw_value), label)
         return
-    ts = batch.timestamp(raw_ts)
+    ts = timestamp(batch, raw_ts)
     if isinstance(ts, str):
         batch.reject(index, ts, label)
         return
@@ -133,7 +137,7 @@ def add_reading(
         if q is None:
             batch.reject(index, f"quality must be one of {', '.join(QUALITY)}", label)
             return
-    batch.candidates.append((index, device_id, metric, ts, value, unit or None, q))
+    batch.candidates.append(Candidate(index, device_id, metric, ts, value, unit or None, q))
 
 
 def parse_device_data(body: Any, device_id: uuid.UUID, now: datetime) -> Batch:
@@ -210,7 +214,7 @@ class SeriesUpload:
         qualities = self.qualities or [None] * n
         batch = Batch()
         batch.candidates = [
-            (i, self.device_id, self.metric, _utc(ts), value, unit, q)
+            Candidate(i, self.device_id, self.metric, _utc(ts), value, unit, q)
             for i, (ts, value, unit, q) in enumerate(
                 zip(self.stamps, self.values, units, qualities, strict=True)
             )
@@ -258,10 +262,10 @@ def _utc(ts: datetime) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
-def parse_monitoring(body: Any, now: datetime, device_ids: dict[str, uuid.UUID | str]) -> Batch:
+def parse_monitoring(body: Any, now: datetime) -> Batch:
     """Seed 001: ``{device_id, timestamp?, metrics: {name: value}}`` or a list of those.
-    A metric may also be ``{value, unit, quality, timestamp}``. ``device_ids`` maps each
-    raw device id in the body to a UUID, or to the reason the device is refused."""
+    A metric may also be ``{value, unit, quality, timestamp}``. Each item's device is its
+    owner (whether it may send is for ingestion to say)."""
     items = body if isinstance(body, list) else [body]
     batch = Batch()
     now_iso = now.isoformat()
@@ -270,21 +274,23 @@ def parse_monitoring(body: Any, now: datetime, device_ids: dict[str, uuid.UUID |
             batch.total += 1
             batch.reject(i, "each item needs a device_id and a metrics object")
             continue
-        resolved = device_ids.get(str(item.get("device_id")))
         metrics = item["metrics"]
-        if not isinstance(resolved, uuid.UUID):
+        try:
+            device_id = uuid.UUID(str(item.get("device_id")))
+        except ValueError:
             batch.total += len(metrics) or 1
-            batch.reject(i, resolved or "unknown device")
+            batch.reject(i, "unknown device")
             continue
+        batch.owners[i] = device_id
         ts = item.get("timestamp", now_iso)
         for name, raw in metrics.items():
             if isinstance(raw, dict):
                 add_reading(
-                    batch, i, resolved, name, raw.get("value"), raw.get("timestamp", ts),
+                    batch, i, device_id, name, raw.get("value"), raw.get("timestamp", ts),
                     raw.get("unit"), raw.get("quality"), name_metric=True,
                 )  # fmt: skip
             else:
-                add_reading(batch, i, resolved, name, raw, ts, name_metric=True)
+                add_reading(batch, i, device_id, name, raw, ts, name_metric=True)
     return batch
 
 
@@ -304,17 +310,29 @@ def parse_heartbeat(body: Any, device_id: uuid.UUID, now: datetime) -> Batch:
     return batch
 
 
-def check_time_window(batch: Batch, now: datetime, oldest: datetime) -> None:
-    """Move readings stamped too far in the future or before the retention window to
-    the rejections."""
-    latest = now + FUTURE_TOLERANCE
-    keep: list[Candidate] = []
-    for c in batch.candidates:
-        ts = c[3]
-        if ts > latest:
-            batch.reject(c[0], "timestamp is more than 5 minutes in the future", c[2])
-        elif ts < oldest:
-            batch.reject(c[0], "timestamp is older than the workspace's retention window", c[2])
-        else:
-            keep.append(c)
-    batch.candidates = keep
+def parse_upload(raw: bytes, device_id: uuid.UUID, now: datetime) -> Batch | SeriesUpload:
+    """A seed 002 upload: decoded in C when it is plain (``fast_device_data``), else the
+    general way. ``ValueError`` when the body is not one."""
+    upload = fast_device_data(raw, device_id, now)
+    if upload is not None:
+        return upload
+    return parse_device_data(read_body(raw), device_id, now)
+
+
+def device_message(kind: str, body: dict[str, Any], device_id: uuid.UUID, now: datetime) -> Batch:
+    """The readings of a device's WebSocket frame or MQTT message: a ``heartbeat``, a
+    ``status`` (any scalar field is kept as a reading) or ``telemetry`` (the seed 001
+    ``metrics`` shape, the seed 002 shape or a seed 003 single reading)."""
+    if kind == "heartbeat":
+        return parse_heartbeat(body, device_id, now)
+    if kind == "status":
+        return parse_heartbeat(
+            {k: v for k, v in body.items() if isinstance(v, int | float | str | bool)},
+            device_id,
+            now,
+        )
+    if isinstance(body.get("metrics"), dict):  # {metrics: {name: value | {...}}, timestamp?}
+        return parse_monitoring({**body, "device_id": str(device_id)}, now)
+    if "sensor_type" in body and "data_type" not in body:  # seed 003 single reading
+        body = {**body, "data_type": body["sensor_type"]}
+    return parse_device_data(body, device_id, now)

@@ -1,4 +1,4 @@
-"""All SQL of the telemetry domain except the write path (``store.py``)."""
+"""All SQL of the telemetry domain except the write path (``ingest/store.py``)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from fieldwatch.telemetry.models import (
     Series,
     WorkspaceTelemetrySettings,
 )
-from fieldwatch.telemetry.rollup import deltas
+from fieldwatch.telemetry.storage.rollup import deltas
 
 RollupModel = type[Rollup1m] | type[Rollup1h]
 #: The first key of the advisory locks on creating a device's series (``lock_series_of``).

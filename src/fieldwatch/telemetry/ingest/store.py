@@ -32,9 +32,9 @@ from sqlalchemy import func, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fieldwatch.telemetry import partitions
 from fieldwatch.telemetry.models import Reading, Rollup1h, Rollup1m, Series
-from fieldwatch.telemetry.rollup import Row, deltas, latest
+from fieldwatch.telemetry.storage import partitions
+from fieldwatch.telemetry.storage.rollup import Row, deltas, latest
 
 log = logging.getLogger(__name__)
 

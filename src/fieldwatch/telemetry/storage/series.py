@@ -15,8 +15,8 @@ import uuid
 from typing import Any
 
 from fieldwatch.telemetry.hub import SeriesInfo, TelemetryHub
-from fieldwatch.telemetry.parse import Batch, Candidate
-from fieldwatch.telemetry.repository import TelemetryRepository
+from fieldwatch.telemetry.ingest.batch import Batch
+from fieldwatch.telemetry.storage.repository import TelemetryRepository
 
 Key = tuple[uuid.UUID, str]  # (device id, metric)
 
@@ -33,7 +33,7 @@ async def resolve_series(hub: TelemetryHub, workspace_id: uuid.UUID, batch: Batc
     beyond it are moved to the rejections."""
     cache = hub.series
     missing: dict[Key, dict[str, Any]] = {}
-    for _i, device_id, metric, _ts, value, unit, _q in batch.candidates:
+    for _p, device_id, metric, _ts, value, unit, _q in batch.candidates:
         key = (device_id, metric)
         if key not in cache and key not in missing:  # the first reading names it
             missing[key] = {
@@ -58,13 +58,7 @@ async def resolve_series(hub: TelemetryHub, workspace_id: uuid.UUID, batch: Batc
                 refused = await _create_series(hub, repo, missing)
     if refused:
         limit = hub.settings.max_metrics_per_device
-        keep: list[Candidate] = []
-        for c in batch.candidates:
-            if (c[1], c[2]) in refused:
-                batch.reject(c[0], f"the device has reached its limit of {limit} metrics", c[2])
-            else:
-                keep.append(c)
-        batch.candidates = keep
+        batch.drop(refused, f"the device has reached its limit of {limit} metrics")
 
 
 async def _create_series(

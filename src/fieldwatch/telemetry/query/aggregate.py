@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from fieldwatch.telemetry.buckets import Interval, bucket_index, buckets, rollup_resolution
 from fieldwatch.telemetry.models import Rollup1h, Rollup1m
-from fieldwatch.telemetry.repository import TelemetryRepository
+from fieldwatch.telemetry.query.buckets import Interval, bucket_index, buckets, rollup_resolution
+from fieldwatch.telemetry.storage.repository import TelemetryRepository
 
 Agg = Literal["avg", "min", "max", "sum", "count"]
 AGGREGATES: tuple[str, ...] = ("avg", "min", "max", "sum", "count")

@@ -23,7 +23,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from fieldwatch.auth.models import Workspace
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.tasks import cancel, every
-from fieldwatch.telemetry import partitions
 from fieldwatch.telemetry.models import (
     Reading,
     Rollup1h,
@@ -31,6 +30,7 @@ from fieldwatch.telemetry.models import (
     Series,
     WorkspaceTelemetrySettings,
 )
+from fieldwatch.telemetry.storage import partitions
 
 log = logging.getLogger(__name__)
 LOCK_ID = 0x66776174  # "fwat": one maintenance run at a time across processes

@@ -1,6 +1,7 @@
 """Calendar- and time-zone-aware time buckets for telemetry aggregate queries.
 
-Pure standard library (``zoneinfo``); no database access.
+Pure standard library (``zoneinfo``); no database access. Where boundaries fall across
+offset changes is worked out in ``boundaries``.
 
 Intervals
 ---------
@@ -54,14 +55,25 @@ whole tz database); transitions are at whole seconds (true for TZif data).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import MAXYEAR, MINYEAR, UTC, date, datetime, time, timedelta
+from datetime import datetime
 from itertools import pairwise
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-IntervalUnit = Literal["minute", "hour", "day", "week", "month"]
+from fieldwatch.telemetry.query.boundaries import (
+    IntervalUnit,
+    calendar_boundaries,
+    epoch_seconds,
+    fixed_boundaries,
+    on_whole,
+    period_start,
+    prev_period,
+    sampled_offsets,
+    to_datetime,
+)
+
 Resolution = Literal["minute", "hour"]
 Bucket = tuple[datetime, datetime]
 
@@ -94,10 +106,6 @@ _UNIT_SECONDS: dict[IntervalUnit, int] = {
 ACCEPTED_INTERVALS: tuple[str, ...] = tuple(
     f"{count}{_LABEL_SUFFIX[unit]}" for unit, counts in _ALLOWED.items() for count in counts
 )
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_SECOND = timedelta(seconds=1)
-_SAMPLE_SECONDS = 12 * 3600  # offsets are assumed not to change twice within this span
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,15 +191,15 @@ def buckets(
         raise ValueError("max_buckets must be at least 1")
     try:
         if interval.is_calendar:
-            first = _prev_period(
-                _period_start(start.astimezone(tz).date(), interval.unit), interval.unit
+            first = prev_period(
+                period_start(start.astimezone(tz).date(), interval.unit), interval.unit
             )
-            candidates: Iterable[datetime] = _calendar_boundaries(tz, interval.unit, first)
+            candidates: Iterable[datetime] = calendar_boundaries(tz, interval.unit, first)
         else:
             step = interval.count * _UNIT_SECONDS[interval.unit]
             # a bucket is shorter than two steps, so its start lies within this lookback
-            origin = _seconds(start) - 2 * step - 3600
-            candidates = map(_to_datetime, _fixed_boundaries(tz, step, origin))
+            origin = epoch_seconds(start) - 2 * step - 3600
+            candidates = map(to_datetime, fixed_boundaries(tz, step, origin))
         bounds = _collect(candidates, start, end, interval, max_buckets)
     except OverflowError as exc:
         raise ValueError("time range is too close to the limits of datetime") from exc
@@ -220,7 +228,7 @@ def whole_hours_offset(tz: ZoneInfo, start: datetime, end: datetime) -> bool:
     """
     _require_range(start, end)
     try:
-        return all(offset % 3600 == 0 for offset in _sampled_offsets(tz, start, end))
+        return all(offset % 3600 == 0 for offset in sampled_offsets(tz, start, end))
     except OverflowError as exc:
         raise ValueError("time range is too close to the limits of datetime") from exc
 
@@ -236,9 +244,9 @@ def rollup_resolution(interval: Interval, spans: Sequence[Bucket]) -> Resolution
     if not spans:
         raise ValueError("no buckets")
     edges = [spans[0][0], *(b_end for _, b_end in spans)]
-    if interval.unit != "minute" and all(_on_whole(edge, 3600) for edge in edges):
+    if interval.unit != "minute" and all(on_whole(edge, 3600) for edge in edges):
         return "hour"
-    if all(_on_whole(edge, 60) for edge in edges):
+    if all(on_whole(edge, 60) for edge in edges):
         return "minute"
     raise ValueError("bucket boundaries do not fall on whole UTC minutes")
 
@@ -256,115 +264,6 @@ def _require_range(start: datetime, end: datetime) -> None:
     _require_aware(end, "end")
     if start >= end:
         raise ValueError("start must be before end")
-
-
-def _seconds(value: datetime) -> int:
-    """Whole seconds since the epoch, rounded down."""
-    return (value - _EPOCH) // _SECOND
-
-
-def _on_whole(value: datetime, seconds: int) -> bool:
-    """True when ``value`` is a whole multiple of ``seconds`` after the epoch (UTC-aligned)."""
-    return (value - _EPOCH) % timedelta(seconds=seconds) == timedelta(0)
-
-
-def _to_datetime(seconds: int) -> datetime:
-    return _EPOCH + timedelta(seconds=seconds)
-
-
-def _offset(tz: ZoneInfo, seconds: int) -> int:
-    """The UTC offset of ``tz`` (in seconds) at the instant ``seconds``."""
-    offset = _to_datetime(seconds).astimezone(tz).utcoffset()
-    if offset is None:  # pragma: no cover - ZoneInfo always answers for aware datetimes
-        raise ValueError(f"time zone {tz} has no UTC offset")
-    return offset // _SECOND
-
-
-def _first_change(tz: ZoneInfo, lo: int, hi: int, offset: int) -> int:
-    """The first instant in ``(lo, hi]`` whose offset differs from ``offset`` (the offset at
-    ``lo``; the offset at ``hi`` differs)."""
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if _offset(tz, mid) == offset:
-            lo = mid
-        else:
-            hi = mid
-    return hi
-
-
-def _fixed_boundaries(tz: ZoneInfo, step: int, origin: int) -> Iterator[int]:
-    """Bucket starts after ``origin`` for a minute/hour interval of ``step`` seconds, which
-    divides a day: instants whose local wall time is a multiple of ``step`` (every
-    occurrence), plus each transition whose forward jump skips such a wall time."""
-    cursor = origin
-    offset = _offset(tz, cursor)
-    while True:
-        candidate = cursor + step - (cursor + offset) % step  # next wall-clock multiple
-        if _offset(tz, candidate) == offset:
-            yield candidate
-            cursor = candidate
-            continue
-        change = _first_change(tz, cursor, candidate, offset)
-        new_offset = _offset(tz, change)
-        wall_before = change + offset  # the wall time the clock never reaches (or repeats)
-        wall_after = change + new_offset
-        skipped = -(-wall_before // step) * step <= wall_after  # a multiple in the gap
-        if wall_after % step == 0 or skipped:
-            yield change
-        cursor, offset = change, new_offset
-
-
-def _period_start(day: date, unit: IntervalUnit) -> date:
-    if unit == "week":
-        return day - timedelta(days=day.weekday())
-    if unit == "month":
-        return day.replace(day=1)
-    return day
-
-
-def _year(year: int) -> int:
-    if not MINYEAR <= year <= MAXYEAR:
-        raise OverflowError(f"year {year} is out of range")
-    return year
-
-
-def _next_period(day: date, unit: IntervalUnit) -> date:
-    if unit == "week":
-        return day + timedelta(days=7)
-    if unit == "month":
-        if day.month == 12:
-            return date(_year(day.year + 1), 1, 1)
-        return date(day.year, day.month + 1, 1)
-    return day + timedelta(days=1)
-
-
-def _prev_period(day: date, unit: IntervalUnit) -> date:
-    if unit == "week":
-        return day - timedelta(days=7)
-    if unit == "month":
-        if day.month == 1:
-            return date(_year(day.year - 1), 12, 1)
-        return date(day.year, day.month - 1, 1)
-    return day - timedelta(days=1)
-
-
-def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
-    """The first instant (UTC) of the local date ``day``."""
-    naive = datetime.combine(day, time())
-    first = naive.replace(tzinfo=tz).astimezone(UTC)  # fold=0: the earlier of a repeated time
-    if first.astimezone(tz).replace(tzinfo=None) == naive:
-        return first
-    # midnight falls in a gap: the day starts when the clock jumps forward
-    before = _seconds(naive.replace(tzinfo=tz, fold=1).astimezone(UTC))  # pre-jump side
-    after = _seconds(first)
-    return _to_datetime(_first_change(tz, before, after, _offset(tz, before)))
-
-
-def _calendar_boundaries(tz: ZoneInfo, unit: IntervalUnit, first: date) -> Iterator[datetime]:
-    day = first
-    while True:
-        yield _local_midnight(day, tz)
-        day = _next_period(day, unit)
 
 
 def _collect(
@@ -395,15 +294,3 @@ def _collect(
         if boundary >= end:
             break
     return bounds
-
-
-def _sampled_offsets(tz: ZoneInfo, start: datetime, end: datetime) -> Iterator[int]:
-    """The offsets in effect within ``[start, end)``, sampled every 12 hours and at the
-    last second before ``end``."""
-    first = _seconds(start)
-    last = -(-(end - _EPOCH) // _SECOND) - 1  # the last whole second before end
-    instant = first
-    while instant < last:
-        yield _offset(tz, instant)
-        instant += _SAMPLE_SECONDS
-    yield _offset(tz, max(first, last))

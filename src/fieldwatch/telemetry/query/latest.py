@@ -23,13 +23,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fieldwatch.core.tasks import cancel, every
+from fieldwatch.telemetry.ingest.parse import QUALITY_NAMES
 from fieldwatch.telemetry.models import Series
-from fieldwatch.telemetry.parse import QUALITY_NAMES
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from fieldwatch.telemetry.latest_redis import RedisLatest
+    from fieldwatch.telemetry.query.latest_redis import RedisLatest
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class LatestValues:
         queued (one round trip per batch); ``flush`` waits for it (the ingest path does,
         before it answers).
         """
-        from fieldwatch.telemetry.latest_redis import RedisLatest
+        from fieldwatch.telemetry.query.latest_redis import RedisLatest
 
         self.redis = RedisLatest(redis, prefix)
 

@@ -1,0 +1,1 @@
+"""Reading telemetry back: pages of readings, aggregates over calendar buckets, latest values."""

@@ -1,0 +1,1 @@
+"""Where readings live: series, the repository, partitions, rollups and retention."""
