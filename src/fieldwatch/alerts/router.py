@@ -17,7 +17,7 @@ from fieldwatch.alerts.schemas import (
 from fieldwatch.alerts.service import AlertService
 from fieldwatch.auth.dependencies import Operator, Viewer
 from fieldwatch.core.paging import Offset
-from fieldwatch.runtime import UowDep
+from fieldwatch.db.dependencies import UowDep
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from fastapi import APIRouter, Request, Response, status
 
 from fieldwatch.auth.accounts import AccountService
-from fieldwatch.auth.dependencies import Admin, AnyCaller, AuthServiceDep, Viewer
+from fieldwatch.auth.dependencies import (
+    Admin,
+    AnyCaller,
+    AuthServiceDep,
+    ForgetCredentialsDep,
+    Viewer,
+)
 from fieldwatch.auth.errors import RefreshTokenReused
 from fieldwatch.auth.principal import Caller, Principal
 from fieldwatch.auth.schemas import (
@@ -26,8 +33,8 @@ from fieldwatch.auth.schemas import (
     WorkspaceRef,
 )
 from fieldwatch.core.events import credentials_changed
+from fieldwatch.db.dependencies import UowDep
 from fieldwatch.db.uow import UnitOfWork
-from fieldwatch.runtime import Runtime, RuntimeDep, UowDep
 
 router = APIRouter(prefix="/api/v1")
 
@@ -40,7 +47,7 @@ async def login(body: LoginRequest, request: Request, service: AuthServiceDep, u
 
 
 async def _commit_credentials_change(
-    uow: UnitOfWork, runtime: Runtime, principal: Caller, reason: str
+    uow: UnitOfWork, forget: Callable[[], None], principal: Caller, reason: str
 ) -> None:
     """Commit a change of who may do what and tell every process (the event); this one
     forgets its cached credential checks at once. (A user without a workspace has no
@@ -48,16 +55,18 @@ async def _commit_credentials_change(
     if isinstance(principal, Principal):
         uow.emit(credentials_changed(principal.workspace_id, reason))
     await uow.commit()
-    runtime.forget_credentials()
+    forget()
 
 
 @router.post("/auth/refresh", response_model=TokenPair, tags=["auth"])
-async def refresh(body: RefreshRequest, service: AuthServiceDep, uow: UowDep, runtime: RuntimeDep):
+async def refresh(
+    body: RefreshRequest, service: AuthServiceDep, uow: UowDep, forget: ForgetCredentialsDep
+):
     try:
         pair = await service.refresh(body.refresh_token)
     except RefreshTokenReused:
         await uow.commit()  # keep the revocation of the whole login
-        runtime.forget_credentials()
+        forget()
         raise
     await uow.commit()
     return pair
@@ -65,10 +74,10 @@ async def refresh(body: RefreshRequest, service: AuthServiceDep, uow: UowDep, ru
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, tags=["auth"])
 async def logout(
-    principal: AnyCaller, service: AuthServiceDep, uow: UowDep, runtime: RuntimeDep
+    principal: AnyCaller, service: AuthServiceDep, uow: UowDep, forget: ForgetCredentialsDep
 ) -> Response:
     await service.logout(principal)
-    await _commit_credentials_change(uow, runtime, principal, "logout")
+    await _commit_credentials_change(uow, forget, principal, "logout")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -85,10 +94,10 @@ async def change_password(
     principal: AnyCaller,
     service: AuthServiceDep,
     uow: UowDep,
-    runtime: RuntimeDep,
+    forget: ForgetCredentialsDep,
 ) -> Response:
     await service.change_password(principal, body.current_password, body.new_password)
-    await _commit_credentials_change(uow, runtime, principal, "password_changed")
+    await _commit_credentials_change(uow, forget, principal, "password_changed")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -130,19 +139,23 @@ async def add_member(body: MemberCreate, principal: Admin, uow: UowDep):
 
 @router.patch("/members/{user_id}", response_model=MemberRead, tags=["workspaces"])
 async def change_member_role(
-    user_id: uuid.UUID, body: MemberUpdate, principal: Admin, uow: UowDep, runtime: RuntimeDep
+    user_id: uuid.UUID,
+    body: MemberUpdate,
+    principal: Admin,
+    uow: UowDep,
+    forget: ForgetCredentialsDep,
 ):
     member = await AccountService(uow.session).change_role(principal, user_id, body.role)
-    await _commit_credentials_change(uow, runtime, principal, "role_changed")
+    await _commit_credentials_change(uow, forget, principal, "role_changed")
     return member
 
 
 @router.delete("/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["workspaces"])
 async def remove_member(
-    user_id: uuid.UUID, principal: Admin, uow: UowDep, runtime: RuntimeDep
+    user_id: uuid.UUID, principal: Admin, uow: UowDep, forget: ForgetCredentialsDep
 ) -> Response:
     await AccountService(uow.session).remove_member(principal, user_id)
-    await _commit_credentials_change(uow, runtime, principal, "member_removed")
+    await _commit_credentials_change(uow, forget, principal, "member_removed")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -164,7 +177,9 @@ async def create_api_key(body: ApiKeyCreate, principal: Admin, uow: UowDep):
 
 
 @router.delete("/api-keys/{key_id}", response_model=ApiKeyRead, tags=["api keys"])
-async def revoke_api_key(key_id: uuid.UUID, principal: Admin, uow: UowDep, runtime: RuntimeDep):
+async def revoke_api_key(
+    key_id: uuid.UUID, principal: Admin, uow: UowDep, forget: ForgetCredentialsDep
+):
     key = await AccountService(uow.session).revoke_api_key(principal, key_id)
-    await _commit_credentials_change(uow, runtime, principal, "api_key_revoked")
+    await _commit_credentials_change(uow, forget, principal, "api_key_revoked")
     return key

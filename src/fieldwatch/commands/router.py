@@ -20,7 +20,7 @@ from fieldwatch.commands.schemas import (
     ConfigRead,
 )
 from fieldwatch.core.paging import Limit, Offset
-from fieldwatch.runtime import UowDep
+from fieldwatch.db.dependencies import UowDep
 
 router = APIRouter(prefix="/api/v1", tags=["commands"])
 

@@ -11,10 +11,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import uuid
+from collections.abc import Awaitable, Callable
 
 DEVICE_TOKEN_PREFIX = "fwd_"
 API_KEY_PREFIX = "fwk_"
 REFRESH_TOKEN_PREFIX = "fwr_"
+
+#: Told after commit that a device token or a provisioning key was issued: (kind, owner
+#: id, credential id, secret), kind "device_token" (owner: the device) or
+#: "provisioning_key" (owner: the workspace).
+CredentialListener = Callable[[str, uuid.UUID, uuid.UUID, str], Awaitable[None]]
 
 
 def new_secret(prefix: str) -> str:

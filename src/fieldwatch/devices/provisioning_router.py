@@ -9,8 +9,10 @@ from fastapi import APIRouter, Depends, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fieldwatch.auth.dependencies import Admin
+from fieldwatch.core.components import SettingsDep
 from fieldwatch.core.errors import Unauthorized
-from fieldwatch.devices.dependencies import DeviceAuth
+from fieldwatch.db.dependencies import UowDep
+from fieldwatch.devices.dependencies import CredentialIssuedDep, DeviceAuth
 from fieldwatch.devices.provisioning import ProvisioningService
 from fieldwatch.devices.schemas import (
     ProvisioningKeyCreate,
@@ -19,7 +21,6 @@ from fieldwatch.devices.schemas import (
     ProvisionRequest,
     ProvisionResponse,
 )
-from fieldwatch.runtime import RuntimeDep, UowDep
 
 router = APIRouter(prefix="/api/v1")
 
@@ -33,13 +34,16 @@ provisioning_bearer = HTTPBearer(auto_error=False, description="A provisioning k
     tags=["provisioning"],
 )
 async def create_key(
-    body: ProvisioningKeyCreate, principal: Admin, uow: UowDep, runtime: RuntimeDep
+    body: ProvisioningKeyCreate,
+    principal: Admin,
+    uow: UowDep,
+    credential_issued: CredentialIssuedDep,
 ):
     """A key devices register themselves with. The key is shown only in this answer."""
     key, secret = await ProvisioningService(uow).create_key(principal, body)
     read = ProvisioningKeyRead.model_validate(key)
     await uow.commit()
-    await runtime.credential_issued("provisioning_key", key.workspace_id, key.id, secret)
+    await credential_issued("provisioning_key", key.workspace_id, key.id, secret)
     return ProvisioningKeyCreated(**read.model_dump(), key=secret)
 
 
@@ -53,13 +57,15 @@ async def list_keys(principal: Admin, uow: UowDep):
     response_model=ProvisioningKeyCreated,
     tags=["provisioning"],
 )
-async def rotate_key(key_id: uuid.UUID, principal: Admin, uow: UowDep, runtime: RuntimeDep):
+async def rotate_key(
+    key_id: uuid.UUID, principal: Admin, uow: UowDep, credential_issued: CredentialIssuedDep
+):
     """Replace the key's secret: the old one stops working at once (devices already
     registered keep their own tokens)."""
     key, secret = await ProvisioningService(uow).rotate_key(principal, key_id)
     read = ProvisioningKeyRead.model_validate(key)
     await uow.commit()
-    await runtime.credential_issued("provisioning_key", key.workspace_id, key.id, secret)
+    await credential_issued("provisioning_key", key.workspace_id, key.id, secret)
     return ProvisioningKeyCreated(**read.model_dump(), key=secret)
 
 
@@ -82,7 +88,8 @@ async def revoke_key(key_id: uuid.UUID, principal: Admin, uow: UowDep) -> Respon
 async def provision(
     body: ProvisionRequest,
     uow: UowDep,
-    runtime: RuntimeDep,
+    settings: SettingsDep,
+    credential_issued: CredentialIssuedDep,
     response: Response,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(provisioning_bearer)],
 ):
@@ -91,13 +98,9 @@ async def provision(
     server configuration. 201 for a new device, 200 for a known serial."""
     if credentials is None or not credentials.credentials:
         raise Unauthorized("Send 'Authorization: Bearer <provisioning key>'.")
-    answer = await ProvisioningService(uow).register(
-        credentials.credentials, body, runtime.settings
-    )
+    answer = await ProvisioningService(uow).register(credentials.credentials, body, settings)
     await uow.commit()
-    await runtime.credential_issued(
-        "device_token", answer.device_id, answer.token_id, answer.auth_token
-    )
+    await credential_issued("device_token", answer.device_id, answer.token_id, answer.auth_token)
     if not answer.created:
         response.status_code = status.HTTP_200_OK
     return answer

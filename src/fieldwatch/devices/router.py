@@ -10,8 +10,9 @@ from fieldwatch.auth.dependencies import Operator, Viewer
 from fieldwatch.auth.roles import Role
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.paging import Limit, Offset
+from fieldwatch.db.dependencies import SessionmakerDep, UowDep
 from fieldwatch.devices.csvio import export_csv
-from fieldwatch.devices.dependencies import DeviceAuth
+from fieldwatch.devices.dependencies import CredentialIssuedDep, DeviceAuth
 from fieldwatch.devices.lifecycle import Action, DeviceStatus
 from fieldwatch.devices.repository import DeviceFilter
 from fieldwatch.devices.schemas import (
@@ -26,7 +27,8 @@ from fieldwatch.devices.schemas import (
 )
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.devices.transitions import LifecycleService
-from fieldwatch.runtime import RuntimeDep, UowDep
+from fieldwatch.monitoring.dependencies import PresenceDep
+from fieldwatch.telemetry.dependencies import HubDep
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 
@@ -96,10 +98,10 @@ async def list_deployed(
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {}}, "description": "All matching devices as CSV"}},
 )
-async def export_devices(principal: Viewer, runtime: RuntimeDep, flt: FilterDep):
+async def export_devices(principal: Viewer, sessionmaker: SessionmakerDep, flt: FilterDep):
     filename = f"devices-{principal.workspace_name}-{utcnow():%Y%m%d-%H%M%S}.csv"
     return StreamingResponse(
-        export_csv(runtime.sessionmaker, principal, flt),
+        export_csv(sessionmaker, principal, flt),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
@@ -141,7 +143,8 @@ async def delete_device(
     device_id: uuid.UUID,
     principal: Operator,
     uow: UowDep,
-    runtime: RuntimeDep,
+    hub: HubDep,
+    presence: PresenceDep,
     purge: Annotated[bool, Query(description="Delete for good (admins only)")] = False,
     notes: Annotated[str | None, Query(max_length=2000)] = None,
 ):
@@ -150,8 +153,8 @@ async def delete_device(
         principal.require(Role.admin)
         await DeviceService(uow).purge(principal, device_id)
         await uow.commit()
-        runtime.telemetry.forget_device(device_id)
-        runtime.presence.forget(device_id)
+        hub.forget_device(device_id)
+        presence.forget(device_id)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     device = await LifecycleService(uow).perform(principal, device_id, Action.retired, notes=notes)
     await uow.commit()
@@ -167,13 +170,13 @@ async def issue_token(
     device_id: uuid.UUID,
     principal: Operator,
     uow: UowDep,
-    runtime: RuntimeDep,
+    credential_issued: CredentialIssuedDep,
     body: AgentTokenCreate | None = None,
 ):
     """A new agent token for the device. The token is in this response only."""
     created = await DeviceService(uow).issue_token(principal, device_id, body or AgentTokenCreate())
     await uow.commit()
-    await runtime.credential_issued("device_token", created.device_id, created.id, created.token)
+    await credential_issued("device_token", created.device_id, created.id, created.token)
     return created
 
 

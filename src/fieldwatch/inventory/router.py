@@ -8,8 +8,10 @@ from fastapi import APIRouter, Query, Request
 
 from fieldwatch.auth.dependencies import Operator, Viewer
 from fieldwatch.auth.principal import Principal
+from fieldwatch.core.components import SettingsDep
 from fieldwatch.core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from fieldwatch.core.paging import BeforeId
+from fieldwatch.db.dependencies import UowDep
 from fieldwatch.devices.lifecycle import Action
 from fieldwatch.devices.schemas import DeviceRead
 from fieldwatch.inventory.importer import DeviceImporter, parse_csv, parse_json
@@ -26,7 +28,6 @@ from fieldwatch.inventory.schemas import (
     StatusChange,
 )
 from fieldwatch.inventory.service import InventoryService
-from fieldwatch.runtime import RuntimeDep, UowDep
 
 router = APIRouter(prefix="/api/v1", tags=["inventory"])
 
@@ -110,16 +111,16 @@ async def _import_rows(request: Request, limit: int) -> list[dict[str, Any]]:
 async def import_devices(
     request: Request,
     principal: Operator,
-    runtime: RuntimeDep,
+    settings: SettingsDep,
     uow: UowDep,
     dry_run: Annotated[bool, Query(description="Check every row, change nothing")] = False,
 ):
     """Create or update devices in bulk (matched by serial number). Every row gets a
     result; good rows are kept even when others fail. With ``dry_run`` nothing is saved."""
-    rows = await _import_rows(request, runtime.settings.max_import_bytes)
-    if len(rows) > runtime.settings.max_import_rows:
+    rows = await _import_rows(request, settings.max_import_bytes)
+    if len(rows) > settings.max_import_rows:
         raise PayloadTooLarge(
-            f"{len(rows)} rows; one import takes at most {runtime.settings.max_import_rows}."
+            f"{len(rows)} rows; one import takes at most {settings.max_import_rows}."
         )
     result = await DeviceImporter(uow).run(principal, rows, dry_run=dry_run)
     if dry_run:

@@ -5,13 +5,17 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from fieldwatch.auth.dependencies import Operator, Viewer
 from fieldwatch.auth.principal import Principal
+from fieldwatch.core.components import SettingsDep
 from fieldwatch.core.paging import BeforeId
+from fieldwatch.db.dependencies import UowDep
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.service import DeviceService
+from fieldwatch.monitoring.dependencies import LimitsDep, MonitoringDep, PresenceDep
+from fieldwatch.monitoring.limits import DeviceLimiter
 from fieldwatch.monitoring.schemas import (
     ConnectivityEventRead,
     ConnectivityPage,
@@ -24,8 +28,6 @@ from fieldwatch.monitoring.schemas import (
     RateLimit,
     RateLimitRead,
 )
-from fieldwatch.monitoring.service import MonitoringService
-from fieldwatch.runtime import Runtime, RuntimeDep, UowDep
 from fieldwatch.telemetry.dependencies import TelemetryDep
 from fieldwatch.telemetry.schemas import MonitoringPage
 from fieldwatch.telemetry.service import require_range
@@ -33,11 +35,6 @@ from fieldwatch.telemetry.service import require_range
 router = APIRouter(prefix="/api/v1", tags=["monitoring"])
 
 
-async def monitoring_service(runtime: RuntimeDep, uow: UowDep) -> MonitoringService:
-    return MonitoringService(uow, runtime.presence)
-
-
-MonitoringDep = Annotated[MonitoringService, Depends(monitoring_service)]
 Start = Annotated[datetime | None, Query(description="Inclusive, ISO 8601 with a timezone")]
 End = Annotated[datetime | None, Query(description="Exclusive, ISO 8601 with a timezone")]
 
@@ -84,28 +81,27 @@ async def set_device_heartbeat(
     principal: Operator,
     service: MonitoringDep,
     uow: UowDep,
-    runtime: RuntimeDep,
+    presence: PresenceDep,
 ):
     """How often this device is expected to report (null: its type's or the default)."""
     await service.set_device_heartbeat(principal, device_id, body.heartbeat_interval_s)
     await uow.commit()
-    await runtime.presence.reload_timeouts(principal.workspace_id)
+    await presence.reload_timeouts(principal.workspace_id)
     return body
 
 
 @router.get("/device-types/{type_}/heartbeat", response_model=HeartbeatSettings)
 async def type_heartbeat(
-    type_: str, principal: Viewer, service: MonitoringDep, runtime: RuntimeDep
+    type_: str, principal: Viewer, service: MonitoringDep, settings: SettingsDep
 ):
-    settings = await service.type_heartbeat(principal, type_)
-    if settings is None:
+    own = await service.type_heartbeat(principal, type_)
+    if own is None:
         return HeartbeatSettings(
-            heartbeat_interval_s=runtime.settings.heartbeat_interval_s,
-            offline_tolerance=runtime.settings.offline_tolerance,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+            offline_tolerance=settings.offline_tolerance,
         )
     return HeartbeatSettings(
-        heartbeat_interval_s=settings.heartbeat_interval_s,
-        offline_tolerance=settings.offline_tolerance,
+        heartbeat_interval_s=own.heartbeat_interval_s, offline_tolerance=own.offline_tolerance
     )
 
 
@@ -116,7 +112,7 @@ async def set_type_heartbeat(
     principal: Operator,
     service: MonitoringDep,
     uow: UowDep,
-    runtime: RuntimeDep,
+    presence: PresenceDep,
 ):
     """A device of this type is offline after ``heartbeat_interval_s × offline_tolerance``
     seconds of silence (unless the device has its own interval)."""
@@ -124,23 +120,21 @@ async def set_type_heartbeat(
         principal, type_, body.heartbeat_interval_s, body.offline_tolerance
     )
     await uow.commit()
-    await runtime.presence.reload_timeouts(principal.workspace_id)
+    await presence.reload_timeouts(principal.workspace_id)
     return body
 
 
-async def _commit_rate_limit(uow: UnitOfWork, runtime: Runtime, principal: Principal) -> None:
+async def _commit_rate_limit(uow: UnitOfWork, limits: DeviceLimiter, principal: Principal) -> None:
     """Commit a rate-limit change; this process reads the workspace's limits again at
     once (the change's event tells the other processes)."""
     await uow.commit()
-    runtime.limits.forget(principal.workspace_id)
+    limits.forget(principal.workspace_id)
 
 
 @router.get("/device-types/{type_}/rate-limit", response_model=RateLimitRead)
-async def type_rate_limit(
-    type_: str, principal: Viewer, service: MonitoringDep, runtime: RuntimeDep
-):
+async def type_rate_limit(type_: str, principal: Viewer, service: MonitoringDep, limits: LimitsDep):
     """The rate limit of devices of this type (unless a device has its own)."""
-    return await service.type_rate_limit(principal, type_, runtime.limits)
+    return await service.type_rate_limit(principal, type_, limits)
 
 
 @router.put("/device-types/{type_}/rate-limit", response_model=RateLimitRead)
@@ -150,33 +144,33 @@ async def set_type_rate_limit(
     principal: Operator,
     service: MonitoringDep,
     uow: UowDep,
-    runtime: RuntimeDep,
+    limits: LimitsDep,
 ):
     """Devices of this type may send ``messages`` per ``window_s`` seconds on average
     (bursts of up to ``messages``), over every transport, instead of the defaults.
     Excess messages are refused (WebSocket ``rate_limited`` errors, HTTP 429, MQTT
     messages dropped, a device that keeps flooding disconnected)."""
     await service.set_type_rate_limit(principal, type_, body)
-    await _commit_rate_limit(uow, runtime, principal)
-    return await service.type_rate_limit(principal, type_, runtime.limits)
+    await _commit_rate_limit(uow, limits, principal)
+    return await service.type_rate_limit(principal, type_, limits)
 
 
 @router.delete("/device-types/{type_}/rate-limit", response_model=RateLimitRead)
 async def remove_type_rate_limit(
-    type_: str, principal: Operator, service: MonitoringDep, uow: UowDep, runtime: RuntimeDep
+    type_: str, principal: Operator, service: MonitoringDep, uow: UowDep, limits: LimitsDep
 ):
     """Back to the defaults for devices of this type."""
     await service.set_type_rate_limit(principal, type_, None)
-    await _commit_rate_limit(uow, runtime, principal)
-    return await service.type_rate_limit(principal, type_, runtime.limits)
+    await _commit_rate_limit(uow, limits, principal)
+    return await service.type_rate_limit(principal, type_, limits)
 
 
 @router.get("/devices/{device_id}/rate-limit", response_model=RateLimitRead)
 async def device_rate_limit(
-    device_id: uuid.UUID, principal: Viewer, service: MonitoringDep, runtime: RuntimeDep
+    device_id: uuid.UUID, principal: Viewer, service: MonitoringDep, limits: LimitsDep
 ):
     """The rate limit in force for this device: its own, its type's, or the defaults."""
-    return await service.device_rate_limit(principal, device_id, runtime.limits)
+    return await service.device_rate_limit(principal, device_id, limits)
 
 
 @router.put("/devices/{device_id}/rate-limit", response_model=RateLimitRead)
@@ -186,23 +180,23 @@ async def set_device_rate_limit(
     principal: Operator,
     service: MonitoringDep,
     uow: UowDep,
-    runtime: RuntimeDep,
+    limits: LimitsDep,
 ):
     """This device's own rate limit, over its type's and the defaults."""
     await service.set_device_rate_limit(principal, device_id, body)
-    await _commit_rate_limit(uow, runtime, principal)
-    return await service.device_rate_limit(principal, device_id, runtime.limits)
+    await _commit_rate_limit(uow, limits, principal)
+    return await service.device_rate_limit(principal, device_id, limits)
 
 
 @router.delete("/devices/{device_id}/rate-limit", response_model=RateLimitRead)
 async def remove_device_rate_limit(
     device_id: uuid.UUID, principal: Operator, service: MonitoringDep, uow: UowDep,
-    runtime: RuntimeDep,
+    limits: LimitsDep,
 ):  # fmt: skip
     """Back to the type's limit or the defaults."""
     await service.set_device_rate_limit(principal, device_id, None)
-    await _commit_rate_limit(uow, runtime, principal)
-    return await service.device_rate_limit(principal, device_id, runtime.limits)
+    await _commit_rate_limit(uow, limits, principal)
+    return await service.device_rate_limit(principal, device_id, limits)
 
 
 @router.get("/monitoring/data", response_model=MonitoringPage)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from fieldwatch.auth.dependencies import Admin, Viewer
 from fieldwatch.core.clock import utcnow
+from fieldwatch.core.components import SettingsDep
 from fieldwatch.core.errors import (
     AppError,
     BadRequest,
@@ -17,9 +18,9 @@ from fieldwatch.core.errors import (
     ServiceUnavailable,
     ValidationFailed,
 )
+from fieldwatch.db.dependencies import UowDep
 from fieldwatch.devices.errors import DeviceNotFound
 from fieldwatch.devices.service import DeviceService
-from fieldwatch.runtime import RuntimeDep, UowDep
 from fieldwatch.telemetry.aggregate import aggregate
 from fieldwatch.telemetry.buckets import ACCEPTED_INTERVALS, parse_interval, parse_timezone
 from fieldwatch.telemetry.dependencies import (
@@ -143,7 +144,7 @@ async def heartbeat(
     body: JsonBody,
     service: TelemetryDep,
     uow: UowDep,
-    runtime: RuntimeDep,
+    settings: SettingsDep,
 ):
     """Seed 003 heartbeat: ``battery_level``, ``signal_strength``, ``memory_usage``,
     ``cpu_usage``; kept as readings. The device is marked online even with no fields."""
@@ -161,7 +162,7 @@ async def heartbeat(
     return {
         **result.body(),
         "server_time": utcnow(),
-        "heartbeat_interval": runtime.settings.heartbeat_interval_s,
+        "heartbeat_interval": settings.heartbeat_interval_s,
     }
 
 
