@@ -92,12 +92,5 @@ class AlertRead(BaseModel):
     details: dict[str, Any]
 
 
-class AlertPage(BaseModel):
-    items: list[AlertRead]
-    total: int
-    limit: int
-    offset: int
-
-
 class AlertAction(_Strict):
     note: str | None = Field(default=None, max_length=1000)

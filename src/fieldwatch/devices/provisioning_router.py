@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
@@ -10,9 +11,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fieldwatch.auth.dependencies import Admin
 from fieldwatch.core.components import SettingsDep
+from fieldwatch.core.credentials import CredentialListener
 from fieldwatch.core.errors import Unauthorized
-from fieldwatch.db.dependencies import UowDep
+from fieldwatch.db.dependencies import UowDep, WriteUow
+from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.dependencies import CredentialIssuedDep, DeviceAuth
+from fieldwatch.devices.models import ProvisioningKey
 from fieldwatch.devices.provisioning import ProvisioningService
 from fieldwatch.devices.schemas import (
     ProvisioningKeyCreate,
@@ -27,6 +31,18 @@ router = APIRouter(prefix="/api/v1")
 provisioning_bearer = HTTPBearer(auto_error=False, description="A provisioning key (fwp_…)")
 
 
+def _key_created(
+    uow: UnitOfWork, credential_issued: CredentialListener, key: ProvisioningKey, secret: str
+) -> ProvisioningKeyCreated:
+    """The answer with the key's secret; the app learns of the secret once it is stored."""
+    uow.after_commit(
+        partial(credential_issued, "provisioning_key", key.workspace_id, key.id, secret)
+    )
+    return ProvisioningKeyCreated(
+        **ProvisioningKeyRead.model_validate(key).model_dump(), key=secret
+    )
+
+
 @router.post(
     "/provisioning-keys",
     response_model=ProvisioningKeyCreated,
@@ -36,15 +52,12 @@ provisioning_bearer = HTTPBearer(auto_error=False, description="A provisioning k
 async def create_key(
     body: ProvisioningKeyCreate,
     principal: Admin,
-    uow: UowDep,
+    uow: WriteUow,
     credential_issued: CredentialIssuedDep,
 ):
     """A key devices register themselves with. The key is shown only in this answer."""
     key, secret = await ProvisioningService(uow).create_key(principal, body)
-    read = ProvisioningKeyRead.model_validate(key)
-    await uow.commit()
-    await credential_issued("provisioning_key", key.workspace_id, key.id, secret)
-    return ProvisioningKeyCreated(**read.model_dump(), key=secret)
+    return _key_created(uow, credential_issued, key, secret)
 
 
 @router.get("/provisioning-keys", response_model=list[ProvisioningKeyRead], tags=["provisioning"])
@@ -58,23 +71,19 @@ async def list_keys(principal: Admin, uow: UowDep):
     tags=["provisioning"],
 )
 async def rotate_key(
-    key_id: uuid.UUID, principal: Admin, uow: UowDep, credential_issued: CredentialIssuedDep
+    key_id: uuid.UUID, principal: Admin, uow: WriteUow, credential_issued: CredentialIssuedDep
 ):
     """Replace the key's secret: the old one stops working at once (devices already
     registered keep their own tokens)."""
     key, secret = await ProvisioningService(uow).rotate_key(principal, key_id)
-    read = ProvisioningKeyRead.model_validate(key)
-    await uow.commit()
-    await credential_issued("provisioning_key", key.workspace_id, key.id, secret)
-    return ProvisioningKeyCreated(**read.model_dump(), key=secret)
+    return _key_created(uow, credential_issued, key, secret)
 
 
 @router.delete(
     "/provisioning-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["provisioning"]
 )
-async def revoke_key(key_id: uuid.UUID, principal: Admin, uow: UowDep) -> Response:
+async def revoke_key(key_id: uuid.UUID, principal: Admin, uow: WriteUow) -> Response:
     await ProvisioningService(uow).revoke_key(principal, key_id)
-    await uow.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -87,7 +96,7 @@ async def revoke_key(key_id: uuid.UUID, principal: Admin, uow: UowDep) -> Respon
 )
 async def provision(
     body: ProvisionRequest,
-    uow: UowDep,
+    uow: WriteUow,
     settings: SettingsDep,
     credential_issued: CredentialIssuedDep,
     response: Response,
@@ -99,17 +108,18 @@ async def provision(
     if credentials is None or not credentials.credentials:
         raise Unauthorized("Send 'Authorization: Bearer <provisioning key>'.")
     answer = await ProvisioningService(uow).register(credentials.credentials, body, settings)
-    await uow.commit()
-    await credential_issued("device_token", answer.device_id, answer.token_id, answer.auth_token)
+    uow.after_commit(
+        partial(credential_issued, "device_token", answer.device_id, answer.token_id,
+                answer.auth_token)
+    )  # fmt: skip
     if not answer.created:
         response.status_code = status.HTTP_200_OK
     return answer
 
 
 @router.post("/device/unregister", status_code=status.HTTP_204_NO_CONTENT, tags=["device api"])
-async def unregister(device: DeviceAuth, uow: UowDep) -> Response:
+async def unregister(device: DeviceAuth, uow: WriteUow) -> Response:
     """Device-facing (seed 003 unregister): revoke all of this device's tokens and
     retire it. Irreversible: a retired device cannot register again."""
     await ProvisioningService(uow).unregister(device.workspace_id, device.device_id)
-    await uow.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -142,13 +142,6 @@ class DeviceRead(BaseModel):
     version: int
 
 
-class DevicePage(BaseModel):
-    items: list[DeviceRead]
-    total: int
-    limit: int
-    offset: int
-
-
 class AgentTokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     name: str | None = Field(default=None, max_length=100)

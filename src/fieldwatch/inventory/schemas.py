@@ -63,13 +63,6 @@ class DeviceLogRead(BaseModel):
     created_at: datetime
 
 
-class DeviceLogPage(BaseModel):
-    items: list[DeviceLogRead]
-    next_before_id: int | None = Field(
-        description="Pass as ?before_id= to get the next (older) page; null at the end"
-    )
-
-
 class StatusBreakdown(BaseModel):
     count: int
     by_type: dict[str, int]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Literal
 
 import orjson
@@ -10,15 +11,14 @@ from fastapi import APIRouter, Query, Response
 from fieldwatch.auth.dependencies import Operator, Viewer
 from fieldwatch.auth.principal import Principal
 from fieldwatch.core.components import SettingsDep
-from fieldwatch.core.paging import BeforeId
-from fieldwatch.db.dependencies import UowDep
+from fieldwatch.core.paging import BeforeId, BeforeIdPage, CursorPage
+from fieldwatch.db.dependencies import UowDep, WriteUow
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.monitoring.dependencies import LimitsDep, MonitoringDep, PresenceDep
 from fieldwatch.monitoring.limits import DeviceLimiter
 from fieldwatch.monitoring.schemas import (
     ConnectivityEventRead,
-    ConnectivityPage,
     DeviceHealthRead,
     DeviceHeartbeatSetting,
     DeviceStatusRead,
@@ -29,7 +29,7 @@ from fieldwatch.monitoring.schemas import (
     RateLimitRead,
 )
 from fieldwatch.telemetry.dependencies import TelemetryDep
-from fieldwatch.telemetry.schemas import MonitoringPage
+from fieldwatch.telemetry.schemas import MonitoringReading
 from fieldwatch.telemetry.service import require_range
 
 router = APIRouter(prefix="/api/v1", tags=["monitoring"])
@@ -58,7 +58,7 @@ async def device_health(device_id: uuid.UUID, principal: Viewer, service: Monito
     return await service.health(principal, device_id)
 
 
-@router.get("/devices/{device_id}/connectivity", response_model=ConnectivityPage)
+@router.get("/devices/{device_id}/connectivity", response_model=BeforeIdPage[ConnectivityEventRead])
 async def connectivity_history(
     device_id: uuid.UUID,
     principal: Viewer,
@@ -69,7 +69,7 @@ async def connectivity_history(
     """The device's online/offline transitions, newest first."""
     rows = await service.history(principal, device_id, limit, before_id)
     items = [ConnectivityEventRead.model_validate(r) for r in rows]
-    return ConnectivityPage(
+    return BeforeIdPage[ConnectivityEventRead](
         items=items, next_before_id=items[-1].id if len(items) == limit else None
     )
 
@@ -80,13 +80,12 @@ async def set_device_heartbeat(
     body: DeviceHeartbeatSetting,
     principal: Operator,
     service: MonitoringDep,
-    uow: UowDep,
+    uow: WriteUow,
     presence: PresenceDep,
 ):
     """How often this device is expected to report (null: its type's or the default)."""
     await service.set_device_heartbeat(principal, device_id, body.heartbeat_interval_s)
-    await uow.commit()
-    await presence.reload_timeouts(principal.workspace_id)
+    uow.after_commit(partial(presence.reload_timeouts, principal.workspace_id))
     return body
 
 
@@ -111,7 +110,7 @@ async def set_type_heartbeat(
     body: HeartbeatSettings,
     principal: Operator,
     service: MonitoringDep,
-    uow: UowDep,
+    uow: WriteUow,
     presence: PresenceDep,
 ):
     """A device of this type is offline after ``heartbeat_interval_s × offline_tolerance``
@@ -119,16 +118,14 @@ async def set_type_heartbeat(
     await service.set_type_heartbeat(
         principal, type_, body.heartbeat_interval_s, body.offline_tolerance
     )
-    await uow.commit()
-    await presence.reload_timeouts(principal.workspace_id)
+    uow.after_commit(partial(presence.reload_timeouts, principal.workspace_id))
     return body
 
 
-async def _commit_rate_limit(uow: UnitOfWork, limits: DeviceLimiter, principal: Principal) -> None:
-    """Commit a rate-limit change; this process reads the workspace's limits again at
-    once (the change's event tells the other processes)."""
-    await uow.commit()
-    limits.forget(principal.workspace_id)
+def _rate_limit_changed(uow: UnitOfWork, limits: DeviceLimiter, principal: Principal) -> None:
+    """Once the rate-limit change is committed this process reads the workspace's limits
+    again at once (the change's event tells the other processes)."""
+    uow.after_commit(partial(limits.forget, principal.workspace_id))
 
 
 @router.get("/device-types/{type_}/rate-limit", response_model=RateLimitRead)
@@ -143,7 +140,7 @@ async def set_type_rate_limit(
     body: RateLimit,
     principal: Operator,
     service: MonitoringDep,
-    uow: UowDep,
+    uow: WriteUow,
     limits: LimitsDep,
 ):
     """Devices of this type may send ``messages`` per ``window_s`` seconds on average
@@ -151,17 +148,17 @@ async def set_type_rate_limit(
     Excess messages are refused (WebSocket ``rate_limited`` errors, HTTP 429, MQTT
     messages dropped, a device that keeps flooding disconnected)."""
     await service.set_type_rate_limit(principal, type_, body)
-    await _commit_rate_limit(uow, limits, principal)
+    _rate_limit_changed(uow, limits, principal)
     return await service.type_rate_limit(principal, type_, limits)
 
 
 @router.delete("/device-types/{type_}/rate-limit", response_model=RateLimitRead)
 async def remove_type_rate_limit(
-    type_: str, principal: Operator, service: MonitoringDep, uow: UowDep, limits: LimitsDep
+    type_: str, principal: Operator, service: MonitoringDep, uow: WriteUow, limits: LimitsDep
 ):
     """Back to the defaults for devices of this type."""
     await service.set_type_rate_limit(principal, type_, None)
-    await _commit_rate_limit(uow, limits, principal)
+    _rate_limit_changed(uow, limits, principal)
     return await service.type_rate_limit(principal, type_, limits)
 
 
@@ -179,27 +176,27 @@ async def set_device_rate_limit(
     body: RateLimit,
     principal: Operator,
     service: MonitoringDep,
-    uow: UowDep,
+    uow: WriteUow,
     limits: LimitsDep,
 ):
     """This device's own rate limit, over its type's and the defaults."""
     await service.set_device_rate_limit(principal, device_id, body)
-    await _commit_rate_limit(uow, limits, principal)
+    _rate_limit_changed(uow, limits, principal)
     return await service.device_rate_limit(principal, device_id, limits)
 
 
 @router.delete("/devices/{device_id}/rate-limit", response_model=RateLimitRead)
 async def remove_device_rate_limit(
-    device_id: uuid.UUID, principal: Operator, service: MonitoringDep, uow: UowDep,
+    device_id: uuid.UUID, principal: Operator, service: MonitoringDep, uow: WriteUow,
     limits: LimitsDep,
 ):  # fmt: skip
     """Back to the type's limit or the defaults."""
     await service.set_device_rate_limit(principal, device_id, None)
-    await _commit_rate_limit(uow, limits, principal)
+    _rate_limit_changed(uow, limits, principal)
     return await service.device_rate_limit(principal, device_id, limits)
 
 
-@router.get("/monitoring/data", response_model=MonitoringPage)
+@router.get("/monitoring/data", response_model=CursorPage[MonitoringReading])
 async def monitoring_data(
     principal: Viewer,
     telemetry: TelemetryDep,
@@ -224,7 +221,7 @@ async def monitoring_data(
     return {"items": items, "next_cursor": next_cursor}
 
 
-@router.get("/monitoring/data/{device_id}", response_model=MonitoringPage)
+@router.get("/monitoring/data/{device_id}", response_model=CursorPage[MonitoringReading])
 async def monitoring_device_data(
     device_id: uuid.UUID,
     principal: Viewer,

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -18,7 +19,7 @@ from fieldwatch.core.errors import (
     ServiceUnavailable,
     ValidationFailed,
 )
-from fieldwatch.db.dependencies import UowDep
+from fieldwatch.db.dependencies import UowDep, WriteUow
 from fieldwatch.devices.errors import DeviceNotFound
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.telemetry.aggregate import aggregate
@@ -264,13 +265,12 @@ async def telemetry_settings(principal: Viewer, service: TelemetryDep, uow: UowD
 
 @router.put("/telemetry/settings", response_model=TelemetrySettings)
 async def set_telemetry_settings(
-    body: TelemetrySettings, principal: Admin, service: TelemetryDep, uow: UowDep
+    body: TelemetrySettings, principal: Admin, service: TelemetryDep, uow: WriteUow
 ):
     """Retention of this workspace's readings (admins). Shortening it removes older
     readings at the next maintenance run; new readings older than it are refused."""
     await service.repo.set_retention_days(principal.workspace_id, body.retention_days)
-    await uow.commit()
-    service.hub.forget_retention(principal.workspace_id)
+    uow.after_commit(partial(service.hub.forget_retention, principal.workspace_id))
     return body
 
 
@@ -278,7 +278,7 @@ async def set_telemetry_settings(
 async def delete_device_data(
     device_id: uuid.UUID,
     principal: Admin,
-    uow: UowDep,
+    uow: WriteUow,
     service: TelemetryDep,
     data_type: Annotated[str | None, Query(max_length=100)] = None,
     start_time: Start = None,
@@ -289,6 +289,5 @@ async def delete_device_data(
     require_range(start_time, end_time)
     series = await service.series(device_id, data_type)
     deleted = await service.delete(series, start_time, end_time)
-    await uow.commit()
-    await service.hub.latest.reload_device(principal.workspace_id, device_id)
+    uow.after_commit(partial(service.hub.latest.reload_device, principal.workspace_id, device_id))
     return DeleteResult(deleted=deleted)

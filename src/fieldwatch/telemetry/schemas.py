@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fieldwatch.core.paging import CursorPage
+
 
 class Rejection(BaseModel):
     index: int = Field(description="Position of the reading (or of the item, in a batch)")
@@ -32,19 +34,12 @@ class ReadingRead(BaseModel):
     quality: str | None
 
 
-class ReadingPage(BaseModel):
+class ReadingPage(CursorPage[ReadingRead]):
     device_id: uuid.UUID | None = None
-    items: list[ReadingRead]
-    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page")
 
 
 class MonitoringReading(ReadingRead):
     device_id: uuid.UUID
-
-
-class MonitoringPage(BaseModel):
-    items: list[MonitoringReading]
-    next_cursor: str | None
 
 
 class LatestValue(BaseModel):

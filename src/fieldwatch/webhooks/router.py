@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response, status
 from fieldwatch.auth.dependencies import Admin, Viewer
 from fieldwatch.core.components import SettingsDep
 from fieldwatch.core.settings import Settings
-from fieldwatch.db.dependencies import UowDep
+from fieldwatch.db.dependencies import UowDep, WriteUow
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.webhooks.dependencies import WebhookDispatcherDep
 from fieldwatch.webhooks.schemas import (
@@ -36,12 +36,12 @@ async def list_webhooks(principal: Viewer, settings: SettingsDep, uow: UowDep):
 
 
 @router.post("/webhooks", response_model=WebhookWithSecret, status_code=status.HTTP_201_CREATED)
-async def create_webhook(body: WebhookCreate, principal: Admin, settings: SettingsDep, uow: UowDep):
+async def create_webhook(
+    body: WebhookCreate, principal: Admin, settings: SettingsDep, uow: WriteUow
+):
     """Create a webhook. The response holds the signing ``secret``: it is shown only
     here (and when rotated)."""
-    created = await _service(settings, uow).create(principal, body)
-    await uow.commit()
-    return created
+    return await _service(settings, uow).create(principal, body)
 
 
 @router.get("/webhooks/{webhook_id}", response_model=WebhookRead)
@@ -51,30 +51,29 @@ async def get_webhook(webhook_id: uuid.UUID, principal: Viewer, settings: Settin
 
 @router.patch("/webhooks/{webhook_id}", response_model=WebhookRead)
 async def update_webhook(
-    webhook_id: uuid.UUID, body: WebhookUpdate, principal: Admin, settings: SettingsDep, uow: UowDep
+    webhook_id: uuid.UUID,
+    body: WebhookUpdate,
+    principal: Admin,
+    settings: SettingsDep,
+    uow: WriteUow,
 ):
-    webhook = await _service(settings, uow).update(principal, webhook_id, body)
-    await uow.commit()
-    return webhook
+    return await _service(settings, uow).update(principal, webhook_id, body)
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_webhook(
-    webhook_id: uuid.UUID, principal: Admin, settings: SettingsDep, uow: UowDep
+    webhook_id: uuid.UUID, principal: Admin, settings: SettingsDep, uow: WriteUow
 ) -> Response:
     await _service(settings, uow).delete(principal, webhook_id)
-    await uow.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/webhooks/{webhook_id}/rotate-secret", response_model=WebhookWithSecret)
 async def rotate_secret(
-    webhook_id: uuid.UUID, principal: Admin, settings: SettingsDep, uow: UowDep
+    webhook_id: uuid.UUID, principal: Admin, settings: SettingsDep, uow: WriteUow
 ):
     """A new signing secret, shown only in this response. The old one stops at once."""
-    rotated = await _service(settings, uow).rotate_secret(principal, webhook_id)
-    await uow.commit()
-    return rotated
+    return await _service(settings, uow).rotate_secret(principal, webhook_id)
 
 
 @router.post(
@@ -86,13 +85,12 @@ async def test_webhook(
     webhook_id: uuid.UUID,
     principal: Admin,
     settings: SettingsDep,
-    uow: UowDep,
+    uow: WriteUow,
     dispatcher: WebhookDispatcherDep,
 ):
     """Queue a ``webhook.test`` delivery; follow it in the deliveries list."""
     delivery = await _service(settings, uow).queue_test(principal, webhook_id)
-    await uow.commit()
-    dispatcher.notify()
+    uow.after_commit(dispatcher.notify)
     return delivery
 
 
