@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -158,8 +159,12 @@ async def runtime(settings: Settings, backend: Backend) -> AsyncIterator[Runtime
 
 
 @pytest.fixture
-async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(runtime=runtime)
+def app(runtime: Runtime) -> FastAPI:
+    return create_app(runtime=runtime)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://fieldwatch.test") as c:
         yield c

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from conftest import Actor, problem
+from fieldwatch.db.dependencies import ENGINE
 
 
 async def test_health_reports_the_database(client, backend):
@@ -13,22 +14,22 @@ async def test_health_reports_the_database(client, backend):
     assert db["backend"] == ("sqlite" if backend.name == "sqlite" else "postgresql")
 
 
-async def test_health_fails_when_the_database_is_gone(client, runtime, backend, tmp_path):
+async def test_health_fails_when_the_database_is_gone(app, client, runtime, backend, tmp_path):
     from fieldwatch.db.engine import create_engine
 
     unopenable = tmp_path / "a-directory.db"
     unopenable.mkdir()
-    working = runtime.engine
-    runtime.engine = create_engine(
+    gone = create_engine(
         f"sqlite:///{unopenable}"
         if backend.name == "sqlite"
         else "postgresql://nobody@127.0.0.1:1/none"
     )
+    ENGINE.put(app, gone)  # the engine the app's routes use
     try:
         r = await client.get("/health")
     finally:
-        await runtime.engine.dispose()
-        runtime.engine = working
+        await gone.dispose()
+        ENGINE.put(app, runtime.engine)
     assert r.status_code == 503 and r.json()["checks"]["database"]["status"] == "error"
 
 

@@ -18,13 +18,14 @@ from fieldwatch.core.errors import install_error_handlers
 from fieldwatch.core.observability import Metrics, ObservabilityMiddleware, configure_logging
 from fieldwatch.core.settings import Settings, get_settings
 from fieldwatch.db.faults import quiet_event_loop
+from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.provisioning_router import router as provisioning_router
 from fieldwatch.devices.router import router as devices_router
 from fieldwatch.inventory.router import router as inventory_router
 from fieldwatch.monitoring.limits import LimitsCollector
 from fieldwatch.monitoring.router import router as monitoring_router
 from fieldwatch.realtime import RealtimeServer
-from fieldwatch.runtime import Runtime, build_runtime
+from fieldwatch.runtime import Runtime, build_runtime, install
 from fieldwatch.system import docs as api_docs
 from fieldwatch.system.router import router as system_router
 from fieldwatch.telemetry.router import router as telemetry_router
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if owns_runtime:
-            app.state.runtime = build_runtime(settings)
+            install(app, build_runtime(settings))
         runtime: Runtime = app.state.runtime
         edge = app.state.edge = device_edge(runtime)
         realtime: RealtimeServer | None = getattr(app.state, "realtime", None)
@@ -87,7 +88,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         redoc_url=None,
     )
     if runtime is not None:
-        app.state.runtime = runtime
+        install(app, runtime)
     metrics = Metrics()
     metrics.registry.register(
         LimitsCollector(lambda: getattr(getattr(app.state, "runtime", None), "limits", None))
@@ -158,3 +159,20 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "access_log": False,
         "timeout_graceful_shutdown": 10,
     }
+
+
+@asynccontextmanager
+async def standalone_uow(
+    settings: Settings | None = None, *, start_bus: bool = False
+) -> AsyncIterator[UnitOfWork]:
+    """A unit of work outside any request (the command line): a runtime of its own,
+    closed afterwards. ``start_bus`` connects a broker-backed event bus first, for work
+    whose events must reach the running servers."""
+    runtime = build_runtime(settings or get_settings())
+    try:
+        if start_bus:
+            await runtime.start_bus()
+        async with runtime.uow() as uow:
+            yield uow
+    finally:
+        await runtime.close()

@@ -60,27 +60,23 @@ def db_upgrade() -> None:
 
 
 async def _bootstrap_admin(settings: Settings) -> None:
+    from fieldwatch.app import standalone_uow
     from fieldwatch.auth.accounts import AccountService
-    from fieldwatch.runtime import build_runtime
 
-    runtime = build_runtime(settings)
-    try:
-        async with runtime.uow() as uow:
-            accounts = AccountService(uow.session)
-            if await accounts.has_any_user():
-                return
-            created = await accounts.create_user(
-                settings.admin_email, role=Role.admin, workspace_name=settings.default_workspace
-            )
-            await uow.commit()
-        typer.echo("")
-        typer.secho("First start: created the admin account (shown only this once).", bold=True)
-        typer.echo(f"  email:     {created.user.email}")
-        typer.echo(f"  password:  {created.generated_password}")
-        typer.echo(f"  workspace: {created.workspace.name}")
-        typer.echo("Change the password with POST /api/v1/auth/password.\n")
-    finally:
-        await runtime.close()
+    async with standalone_uow(settings) as uow:
+        accounts = AccountService(uow.session)
+        if await accounts.has_any_user():
+            return
+        created = await accounts.create_user(
+            settings.admin_email, role=Role.admin, workspace_name=settings.default_workspace
+        )
+        await uow.commit()
+    typer.echo("")
+    typer.secho("First start: created the admin account (shown only this once).", bold=True)
+    typer.echo(f"  email:     {created.user.email}")
+    typer.echo(f"  password:  {created.generated_password}")
+    typer.echo(f"  workspace: {created.workspace.name}")
+    typer.echo("Change the password with POST /api/v1/auth/password.\n")
 
 
 @app.command()
@@ -153,19 +149,15 @@ def serve(
 
 
 async def _create_user(email: str, role: Role, workspace: str, password: str | None) -> None:
+    from fieldwatch.app import standalone_uow
     from fieldwatch.auth.accounts import AccountService
     from fieldwatch.auth.schemas import normalize_email
-    from fieldwatch.runtime import build_runtime
 
-    runtime = build_runtime(get_settings())
-    try:
-        async with runtime.uow() as uow:
-            created = await AccountService(uow.session).create_user(
-                normalize_email(email), role=role, workspace_name=workspace, password=password
-            )
-            await uow.commit()
-    finally:
-        await runtime.close()
+    async with standalone_uow() as uow:
+        created = await AccountService(uow.session).create_user(
+            normalize_email(email), role=role, workspace_name=workspace, password=password
+        )
+        await uow.commit()
     if created.created_workspace:
         typer.echo(f"Created workspace {created.workspace.name!r}.")
     if created.created_user:
@@ -202,41 +194,35 @@ def users_create(
 
 
 async def _import(path: Path, text: str, workspace: str, dry_run: bool) -> int:
+    from fieldwatch.app import standalone_uow
     from fieldwatch.auth.principal import Principal
     from fieldwatch.auth.repository import WorkspaceRepository
     from fieldwatch.core.errors import AppError
     from fieldwatch.inventory.importer import DeviceImporter, parse_csv, parse_json
-    from fieldwatch.runtime import build_runtime
 
     try:
         rows = parse_json(json.loads(text)) if path.suffix.lower() == ".json" else parse_csv(text)
     except (AppError, json.JSONDecodeError) as exc:
         raise _fail(f"{path}: {getattr(exc, 'detail', exc)}") from exc
-    runtime = build_runtime(get_settings())
-    try:
-        await runtime.start_bus()  # the import publishes device events
-        async with runtime.uow() as uow:
-            ws = await WorkspaceRepository(uow.session).by_name(workspace)
-            if ws is None:
-                raise _fail(f"No workspace {workspace!r}.")
-            principal = Principal(
-                kind="user", workspace_id=ws.id, workspace_name=ws.name,
-                role=Role.admin, label="cli",
-            )  # fmt: skip
+    # The import publishes device events: the bus is started first.
+    async with standalone_uow(start_bus=True) as uow:
+        ws = await WorkspaceRepository(uow.session).by_name(workspace)
+        if ws is None:
+            raise _fail(f"No workspace {workspace!r}.")
+        principal = Principal(
+            kind="user", workspace_id=ws.id, workspace_name=ws.name,
+            role=Role.admin, label="cli",
+        )  # fmt: skip
 
-            def progress(done: int, total: int) -> None:
-                typer.echo(f"  {done}/{total} rows", err=True)
+        def progress(done: int, total: int) -> None:
+            typer.echo(f"  {done}/{total} rows", err=True)
 
-            typer.echo(f"Importing {len(rows)} rows from {path} into {ws.name!r}…", err=True)
-            result = await DeviceImporter(uow).run(
-                principal, rows, dry_run=dry_run, progress=progress
-            )
-            if dry_run:
-                await uow.rollback()
-            else:
-                await uow.commit()
-    finally:
-        await runtime.close()
+        typer.echo(f"Importing {len(rows)} rows from {path} into {ws.name!r}…", err=True)
+        result = await DeviceImporter(uow).run(principal, rows, dry_run=dry_run, progress=progress)
+        if dry_run:
+            await uow.rollback()
+        else:
+            await uow.commit()
     for row in result.rows:
         if row.status == "error":
             problems = "; ".join(f"{e['field']}: {e['message']}" for e in row.errors)
@@ -265,46 +251,42 @@ def devices_import(
 async def _simulator_tokens(workspace: str, count: int) -> list[str]:
     """Create (or reuse, by serial number) the simulated devices and give each a fresh
     token; the previous simulator tokens are revoked."""
+    from fieldwatch.app import standalone_uow
     from fieldwatch.auth.principal import Principal
     from fieldwatch.auth.repository import WorkspaceRepository
     from fieldwatch.devices.repository import DeviceRepository
     from fieldwatch.devices.schemas import AgentTokenCreate, DeviceCreate
     from fieldwatch.devices.service import DeviceService
-    from fieldwatch.runtime import build_runtime
 
-    runtime = build_runtime(get_settings())
     tokens: list[str] = []
-    try:
-        async with runtime.uow() as uow:
-            ws = await WorkspaceRepository(uow.session).by_name(workspace)
-            if ws is None:
-                raise _fail(f"No workspace {workspace!r}.")
-            principal = Principal(
-                kind="user", workspace_id=ws.id, workspace_name=ws.name, role=Role.admin,
-                label="simulator",
-            )  # fmt: skip
-            service = DeviceService(uow)
-            devices = DeviceRepository(uow.session)
-            for i in range(count):
-                serial = f"SIM-{i:05d}"
-                device = await devices.by_serial(ws.id, serial)
-                if device is None:
-                    device = await service.create(
-                        principal,
-                        DeviceCreate(name=f"Simulated sensor {i}", type="simulated",
-                                     serial_number=serial, capabilities=["temperature",
-                                     "humidity", "battery_monitoring"]),
-                    )  # fmt: skip
-                for old in await service.list_tokens(principal, device.id):
-                    if old.name == "simulator" and old.revoked_at is None:
-                        await service.revoke_token(principal, device.id, old.id)
-                issued = await service.issue_token(
-                    principal, device.id, AgentTokenCreate(name="simulator")
-                )
-                tokens.append(issued.token)
-            await uow.commit()
-    finally:
-        await runtime.close()
+    async with standalone_uow() as uow:
+        ws = await WorkspaceRepository(uow.session).by_name(workspace)
+        if ws is None:
+            raise _fail(f"No workspace {workspace!r}.")
+        principal = Principal(
+            kind="user", workspace_id=ws.id, workspace_name=ws.name, role=Role.admin,
+            label="simulator",
+        )  # fmt: skip
+        service = DeviceService(uow)
+        devices = DeviceRepository(uow.session)
+        for i in range(count):
+            serial = f"SIM-{i:05d}"
+            device = await devices.by_serial(ws.id, serial)
+            if device is None:
+                device = await service.create(
+                    principal,
+                    DeviceCreate(name=f"Simulated sensor {i}", type="simulated",
+                                 serial_number=serial, capabilities=["temperature",
+                                 "humidity", "battery_monitoring"]),
+                )  # fmt: skip
+            for old in await service.list_tokens(principal, device.id):
+                if old.name == "simulator" and old.revoked_at is None:
+                    await service.revoke_token(principal, device.id, old.id)
+            issued = await service.issue_token(
+                principal, device.id, AgentTokenCreate(name="simulator")
+            )
+            tokens.append(issued.token)
+        await uow.commit()
     return tokens
 
 

@@ -1,36 +1,45 @@
-"""The process-wide runtime: settings, database, event bus, token codec.
+"""The process-wide runtime: settings, database, event bus, token codec and the
+long-lived services.
 
-Built once at start-up (``fieldwatch serve``, the CLI, tests) and shared by every
-request through FastAPI dependencies.
+Built once at start-up (``fieldwatch serve``, the CLI, tests). ``install`` puts its
+components on the app, where routes reach each one by type through the dependencies of
+its domain (``core.components``); nothing but the app's assembly imports this module.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.applications import Starlette
 
+from fieldwatch.alerts.dependencies import ALERT_ENGINE
 from fieldwatch.alerts.engine import AlertEngine
-from fieldwatch.auth.principal import Principal
+from fieldwatch.auth.dependencies import AUTH, FORGET_CREDENTIALS, Authenticator, PrincipalCache
 from fieldwatch.auth.throttle import LoginThrottle
 from fieldwatch.auth.tokens import TokenCodec, load_or_create_secret
 from fieldwatch.commands.delivery import CommandDispatcher
+from fieldwatch.commands.dependencies import COMMANDS
+from fieldwatch.core.components import BUS, SETTINGS
 from fieldwatch.core.credentials import CredentialListener
 from fieldwatch.core.events import CREDENTIALS_CHANGED, Event, EventBus, InProcessEventBus
 from fieldwatch.core.settings import Settings
 from fieldwatch.core.ttlcache import TTLCache
+from fieldwatch.db.dependencies import ENGINE, SESSIONMAKER
 from fieldwatch.db.engine import create_engine, create_sessionmaker
 from fieldwatch.db.uow import UnitOfWork
+from fieldwatch.devices.dependencies import CREDENTIAL_ISSUED
 from fieldwatch.devices.events import DEVICE_DELETED, DEVICE_UPDATED
+from fieldwatch.monitoring.dependencies import LIMITS, PRESENCE
 from fieldwatch.monitoring.limits import RATE_LIMITS_CHANGED, DeviceLimiter
 from fieldwatch.monitoring.presence import PresenceTracker
+from fieldwatch.telemetry.dependencies import HUB, INGEST
 from fieldwatch.telemetry.hub import TelemetryHub
 from fieldwatch.telemetry.ingest.service import TelemetryService
+from fieldwatch.webhooks.dependencies import WEBHOOKS
 from fieldwatch.webhooks.dispatcher import WebhookDispatcher
 
 if TYPE_CHECKING:
@@ -61,12 +70,9 @@ class Runtime:
     #: secrets never go through the event bus).
     credential_listeners: list[CredentialListener] = field(default_factory=list)
     redis: Redis | None = None  # shared presence and latest values, when configured
-    #: API callers (``hint|bearer``) authenticated in the last ``auth_cache_s`` seconds:
-    #: not looked up again. Each entry: the principal and, for an access token or an
-    #: API key that expires, its expiry (epoch seconds). See ``forget_credentials``.
-    principals: TTLCache[str, tuple[Principal, float | None]] = field(
-        default_factory=lambda: TTLCache(0.0)
-    )
+    #: API callers authenticated in the last ``auth_cache_s`` seconds: not looked up
+    #: again. See ``forget_credentials``.
+    principals: PrincipalCache = field(default_factory=lambda: TTLCache(0.0))
 
     async def credential_issued(
         self, kind: str, owner_id: uuid.UUID, credential_id: uuid.UUID, secret: str
@@ -183,17 +189,24 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
     return runtime
 
 
-async def get_runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-async def get_uow(runtime: Annotated[Runtime, Depends(get_runtime)]) -> AsyncIterator[UnitOfWork]:
-    """One unit of work per request. Routes that change data call ``uow.commit()``
-    before answering; anything not committed is rolled back when the request ends."""
-    async with runtime.uow() as uow:
-        yield uow
-
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-UowDep = Annotated[UnitOfWork, Depends(get_uow)]
+def install(app: Starlette, runtime: Runtime) -> None:
+    """Put the runtime's components on ``app`` for the routes' dependencies. The whole
+    runtime stays on ``app.state.runtime`` for the app's lifespan and the device edges."""
+    app.state.runtime = runtime
+    SETTINGS.put(app, runtime.settings)
+    BUS.put(app, runtime.bus)
+    ENGINE.put(app, runtime.engine)
+    SESSIONMAKER.put(app, runtime.sessionmaker)
+    AUTH.put(
+        app,
+        Authenticator(runtime.settings, runtime.codec, runtime.throttle, runtime.principals),
+    )
+    FORGET_CREDENTIALS.put(app, runtime.forget_credentials)
+    CREDENTIAL_ISSUED.put(app, runtime.credential_issued)
+    HUB.put(app, runtime.telemetry)
+    INGEST.put(app, runtime.ingest)
+    PRESENCE.put(app, runtime.presence)
+    LIMITS.put(app, runtime.limits)
+    ALERT_ENGINE.put(app, runtime.alerts)
+    COMMANDS.put(app, runtime.commands)
+    WEBHOOKS.put(app, runtime.webhooks)

@@ -7,7 +7,6 @@ from fastapi import APIRouter, Query, Response, status
 
 from fieldwatch.alerts.schemas import (
     AlertAction,
-    AlertPage,
     AlertRead,
     AlertRuleCreate,
     AlertRuleRead,
@@ -16,25 +15,21 @@ from fieldwatch.alerts.schemas import (
 )
 from fieldwatch.alerts.service import AlertService
 from fieldwatch.auth.dependencies import Operator, Viewer
-from fieldwatch.core.paging import Offset
-from fieldwatch.runtime import UowDep
+from fieldwatch.core.paging import Offset, Page
+from fieldwatch.db.dependencies import UowDep, WriteUow
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 
 
 @router.get("/alert-rules", response_model=list[AlertRuleRead])
-async def list_rules(principal: Viewer, uow: UowDep):
+async def list_rules(principal: Viewer, uow: WriteUow):
     """The workspace's rules, the built-in offline rule first."""
-    rules = await AlertService(uow).list_rules(principal)
-    await uow.commit()  # the offline rule is created on first use
-    return rules
+    return await AlertService(uow).list_rules(principal)  # creates the offline rule once
 
 
 @router.post("/alert-rules", response_model=AlertRuleRead, status_code=status.HTTP_201_CREATED)
-async def create_rule(body: AlertRuleCreate, principal: Operator, uow: UowDep):
-    rule = await AlertService(uow).create_rule(principal, body)
-    await uow.commit()
-    return rule
+async def create_rule(body: AlertRuleCreate, principal: Operator, uow: WriteUow):
+    return await AlertService(uow).create_rule(principal, body)
 
 
 @router.get("/alert-rules/{rule_id}", response_model=AlertRuleRead)
@@ -43,17 +38,16 @@ async def get_rule(rule_id: uuid.UUID, principal: Viewer, uow: UowDep):
 
 
 @router.patch("/alert-rules/{rule_id}", response_model=AlertRuleRead)
-async def update_rule(rule_id: uuid.UUID, body: AlertRuleUpdate, principal: Operator, uow: UowDep):
+async def update_rule(
+    rule_id: uuid.UUID, body: AlertRuleUpdate, principal: Operator, uow: WriteUow
+):
     """Changing the condition or disabling the rule clears its open alerts."""
-    rule = await AlertService(uow).update_rule(principal, rule_id, body)
-    await uow.commit()
-    return rule
+    return await AlertService(uow).update_rule(principal, rule_id, body)
 
 
 @router.delete("/alert-rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_rule(rule_id: uuid.UUID, principal: Operator, uow: UowDep) -> Response:
+async def delete_rule(rule_id: uuid.UUID, principal: Operator, uow: WriteUow) -> Response:
     await AlertService(uow).delete_rule(principal, rule_id)
-    await uow.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -67,18 +61,18 @@ async def _page(
     rule_id: uuid.UUID | None,
     limit: int,
     offset: int,
-) -> AlertPage:
+) -> Page[AlertRead]:
     filters = {
         "status": status_, "acknowledged": acknowledged, "severity": severity,
         "device_id": device_id, "rule_id": rule_id,
     }  # fmt: skip
     items, total = await AlertService(uow).page(principal, filters, limit, offset)
-    return AlertPage(
+    return Page[AlertRead](
         items=[AlertRead.model_validate(a) for a in items], total=total, limit=limit, offset=offset
     )
 
 
-@router.get("/alerts", response_model=AlertPage)
+@router.get("/alerts", response_model=Page[AlertRead])
 async def list_alerts(
     principal: Viewer,
     uow: UowDep,
@@ -95,7 +89,7 @@ async def list_alerts(
                        limit, offset)  # fmt: skip
 
 
-@router.get("/monitoring/alerts", response_model=AlertPage)
+@router.get("/monitoring/alerts", response_model=Page[AlertRead])
 async def monitoring_alerts(
     principal: Viewer,
     uow: UowDep,
@@ -115,18 +109,14 @@ async def get_alert(alert_id: uuid.UUID, principal: Viewer, uow: UowDep):
 
 @router.post("/alerts/{alert_id}/ack", response_model=AlertRead)
 async def acknowledge(
-    alert_id: uuid.UUID, principal: Operator, uow: UowDep, body: AlertAction | None = None
+    alert_id: uuid.UUID, principal: Operator, uow: WriteUow, body: AlertAction | None = None
 ):
-    alert = await AlertService(uow).acknowledge(principal, alert_id, body.note if body else None)
-    await uow.commit()
-    return alert
+    return await AlertService(uow).acknowledge(principal, alert_id, body.note if body else None)
 
 
 @router.post("/alerts/{alert_id}/clear", response_model=AlertRead)
 async def clear(
-    alert_id: uuid.UUID, principal: Operator, uow: UowDep, body: AlertAction | None = None
+    alert_id: uuid.UUID, principal: Operator, uow: WriteUow, body: AlertAction | None = None
 ):
     """Clear by hand. If the condition still holds, the next reading opens a new alert."""
-    alert = await AlertService(uow).clear_by_hand(principal, alert_id, body.note if body else None)
-    await uow.commit()
-    return alert
+    return await AlertService(uow).clear_by_hand(principal, alert_id, body.note if body else None)

@@ -6,16 +6,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from fieldwatch.core.schemas import StrictModel
+
 Operator = Literal[">", ">=", "<", "<=", "==", "!="]
 Severity = Literal["critical", "major", "minor", "warning"]
 Scope = Literal["all", "device", "device_type"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class AlertRuleCreate(_Strict):
+class AlertRuleCreate(StrictModel):
     name: str = Field(min_length=1, max_length=200)
     metric: str = Field(min_length=1, max_length=100)
     operator: Operator
@@ -39,7 +37,7 @@ class AlertRuleCreate(_Strict):
         return self
 
 
-class AlertRuleUpdate(_Strict):
+class AlertRuleUpdate(StrictModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     metric: str | None = Field(default=None, min_length=1, max_length=100)
     operator: Operator | None = None
@@ -92,12 +90,5 @@ class AlertRead(BaseModel):
     details: dict[str, Any]
 
 
-class AlertPage(BaseModel):
-    items: list[AlertRead]
-    total: int
-    limit: int
-    offset: int
-
-
-class AlertAction(_Strict):
+class AlertAction(StrictModel):
     note: str | None = Field(default=None, max_length=1000)

@@ -14,7 +14,7 @@ from fieldwatch.alerts.rules import RuleView
 from fieldwatch.alerts.schemas import AlertRuleCreate, AlertRuleUpdate
 from fieldwatch.auth.principal import Principal
 from fieldwatch.core.clock import utcnow
-from fieldwatch.core.errors import Conflict, NotFound, ValidationFailed
+from fieldwatch.core.errors import Conflict, ValidationFailed, found_in_workspace
 from fieldwatch.core.events import Event
 from fieldwatch.db.uow import UnitOfWork
 
@@ -57,9 +57,7 @@ class AlertService:
 
     async def get_rule(self, principal: Principal, rule_id: uuid.UUID) -> AlertRule:
         rule = await self.repo.rule(principal.workspace_id, rule_id)
-        if rule is None:
-            raise NotFound(f"No alert rule {rule_id} in this workspace.")
-        return rule
+        return found_in_workspace(rule, "alert rule", rule_id)
 
     async def create_rule(self, principal: Principal, data: AlertRuleCreate) -> AlertRule:
         rule = AlertRule(
@@ -124,9 +122,7 @@ class AlertService:
 
     async def get(self, principal: Principal, alert_id: uuid.UUID) -> Alert:
         alert = await self.repo.alert(principal.workspace_id, alert_id)
-        if alert is None:
-            raise NotFound(f"No alert {alert_id} in this workspace.")
-        return alert
+        return found_in_workspace(alert, "alert", alert_id)
 
     async def acknowledge(
         self, principal: Principal, alert_id: uuid.UUID, note: str | None

@@ -180,19 +180,19 @@ class AccountService:
                 "expires_at is in the past.",
                 errors=[{"field": "expires_at", "message": "must be in the future"}],
             )
-        secret = credentials.new_secret(credentials.API_KEY_PREFIX)
+        issued = credentials.issue(credentials.API_KEY_PREFIX)
         key = ApiKey(
             workspace_id=principal.workspace_id,
             name=data.name,
             role=data.role,
-            prefix=credentials.display_prefix(secret),
-            key_digest=credentials.digest(secret),
+            prefix=issued.prefix,
+            key_digest=issued.digest,
             created_by=principal.user_id,
             expires_at=data.expires_at,
         )
         self.api_keys.add(key)
         await self.session.flush()
-        return ApiKeyCreated.model_validate({**_key_dict(key), "key": secret})
+        return ApiKeyCreated.model_validate({**_key_dict(key), "key": issued.secret})
 
     async def list_api_keys(self, principal: Principal) -> Sequence[ApiKey]:
         return await self.api_keys.list(principal.workspace_id)

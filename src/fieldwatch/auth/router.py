@@ -1,11 +1,18 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from fastapi import APIRouter, Request, Response, status
 
 from fieldwatch.auth.accounts import AccountService
-from fieldwatch.auth.dependencies import Admin, AnyCaller, AuthServiceDep, Viewer
+from fieldwatch.auth.dependencies import (
+    Admin,
+    AnyCaller,
+    AuthServiceDep,
+    ForgetCredentialsDep,
+    Viewer,
+)
 from fieldwatch.auth.errors import RefreshTokenReused
 from fieldwatch.auth.principal import Caller, Principal
 from fieldwatch.auth.schemas import (
@@ -26,49 +33,48 @@ from fieldwatch.auth.schemas import (
     WorkspaceRef,
 )
 from fieldwatch.core.events import credentials_changed
+from fieldwatch.db.dependencies import UowDep, WriteUow
 from fieldwatch.db.uow import UnitOfWork
-from fieldwatch.runtime import Runtime, RuntimeDep, UowDep
 
 router = APIRouter(prefix="/api/v1")
 
 
 @router.post("/auth/login", response_model=TokenPair, tags=["auth"])
-async def login(body: LoginRequest, request: Request, service: AuthServiceDep, uow: UowDep):
-    pair = await service.login(body.email, body.password, request.headers.get("user-agent"))
-    await uow.commit()
-    return pair
+async def login(body: LoginRequest, request: Request, service: AuthServiceDep, uow: WriteUow):
+    return await service.login(body.email, body.password, request.headers.get("user-agent"))
 
 
-async def _commit_credentials_change(
-    uow: UnitOfWork, runtime: Runtime, principal: Caller, reason: str
+def _credentials_changed(
+    uow: UnitOfWork, forget: Callable[[], None], principal: Caller, reason: str
 ) -> None:
-    """Commit a change of who may do what and tell every process (the event); this one
-    forgets its cached credential checks at once. (A user without a workspace has no
-    cached checks anywhere: nothing to tell.)"""
+    """A change of who may do what: once it is committed every process is told (the
+    event) and this one forgets its cached credential checks at once. (A user without a
+    workspace has no cached checks anywhere: nothing to tell.)"""
     if isinstance(principal, Principal):
         uow.emit(credentials_changed(principal.workspace_id, reason))
-    await uow.commit()
-    runtime.forget_credentials()
+    uow.after_commit(forget)
 
 
 @router.post("/auth/refresh", response_model=TokenPair, tags=["auth"])
-async def refresh(body: RefreshRequest, service: AuthServiceDep, uow: UowDep, runtime: RuntimeDep):
+async def refresh(
+    body: RefreshRequest, service: AuthServiceDep, uow: WriteUow, forget: ForgetCredentialsDep
+):
     try:
-        pair = await service.refresh(body.refresh_token)
+        return await service.refresh(body.refresh_token)
     except RefreshTokenReused:
-        await uow.commit()  # keep the revocation of the whole login
-        runtime.forget_credentials()
+        # The request fails, but the revocation of the whole login must be kept: the
+        # one commit a route makes itself.
+        await uow.commit()
+        forget()
         raise
-    await uow.commit()
-    return pair
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, tags=["auth"])
 async def logout(
-    principal: AnyCaller, service: AuthServiceDep, uow: UowDep, runtime: RuntimeDep
+    principal: AnyCaller, service: AuthServiceDep, uow: WriteUow, forget: ForgetCredentialsDep
 ) -> Response:
     await service.logout(principal)
-    await _commit_credentials_change(uow, runtime, principal, "logout")
+    _credentials_changed(uow, forget, principal, "logout")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -84,11 +90,11 @@ async def change_password(
     body: PasswordChange,
     principal: AnyCaller,
     service: AuthServiceDep,
-    uow: UowDep,
-    runtime: RuntimeDep,
+    uow: WriteUow,
+    forget: ForgetCredentialsDep,
 ) -> Response:
     await service.change_password(principal, body.current_password, body.new_password)
-    await _commit_credentials_change(uow, runtime, principal, "password_changed")
+    _credentials_changed(uow, forget, principal, "password_changed")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -103,10 +109,8 @@ async def my_workspaces(principal: AnyCaller, service: AuthServiceDep):
     status_code=status.HTTP_201_CREATED,
     tags=["workspaces"],
 )
-async def create_workspace(body: WorkspaceCreate, principal: AnyCaller, uow: UowDep):
-    workspace = await AccountService(uow.session).create_workspace(principal, body.name)
-    await uow.commit()
-    return workspace
+async def create_workspace(body: WorkspaceCreate, principal: AnyCaller, uow: WriteUow):
+    return await AccountService(uow.session).create_workspace(principal, body.name)
 
 
 @router.get("/members", response_model=list[MemberRead], tags=["workspaces"])
@@ -120,29 +124,31 @@ async def list_members(principal: Viewer, uow: UowDep):
     status_code=status.HTTP_201_CREATED,
     tags=["workspaces"],
 )
-async def add_member(body: MemberCreate, principal: Admin, uow: UowDep):
-    member = await AccountService(uow.session).add_member(
+async def add_member(body: MemberCreate, principal: Admin, uow: WriteUow):
+    return await AccountService(uow.session).add_member(
         principal, body.email, body.role, body.password, body.full_name
     )
-    await uow.commit()
-    return member
 
 
 @router.patch("/members/{user_id}", response_model=MemberRead, tags=["workspaces"])
 async def change_member_role(
-    user_id: uuid.UUID, body: MemberUpdate, principal: Admin, uow: UowDep, runtime: RuntimeDep
+    user_id: uuid.UUID,
+    body: MemberUpdate,
+    principal: Admin,
+    uow: WriteUow,
+    forget: ForgetCredentialsDep,
 ):
     member = await AccountService(uow.session).change_role(principal, user_id, body.role)
-    await _commit_credentials_change(uow, runtime, principal, "role_changed")
+    _credentials_changed(uow, forget, principal, "role_changed")
     return member
 
 
 @router.delete("/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["workspaces"])
 async def remove_member(
-    user_id: uuid.UUID, principal: Admin, uow: UowDep, runtime: RuntimeDep
+    user_id: uuid.UUID, principal: Admin, uow: WriteUow, forget: ForgetCredentialsDep
 ) -> Response:
     await AccountService(uow.session).remove_member(principal, user_id)
-    await _commit_credentials_change(uow, runtime, principal, "member_removed")
+    _credentials_changed(uow, forget, principal, "member_removed")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -157,14 +163,14 @@ async def list_api_keys(principal: Admin, uow: UowDep):
     status_code=status.HTTP_201_CREATED,
     tags=["api keys"],
 )
-async def create_api_key(body: ApiKeyCreate, principal: Admin, uow: UowDep):
-    created = await AccountService(uow.session).create_api_key(principal, body)
-    await uow.commit()
-    return created
+async def create_api_key(body: ApiKeyCreate, principal: Admin, uow: WriteUow):
+    return await AccountService(uow.session).create_api_key(principal, body)
 
 
 @router.delete("/api-keys/{key_id}", response_model=ApiKeyRead, tags=["api keys"])
-async def revoke_api_key(key_id: uuid.UUID, principal: Admin, uow: UowDep, runtime: RuntimeDep):
+async def revoke_api_key(
+    key_id: uuid.UUID, principal: Admin, uow: WriteUow, forget: ForgetCredentialsDep
+):
     key = await AccountService(uow.session).revoke_api_key(principal, key_id)
-    await _commit_credentials_change(uow, runtime, principal, "api_key_revoked")
+    _credentials_changed(uow, forget, principal, "api_key_revoked")
     return key

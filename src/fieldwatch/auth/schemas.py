@@ -8,10 +8,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from fieldwatch.auth.passwords import MIN_PASSWORD_LENGTH
 from fieldwatch.auth.roles import Role
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+from fieldwatch.core.schemas import StrictModel
 
 
 def normalize_email(value: str) -> str:

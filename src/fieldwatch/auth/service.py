@@ -80,16 +80,16 @@ class AuthService:
         return self._issue(user.id, login.id)
 
     def _issue(self, user_id: uuid.UUID, session_id: uuid.UUID) -> TokenPair:
-        refresh = credentials.new_secret(credentials.REFRESH_TOKEN_PREFIX)
+        refresh = credentials.issue(credentials.REFRESH_TOKEN_PREFIX)
         self.logins.add(
             RefreshToken(
                 session_id=session_id,
-                token_digest=credentials.digest(refresh),
+                token_digest=refresh.digest,
                 expires_at=utcnow() + timedelta(seconds=self.settings.refresh_token_ttl_s),
             )
         )
         access, ttl = self.codec.issue(user_id, session_id)
-        return TokenPair(access_token=access, refresh_token=refresh, expires_in=ttl)
+        return TokenPair(access_token=access, refresh_token=refresh.secret, expires_in=ttl)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         """Rotate: the presented token is spent and a new pair issued. Presenting a spent

@@ -13,14 +13,13 @@ from fieldwatch.commands.dependencies import CommandServiceDep
 from fieldwatch.commands.schemas import (
     CommandCreate,
     CommandDetail,
-    CommandPage,
     CommandRead,
     CommandStatus,
     CommandTransitionRead,
     ConfigRead,
 )
-from fieldwatch.core.paging import Limit, Offset
-from fieldwatch.runtime import UowDep
+from fieldwatch.core.paging import Limit, Offset, Page
+from fieldwatch.db.dependencies import UowDep, WriteUow
 
 router = APIRouter(prefix="/api/v1", tags=["commands"])
 
@@ -29,16 +28,13 @@ async def _create(
     device_id: uuid.UUID,
     body: CommandCreate,
     principal: Operator,
-    uow: UowDep,
     service: CommandServiceDep,
     response: Response,
 ) -> CommandRead:
     command, created = await service.create(principal, device_id, body)
-    read = CommandRead.model_validate(command)
-    await uow.commit()  # delivery starts here, to a connected device at once
     if not created:
         response.status_code = status.HTTP_200_OK
-    return read
+    return CommandRead.model_validate(command)
 
 
 @router.post(
@@ -51,14 +47,15 @@ async def create_command(
     device_id: uuid.UUID,
     body: CommandCreate,
     principal: Operator,
-    uow: UowDep,
+    uow: WriteUow,
     service: CommandServiceDep,
     response: Response,
 ):
     """Queue a command. It is delivered at once if the device is connected, otherwise
     when it next connects; 409 for a retired device. A repeated ``idempotency_key``
     answers 200 with the command it created the first time."""
-    return await _create(device_id, body, principal, uow, service, response)
+    # The commit (after this returns) starts the delivery, to a connected device at once.
+    return await _create(device_id, body, principal, service, response)
 
 
 @router.post(
@@ -71,15 +68,15 @@ async def create_command_seed_path(
     device_id: uuid.UUID,
     body: CommandCreate,
     principal: Operator,
-    uow: UowDep,
+    uow: WriteUow,
     service: CommandServiceDep,
     response: Response,
 ):
     """Seed 000's path for the same thing."""
-    return await _create(device_id, body, principal, uow, service, response)
+    return await _create(device_id, body, principal, service, response)
 
 
-@router.get("/devices/{device_id}/commands", response_model=CommandPage)
+@router.get("/devices/{device_id}/commands", response_model=Page[CommandRead])
 async def list_device_commands(
     device_id: uuid.UUID,
     principal: Viewer,
@@ -92,7 +89,7 @@ async def list_device_commands(
     items, total = await service.page(
         principal, device_id=device_id, statuses=status_ or [], limit=limit, offset=offset
     )
-    return CommandPage(
+    return Page[CommandRead](
         items=[CommandRead.model_validate(c) for c in items], total=total, limit=limit,
         offset=offset,
     )  # fmt: skip
@@ -111,28 +108,25 @@ async def get_command(command_id: uuid.UUID, principal: Viewer, service: Command
 
 @router.post("/commands/{command_id}/cancel", response_model=CommandRead)
 async def cancel_command(
-    command_id: uuid.UUID, principal: Operator, uow: UowDep, service: CommandServiceDep
+    command_id: uuid.UUID, principal: Operator, uow: WriteUow, service: CommandServiceDep
 ):
     """Stop a command that has not finished: it is not sent or resent any more, and a
     result the device reports later is not taken. 409 once it has finished."""
-    command = await service.cancel(principal, command_id)
-    read = CommandRead.model_validate(command)
-    await uow.commit()
-    return read
+    return CommandRead.model_validate(await service.cancel(principal, command_id))
 
 
 @router.put("/devices/{device_id}/config", response_model=ConfigRead)
 async def put_config(
     device_id: uuid.UUID,
     principal: Operator,
-    uow: UowDep,
+    uow: WriteUow,
     document: Annotated[dict[str, Any], Body(description="The whole desired configuration")],
 ):
     """Set the desired configuration (the whole document). Its version goes up unless it
     is unchanged; it is pushed to the device, which reports the version it applied."""
     service = ConfigService(uow)
     await service.put(principal, device_id, document)
-    await uow.commit()  # pushed to a connected device here
+    # Pushed to a connected device once committed (after this returns).
     return await service.read(principal, device_id)
 
 

@@ -62,13 +62,6 @@ class CommandDetail(CommandRead):
     transitions: list[CommandTransitionRead]
 
 
-class CommandPage(BaseModel):
-    items: list[CommandRead]
-    total: int
-    limit: int
-    offset: int
-
-
 class ConfigDifference(BaseModel):
     path: str
     desired: Any = None

@@ -32,6 +32,7 @@ from fieldwatch.commands.models import (
 from fieldwatch.commands.repository import CommandRepository
 from fieldwatch.commands.schemas import CommandCreate
 from fieldwatch.core.clock import utcnow
+from fieldwatch.core.errors import found_in_workspace
 from fieldwatch.core.ids import new_id
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.errors import DeviceRetired
@@ -163,9 +164,7 @@ class CommandService:
 
     async def get(self, principal: Principal, command_id: uuid.UUID) -> Command:
         command = await self.commands.get(principal.workspace_id, command_id)
-        if command is None:
-            raise CommandNotFound(f"No command {command_id} in this workspace.")
-        return command
+        return found_in_workspace(command, "command", command_id, CommandNotFound)
 
     async def transitions(self, command: Command) -> Sequence[CommandTransition]:
         return await self.commands.transitions(command.id)

@@ -13,10 +13,16 @@ import hmac
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 DEVICE_TOKEN_PREFIX = "fwd_"
 API_KEY_PREFIX = "fwk_"
 REFRESH_TOKEN_PREFIX = "fwr_"
+
+#: Told after commit that a device token or a provisioning key was issued: (kind, owner
+#: id, credential id, secret), kind "device_token" (owner: the device) or
+#: "provisioning_key" (owner: the workspace).
+CredentialListener = Callable[[str, uuid.UUID, uuid.UUID, str], Awaitable[None]]
 
 
 def new_secret(prefix: str) -> str:
@@ -25,6 +31,25 @@ def new_secret(prefix: str) -> str:
 
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """A new credential: the ``secret`` (shown once, never stored), what is stored of it
+    (its ``digest``) and the ``prefix`` shown to tell keys apart."""
+
+    secret: str
+    digest: str
+    prefix: str
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"Issued(prefix={self.prefix!r})"
+
+
+def issue(prefix: str) -> Issued:
+    """A new random credential starting with ``prefix`` (``fwd_``, ``fwk_``…)."""
+    secret = new_secret(prefix)
+    return Issued(secret, digest(secret), display_prefix(secret))
 
 
 def matches(secret: str, stored_digest: str) -> bool:
@@ -38,8 +63,3 @@ def display_prefix(secret: str) -> str:
 
 def generate_password() -> str:
     return secrets.token_urlsafe(15)
-
-
-#: Told after commit when a credential is issued: (kind, owner id, credential id, secret);
-#: kind "device_token" (owner: the device) or "provisioning_key" (owner: the workspace).
-CredentialListener = Callable[[str, uuid.UUID, uuid.UUID, str], Awaitable[None]]

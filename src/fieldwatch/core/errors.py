@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from fastapi import FastAPI, Request
@@ -70,6 +70,20 @@ class Forbidden(AppError):
 
 class NotFound(AppError):
     status, slug, title = 404, "not-found", "Not found"
+
+
+T = TypeVar("T")
+
+
+def found_in_workspace(
+    found: T | None, what: str, ident: object, error: type[NotFound] = NotFound
+) -> T:
+    """What a lookup scoped to the caller's workspace ``found``, or a 404 saying there is
+    no such ``what`` here: another workspace's object is not found either, never
+    forbidden (nothing tells that it exists)."""
+    if found is None:
+        raise error(f"No {what} {ident} in this workspace.")
+    return found
 
 
 class Conflict(AppError):

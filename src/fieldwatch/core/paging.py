@@ -1,11 +1,17 @@
-"""Query parameters of every list: one bound for each, so no value reaches the database
-that it cannot hold (an offset past 2**63 is a 422 here, not an overflow there)."""
+"""Paging: the query parameters of every list, and the pages lists answer with.
+
+One bound for each parameter, so no value reaches the database that it cannot hold (an
+offset past 2**63 is a 422 here, not an overflow there). Three kinds of page: by
+limit/offset with the total (``Page``), by an opaque cursor (``CursorPage``) and by the
+id of the last entry seen (``BeforeIdPage``).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Generic, TypeVar
 
 from fastapi import Query
+from pydantic import BaseModel, Field
 
 #: The furthest a list can be paged with limit/offset.
 MAX_OFFSET = 10_000_000
@@ -17,3 +23,30 @@ Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip")]
 BeforeId = Annotated[
     int | None, Query(ge=1, le=MAX_ID, description="Only entries older than this id (paging)")
 ]
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """A page of a list paged with ``limit`` and ``offset``; ``total`` counts all matches."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class CursorPage(BaseModel, Generic[T]):
+    """A page of a list paged with an opaque cursor."""
+
+    items: list[T]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page")
+
+
+class BeforeIdPage(BaseModel, Generic[T]):
+    """A page of a log, newest first, paged with the id of the oldest entry seen."""
+
+    items: list[T]
+    next_before_id: int | None = Field(
+        description="Pass as ?before_id= to get the next (older) page; null at the end"
+    )

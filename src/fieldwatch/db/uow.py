@@ -28,14 +28,15 @@ class UnitOfWork:
         self.session: AsyncSession = sessionmaker()
         self.bus = bus
         self._events: list[Event] = []
-        self._callbacks: list[Callable[[], Awaitable[None]]] = []
+        self._callbacks: list[Callable[[], Awaitable[None] | None]] = []
 
     def emit(self, event: Event) -> None:
         self._events.append(event)
 
-    def after_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
+    def after_commit(self, callback: Callable[[], Awaitable[None] | None]) -> None:
         """Run ``callback`` once the next commit succeeded (after its events are
-        published). An error in it is logged, not raised: the change is committed."""
+        published); what it returns is awaited if it can be (a coroutine). An error in it
+        is logged, not raised: the change is committed."""
         self._callbacks.append(callback)
 
     async def commit(self) -> None:
@@ -51,7 +52,9 @@ class UnitOfWork:
                 log.exception("publishing %s failed after commit", event.type)
         for callback in callbacks:
             try:
-                await callback()
+                result = callback()
+                if result is not None:
+                    await result
             except Exception:
                 log.exception("a callback failed after commit")
 

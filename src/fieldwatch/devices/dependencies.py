@@ -1,4 +1,5 @@
-"""Device-facing authentication: an agent token, as that one device."""
+"""The devices domain's request dependencies: device-facing authentication (an agent
+token, as that one device) and telling the app that a device credential was issued."""
 
 from __future__ import annotations
 
@@ -7,11 +8,18 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from fieldwatch.core.components import Slot
+from fieldwatch.core.credentials import CredentialListener
 from fieldwatch.core.errors import Unauthorized
+from fieldwatch.db.dependencies import UowDep
 from fieldwatch.devices.service import DevicePrincipal, DeviceService
-from fieldwatch.runtime import UowDep
 
 device_bearer = HTTPBearer(auto_error=False, description="A device agent token (fwd_…)")
+
+#: Called after commit when a device token or a provisioning key is issued (an external
+#: broker that checks logins itself learns the secret there).
+CREDENTIAL_ISSUED: Slot[CredentialListener] = Slot("credential_issued")
+CredentialIssuedDep = Annotated[CredentialListener, Depends(CREDENTIAL_ISSUED)]
 
 
 async def get_device_principal(

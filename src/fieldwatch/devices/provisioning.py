@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from fieldwatch.auth.principal import Principal, acting_for
 from fieldwatch.core import credentials
 from fieldwatch.core.clock import usage_is_stale, utcnow
-from fieldwatch.core.errors import NotFound, Unauthorized
+from fieldwatch.core.errors import NotFound, Unauthorized, found_in_workspace
 from fieldwatch.core.events import credentials_changed
 from fieldwatch.core.settings import Settings
 from fieldwatch.db.uow import UnitOfWork
@@ -69,12 +69,12 @@ class ProvisioningService:
     async def create_key(
         self, principal: Principal, body: ProvisioningKeyCreate
     ) -> tuple[ProvisioningKey, str]:
-        secret = credentials.new_secret(PROVISIONING_KEY_PREFIX)
+        issued = credentials.issue(PROVISIONING_KEY_PREFIX)
         key = ProvisioningKey(
             workspace_id=principal.workspace_id,
             name=body.name,
-            prefix=credentials.display_prefix(secret),
-            key_digest=credentials.digest(secret),
+            prefix=issued.prefix,
+            key_digest=issued.digest,
             initial_status=body.initial_status,
             created_by=principal.user_id,
             created_at=utcnow(),
@@ -82,30 +82,27 @@ class ProvisioningService:
         )
         self.keys.add(key)
         await self.uow.session.flush()
-        return key, secret
+        return key, issued.secret
 
     async def list_keys(self, principal: Principal) -> Sequence[ProvisioningKey]:
         return await self.keys.for_workspace(principal.workspace_id)
 
     async def _key(self, principal: Principal, key_id: uuid.UUID) -> ProvisioningKey:
         key = await self.keys.get(principal.workspace_id, key_id)
-        if key is None:
-            raise ProvisioningKeyNotFound(f"No provisioning key {key_id} in this workspace.")
-        return key
+        return found_in_workspace(key, "provisioning key", key_id, ProvisioningKeyNotFound)
 
     async def rotate_key(
         self, principal: Principal, key_id: uuid.UUID
     ) -> tuple[ProvisioningKey, str]:
         """A new secret for the key; the old one stops working at once."""
         key = await self._key(principal, key_id)
-        secret = credentials.new_secret(PROVISIONING_KEY_PREFIX)
-        key.key_digest = credentials.digest(secret)
-        key.prefix = credentials.display_prefix(secret)
+        issued = credentials.issue(PROVISIONING_KEY_PREFIX)
+        key.key_digest, key.prefix = issued.digest, issued.prefix
         key.rotated_at = utcnow()
         key.revoked_at = None
         await self.uow.session.flush()
         self.uow.emit(credentials_changed(key.workspace_id, "provisioning_key_rotated"))
-        return key, secret
+        return key, issued.secret
 
     async def revoke_key(self, principal: Principal, key_id: uuid.UUID) -> ProvisioningKey:
         key = await self._key(principal, key_id)

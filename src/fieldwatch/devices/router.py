@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response, status
@@ -9,9 +10,10 @@ from fastapi.responses import StreamingResponse
 from fieldwatch.auth.dependencies import Operator, Viewer
 from fieldwatch.auth.roles import Role
 from fieldwatch.core.clock import utcnow
-from fieldwatch.core.paging import Limit, Offset
+from fieldwatch.core.paging import Limit, Offset, Page
+from fieldwatch.db.dependencies import SessionmakerDep, UowDep, WriteUow
 from fieldwatch.devices.csvio import export_csv
-from fieldwatch.devices.dependencies import DeviceAuth
+from fieldwatch.devices.dependencies import CredentialIssuedDep, DeviceAuth
 from fieldwatch.devices.lifecycle import Action, DeviceStatus
 from fieldwatch.devices.repository import DeviceFilter
 from fieldwatch.devices.schemas import (
@@ -19,14 +21,14 @@ from fieldwatch.devices.schemas import (
     AgentTokenCreated,
     AgentTokenRead,
     DeviceCreate,
-    DevicePage,
     DeviceRead,
     DeviceSelf,
     DeviceUpdate,
 )
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.devices.transitions import LifecycleService
-from fieldwatch.runtime import RuntimeDep, UowDep
+from fieldwatch.monitoring.dependencies import PresenceDep
+from fieldwatch.telemetry.dependencies import HubDep
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 
@@ -52,16 +54,16 @@ FilterDep = Annotated[DeviceFilter, Depends(_filter)]
 
 async def _page(
     principal: Viewer, uow: UowDep, flt: DeviceFilter, limit: int, offset: int, sort: str
-) -> DevicePage:
+) -> Page[DeviceRead]:
     items, total = await DeviceService(uow).page(
         principal, flt, limit=limit, offset=offset, sort=sort
     )
-    return DevicePage(
+    return Page[DeviceRead](
         items=[DeviceRead.model_validate(d) for d in items], total=total, limit=limit, offset=offset
     )
 
 
-@router.get("/devices", response_model=DevicePage)
+@router.get("/devices", response_model=Page[DeviceRead])
 async def list_devices(
     principal: Viewer,
     uow: UowDep,
@@ -75,7 +77,7 @@ async def list_devices(
     return await _page(principal, uow, flt, limit, offset, sort)
 
 
-@router.get("/devices/in_stock", response_model=DevicePage)
+@router.get("/devices/in_stock", response_model=Page[DeviceRead])
 async def list_in_stock(
     principal: Viewer, uow: UowDep, flt: FilterDep, limit: Limit = 50, offset: Offset = 0
 ):
@@ -83,7 +85,7 @@ async def list_in_stock(
     return await _page(principal, uow, flt, limit, offset, "name")
 
 
-@router.get("/devices/deployed", response_model=DevicePage)
+@router.get("/devices/deployed", response_model=Page[DeviceRead])
 async def list_deployed(
     principal: Viewer, uow: UowDep, flt: FilterDep, limit: Limit = 50, offset: Offset = 0
 ):
@@ -96,20 +98,18 @@ async def list_deployed(
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {}}, "description": "All matching devices as CSV"}},
 )
-async def export_devices(principal: Viewer, runtime: RuntimeDep, flt: FilterDep):
+async def export_devices(principal: Viewer, sessionmaker: SessionmakerDep, flt: FilterDep):
     filename = f"devices-{principal.workspace_name}-{utcnow():%Y%m%d-%H%M%S}.csv"
     return StreamingResponse(
-        export_csv(runtime.sessionmaker, principal, flt),
+        export_csv(sessionmaker, principal, flt),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 
 
 @router.post("/devices", response_model=DeviceRead, status_code=status.HTTP_201_CREATED)
-async def create_device(body: DeviceCreate, principal: Operator, uow: UowDep):
-    device = await DeviceService(uow).create(principal, body)
-    await uow.commit()
-    return device
+async def create_device(body: DeviceCreate, principal: Operator, uow: WriteUow):
+    return await DeviceService(uow).create(principal, body)
 
 
 @router.get("/devices/{device_id}", response_model=DeviceRead)
@@ -118,15 +118,15 @@ async def get_device(device_id: uuid.UUID, principal: Viewer, uow: UowDep):
 
 
 @router.patch("/devices/{device_id}", response_model=DeviceRead)
-async def update_device(device_id: uuid.UUID, body: DeviceUpdate, principal: Operator, uow: UowDep):
-    device = await DeviceService(uow).update(principal, device_id, body)
-    await uow.commit()
-    return device
+async def update_device(
+    device_id: uuid.UUID, body: DeviceUpdate, principal: Operator, uow: WriteUow
+):
+    return await DeviceService(uow).update(principal, device_id, body)
 
 
 @router.put("/devices/{device_id}", response_model=DeviceRead)
 async def replace_device(
-    device_id: uuid.UUID, body: DeviceUpdate, principal: Operator, uow: UowDep
+    device_id: uuid.UUID, body: DeviceUpdate, principal: Operator, uow: WriteUow
 ):
     """Same as PATCH (seed compatibility): only the fields sent change."""
     return await update_device(device_id, body, principal, uow)
@@ -140,8 +140,9 @@ async def replace_device(
 async def delete_device(
     device_id: uuid.UUID,
     principal: Operator,
-    uow: UowDep,
-    runtime: RuntimeDep,
+    uow: WriteUow,
+    hub: HubDep,
+    presence: PresenceDep,
     purge: Annotated[bool, Query(description="Delete for good (admins only)")] = False,
     notes: Annotated[str | None, Query(max_length=2000)] = None,
 ):
@@ -149,13 +150,10 @@ async def delete_device(
     if purge:
         principal.require(Role.admin)
         await DeviceService(uow).purge(principal, device_id)
-        await uow.commit()
-        runtime.telemetry.forget_device(device_id)
-        runtime.presence.forget(device_id)
+        uow.after_commit(partial(hub.forget_device, device_id))
+        uow.after_commit(partial(presence.forget, device_id))
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    device = await LifecycleService(uow).perform(principal, device_id, Action.retired, notes=notes)
-    await uow.commit()
-    return device
+    return await LifecycleService(uow).perform(principal, device_id, Action.retired, notes=notes)
 
 
 @router.post(
@@ -166,14 +164,15 @@ async def delete_device(
 async def issue_token(
     device_id: uuid.UUID,
     principal: Operator,
-    uow: UowDep,
-    runtime: RuntimeDep,
+    uow: WriteUow,
+    credential_issued: CredentialIssuedDep,
     body: AgentTokenCreate | None = None,
 ):
     """A new agent token for the device. The token is in this response only."""
     created = await DeviceService(uow).issue_token(principal, device_id, body or AgentTokenCreate())
-    await uow.commit()
-    await runtime.credential_issued("device_token", created.device_id, created.id, created.token)
+    uow.after_commit(
+        partial(credential_issued, "device_token", created.device_id, created.id, created.token)
+    )
     return created
 
 
@@ -183,10 +182,10 @@ async def list_tokens(device_id: uuid.UUID, principal: Viewer, uow: UowDep):
 
 
 @router.delete("/devices/{device_id}/tokens/{token_id}", response_model=AgentTokenRead)
-async def revoke_token(device_id: uuid.UUID, token_id: uuid.UUID, principal: Operator, uow: UowDep):
-    token = await DeviceService(uow).revoke_token(principal, device_id, token_id)
-    await uow.commit()
-    return token
+async def revoke_token(
+    device_id: uuid.UUID, token_id: uuid.UUID, principal: Operator, uow: WriteUow
+):
+    return await DeviceService(uow).revoke_token(principal, device_id, token_id)
 
 
 @router.get("/device/me", response_model=DeviceSelf, tags=["device api"])

@@ -15,6 +15,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from fieldwatch.core.schemas import StrictModel
 from fieldwatch.devices.lifecycle import DeviceStatus
 
 #: Fields that exist on a device but that no create/update body may set.
@@ -45,8 +46,8 @@ def _clean_capabilities(value: list[str]) -> list[str]:
     return out
 
 
-class _DeviceFields(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, populate_by_name=True)
+class _DeviceFields(StrictModel):
+    model_config = ConfigDict(populate_by_name=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -142,15 +143,7 @@ class DeviceRead(BaseModel):
     version: int
 
 
-class DevicePage(BaseModel):
-    items: list[DeviceRead]
-    total: int
-    limit: int
-    offset: int
-
-
-class AgentTokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class AgentTokenCreate(StrictModel):
     name: str | None = Field(default=None, max_length=100)
     expires_at: AwareDatetime | None = Field(
         default=None, description="With a timezone, e.g. 2027-01-01T00:00:00Z"
@@ -193,8 +186,7 @@ SERIAL_PATTERN = r"^[A-Za-z0-9._:-]{1,100}$"
 ProvisionStatus = Literal["in_stock", "reserved", "deployed"]
 
 
-class ProvisioningKeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class ProvisioningKeyCreate(StrictModel):
     name: str = Field(min_length=1, max_length=100)
     initial_status: ProvisionStatus = Field(
         default="in_stock", description="The status of devices that register with this key"

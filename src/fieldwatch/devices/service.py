@@ -13,7 +13,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from fieldwatch.auth.principal import Principal
 from fieldwatch.core import credentials
 from fieldwatch.core.clock import usage_is_stale, utcnow
-from fieldwatch.core.errors import ConcurrentModification, Unauthorized
+from fieldwatch.core.errors import ConcurrentModification, Unauthorized, found_in_workspace
 from fieldwatch.core.events import credentials_changed
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices import events
@@ -91,9 +91,7 @@ class DeviceService:
 
     async def get(self, principal: Principal, device_id: uuid.UUID) -> Device:
         device = await self.devices.get(principal.workspace_id, device_id)
-        if device is None:
-            raise DeviceNotFound(f"No device {device_id} in this workspace.")
-        return device
+        return found_in_workspace(device, "device", device_id, DeviceNotFound)
 
     async def page(
         self, principal: Principal, flt: DeviceFilter, *, limit: int, offset: int, sort: str
@@ -189,13 +187,13 @@ class DeviceService:
         device = await self.get(principal, device_id)
         if device.status == DeviceStatus.retired:
             raise DeviceRetired("A retired device cannot get new credentials.")
-        secret = credentials.new_secret(credentials.DEVICE_TOKEN_PREFIX)
+        issued = credentials.issue(credentials.DEVICE_TOKEN_PREFIX)
         token = AgentToken(
             device_id=device.id,
             workspace_id=device.workspace_id,
             name=data.name,
-            prefix=credentials.display_prefix(secret),
-            token_digest=credentials.digest(secret),
+            prefix=issued.prefix,
+            token_digest=issued.digest,
             created_by=principal.user_id,
             expires_at=data.expires_at,
         )
@@ -206,7 +204,7 @@ class DeviceService:
         )
         return AgentTokenCreated(
             id=token.id,
-            token=secret,
+            token=issued.secret,
             created_at=token.created_at,
             device_id=device.id,
             prefix=token.prefix,

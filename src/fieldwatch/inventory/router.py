@@ -8,14 +8,16 @@ from fastapi import APIRouter, Query, Request
 
 from fieldwatch.auth.dependencies import Operator, Viewer
 from fieldwatch.auth.principal import Principal
+from fieldwatch.core.components import SettingsDep
 from fieldwatch.core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from fieldwatch.core.paging import BeforeId
+from fieldwatch.core.paging import BeforeId, BeforeIdPage
+from fieldwatch.db.dependencies import UowDep, WriteUow
+from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.lifecycle import Action
 from fieldwatch.devices.schemas import DeviceRead
 from fieldwatch.inventory.importer import DeviceImporter, parse_csv, parse_json
 from fieldwatch.inventory.schemas import (
     DeployRequest,
-    DeviceLogPage,
     DeviceLogRead,
     ImportResult,
     InventorySummary,
@@ -26,7 +28,6 @@ from fieldwatch.inventory.schemas import (
     StatusChange,
 )
 from fieldwatch.inventory.service import InventoryService
-from fieldwatch.runtime import RuntimeDep, UowDep
 
 router = APIRouter(prefix="/api/v1", tags=["inventory"])
 
@@ -110,29 +111,27 @@ async def _import_rows(request: Request, limit: int) -> list[dict[str, Any]]:
 async def import_devices(
     request: Request,
     principal: Operator,
-    runtime: RuntimeDep,
-    uow: UowDep,
+    settings: SettingsDep,
+    uow: WriteUow,
     dry_run: Annotated[bool, Query(description="Check every row, change nothing")] = False,
 ):
     """Create or update devices in bulk (matched by serial number). Every row gets a
     result; good rows are kept even when others fail. With ``dry_run`` nothing is saved."""
-    rows = await _import_rows(request, runtime.settings.max_import_bytes)
-    if len(rows) > runtime.settings.max_import_rows:
+    rows = await _import_rows(request, settings.max_import_bytes)
+    if len(rows) > settings.max_import_rows:
         raise PayloadTooLarge(
-            f"{len(rows)} rows; one import takes at most {runtime.settings.max_import_rows}."
+            f"{len(rows)} rows; one import takes at most {settings.max_import_rows}."
         )
     result = await DeviceImporter(uow).run(principal, rows, dry_run=dry_run)
     if dry_run:
-        await uow.rollback()
-    else:
-        await uow.commit()
+        await uow.rollback()  # nothing left to commit
     return result
 
 
 async def _act(
-    principal: Principal, uow: UowDep, device_id: uuid.UUID, action: Action, body: Any
+    principal: Principal, uow: UnitOfWork, device_id: uuid.UUID, action: Action, body: Any
 ) -> Any:
-    device = await InventoryService(uow).perform(
+    return await InventoryService(uow).perform(
         principal,
         device_id,
         action,
@@ -140,19 +139,17 @@ async def _act(
         notes=body.notes,
         claimed_status=body.status,
     )
-    await uow.commit()
-    return device
 
 
 @router.put("/devices/{device_id}/deploy", response_model=DeviceRead)
-async def deploy(device_id: uuid.UUID, body: DeployRequest, principal: Operator, uow: UowDep):
+async def deploy(device_id: uuid.UUID, body: DeployRequest, principal: Operator, uow: WriteUow):
     """Deploy to the field (from in_stock, reserved or maintenance); sets deploy_date."""
     return await _act(principal, uow, device_id, Action.deployed, body)
 
 
 @router.put("/devices/{device_id}/recall", response_model=DeviceRead)
 async def recall(
-    device_id: uuid.UUID, principal: Operator, uow: UowDep, body: RecallRequest | None = None
+    device_id: uuid.UUID, principal: Operator, uow: WriteUow, body: RecallRequest | None = None
 ):
     """Bring a deployed or maintenance device back to stock; ``location`` is the
     warehouse it returns to."""
@@ -161,36 +158,36 @@ async def recall(
 
 @router.put("/devices/{device_id}/maintenance", response_model=DeviceRead)
 async def maintenance(
-    device_id: uuid.UUID, principal: Operator, uow: UowDep, body: MaintenanceRequest | None = None
+    device_id: uuid.UUID, principal: Operator, uow: WriteUow, body: MaintenanceRequest | None = None
 ):
     return await _act(principal, uow, device_id, Action.maintenance, body or MaintenanceRequest())
 
 
 @router.put("/devices/{device_id}/reserve", response_model=DeviceRead)
 async def reserve(
-    device_id: uuid.UUID, principal: Operator, uow: UowDep, body: ReserveRequest | None = None
+    device_id: uuid.UUID, principal: Operator, uow: WriteUow, body: ReserveRequest | None = None
 ):
     return await _act(principal, uow, device_id, Action.reserved, body or ReserveRequest())
 
 
 @router.put("/devices/{device_id}/retire", response_model=DeviceRead)
 async def retire(
-    device_id: uuid.UUID, principal: Operator, uow: UowDep, body: RetireRequest | None = None
+    device_id: uuid.UUID, principal: Operator, uow: WriteUow, body: RetireRequest | None = None
 ):
     """Retire for good; the device's agent tokens are revoked."""
     return await _act(principal, uow, device_id, Action.retired, body or RetireRequest())
 
 
 @router.put("/devices/{device_id}/status", response_model=DeviceRead)
-async def change_status(device_id: uuid.UUID, body: StatusChange, principal: Operator, uow: UowDep):
-    device = await InventoryService(uow).change_status(
+async def change_status(
+    device_id: uuid.UUID, body: StatusChange, principal: Operator, uow: WriteUow
+):
+    return await InventoryService(uow).change_status(
         principal, device_id, body.status, location=body.location, notes=body.notes
     )
-    await uow.commit()
-    return device
 
 
-@router.get("/devices/{device_id}/logs", response_model=DeviceLogPage)
+@router.get("/devices/{device_id}/logs", response_model=BeforeIdPage[DeviceLogRead])
 async def device_logs(
     device_id: uuid.UUID,
     principal: Viewer,
@@ -203,7 +200,9 @@ async def device_logs(
         principal, device_id, limit=limit, before_id=before_id
     )
     items = [DeviceLogRead.model_validate(r) for r in rows]
-    return DeviceLogPage(items=items, next_before_id=items[-1].id if len(items) == limit else None)
+    return BeforeIdPage[DeviceLogRead](
+        items=items, next_before_id=items[-1].id if len(items) == limit else None
+    )
 
 
 @router.get("/inventory/summary", response_model=InventorySummary)

@@ -6,12 +6,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fieldwatch.core.schemas import StrictModel
 from fieldwatch.devices.lifecycle import DeviceStatus
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
+class _Body(StrictModel):
     notes: str | None = Field(default=None, max_length=2000)
     # Seed 001 clients send the target status along with the action; it must match.
     status: DeviceStatus | None = None
@@ -39,9 +38,7 @@ class RetireRequest(_Body):
     pass
 
 
-class StatusChange(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
+class StatusChange(StrictModel):
     status: DeviceStatus
     location: str | None = Field(default=None, max_length=200)
     notes: str | None = Field(default=None, max_length=2000)
@@ -61,13 +58,6 @@ class DeviceLogRead(BaseModel):
     request_id: str | None
     changes: dict[str, Any]
     created_at: datetime
-
-
-class DeviceLogPage(BaseModel):
-    items: list[DeviceLogRead]
-    next_before_id: int | None = Field(
-        description="Pass as ?before_id= to get the next (older) page; null at the end"
-    )
 
 
 class StatusBreakdown(BaseModel):

@@ -2,19 +2,23 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from fieldwatch.auth.dependencies import Operator, Viewer
 from fieldwatch.auth.principal import Principal
-from fieldwatch.core.paging import BeforeId
+from fieldwatch.core.components import SettingsDep
+from fieldwatch.core.paging import BeforeId, BeforeIdPage, CursorPage
+from fieldwatch.db.dependencies import UowDep, WriteUow
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.service import DeviceService
+from fieldwatch.monitoring.dependencies import LimitsDep, MonitoringDep, PresenceDep
+from fieldwatch.monitoring.limits import DeviceLimiter
 from fieldwatch.monitoring.schemas import (
     ConnectivityEventRead,
-    ConnectivityPage,
     DeviceHealthRead,
     DeviceHeartbeatSetting,
     DeviceStatusRead,
@@ -24,20 +28,13 @@ from fieldwatch.monitoring.schemas import (
     RateLimit,
     RateLimitRead,
 )
-from fieldwatch.monitoring.service import MonitoringService
-from fieldwatch.runtime import Runtime, RuntimeDep, UowDep
 from fieldwatch.telemetry.dependencies import TelemetryDep
 from fieldwatch.telemetry.query.queries import require_range
-from fieldwatch.telemetry.schemas import MonitoringPage
+from fieldwatch.telemetry.schemas import MonitoringReading
 
 router = APIRouter(prefix="/api/v1", tags=["monitoring"])
 
 
-async def monitoring_service(runtime: RuntimeDep, uow: UowDep) -> MonitoringService:
-    return MonitoringService(uow, runtime.presence)
-
-
-MonitoringDep = Annotated[MonitoringService, Depends(monitoring_service)]
 Start = Annotated[datetime | None, Query(description="Inclusive, ISO 8601 with a timezone")]
 End = Annotated[datetime | None, Query(description="Exclusive, ISO 8601 with a timezone")]
 
@@ -61,7 +58,7 @@ async def device_health(device_id: uuid.UUID, principal: Viewer, service: Monito
     return await service.health(principal, device_id)
 
 
-@router.get("/devices/{device_id}/connectivity", response_model=ConnectivityPage)
+@router.get("/devices/{device_id}/connectivity", response_model=BeforeIdPage[ConnectivityEventRead])
 async def connectivity_history(
     device_id: uuid.UUID,
     principal: Viewer,
@@ -72,7 +69,7 @@ async def connectivity_history(
     """The device's online/offline transitions, newest first."""
     rows = await service.history(principal, device_id, limit, before_id)
     items = [ConnectivityEventRead.model_validate(r) for r in rows]
-    return ConnectivityPage(
+    return BeforeIdPage[ConnectivityEventRead](
         items=items, next_before_id=items[-1].id if len(items) == limit else None
     )
 
@@ -83,29 +80,27 @@ async def set_device_heartbeat(
     body: DeviceHeartbeatSetting,
     principal: Operator,
     service: MonitoringDep,
-    uow: UowDep,
-    runtime: RuntimeDep,
+    uow: WriteUow,
+    presence: PresenceDep,
 ):
     """How often this device is expected to report (null: its type's or the default)."""
     await service.set_device_heartbeat(principal, device_id, body.heartbeat_interval_s)
-    await uow.commit()
-    await runtime.presence.reload_timeouts(principal.workspace_id)
+    uow.after_commit(partial(presence.reload_timeouts, principal.workspace_id))
     return body
 
 
 @router.get("/device-types/{type_}/heartbeat", response_model=HeartbeatSettings)
 async def type_heartbeat(
-    type_: str, principal: Viewer, service: MonitoringDep, runtime: RuntimeDep
+    type_: str, principal: Viewer, service: MonitoringDep, settings: SettingsDep
 ):
-    settings = await service.type_heartbeat(principal, type_)
-    if settings is None:
+    own = await service.type_heartbeat(principal, type_)
+    if own is None:
         return HeartbeatSettings(
-            heartbeat_interval_s=runtime.settings.heartbeat_interval_s,
-            offline_tolerance=runtime.settings.offline_tolerance,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+            offline_tolerance=settings.offline_tolerance,
         )
     return HeartbeatSettings(
-        heartbeat_interval_s=settings.heartbeat_interval_s,
-        offline_tolerance=settings.offline_tolerance,
+        heartbeat_interval_s=own.heartbeat_interval_s, offline_tolerance=own.offline_tolerance
     )
 
 
@@ -115,32 +110,28 @@ async def set_type_heartbeat(
     body: HeartbeatSettings,
     principal: Operator,
     service: MonitoringDep,
-    uow: UowDep,
-    runtime: RuntimeDep,
+    uow: WriteUow,
+    presence: PresenceDep,
 ):
     """A device of this type is offline after ``heartbeat_interval_s × offline_tolerance``
     seconds of silence (unless the device has its own interval)."""
     await service.set_type_heartbeat(
         principal, type_, body.heartbeat_interval_s, body.offline_tolerance
     )
-    await uow.commit()
-    await runtime.presence.reload_timeouts(principal.workspace_id)
+    uow.after_commit(partial(presence.reload_timeouts, principal.workspace_id))
     return body
 
 
-async def _commit_rate_limit(uow: UnitOfWork, runtime: Runtime, principal: Principal) -> None:
-    """Commit a rate-limit change; this process reads the workspace's limits again at
-    once (the change's event tells the other processes)."""
-    await uow.commit()
-    runtime.limits.forget(principal.workspace_id)
+def _rate_limit_changed(uow: UnitOfWork, limits: DeviceLimiter, principal: Principal) -> None:
+    """Once the rate-limit change is committed this process reads the workspace's limits
+    again at once (the change's event tells the other processes)."""
+    uow.after_commit(partial(limits.forget, principal.workspace_id))
 
 
 @router.get("/device-types/{type_}/rate-limit", response_model=RateLimitRead)
-async def type_rate_limit(
-    type_: str, principal: Viewer, service: MonitoringDep, runtime: RuntimeDep
-):
+async def type_rate_limit(type_: str, principal: Viewer, service: MonitoringDep, limits: LimitsDep):
     """The rate limit of devices of this type (unless a device has its own)."""
-    return await service.type_rate_limit(principal, type_, runtime.limits)
+    return await service.type_rate_limit(principal, type_, limits)
 
 
 @router.put("/device-types/{type_}/rate-limit", response_model=RateLimitRead)
@@ -149,34 +140,34 @@ async def set_type_rate_limit(
     body: RateLimit,
     principal: Operator,
     service: MonitoringDep,
-    uow: UowDep,
-    runtime: RuntimeDep,
+    uow: WriteUow,
+    limits: LimitsDep,
 ):
     """Devices of this type may send ``messages`` per ``window_s`` seconds on average
     (bursts of up to ``messages``), over every transport, instead of the defaults.
     Excess messages are refused (WebSocket ``rate_limited`` errors, HTTP 429, MQTT
     messages dropped, a device that keeps flooding disconnected)."""
     await service.set_type_rate_limit(principal, type_, body)
-    await _commit_rate_limit(uow, runtime, principal)
-    return await service.type_rate_limit(principal, type_, runtime.limits)
+    _rate_limit_changed(uow, limits, principal)
+    return await service.type_rate_limit(principal, type_, limits)
 
 
 @router.delete("/device-types/{type_}/rate-limit", response_model=RateLimitRead)
 async def remove_type_rate_limit(
-    type_: str, principal: Operator, service: MonitoringDep, uow: UowDep, runtime: RuntimeDep
+    type_: str, principal: Operator, service: MonitoringDep, uow: WriteUow, limits: LimitsDep
 ):
     """Back to the defaults for devices of this type."""
     await service.set_type_rate_limit(principal, type_, None)
-    await _commit_rate_limit(uow, runtime, principal)
-    return await service.type_rate_limit(principal, type_, runtime.limits)
+    _rate_limit_changed(uow, limits, principal)
+    return await service.type_rate_limit(principal, type_, limits)
 
 
 @router.get("/devices/{device_id}/rate-limit", response_model=RateLimitRead)
 async def device_rate_limit(
-    device_id: uuid.UUID, principal: Viewer, service: MonitoringDep, runtime: RuntimeDep
+    device_id: uuid.UUID, principal: Viewer, service: MonitoringDep, limits: LimitsDep
 ):
     """The rate limit in force for this device: its own, its type's, or the defaults."""
-    return await service.device_rate_limit(principal, device_id, runtime.limits)
+    return await service.device_rate_limit(principal, device_id, limits)
 
 
 @router.put("/devices/{device_id}/rate-limit", response_model=RateLimitRead)
@@ -185,27 +176,27 @@ async def set_device_rate_limit(
     body: RateLimit,
     principal: Operator,
     service: MonitoringDep,
-    uow: UowDep,
-    runtime: RuntimeDep,
+    uow: WriteUow,
+    limits: LimitsDep,
 ):
     """This device's own rate limit, over its type's and the defaults."""
     await service.set_device_rate_limit(principal, device_id, body)
-    await _commit_rate_limit(uow, runtime, principal)
-    return await service.device_rate_limit(principal, device_id, runtime.limits)
+    _rate_limit_changed(uow, limits, principal)
+    return await service.device_rate_limit(principal, device_id, limits)
 
 
 @router.delete("/devices/{device_id}/rate-limit", response_model=RateLimitRead)
 async def remove_device_rate_limit(
-    device_id: uuid.UUID, principal: Operator, service: MonitoringDep, uow: UowDep,
-    runtime: RuntimeDep,
+    device_id: uuid.UUID, principal: Operator, service: MonitoringDep, uow: WriteUow,
+    limits: LimitsDep,
 ):  # fmt: skip
     """Back to the type's limit or the defaults."""
     await service.set_device_rate_limit(principal, device_id, None)
-    await _commit_rate_limit(uow, runtime, principal)
-    return await service.device_rate_limit(principal, device_id, runtime.limits)
+    _rate_limit_changed(uow, limits, principal)
+    return await service.device_rate_limit(principal, device_id, limits)
 
 
-@router.get("/monitoring/data", response_model=MonitoringPage)
+@router.get("/monitoring/data", response_model=CursorPage[MonitoringReading])
 async def monitoring_data(
     principal: Viewer,
     telemetry: TelemetryDep,
@@ -230,7 +221,7 @@ async def monitoring_data(
     return {"items": items, "next_cursor": next_cursor}
 
 
-@router.get("/monitoring/data/{device_id}", response_model=MonitoringPage)
+@router.get("/monitoring/data/{device_id}", response_model=CursorPage[MonitoringReading])
 async def monitoring_device_data(
     device_id: uuid.UUID,
     principal: Viewer,

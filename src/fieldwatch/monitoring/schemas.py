@@ -55,11 +55,6 @@ class ConnectivityEventRead(BaseModel):
     at: datetime
 
 
-class ConnectivityPage(BaseModel):
-    items: list[ConnectivityEventRead]
-    next_before_id: int | None
-
-
 class HeartbeatSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     heartbeat_interval_s: int = Field(ge=1, le=7 * 86400)

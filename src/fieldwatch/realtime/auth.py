@@ -11,16 +11,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from socketio.exceptions import ConnectionRefusedError as Refused
 
+from fieldwatch.auth.dependencies import AuthParts, make_auth_service
 from fieldwatch.auth.principal import Principal
 from fieldwatch.auth.roles import Role
-from fieldwatch.auth.service import AuthService
 from fieldwatch.core import credentials
 from fieldwatch.core.errors import AppError
-from fieldwatch.runtime import Runtime
+from fieldwatch.core.events import EventBus
+from fieldwatch.db.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -74,16 +75,20 @@ def credential_from(environ: Mapping[str, Any], auth: Any) -> Credential:
     return Credential(token, workspace)
 
 
-def _service(runtime: Runtime, session: Any) -> AuthService:
-    return AuthService(
-        session, codec=runtime.codec, settings=runtime.settings, throttle=runtime.throttle
-    )
+class RealtimeHost(AuthParts, Protocol):
+    """What the realtime server runs on (the app's runtime): the event bus, units of
+    work and what authentication is built from."""
+
+    @property
+    def bus(self) -> EventBus: ...
+
+    def uow(self) -> UnitOfWork: ...
 
 
-async def authenticate(runtime: Runtime, credential: Credential) -> Principal:
+async def authenticate(host: RealtimeHost, credential: Credential) -> Principal:
     """Resolve the credential to a principal, or refuse the connection with the reason."""
-    async with runtime.uow() as uow:
-        service = _service(runtime, uow.session)
+    async with host.uow() as uow:
+        service = make_auth_service(host, uow)
         try:
             principal = await service.authenticate(credential.token, credential.workspace)
             principal.require(Role.viewer)
@@ -95,13 +100,13 @@ async def authenticate(runtime: Runtime, credential: Credential) -> Principal:
     return principal
 
 
-async def still_valid(runtime: Runtime, creds: Sequence[Credential]) -> list[bool]:
+async def still_valid(host: RealtimeHost, creds: Sequence[Credential]) -> list[bool]:
     """Re-check credentials after a logout, revocation or role change. A credential whose
     check fails for another reason than being refused (the database is down) counts as
     valid: an outage must not disconnect every dashboard."""
     results: list[bool] = []
-    async with runtime.uow() as uow:
-        service = _service(runtime, uow.session)
+    async with host.uow() as uow:
+        service = make_auth_service(host, uow)
         for credential in creds:
             try:
                 await service.authenticate(credential.token, credential.workspace)

@@ -22,7 +22,13 @@ import socketio
 
 from fieldwatch.core.events import CREDENTIALS_CHANGED, Event
 from fieldwatch.core.settings import Settings
-from fieldwatch.realtime.auth import Credential, authenticate, credential_from, still_valid
+from fieldwatch.realtime.auth import (
+    Credential,
+    RealtimeHost,
+    authenticate,
+    credential_from,
+    still_valid,
+)
 from fieldwatch.realtime.coalesce import TelemetryCoalescer
 from fieldwatch.realtime.messages import (
     ROUTES,
@@ -33,7 +39,6 @@ from fieldwatch.realtime.messages import (
     workspace_room,
 )
 from fieldwatch.realtime.repository import RealtimeRepository
-from fieldwatch.runtime import Runtime
 
 log = logging.getLogger(__name__)
 #: python-socketio's and python-engineio's own records (python-engineio logs every
@@ -90,7 +95,7 @@ class RealtimeServer:
             logger=packet_log,
             engineio_logger=packet_log,
         )
-        self.runtime: Runtime | None = None
+        self.runtime: RealtimeHost | None = None
         self.coalescer = TelemetryCoalescer(self._emit, settings.realtime_coalesce_ms / 1000)
         self._clients: dict[str, _Client] = {}
         self._unsubscribe: list[Callable[[], None]] = []
@@ -113,7 +118,7 @@ class RealtimeServer:
 
     # --- lifecycle --------------------------------------------------------------------
 
-    async def start(self, runtime: Runtime) -> None:
+    async def start(self, runtime: RealtimeHost) -> None:
         if self.runtime is not None:
             return
         self.runtime = runtime

@@ -11,21 +11,21 @@ from sqlalchemy import text
 
 from fieldwatch import __version__
 from fieldwatch.db import migrate
-from fieldwatch.runtime import RuntimeDep
+from fieldwatch.db.dependencies import EngineDep
 
 router = APIRouter(tags=["system"])
 
 
 @router.get("/health")
-async def health(runtime: RuntimeDep) -> JSONResponse:
+async def health(engine: EngineDep) -> JSONResponse:
     """Liveness and readiness: the database answers and its schema is current."""
     started = time.perf_counter()
-    database: dict[str, object] = {"backend": runtime.backend}
+    database: dict[str, object] = {"backend": engine.dialect.name}
     try:
-        async with runtime.engine.connect() as conn:
+        async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
         database["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
-        up_to_date = await migrate.is_up_to_date(runtime.engine)
+        up_to_date = await migrate.is_up_to_date(engine)
         database["schema"] = "current" if up_to_date else "outdated"
         database["status"] = "ok" if up_to_date else "degraded"
     except Exception as exc:  # the point of a health check is to report, not to raise

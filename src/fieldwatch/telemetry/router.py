@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
 from fieldwatch.auth.dependencies import Admin, Viewer
 from fieldwatch.core.clock import utcnow
+from fieldwatch.core.components import SettingsDep
 from fieldwatch.core.errors import (
     AppError,
     BadRequest,
@@ -15,8 +17,8 @@ from fieldwatch.core.errors import (
     ServiceUnavailable,
     ValidationFailed,
 )
+from fieldwatch.db.dependencies import UowDep, WriteUow
 from fieldwatch.devices.service import DeviceService
-from fieldwatch.runtime import RuntimeDep, UowDep
 from fieldwatch.telemetry.dependencies import IngestDep, JsonBody, RawBody, TelemetryDep, WriterDep
 from fieldwatch.telemetry.ingest.parse import parse_heartbeat, parse_monitoring, parse_upload
 from fieldwatch.telemetry.ingest.service import Incoming, IngestResult, TelemetryService
@@ -96,7 +98,11 @@ async def upload_monitoring_data(writer: WriterDep, body: JsonBody, ingest: Inge
     "/devices/{device_id}/heartbeat", response_model=HeartbeatResponse, responses=INGEST_RESPONSES
 )
 async def heartbeat(
-    device_id: uuid.UUID, writer: WriterDep, body: JsonBody, ingest: IngestDep, runtime: RuntimeDep
+    device_id: uuid.UUID,
+    writer: WriterDep,
+    body: JsonBody,
+    ingest: IngestDep,
+    settings: SettingsDep,
 ):
     """Seed 003 heartbeat: ``battery_level``, ``signal_strength``, ``memory_usage``,
     ``cpu_usage``; kept as readings. The device is marked online even with no fields."""
@@ -111,7 +117,7 @@ async def heartbeat(
     return {
         **(await _ingest(ingest, incoming)).body(),
         "server_time": utcnow(),
-        "heartbeat_interval": runtime.settings.heartbeat_interval_s,
+        "heartbeat_interval": settings.heartbeat_interval_s,
     }
 
 
@@ -213,13 +219,12 @@ async def telemetry_settings(principal: Viewer, service: TelemetryDep):
 
 @router.put("/telemetry/settings", response_model=TelemetrySettings)
 async def set_telemetry_settings(
-    body: TelemetrySettings, principal: Admin, service: TelemetryDep, uow: UowDep
+    body: TelemetrySettings, principal: Admin, service: TelemetryDep, uow: WriteUow
 ):
     """Retention of this workspace's readings (admins). Shortening it removes older
     readings at the next maintenance run; new readings older than it are refused."""
     await service.repo.set_retention_days(principal.workspace_id, body.retention_days)
-    await uow.commit()
-    service.hub.forget_retention(principal.workspace_id)
+    uow.after_commit(partial(service.hub.forget_retention, principal.workspace_id))
     return body
 
 
@@ -227,7 +232,7 @@ async def set_telemetry_settings(
 async def delete_device_data(
     device_id: uuid.UUID,
     principal: Admin,
-    uow: UowDep,
+    uow: WriteUow,
     service: TelemetryDep,
     data_type: Annotated[str | None, Query(max_length=100)] = None,
     start_time: Start = None,
@@ -238,6 +243,5 @@ async def delete_device_data(
     require_range(start_time, end_time)
     series = await service.series(device_id, data_type)
     deleted = await service.delete(series, start_time, end_time)
-    await uow.commit()
-    await service.hub.latest.reload_device(principal.workspace_id, device_id)
+    uow.after_commit(partial(service.hub.latest.reload_device, principal.workspace_id, device_id))
     return DeleteResult(deleted=deleted)

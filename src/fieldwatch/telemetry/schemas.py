@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fieldwatch.core.paging import CursorPage
 from fieldwatch.telemetry.query.queries import reading_dict
 
 
@@ -34,19 +35,12 @@ class ReadingRead(BaseModel):
     quality: str | None
 
 
-class ReadingPage(BaseModel):
+class ReadingPage(CursorPage[ReadingRead]):
     device_id: uuid.UUID | None = None
-    items: list[ReadingRead]
-    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page")
 
 
 class MonitoringReading(ReadingRead):
     device_id: uuid.UUID
-
-
-class MonitoringPage(BaseModel):
-    items: list[MonitoringReading]
-    next_cursor: str | None
 
 
 class LatestValue(BaseModel):

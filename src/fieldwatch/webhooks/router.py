@@ -8,7 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from fieldwatch.auth.dependencies import Admin, Viewer
-from fieldwatch.runtime import RuntimeDep, UowDep
+from fieldwatch.core.components import SettingsDep
+from fieldwatch.core.settings import Settings
+from fieldwatch.db.dependencies import UowDep, WriteUow
+from fieldwatch.db.uow import UnitOfWork
+from fieldwatch.webhooks.dependencies import WebhookDispatcherDep
 from fieldwatch.webhooks.schemas import (
     DeliveryRead,
     DeliveryStatus,
@@ -22,53 +26,54 @@ from fieldwatch.webhooks.service import WebhookService
 router = APIRouter(prefix="/api/v1", tags=["webhooks"])
 
 
-def _service(runtime: RuntimeDep, uow: UowDep) -> WebhookService:
-    return WebhookService(uow.session, runtime.settings)
+def _service(settings: Settings, uow: UnitOfWork) -> WebhookService:
+    return WebhookService(uow.session, settings)
 
 
 @router.get("/webhooks", response_model=list[WebhookRead])
-async def list_webhooks(principal: Viewer, runtime: RuntimeDep, uow: UowDep):
-    return await _service(runtime, uow).list(principal)
+async def list_webhooks(principal: Viewer, settings: SettingsDep, uow: UowDep):
+    return await _service(settings, uow).list(principal)
 
 
 @router.post("/webhooks", response_model=WebhookWithSecret, status_code=status.HTTP_201_CREATED)
-async def create_webhook(body: WebhookCreate, principal: Admin, runtime: RuntimeDep, uow: UowDep):
+async def create_webhook(
+    body: WebhookCreate, principal: Admin, settings: SettingsDep, uow: WriteUow
+):
     """Create a webhook. The response holds the signing ``secret``: it is shown only
     here (and when rotated)."""
-    created = await _service(runtime, uow).create(principal, body)
-    await uow.commit()
-    return created
+    return await _service(settings, uow).create(principal, body)
 
 
 @router.get("/webhooks/{webhook_id}", response_model=WebhookRead)
-async def get_webhook(webhook_id: uuid.UUID, principal: Viewer, runtime: RuntimeDep, uow: UowDep):
-    return await _service(runtime, uow).get(principal, webhook_id)
+async def get_webhook(webhook_id: uuid.UUID, principal: Viewer, settings: SettingsDep, uow: UowDep):
+    return await _service(settings, uow).get(principal, webhook_id)
 
 
 @router.patch("/webhooks/{webhook_id}", response_model=WebhookRead)
 async def update_webhook(
-    webhook_id: uuid.UUID, body: WebhookUpdate, principal: Admin, runtime: RuntimeDep, uow: UowDep
+    webhook_id: uuid.UUID,
+    body: WebhookUpdate,
+    principal: Admin,
+    settings: SettingsDep,
+    uow: WriteUow,
 ):
-    webhook = await _service(runtime, uow).update(principal, webhook_id, body)
-    await uow.commit()
-    return webhook
+    return await _service(settings, uow).update(principal, webhook_id, body)
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_webhook(
-    webhook_id: uuid.UUID, principal: Admin, runtime: RuntimeDep, uow: UowDep
+    webhook_id: uuid.UUID, principal: Admin, settings: SettingsDep, uow: WriteUow
 ) -> Response:
-    await _service(runtime, uow).delete(principal, webhook_id)
-    await uow.commit()
+    await _service(settings, uow).delete(principal, webhook_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/webhooks/{webhook_id}/rotate-secret", response_model=WebhookWithSecret)
-async def rotate_secret(webhook_id: uuid.UUID, principal: Admin, runtime: RuntimeDep, uow: UowDep):
+async def rotate_secret(
+    webhook_id: uuid.UUID, principal: Admin, settings: SettingsDep, uow: WriteUow
+):
     """A new signing secret, shown only in this response. The old one stops at once."""
-    rotated = await _service(runtime, uow).rotate_secret(principal, webhook_id)
-    await uow.commit()
-    return rotated
+    return await _service(settings, uow).rotate_secret(principal, webhook_id)
 
 
 @router.post(
@@ -76,11 +81,16 @@ async def rotate_secret(webhook_id: uuid.UUID, principal: Admin, runtime: Runtim
     response_model=DeliveryRead,
     status_code=status.HTTP_202_ACCEPTED,
 )
-async def test_webhook(webhook_id: uuid.UUID, principal: Admin, runtime: RuntimeDep, uow: UowDep):
+async def test_webhook(
+    webhook_id: uuid.UUID,
+    principal: Admin,
+    settings: SettingsDep,
+    uow: WriteUow,
+    dispatcher: WebhookDispatcherDep,
+):
     """Queue a ``webhook.test`` delivery; follow it in the deliveries list."""
-    delivery = await _service(runtime, uow).queue_test(principal, webhook_id)
-    await uow.commit()
-    runtime.webhooks.notify()
+    delivery = await _service(settings, uow).queue_test(principal, webhook_id)
+    uow.after_commit(dispatcher.notify)
     return delivery
 
 
@@ -88,12 +98,12 @@ async def test_webhook(webhook_id: uuid.UUID, principal: Admin, runtime: Runtime
 async def list_deliveries(
     webhook_id: uuid.UUID,
     principal: Viewer,
-    runtime: RuntimeDep,
+    settings: SettingsDep,
     uow: UowDep,
     status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ):
     """The most recent deliveries first."""
-    return await _service(runtime, uow).recent_deliveries(
+    return await _service(settings, uow).recent_deliveries(
         principal, webhook_id, status=status_, limit=limit
     )

@@ -7,16 +7,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from fieldwatch.core.schemas import StrictModel
 from fieldwatch.webhooks.models import DEFAULT_EVENT_TYPES
 
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 
 _PATTERN_CHARS = re.compile(r"^[A-Za-z0-9_.*?\[\]!-]+$")
 MAX_PATTERNS = 20
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 def _check_patterns(patterns: list[str]) -> list[str]:

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldwatch.auth.principal import Principal
 from fieldwatch.core.clock import utcnow
-from fieldwatch.core.errors import ValidationFailed
+from fieldwatch.core.errors import ValidationFailed, found_in_workspace
 from fieldwatch.core.ids import new_id
 from fieldwatch.core.settings import Settings
 from fieldwatch.webhooks import signing
@@ -42,9 +42,7 @@ class WebhookService:
 
     async def get(self, principal: Principal, webhook_id: uuid.UUID) -> Webhook:
         webhook = await self.webhooks.get(principal.workspace_id, webhook_id)
-        if webhook is None:
-            raise WebhookNotFound(f"No webhook {webhook_id} in this workspace.")
-        return webhook
+        return found_in_workspace(webhook, "webhook", webhook_id, WebhookNotFound)
 
     async def create(self, principal: Principal, body: WebhookCreate) -> WebhookWithSecret:
         if await self.webhooks.count(principal.workspace_id) >= MAX_WEBHOOKS_PER_WORKSPACE:
