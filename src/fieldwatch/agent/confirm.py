@@ -1,0 +1,72 @@
+"""Confirming readings sent over MQTT by reading them back through the API.
+
+A broker's PUBACK says only that the broker took a message (any broker on that port
+would); MQTT has no acknowledgement from the platform behind it. So each reading the
+simulator publishes is stamped, remembered as ``(device, metric, timestamp)``, and
+counted as confirmed once the API shows it (``GET /devices/{id}/data``): the database
+has committed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+from fieldwatch.agent.platform import Platform, Refused, Unreachable, bounded
+
+#: A reading the API has not shown this long after it was published is given up on
+#: (counted as not confirmed) and no longer looked for.
+GIVE_UP_S = 300.0
+
+
+class Confirmer:
+    def __init__(self, platform: Platform, *, give_up_s: float = GIVE_UP_S) -> None:
+        self.platform = platform
+        self.give_up = timedelta(seconds=give_up_s)
+        self.pending: dict[str, set[tuple[str, datetime]]] = {}
+        self.confirmed = 0
+        self.last_error: str | None = None  # why the API could not be asked, last time
+
+    def published(self, device_id: str, metrics: Iterable[str], ts: datetime) -> None:
+        """Remember readings about to be published (before: they may arrive even if the
+        PUBACK does not)."""
+        self.pending.setdefault(device_id, set()).update((m, ts) for m in metrics)
+
+    async def check(self) -> None:
+        """Ask the API once about every device with readings still to confirm."""
+        devices = [d for d, keys in self.pending.items() if keys]
+        try:
+            await bounded(devices, self._check_device)
+        except (Unreachable, Refused) as exc:
+            self.last_error = str(exc)
+
+    async def _check_device(self, device_id: str) -> None:
+        keys = self.pending[device_id]
+        since = min(ts for _, ts in keys)
+        async for metric, ts in self.platform.readings(device_id, since):
+            key = (metric, ts.astimezone(UTC))
+            if key in keys:
+                keys.discard(key)
+                self.confirmed += 1
+        cutoff = datetime.now(UTC) - self.give_up
+        keys.difference_update({key for key in keys if key[1] < cutoff})
+
+    async def run(self, every_s: float, stop: asyncio.Event) -> None:
+        """Check every ``every_s`` seconds until ``stop``."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
+            if not stop.is_set():
+                await self.check()
+
+    async def settle(self, timeout_s: float) -> None:
+        """Check until every reading is confirmed, or for ``timeout_s`` seconds."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            await self.check()
+            if not any(self.pending.values()) or time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
