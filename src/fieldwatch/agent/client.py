@@ -260,7 +260,8 @@ class DeviceAgent:
         return dict(r.json())
 
     async def _frame(self, frame: dict[str, Any]) -> dict[str, Any]:
-        await self.connected.wait()
+        async with asyncio.timeout(self.timeout_s):  # while it reconnects
+            await self.connected.wait()
         assert self._ws is not None
         ref = next(self._ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -269,6 +270,8 @@ class DeviceAgent:
             await self._ws.send(json.dumps({**frame, "id": ref}))
             async with asyncio.timeout(self.timeout_s):
                 reply = await future
+        except ConnectionClosed:
+            raise AgentError("connection lost before the ack") from None
         finally:
             self._waiting.pop(ref, None)
         if reply.get("type") == "error":

@@ -35,13 +35,17 @@ class Confirmer:
         PUBACK does not)."""
         self.pending.setdefault(device_id, set()).update((m, ts) for m in metrics)
 
-    async def check(self) -> None:
-        """Ask the API once about every device with readings still to confirm."""
+    async def check(self) -> bool:
+        """Ask the API once about every device with readings still to confirm; False
+        if it could not be asked (``last_error`` says why)."""
         devices = [d for d, keys in self.pending.items() if keys]
         try:
             await bounded(devices, self._check_device)
         except (Unreachable, Refused) as exc:
             self.last_error = str(exc)
+            return False
+        self.last_error = None
+        return True
 
     async def _check_device(self, device_id: str) -> None:
         keys = self.pending[device_id]
@@ -63,10 +67,11 @@ class Confirmer:
                 await self.check()
 
     async def settle(self, timeout_s: float) -> None:
-        """Check until every reading is confirmed, or for ``timeout_s`` seconds."""
+        """Check until every reading is confirmed, or for ``timeout_s`` seconds, or
+        until the API cannot be asked."""
         deadline = time.monotonic() + timeout_s
         while True:
-            await self.check()
-            if not any(self.pending.values()) or time.monotonic() >= deadline:
+            asked = await self.check()
+            if not asked or not any(self.pending.values()) or time.monotonic() >= deadline:
                 return
             await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))

@@ -100,7 +100,12 @@ async def bounded(items: Sequence[T], work: Callable[[T], Awaitable[Any]]) -> li
         async with gate:
             return await work(item)
 
-    return list(await asyncio.gather(*(one(item) for item in items)))
+    try:  # the first failure cancels the rest
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(item)) for item in items]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
 
 
 class Platform:

@@ -66,7 +66,7 @@ class Figures:
             )
             if self.confirmer.last_error:
                 lines.append(f"  Reading them back failed: {self.confirmer.last_error}")
-            if s.accepted and not self.confirmer.confirmed:
+            elif s.accepted and not self.confirmer.confirmed:
                 lines.append(
                     f"  None reached Fieldwatch: is {broker} its broker? (--mqtt-url; the "
                     "embedded broker listens on FIELDWATCH_MQTT_PORT)"
