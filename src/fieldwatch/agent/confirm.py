@@ -3,8 +3,8 @@
 A broker's PUBACK says only that the broker took a message (any broker on that port
 would); MQTT has no acknowledgement from the platform behind it. So each reading the
 simulator publishes is stamped, remembered as ``(device, metric, timestamp)``, and
-counted as confirmed once the API shows it (``GET /devices/{id}/data``): the database
-has committed it.
+counted as confirmed once the API shows it (``GET /monitoring/data`` of the simulated
+devices, one query for the whole fleet): the database has committed it.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from fieldwatch.agent.platform import Platform, Refused, Unreachable, bounded
+from fieldwatch.agent.platform import Platform, Refused, Unreachable
 
 #: A reading the API has not shown this long after it was published is given up on
-#: (counted as not confirmed) and no longer looked for.
+#: (it stays not confirmed) and no longer looked for.
 GIVE_UP_S = 300.0
 
 
@@ -26,37 +26,35 @@ class Confirmer:
     def __init__(self, platform: Platform, *, give_up_s: float = GIVE_UP_S) -> None:
         self.platform = platform
         self.give_up = timedelta(seconds=give_up_s)
-        self.pending: dict[str, set[tuple[str, datetime]]] = {}
+        self.pending: set[tuple[str, str, datetime]] = set()
         self.confirmed = 0
         self.last_error: str | None = None  # why the API could not be asked, last time
 
     def published(self, device_id: str, metrics: Iterable[str], ts: datetime) -> None:
         """Remember readings about to be published (before: they may arrive even if the
         PUBACK does not)."""
-        self.pending.setdefault(device_id, set()).update((m, ts) for m in metrics)
+        self.pending.update((device_id, metric, ts) for metric in metrics)
 
     async def check(self) -> bool:
-        """Ask the API once about every device with readings still to confirm; False
-        if it could not be asked (``last_error`` says why)."""
-        devices = [d for d, keys in self.pending.items() if keys]
-        try:
-            await bounded(devices, self._check_device)
-        except (Unreachable, Refused) as exc:
-            self.last_error = str(exc)
-            return False
+        """Ask the API once about the readings still to confirm; False if it could not
+        be asked (``last_error`` says why)."""
+        if self.pending:
+            try:
+                await self._check(min(ts for _, _, ts in self.pending))
+            except (Unreachable, Refused) as exc:
+                self.last_error = str(exc)
+                return False
         self.last_error = None
         return True
 
-    async def _check_device(self, device_id: str) -> None:
-        keys = self.pending[device_id]
-        since = min(ts for _, ts in keys)
-        async for metric, ts in self.platform.readings(device_id, since):
-            key = (metric, ts.astimezone(UTC))
-            if key in keys:
-                keys.discard(key)
+    async def _check(self, since: datetime) -> None:
+        async for device_id, metric, ts in self.platform.readings(since):
+            key = (device_id, metric, ts.astimezone(UTC))
+            if key in self.pending:
+                self.pending.discard(key)
                 self.confirmed += 1
         cutoff = datetime.now(UTC) - self.give_up
-        keys.difference_update({key for key in keys if key[1] < cutoff})
+        self.pending.difference_update({key for key in self.pending if key[2] < cutoff})
 
     async def run(self, every_s: float, stop: asyncio.Event) -> None:
         """Check every ``every_s`` seconds until ``stop``."""
@@ -72,6 +70,6 @@ class Confirmer:
         deadline = time.monotonic() + timeout_s
         while True:
             asked = await self.check()
-            if not asked or not any(self.pending.values()) or time.monotonic() >= deadline:
+            if not asked or not self.pending or time.monotonic() >= deadline:
                 return
             await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))

@@ -234,16 +234,19 @@ class Platform:
 
     # --- reading back -------------------------------------------------------------------
 
-    async def readings(
-        self, device_id: str, since: datetime
-    ) -> AsyncIterator[tuple[str, datetime]]:
-        """``(metric, timestamp)`` of the device's stored readings from ``since`` on."""
-        params: dict[str, Any] = {"start_time": since.isoformat(), "order": "asc", "limit": 10000}
+    async def readings(self, since: datetime) -> AsyncIterator[tuple[str, str, datetime]]:
+        """``(device id, metric, timestamp)`` of the stored readings of the workspace's
+        simulated devices from ``since`` on, oldest first."""
+        params: dict[str, Any] = {"type": DEVICE_TYPE, "start_time": since.isoformat(),
+                                  "order": "asc", "limit": 10000}  # fmt: skip
         while True:
-            page = await self.request("GET", f"/api/v1/devices/{device_id}/data", params=params)
-            body = page.json()
+            body = (await self.request("GET", "/api/v1/monitoring/data", params=params)).json()
             for item in body["items"]:
-                yield item["data_type"], datetime.fromisoformat(item["timestamp"])
+                yield (
+                    item["device_id"],
+                    item["data_type"],
+                    datetime.fromisoformat(item["timestamp"]),
+                )
             if not body.get("next_cursor"):
                 return
             params["cursor"] = body["next_cursor"]
