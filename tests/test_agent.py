@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -76,18 +73,6 @@ async def test_simulated_fleet_reaches_storage(served: Served, operator: Actor):
     assert stats.errors == 0 and stats.accepted >= 3 * 3 * 5
     devices = (await served.http.get("/api/v1/monitoring/latest", headers=operator.headers)).json()
     assert devices["count"] == 3
-
-
-def test_simulate_command_needs_a_workspace(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDWATCH_")}
-    env["FIELDWATCH_DATA_DIR"] = str(tmp_path)
-    subprocess.run([sys.executable, "-m", "fieldwatch", "db", "upgrade"], env=env, check=True,
-                   capture_output=True)  # fmt: skip
-    proc = subprocess.run(
-        [sys.executable, "-m", "fieldwatch", "simulate", "--workspace", "nope", "--duration", "1"],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 1 and "No workspace 'nope'" in proc.stderr
 
 
 # --- commands and configuration ---------------------------------------------------------

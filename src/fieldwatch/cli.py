@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from fieldwatch.agent.cli import simulate_command
 from fieldwatch.auth.roles import Role
 from fieldwatch.core.settings import Settings, get_settings
 
@@ -248,101 +248,7 @@ def devices_import(
     raise typer.Exit(code)
 
 
-async def _simulator_tokens(workspace: str, count: int) -> list[str]:
-    """Create (or reuse, by serial number) the simulated devices and give each a fresh
-    token; the previous simulator tokens are revoked."""
-    from fieldwatch.app import standalone_uow
-    from fieldwatch.auth.principal import Principal
-    from fieldwatch.auth.repository import WorkspaceRepository
-    from fieldwatch.devices.repository import DeviceRepository
-    from fieldwatch.devices.schemas import AgentTokenCreate, DeviceCreate
-    from fieldwatch.devices.service import DeviceService
-
-    tokens: list[str] = []
-    async with standalone_uow() as uow:
-        ws = await WorkspaceRepository(uow.session).by_name(workspace)
-        if ws is None:
-            raise _fail(f"No workspace {workspace!r}.")
-        principal = Principal(
-            kind="user", workspace_id=ws.id, workspace_name=ws.name, role=Role.admin,
-            label="simulator",
-        )  # fmt: skip
-        service = DeviceService(uow)
-        devices = DeviceRepository(uow.session)
-        for i in range(count):
-            serial = f"SIM-{i:05d}"
-            device = await devices.by_serial(ws.id, serial)
-            if device is None:
-                device = await service.create(
-                    principal,
-                    DeviceCreate(name=f"Simulated sensor {i}", type="simulated",
-                                 serial_number=serial, capabilities=["temperature",
-                                 "humidity", "battery_monitoring"]),
-                )  # fmt: skip
-            for old in await service.list_tokens(principal, device.id):
-                if old.name == "simulator" and old.revoked_at is None:
-                    await service.revoke_token(principal, device.id, old.id)
-            issued = await service.issue_token(
-                principal, device.id, AgentTokenCreate(name="simulator")
-            )
-            tokens.append(issued.token)
-        await uow.commit()
-    return tokens
-
-
-@app.command()
-def simulate(
-    devices: Annotated[int, typer.Option(min=1, help="How many virtual devices")] = 10,
-    transport: Annotated[str, typer.Option(help="ws, mqtt or http")] = "ws",
-    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between readings")] = 5.0,
-    workspace: Annotated[str, typer.Option(help="Workspace of the devices")] = "default",
-    server: Annotated[str, typer.Option(help="Fieldwatch's URL")] = "http://127.0.0.1:8000",
-    duration: Annotated[
-        float | None, typer.Option(help="Stop after this many seconds (default: run until Ctrl-C)")
-    ] = None,
-    mqtt_url: Annotated[
-        str | None,
-        typer.Option(help="MQTT broker for --transport mqtt (default: the server's host, 1883)"),
-    ] = None,
-) -> None:
-    """Run a fleet of virtual devices (temperature, humidity, draining battery, occasional
-    spikes) against a running server. The devices are created in the workspace the first
-    time (serials SIM-00000…) and get fresh tokens each run. They answer the commands
-    ping, reboot and set_reporting_interval, and apply pushed configuration."""
-    from fieldwatch.agent.client import Transport
-    from fieldwatch.agent.simulator import Stats
-    from fieldwatch.agent.simulator import simulate as run_simulation
-
-    if transport not in ("ws", "mqtt", "http"):
-        raise _fail("--transport is ws, mqtt or http.")
-    tokens = asyncio.run(_simulator_tokens(workspace, devices))
-    typer.echo(
-        f"{devices} simulated devices in {workspace!r}, over {transport}, every {interval:g} s."
-    )
-
-    def report(stats: Stats) -> None:
-        elapsed = max(1e-9, time.monotonic() - stats.started)
-        typer.echo(
-            f"  {stats.accepted} readings stored ({stats.accepted / elapsed:.0f}/s), "
-            f"{stats.errors} errors, {stats.commands} commands answered"
-        )
-
-    mode: Transport = "http" if transport == "http" else "mqtt" if transport == "mqtt" else "ws"
-    try:
-        final = asyncio.run(
-            run_simulation(
-                server,
-                tokens,
-                transport=mode,
-                interval=interval,
-                duration=duration,
-                report=report,
-                mqtt_url=mqtt_url,
-            )
-        )
-    except Exception as exc:
-        raise _fail(f"Simulation stopped: {exc}") from exc
-    typer.echo(f"Done: {final.accepted} readings stored, {final.errors} errors.")
+app.command("simulate")(simulate_command)
 
 
 def main() -> None:

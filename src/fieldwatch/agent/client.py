@@ -4,7 +4,9 @@ Over WebSocket it keeps one connection open, reconnecting with jittered exponent
 backoff (the ``websockets`` library's own reconnect loop), sends a heartbeat every
 ``heartbeat_interval`` seconds the server asked for, and matches each frame to its
 ``ack``. Over HTTP it posts the same readings to the REST API. Either way ``send`` returns
-only once the server has committed the readings.
+only once the server has committed the readings. Over MQTT (``agent/mqtt.py``) it returns
+once the broker acknowledged them: Fieldwatch's embedded broker does so after the commit,
+but a PUBACK from another broker says nothing about what Fieldwatch stored.
 
     agent = DeviceAgent("http://127.0.0.1:8000", token)
 
@@ -41,6 +43,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from fieldwatch.agent.mqtt import MqttDeviceLink, default_url
+from fieldwatch.agent.platform import connect_failure
 
 log = logging.getLogger(__name__)
 
@@ -124,18 +127,9 @@ class DeviceAgent:
     # --- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
-        headers = {"Authorization": f"Bearer {self.token}"}
         if self.transport in ("http", "mqtt"):
-            self._http = httpx.AsyncClient(
-                base_url=self.server, headers=headers, timeout=self.timeout_s
-            )
-            r = await self._http.get("/api/v1/device/me")
-            if r.status_code != 200:
-                raise AgentError(f"the server refused the token: {r.status_code} {r.text}")
-            self.device_id = r.json()["device_id"]
+            await self._start_http()
             if self.transport == "mqtt":  # the HTTP client only told us who we are
-                await self._http.aclose()
-                self._http = None
                 await self._start_mqtt()
             self.connected.set()
             return
@@ -154,15 +148,35 @@ class DeviceAgent:
                 raise AgentError(f"the server refused the connection: {self._refused}")
             raise AgentError("could not connect to the server")
 
+    async def _start_http(self) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        http = httpx.AsyncClient(base_url=self.server, headers=headers, timeout=self.timeout_s)
+        try:
+            r = await http.get("/api/v1/device/me")
+        except httpx.TransportError as exc:
+            await http.aclose()
+            raise AgentError(f"cannot reach {self.server}: {connect_failure(exc)}") from None
+        if r.status_code != 200:
+            await http.aclose()
+            raise AgentError(f"the server refused the token: {r.status_code} {r.text}")
+        self.device_id = r.json()["device_id"]
+        if self.transport == "mqtt":
+            await http.aclose()
+        else:
+            self._http = http
+
     async def _start_mqtt(self) -> None:
         assert self.device_id is not None
-        link = MqttDeviceLink(
-            self.mqtt_url or default_url(self.server), self.device_id, self.token, self._on_mqtt
-        )
+        url = self.mqtt_url or default_url(self.server)
+        link = MqttDeviceLink(url, self.device_id, self.token, self._on_mqtt)
         try:
             await link.start(self.timeout_s)
-        except (OSError, ConnectionError) as exc:
+        except ConnectionRefusedError as exc:  # (a subclass of the next ones)
+            raise AgentError(f"cannot reach {link.address}: {connect_failure(exc)}") from None
+        except ConnectionError as exc:  # no CONNACK, or a refused login
             raise AgentError(f"the MQTT broker refused the connection: {exc}") from exc
+        except OSError as exc:
+            raise AgentError(f"cannot reach {link.address}: {connect_failure(exc)}") from None
         self._mqtt = link
 
     async def _on_mqtt(self, message: dict[str, Any]) -> None:
@@ -171,7 +185,15 @@ class DeviceAgent:
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
+    @property
+    def online(self) -> bool:
+        """Connected (WebSocket, MQTT), or over HTTP: the last request was answered."""
+        if self._mqtt is not None:
+            return self._mqtt.connected.is_set()
+        return self.connected.is_set()
+
     async def stop(self) -> None:
+        self.connected.clear()
         for task in [*self._tasks, *self._running]:
             task.cancel()
         for task in self._tasks:
@@ -185,6 +207,7 @@ class DeviceAgent:
             self._mqtt = None
         if self._http is not None:
             await self._http.aclose()
+            self._http = None
 
     async def __aenter__(self) -> DeviceAgent:
         await self.start()
@@ -203,36 +226,42 @@ class DeviceAgent:
     async def send(
         self, metrics: dict[str, Any], timestamp: datetime | None = None
     ) -> dict[str, Any]:
-        """Send readings; returns the server's ack ``{accepted, duplicates, rejected}``."""
+        """Send readings; returns the server's ack ``{accepted, duplicates, rejected}``
+        (over MQTT: ``accepted`` counts the broker's acknowledgements)."""
         body: dict[str, Any] = {"metrics": metrics}
         if timestamp is not None:
             body["timestamp"] = timestamp.isoformat()
         if self._http is not None:
-            r = await self._http.post(
-                "/api/v1/monitoring/data", json={**body, "device_id": self.device_id}
-            )
-            return self._http_answer(r)
+            body["device_id"] = self.device_id
+            return await self._post("/api/v1/monitoring/data", body)
         if self._mqtt is not None:
             sent = await self._mqtt.send_readings(metrics, timestamp)
-            return {"accepted": sent, "duplicates": 0, "rejected": []}  # broker PUBACKs
+            return {"accepted": sent, "duplicates": 0, "rejected": []}  # the broker's PUBACKs
         return await self._frame({"type": "telemetry", **body})
 
     async def heartbeat(self, **fields: Any) -> dict[str, Any]:
         if self._http is not None:
-            r = await self._http.post(f"/api/v1/devices/{self.device_id}/heartbeat", json=fields)
-            return self._http_answer(r)
+            return await self._post(f"/api/v1/devices/{self.device_id}/heartbeat", fields)
         if self._mqtt is not None:
             await self._mqtt.send(json.dumps({"type": "heartbeat", **fields}))
             return {"accepted": len(fields), "duplicates": 0, "rejected": []}
         return await self._frame({"type": "heartbeat", **fields})
 
-    def _http_answer(self, r: httpx.Response) -> dict[str, Any]:
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        assert self._http is not None
+        try:
+            r = await self._http.post(path, json=body)
+        except httpx.TransportError as exc:
+            self.connected.clear()  # offline until a request is answered again
+            raise AgentError(f"cannot reach {self.server}: {connect_failure(exc)}") from None
+        self.connected.set()
         if r.status_code >= 400 and r.status_code != 422:
             raise AgentError(f"{r.status_code}: {r.text}")
         return dict(r.json())
 
     async def _frame(self, frame: dict[str, Any]) -> dict[str, Any]:
-        await self.connected.wait()
+        async with asyncio.timeout(self.timeout_s):  # while it reconnects
+            await self.connected.wait()
         assert self._ws is not None
         ref = next(self._ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -241,6 +270,8 @@ class DeviceAgent:
             await self._ws.send(json.dumps({**frame, "id": ref}))
             async with asyncio.timeout(self.timeout_s):
                 reply = await future
+        except ConnectionClosed:
+            raise AgentError("connection lost before the ack") from None
         finally:
             self._waiting.pop(ref, None)
         if reply.get("type") == "error":

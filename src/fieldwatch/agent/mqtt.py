@@ -25,6 +25,8 @@ from fieldwatch.transports.mqtt import topics
 
 log = logging.getLogger(__name__)
 
+PUBACK_TIMEOUT_S = 10.0
+
 OnMessage = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 
 
@@ -110,11 +112,18 @@ class MqttDeviceLink:
 
     # sending --------------------------------------------------------------------------
 
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"mqtt://{host}:{self.port}"
+
     async def publish(self, topic: str, body: dict[str, Any]) -> None:
         info = self.client.publish(topic, json.dumps(body), qos=1)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise ConnectionError(f"not connected ({paho.error_string(info.rc)})")
-        await asyncio.to_thread(info.wait_for_publish, 10)
+        await asyncio.to_thread(info.wait_for_publish, PUBACK_TIMEOUT_S)
+        if not info.is_published():  # (wait_for_publish returns at its timeout too)
+            raise TimeoutError(f"no PUBACK from {self.address} within {PUBACK_TIMEOUT_S:g} s")
 
     async def send_readings(self, metrics: dict[str, Any], timestamp: datetime | None) -> int:
         stamp = {"timestamp": timestamp.isoformat()} if timestamp is not None else {}
@@ -144,7 +153,7 @@ class MqttDeviceLink:
             raise ValueError(f"no MQTT topic for {kind!r} frames")
 
 
-def default_url(server: str) -> str:
-    """The embedded broker's address next to ``server``: same host, port 1883."""
-    host = urlsplit(server).hostname or "127.0.0.1"
-    return f"mqtt://{unquote(host)}:1883"
+def default_url(server: str, port: int = 1883) -> str:
+    """The embedded broker's address next to ``server``: same host, ``port``."""
+    host = unquote(urlsplit(server).hostname or "127.0.0.1")
+    return f"mqtt://{f'[{host}]' if ':' in host else host}:{port}"

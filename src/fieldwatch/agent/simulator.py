@@ -1,22 +1,36 @@
-"""A fleet simulator: virtual devices with plausible sensors, over WebSocket or HTTP.
+"""A fleet simulator: virtual devices with plausible sensors, over WebSocket, MQTT or HTTP.
 
 Each device reports temperature (a slow random walk with an occasional spike), humidity
 and a draining battery every ``interval`` seconds, through ``DeviceAgent``, and answers
 the commands ``ping``, ``reboot`` (it goes away for a few seconds and comes back) and
 ``set_reporting_interval`` (``{"interval": seconds}``); a pushed configuration's
 ``data_reporting_interval`` changes its period too.
+
+What the totals mean depends on the transport: over WebSocket and HTTP the server
+acknowledges readings after its commit (``Stats.accepted`` are stored readings); over
+MQTT only the broker acknowledges them (``accepted`` are published readings), so each
+reading is stamped and handed to ``on_published`` for confirmation through the API.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+
 from fieldwatch.agent.client import AgentError, DeviceAgent, Transport
+
+#: Told of readings about to be published over MQTT: (device id, metrics, timestamp).
+OnPublished = Callable[[str, Iterable[str], datetime], None]
+#: What a device's failed attempt to connect or send may raise.
+FAILURES = (AgentError, TimeoutError, OSError, httpx.TransportError)
 
 
 @dataclass
@@ -42,27 +56,59 @@ class SensorModel:
 
 @dataclass
 class Stats:
+    """Running totals of a simulation. ``accepted``: readings the receiving end
+    acknowledged (the server after its commit over WebSocket and HTTP; the broker over
+    MQTT); ``rejected``: readings the server refused (each with its reason)."""
+
+    transport: Transport = "ws"
+    devices: int = 0
+    online: int = 0
     sent: int = 0
     accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
     errors: int = 0
     commands: int = 0
+    last_error: str | None = None
     started: float = field(default_factory=time.monotonic)
+
+    def failed(self, exc: BaseException) -> None:
+        self.errors += 1
+        self.last_error = str(exc) or type(exc).__name__
+
+
+def stamp() -> datetime:
+    """Now, to the millisecond (what every database keeps)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 MIN_INTERVAL_S = 0.1
 MAX_INTERVAL_S = 24 * 3600.0
 REBOOT_S = 3.0
+MAX_BACKOFF_S = 30.0
 
 
 class VirtualDevice:
     """One simulated device: its sensors, its reporting period, its command handlers."""
 
-    def __init__(self, agent: DeviceAgent, interval: float, stats: Stats, seed: int) -> None:
+    def __init__(
+        self,
+        agent: DeviceAgent,
+        interval: float,
+        stats: Stats,
+        seed: int,
+        on_published: OnPublished | None = None,
+    ) -> None:
         self.agent = agent
         self.interval = interval
         self.stats = stats
+        self.seed = seed
+        self.on_published = on_published
         self.model = SensorModel(rng=random.Random(seed))
         self.booted = time.monotonic()
+        self.failures = 0  # attempts to connect that failed
+        self.ever_online = False
         self.reboot_requested = asyncio.Event()
         self.wake = asyncio.Event()
         agent.add_command_handler("ping", self.ping)
@@ -97,41 +143,62 @@ class VirtualDevice:
         if "data_reporting_interval" in config:
             self._set_interval(config["data_reporting_interval"])
 
+    # --- running ----------------------------------------------------------------------
 
-async def run_device(
-    server: str,
-    token: str,
-    transport: Transport,
-    interval: float,
-    stats: Stats,
-    stop: asyncio.Event,
-    seed: int,
-    mqtt_url: str | None = None,
-) -> None:
-    await asyncio.sleep(random.Random(seed).uniform(0, interval))  # spread the fleet out
-    agent = DeviceAgent(server, token, transport=transport, mqtt_url=mqtt_url)
-    device = VirtualDevice(agent, interval, stats, seed)
-    while not stop.is_set():
-        async with agent:
-            device.booted = time.monotonic()
-            while not stop.is_set() and not device.reboot_requested.is_set():
-                try:
-                    ack = await agent.send(device.model.step())
-                    stats.sent += 3
-                    stats.accepted += int(ack.get("accepted", 0))
-                except (AgentError, TimeoutError):
-                    stats.errors += 1
-                device.wake.clear()
-                waits = {asyncio.create_task(stop.wait()), asyncio.create_task(device.wake.wait())}
-                await asyncio.wait(waits, timeout=device.interval,
-                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-                for task in waits:
-                    task.cancel()
-            if device.reboot_requested.is_set():
-                await asyncio.sleep(0.2)  # let the command result go out first
-        if device.reboot_requested.is_set() and not stop.is_set():
-            device.reboot_requested.clear()
-            await asyncio.sleep(REBOOT_S)
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect, report until ``stop`` (or a reboot), and again; a failed connection
+        counts as an error and is retried with a growing pause."""
+        await _pause(stop, random.Random(self.seed).uniform(0, self.interval))  # spread out
+        backoff = 1.0
+        while not stop.is_set():
+            try:
+                await self.agent.start()
+            except FAILURES as exc:
+                self.failures += 1
+                self.stats.failed(exc)
+                await _pause(stop, backoff)
+                backoff = min(MAX_BACKOFF_S, backoff * 2)
+                continue
+            backoff, self.ever_online, self.booted = 1.0, True, time.monotonic()
+            try:
+                await self._report(stop)
+                if self.reboot_requested.is_set():
+                    await asyncio.sleep(0.2)  # let the command result go out first
+            finally:
+                await self.agent.stop()
+            if self.reboot_requested.is_set() and not stop.is_set():
+                self.reboot_requested.clear()
+                await _pause(stop, REBOOT_S)
+
+    async def _report(self, stop: asyncio.Event) -> None:
+        while not stop.is_set() and not self.reboot_requested.is_set():
+            await self._send(self.model.step())
+            self.wake.clear()
+            waits = {asyncio.create_task(stop.wait()), asyncio.create_task(self.wake.wait())}
+            await asyncio.wait(waits, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED)
+            for task in waits:
+                task.cancel()
+
+    async def _send(self, metrics: dict[str, float]) -> None:
+        ts = None
+        if self.on_published is not None and self.agent.device_id is not None:
+            ts = stamp()  # stamped, so that the API can confirm exactly these readings
+            self.on_published(self.agent.device_id, list(metrics), ts)
+        self.stats.sent += len(metrics)
+        try:
+            ack = await self.agent.send(metrics, ts)
+        except FAILURES as exc:
+            self.stats.failed(exc)
+            return
+        self.stats.accepted += int(ack.get("accepted", 0))
+        self.stats.duplicates += int(ack.get("duplicates", 0))
+        self.stats.rejected += len(ack.get("rejected") or [])
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less if ``stop`` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), max(0.0, seconds))
 
 
 async def simulate(
@@ -144,30 +211,36 @@ async def simulate(
     report: Callable[[Stats], None] | None = None,
     report_every: float = 10.0,
     mqtt_url: str | None = None,
+    on_published: OnPublished | None = None,
+    stop: asyncio.Event | None = None,
 ) -> Stats:
-    """Run one virtual device per token until ``duration`` seconds have passed (forever
-    without one); ``report`` gets the running totals every ``report_every`` seconds."""
-    stats = Stats()
-    stop = asyncio.Event()
-    devices = [
-        asyncio.create_task(
-            run_device(server, t, transport, interval, stats, stop, seed=i, mqtt_url=mqtt_url)
-        )
-        for i, t in enumerate(tokens)
+    """Run one virtual device per token until ``duration`` seconds have passed or
+    ``stop`` is set (forever without either); ``report`` gets the running totals every
+    ``report_every`` seconds. Raises ``AgentError`` when every device has tried to
+    connect and none could (the error says why)."""
+    stats = Stats(transport=transport, devices=len(tokens))
+    stop = stop or asyncio.Event()
+    agents = [DeviceAgent(server, t, transport=transport, mqtt_url=mqtt_url) for t in tokens]
+    fleet = [
+        VirtualDevice(agent, interval, stats, seed=i, on_published=on_published)
+        for i, agent in enumerate(agents)
     ]
+    tasks = [asyncio.create_task(device.run(stop)) for device in fleet]
     deadline = None if duration is None else time.monotonic() + duration
     try:
-        while deadline is None or time.monotonic() < deadline:
-            done = [d for d in devices if d.done()]
-            for d in done:
-                d.result()  # a device that could not connect: raise its error
-            wait = (
-                report_every if deadline is None else min(report_every, deadline - time.monotonic())
-            )
-            await asyncio.sleep(max(0.0, wait))
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            left = report_every if deadline is None else deadline - time.monotonic()
+            await _pause(stop, min(report_every, left))
+            for task in tasks:
+                if task.done():
+                    task.result()  # a device that failed unexpectedly: raise its error
+            stats.online = sum(device.agent.online for device in fleet)
+            if all(d.failures for d in fleet) and not any(d.ever_online for d in fleet):
+                raise AgentError(stats.last_error or "no device could connect")
             if report is not None:
                 report(stats)
     finally:
         stop.set()
-        await asyncio.gather(*devices, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        stats.online = 0
     return stats

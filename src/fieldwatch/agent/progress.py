@@ -1,0 +1,113 @@
+"""What ``fieldwatch simulate`` prints: a live progress line (redrawn in place on a
+terminal, one line per report otherwise) and the final summary, each figure named for
+what was verified: "stored" only for readings the server acknowledged after its commit
+(WebSocket, HTTP) or that the API shows (MQTT, "confirmed"); "published" for readings
+only an MQTT broker acknowledged."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import TextIO
+
+from fieldwatch.agent.confirm import Confirmer
+from fieldwatch.agent.simulator import Stats
+
+CLEAR_LINE = "\r\x1b[K"
+
+
+@dataclass
+class Figures:
+    """The totals of a run as they are reported."""
+
+    stats: Stats
+    confirmer: Confirmer | None = None
+
+    @property
+    def mqtt(self) -> bool:
+        return self.stats.transport == "mqtt"
+
+    @property
+    def stored(self) -> int | None:
+        """Readings known to be committed; None when nothing could confirm them."""
+        if not self.mqtt:
+            return self.stats.accepted
+        return self.confirmer.confirmed if self.confirmer is not None else None
+
+    def line(self) -> str:
+        s = self.stats
+        rate = s.accepted / max(1e-9, time.monotonic() - s.started)
+        parts = [f"{s.online}/{s.devices} devices online"]
+        if self.mqtt:
+            parts.append(f"{s.accepted} readings published ({rate:.0f}/s)")
+            stored = self.stored
+            parts.append("not confirmed" if stored is None else f"{stored} confirmed stored")
+        else:
+            parts.append(f"{s.accepted} readings stored ({rate:.0f}/s)")
+        parts += [f"{s.errors} errors", f"{s.commands} commands answered"]
+        return ", ".join(parts)
+
+    def summary(self, broker: str | None) -> list[str]:
+        s = self.stats
+        tail = f"{s.errors} errors, {s.commands} commands answered"
+        if s.rejected or s.duplicates:
+            tail = f"{s.rejected} rejected, {s.duplicates} duplicates, " + tail
+        if not self.mqtt:
+            return [f"Done: {s.accepted} readings stored (acknowledged by the server after "
+                    f"its commit), {tail}."]  # fmt: skip
+        lines = [f"Done: {s.accepted} readings published to {broker}."]
+        if self.confirmer is None:
+            lines.append(f"  Not confirmed (reading them back needs --api-key or --email); {tail}.")
+        else:
+            lines.append(
+                f"  {self.confirmer.confirmed} of the {s.sent} readings sent are stored "
+                f"(confirmed through the API); {tail}."
+            )
+            if self.confirmer.last_error:
+                lines.append(f"  Reading them back failed: {self.confirmer.last_error}")
+            elif s.accepted and not self.confirmer.confirmed:
+                lines.append(
+                    f"  None reached Fieldwatch: is {broker} its broker? (--mqtt-url; the "
+                    "embedded broker listens on FIELDWATCH_MQTT_PORT)"
+                )
+        if s.last_error:
+            lines.append(f"  Last error: {s.last_error}")
+        return lines
+
+    @property
+    def nothing_arrived(self) -> bool:
+        """Readings were sent and none is known to be stored (when it can be known)."""
+        return self.stats.sent > 0 and self.stored == 0
+
+
+class Progress:
+    """The live line: redrawn in place on a terminal, else printed once per report."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+        self.tty = self.out.isatty()
+        self.drawn = False
+
+    @property
+    def every_s(self) -> float:
+        """How often to report: every second on a terminal, else every ten."""
+        return 1.0 if self.tty else 10.0
+
+    def show(self, figures: Figures) -> None:
+        if self.tty:
+            self.out.write(CLEAR_LINE + figures.line())
+            self.drawn = True
+        else:
+            self.out.write("  " + figures.line() + "\n")
+        self.out.flush()
+
+    def note(self, text: str) -> None:
+        self.end_line()
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def end_line(self) -> None:
+        if self.drawn:
+            self.out.write("\n")
+            self.drawn = False
