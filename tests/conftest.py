@@ -7,12 +7,15 @@ The schema is built from the Alembic migrations, never from ``create_all``.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, NoReturn
 
 import httpx
@@ -322,3 +325,27 @@ async def serve_runtime(runtime: Runtime) -> AsyncIterator[Served]:
 async def served(runtime: Runtime) -> AsyncIterator[Served]:
     async with serve_runtime(runtime) as served:
         yield served
+
+
+def wait_until_up(base: str) -> None:
+    """Wait for a server started as a process to answer ``/health`` (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{base}/health", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    pytest.fail("server did not start")
+
+
+def load_test_module(relative: str) -> ModuleType:
+    """Another directory's test module (``"commands/test_commands.py"``), loaded from its
+    file under a name of its own, so its tests can be collected again elsewhere (test
+    directories are not packages)."""
+    path = Path(__file__).resolve().parent / relative
+    spec = importlib.util.spec_from_file_location(f"again_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -10,9 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from test_mqtt_embedded import DEVICE_A, DEVICE_B, authority, broker, peers
 
 from fieldwatch.transports.mqtt import topics
-from test_mqtt_embedded import DEVICE_A, DEVICE_B, Peer, authority, broker, peers
+from mqtt_peers import Peer
 
 __all__ = ["authority", "broker", "peers"]  # the fixtures used here
 

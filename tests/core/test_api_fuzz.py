@@ -17,7 +17,7 @@ import pytest
 from conftest import PG_URL, Backend, _create_pg_database, _drop_pg_database
 from fieldwatch.db import migrate
 from fieldwatch.db.engine import create_engine
-from test_cli import free_port
+from mqtt_helpers import free_port
 
 FIELDWATCH = [sys.executable, "-m", "fieldwatch"]
 SCHEMATHESIS = [sys.executable, "-m", "schemathesis.cli"]

@@ -12,21 +12,6 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
-
-from conftest import Factory, Served, serve_runtime
-from fieldwatch.app import device_edge
-from fieldwatch.monitoring.presence import ONLINE
-from fieldwatch.runtime import Runtime
-from fieldwatch.transports.ws_listener import DeviceListener, protocol_log
-from test_commands import (  # noqa: F401 (run again here, on the listener)
-    test_a_burst_of_connects_gets_each_device_its_own_commands_and_config,
-    test_a_sent_unacked_command_is_resent_after_reconnect,
-    test_config_round_trip,
-    test_full_round_trip_over_websocket,
-    test_waiting_commands_arrive_in_order_on_connect,
-)
 from test_ws_gateway import (  # noqa: F401 (run again here, on the listener)
     closed_with,
     connected,
@@ -42,6 +27,28 @@ from test_ws_gateway import (  # noqa: F401 (run again here, on the listener)
     test_telemetry_is_stored_acked_and_deduplicated,
     test_too_many_bad_frames_disconnect_only_that_device,
     test_welcome_and_presence,
+)
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from conftest import Factory, Served, load_test_module, serve_runtime
+from fieldwatch.app import device_edge
+from fieldwatch.monitoring.presence import ONLINE
+from fieldwatch.runtime import Runtime
+from fieldwatch.transports.ws_listener import DeviceListener, protocol_log
+
+# The command tests, run again here: on the listener.
+_COMMANDS = load_test_module("commands/test_commands.py")
+test_a_burst_of_connects_gets_each_device_its_own_commands_and_config = (
+    _COMMANDS.test_a_burst_of_connects_gets_each_device_its_own_commands_and_config
+)
+test_a_sent_unacked_command_is_resent_after_reconnect = (
+    _COMMANDS.test_a_sent_unacked_command_is_resent_after_reconnect
+)
+test_config_round_trip = _COMMANDS.test_config_round_trip
+test_full_round_trip_over_websocket = _COMMANDS.test_full_round_trip_over_websocket
+test_waiting_commands_arrive_in_order_on_connect = (
+    _COMMANDS.test_waiting_commands_arrive_in_order_on_connect
 )
 
 

@@ -7,11 +7,12 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from conftest import wait_until_up
 
 FIELDWATCH = [sys.executable, "-m", "fieldwatch"]
 
@@ -29,17 +30,6 @@ def run(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Compl
 def env(tmp_path: Path) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FIELDWATCH_")}
     return {**clean, "FIELDWATCH_DATA_DIR": str(tmp_path / "data")}
-
-
-def wait_until_up(base: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{base}/health", timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    pytest.fail("server did not start")
 
 
 def free_port() -> int:

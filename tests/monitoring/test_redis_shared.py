@@ -21,12 +21,11 @@ from typing import Any
 
 import httpx
 import pytest
+import test_monitoring
 from redis.asyncio import Redis
 from sqlalchemy import select
 
-import test_alerts
-import test_monitoring
-from conftest import Actor, Factory
+from conftest import Actor, Factory, load_test_module
 from fieldwatch.app import create_app
 from fieldwatch.core.events import Event
 from fieldwatch.core.settings import Settings
@@ -41,8 +40,9 @@ REDIS_URL = os.environ.get("FIELDWATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 RUN_ID = uuid.uuid4().hex[:10]
 
+
 # The existing presence/monitoring/alert tests, collected here too: with Redis.
-for _module in (test_monitoring, test_alerts):
+for _module in (test_monitoring, load_test_module("alerts/test_alerts.py")):
     for _name in dir(_module):
         if _name.startswith("test_"):
             globals()[_name] = getattr(_module, _name)

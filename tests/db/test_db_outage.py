@@ -20,9 +20,9 @@ from sqlalchemy.engine import make_url
 from conftest import Backend, Served, problem
 from fieldwatch.db import faults
 from fieldwatch.transports.mqtt import topics
+from mqtt_peers import device_peer, dumps, eventually, gateway, latest, peers  # noqa: F401
 from telemetry_helpers import device_with_token, iso, recent
-from test_mqtt_gateway import device_peer, dumps, eventually, gateway, latest, peers  # noqa: F401
-from test_ws_gateway import connected, make_device, recv
+from ws_helpers import connected, make_device, recv
 
 
 @pytest.fixture

@@ -27,9 +27,8 @@ from fieldwatch.runtime import Runtime
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.gateway import MqttGateway, gateway_client_id
 from mqtt_helpers import Mosquitto
+from mqtt_peers import Peer, dumps, eventually, has_metrics, latest
 from telemetry_helpers import device_with_token
-from test_mqtt_embedded import Peer
-from test_mqtt_gateway import _has, dumps, eventually, latest
 
 WAIT_S = 10.0
 REFUSED = 0x80
@@ -84,7 +83,9 @@ async def connected_device(mqtt: Mqtt, client, actor: Actor) -> tuple[str, str, 
 async def stored(client, actor: Actor, device_id: str, peer: Peer, value: float) -> None:
     """The device's reading reaches storage: its connection works end to end."""
     await peer.publish(topics.data(device_id, "temperature"), dumps({"value": value}))
-    metrics = await eventually(lambda: _has(latest(client, actor, device_id), {"temperature"}))
+    metrics = await eventually(
+        lambda: has_metrics(latest(client, actor, device_id), {"temperature"})
+    )
     assert metrics["temperature"]["value"] == value
 
 

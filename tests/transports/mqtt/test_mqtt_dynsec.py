@@ -23,7 +23,7 @@ from fieldwatch.transports.mqtt.dynsec import (
     DynsecManager,
 )
 from mqtt_helpers import Mosquitto
-from test_mqtt_embedded import Peer
+from mqtt_peers import Peer
 
 REFUSED = 0x80
 REFUSED_V5 = 0x87  # MQTT 5 "not authorized"

@@ -17,11 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import JWT_SECRET, PASSWORD, Actor, Factory, missing
+from conftest import JWT_SECRET, PASSWORD, Actor, Factory, missing, wait_until_up
 from fieldwatch.agent.cli import default_mqtt_url, default_server
 from fieldwatch.core.settings import Settings
 from mqtt_helpers import Mosquitto, free_port, mosquitto_binary
-from test_cli import wait_until_up
 
 FIELDWATCH = [sys.executable, "-m", "fieldwatch"]
 

@@ -15,23 +15,19 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-import test_mqtt_gateway as mqtt_tests
 from conftest import Actor, Factory, Served, problem
 from fieldwatch.app import create_app, device_edge
 from fieldwatch.runtime import Runtime, build_runtime
 from fieldwatch.telemetry.models import Series
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.gateway import MqttGateway
+from mqtt_peers import Peer, connectivity, device_peer, eventually, gateway, mosquitto_dynsec, peers
 from telemetry_helpers import device_with_token
-from test_mqtt_embedded import Peer
-from test_mqtt_gateway import connectivity, device_peer, eventually
-from test_ws_gateway import Device, connected, recv
+from ws_helpers import Device, connected, recv
 
 # The MQTT tests' fixtures, here too: the embedded broker's gateway and its devices, and
 # a Mosquitto with dynamic security.
-gateway = mqtt_tests.gateway
-peers = mqtt_tests.peers
-mosquitto_dynsec = mqtt_tests.mosquitto_dynsec
+__all__ = ["gateway", "mosquitto_dynsec", "peers"]
 
 LIMIT = 5
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.reasoncodes import ReasonCode
 
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.acl import Action, Principal, is_allowed
 from fieldwatch.transports.mqtt.embedded import EmbeddedBroker
+from mqtt_peers import Peer
 
 DEVICE_A = str(uuid.uuid4())
 DEVICE_B = str(uuid.uuid4())
@@ -43,109 +42,6 @@ class DictAuthority:
         if entry[1].kind == "provision":
             return Principal("provision", client_id) if client_id else None
         return entry[1]
-
-
-class Peer:
-    """A paho-mqtt 2 client running its own network thread."""
-
-    def __init__(
-        self,
-        port: int,
-        username: str | None = None,
-        password: str | None = None,
-        *,
-        client_id: str = "",
-        clean_session: bool = True,
-        will: tuple[str, bytes] | None = None,
-        keepalive: int = 30,
-        protocol: int = mqtt.MQTTv311,
-    ) -> None:
-        extra: dict[str, Any] = {} if protocol == mqtt.MQTTv5 else {"clean_session": clean_session}
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol, **extra
-        )
-        if username is not None:
-            self.client.username_pw_set(username, password)
-        if will is not None:
-            self.client.will_set(will[0], will[1], qos=1)
-        self.port = port
-        self.keepalive = keepalive
-        self.connack: ReasonCode | None = None
-        self.session_present = False
-        self.messages: list[tuple[str, bytes]] = []
-        self.subacks: dict[int, list[int]] = {}
-        self.disconnects = 0
-        self._cond = threading.Condition()
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_disconnect = self._on_disconnect
-
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
-        if rc.is_failure:
-            client.disconnect()  # no reconnect attempts
-        with self._cond:
-            self.connack, self.session_present = rc, bool(flags.session_present)
-            self._cond.notify_all()
-
-    def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        with self._cond:
-            self.messages.append((message.topic, bytes(message.payload)))
-            self._cond.notify_all()
-
-    def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: Any, props: Any) -> None:
-        with self._cond:
-            self.subacks[mid] = [int(code.value) for code in codes]
-            self._cond.notify_all()
-
-    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
-        with self._cond:
-            self.disconnects += 1
-            self._cond.notify_all()
-
-    def _wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(predicate, timeout)
-
-    async def wait(self, predicate: Callable[[], bool], within: float = 5.0) -> bool:
-        return await asyncio.to_thread(self._wait, predicate, within)
-
-    async def connect(self) -> ReasonCode:
-        await asyncio.to_thread(self.client.connect, "127.0.0.1", self.port, self.keepalive)
-        self.client.loop_start()
-        assert await self.wait(lambda: self.connack is not None), "no CONNACK"
-        assert self.connack is not None
-        if self.connack.is_failure:
-            await asyncio.to_thread(self.client.loop_stop)
-        return self.connack
-
-    async def subscribe(self, topic_filter: str, qos: int = 1) -> int:
-        _, mid = self.client.subscribe(topic_filter, qos)
-        assert await self.wait(lambda: mid in self.subacks), f"no SUBACK for {topic_filter}"
-        return self.subacks[mid][0]
-
-    async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
-        info = self.client.publish(topic, payload, qos, retain)
-        if qos:
-            await asyncio.to_thread(info.wait_for_publish, 5)
-
-    async def received(self, topic: str, within: float = 5.0) -> bool:
-        return await self.wait(lambda: any(t == topic for t, _ in self.messages), within)
-
-    def got(self, topic: str) -> bool:
-        with self._cond:
-            return any(t == topic for t, _ in self.messages)
-
-    async def drop(self) -> None:
-        """Close the socket without DISCONNECT, as a crashed device would."""
-        await asyncio.to_thread(self.client.loop_stop)
-        sock = self.client.socket()
-        assert sock is not None
-        sock.close()
-
-    async def close(self) -> None:
-        self.client.disconnect()
-        await asyncio.to_thread(self.client.loop_stop)
 
 
 @pytest.fixture

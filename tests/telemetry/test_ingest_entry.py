@@ -22,10 +22,9 @@ from fieldwatch.telemetry.ingest.writer import WriteResult
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.gateway import MqttGateway
 from fieldwatch.transports.mqtt.link import IncomingMessage
+from mqtt_peers import Peer, dumps, eventually, has_metrics, latest
 from telemetry_helpers import iso, recent
-from test_mqtt_embedded import Peer
-from test_mqtt_gateway import _has, dumps, eventually, latest
-from test_ws_gateway import connected, make_device, recv
+from ws_helpers import connected, make_device, recv
 
 
 @pytest.fixture
@@ -77,7 +76,7 @@ async def test_http_websocket_and_mqtt_end_in_the_same_entry_point(
         assert (await peer.connect()) == "Success"
         await peer.publish(topics.data(device.id, "over_mqtt"), dumps({"value": 3.0}))
         names = {"over_http", "over_ws", "over_mqtt"}
-        metrics = await eventually(lambda: _has(latest(served.http, op, device.id), names))
+        metrics = await eventually(lambda: has_metrics(latest(served.http, op, device.id), names))
     finally:
         peer.client.disconnect()
         await asyncio.to_thread(peer.client.loop_stop)

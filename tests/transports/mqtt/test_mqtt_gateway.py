@@ -7,78 +7,31 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import pytest
 
-from conftest import Actor, Factory, create_device
+from conftest import Factory, create_device
 from fieldwatch.app import device_edge
 from fieldwatch.runtime import Runtime
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.gateway import MqttGateway
+from mqtt_peers import (
+    WAIT_S,
+    Peer,
+    connectivity,
+    device_peer,
+    dumps,
+    eventually,
+    gateway,
+    has_metrics,
+    is_value,
+    latest,
+    mosquitto_dynsec,
+    peers,
+)
 from telemetry_helpers import device_with_token
-from test_mqtt_embedded import Peer
 
-WAIT_S = 10.0
-
-
-@pytest.fixture
-async def gateway(runtime: Runtime) -> AsyncIterator[MqttGateway]:
-    runtime.settings.mqtt_port = 0  # a free port
-    gw = MqttGateway(device_edge(runtime))
-    await gw.start()
-    try:
-        yield gw
-    finally:
-        await gw.stop()
-
-
-@pytest.fixture
-async def peers(gateway: MqttGateway) -> AsyncIterator[Callable[..., Peer]]:
-    made: list[Peer] = []
-
-    def make(*args: Any, **kwargs: Any) -> Peer:
-        peer = Peer(gateway.broker.port, *args, **kwargs)
-        made.append(peer)
-        return peer
-
-    yield make
-    for peer in made:
-        peer.client.disconnect()
-        await asyncio.to_thread(peer.client.loop_stop)
-
-
-async def eventually(check: Callable[[], Any], within: float = WAIT_S) -> Any:
-    async with asyncio.timeout(within):
-        while True:
-            found = await check()
-            if found:
-                return found
-            await asyncio.sleep(0.05)
-
-
-async def device_peer(client, actor: Actor, peers, **kw: Any) -> tuple[dict, Peer]:
-    device, headers = await device_with_token(client, actor)
-    token = headers["Authorization"].split()[1]
-    will = (topics.status(device["id"]), json.dumps({"status": "offline"}).encode())
-    peer = peers(device["id"], token, client_id=device["id"], will=will, **kw)
-    assert (await peer.connect()) == "Success"
-    return device, peer
-
-
-def dumps(body: dict[str, Any]) -> bytes:
-    return json.dumps(body).encode()
-
-
-async def latest(client, actor: Actor, device_id: str) -> dict[str, Any]:
-    r = await client.get(f"/api/v1/devices/{device_id}/data/latest", headers=actor.headers)
-    return dict(r.json()["metrics"]) if r.status_code == 200 else {}
-
-
-async def connectivity(client, actor: Actor, device_id: str) -> str:
-    r = await client.get(f"/api/v1/devices/{device_id}/status", headers=actor.headers)
-    return str(r.json()["connectivity"])
+__all__ = ["gateway", "mosquitto_dynsec", "peers"]  # the fixtures used here
 
 
 async def test_device_data_heartbeat_and_last_will(client, peers, factory: Factory):
@@ -93,7 +46,7 @@ async def test_device_data_heartbeat_and_last_will(client, peers, factory: Facto
         topics.heartbeat(device["id"]), dumps({"battery_level": 88, "signal_strength": -61})
     )
     metrics = await eventually(
-        lambda: _has(latest(client, op, device["id"]), {"humidity", "battery_level"})
+        lambda: has_metrics(latest(client, op, device["id"]), {"humidity", "battery_level"})
     )
     assert metrics["humidity"]["value"] == 41
     assert metrics["battery_level"]["value"] == 88
@@ -101,16 +54,7 @@ async def test_device_data_heartbeat_and_last_will(client, peers, factory: Facto
     assert await connectivity(client, op, device["id"]) == "online"
 
     await peer.drop()  # the broker publishes its last will
-    await eventually(lambda: _is(connectivity(client, op, device["id"]), "offline"))
-
-
-async def _has(metrics_coro, names: set[str]) -> dict | None:
-    metrics = await metrics_coro
-    return metrics if names <= set(metrics) else None
-
-
-async def _is(coro, value: Any) -> bool:
-    return bool(await coro == value)
+    await eventually(lambda: is_value(connectivity(client, op, device["id"]), "offline"))
 
 
 async def test_logins_and_topic_rules(client, peers, factory: Factory):
@@ -129,7 +73,7 @@ async def test_logins_and_topic_rules(client, peers, factory: Factory):
     assert await peer.subscribe(f"iot/devices/{other['id']}/commands/+") >= 0x80
     assert await peer.subscribe(f"iot/devices/{device['id']}/commands/+") == 1
     await peer.publish(topics.data(device["id"], "temperature"), dumps({"value": 20}))
-    await eventually(lambda: _has(latest(client, op, device["id"]), {"temperature"}))
+    await eventually(lambda: has_metrics(latest(client, op, device["id"]), {"temperature"}))
     assert await latest(client, op, other["id"]) == {}  # the forged reading went nowhere
 
 
@@ -138,7 +82,7 @@ async def test_commands_and_configuration_over_mqtt(client, peers, factory: Fact
     device, peer = await device_peer(client, op, peers)
     assert await peer.subscribe(f"iot/devices/{device['id']}/#") == 1
     await peer.publish(topics.status(device["id"]), dumps({"status": "online"}))
-    await eventually(lambda: _is(connectivity(client, op, device["id"]), "online"))
+    await eventually(lambda: is_value(connectivity(client, op, device["id"]), "online"))
 
     r = await client.post(
         f"/api/v1/devices/{device['id']}/commands",
@@ -298,7 +242,9 @@ async def test_agent_and_simulator_over_mqtt(served, runtime: Runtime, factory: 
         agent.add_command_handler("ping", lambda params: {"pong": True})
         async with agent:
             assert (await agent.send({"temperature": 21.5}))["accepted"] == 1
-            await eventually(lambda: _has(latest(served.http, op, device["id"]), {"temperature"}))
+            await eventually(
+                lambda: has_metrics(latest(served.http, op, device["id"]), {"temperature"})
+            )
             r = await served.http.post(f"/api/v1/devices/{device['id']}/commands",
                                        json={"command": "ping"}, headers=op.headers)  # fmt: skip
             command_id = r.json()["command_id"]
@@ -319,7 +265,7 @@ async def test_agent_and_simulator_over_mqtt(served, runtime: Runtime, factory: 
                 return bool(r.json()["in_sync"])
 
             await eventually(applied)
-        await eventually(lambda: _is(connectivity(served.http, op, device["id"]), "offline"))
+        await eventually(lambda: is_value(connectivity(served.http, op, device["id"]), "offline"))
 
         bad = DeviceAgent(served.base_url, token, transport="mqtt", mqtt_url=url, timeout_s=3)
         r = await served.http.get(f"/api/v1/devices/{device['id']}/tokens", headers=op.headers)
@@ -334,22 +280,12 @@ async def test_agent_and_simulator_over_mqtt(served, runtime: Runtime, factory: 
             interval=0.1, duration=1.5, report_every=0.5, mqtt_url=url,
         )  # fmt: skip
         assert stats.errors == 0 and stats.accepted >= 3 * 5
-        await eventually(lambda: _has(latest(served.http, op, sim["id"]), {"humidity"}))
+        await eventually(lambda: has_metrics(latest(served.http, op, sim["id"]), {"humidity"}))
     finally:
         await gw.stop()
 
 
 # --- an external Mosquitto with dynamic security ------------------------------------------
-
-
-@pytest.fixture
-def mosquitto_dynsec():
-    from conftest import require_dynsec_mosquitto
-    from mqtt_helpers import Mosquitto
-
-    require_dynsec_mosquitto()
-    with Mosquitto(dynsec=True) as broker:
-        yield broker
 
 
 async def test_external_mosquitto_with_dynamic_security(
@@ -371,7 +307,9 @@ async def test_external_mosquitto_with_dynamic_security(
         other, _ = await device_with_token(client, op)
         await peer.publish(topics.data(other["id"], "temperature"), dumps({"value": 1}))
         await peer.publish(topics.data(device["id"], "temperature"), dumps({"value": 19.5}))
-        metrics = await eventually(lambda: _has(latest(client, op, device["id"]), {"temperature"}))
+        metrics = await eventually(
+            lambda: has_metrics(latest(client, op, device["id"]), {"temperature"})
+        )
         assert metrics["temperature"]["value"] == 19.5
         assert await latest(client, op, other["id"]) == {}
 
@@ -438,7 +376,9 @@ async def test_malformed_payloads_are_dropped_and_the_rest_goes_on(client, peers
     await peer.publish(topics.command_result(device["id"], str(uuid.uuid4())), b'{"status": "x"}')
     await peer.publish(topics.heartbeat(device["id"]), b"{broken")
     await peer.publish(data, dumps({"value": 21.25}))
-    metrics = await eventually(lambda: _has(latest(client, op, device["id"]), {"temperature"}))
+    metrics = await eventually(
+        lambda: has_metrics(latest(client, op, device["id"]), {"temperature"})
+    )
     assert metrics["temperature"]["value"] == 21.25
     r = await client.get(
         f"/api/v1/devices/{device['id']}/data?data_type=temperature", headers=op.headers

@@ -18,8 +18,8 @@ from fieldwatch.commands.messages import CommandAck, CommandResult, ConfigApplie
 from fieldwatch.commands.models import Command
 from fieldwatch.core.clock import utcnow
 from fieldwatch.runtime import Runtime, build_runtime
-from test_bus_rabbitmq import exchange, rabbit_url  # noqa: F401 (fixtures)
-from test_ws_gateway import Device, closed_with, connected, make_device, recv
+from rabbit_helpers import exchange, rabbit_url  # noqa: F401 (fixtures)
+from ws_helpers import Device, closed_with, connected, make_device, recv
 
 QUIET_S = 0.3
 
