@@ -45,6 +45,25 @@ def decode_json(raw: bytes | str) -> Any:
             raise ValueError(f"Malformed JSON: {exc}") from exc
 
 
+class NotAnObject(ValueError):
+    """The JSON is well formed but not an object."""
+
+
+def decode_message(raw: bytes) -> dict[str, Any]:
+    """A device message's JSON object (MQTT); an empty payload is ``{}``. Strict:
+    ``ValueError`` when malformed (NaN and Infinity included), ``NotAnObject`` when the
+    JSON is not an object."""
+    if not raw:
+        return {}
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"Malformed JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise NotAnObject("not a JSON object")
+    return payload
+
+
 def read_body(raw: bytes) -> Any:
     """A request body's JSON (``decode_json``); an empty body is None."""
     return decode_json(raw) if raw.strip() else None

@@ -37,7 +37,12 @@ from fieldwatch.devices.provisioning import ProvisioningService
 from fieldwatch.devices.schemas import ProvisionRequest
 from fieldwatch.monitoring.presence import OFFLINE
 from fieldwatch.telemetry.ingest.batch import Batch
-from fieldwatch.telemetry.ingest.parse import add_reading, device_message
+from fieldwatch.telemetry.ingest.parse import (
+    NotAnObject,
+    add_reading,
+    decode_message,
+    device_message,
+)
 from fieldwatch.telemetry.ingest.service import Incoming
 from fieldwatch.transports.edge import DeviceEdge
 from fieldwatch.transports.mqtt import topics
@@ -145,12 +150,12 @@ class MqttInbound:
             if topic.kind in DEVICE_KINDS and not await self._admit(topic, message.payload):
                 continue
             try:
-                payload = orjson.loads(message.payload) if message.payload else {}
-            except orjson.JSONDecodeError:
-                log.info("MQTT: malformed JSON on %s dropped", message.topic)
-                continue
-            if not isinstance(payload, dict):
+                payload = decode_message(message.payload)
+            except NotAnObject:
                 log.info("MQTT: a payload on %s is not a JSON object; dropped", message.topic)
+                continue
+            except ValueError:
+                log.info("MQTT: malformed JSON on %s dropped", message.topic)
                 continue
             try:
                 await self._one(topic, payload, inbox)
@@ -336,10 +341,10 @@ class MqttInbound:
 
 def _is_last_will(raw: bytes) -> bool:
     try:
-        payload = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        payload = decode_message(raw)
+    except ValueError:
         return False
-    return isinstance(payload, dict) and payload.get("status") == OFFLINE
+    return payload.get("status") == OFFLINE
 
 
 def _private_request(request_id: str, serial: object) -> bool:
