@@ -268,7 +268,9 @@ async def test_unsafe_url_refused_on_update_and_private_allowed_by_setting(clien
         json={"url": "http://169.254.169.254/"},
         headers=admin.headers,
     )
-    assert "link-local" in problem(r, 422)["errors"][0]["message"]
+    refused = problem(r, 422)
+    assert "link-local" in refused["errors"][0]["message"]
+    assert "FIELDWATCH_WEBHOOK_ALLOW_PRIVATE=true" in refused["detail"]  # what would allow it
     r = await client.get(f"/api/v1/webhooks/{hook['id']}", headers=admin.headers)
     assert r.json()["url"] == PUBLIC_URL
 

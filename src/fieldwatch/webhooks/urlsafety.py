@@ -131,5 +131,8 @@ async def check_url(url: str, *, allow_private: bool) -> Target:
             problem = address_problem(address)
             if problem is not None:
                 named = "" if host == str(address) else f"{host!r} resolves to "
-                raise UnsafeUrl(f"{named}{problem}; webhooks may only target public addresses")
+                raise UnsafeUrl(
+                    f"{named}{problem}; webhooks may only target public addresses unless "
+                    "the installation allows private ones (FIELDWATCH_WEBHOOK_ALLOW_PRIVATE=true)"
+                )
     return Target(url=url, scheme=scheme, host=host, port=port, addresses=addresses)
