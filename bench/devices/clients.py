@@ -44,6 +44,9 @@ class DeviceState:
     runs: dict[str, int] = field(default_factory=dict)  # command_id → times run
     deliveries: int = 0
     failures: int = 0
+    # command_id → its command_result frame, until the server acknowledges it (after its
+    # commit); resent after a reconnect, as the protocol says.
+    unacked: dict[str, str] = field(default_factory=dict)
 
 
 class Devices:
@@ -145,6 +148,8 @@ class Devices:
             attempt += 1
 
     async def _session(self, ws: Any, state: DeviceState) -> None:
+        for frame in list(state.unacked.values()):  # results the last server never confirmed
+            await ws.send(frame)
         async for raw in ws:
             message = orjson.loads(raw)
             kind = message.get("type")
@@ -152,8 +157,10 @@ class Devices:
                 await self._command(ws, state, message)
             elif kind == "ack":
                 ref = message.get("ref")
-                if isinstance(ref, str) and ref.startswith("r:") and self.on_result_acked:
-                    self.on_result_acked(ref[2:], now(), message)
+                if isinstance(ref, str) and ref.startswith("r:"):
+                    state.unacked.pop(ref[2:], None)
+                    if self.on_result_acked:
+                        self.on_result_acked(ref[2:], now(), message)
             elif kind == "config":
                 await ws.send(
                     orjson.dumps({"type": "config_applied", "version": message["version"]}).decode()
@@ -179,7 +186,8 @@ class Devices:
         }
         if cid not in state.runs:  # a resend of a known command is not run again
             state.runs[cid] = 1  # "running" a ping: nothing to do
-        await ws.send(orjson.dumps(result).decode())
+        frame = state.unacked[cid] = orjson.dumps(result).decode()
+        await ws.send(frame)
         if self.on_result_sent:
             self.on_result_sent(cid, now())
 

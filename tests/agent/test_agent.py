@@ -136,6 +136,33 @@ class _Wire:
         self.frames.append(json.loads(raw))
 
 
+async def test_a_result_lost_with_the_connection_is_sent_again(served: Served, operator: Actor):
+    """The command ran and was acknowledged, but the connection broke before its result
+    reached the server: the agent keeps the result until the server acknowledges it and
+    sends it after reconnecting; the command is not run again."""
+    device, token = await _token(served, operator)
+    agent = DeviceAgent(served.base_url, token)
+    runs: list[int] = []
+
+    async def measure(params):
+        runs.append(1)
+        assert agent._ws is not None
+        await agent._ws.close()  # the network drops while the command runs
+        return {"value": 42}
+
+    agent.add_command_handler("measure", measure)
+    async with agent:
+        command_id = await _command(served, operator, device["id"], "measure")
+        done = await _finished(served, operator, command_id)
+        assert done["status"] == "completed" and done["result"] == {"value": 42}
+        assert runs == [1]
+        for _ in range(200):  # the server's ack (sent after its commit) clears it
+            if not agent._unconfirmed:
+                break
+            await asyncio.sleep(0.05)
+        assert agent._unconfirmed == {}
+
+
 async def test_agent_does_not_run_a_resent_command_twice():
     agent = DeviceAgent("http://127.0.0.1:9", "fwd_x")
     runs = []

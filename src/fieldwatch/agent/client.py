@@ -101,6 +101,8 @@ class DeviceAgent:
         #: command_id → its result frame (None while it runs): drops resent commands.
         self._seen: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
         self._remember = remembered_commands
+        #: command_id → its result frame, until the server acknowledges it (after commit).
+        self._unconfirmed: dict[str, dict[str, Any]] = {}
         self._running: set[asyncio.Task[None]] = set()
         self.mqtt_url = mqtt_url
         self._mqtt: MqttDeviceLink | None = None
@@ -308,6 +310,8 @@ class DeviceAgent:
         self.device_id = welcome.get("device_id")
         self.server_config = welcome.get("server_config", {})
         self.connected.set()
+        for frame in list(self._unconfirmed.values()):  # the last connection lost their ack
+            await ws.send(json.dumps(frame))
         beat = None
         if self.heartbeat_enabled:
             beat = asyncio.create_task(self._heartbeats(), name="agent-heartbeat")
@@ -319,6 +323,8 @@ class DeviceAgent:
                 kind = message.get("type")
                 if future is not None and not future.done():
                     future.set_result(message)
+                elif kind == "ack" and isinstance(ref, str) and ref.startswith("r:"):
+                    self._unconfirmed.pop(ref[2:], None)
                 elif kind in ("command", "config"):
                     task = asyncio.create_task(self._dispatch(ws, message))
                     self._running.add(task)
@@ -336,7 +342,7 @@ class DeviceAgent:
             else:
                 await self._apply_config(ws, message)
         except (ConnectionClosed, ConnectionError):
-            pass  # the server resends what it did not get acknowledged
+            pass  # the server resends unacknowledged commands; results go again on reconnect
         except Exception:
             log.exception("handling a %s frame failed", message.get("type"))
 
@@ -364,8 +370,8 @@ class DeviceAgent:
         if result is not None and not isinstance(result, dict):
             result = {"value": result}
         frame = {"type": "command_result", "command_id": command_id, "status": status,
-                 "result": result or {}}  # fmt: skip
-        self._seen[command_id] = frame
+                 "result": result or {}, "id": f"r:{command_id}"}  # fmt: skip
+        self._seen[command_id] = self._unconfirmed[command_id] = frame
         await ws.send(json.dumps(frame))
 
     async def _apply_config(self, ws: ClientConnection, message: dict[str, Any]) -> None:
