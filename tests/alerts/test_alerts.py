@@ -39,7 +39,7 @@ async def _alerts(client, actor: Actor, **params) -> list[dict]:
 
 
 async def test_rule_crud_roles_and_validation(client, operator: Actor, viewer: Actor):
-    rules = (await client.get("/api/v1/alert-rules", headers=viewer.headers)).json()
+    rules = (await client.get("/api/v1/alert-rules", headers=viewer.headers)).json()["items"]
     assert [(r["kind"], r["name"]) for r in rules] == [("offline", "Device offline")]
     minimal = {"name": "x", "metric": "t", "operator": ">", "threshold": 1}
     problem(await client.post("/api/v1/alert-rules", json=minimal, headers=viewer.headers), 403)
@@ -61,7 +61,8 @@ async def test_rule_crud_roles_and_validation(client, operator: Actor, viewer: A
     assert r.json()["severity"] == "minor"
     assert (await client.delete(f"/api/v1/alert-rules/{rule['id']}",
                                 headers=operator.headers)).status_code == 204  # fmt: skip
-    assert len((await client.get("/api/v1/alert-rules", headers=viewer.headers)).json()) == 1
+    r = await client.get("/api/v1/alert-rules", headers=viewer.headers)
+    assert len(r.json()["items"]) == 1
 
 
 async def test_open_repeat_and_clear_by_itself(client, operator: Actor, runtime):

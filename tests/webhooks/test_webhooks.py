@@ -140,7 +140,7 @@ async def deliveries(client, who, webhook_id: str, **params: Any) -> list[dict[s
         f"/api/v1/webhooks/{webhook_id}/deliveries", params=params, headers=who.headers
     )
     assert r.status_code == 200, r.text
-    return list(r.json())
+    return list(r.json()["items"])
 
 
 def expected_signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -153,7 +153,7 @@ def expected_signature(secret: str, timestamp: str, body: bytes) -> str:
 
 async def test_crud_roles_and_secret_shown_once(client, admin, operator, viewer):
     r = await client.get("/api/v1/webhooks", headers=viewer.headers)
-    assert r.status_code == 200 and r.json() == []
+    assert r.status_code == 200 and r.json()["items"] == []
 
     body = {"url": PUBLIC_URL, "description": "pager"}
     problem(await client.post("/api/v1/webhooks", json=body, headers=viewer.headers), 403)
@@ -176,8 +176,8 @@ async def test_crud_roles_and_secret_shown_once(client, admin, operator, viewer)
     assert r.status_code == 200
     assert "secret" not in r.json() and secret not in r.text
     r = await client.get("/api/v1/webhooks", headers=viewer.headers)
-    assert [w["id"] for w in r.json()] == [created["id"]]
-    assert secret not in r.text and "secret" not in r.json()[0]
+    assert [w["id"] for w in r.json()["items"]] == [created["id"]]
+    assert secret not in r.text and "secret" not in r.json()["items"][0]
 
     patch = {"description": None, "event_types": ["alert.raised", "alert.cleared"]}
     problem(await client.patch(hook, json=patch, headers=operator.headers), 403)
@@ -203,7 +203,7 @@ async def test_crud_roles_and_secret_shown_once(client, admin, operator, viewer)
     r = await client.delete(hook, headers=admin.headers)
     assert r.status_code == 204
     problem(await client.get(hook, headers=admin.headers), 404)
-    assert (await client.get("/api/v1/webhooks", headers=admin.headers)).json() == []
+    assert (await client.get("/api/v1/webhooks", headers=admin.headers)).json()["items"] == []
 
 
 async def test_another_workspace_gets_404_everywhere(client, admin, factory):
@@ -220,7 +220,7 @@ async def test_another_workspace_gets_404_everywhere(client, admin, factory):
     ]
     for call in calls:
         assert problem(await call, 404)["title"] == "Webhook not found"
-    assert (await client.get("/api/v1/webhooks", headers=stranger.headers)).json() == []
+    assert (await client.get("/api/v1/webhooks", headers=stranger.headers)).json()["items"] == []
     r = await client.get(hook, headers=admin.headers)
     assert r.status_code == 200 and r.json()["description"] is None
 
@@ -258,7 +258,7 @@ async def test_unsafe_urls_are_refused(client, admin, runtime, url, reason):
     assert body["errors"][0]["field"] == "url"
     assert reason in body["errors"][0]["message"]
     assert reason in body["detail"]
-    assert (await client.get("/api/v1/webhooks", headers=admin.headers)).json() == []
+    assert (await client.get("/api/v1/webhooks", headers=admin.headers)).json()["items"] == []
 
 
 async def test_unsafe_url_refused_on_update_and_private_allowed_by_setting(client, admin, runtime):

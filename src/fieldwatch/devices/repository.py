@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, Select, delete, func, insert, or_, select,
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldwatch.auth.principal import Principal
+from fieldwatch.db.paging import scalars_page
 from fieldwatch.devices.log import log_row
 from fieldwatch.devices.models import AgentToken, Device, DeviceLog, ProvisioningKey
 
@@ -213,13 +214,15 @@ class AgentTokenRepository:
     def add(self, token: AgentToken) -> None:
         self.session.add(token)
 
-    async def for_device(self, device_id: uuid.UUID) -> Sequence[AgentToken]:
-        rows = await self.session.scalars(
+    async def page(
+        self, device_id: uuid.UUID, *, limit: int, offset: int
+    ) -> tuple[Sequence[AgentToken], int]:
+        stmt = (
             select(AgentToken)
             .where(AgentToken.device_id == device_id)
-            .order_by(AgentToken.created_at)
+            .order_by(AgentToken.created_at, AgentToken.id)
         )
-        return rows.all()
+        return await scalars_page(self.session, stmt, limit=limit, offset=offset)
 
     async def get(self, device_id: uuid.UUID, token_id: uuid.UUID) -> AgentToken | None:
         return await self.session.scalar(
@@ -264,13 +267,15 @@ class ProvisioningKeyRepository:
     def add(self, key: ProvisioningKey) -> None:
         self.session.add(key)
 
-    async def for_workspace(self, workspace_id: uuid.UUID) -> Sequence[ProvisioningKey]:
-        rows = await self.session.scalars(
+    async def page(
+        self, workspace_id: uuid.UUID, *, limit: int, offset: int
+    ) -> tuple[Sequence[ProvisioningKey], int]:
+        stmt = (
             select(ProvisioningKey)
             .where(ProvisioningKey.workspace_id == workspace_id)
-            .order_by(ProvisioningKey.created_at)
+            .order_by(ProvisioningKey.created_at, ProvisioningKey.id)
         )
-        return rows.all()
+        return await scalars_page(self.session, stmt, limit=limit, offset=offset)
 
     async def get(self, workspace_id: uuid.UUID, key_id: uuid.UUID) -> ProvisioningKey | None:
         return await self.session.scalar(

@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 from fieldwatch.auth.dependencies import Operator, Viewer
 from fieldwatch.auth.roles import Role
 from fieldwatch.core.clock import utcnow
-from fieldwatch.core.paging import Limit, Offset, Page
+from fieldwatch.core.paging import Limit, Offset, Page, page_of
 from fieldwatch.db.dependencies import SessionmakerDep, UowDep, WriteUow
 from fieldwatch.devices.csvio import export_csv
 from fieldwatch.devices.dependencies import CredentialIssuedDep, DeviceAuth
@@ -176,9 +176,15 @@ async def issue_token(
     return created
 
 
-@router.get("/devices/{device_id}/tokens", response_model=list[AgentTokenRead])
-async def list_tokens(device_id: uuid.UUID, principal: Viewer, uow: UowDep):
-    return await DeviceService(uow).list_tokens(principal, device_id)
+@router.get("/devices/{device_id}/tokens", response_model=Page[AgentTokenRead])
+async def list_tokens(
+    device_id: uuid.UUID, principal: Viewer, uow: UowDep, limit: Limit = 50, offset: Offset = 0
+):
+    """The device's agent tokens (revoked ones too), oldest first."""
+    items, total = await DeviceService(uow).list_tokens(
+        principal, device_id, limit=limit, offset=offset
+    )
+    return page_of(AgentTokenRead, items, total, limit=limit, offset=offset)
 
 
 @router.delete("/devices/{device_id}/tokens/{token_id}", response_model=AgentTokenRead)
