@@ -24,6 +24,7 @@ from fieldwatch.runtime import build_runtime
 from fieldwatch.webhooks import signing
 from fieldwatch.webhooks.dispatcher import WebhookDispatcher, backoff_delay
 from fieldwatch.webhooks.urlsafety import address_problem
+from telemetry_helpers import device_with_token, iso, recent
 
 # --- a real HTTP receiver -----------------------------------------------------------------
 
@@ -604,3 +605,30 @@ async def test_two_workers_share_the_queue_without_sending_twice(
         await other.stop()
     assert sum(counts) == 8
     assert sorted(r.json()["id"] for r in receiver.requests) == sorted(str(e.id) for e in events)
+
+
+async def test_a_raised_alert_is_delivered_with_its_device(
+    client, admin, runtime, receiver, allow_private
+):
+    hook = await create_webhook(client, admin, url=receiver.url())
+    r = await client.post("/api/v1/alert-rules", headers=admin.headers, json={
+        "name": "Too hot", "metric": "t", "operator": ">", "threshold": 30,
+    })  # fmt: skip
+    assert r.status_code == 201, r.text
+    device, token = await device_with_token(
+        client, admin, name="Pump 3", type="pump", serial_number="PX-3"
+    )
+    r = await client.put(f"/api/v1/devices/{device['id']}/deploy", json={"location": "Dock B"},
+                         headers=admin.headers)  # fmt: skip
+    assert r.status_code == 200, r.text
+    reading = {"data_type": "t", "values": [{"timestamp": iso(recent(5)), "value": 31.0}]}
+    r = await client.post(f"/api/v1/devices/{device['id']}/data", json=reading, headers=token)
+    assert r.status_code == 200, r.text
+    assert await runtime.webhooks.run_once() == 1
+    [req] = receiver.requests
+    data = req.json()["data"]
+    assert req.json()["type"] == "alert.raised" and data["device_id"] == device["id"]
+    assert data["device"] == {"id": device["id"], "name": "Pump 3", "serial_number": "PX-3",
+                              "type": "pump", "location": "Dock B"}  # fmt: skip
+    [delivery] = await deliveries(client, admin, hook["id"])
+    assert delivery["status"] == "delivered"

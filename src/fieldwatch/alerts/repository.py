@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldwatch.alerts.models import Alert, AlertRule
 from fieldwatch.db.paging import scalars_page
+from fieldwatch.devices.models import Device
 
 
 class AlertRepository:
@@ -19,6 +20,12 @@ class AlertRepository:
 
     def add(self, obj: Any) -> None:
         self.session.add(obj)
+
+    async def device(self, device_id: uuid.UUID) -> Device:
+        """The device an alert is about (from the session when it is loaded already)."""
+        device = await self.session.get(Device, device_id)
+        assert device is not None, device_id
+        return device
 
     def _rules(self, workspace_id: uuid.UUID) -> Select[tuple[AlertRule]]:
         return (

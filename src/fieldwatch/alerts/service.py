@@ -175,7 +175,8 @@ class AlertService:
         if alert is None:
             alert = Alert(
                 workspace_id=workspace_id, rule_id=rule.id, rule_name=rule.name,
-                device_id=device_id, severity=rule.severity, status="active",
+                device_id=device_id, device=await self.repo.device(device_id),
+                severity=rule.severity, status="active",
                 metric=rule.metric, message=rule.describe(value), count=times,
                 first_value=value, last_value=value, started_at=at, last_triggered_at=at,
                 details=details or {},

@@ -143,6 +143,18 @@ class DeviceRead(BaseModel):
     version: int
 
 
+class DeviceSummary(BaseModel):
+    """Who a device is, in what refers to it (alerts, their events, webhooks)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    serial_number: str | None
+    type: str
+    location: str | None
+
+
 class AgentTokenCreate(StrictModel):
     name: str | None = Field(default=None, max_length=100)
     expires_at: AwareDatetime | None = Field(
