@@ -8,13 +8,24 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldwatch.auth.principal import Principal
 from fieldwatch.db.paging import scalars_page
 from fieldwatch.devices.log import log_row
 from fieldwatch.devices.models import AgentToken, Device, DeviceLog, ProvisioningKey
+from fieldwatch.monitoring.models import DevicePresence
 
 SORTABLE = {"name", "type", "status", "location", "serial_number", "created_at", "updated_at"}
 
@@ -25,6 +36,8 @@ class DeviceFilter:
     type: str | None = None
     location: str | None = None
     q: str | None = None
+    #: ``online`` or ``offline`` (never seen counts as offline), as the database records it
+    connectivity: str | None = None
 
     def clauses(self) -> list[ColumnElement[bool]]:
         out: list[ColumnElement[bool]] = []
@@ -42,7 +55,20 @@ class DeviceFilter:
                     func.lower(Device.serial_number).like(pattern, escape="\\"),
                 )
             )
+        if self.connectivity:
+            online = _online()
+            out.append(online if self.connectivity == "online" else ~online)
         return out
+
+
+def _online() -> ColumnElement[bool]:
+    """The device's presence row says online: a semi-join (an anti-join when negated) on
+    ``device_presence`` through its (workspace, connectivity, device) index."""
+    return exists().where(
+        DevicePresence.workspace_id == Device.workspace_id,
+        DevicePresence.connectivity == "online",
+        DevicePresence.device_id == Device.id,
+    )
 
 
 def _escape_like(value: str) -> str:

@@ -143,6 +143,23 @@ class DeviceRead(BaseModel):
     version: int
 
 
+Connectivity = Literal["online", "offline"]
+
+
+class DeviceListItem(DeviceRead):
+    """A device in a list, with its presence as ``GET /devices/{id}/status`` tells it."""
+
+    connectivity: Connectivity = Field(description="online | offline (never seen: offline)")
+    last_seen: datetime | None = Field(description="When the device was last heard from")
+
+    @classmethod
+    def of(cls, device: Any, connectivity: str, last_seen: datetime | None) -> DeviceListItem:
+        read = DeviceRead.model_validate(device)
+        return cls.model_validate(
+            {**read.__dict__, "connectivity": connectivity, "last_seen": last_seen}
+        )
+
+
 class DeviceSummary(BaseModel):
     """Who a device is, in what refers to it (alerts, their events, webhooks)."""
 
