@@ -266,6 +266,10 @@ async def test_device_list_shows_and_filters_connectivity(client, factory: Facto
     r = await client.get("/api/v1/devices/in_stock", params={"connectivity": "online"},
                          headers=operator.headers)  # fmt: skip
     assert [(d["id"], d["connectivity"]) for d in r.json()["items"]] == [(talker["id"], "online")]
+    assert r.json()["total"] == 1
+    r = await client.get("/api/v1/devices", params={"connectivity": "offline", "q": "t"},
+                         headers=operator.headers)  # fmt: skip
+    assert ([d["id"] for d in r.json()["items"]], r.json()["total"]) == ([quiet["id"]], 1)
 
     clock.advance(181)  # silent past 60 s × 3
     assert set(await runtime.presence.sweep()) == {uuid.UUID(talker["id"]), uuid.UUID(theirs["id"])}

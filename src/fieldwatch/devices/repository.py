@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -145,10 +145,29 @@ class DeviceRepository:
             .limit(limit)
             .offset(offset)
         )
-        total = await self.session.scalar(
+        return rows.all(), await self._count(workspace_id, flt)
+
+    async def _count(self, workspace_id: uuid.UUID, flt: DeviceFilter) -> int:
+        """How many devices match. Filtered by connectivity alone, from the presence index
+        (a presence row belongs to a device of its workspace), without a join."""
+        if flt.connectivity and not replace(flt, connectivity=None).clauses():
+            online = await self._scalar_count(
+                select(func.count())
+                .select_from(DevicePresence)
+                .where(
+                    DevicePresence.workspace_id == workspace_id,
+                    DevicePresence.connectivity == "online",
+                )
+            )
+            if flt.connectivity == "online":
+                return online
+            return await self._count(workspace_id, DeviceFilter()) - online
+        return await self._scalar_count(
             self._filtered(select(func.count()).select_from(Device), workspace_id, flt)
         )
-        return rows.all(), int(total or 0)
+
+    async def _scalar_count(self, stmt: Select[Any]) -> int:
+        return int(await self.session.scalar(stmt) or 0)
 
     async def stream(
         self, workspace_id: uuid.UUID, flt: DeviceFilter, batch: int = 1000
