@@ -3,7 +3,8 @@
 Seeds 100,000 devices into a fresh database, starts `fieldwatch serve` against it and
 measures, with sequential requests from one client:
 
-* a filtered, paginated ``GET /api/v1/devices`` (median and p95),
+* a filtered, paginated ``GET /api/v1/devices`` (median and p95), also filtered by
+  connectivity (most deployed devices are online, as the presence table records),
 * ``GET /api/v1/inventory/summary`` (median and p95),
 * importing 10,000 devices from one CSV (``POST /api/v1/devices/import``).
 
@@ -37,6 +38,8 @@ TYPES = ["meter", "gateway", "esp32", "arduino", "thermostat", "camera", "tracke
 SITES = [f"Site {i:02d}" for i in range(40)]
 WAREHOUSES = [f"Warehouse {c}" for c in "ABCDEFGHIJ"]
 STATUS_WEIGHTS = {"deployed": 60, "in_stock": 25, "maintenance": 7, "reserved": 5, "retired": 3}
+#: The share of deployed devices that are online.
+ONLINE_SHARE = 0.85
 
 
 async def seed(dsn: str, workspace_id: uuid.UUID, count: int) -> None:
@@ -95,10 +98,33 @@ async def seed(dsn: str, workspace_id: uuid.UUID, count: int) -> None:
                 "updated_at",
             ],
         )
-        # A steady-state table: autovacuum would have visited it by now.
+        await seed_presence(conn, workspace_id, records, now, rng)
+        # Steady-state tables: autovacuum would have visited them by now.
         await conn.execute("VACUUM ANALYZE devices")
+        await conn.execute("VACUUM ANALYZE device_presence")
     finally:
         await conn.close()
+
+
+async def seed_presence(
+    conn: asyncpg.Connection, workspace_id: uuid.UUID, devices: list[tuple[Any, ...]],
+    now: datetime, rng: random.Random,
+) -> None:  # fmt: skip
+    """Presence rows of the deployed devices, most of them online. The device types get
+    a day-long heartbeat, so that nobody goes offline while the benchmark runs."""
+    rows = [
+        (d[0], workspace_id, "online" if rng.random() < ONLINE_SHARE else "offline", now, now)
+        for d in devices
+        if d[12] == "deployed"
+    ]
+    await conn.copy_records_to_table(
+        "device_presence", records=rows,
+        columns=["device_id", "workspace_id", "connectivity", "last_seen", "changed_at"],
+    )  # fmt: skip
+    await conn.copy_records_to_table(
+        "device_type_settings", records=[(workspace_id, t, 86_400, 3.0) for t in TYPES],
+        columns=["workspace_id", "type", "heartbeat_interval_s", "offline_tolerance"],
+    )  # fmt: skip
 
 
 def report(name: str, timings: list[float]) -> str:
@@ -154,6 +180,22 @@ def run_benchmarks(client: httpx.Client, args: argparse.Namespace) -> list[str]:
     lines.append(
         report("GET /devices?status=deployed&location=&sort=name", timed_gets(client, loc_urls))
     )
+    online = [
+        f"/api/v1/devices?connectivity=online&limit=50&offset={rng.randrange(0, 20) * 50}"
+        for _ in range(n)
+    ]
+    lines.append(
+        report("GET /devices?connectivity=online&limit=50&offset=0..950",
+               timed_gets(client, online))
+    )  # fmt: skip
+    offline = [
+        f"/api/v1/devices?status=deployed&connectivity=offline&type={rng.choice(TYPES)}&limit=50"
+        for _ in range(n)
+    ]
+    lines.append(
+        report("GET /devices?status=deployed&connectivity=offline&type=",
+               timed_gets(client, offline))
+    )  # fmt: skip
     search = [f"/api/v1/devices?q=SN-00{rng.randrange(10, 99)}&limit=50" for _ in range(n)]
     lines.append(report("GET /devices?q=<serial fragment>", timed_gets(client, search)))
     summary = ["/api/v1/inventory/summary"] * n

@@ -138,7 +138,7 @@ async def test_stored_is_what_the_api_shows(
                 assert sorted(counts) == ["SIM-00000", "SIM-00001", "SIM-00002"]  # reused
                 assert totals == sum(counts.values()) > 0, (transport, proc.stdout)
             for device in (await http.get("/api/v1/devices", params={"q": "SIM-"})).json()["items"]:
-                tokens = (await http.get(f"/api/v1/devices/{device['id']}/tokens")).json()
+                tokens = (await http.get(f"/api/v1/devices/{device['id']}/tokens")).json()["items"]
                 assert sorted(t["revoked_at"] is None for t in tokens) == [False, True]
 
             r = await http.post("/api/v1/provisioning-keys", json={"name": "simulated fleet"})

@@ -39,7 +39,7 @@ async def _alerts(client, actor: Actor, **params) -> list[dict]:
 
 
 async def test_rule_crud_roles_and_validation(client, operator: Actor, viewer: Actor):
-    rules = (await client.get("/api/v1/alert-rules", headers=viewer.headers)).json()
+    rules = (await client.get("/api/v1/alert-rules", headers=viewer.headers)).json()["items"]
     assert [(r["kind"], r["name"]) for r in rules] == [("offline", "Device offline")]
     minimal = {"name": "x", "metric": "t", "operator": ">", "threshold": 1}
     problem(await client.post("/api/v1/alert-rules", json=minimal, headers=viewer.headers), 403)
@@ -61,7 +61,8 @@ async def test_rule_crud_roles_and_validation(client, operator: Actor, viewer: A
     assert r.json()["severity"] == "minor"
     assert (await client.delete(f"/api/v1/alert-rules/{rule['id']}",
                                 headers=operator.headers)).status_code == 204  # fmt: skip
-    assert len((await client.get("/api/v1/alert-rules", headers=viewer.headers)).json()) == 1
+    r = await client.get("/api/v1/alert-rules", headers=viewer.headers)
+    assert len(r.json()["items"]) == 1
 
 
 async def test_open_repeat_and_clear_by_itself(client, operator: Actor, runtime):
@@ -203,3 +204,31 @@ async def test_alerts_are_workspace_scoped(client, factory: Factory):
     await _send(client, device, token, (recent(2), 5.0))
     assert await _alerts(client, b) == []
     assert str(uuid.UUID(alert["device_id"])) == device["id"]
+
+
+async def test_alerts_and_their_events_name_the_device(client, operator: Actor, runtime):
+    seen: list = []
+
+    async def on_alert(event):
+        seen.append(event)
+
+    runtime.bus.subscribe("alert.*", on_alert)
+    await _rule(client, operator)
+    device, token = await _deployed(client, operator, name="Boiler 7", type="thermostat",
+                                    serial_number="TH-0007")  # fmt: skip
+    await _send(client, device, token, (recent(20), 45.0))
+    await _send(client, device, token, (recent(10), 46.0))
+    expected = {"id": device["id"], "name": "Boiler 7", "serial_number": "TH-0007",
+                "type": "thermostat", "location": "Site"}  # fmt: skip
+    [alert] = await _alerts(client, operator)
+    assert alert["device_id"] == device["id"] and alert["device"] == expected
+    r = await client.get(f"/api/v1/alerts/{alert['id']}", headers=operator.headers)
+    assert r.json()["device"] == expected
+    r = await client.post(f"/api/v1/alerts/{alert['id']}/ack", headers=operator.headers)
+    assert r.json()["device"] == expected
+    await client.post(f"/api/v1/alerts/{alert['id']}/clear", headers=operator.headers)
+    assert [e.type for e in seen] == [
+        "alert.raised", "alert.updated", "alert.acknowledged", "alert.cleared",
+    ]  # fmt: skip
+    assert all(e.payload["device"] == expected for e in seen), [e.payload for e in seen]
+    assert all(e.payload["device_id"] == device["id"] for e in seen)

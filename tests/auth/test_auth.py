@@ -143,7 +143,7 @@ async def test_api_key_lifecycle(client, admin: Actor, operator: Actor):
     # An operator key cannot do admin things.
     problem(await client.get("/api/v1/api-keys", headers=key_headers), 403)
 
-    listed = (await client.get("/api/v1/api-keys", headers=admin.headers)).json()
+    listed = (await client.get("/api/v1/api-keys", headers=admin.headers)).json()["items"]
     assert [k["name"] for k in listed] == ["ci-script"]
     assert listed[0]["last_used_at"] is not None  # noted when the key was used
     assert "key" not in listed[0] and "key_digest" not in listed[0]
@@ -260,7 +260,7 @@ async def test_members_management_and_last_admin(client, admin: Actor, viewer: A
     assert r.json()["role"] == "admin"
     # Roles are read per request: the promotion applies to the viewer's current token.
     assert (await client.get("/api/v1/api-keys", headers=viewer.headers)).status_code == 200
-    members = (await client.get("/api/v1/members", headers=admin.headers)).json()
+    members = (await client.get("/api/v1/members", headers=admin.headers)).json()["items"]
     assert len(members) == 3
     problem(
         await client.patch(
@@ -356,7 +356,7 @@ async def test_a_user_removed_from_their_last_workspace(client, admin: Actor, fa
         assert gone["type"].endswith("no-workspace"), gone
     with_hint = {**member.headers, "X-Workspace": admin.workspace}
     problem(await client.get("/api/v1/devices", headers=with_hint), 403)
-    assert (await client.get("/api/v1/workspaces", headers=member.headers)).json() == []
+    assert (await client.get("/api/v1/workspaces", headers=member.headers)).json()["items"] == []
 
     change = {"current_password": PASSWORD, "new_password": "a-new-passphrase!"}
     r = await client.post("/api/v1/auth/password", json=change, headers=member.headers)

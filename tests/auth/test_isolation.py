@@ -61,7 +61,7 @@ async def test_other_workspace_gets_404_on_every_device_route(client, factory: F
     assert [row["action"] for row in logs["items"]] == ["token_issued", "created"]
     tokens = (
         await client.get(f"/api/v1/devices/{device['id']}/tokens", headers=a_admin.headers)
-    ).json()
+    ).json()["items"]
     assert tokens[0]["revoked_at"] is None
 
 
@@ -93,7 +93,7 @@ async def test_members_and_keys_are_per_workspace(client, factory: Factory):
         404,
     )
     problem(await client.delete(f"/api/v1/members/{a_admin.user_id}", headers=b_admin.headers), 404)
-    members = (await client.get("/api/v1/members", headers=b_admin.headers)).json()
+    members = (await client.get("/api/v1/members", headers=b_admin.headers)).json()["items"]
     assert [m["email"] for m in members] == [b_admin.email]
 
 

@@ -37,7 +37,7 @@ async def test_same_new_member_at_once(client, admin: Actor) -> None:
             if r.status_code == 409:
                 assert email in problem(r, 409)["detail"] or "email" in r.json()["detail"]
         r = await client.get("/api/v1/members", headers=admin.headers)
-        assert [m["email"] for m in r.json()].count(email) == 1
+        assert [m["email"] for m in r.json()["items"]].count(email) == 1
 
 
 async def test_same_new_workspace_at_once(client, admin: Actor) -> None:
@@ -99,4 +99,4 @@ async def test_member_changed_while_removed(client, admin: Actor) -> None:
             if r.status_code == 404:
                 problem(r, 404)
         r = await client.get("/api/v1/members", headers=admin.headers)
-        assert user_id not in {m["user_id"] for m in r.json()}
+        assert user_id not in {m["user_id"] for m in r.json()["items"]}

@@ -220,7 +220,7 @@ async def test_agent_tokens(client, operator: Actor, runtime):
 
     listed = (
         await client.get(f"/api/v1/devices/{device['id']}/tokens", headers=operator.headers)
-    ).json()
+    ).json()["items"]
     assert [t["id"] for t in listed] == [issued["id"]]
     assert "token" not in listed[0] and token not in str(listed)
     assert listed[0]["last_used_at"] is None
@@ -238,7 +238,7 @@ async def test_agent_tokens(client, operator: Actor, runtime):
     assert me.status_code == 200 and me.json()["device_id"] == device["id"]
     tokens = (
         await client.get(f"/api/v1/devices/{device['id']}/tokens", headers=operator.headers)
-    ).json()
+    ).json()["items"]
     assert tokens[0]["last_used_at"] is not None
     # A user token is not a device token.
     problem(await client.get("/api/v1/device/me", headers=operator.headers), 401)
@@ -264,7 +264,7 @@ async def test_retiring_revokes_tokens_and_refuses_new_ones(client, operator: Ac
     )
     tokens = (
         await client.get(f"/api/v1/devices/{device['id']}/tokens", headers=operator.headers)
-    ).json()
+    ).json()["items"]
     assert tokens[0]["revoked_at"] is not None
 
 

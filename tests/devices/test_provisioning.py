@@ -70,7 +70,7 @@ async def test_a_device_registers_itself_and_uses_its_token(client, factory: Fac
     actors = {row["actor"] for row in logs["items"]}
     assert any(a.startswith("provisioning_key:factory line 1") for a in actors), actors
 
-    keys = (await client.get("/api/v1/provisioning-keys", headers=admin.headers)).json()
+    keys = (await client.get("/api/v1/provisioning-keys", headers=admin.headers)).json()["items"]
     assert keys[0]["devices_registered"] == 1 and "key" not in keys[0]
 
 
@@ -132,7 +132,8 @@ async def test_keys_belong_to_their_workspace(client, factory: Factory):
     body = (await register(client, key["key"])).json()
     r = await client.get(f"/api/v1/devices/{body['device_id']}", headers=globex.headers)
     problem(r, 404)
-    assert (await client.get("/api/v1/provisioning-keys", headers=globex.headers)).json() == []
+    r = await client.get("/api/v1/provisioning-keys", headers=globex.headers)
+    assert r.json()["items"] == []
     r = await client.post(f"/api/v1/provisioning-keys/{key['id']}/rotate", headers=globex.headers)
     problem(r, 404)
     # The same serial in another workspace is another device.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from unittest.mock import ANY
 
 from conftest import Actor, Factory, create_device, problem
 from telemetry_helpers import device_with_token, iso, recent
@@ -231,3 +232,58 @@ async def test_latest_values_converge_across_processes(client, operator: Actor, 
     finally:
         await other.telemetry.stop()
         await other.close()
+
+
+async def test_device_list_shows_and_filters_connectivity(client, factory: Factory, runtime):
+    clock = Clock()
+    runtime.presence.clock = clock
+    operator = await factory.user("operator", "acme")
+    stranger = await factory.user("operator", "globex")
+    talker, token = await device_with_token(client, operator, name="talker")
+    quiet, _ = await device_with_token(client, operator, name="quiet")
+    theirs, their_token = await device_with_token(client, stranger, name="theirs")
+    await _beat(client, theirs["id"], their_token)  # online, in another workspace
+
+    async def listed(who: Actor = operator, **params) -> tuple[dict, int]:
+        r = await client.get("/api/v1/devices", params=params, headers=who.headers)
+        assert r.status_code == 200, r.text
+        items = {d["id"]: (d["connectivity"], d["last_seen"]) for d in r.json()["items"]}
+        return items, r.json()["total"]
+
+    def at(value: str | None) -> datetime | None:
+        return None if value is None else datetime.fromisoformat(value)
+
+    assert await listed() == ({talker["id"]: ("offline", None), quiet["id"]: ("offline", None)}, 2)
+    await _beat(client, talker["id"], token)
+    heard = clock.now
+    items, _ = await listed()
+    assert items[talker["id"]][0] == "online" and at(items[talker["id"]][1]) == heard
+    assert items[quiet["id"]] == ("offline", None)
+    online, total = await listed(connectivity="online")
+    assert (list(online), total) == ([talker["id"]], 1)
+    offline, total = await listed(connectivity="offline")
+    assert (list(offline), total) == ([quiet["id"]], 1)
+    r = await client.get("/api/v1/devices/in_stock", params={"connectivity": "online"},
+                         headers=operator.headers)  # fmt: skip
+    assert [(d["id"], d["connectivity"]) for d in r.json()["items"]] == [(talker["id"], "online")]
+    assert r.json()["total"] == 1
+    r = await client.get("/api/v1/devices", params={"connectivity": "offline", "q": "t"},
+                         headers=operator.headers)  # fmt: skip
+    assert ([d["id"] for d in r.json()["items"]], r.json()["total"]) == ([quiet["id"]], 1)
+
+    clock.advance(181)  # silent past 60 s × 3
+    assert set(await runtime.presence.sweep()) == {uuid.UUID(talker["id"]), uuid.UUID(theirs["id"])}
+    await _beat(client, theirs["id"], their_token)
+    items, _ = await listed()
+    assert items[talker["id"]][0] == "offline" and at(items[talker["id"]][1]) == heard
+    assert await listed(connectivity="online") == ({}, 0)
+    offline, total = await listed(connectivity="offline", limit=1)
+    assert len(offline) == 1 and total == 2
+    offline, total = await listed(connectivity="offline", sort="name")
+    assert (list(offline), total) == ([quiet["id"], talker["id"]], 2)
+
+    # The other workspace sees its own device only, and never these.
+    assert await listed(stranger, connectivity="online") == ({theirs["id"]: ("online", ANY)}, 1)
+    assert (await listed(stranger, connectivity="offline"))[1] == 0
+    problem(await client.get("/api/v1/devices", params={"connectivity": "away"},
+                             headers=operator.headers), 422)  # fmt: skip

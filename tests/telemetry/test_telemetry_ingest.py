@@ -360,7 +360,7 @@ async def test_revocation_and_retirement_apply_at_once_despite_caching(client, o
     ] == 1
     tokens = (
         await client.get(f"/api/v1/devices/{device['id']}/tokens", headers=operator.headers)
-    ).json()
+    ).json()["items"]
     await client.delete(
         f"/api/v1/devices/{device['id']}/tokens/{tokens[0]['id']}", headers=operator.headers
     )

@@ -34,7 +34,7 @@ async def eventually(check: Callable[[], Any]) -> None:
 async def token_id(served: Served, actor: Actor, device: Device) -> str:
     r = await served.http.get(f"/api/v1/devices/{device.id}/tokens", headers=actor.headers)
     assert r.status_code == 200, r.text
-    (only,) = r.json()
+    (only,) = r.json()["items"]
     return str(only["id"])
 
 

@@ -24,6 +24,7 @@ from fieldwatch.runtime import build_runtime
 from fieldwatch.webhooks import signing
 from fieldwatch.webhooks.dispatcher import WebhookDispatcher, backoff_delay
 from fieldwatch.webhooks.urlsafety import address_problem
+from telemetry_helpers import device_with_token, iso, recent
 
 # --- a real HTTP receiver -----------------------------------------------------------------
 
@@ -140,7 +141,7 @@ async def deliveries(client, who, webhook_id: str, **params: Any) -> list[dict[s
         f"/api/v1/webhooks/{webhook_id}/deliveries", params=params, headers=who.headers
     )
     assert r.status_code == 200, r.text
-    return list(r.json())
+    return list(r.json()["items"])
 
 
 def expected_signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -153,7 +154,7 @@ def expected_signature(secret: str, timestamp: str, body: bytes) -> str:
 
 async def test_crud_roles_and_secret_shown_once(client, admin, operator, viewer):
     r = await client.get("/api/v1/webhooks", headers=viewer.headers)
-    assert r.status_code == 200 and r.json() == []
+    assert r.status_code == 200 and r.json()["items"] == []
 
     body = {"url": PUBLIC_URL, "description": "pager"}
     problem(await client.post("/api/v1/webhooks", json=body, headers=viewer.headers), 403)
@@ -176,8 +177,8 @@ async def test_crud_roles_and_secret_shown_once(client, admin, operator, viewer)
     assert r.status_code == 200
     assert "secret" not in r.json() and secret not in r.text
     r = await client.get("/api/v1/webhooks", headers=viewer.headers)
-    assert [w["id"] for w in r.json()] == [created["id"]]
-    assert secret not in r.text and "secret" not in r.json()[0]
+    assert [w["id"] for w in r.json()["items"]] == [created["id"]]
+    assert secret not in r.text and "secret" not in r.json()["items"][0]
 
     patch = {"description": None, "event_types": ["alert.raised", "alert.cleared"]}
     problem(await client.patch(hook, json=patch, headers=operator.headers), 403)
@@ -203,7 +204,7 @@ async def test_crud_roles_and_secret_shown_once(client, admin, operator, viewer)
     r = await client.delete(hook, headers=admin.headers)
     assert r.status_code == 204
     problem(await client.get(hook, headers=admin.headers), 404)
-    assert (await client.get("/api/v1/webhooks", headers=admin.headers)).json() == []
+    assert (await client.get("/api/v1/webhooks", headers=admin.headers)).json()["items"] == []
 
 
 async def test_another_workspace_gets_404_everywhere(client, admin, factory):
@@ -220,7 +221,7 @@ async def test_another_workspace_gets_404_everywhere(client, admin, factory):
     ]
     for call in calls:
         assert problem(await call, 404)["title"] == "Webhook not found"
-    assert (await client.get("/api/v1/webhooks", headers=stranger.headers)).json() == []
+    assert (await client.get("/api/v1/webhooks", headers=stranger.headers)).json()["items"] == []
     r = await client.get(hook, headers=admin.headers)
     assert r.status_code == 200 and r.json()["description"] is None
 
@@ -258,7 +259,7 @@ async def test_unsafe_urls_are_refused(client, admin, runtime, url, reason):
     assert body["errors"][0]["field"] == "url"
     assert reason in body["errors"][0]["message"]
     assert reason in body["detail"]
-    assert (await client.get("/api/v1/webhooks", headers=admin.headers)).json() == []
+    assert (await client.get("/api/v1/webhooks", headers=admin.headers)).json()["items"] == []
 
 
 async def test_unsafe_url_refused_on_update_and_private_allowed_by_setting(client, admin, runtime):
@@ -606,3 +607,30 @@ async def test_two_workers_share_the_queue_without_sending_twice(
         await other.stop()
     assert sum(counts) == 8
     assert sorted(r.json()["id"] for r in receiver.requests) == sorted(str(e.id) for e in events)
+
+
+async def test_a_raised_alert_is_delivered_with_its_device(
+    client, admin, runtime, receiver, allow_private
+):
+    hook = await create_webhook(client, admin, url=receiver.url())
+    r = await client.post("/api/v1/alert-rules", headers=admin.headers, json={
+        "name": "Too hot", "metric": "t", "operator": ">", "threshold": 30,
+    })  # fmt: skip
+    assert r.status_code == 201, r.text
+    device, token = await device_with_token(
+        client, admin, name="Pump 3", type="pump", serial_number="PX-3"
+    )
+    r = await client.put(f"/api/v1/devices/{device['id']}/deploy", json={"location": "Dock B"},
+                         headers=admin.headers)  # fmt: skip
+    assert r.status_code == 200, r.text
+    reading = {"data_type": "t", "values": [{"timestamp": iso(recent(5)), "value": 31.0}]}
+    r = await client.post(f"/api/v1/devices/{device['id']}/data", json=reading, headers=token)
+    assert r.status_code == 200, r.text
+    assert await runtime.webhooks.run_once() == 1
+    [req] = receiver.requests
+    data = req.json()["data"]
+    assert req.json()["type"] == "alert.raised" and data["device_id"] == device["id"]
+    assert data["device"] == {"id": device["id"], "name": "Pump 3", "serial_number": "PX-3",
+                              "type": "pump", "location": "Dock B"}  # fmt: skip
+    [delivery] = await deliveries(client, admin, hook["id"])
+    assert delivery["status"] == "delivered"

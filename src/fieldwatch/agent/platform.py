@@ -184,19 +184,26 @@ class Platform:
         known = await self._known_devices()
         return await bounded(serials(count), lambda serial: self._prepare(serial, known))
 
-    async def _known_devices(self) -> dict[str, str]:
-        found: dict[str, str] = {}
+    async def _every(self, path: str, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Every item of a list (``{items, total, limit, offset}``), page after page."""
         offset = 0
         while True:
-            params = {"q": SERIAL_PREFIX, "limit": 500, "offset": offset, "sort": "created_at"}
-            page = (await self.request("GET", "/api/v1/devices", params=params)).json()
-            for device in page["items"]:
-                serial = device.get("serial_number") or ""
-                if serial.startswith(SERIAL_PREFIX):
-                    found[serial] = device["id"]
+            query = {**params, "limit": 500, "offset": offset}
+            page = (await self.request("GET", path, params=query)).json()
+            for item in page["items"]:
+                yield item
             offset += len(page["items"])
             if not page["items"] or offset >= page["total"]:
-                return found
+                return
+
+    async def _known_devices(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        params = {"q": SERIAL_PREFIX, "sort": "created_at"}
+        async for device in self._every("/api/v1/devices", params):
+            serial = device.get("serial_number") or ""
+            if serial.startswith(SERIAL_PREFIX):
+                found[serial] = device["id"]
+        return found
 
     async def _prepare(self, serial: str, known: dict[str, str]) -> SimDevice:
         device_id = known.get(serial)
@@ -205,9 +212,10 @@ class Platform:
             created = await self.request("POST", "/api/v1/devices", json=body, ok=(201,))
             device_id = str(created.json()["id"])
         tokens = f"/api/v1/devices/{device_id}/tokens"
-        for old in (await self.request("GET", tokens)).json():
-            if old["name"] == TOKEN_NAME and old["revoked_at"] is None:
-                await self.request("DELETE", f"{tokens}/{old['id']}")
+        stale = [t["id"] async for t in self._every(tokens, {})
+                 if t["name"] == TOKEN_NAME and t["revoked_at"] is None]  # fmt: skip
+        for token_id in stale:
+            await self.request("DELETE", f"{tokens}/{token_id}")
         try:
             issued = await self.request("POST", tokens, json={"name": TOKEN_NAME}, ok=(201,))
         except Refused as exc:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fieldwatch.alerts.models import Alert
 from fieldwatch.core.events import Event
+from fieldwatch.devices.schemas import DeviceSummary
 
 ALERT_RAISED = "alert.raised"
 ALERT_UPDATED = "alert.updated"
@@ -20,6 +21,7 @@ def alert_event(kind: str, alert: Alert) -> Event:
             "rule_id": str(alert.rule_id) if alert.rule_id else None,
             "rule_name": alert.rule_name,
             "device_id": str(alert.device_id),
+            "device": DeviceSummary.model_validate(alert.device).model_dump(mode="json"),
             "severity": alert.severity,
             "status": alert.status,
             "acknowledged": alert.acknowledged,

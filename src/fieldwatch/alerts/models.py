@@ -12,10 +12,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from fieldwatch.core.clock import utcnow
 from fieldwatch.db.base import Base, IdMixin, JSONType, TimestampMixin
+from fieldwatch.devices.models import Device
 
 
 class AlertRule(IdMixin, TimestampMixin, Base):
@@ -75,3 +76,6 @@ class Alert(IdMixin, Base):
     cleared_by: Mapped[str | None] = mapped_column(String(200))
     clear_reason: Mapped[str | None] = mapped_column(String(200))
     details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+    #: Loaded with the alert (one join), for the device's name, serial, type and location.
+    device: Mapped[Device] = relationship(lazy="joined", innerjoin=True)

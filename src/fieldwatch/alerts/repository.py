@@ -6,10 +6,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldwatch.alerts.models import Alert, AlertRule
+from fieldwatch.db.paging import scalars_page
+from fieldwatch.devices.models import Device
 
 
 class AlertRepository:
@@ -19,13 +21,33 @@ class AlertRepository:
     def add(self, obj: Any) -> None:
         self.session.add(obj)
 
+    async def device(self, device_id: uuid.UUID) -> Device:
+        """The device an alert is about (from the session when it is loaded already)."""
+        device = await self.session.get(Device, device_id)
+        assert device is not None, device_id
+        return device
+
+    def _rules(self, workspace_id: uuid.UUID) -> Select[tuple[AlertRule]]:
+        return (
+            select(AlertRule)
+            .where(AlertRule.workspace_id == workspace_id)
+            .order_by(AlertRule.created_at, AlertRule.id)
+        )
+
     async def rules(
         self, workspace_id: uuid.UUID, *, enabled_only: bool = False
     ) -> Sequence[AlertRule]:
-        stmt = select(AlertRule).where(AlertRule.workspace_id == workspace_id)
+        stmt = self._rules(workspace_id)
         if enabled_only:
             stmt = stmt.where(AlertRule.enabled.is_(True))
-        return (await self.session.scalars(stmt.order_by(AlertRule.created_at))).all()
+        return (await self.session.scalars(stmt)).all()
+
+    async def rules_page(
+        self, workspace_id: uuid.UUID, *, limit: int, offset: int
+    ) -> tuple[Sequence[AlertRule], int]:
+        return await scalars_page(
+            self.session, self._rules(workspace_id), limit=limit, offset=offset
+        )
 
     async def rule(self, workspace_id: uuid.UUID, rule_id: uuid.UUID) -> AlertRule | None:
         return await self.session.scalar(

@@ -15,16 +15,18 @@ from fieldwatch.alerts.schemas import (
 )
 from fieldwatch.alerts.service import AlertService
 from fieldwatch.auth.dependencies import Operator, Viewer
-from fieldwatch.core.paging import Offset, Page
+from fieldwatch.core.paging import Limit, Offset, Page, page_of
 from fieldwatch.db.dependencies import UowDep, WriteUow
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 
 
-@router.get("/alert-rules", response_model=list[AlertRuleRead])
-async def list_rules(principal: Viewer, uow: WriteUow):
+@router.get("/alert-rules", response_model=Page[AlertRuleRead])
+async def list_rules(principal: Viewer, uow: WriteUow, limit: Limit = 50, offset: Offset = 0):
     """The workspace's rules, the built-in offline rule first."""
-    return await AlertService(uow).list_rules(principal)  # creates the offline rule once
+    # creates the offline rule once
+    items, total = await AlertService(uow).list_rules(principal, limit=limit, offset=offset)
+    return page_of(AlertRuleRead, items, total, limit=limit, offset=offset)
 
 
 @router.post("/alert-rules", response_model=AlertRuleRead, status_code=status.HTTP_201_CREATED)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fieldwatch.core.schemas import StrictModel
+from fieldwatch.devices.schemas import DeviceSummary
 
 Operator = Literal[">", ">=", "<", "<=", "==", "!="]
 Severity = Literal["critical", "major", "minor", "warning"]
@@ -72,6 +73,7 @@ class AlertRead(BaseModel):
     rule_id: uuid.UUID | None
     rule_name: str
     device_id: uuid.UUID
+    device: DeviceSummary
     severity: Severity
     status: Literal["active", "cleared"]
     acknowledged: bool

@@ -51,9 +51,11 @@ class AlertService:
             await self.uow.session.flush()
         return rule
 
-    async def list_rules(self, principal: Principal) -> Sequence[AlertRule]:
+    async def list_rules(
+        self, principal: Principal, *, limit: int, offset: int
+    ) -> tuple[Sequence[AlertRule], int]:
         await self.ensure_offline_rule(principal.workspace_id)
-        return await self.repo.rules(principal.workspace_id)
+        return await self.repo.rules_page(principal.workspace_id, limit=limit, offset=offset)
 
     async def get_rule(self, principal: Principal, rule_id: uuid.UUID) -> AlertRule:
         rule = await self.repo.rule(principal.workspace_id, rule_id)
@@ -173,7 +175,8 @@ class AlertService:
         if alert is None:
             alert = Alert(
                 workspace_id=workspace_id, rule_id=rule.id, rule_name=rule.name,
-                device_id=device_id, severity=rule.severity, status="active",
+                device_id=device_id, device=await self.repo.device(device_id),
+                severity=rule.severity, status="active",
                 metric=rule.metric, message=rule.describe(value), count=times,
                 first_value=value, last_value=value, started_at=at, last_triggered_at=at,
                 details=details or {},

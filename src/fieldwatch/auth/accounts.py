@@ -121,8 +121,13 @@ class AccountService:
     async def has_any_user(self) -> bool:
         return await self.users.count() > 0
 
-    async def list_members(self, principal: Principal) -> list[MemberRead]:
-        return [_member(m, u) for m, u in await self.memberships.members(principal.workspace_id)]
+    async def list_members(
+        self, principal: Principal, *, limit: int, offset: int
+    ) -> tuple[list[MemberRead], int]:
+        rows, total = await self.memberships.members(
+            principal.workspace_id, limit=limit, offset=offset
+        )
+        return [_member(m, u) for m, u in rows], total
 
     async def add_member(
         self,
@@ -194,8 +199,10 @@ class AccountService:
         await self.session.flush()
         return ApiKeyCreated.model_validate({**_key_dict(key), "key": issued.secret})
 
-    async def list_api_keys(self, principal: Principal) -> Sequence[ApiKey]:
-        return await self.api_keys.list(principal.workspace_id)
+    async def list_api_keys(
+        self, principal: Principal, *, limit: int, offset: int
+    ) -> tuple[Sequence[ApiKey], int]:
+        return await self.api_keys.page(principal.workspace_id, limit=limit, offset=offset)
 
     async def revoke_api_key(self, principal: Principal, key_id: uuid.UUID) -> ApiKey:
         key = await self.api_keys.get(principal.workspace_id, key_id)

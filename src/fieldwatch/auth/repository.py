@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldwatch.auth.models import ApiKey, LoginSession, Membership, RefreshToken, User, Workspace
+from fieldwatch.db.paging import rows_page, scalars_page
 
 
 class UserRepository:
@@ -65,14 +66,16 @@ class MembershipRepository:
             )
         )
 
-    async def members(self, workspace_id: uuid.UUID) -> Sequence[tuple[Membership, User]]:
-        rows = await self.session.execute(
+    async def members(
+        self, workspace_id: uuid.UUID, *, limit: int, offset: int
+    ) -> tuple[Sequence[tuple[Membership, User]], int]:
+        stmt = (
             select(Membership, User)
             .join(User, User.id == Membership.user_id)
             .where(Membership.workspace_id == workspace_id)
-            .order_by(User.email)
+            .order_by(User.email, User.id)
         )
-        return [(m, u) for m, u in rows.tuples()]
+        return await rows_page(self.session, stmt, limit=limit, offset=offset)
 
     async def count_admins(self, workspace_id: uuid.UUID) -> int:
         return int(
@@ -183,11 +186,15 @@ class ApiKeyRepository:
             select(ApiKey).where(ApiKey.id == key_id, ApiKey.workspace_id == workspace_id)
         )
 
-    async def list(self, workspace_id: uuid.UUID) -> Sequence[ApiKey]:
-        result = await self.session.scalars(
-            select(ApiKey).where(ApiKey.workspace_id == workspace_id).order_by(ApiKey.created_at)
+    async def page(
+        self, workspace_id: uuid.UUID, *, limit: int, offset: int
+    ) -> tuple[Sequence[ApiKey], int]:
+        stmt = (
+            select(ApiKey)
+            .where(ApiKey.workspace_id == workspace_id)
+            .order_by(ApiKey.created_at, ApiKey.id)
         )
-        return result.all()
+        return await scalars_page(self.session, stmt, limit=limit, offset=offset)
 
     async def touch(self, key_id: uuid.UUID, at: datetime) -> None:
         await self.session.execute(

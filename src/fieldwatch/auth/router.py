@@ -33,6 +33,7 @@ from fieldwatch.auth.schemas import (
     WorkspaceRef,
 )
 from fieldwatch.core.events import credentials_changed
+from fieldwatch.core.paging import Limit, Offset, Page, page_of
 from fieldwatch.db.dependencies import UowDep, WriteUow
 from fieldwatch.db.uow import UnitOfWork
 
@@ -98,9 +99,16 @@ async def change_password(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/workspaces", response_model=list[WorkspaceRef], tags=["workspaces"])
-async def my_workspaces(principal: AnyCaller, service: AuthServiceDep):
-    return (await service.me(principal)).workspaces
+@router.get("/workspaces", response_model=Page[WorkspaceRef], tags=["workspaces"])
+async def my_workspaces(
+    principal: AnyCaller, service: AuthServiceDep, limit: Limit = 50, offset: Offset = 0
+):
+    """The workspaces the caller belongs to (an API key: its own)."""
+    workspaces = (await service.me(principal)).workspaces
+    return Page[WorkspaceRef](
+        items=workspaces[offset : offset + limit], total=len(workspaces),
+        limit=limit, offset=offset,
+    )  # fmt: skip
 
 
 @router.post(
@@ -113,9 +121,13 @@ async def create_workspace(body: WorkspaceCreate, principal: AnyCaller, uow: Wri
     return await AccountService(uow.session).create_workspace(principal, body.name)
 
 
-@router.get("/members", response_model=list[MemberRead], tags=["workspaces"])
-async def list_members(principal: Viewer, uow: UowDep):
-    return await AccountService(uow.session).list_members(principal)
+@router.get("/members", response_model=Page[MemberRead], tags=["workspaces"])
+async def list_members(principal: Viewer, uow: UowDep, limit: Limit = 50, offset: Offset = 0):
+    """The workspace's members, by e-mail."""
+    items, total = await AccountService(uow.session).list_members(
+        principal, limit=limit, offset=offset
+    )
+    return Page[MemberRead](items=items, total=total, limit=limit, offset=offset)
 
 
 @router.post(
@@ -152,9 +164,13 @@ async def remove_member(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/api-keys", response_model=list[ApiKeyRead], tags=["api keys"])
-async def list_api_keys(principal: Admin, uow: UowDep):
-    return await AccountService(uow.session).list_api_keys(principal)
+@router.get("/api-keys", response_model=Page[ApiKeyRead], tags=["api keys"])
+async def list_api_keys(principal: Admin, uow: UowDep, limit: Limit = 50, offset: Offset = 0):
+    """The workspace's API keys (revoked ones too), oldest first."""
+    items, total = await AccountService(uow.session).list_api_keys(
+        principal, limit=limit, offset=offset
+    )
+    return page_of(ApiKeyRead, items, total, limit=limit, offset=offset)
 
 
 @router.post(

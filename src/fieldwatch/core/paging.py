@@ -8,7 +8,8 @@ id of the last entry seen (``BeforeIdPage``).
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from collections.abc import Iterable
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel, Field
@@ -25,6 +26,7 @@ BeforeId = Annotated[
 ]
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 class Page(BaseModel, Generic[T]):
@@ -34,6 +36,12 @@ class Page(BaseModel, Generic[T]):
     total: int
     limit: int
     offset: int
+
+
+def page_of(item: type[M], rows: Iterable[Any], total: int, *, limit: int, offset: int) -> Page[M]:
+    """A ``Page`` of ``rows`` (ORM objects or mappings) read as ``item``."""
+    items = [item.model_validate(row) for row in rows]
+    return Page[M](items=items, total=total, limit=limit, offset=offset)
 
 
 class CursorPage(BaseModel, Generic[T]):

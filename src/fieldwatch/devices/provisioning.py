@@ -84,8 +84,10 @@ class ProvisioningService:
         await self.uow.session.flush()
         return key, issued.secret
 
-    async def list_keys(self, principal: Principal) -> Sequence[ProvisioningKey]:
-        return await self.keys.for_workspace(principal.workspace_id)
+    async def list_keys(
+        self, principal: Principal, *, limit: int, offset: int
+    ) -> tuple[Sequence[ProvisioningKey], int]:
+        return await self.keys.page(principal.workspace_id, limit=limit, offset=offset)
 
     async def _key(self, principal: Principal, key_id: uuid.UUID) -> ProvisioningKey:
         key = await self.keys.get(principal.workspace_id, key_id)

@@ -13,6 +13,7 @@ from fieldwatch.auth.dependencies import Admin
 from fieldwatch.core.components import SettingsDep
 from fieldwatch.core.credentials import CredentialListener
 from fieldwatch.core.errors import Unauthorized
+from fieldwatch.core.paging import Limit, Offset, Page, page_of
 from fieldwatch.db.dependencies import UowDep, WriteUow
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.dependencies import CredentialIssuedDep, DeviceAuth
@@ -60,9 +61,11 @@ async def create_key(
     return _key_created(uow, credential_issued, key, secret)
 
 
-@router.get("/provisioning-keys", response_model=list[ProvisioningKeyRead], tags=["provisioning"])
-async def list_keys(principal: Admin, uow: UowDep):
-    return await ProvisioningService(uow).list_keys(principal)
+@router.get("/provisioning-keys", response_model=Page[ProvisioningKeyRead], tags=["provisioning"])
+async def list_keys(principal: Admin, uow: UowDep, limit: Limit = 50, offset: Offset = 0):
+    """The workspace's provisioning keys (revoked ones too), oldest first."""
+    items, total = await ProvisioningService(uow).list_keys(principal, limit=limit, offset=offset)
+    return page_of(ProvisioningKeyRead, items, total, limit=limit, offset=offset)
 
 
 @router.post(

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldwatch.auth.principal import Principal
+from fieldwatch.db.paging import scalars_page
 from fieldwatch.devices.log import log_row
 from fieldwatch.devices.models import AgentToken, Device, DeviceLog, ProvisioningKey
+from fieldwatch.monitoring.models import DevicePresence
 
 SORTABLE = {"name", "type", "status", "location", "serial_number", "created_at", "updated_at"}
 
@@ -24,6 +36,8 @@ class DeviceFilter:
     type: str | None = None
     location: str | None = None
     q: str | None = None
+    #: ``online`` or ``offline`` (never seen counts as offline), as the database records it
+    connectivity: str | None = None
 
     def clauses(self) -> list[ColumnElement[bool]]:
         out: list[ColumnElement[bool]] = []
@@ -41,7 +55,20 @@ class DeviceFilter:
                     func.lower(Device.serial_number).like(pattern, escape="\\"),
                 )
             )
+        if self.connectivity:
+            online = _online()
+            out.append(online if self.connectivity == "online" else ~online)
         return out
+
+
+def _online() -> ColumnElement[bool]:
+    """The device's presence row says online: a semi-join (an anti-join when negated) on
+    ``device_presence`` through its (workspace, connectivity, device) index."""
+    return exists().where(
+        DevicePresence.workspace_id == Device.workspace_id,
+        DevicePresence.connectivity == "online",
+        DevicePresence.device_id == Device.id,
+    )
 
 
 def _escape_like(value: str) -> str:
@@ -118,10 +145,29 @@ class DeviceRepository:
             .limit(limit)
             .offset(offset)
         )
-        total = await self.session.scalar(
+        return rows.all(), await self._count(workspace_id, flt)
+
+    async def _count(self, workspace_id: uuid.UUID, flt: DeviceFilter) -> int:
+        """How many devices match. Filtered by connectivity alone, from the presence index
+        (a presence row belongs to a device of its workspace), without a join."""
+        if flt.connectivity and not replace(flt, connectivity=None).clauses():
+            online = await self._scalar_count(
+                select(func.count())
+                .select_from(DevicePresence)
+                .where(
+                    DevicePresence.workspace_id == workspace_id,
+                    DevicePresence.connectivity == "online",
+                )
+            )
+            if flt.connectivity == "online":
+                return online
+            return await self._count(workspace_id, DeviceFilter()) - online
+        return await self._scalar_count(
             self._filtered(select(func.count()).select_from(Device), workspace_id, flt)
         )
-        return rows.all(), int(total or 0)
+
+    async def _scalar_count(self, stmt: Select[Any]) -> int:
+        return int(await self.session.scalar(stmt) or 0)
 
     async def stream(
         self, workspace_id: uuid.UUID, flt: DeviceFilter, batch: int = 1000
@@ -213,13 +259,15 @@ class AgentTokenRepository:
     def add(self, token: AgentToken) -> None:
         self.session.add(token)
 
-    async def for_device(self, device_id: uuid.UUID) -> Sequence[AgentToken]:
-        rows = await self.session.scalars(
+    async def page(
+        self, device_id: uuid.UUID, *, limit: int, offset: int
+    ) -> tuple[Sequence[AgentToken], int]:
+        stmt = (
             select(AgentToken)
             .where(AgentToken.device_id == device_id)
-            .order_by(AgentToken.created_at)
+            .order_by(AgentToken.created_at, AgentToken.id)
         )
-        return rows.all()
+        return await scalars_page(self.session, stmt, limit=limit, offset=offset)
 
     async def get(self, device_id: uuid.UUID, token_id: uuid.UUID) -> AgentToken | None:
         return await self.session.scalar(
@@ -264,13 +312,15 @@ class ProvisioningKeyRepository:
     def add(self, key: ProvisioningKey) -> None:
         self.session.add(key)
 
-    async def for_workspace(self, workspace_id: uuid.UUID) -> Sequence[ProvisioningKey]:
-        rows = await self.session.scalars(
+    async def page(
+        self, workspace_id: uuid.UUID, *, limit: int, offset: int
+    ) -> tuple[Sequence[ProvisioningKey], int]:
+        stmt = (
             select(ProvisioningKey)
             .where(ProvisioningKey.workspace_id == workspace_id)
-            .order_by(ProvisioningKey.created_at)
+            .order_by(ProvisioningKey.created_at, ProvisioningKey.id)
         )
-        return rows.all()
+        return await scalars_page(self.session, stmt, limit=limit, offset=offset)
 
     async def get(self, workspace_id: uuid.UUID, key_id: uuid.UUID) -> ProvisioningKey | None:
         return await self.session.scalar(

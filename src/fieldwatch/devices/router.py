@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 from fieldwatch.auth.dependencies import Operator, Viewer
 from fieldwatch.auth.roles import Role
 from fieldwatch.core.clock import utcnow
-from fieldwatch.core.paging import Limit, Offset, Page
+from fieldwatch.core.paging import Limit, Offset, Page, page_of
 from fieldwatch.db.dependencies import SessionmakerDep, UowDep, WriteUow
 from fieldwatch.devices.csvio import export_csv
 from fieldwatch.devices.dependencies import CredentialIssuedDep, DeviceAuth
@@ -20,14 +20,16 @@ from fieldwatch.devices.schemas import (
     AgentTokenCreate,
     AgentTokenCreated,
     AgentTokenRead,
+    Connectivity,
     DeviceCreate,
+    DeviceListItem,
     DeviceRead,
     DeviceSelf,
     DeviceUpdate,
 )
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.devices.transitions import LifecycleService
-from fieldwatch.monitoring.dependencies import PresenceDep
+from fieldwatch.monitoring.dependencies import MonitoringDep, PresenceDep
 from fieldwatch.telemetry.dependencies import HubDep
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
@@ -43,54 +45,51 @@ async def _filter(
     type_: Annotated[str | None, Query(alias="type", max_length=100)] = None,
     location: Annotated[str | None, Query(max_length=200)] = None,
     q: Annotated[str | None, Query(max_length=100, description="Search name and serial")] = None,
+    connectivity: Annotated[
+        Connectivity | None,
+        Query(description="Only online (or offline, including never seen) devices"),
+    ] = None,
 ) -> DeviceFilter:
     return DeviceFilter(
-        status=[s.value for s in status_ or []], type=type_, location=location, q=q or None
-    )
+        status=[s.value for s in status_ or []], type=type_, location=location, q=q or None,
+        connectivity=connectivity,
+    )  # fmt: skip
 
 
 FilterDep = Annotated[DeviceFilter, Depends(_filter)]
 
 
-async def _page(
-    principal: Viewer, uow: UowDep, flt: DeviceFilter, limit: int, offset: int, sort: str
-) -> Page[DeviceRead]:
-    items, total = await DeviceService(uow).page(
-        principal, flt, limit=limit, offset=offset, sort=sort
-    )
-    return Page[DeviceRead](
-        items=[DeviceRead.model_validate(d) for d in items], total=total, limit=limit, offset=offset
-    )
-
-
-@router.get("/devices", response_model=Page[DeviceRead])
+@router.get("/devices", response_model=Page[DeviceListItem])
 async def list_devices(
     principal: Viewer,
-    uow: UowDep,
+    service: MonitoringDep,
     flt: FilterDep,
     limit: Limit = 50,
     offset: Offset = 0,
     sort: Sort = "-created_at",
 ):
     """Devices of the caller's workspace, filtered and paginated; ``total`` counts all
-    matches."""
-    return await _page(principal, uow, flt, limit, offset, sort)
+    matches. Each has its ``connectivity`` and ``last_seen`` as
+    ``GET /devices/{id}/status`` tells them; ``?connectivity=`` filters on the
+    online/offline state the database records, written at each transition (with presence
+    in Redis as well), so it agrees with the items but for a transition in flight."""
+    return await service.device_page(principal, flt, limit=limit, offset=offset, sort=sort)
 
 
-@router.get("/devices/in_stock", response_model=Page[DeviceRead])
+@router.get("/devices/in_stock", response_model=Page[DeviceListItem])
 async def list_in_stock(
-    principal: Viewer, uow: UowDep, flt: FilterDep, limit: Limit = 50, offset: Offset = 0
+    principal: Viewer, service: MonitoringDep, flt: FilterDep, limit: Limit = 50, offset: Offset = 0
 ):
     flt.status = [DeviceStatus.in_stock.value]
-    return await _page(principal, uow, flt, limit, offset, "name")
+    return await service.device_page(principal, flt, limit=limit, offset=offset, sort="name")
 
 
-@router.get("/devices/deployed", response_model=Page[DeviceRead])
+@router.get("/devices/deployed", response_model=Page[DeviceListItem])
 async def list_deployed(
-    principal: Viewer, uow: UowDep, flt: FilterDep, limit: Limit = 50, offset: Offset = 0
+    principal: Viewer, service: MonitoringDep, flt: FilterDep, limit: Limit = 50, offset: Offset = 0
 ):
     flt.status = [DeviceStatus.deployed.value]
-    return await _page(principal, uow, flt, limit, offset, "name")
+    return await service.device_page(principal, flt, limit=limit, offset=offset, sort="name")
 
 
 @router.get(
@@ -176,9 +175,15 @@ async def issue_token(
     return created
 
 
-@router.get("/devices/{device_id}/tokens", response_model=list[AgentTokenRead])
-async def list_tokens(device_id: uuid.UUID, principal: Viewer, uow: UowDep):
-    return await DeviceService(uow).list_tokens(principal, device_id)
+@router.get("/devices/{device_id}/tokens", response_model=Page[AgentTokenRead])
+async def list_tokens(
+    device_id: uuid.UUID, principal: Viewer, uow: UowDep, limit: Limit = 50, offset: Offset = 0
+):
+    """The device's agent tokens (revoked ones too), oldest first."""
+    items, total = await DeviceService(uow).list_tokens(
+        principal, device_id, limit=limit, offset=offset
+    )
+    return page_of(AgentTokenRead, items, total, limit=limit, offset=offset)
 
 
 @router.delete("/devices/{device_id}/tokens/{token_id}", response_model=AgentTokenRead)

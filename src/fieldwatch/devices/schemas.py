@@ -143,6 +143,35 @@ class DeviceRead(BaseModel):
     version: int
 
 
+Connectivity = Literal["online", "offline"]
+
+
+class DeviceListItem(DeviceRead):
+    """A device in a list, with its presence as ``GET /devices/{id}/status`` tells it."""
+
+    connectivity: Connectivity = Field(description="online | offline (never seen: offline)")
+    last_seen: datetime | None = Field(description="When the device was last heard from")
+
+    @classmethod
+    def of(cls, device: Any, connectivity: str, last_seen: datetime | None) -> DeviceListItem:
+        read = DeviceRead.model_validate(device)
+        return cls.model_validate(
+            {**read.__dict__, "connectivity": connectivity, "last_seen": last_seen}
+        )
+
+
+class DeviceSummary(BaseModel):
+    """Who a device is, in what refers to it (alerts, their events, webhooks)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    serial_number: str | None
+    type: str
+    location: str | None
+
+
 class AgentTokenCreate(StrictModel):
     name: str | None = Field(default=None, max_length=100)
     expires_at: AwareDatetime | None = Field(

@@ -211,9 +211,11 @@ class DeviceService:
             expires_at=token.expires_at,
         )
 
-    async def list_tokens(self, principal: Principal, device_id: uuid.UUID) -> Sequence[AgentToken]:
+    async def list_tokens(
+        self, principal: Principal, device_id: uuid.UUID, *, limit: int, offset: int
+    ) -> tuple[Sequence[AgentToken], int]:
         device = await self.get(principal, device_id)
-        return await self.tokens.for_device(device.id)
+        return await self.tokens.page(device.id, limit=limit, offset=offset)
 
     async def revoke_token(
         self, principal: Principal, device_id: uuid.UUID, token_id: uuid.UUID

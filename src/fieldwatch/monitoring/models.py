@@ -18,13 +18,13 @@ class DevicePresence(Base):
     about itself (heartbeat fields)."""
 
     __tablename__ = "device_presence"
+    #: The device list's connectivity filter: a workspace's online (or not) devices.
+    __table_args__ = (Index(None, "workspace_id", "connectivity", "device_id"),)
 
     device_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
     )
-    workspace_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
-    )
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     connectivity: Mapped[str] = mapped_column(String(8), default="offline")
     last_seen: Mapped[datetime | None]
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -10,9 +10,12 @@ from typing import Any
 from fieldwatch.auth.principal import Principal
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.events import Event
+from fieldwatch.core.paging import Page
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.lifecycle import DeviceStatus
 from fieldwatch.devices.models import Device
+from fieldwatch.devices.repository import DeviceFilter
+from fieldwatch.devices.schemas import DeviceListItem
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.monitoring.limits import RATE_LIMITS_CHANGED, TRANSPORTS, DeviceLimiter, Rate
 from fieldwatch.monitoring.models import (
@@ -65,6 +68,25 @@ class MonitoringService:
             signal_strength=_value(metrics.get("signal_strength")),
             firmware_version=device.firmware_version,
         )
+
+    async def device_page(
+        self, principal: Principal, flt: DeviceFilter, *, limit: int, offset: int, sort: str
+    ) -> Page[DeviceListItem]:
+        """A page of the device list, each device with its connectivity and last_seen read
+        from presence (in this process or in Redis: one batch for the page), like
+        ``status``. The ``connectivity`` filter reads the database, where every
+        online/offline transition is written when it happens."""
+        devices, total = await self.devices.page(
+            principal, flt, limit=limit, offset=offset, sort=sort
+        )
+        ids = [d.id for d in devices]
+        connectivity = await self.presence.connectivity_of(ids)
+        last_seen = await self.presence.last_seen_of(ids)
+        items = [
+            DeviceListItem.of(d, connectivity[d.id], last_seen[d.id] or d.last_seen)
+            for d in devices
+        ]
+        return Page[DeviceListItem](items=items, total=total, limit=limit, offset=offset)
 
     def _problems(
         self, device: Device, connectivity: str, battery: Any

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fieldwatch.db.paging import scalars_page
 from fieldwatch.db.upsert import insert_for
 from fieldwatch.webhooks.models import DELIVERED, PENDING, Webhook, WebhookDelivery
 
@@ -26,13 +27,15 @@ class WebhookRepository:
             select(Webhook).where(Webhook.id == webhook_id, Webhook.workspace_id == workspace_id)
         )
 
-    async def list(self, workspace_id: uuid.UUID) -> Sequence[Webhook]:
-        result = await self.session.scalars(
+    async def page(
+        self, workspace_id: uuid.UUID, *, limit: int, offset: int
+    ) -> tuple[Sequence[Webhook], int]:
+        stmt = (
             select(Webhook)
             .where(Webhook.workspace_id == workspace_id)
             .order_by(Webhook.created_at, Webhook.id)
         )
-        return result.all()
+        return await scalars_page(self.session, stmt, limit=limit, offset=offset)
 
     async def count(self, workspace_id: uuid.UUID) -> int:
         return int(
@@ -94,13 +97,14 @@ class DeliveryRepository:
         self.session.add(delivery)
 
     async def recent(
-        self, webhook_id: uuid.UUID, *, status: str | None, limit: int
-    ) -> Sequence[WebhookDelivery]:
+        self, webhook_id: uuid.UUID, *, status: str | None, limit: int, offset: int
+    ) -> tuple[Sequence[WebhookDelivery], int]:
+        """The webhook's deliveries, newest first, and how many there are."""
         stmt = select(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook_id)
         if status is not None:
             stmt = stmt.where(WebhookDelivery.status == status)
-        result = await self.session.scalars(stmt.order_by(WebhookDelivery.id.desc()).limit(limit))
-        return result.all()
+        stmt = stmt.order_by(WebhookDelivery.id.desc())
+        return await scalars_page(self.session, stmt, limit=limit, offset=offset)
 
     async def claim_due(
         self, now: datetime, lease_until: datetime, limit: int

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from fieldwatch.auth.dependencies import Admin, Viewer
 from fieldwatch.core.components import SettingsDep
+from fieldwatch.core.paging import Limit, Offset, Page, page_of
 from fieldwatch.core.settings import Settings
 from fieldwatch.db.dependencies import UowDep, WriteUow
 from fieldwatch.db.uow import UnitOfWork
@@ -30,9 +31,13 @@ def _service(settings: Settings, uow: UnitOfWork) -> WebhookService:
     return WebhookService(uow.session, settings)
 
 
-@router.get("/webhooks", response_model=list[WebhookRead])
-async def list_webhooks(principal: Viewer, settings: SettingsDep, uow: UowDep):
-    return await _service(settings, uow).list(principal)
+@router.get("/webhooks", response_model=Page[WebhookRead])
+async def list_webhooks(
+    principal: Viewer, settings: SettingsDep, uow: UowDep, limit: Limit = 50, offset: Offset = 0
+):
+    """The workspace's webhooks, oldest first."""
+    items, total = await _service(settings, uow).page(principal, limit=limit, offset=offset)
+    return page_of(WebhookRead, items, total, limit=limit, offset=offset)
 
 
 @router.post("/webhooks", response_model=WebhookWithSecret, status_code=status.HTTP_201_CREATED)
@@ -94,16 +99,18 @@ async def test_webhook(
     return delivery
 
 
-@router.get("/webhooks/{webhook_id}/deliveries", response_model=list[DeliveryRead])
+@router.get("/webhooks/{webhook_id}/deliveries", response_model=Page[DeliveryRead])
 async def list_deliveries(
     webhook_id: uuid.UUID,
     principal: Viewer,
     settings: SettingsDep,
     uow: UowDep,
     status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ):
     """The most recent deliveries first."""
-    return await _service(settings, uow).recent_deliveries(
-        principal, webhook_id, status=status_, limit=limit
+    items, total = await _service(settings, uow).recent_deliveries(
+        principal, webhook_id, status=status_, limit=limit, offset=offset
     )
+    return page_of(DeliveryRead, items, total, limit=limit, offset=offset)

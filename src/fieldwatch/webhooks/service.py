@@ -37,8 +37,10 @@ class WebhookService:
         self.webhooks = WebhookRepository(session)
         self.deliveries = DeliveryRepository(session)
 
-    async def list(self, principal: Principal) -> Sequence[Webhook]:
-        return await self.webhooks.list(principal.workspace_id)
+    async def page(
+        self, principal: Principal, *, limit: int, offset: int
+    ) -> tuple[Sequence[Webhook], int]:
+        return await self.webhooks.page(principal.workspace_id, limit=limit, offset=offset)
 
     async def get(self, principal: Principal, webhook_id: uuid.UUID) -> Webhook:
         webhook = await self.webhooks.get(principal.workspace_id, webhook_id)
@@ -120,10 +122,16 @@ class WebhookService:
         return delivery
 
     async def recent_deliveries(
-        self, principal: Principal, webhook_id: uuid.UUID, *, status: str | None, limit: int
-    ) -> Sequence[WebhookDelivery]:
+        self,
+        principal: Principal,
+        webhook_id: uuid.UUID,
+        *,
+        status: str | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[Sequence[WebhookDelivery], int]:
         webhook = await self.get(principal, webhook_id)
-        return await self.deliveries.recent(webhook.id, status=status, limit=limit)
+        return await self.deliveries.recent(webhook.id, status=status, limit=limit, offset=offset)
 
     async def _check_url(self, url: str) -> None:
         try:

@@ -170,7 +170,8 @@ async def test_revoking_the_token_disconnects_the_device(client, peers, factory:
     op = await factory.user("operator", "acme")
     device, peer = await device_peer(client, op, peers)
     await peer.publish(topics.heartbeat(device["id"]), dumps({"battery_level": 50}))
-    tokens = (await client.get(f"/api/v1/devices/{device['id']}/tokens", headers=op.headers)).json()
+    r = await client.get(f"/api/v1/devices/{device['id']}/tokens", headers=op.headers)
+    tokens = r.json()["items"]
     r = await client.delete(
         f"/api/v1/devices/{device['id']}/tokens/{tokens[0]['id']}", headers=op.headers
     )
@@ -269,7 +270,8 @@ async def test_agent_and_simulator_over_mqtt(served, runtime: Runtime, factory: 
 
         bad = DeviceAgent(served.base_url, token, transport="mqtt", mqtt_url=url, timeout_s=3)
         r = await served.http.get(f"/api/v1/devices/{device['id']}/tokens", headers=op.headers)
-        await served.http.delete(f"/api/v1/devices/{device['id']}/tokens/{r.json()[0]['id']}",
+        first = r.json()["items"][0]["id"]
+        await served.http.delete(f"/api/v1/devices/{device['id']}/tokens/{first}",
                                  headers=op.headers)  # fmt: skip
         with pytest.raises(Exception, match="refused"):
             await bad.start()
@@ -319,7 +321,7 @@ async def test_external_mosquitto_with_dynamic_security(
 
         tokens = (
             await client.get(f"/api/v1/devices/{device['id']}/tokens", headers=op.headers)
-        ).json()
+        ).json()["items"]
         r = await client.delete(
             f"/api/v1/devices/{device['id']}/tokens/{tokens[0]['id']}", headers=op.headers
         )
