@@ -1,9 +1,10 @@
-"""Operational endpoints: liveness, readiness and Prometheus metrics.
+"""Operational endpoints: health, liveness, readiness and Prometheus metrics.
 
-``/health/live``: the process runs (its event loop answers); no I/O. ``/health/ready``
-and ``/health``: every configured component checked (``health``); 503 naming the
-failing ones when one is down. ``/metrics``: the HTTP figures and the platform's own
-(``metrics``), in the app's registry.
+``/health``: every configured component checked (``health``), answering 503 when the
+database is away (as it always has: the platform runs on without MQTT, say).
+``/health/live``: the process runs (its event loop answers); no I/O. ``/health/ready``:
+503 naming the failing components when any configured one is down. ``/metrics``: the
+HTTP figures and the platform's own (``metrics``), in the app's registry.
 """
 
 from __future__ import annotations
@@ -21,22 +22,14 @@ from fieldwatch.system.metrics import FiguresDep
 router = APIRouter(tags=["system"])
 
 
-async def _readiness(request: Request, engine: EngineDep) -> JSONResponse:
-    found, failing = await checks.report(request.app, engine)
-    body = {
-        "status": "error" if failing else "ok",
-        "version": __version__,
-        "checks": found,
-        "failing": failing,
-    }
-    return JSONResponse(body, status_code=503 if failing else 200)
-
-
 @router.get("/health")
 async def health(request: Request, engine: EngineDep) -> JSONResponse:
     """Every configured component (database, MQTT, Redis, RabbitMQ) with its state; 503
-    when one is down (the same answer as ``/health/ready``)."""
-    return await _readiness(request, engine)
+    when the database is not reachable with a current schema."""
+    found, _failing = await checks.report(request.app, engine)
+    ok = found["database"]["status"] == "ok"
+    body = {"status": "ok" if ok else "error", "version": __version__, "checks": found}
+    return JSONResponse(body, status_code=200 if ok else 503)
 
 
 @router.get("/health/live")
@@ -49,7 +42,14 @@ async def live() -> dict[str, str]:
 async def ready(request: Request, engine: EngineDep) -> JSONResponse:
     """Readiness: the database answers with a current schema, and each configured MQTT
     gateway, Redis and RabbitMQ is up; else 503, with the failing ones in ``failing``."""
-    return await _readiness(request, engine)
+    found, failing = await checks.report(request.app, engine)
+    body = {
+        "status": "error" if failing else "ok",
+        "version": __version__,
+        "checks": found,
+        "failing": failing,
+    }
+    return JSONResponse(body, status_code=503 if failing else 200)
 
 
 @router.get("/metrics", response_class=Response)
