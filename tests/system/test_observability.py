@@ -147,9 +147,10 @@ async def test_http_traffic_moves_the_ingest_figures(app, client, admin: Actor, 
     before = await scrape(client)
     device, token = await device_with_token(client, admin)
     url = f"/api/v1/devices/{device['id']}/data"
-    r = await client.post(url, json=readings(20.0, 21.0, 22.0), headers=token)
+    body = readings(20.0, 21.0, 22.0)
+    r = await client.post(url, json=body, headers=token)
     assert r.status_code == 200 and r.json()["accepted"] == 3, r.text
-    r = await client.post(url, json=readings(20.0, 21.0, 22.0), headers=token)
+    r = await client.post(url, json=body, headers=token)  # sent again
     assert r.json()["duplicates"] == 3, r.text
     r = await client.post(url, json=readings(9.0, seconds_ago=-3600), headers=token)
     assert r.status_code == 422, r.text  # an hour ahead: refused
