@@ -15,7 +15,12 @@ from fieldwatch.alerts.router import router as alerts_router
 from fieldwatch.auth.router import router as auth_router
 from fieldwatch.commands.router import router as commands_router
 from fieldwatch.core.errors import install_error_handlers
-from fieldwatch.core.observability import Metrics, ObservabilityMiddleware, configure_logging
+from fieldwatch.core.observability import (
+    METRICS,
+    Metrics,
+    ObservabilityMiddleware,
+    configure_logging,
+)
 from fieldwatch.core.settings import Settings, get_settings
 from fieldwatch.db.faults import quiet_event_loop
 from fieldwatch.db.uow import UnitOfWork
@@ -27,6 +32,8 @@ from fieldwatch.monitoring.router import router as monitoring_router
 from fieldwatch.realtime import RealtimeServer
 from fieldwatch.runtime import Runtime, build_runtime, install
 from fieldwatch.system import docs as api_docs
+from fieldwatch.system.dependencies import EDGE
+from fieldwatch.system.metrics import FIGURES, PlatformFigures
 from fieldwatch.system.router import router as system_router
 from fieldwatch.telemetry.router import router as telemetry_router
 from fieldwatch.transports import websocket as device_gateway
@@ -55,7 +62,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if owns_runtime:
             install(app, build_runtime(settings))
         runtime: Runtime = app.state.runtime
-        edge = app.state.edge = device_edge(runtime)
+        edge = device_edge(runtime)
+        EDGE.put(app, edge)
         realtime: RealtimeServer | None = getattr(app.state, "realtime", None)
         quiet_event_loop(asyncio.get_running_loop())  # a database outage logs once
         try:
@@ -93,7 +101,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     metrics.registry.register(
         LimitsCollector(lambda: getattr(getattr(app.state, "runtime", None), "limits", None))
     )
-    app.state.metrics = metrics
+    figures = PlatformFigures(app)
+    metrics.registry.register(figures)
+    METRICS.put(app, metrics)
+    FIGURES.put(app, figures)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     install_error_handlers(app)
     app.include_router(system_router)

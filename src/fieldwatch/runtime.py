@@ -36,6 +36,7 @@ from fieldwatch.devices.events import DEVICE_DELETED, DEVICE_UPDATED
 from fieldwatch.monitoring.dependencies import LIMITS, PRESENCE
 from fieldwatch.monitoring.limits import RATE_LIMITS_CHANGED, DeviceLimiter
 from fieldwatch.monitoring.presence import PresenceTracker
+from fieldwatch.system.dependencies import REDIS
 from fieldwatch.telemetry.dependencies import HUB, INGEST
 from fieldwatch.telemetry.hub import TelemetryHub
 from fieldwatch.telemetry.ingest.service import TelemetryService
@@ -210,3 +211,4 @@ def install(app: Starlette, runtime: Runtime) -> None:
     ALERT_ENGINE.put(app, runtime.alerts)
     COMMANDS.put(app, runtime.commands)
     WEBHOOKS.put(app, runtime.webhooks)
+    REDIS.put(app, runtime.redis)

@@ -507,3 +507,17 @@ async def test_logging_out_drops_the_connection(served, dashboards, factory: Fac
     assert not gone.sio.connected
     await asyncio.sleep(QUIET_S)
     assert kept.sio.connected and served.realtime.connected == 1
+
+
+async def test_a_refused_connection_says_why_in_connect_error(served: Served, dashboards):
+    dashboard = dashboards()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await dashboard.connect(served.url, auth={"token": "not-a-jwt"})
+    assert dashboard.errors == [
+        {"message": "Invalid access token.", "data": {"code": "unauthorized", "status": 401}}
+    ]
+    missing = dashboards()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await missing.connect(served.url)
+    assert missing.errors[0]["data"] == {"code": "unauthorized", "status": 401}
+    assert missing.errors[0]["message"].startswith("Authentication required")

@@ -37,12 +37,15 @@ from fieldwatch.commands.service import CommandService
 from fieldwatch.core import tasks
 from fieldwatch.core.batching import Batcher
 from fieldwatch.core.events import Event, EventBus
+from fieldwatch.core.observability import Distribution
 from fieldwatch.core.settings import Settings
 from fieldwatch.db.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 500
+#: Seconds from creation to the device (a command may wait for its device for hours).
+DELIVERY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400)
 
 
 def command_message(command: Command) -> dict[str, Any]:
@@ -88,6 +91,8 @@ class CommandDispatcher:
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._arrivals = Batcher(self._waiting, name="command-arrivals")
+        #: Seconds from a command's creation to the device's acknowledgement (or result).
+        self.delivery = Distribution(DELIVERY_BUCKETS)
 
     def subscribe(self, bus: EventBus) -> None:
         bus.subscribe(COMMAND_CREATED, self._on_created)
@@ -104,6 +109,10 @@ class CommandDispatcher:
     @property
     def ack_timeout_s(self) -> float:
         return self.settings.command_ack_timeout_s
+
+    def delivered(self, seconds: float) -> None:
+        """A command reached its device (committed): how long it took."""
+        self.delivery.observe(seconds)
 
     async def start(self) -> None:
         if self._sweeper is None:

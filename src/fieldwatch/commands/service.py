@@ -53,6 +53,8 @@ class Sender(Protocol):
 
     async def send_claimed(self, command: Command) -> None: ...
 
+    def delivered(self, seconds: float) -> None: ...
+
 
 async def live_device(uow: UnitOfWork, principal: Principal, device_id: uuid.UUID) -> Device:
     """The principal's device; 404 for another's, 409 for a retired one."""
@@ -369,6 +371,9 @@ class CommandService:
             return None
         self._record(changed, previous, detail=detail, at=now)
         self.uow.emit(events.command_event(events.COMMAND_UPDATED, changed, previous))
+        if "acknowledged_at" in values and self.sender is not None:  # from creation to device
+            delay = (values["acknowledged_at"] - changed.created_at).total_seconds()
+            self.uow.after_commit(partial(self.sender.delivered, delay))
         return changed
 
     def _record(self, command: Command, previous: str | None, *, detail: str, at: datetime) -> None:

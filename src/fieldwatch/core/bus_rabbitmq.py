@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -149,6 +150,8 @@ class RabbitMQEventBus:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: set[asyncio.Task[Any]] = set()
+        #: "publish" → events the broker did not take; "handler" → handlers that raised.
+        self.failures: Counter[str] = Counter()
 
     @property
     def url(self) -> str:
@@ -162,6 +165,12 @@ class RabbitMQEventBus:
     @property
     def started(self) -> bool:
         return self._connection is not None
+
+    @property
+    def connected(self) -> bool:
+        """Started, and the connection to the broker is up (not reconnecting)."""
+        connection = self._connection
+        return connection is not None and connection.connected.is_set()
 
     async def start(self) -> None:
         """Connect, declare the exchange and apply the subscriptions made so far."""
@@ -237,6 +246,13 @@ class RabbitMQEventBus:
         Raises ``EventBusUnavailable`` when not started or disconnected and
         ``EventPublishError`` when the broker nacks or does not confirm in time.
         """
+        try:
+            await self._publish(event)
+        except EventBusError:
+            self.failures["publish"] += 1
+            raise
+
+    async def _publish(self, event: Event) -> None:
         connection, exchange = self._connection, self._exchange
         what = f"event {event.id} ({event.type})"
         if connection is None or exchange is None:
@@ -339,6 +355,7 @@ class RabbitMQEventBus:
             )
             for result in results:
                 if isinstance(result, BaseException):
+                    self.failures["handler"] += 1
                     log.error(
                         "event handler failed",
                         exc_info=result,

@@ -33,6 +33,10 @@ class Slot(Generic[T]):
     def of(self, app: Starlette) -> T:
         return cast(T, getattr(app.state, self.name))
 
+    def get(self, app: Starlette) -> T | None:
+        """The component, or None when the app has none (yet)."""
+        return cast(T | None, getattr(app.state, self.name, None))
+
     async def __call__(self, connection: HTTPConnection) -> T:
         return self.of(connection.app)
 

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fieldwatch.core.context import current_request_id
+from fieldwatch.core.observability import METRICS
 from fieldwatch.db.faults import RETRY_AFTER_S, outages
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,8 @@ def validation_errors(errors: list[Any]) -> list[dict[str, Any]]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
+        if exc.status == 503:  # the write path is saturated
+            METRICS.of(request.app).unavailable.labels("saturated").inc()
         return problem_response(exc.to_problem(request.url.path), exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -189,6 +192,7 @@ def install_error_handlers(app: FastAPI) -> None:
 async def _infrastructure(request: Request, exc: Exception) -> JSONResponse:
     path = request.url.path
     if outages.record(exc, f"{request.method} {path}"):
+        METRICS.of(request.app).unavailable.labels("database").inc()
         err: AppError = ServiceUnavailable(
             "The database is unavailable at the moment; retry shortly.",
             headers={"Retry-After": str(RETRY_AFTER_S)},

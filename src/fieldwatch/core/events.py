@@ -11,6 +11,7 @@ import asyncio
 import fnmatch
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -62,6 +63,8 @@ class InProcessEventBus:
     def __init__(self) -> None:
         self._subs: list[tuple[str, Handler]] = []
         self._by_type: dict[str, tuple[Handler, ...]] = {}
+        #: "handler" → handlers that raised (a broker-backed bus also counts "publish").
+        self.failures: Counter[str] = Counter()
 
     def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]:
         entry = (pattern, handler)
@@ -97,8 +100,8 @@ class InProcessEventBus:
             if isinstance(result, BaseException):
                 self._failed(event, result)
 
-    @staticmethod
-    def _failed(event: Event, exc: BaseException) -> None:
+    def _failed(self, event: Event, exc: BaseException) -> None:
+        self.failures["handler"] += 1
         log.error(
             "event handler failed",
             exc_info=exc,

@@ -8,11 +8,16 @@ import re
 import sys
 import time
 import uuid
+from bisect import bisect_left
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fieldwatch.core.components import Slot
 from fieldwatch.core.context import request_id_var
 from fieldwatch.core.redact import RedactSecrets
 from fieldwatch.db.faults import FoldOutages
@@ -38,6 +43,46 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        self.unavailable = Counter(
+            "fieldwatch_http_unavailable_total",
+            "HTTP answers 503: the database is unavailable, or the write path is saturated",
+            ["reason"],
+            registry=self.registry,
+        )
+
+
+#: The app's metrics (its registry and the HTTP figures).
+METRICS: Slot[Metrics] = Slot("metrics")
+
+#: Seconds: for latencies of a commit, a delivery.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Distribution:
+    """Observations counted in fixed buckets: the figures of a Prometheus histogram, kept
+    by the component where they happen without a registry (no lock, a few integers) and
+    read at scrape time (``family``)."""
+
+    __slots__ = ("bounds", "buckets", "count", "total")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(sorted(bounds))
+        self.buckets = [0] * (len(self.bounds) + 1)  # the last one: above every bound
+        self.count = 0
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.buckets[bisect_left(self.bounds, value)] += 1
+        self.count += 1
+        self.total += value
+
+    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
+        cumulative, running = [], 0
+        bounds = (*map(floatToGoString, self.bounds), "+Inf")
+        for bound, n in zip(bounds, self.buckets, strict=True):
+            running += n
+            cumulative.append((bound, running))
+        return HistogramMetricFamily(name, documentation, buckets=cumulative, sum_value=self.total)
 
 
 def _route_template(scope: Scope) -> str:

@@ -4,6 +4,11 @@ The token comes from the Socket.IO ``auth`` payload (``{"token": ..., "workspace
 or from the ``Authorization: Bearer ...`` and ``X-Workspace`` headers of the handshake.
 Tokens are kept in memory only to re-check a connection when credentials change; they
 are never logged.
+
+A refused connection tells the client why: its ``connect_error`` data is
+``{"message": <the reason>, "data": {"code": <problem slug>, "status": <HTTP status>}}``
+(``unauthorized`` 401, ``forbidden`` 403, ``not-found`` 404 for an unknown workspace,
+``service-unavailable`` 503 while the server starts or its database is away).
 """
 
 from __future__ import annotations
@@ -30,6 +35,11 @@ MISSING = (
     "or an 'Authorization: Bearer <access token or API key>' header."
 )
 DEVICE_TOKEN = "Device tokens cannot open dashboard connections; use an access token or an API key."
+
+
+def refusal(message: str, code: str = "unauthorized", status: int = 401) -> Refused:
+    """A refusal whose ``connect_error`` data carries the reason and a code to act on."""
+    return Refused(message, {"code": code, "status": status})
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +79,9 @@ def credential_from(environ: Mapping[str, Any], auth: Any) -> Credential:
     if workspace is None:
         workspace = _text(environ.get("HTTP_X_WORKSPACE"))
     if token is None:
-        raise Refused(MISSING)
+        raise refusal(MISSING)
     if token.startswith(credentials.DEVICE_TOKEN_PREFIX):
-        raise Refused(DEVICE_TOKEN)
+        raise refusal(DEVICE_TOKEN, "forbidden", 403)
     return Credential(token, workspace)
 
 
@@ -94,7 +104,7 @@ async def authenticate(host: RealtimeHost, credential: Credential) -> Principal:
             principal.require(Role.viewer)
         except AppError as exc:
             log.info("realtime connection refused", extra={"reason": exc.detail})
-            raise Refused(exc.detail) from exc
+            raise refusal(exc.detail, exc.slug, exc.status) from exc
         if await service.record_credential_use():
             await uow.commit()
     return principal

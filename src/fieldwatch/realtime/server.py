@@ -27,6 +27,7 @@ from fieldwatch.realtime.auth import (
     RealtimeHost,
     authenticate,
     credential_from,
+    refusal,
     still_valid,
 )
 from fieldwatch.realtime.coalesce import TelemetryCoalescer
@@ -194,15 +195,15 @@ class RealtimeServer:
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         credential = credential_from(environ, auth)
         if self.runtime is None:
-            raise socketio.exceptions.ConnectionRefusedError("The server is starting; retry.")
+            raise refusal("The server is starting; retry.", "service-unavailable", 503)
         try:
             principal = await authenticate(self.runtime, credential)
         except socketio.exceptions.ConnectionRefusedError:
             raise
         except Exception as exc:
             log.exception("realtime authentication failed")
-            raise socketio.exceptions.ConnectionRefusedError(
-                "Authentication is unavailable right now; retry."
+            raise refusal(
+                "Authentication is unavailable right now; retry.", "service-unavailable", 503
             ) from exc
         # Pin the workspace: a re-check must fail, not move the client elsewhere.
         pinned = Credential(credential.token, str(principal.workspace_id))

@@ -62,6 +62,8 @@ class DeviceEdge:
     #: a few queries).
     authenticator: Batcher[str, Ids | None] = field(init=False)
     mqtt: MqttGateway | None = None  # when MQTT runs (``start_gateway``)
+    #: MQTT is to run in this process (``start_gateway`` was asked to start it).
+    mqtt_expected: bool = False
     listener: DeviceListener | None = None  # when the device port is on (``start_listener``)
 
     def __post_init__(self) -> None:

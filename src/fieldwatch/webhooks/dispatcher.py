@@ -31,6 +31,7 @@ import logging
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -127,6 +128,8 @@ class WebhookDispatcher:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._unsubscribe: list[Callable[[], None]] = []
+        #: Attempts by what came of them: delivered, retrying (to be sent again), failed.
+        self.attempts: Counter[str] = Counter()
 
     # --- queueing ---------------------------------------------------------------------
 
@@ -297,6 +300,7 @@ class WebhookDispatcher:
             "delivery_status": status,
             "status_code": outcome.status_code,
         }
+        self.attempts["retrying" if status == PENDING else status] += 1
         if error is None:
             log.info("webhook delivered", extra=fields)
         else:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,6 +35,7 @@ from fieldwatch.telemetry.hub import SeriesInfo, TelemetryHub
 from fieldwatch.telemetry.ingest.batch import Batch
 from fieldwatch.telemetry.ingest.parse import FUTURE_TOLERANCE, SeriesUpload
 from fieldwatch.telemetry.ingest.store import Chunk
+from fieldwatch.telemetry.ingest.writer import Overloaded
 from fieldwatch.telemetry.query.latest import entry as latest_entry
 from fieldwatch.telemetry.storage.repository import TelemetryRepository
 from fieldwatch.telemetry.storage.rollup import Row
@@ -55,6 +56,10 @@ NOT_OWN = "a device token may only write its own device's data"
 
 Source = Literal["http", "websocket", "mqtt"]
 Kind = Literal["data", "heartbeat", "status"]
+#: What became of readings, as counted (``TelemetryService.counts``): stored, already
+#: stored, refused by the rules (one by one or with their whole request), or not taken
+#: because the write path was saturated.
+OUTCOMES = ("accepted", "duplicate", "refused", "overloaded")
 
 #: The newest reading of each series a request wrote: device → metric → (ts, value,
 #: series, quality).
@@ -116,11 +121,28 @@ class TelemetryService:
         self.presence = presence
         self.bus = bus
         self.alerts = alerts
+        #: (transport, outcome) → readings, for the metrics (no per-device figures).
+        self.counts: Counter[tuple[str, str]] = Counter()
 
     async def ingest(self, incoming: Incoming) -> IngestResult:
         """Store what ``incoming`` holds, by the rules above. Raises ``telemetry.errors``
         for a single device that may not send, ``writer.Overloaded`` when the write path
         is saturated."""
+        source, counts = incoming.source, self.counts
+        try:
+            result = await self._ingest(incoming)
+        except (UnknownDevice, ReadingsRefused, NotOwnDevice):
+            counts[(source, "refused")] += _size(incoming.readings)
+            raise
+        except Overloaded:
+            counts[(source, "overloaded")] += _size(incoming.readings)
+            raise
+        counts[(source, "accepted")] += result.accepted
+        counts[(source, "duplicate")] += result.duplicates
+        counts[(source, "refused")] += len(result.rejected)
+        return result
+
+    async def _ingest(self, incoming: Incoming) -> IngestResult:
         refused = await self._refused(incoming)
         workspace_id, readings = incoming.workspace_id, incoming.readings
         if isinstance(readings, SeriesUpload):
@@ -335,3 +357,7 @@ class TelemetryService:
                     },
                 )
             )
+
+
+def _size(readings: Batch | SeriesUpload) -> int:
+    return readings.total if isinstance(readings, Batch) else len(readings)

@@ -13,12 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 
+from fieldwatch.core.observability import LATENCY_BUCKETS, Distribution
 from fieldwatch.db.faults import outages
 from fieldwatch.telemetry.ingest.store import Chunk, ReadingStore
 
 log = logging.getLogger(__name__)
+
+#: Readings per group commit.
+BATCH_BUCKETS = (1, 10, 100, 500, 1000, 2500, 5000, 10_000, 20_000, 50_000)
 
 
 class Overloaded(Exception):
@@ -61,6 +66,9 @@ class ReadingWriter:
         self._pending = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._drained = asyncio.Event()
+        #: Readings per transaction, and how long each took (committed or failed).
+        self.batches = Distribution(BATCH_BUCKETS)
+        self.commits = Distribution(LATENCY_BUCKETS)
 
     @property
     def pending(self) -> int:
@@ -114,6 +122,7 @@ class ReadingWriter:
             await self._write(jobs, size)
 
     async def _write(self, jobs: list[_Job], size: int) -> None:
+        started = time.perf_counter()
         try:
             counts = await self.store.write([job.chunk for job in jobs])
         except Exception as exc:
@@ -128,6 +137,8 @@ class ReadingWriter:
                 if not job.future.done():
                     job.future.set_result(WriteResult(accepted, len(job.chunk.rows) - accepted))
         finally:
+            self.batches.observe(size)
+            self.commits.observe(time.perf_counter() - started)
             self._pending -= size
             if not self._pending:
                 self._drained.set()

@@ -32,6 +32,7 @@ from fieldwatch.transports.mqtt.guard import DeviceGuard
 from fieldwatch.transports.mqtt.identity import claim_client_id
 from fieldwatch.transports.mqtt.inbound import MqttChannel, MqttInbound
 from fieldwatch.transports.mqtt.link import MqttLink, MqttLinkOptions
+from fieldwatch.transports.mqtt.refusals import RefusedPublishes
 
 if TYPE_CHECKING:
     from fieldwatch.transports.mqtt.dynsec_sync import DynsecSync
@@ -51,6 +52,7 @@ class MqttGateway(MqttInbound):
         self.channels: dict[uuid.UUID, MqttChannel] = {}
         self.workspaces = DeviceWorkspaces(edge)
         self.guard = DeviceGuard(edge.limits, lambda: self.link, self._disconnect)
+        self.refusals = RefusedPublishes()
         self._unsubscribe: list[Any] = []
         self._slot: IO[str] | None = None  # holds the external client id (identity.py)
 
@@ -75,7 +77,9 @@ class MqttGateway(MqttInbound):
             from fieldwatch.transports.mqtt.embedded import EmbeddedBroker
 
             self.authority = FieldwatchAuthority(self.edge, self.workspaces)
-            self.broker = EmbeddedBroker(settings.mqtt_host, settings.mqtt_port, self.authority)
+            self.broker = EmbeddedBroker(
+                settings.mqtt_host, settings.mqtt_port, self.authority, refusals=self.refusals
+            )
             self.authority.broker = self.broker
             await self.broker.start()
             host, port = settings.mqtt_host, self.broker.port
@@ -104,6 +108,17 @@ class MqttGateway(MqttInbound):
         log.info(
             "MQTT gateway on %s (%s broker)", where, "external" if self.external else "embedded"
         )
+
+    def serving(self) -> bool:
+        """Whether it can take devices' messages: connected to the broker, and (the
+        embedded one) the broker listening."""
+        link_up = self.link is not None and self.link.connected
+        return link_up and (self.broker is None or self.broker.running)
+
+    def device_sessions(self) -> int:
+        """Devices connected to the embedded broker; through an external broker, those
+        heard from (with a command channel) since they last went offline."""
+        return self.broker.devices() if self.broker is not None else len(self.channels)
 
     async def stop(self) -> None:
         for unsubscribe in self._unsubscribe:
@@ -152,6 +167,7 @@ async def start_gateway(edge: DeviceEdge) -> MqttGateway | None:
     settings = edge.settings
     if not settings.mqtt_url and not settings.mqtt_embedded:
         return None
+    edge.mqtt_expected = True  # down from now on until it serves (readiness)
     gateway = MqttGateway(edge)
     try:
         await gateway.start()

@@ -49,6 +49,7 @@ from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.authority import DeviceWorkspaces, FieldwatchAuthority
 from fieldwatch.transports.mqtt.guard import DeviceGuard
 from fieldwatch.transports.mqtt.link import IncomingMessage, MqttLink, MqttLinkError
+from fieldwatch.transports.mqtt.refusals import RefusedPublishes
 from fieldwatch.transports.mqtt.topics import Kind
 
 if TYPE_CHECKING:
@@ -120,6 +121,7 @@ class MqttInbound:
     authority: FieldwatchAuthority | None
     dynsec: DynsecSync | None
     guard: DeviceGuard
+    refusals: RefusedPublishes
     workspaces: DeviceWorkspaces
     channels: dict[uuid.UUID, MqttChannel]
 
@@ -146,6 +148,7 @@ class MqttInbound:
         for message in messages:
             topic = topics.parse(message.topic)
             if topic is None:
+                self.refusals.refused("(unknown)", message.topic, "topic")
                 continue
             if topic.kind in DEVICE_KINDS and not await self._admit(topic, message.payload):
                 continue
@@ -210,6 +213,7 @@ class MqttInbound:
         device_id = uuid.UUID(topic.device_id)
         workspace_id = await self._workspace_of(device_id)
         if workspace_id is None:
+            self.refusals.refused(topic.device_id, str(topic), "unknown_device")
             return
         reason = "mqtt"
         if kind is Kind.DATA:

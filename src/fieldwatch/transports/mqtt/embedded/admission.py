@@ -20,6 +20,7 @@ from amqtt.mqtt.connack import NOT_AUTHORIZED, UNACCEPTABLE_PROTOCOL_VERSION, Co
 from amqtt.mqtt.connect import ConnectPacket
 
 from fieldwatch.transports.mqtt.acl import Action, Principal, is_allowed
+from fieldwatch.transports.mqtt.refusals import RefusedPublishes
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,15 @@ Owner = Callable[[str], Principal | None]
 
 class Gate:
     """Authenticates CONNECT packets and authorizes topics. ``owner`` tells who holds a
-    client id (a live connection or a kept session)."""
+    client id (a live connection or a kept session); ``refusals`` counts and logs the
+    PUBLISHes refused."""
 
-    def __init__(self, authority: Authority, owner: Owner) -> None:
+    def __init__(
+        self, authority: Authority, owner: Owner, refusals: RefusedPublishes | None = None
+    ) -> None:
         self.authority = authority
         self._owner = owner
+        self.refusals = refusals or RefusedPublishes()
         self._authorize_hook: Authorize | None = getattr(authority, "authorize", None)
 
     async def admit(
@@ -103,6 +108,13 @@ class Gate:
         ):
             return "last will topic not allowed"
         return ""
+
+    async def may_publish(self, principal: Principal, topic: str) -> bool:
+        """``authorize`` for a PUBLISH; a refusal is counted and logged (``refusals``)."""
+        if await self.authorize(principal, "publish", topic):
+            return True
+        self.refusals.refused(principal.name, topic, "acl")
+        return False
 
     async def authorize(self, principal: Principal, action: Action, topic: str) -> bool:
         if self._authorize_hook is None:

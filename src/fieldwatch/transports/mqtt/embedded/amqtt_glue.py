@@ -46,7 +46,7 @@ async def allowed(gate: Gate, session: Any, topic: str | None, action: Any) -> b
     if action == AmqttAction.RECEIVE:
         return True  # the subscription was checked
     if action == AmqttAction.PUBLISH:
-        return await gate.authorize(principal, "publish", topic)
+        return await gate.may_publish(principal, topic)
     if action == AmqttAction.SUBSCRIBE:
         return await gate.authorize(principal, "subscribe", topic)
     return False

@@ -25,6 +25,7 @@ from fieldwatch.transports.mqtt.embedded.keepalive import (
     idle_limit,
     watch_keepalive,
 )
+from fieldwatch.transports.mqtt.refusals import RefusedPublishes
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class EmbeddedBroker:
         max_packet_size: int = 1024 * 1024,
         max_connections: int = 0,
         connect_timeout: float = 10.0,
+        refusals: RefusedPublishes | None = None,
     ) -> None:
         self.host = host
         self._port = port
@@ -54,7 +56,7 @@ class EmbeddedBroker:
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
         self.clients = Clients()  # admitted connections
-        self.gate = Gate(authority, self._owner)
+        self.gate = Gate(authority, self._owner, refusals)
         self._broker: AmqttBroker | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()  # every open socket
@@ -68,6 +70,10 @@ class EmbeddedBroker:
     @property
     def running(self) -> bool:
         return self._server is not None
+
+    def devices(self) -> int:
+        """Devices connected now."""
+        return sum(1 for client in self.clients if client.principal.kind == "device")
 
     async def start(self) -> None:
         """Start amqtt and listen."""

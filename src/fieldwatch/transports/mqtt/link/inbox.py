@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -51,6 +52,7 @@ class Inbox:
         self.idle.set()
         self._drainer: asyncio.Task[None] | None = None
         self._warned_no_handler = False
+        self._handling: float | None = None  # when the batch in the handler arrived
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -60,6 +62,14 @@ class Inbox:
         pending.append(message)
         if len(pending) == 1:
             self._ready.set()
+
+    def lag(self) -> float:
+        """Seconds the oldest message not yet handled has waited: the batch in the
+        handler (retried while the database is away), else the first one queued."""
+        oldest = self._handling
+        if oldest is None and self._pending:
+            oldest = self._pending[0].received
+        return 0.0 if oldest is None else max(0.0, time.monotonic() - oldest)
 
     def clear(self) -> None:
         self._pending.clear()
@@ -112,6 +122,7 @@ class Inbox:
                         log.warning("MQTT link: messages arrive but no handler is set")
                     continue
                 self.idle.clear()
+                self._handling = batch[0].received
                 try:
                     await handler(batch)
                 except Exception:
@@ -120,4 +131,5 @@ class Inbox:
                         count,
                     )
                 finally:
+                    self._handling = None
                     self.idle.set()

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, slots=True)
 class IncomingMessage:
-    """One received PUBLISH. ``connection`` tells which connection brought it."""
+    """One received PUBLISH. ``connection`` tells which connection brought it;
+    ``received``: when (``time.monotonic``)."""
 
     topic: str
     payload: bytes
@@ -17,6 +18,7 @@ class IncomingMessage:
     mid: int
     dup: bool = False
     connection: int = field(default=0, repr=False, compare=False)
+    received: float = field(default=0.0, repr=False, compare=False)
 
 
 MessageHandler = Callable[[list[IncomingMessage]], Awaitable[None]]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -98,6 +99,10 @@ class MqttLink:
     def pending(self) -> int:
         """Messages received and not yet handed to the handler."""
         return len(self._inbox)
+
+    def lag(self) -> float:
+        """Seconds the oldest received message not yet handled has waited."""
+        return self._inbox.lag()
 
     @property
     def reading_paused(self) -> bool:
@@ -318,6 +323,7 @@ class MqttLink:
                 message.mid,
                 bool(message.dup),
                 self._generation,
+                time.monotonic(),
             )
         )
 
