@@ -354,8 +354,9 @@ async def test_a_burst_of_connects_gets_each_device_its_own_commands_and_config(
 async def test_a_lost_ack_is_resent_then_fails_undelivered(
     served: Served, runtime: Runtime, factory: Factory
 ):
-    runtime.settings.command_ack_timeout_s = 0.2
+    runtime.settings.command_ack_timeout_s = 1.0
     runtime.settings.command_max_attempts = 2
+    await runtime.commands.stop()  # only this test's sweeps: no background one races them
     op = await factory.user("operator", "acme")
     device = await make_device(served, op)
     ws = await connected(served, device)
@@ -364,11 +365,12 @@ async def test_a_lost_ack_is_resent_then_fails_undelivered(
     assert first["attempt"] == 1
 
     await runtime.commands.sweep()  # not yet due: nothing is resent
-    await nothing_more(ws)  # (waits past the ack timeout)
+    await nothing_more(ws)
+    await asyncio.sleep(1.0)  # past the ack timeout
     await runtime.commands.sweep()
     again = await expect_command(ws, queued["command_id"])
     assert again["attempt"] == 2  # same command_id: the device deduplicates on it
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(1.05)
     await runtime.commands.sweep()
     await nothing_more(ws)
     failed = await command(served.http, op, queued["command_id"])
