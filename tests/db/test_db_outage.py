@@ -138,14 +138,15 @@ async def test_device_websocket_keeps_its_session_through_an_outage(
     frame = {"type": "telemetry", "metrics": {"temperature": 21.5}}
     await ws.send(json.dumps({**frame, "id": "before", "timestamp": iso(recent(9))}))
     assert (await recv(ws))["type"] == "ack"  # the session is up
+    stamp = iso(recent(5))  # a resent frame is the same reading: the same timestamp
     async with refusing(conn, name):
-        await ws.send(json.dumps({**frame, "id": "during", "timestamp": iso(recent(5))}))
+        await ws.send(json.dumps({**frame, "id": "during", "timestamp": stamp}))
         reply = await recv(ws)
     assert reply["type"] == "error" and reply["code"] == "unavailable", reply
     assert reply["ref"] == "during" and reply["retry_after"] > 0
     # The same session goes on; the resent frame is stored once.
     for attempt in ("resent", "again"):
-        await ws.send(json.dumps({**frame, "id": attempt, "timestamp": iso(recent(5))}))
+        await ws.send(json.dumps({**frame, "id": attempt, "timestamp": stamp}))
         reply = await recv(ws)
         assert reply["type"] == "ack", reply
     r = await served.http.get(f"/api/v1/devices/{device.id}/data", headers=admin.headers)
