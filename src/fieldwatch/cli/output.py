@@ -39,10 +39,10 @@ class Progress:
         self.enabled = self.tty or total >= LARGE
         self._shown = False
 
-    def __call__(self, done: int, total: int | None = None) -> None:
+    def __call__(self, done: int) -> None:
         if not self.enabled:
             return
-        line = f"  {done}/{self.total if total is None else total} {self.noun}"
+        line = f"  {done}/{self.total} {self.noun}"
         if self.tty:
             sys.stderr.write("\r" + line)
             sys.stderr.flush()
