@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import socket
@@ -12,7 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import wait_until_up
+from conftest import JWT_SECRET, Actor, Served, create_device, wait_until_up
+from fieldwatch import __version__
+from fieldwatch.core.settings import Settings
+from fieldwatch.runtime import Runtime
 
 FIELDWATCH = [sys.executable, "-m", "fieldwatch"]
 
@@ -133,3 +138,228 @@ def test_serve_init_bootstraps_a_working_platform(env: dict[str, str], tmp_path:
 def test_serve_refuses_an_unmigrated_database(env: dict[str, str]):
     proc = run(env, "serve", "--port", str(free_port()), check=False)
     assert proc.returncode == 1 and "fieldwatch db upgrade" in proc.stderr
+
+
+# --- errors: one or two lines, never a traceback -------------------------------------
+
+
+def short_error(proc: subprocess.CompletedProcess[str]) -> str:
+    """A failure as the command line reports it: non-zero, at most two lines on stderr."""
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert 1 <= len(lines) <= 2, proc.stderr
+    return proc.stderr
+
+
+def test_version(env: dict[str, str]):
+    assert run(env, "--version").stdout.strip() == f"fieldwatch {__version__}"
+
+
+def test_a_missing_database_is_not_created(env: dict[str, str], tmp_path: Path):
+    for args in (["devices", "list"], ["users", "list"], ["tokens", "create", "S-1"]):
+        message = short_error(run(env, *args, check=False))
+        assert "fieldwatch db upgrade" in message, message
+    serve = short_error(run(env, "serve", "--port", str(free_port()), check=False))
+    assert "fieldwatch db upgrade" in serve
+    assert not (tmp_path / "data").exists()
+
+
+UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none"
+
+
+@pytest.mark.parametrize("args", [["db", "upgrade"], ["devices", "list"], ["users", "list"]])
+def test_an_unreachable_postgresql_is_one_message(env: dict[str, str], args: list[str]):
+    env = {**env, "FIELDWATCH_DATABASE_URL": UNREACHABLE}
+    message = short_error(run(env, *args, check=False))
+    assert "Cannot reach the database at postgresql://nobody@127.0.0.1:1/none" in message
+
+
+def test_debug_shows_the_traceback(env: dict[str, str]):
+    env = {**env, "FIELDWATCH_DATABASE_URL": UNREACHABLE}
+    proc = run(env, "--debug", "devices", "list", check=False)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr
+    assert "Cannot reach the database" in proc.stderr.strip().splitlines()[-2]
+
+
+def test_bad_settings_are_one_line(env: dict[str, str]):
+    message = short_error(run({**env, "FIELDWATCH_PORT": "eighty"}, "status", check=False))
+    assert "FIELDWATCH_PORT" in message
+    message = short_error(
+        run({**env, "FIELDWATCH_DATABASE_URL": "mysql://x/y"}, "db", "upgrade", check=False)
+    )
+    assert "unsupported database" in message
+
+
+def test_serve_on_a_port_in_use_says_so_before_anything(env: dict[str, str], tmp_path: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run(env, "serve", "--init", "--port", str(port), check=False)
+    message = short_error(proc)
+    assert f"Cannot listen on 127.0.0.1:{port}" in message
+    assert "Fieldwatch on" not in proc.stdout and "First start" not in proc.stdout
+    assert not (tmp_path / "data" / "fieldwatch.db").exists()  # nothing was done
+
+
+# --- operators' commands on a seeded database (both backends) -----------------------
+
+
+@pytest.fixture
+def db_env(env: dict[str, str], settings: Settings) -> dict[str, str]:
+    """The environment of a CLI process on the test's (migrated) database."""
+    assert settings.database_url
+    return {
+        **env,
+        "FIELDWATCH_DATABASE_URL": settings.database_url,
+        "FIELDWATCH_JWT_SECRET": JWT_SECRET,
+        "FIELDWATCH_ENV": "test",
+    }
+
+
+async def seed(client: httpx.AsyncClient, admin: Actor) -> list[dict[str, object]]:
+    return [
+        await create_device(client, admin, name="Boiler 1", type="meter", serial_number="M-1",
+                            location="Plant A", specs={"range": [0, 10]}),
+        await create_device(client, admin, name="Boiler, 2", type="meter", serial_number="M-2"),
+        await create_device(client, admin, name="Gate", type="sensor", serial_number="G-1",
+                            capabilities=["temp", "door"], location="Plant A"),
+    ]  # fmt: skip
+
+
+async def test_devices_list_table_json_and_filters(
+    db_env: dict[str, str], client: httpx.AsyncClient, admin: Actor
+):
+    devices = await seed(client, admin)
+    out = run(db_env, "devices", "list", "--workspace", admin.workspace)
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == [
+        "ID",
+        "NAME",
+        "TYPE",
+        "SERIAL",
+        "STATUS",
+        "LOCATION",
+        "LAST",
+        "SEEN",
+    ]
+    assert [line.split()[0] for line in lines[2:]] == [str(d["id"]) for d in devices]  # by name
+    assert "3 of 3 device(s)" in out.stderr
+    listed = json.loads(
+        run(db_env, "devices", "list", "--workspace", admin.workspace, "--json").stdout
+    )
+    assert listed["total"] == 3 and listed["items"][0]["serial_number"] == "M-1"
+
+    def names(*flags: str) -> list[str]:
+        body = run(db_env, "devices", "list", "--workspace", admin.workspace, "--json", *flags)
+        return [d["name"] for d in json.loads(body.stdout)["items"]]
+
+    assert names("--type", "sensor") == ["Gate"]
+    assert names("--location", "Plant A", "--limit", "1") == ["Boiler 1"]
+    assert names("--search", "m-2") == ["Boiler, 2"]
+    assert names("--status", "in_stock", "--status", "retired") == ["Boiler 1", "Boiler, 2", "Gate"]
+    assert names("--status", "deployed") == []
+    bad = run(db_env, "devices", "list", "--status", "lost", check=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    short_error(run(db_env, "devices", "list", "--workspace", "nowhere", check=False))
+
+
+async def test_devices_export_is_the_apis_csv(
+    db_env: dict[str, str], client: httpx.AsyncClient, admin: Actor, tmp_path: Path
+):
+    await seed(client, admin)
+    api = await client.get("/api/v1/devices/export", headers=admin.headers)
+    assert api.status_code == 200
+    exported = run(db_env, "devices", "export", "--workspace", admin.workspace)
+    assert exported.stdout == api.text
+    target = tmp_path / "fleet.csv"
+    run(
+        db_env,
+        "devices",
+        "export",
+        "--workspace",
+        admin.workspace,
+        "--type",
+        "meter",
+        "-o",
+        str(target),
+    )
+    only = await client.get("/api/v1/devices/export?type=meter", headers=admin.headers)
+    assert target.read_text(encoding="utf-8") == only.text
+    assert len(only.text.splitlines()) == 3
+
+
+async def test_tokens_create_work_and_revoke_stops_them(
+    db_env: dict[str, str], client: httpx.AsyncClient, admin: Actor, runtime: Runtime
+):
+    device = (await seed(client, admin))[0]
+    created = run(
+        db_env, "tokens", "create", "M-1", "--workspace", admin.workspace, "--name", "cli"
+    )
+    token = created.stdout.strip()
+    assert token.startswith("fwd_") and len(created.stdout.splitlines()) == 1
+    headers = {"Authorization": f"Bearer {token}"}
+    me = await client.get("/api/v1/device/me", headers=headers)
+    assert me.status_code == 200 and me.json()["device_id"] == device["id"]
+    token_id = me.json()["token_id"]
+    listed = run(db_env, "tokens", "list", str(device["id"]), "--workspace", admin.workspace)
+    assert token_id in listed.stdout and token not in listed.stdout
+
+    run(db_env, "tokens", "revoke", str(device["id"]), token_id, "--workspace", admin.workspace)
+    runtime.forget_credentials()  # what the event bus tells a server of another process
+    assert (await client.get("/api/v1/device/me", headers=headers)).status_code == 401
+    missing = run(db_env, "tokens", "create", "nope", "--workspace", admin.workspace, check=False)
+    assert "No device with id or serial number 'nope'" in short_error(missing)
+
+
+async def test_users_list(db_env: dict[str, str], admin: Actor):
+    run(
+        db_env,
+        "users",
+        "create",
+        "ops@example.com",
+        "--role",
+        "operator",
+        "--workspace",
+        admin.workspace,
+    )
+    out = run(db_env, "users", "list", "--workspace", admin.workspace).stdout
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:]}
+    assert rows == {admin.email: "admin", "ops@example.com": "operator"}
+    members = json.loads(
+        run(db_env, "users", "list", "--workspace", admin.workspace, "--json").stdout
+    )
+    assert {m["email"]: m["role"] for m in members} == rows
+
+
+# --- status: asks a running server --------------------------------------------------
+
+
+async def run_async(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """``run`` without blocking the event loop (the server under test runs in it)."""
+    proc = await asyncio.create_subprocess_exec(
+        *FIELDWATCH, *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_status_of_a_running_server_and_of_none(env: dict[str, str], served: Served):
+    port = served.base_url.rsplit(":", 1)[1]
+    # The default address is where `serve` listens; an any-address bind is asked on loopback.
+    any_address = {**env, "FIELDWATCH_HOST": "0.0.0.0", "FIELDWATCH_PORT": port}  # noqa: S104
+    code, out, err = await run_async(any_address, "status")
+    assert code == 0, out + err
+    assert f"at http://127.0.0.1:{port}: ok" in out
+    assert re.search(r"^  database +ok ", out, re.M), out
+    assert re.search(r"^  devices +online: ", out, re.M), out
+    code, out, _ = await run_async(env, "status", "--url", served.base_url, "--json")
+    assert code == 0 and json.loads(out)["status"] == "ok"
+
+    code, out, err = await run_async(env, "status", "--url", f"http://127.0.0.1:{free_port()}")
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert (
+        "Cannot reach Fieldwatch at http://127.0.0.1:" in err and len(err.strip().splitlines()) == 2
+    )

@@ -58,6 +58,9 @@ class AccountService:
         await self.session.flush()
         return workspace, True
 
+    async def workspace_named(self, name: str) -> Workspace | None:
+        return await self.workspaces.by_name(name.strip())
+
     async def create_workspace(self, principal: Caller, name: str) -> Workspace:
         if principal.user_id is None:
             raise BadRequest("Workspaces are created by users, not API keys.")

@@ -93,6 +93,19 @@ class DeviceService:
         device = await self.devices.get(principal.workspace_id, device_id)
         return found_in_workspace(device, "device", device_id, DeviceNotFound)
 
+    async def find(self, principal: Principal, ref: str) -> Device:
+        """A device by its id or, failing that, its serial number."""
+        try:
+            device_id = uuid.UUID(ref)
+        except ValueError:
+            device_id = None
+        if device_id is not None:
+            return await self.get(principal, device_id)
+        device = await self.devices.by_serial(principal.workspace_id, ref)
+        if device is None:
+            raise DeviceNotFound(f"No device with id or serial number {ref!r}.")
+        return device
+
     async def page(
         self, principal: Principal, flt: DeviceFilter, *, limit: int, offset: int, sort: str
     ) -> tuple[Sequence[Device], int]:
