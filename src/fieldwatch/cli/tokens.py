@@ -103,7 +103,15 @@ async def _list(workspace: str, device: str) -> list[dict[str, object]]:
         principal = await workspace_principal(uow, workspace)
         service = DeviceService(uow)
         found = await service.find(principal, device)
-        tokens = await service.list_tokens(principal, found.id)
+        tokens: list[object] = []
+        total = 1
+        while len(tokens) < total:  # every page
+            page, total = await service.list_tokens(
+                principal, found.id, limit=500, offset=len(tokens)
+            )
+            if not page:
+                break
+            tokens += page
         return [AgentTokenRead.model_validate(t).model_dump(mode="json") for t in tokens]
 
 

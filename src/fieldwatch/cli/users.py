@@ -68,10 +68,18 @@ def users_create(
 
 async def _members(workspace: str) -> list[dict[str, object]]:
     from fieldwatch.auth.accounts import AccountService
+    from fieldwatch.auth.schemas import MemberRead
 
     async with cli_uow() as uow:
         principal = await workspace_principal(uow, workspace)
-        members = await AccountService(uow.session).list_members(principal)
+        service = AccountService(uow.session)
+        members: list[MemberRead] = []
+        total = 1
+        while len(members) < total:  # every page
+            page, total = await service.list_members(principal, limit=500, offset=len(members))
+            if not page:
+                break
+            members += page
     return [m.model_dump(mode="json") for m in members]
 
 
