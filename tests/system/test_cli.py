@@ -260,6 +260,8 @@ async def test_devices_list_table_json_and_filters(
     assert names("--search", "m-2") == ["Boiler, 2"]
     assert names("--status", "in_stock", "--status", "retired") == ["Boiler 1", "Boiler, 2", "Gate"]
     assert names("--status", "deployed") == []
+    assert names("--connectivity", "offline") == ["Boiler 1", "Boiler, 2", "Gate"]  # never seen
+    assert names("--connectivity", "online") == []
     bad = run(db_env, "devices", "list", "--status", "lost", check=False)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     short_error(run(db_env, "devices", "list", "--workspace", "nowhere", check=False))

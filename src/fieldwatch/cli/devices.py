@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import enum
 import io
 import json
 import sys
@@ -20,6 +21,12 @@ from fieldwatch.devices.lifecycle import DeviceStatus
 if TYPE_CHECKING:
     from fieldwatch.devices.repository import DeviceFilter
 
+
+class Connectivity(enum.StrEnum):
+    online = "online"
+    offline = "offline"
+
+
 devices_app = typer.Typer(help="The device registry.", no_args_is_help=True)
 
 WorkspaceOption = Annotated[str, typer.Option(help="Workspace name")]
@@ -29,18 +36,27 @@ StatusOption = Annotated[
 TypeOption = Annotated[str | None, typer.Option("--type", help="Device type")]
 LocationOption = Annotated[str | None, typer.Option(help="Location (exact)")]
 SearchOption = Annotated[str | None, typer.Option(help="Part of the name or serial number")]
+ConnectivityOption = Annotated[
+    Connectivity | None,
+    typer.Option(help="online or offline, as the database last recorded it (never seen: offline)"),
+]
 
 LIST_COLUMNS = ["ID", "NAME", "TYPE", "SERIAL", "STATUS", "LOCATION", "LAST SEEN"]
 
 
 def _filter(
-    status: list[DeviceStatus] | None, type_: str | None, location: str | None, search: str | None
+    status: list[DeviceStatus] | None,
+    type_: str | None,
+    location: str | None,
+    search: str | None,
+    connectivity: Connectivity | None = None,
 ) -> DeviceFilter:
     from fieldwatch.devices.repository import DeviceFilter
 
     return DeviceFilter(
-        status=[s.value for s in status or []], type=type_, location=location, q=search or None
-    )
+        status=[s.value for s in status or []], type=type_, location=location, q=search or None,
+        connectivity=connectivity.value if connectivity else None,
+    )  # fmt: skip
 
 
 async def _page(
@@ -64,11 +80,13 @@ def devices_list(
     type_: TypeOption = None,
     location: LocationOption = None,
     search: SearchOption = None,
+    connectivity: ConnectivityOption = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
 ) -> None:
     """The devices of a workspace, by name; filters combine."""
-    items, total = asyncio.run(_page(workspace, _filter(status, type_, location, search), limit))
+    flt = _filter(status, type_, location, search, connectivity)
+    items, total = asyncio.run(_page(workspace, flt, limit))
     if as_json:
         print_json({"items": items, "total": total})
         return
