@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from fieldwatch import __version__
+from fieldwatch import __version__, console
 from fieldwatch.alerts.router import router as alerts_router
 from fieldwatch.auth.router import router as auth_router
 from fieldwatch.commands.router import router as commands_router
@@ -118,6 +118,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(webhooks_router)
     app.include_router(alerts_router)
     app.include_router(commands_router)
+    console.install(app)  # the web console at /console/
     device_gateway.install(app)  # WS /ws/device: the device gateway
     return app
 

@@ -1,0 +1,35 @@
+"""The web console: server-rendered pages (Jinja2 + htmx) over the same services as the
+API, with live figures over Socket.IO. ``install(app)`` adds it to the application."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from fieldwatch.console.access import CsrfRefused, LoginRequired, PageForbidden, to_login
+from fieldwatch.console.router import render, router
+
+CSRF_REFUSED = (
+    "This form is out of date or did not come from the console. Reload the page and try again."
+)
+
+
+async def _login_required(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LoginRequired)
+    return to_login(request, exc.code)
+
+
+async def _csrf_refused(request: Request, exc: Exception) -> Response:
+    return render(request, "refused.html", {"reason": CSRF_REFUSED}, status_code=403)
+
+
+async def _forbidden(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PageForbidden)
+    return render(request, "refused.html", {"reason": exc.detail}, status_code=403)
+
+
+def install(app: FastAPI) -> None:
+    app.include_router(router)
+    app.add_exception_handler(LoginRequired, _login_required)
+    app.add_exception_handler(CsrfRefused, _csrf_refused)
+    app.add_exception_handler(PageForbidden, _forbidden)

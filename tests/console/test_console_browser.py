@@ -1,0 +1,96 @@
+"""The console in a real browser (Debian's headless Chromium, driven by Playwright) against
+a real server: signing in and out, a figure that changes live, and axe-core's checks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from axe_playwright_python.async_playwright import Axe
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from conftest import PASSWORD, Actor, Served, create_device, missing
+
+CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not os.access(CHROMIUM, os.X_OK):
+        missing(f"{CHROMIUM} is missing: apt-get install chromium-headless-shell")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context()
+    try:
+        yield await context.new_page()
+    finally:
+        await context.close()
+
+
+async def serious_violations(page: Page) -> list[dict[str, Any]]:
+    results = await Axe().run(page)
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]]}
+        for v in results.response["violations"]
+        if v["impact"] in {"serious", "critical"}
+    ]
+
+
+async def sign_in(page: Page, served: Served, actor: Actor) -> None:
+    await page.goto(served.base_url + "/")
+    await expect(page).to_have_url(served.base_url + "/console/login")
+    await page.get_by_label("E-mail").fill(actor.email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Fleet overview")).to_be_visible()
+
+
+async def test_sign_in_and_out_with_no_serious_accessibility_violations(
+    page: Page, served: Served, admin: Actor
+):
+    await page.goto(served.base_url + "/console/login")
+    assert await serious_violations(page) == []
+    await sign_in(page, served, admin)
+    await expect(page.locator("#live")).to_have_text("Live")
+    assert await serious_violations(page) == []
+    await page.get_by_role("button", name="Dark theme").click()  # the other theme too
+    await expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    assert await serious_violations(page) == []
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page).to_have_url(served.base_url + "/console/login?m=signed-out")
+    await expect(page.get_by_role("status")).to_have_text("You have signed out.")
+    await page.goto(served.base_url + "/console/")
+    await expect(page).to_have_url(served.base_url + "/console/login")
+
+
+async def test_a_wrong_password_shows_a_message(page: Page, served: Served, admin: Actor):
+    await page.goto(served.base_url + "/console/login")
+    await page.get_by_label("E-mail").fill(admin.email)
+    await page.get_by_label("Password").fill("not-the-password")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_have_text("Wrong email or password.")
+
+
+async def test_the_overview_follows_the_fleet_live(page: Page, served: Served, admin: Actor):
+    device = await create_device(served.http, admin, serial_number="SN-LIVE")
+    await sign_in(page, served, admin)
+    await expect(page.locator("#live")).to_have_text("Live")
+    await expect(page.locator("#status-reserved")).to_have_text("0")
+    await expect(page.locator("#status-in_stock")).to_have_text("1")
+    await asyncio.sleep(1)  # the refresh the page makes once connected is over
+    r = await served.http.put(f"/api/v1/devices/{device['id']}/reserve", headers=admin.headers)
+    assert r.status_code == 200, r.text
+    # No reload: the page hears the change over Socket.IO and fetches its figures.
+    await expect(page.locator("#status-reserved")).to_have_text("1", timeout=2000)
+    await expect(page.locator("#status-in_stock")).to_have_text("0", timeout=2000)
