@@ -137,6 +137,8 @@ class DeviceRepository:
         if column_name not in SORTABLE:
             raise ValueError(f"cannot sort devices by {column_name!r}")
         column = getattr(Device, column_name)
+        if flt.q:  # a search finds its few rows by the trigram indexes, then sorts them:
+            column = func.coalesce(column, column)  # not by walking the (created_at, id) index
         order = column.desc() if sort.startswith("-") else column.asc()
         tiebreak = Device.id.desc() if sort.startswith("-") else Device.id.asc()
         rows = await self.session.scalars(
