@@ -356,9 +356,10 @@ async def test_status_of_a_running_server_and_of_none(env: dict[str, str], serve
     assert code == 0, out + err
     assert f"at http://127.0.0.1:{port}: ok" in out
     assert re.search(r"^  database +ok ", out, re.M), out
-    assert re.search(r"^  devices +online: ", out, re.M), out
+    assert re.search(r"^  devices +online: 0$", out, re.M), out  # from the server's /metrics
     code, out, _ = await run_async(env, "status", "--url", served.base_url, "--json")
     assert code == 0 and json.loads(out)["status"] == "ok"
+    assert json.loads(out)["devices_online"] == 0
 
     code, out, err = await run_async(env, "status", "--url", f"http://127.0.0.1:{free_port()}")
     assert code == 1 and out == "" and "Traceback" not in err

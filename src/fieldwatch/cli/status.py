@@ -42,6 +42,24 @@ def _devices_online(body: dict[str, Any], components: dict[str, Any]) -> object:
     return None
 
 
+def _online_from_metrics(target: str, timeout: float) -> int | None:
+    """Devices online across the installation, from the server's ``/metrics``
+    (``fieldwatch_devices{connectivity="online"}``); None when it does not say."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = httpx.get(f"{target}/metrics", timeout=timeout).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "fieldwatch_devices" and (
+                    sample.labels.get("connectivity") == "online"
+                ):
+                    return int(sample.value)
+    except (httpx.HTTPError, ValueError):
+        return None
+    return None
+
+
 def _component_line(name: str, value: Any) -> str:
     if not isinstance(value, dict):
         return f"  {name:<12} {value}"
@@ -82,6 +100,8 @@ def status(
         body = None
     if not isinstance(body, dict):
         raise CliError(f"{target}/health answered {response.status_code} without a health report.")
+    if _devices_online(body, {}) is None:
+        body["devices_online"] = _online_from_metrics(target, timeout)
     if as_json:
         print_json(body)
     else:
