@@ -6,6 +6,7 @@ share. A test module imports the fixtures it uses from here."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -141,19 +142,28 @@ async def gateway(runtime: Runtime) -> AsyncIterator[MqttGateway]:
         await gw.stop()
 
 
-@pytest.fixture
-async def peers(gateway: MqttGateway) -> AsyncIterator[Callable[..., Peer]]:
+@contextlib.asynccontextmanager
+async def peers_on(port: int) -> AsyncIterator[Callable[..., Peer]]:
+    """Make ``Peer``s for the broker on ``port``; all are disconnected afterwards."""
     made: list[Peer] = []
 
     def make(*args: Any, **kwargs: Any) -> Peer:
-        peer = Peer(gateway.broker.port, *args, **kwargs)
+        peer = Peer(port, *args, **kwargs)
         made.append(peer)
         return peer
 
-    yield make
-    for peer in made:
-        peer.client.disconnect()
-        await asyncio.to_thread(peer.client.loop_stop)
+    try:
+        yield make
+    finally:
+        for peer in made:
+            peer.client.disconnect()
+            await asyncio.to_thread(peer.client.loop_stop)
+
+
+@pytest.fixture
+async def peers(gateway: MqttGateway) -> AsyncIterator[Callable[..., Peer]]:
+    async with peers_on(gateway.broker.port) as make:
+        yield make
 
 
 async def eventually(check: Callable[[], Any], within: float = WAIT_S) -> Any:

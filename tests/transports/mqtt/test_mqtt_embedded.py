@@ -6,7 +6,6 @@ import asyncio
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.acl import Action, Principal, is_allowed
 from fieldwatch.transports.mqtt.embedded import EmbeddedBroker
-from mqtt_peers import Peer
+from mqtt_peers import Peer, peers_on
 
 DEVICE_A = str(uuid.uuid4())
 DEVICE_B = str(uuid.uuid4())
@@ -67,17 +66,8 @@ async def broker(authority: DictAuthority) -> AsyncIterator[EmbeddedBroker]:
 
 @pytest.fixture
 async def peers(broker: EmbeddedBroker) -> AsyncIterator[Callable[..., Peer]]:
-    made: list[Peer] = []
-
-    def make(*args: Any, **kwargs: Any) -> Peer:
-        peer = Peer(broker.port, *args, **kwargs)
-        made.append(peer)
-        return peer
-
-    yield make
-    for peer in made:
-        peer.client.disconnect()
-        await asyncio.to_thread(peer.client.loop_stop)
+    async with peers_on(broker.port) as make:
+        yield make
 
 
 async def gateway(peers: Callable[..., Peer], topic_filter: str = "iot/#") -> Peer:

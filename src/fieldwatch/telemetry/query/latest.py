@@ -55,6 +55,18 @@ def entry(
     }
 
 
+#: A series' latest value, as the cache keeps it (after the series' keys).
+_LATEST = (
+    Series.metric,
+    Series.kind,
+    Series.unit,
+    Series.last_ts,
+    Series.last_value,
+    Series.last_text,
+    Series.last_quality,
+)
+
+
 class LatestValues:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self.sessionmaker = sessionmaker
@@ -94,17 +106,9 @@ class LatestValues:
 
     async def refresh(self) -> None:
         """Load what changed in the database since the last refresh (all, the first time)."""
-        stmt = select(
-            Series.workspace_id,
-            Series.device_id,
-            Series.metric,
-            Series.kind,
-            Series.unit,
-            Series.last_ts,
-            Series.last_value,
-            Series.last_text,
-            Series.last_quality,
-        ).where(Series.last_ts.is_not(None))
+        stmt = select(Series.workspace_id, Series.device_id, *_LATEST).where(
+            Series.last_ts.is_not(None)
+        )
         if self._watermark is not None:
             stmt = stmt.where(Series.last_ts > self._watermark - SKEW)
         async with self.sessionmaker() as session:
@@ -205,15 +209,9 @@ class LatestValues:
             rows = (
                 (
                     await session.execute(
-                        select(
-                            Series.metric,
-                            Series.kind,
-                            Series.unit,
-                            Series.last_ts,
-                            Series.last_value,
-                            Series.last_text,
-                            Series.last_quality,
-                        ).where(Series.device_id == device_id, Series.last_ts.is_not(None))
+                        select(*_LATEST).where(
+                            Series.device_id == device_id, Series.last_ts.is_not(None)
+                        )
                     )
                 )
                 .tuples()
