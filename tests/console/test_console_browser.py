@@ -4,56 +4,13 @@ a real server: signing in and out, a figure that changes live, and axe-core's ch
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator
-from typing import Any
 
-import pytest
-from axe_playwright_python.async_playwright import Axe
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
-from conftest import PASSWORD, Actor, Served, create_device, missing
+from conftest import Actor, Served, create_device
+from console_helpers import browser, page, serious_violations, sign_in
 
-CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not os.access(CHROMIUM, os.X_OK):
-        missing(f"{CHROMIUM} is missing: apt-get install chromium-headless-shell")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM)
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-@pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    context = await browser.new_context()
-    try:
-        yield await context.new_page()
-    finally:
-        await context.close()
-
-
-async def serious_violations(page: Page) -> list[dict[str, Any]]:
-    results = await Axe().run(page)
-    return [
-        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]]}
-        for v in results.response["violations"]
-        if v["impact"] in {"serious", "critical"}
-    ]
-
-
-async def sign_in(page: Page, served: Served, actor: Actor) -> None:
-    await page.goto(served.base_url + "/")
-    await expect(page).to_have_url(served.base_url + "/console/login")
-    await page.get_by_label("E-mail").fill(actor.email)
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Sign in").click()
-    await expect(page.get_by_role("heading", name="Fleet overview")).to_be_visible()
+__all__ = ["browser", "page"]  # the fixtures
 
 
 async def test_sign_in_and_out_with_no_serious_accessibility_violations(

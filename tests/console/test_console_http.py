@@ -12,25 +12,12 @@ import pytest
 from fastapi import FastAPI
 
 from conftest import JWT_SECRET, PASSWORD, Actor, Factory, create_device
+from console_helpers import csrf_of
+from console_helpers import sign_in_http as sign_in
 from fieldwatch.auth.roles import Role
 from fieldwatch.console.access import ConsoleUser, require
 from fieldwatch.console.session import COOKIE, ConsoleSession, CookieSigner
 from fieldwatch.runtime import Runtime
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, html
-    return found.group(1)
-
-
-async def sign_in(
-    client: httpx.AsyncClient, email: str, password: str = PASSWORD
-) -> httpx.Response:
-    page = await client.get("/console/login")
-    assert page.status_code == 200
-    data = {"csrf_token": csrf_of(page.text), "email": email, "password": password}
-    return await client.post("/console/login", data=data)
 
 
 async def overview(client: httpx.AsyncClient) -> httpx.Response:
@@ -223,3 +210,15 @@ async def test_the_overview_shows_the_workspaces_figures(client, admin, factory:
     assert figure(html, "alerts-total") == 0 and figure(html, "readings-last-minute") == 0
     fragment = (await client.get("/console/overview/figures")).text
     assert "<html" not in fragment and figure(fragment, "devices-total") == 2
+
+
+async def test_an_error_under_the_console_is_a_page_and_for_htmx_a_fragment(client, admin):
+    await sign_in(client, admin.email)
+    r = await client.get("/console/no-such-page")
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("text/html")
+    assert "<h1>Not found</h1>" in r.text and 'role="alert"' in r.text
+    r = await client.get("/console/no-such-page", headers={"HX-Request": "true"})
+    assert r.status_code == 404 and r.text.lstrip().startswith('<div class="problem"')
+    r = await client.get("/api/v1/no-such-route")  # the API still answers problems
+    assert r.headers["content-type"] == "application/problem+json"

@@ -3,11 +3,16 @@ API, with live figures over Socket.IO. ``install(app)`` adds it to the applicati
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from fieldwatch.console import admin, alerts, device, inventory, rules
 from fieldwatch.console.access import CsrfRefused, LoginRequired, PageForbidden, to_login
-from fieldwatch.console.router import render, router
+from fieldwatch.console.pages import render
+from fieldwatch.console.router import router
+from fieldwatch.core.errors import render_problems_as_pages
 
 CSRF_REFUSED = (
     "This form is out of date or did not come from the console. Reload the page and try again."
@@ -28,8 +33,20 @@ async def _forbidden(request: Request, exc: Exception) -> Response:
     return render(request, "refused.html", {"reason": exc.detail}, status_code=403)
 
 
+def _problem_page(request: Request, problem: dict[str, Any]) -> Response:
+    """An error under /console/ as a page (or, for htmx, the fragment shown next to
+    the control that caused it), never a raw problem document."""
+    status = int(problem.get("status") or 500)
+    is_htmx = request.headers.get("hx-request") == "true"
+    name = "_problem.html" if is_htmx else "problem.html"
+    return render(request, name, {"problem": problem}, status_code=status)
+
+
 def install(app: FastAPI) -> None:
     app.include_router(router)
+    for page in (inventory, device, alerts, rules, admin):
+        app.include_router(page.router)
+    render_problems_as_pages(app, "/console/", _problem_page)
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(CsrfRefused, _csrf_refused)
     app.add_exception_handler(PageForbidden, _forbidden)

@@ -6,57 +6,30 @@ Routes are thin, like the API's: they call the same services (``AuthService``,
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
 from fieldwatch.auth.dependencies import AuthDep, ForgetCredentialsDep, make_auth_service
 from fieldwatch.auth.errors import InvalidCredentials, LoginThrottled
-from fieldwatch.auth.roles import Role
 from fieldwatch.console import session as cookies
 from fieldwatch.console.access import (
     LOGIN_PATH,
     MESSAGES,
-    ConsoleUser,
     CsrfChecked,
     SessionDep,
     SignerDep,
     UserDep,
-    require,
 )
 from fieldwatch.console.overview import SEVERITIES, figures
+from fieldwatch.console.pages import HOME, NO_STORE, Viewer, page_context, render
 from fieldwatch.core.events import credentials_changed
 from fieldwatch.db.dependencies import UowDep
 from fieldwatch.devices.lifecycle import DeviceStatus
 from fieldwatch.monitoring.dependencies import PresenceDep
 
-HOME = "/console/"
-templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 router = APIRouter(include_in_schema=False)
-
-Viewer = Annotated[ConsoleUser, require(Role.viewer)]
-NO_STORE = {"Cache-Control": "no-store"}
-
-
-def render(
-    request: Request, name: str, context: dict[str, Any], status_code: int = 200
-) -> Response:
-    return templates.TemplateResponse(
-        request, name, context, status_code=status_code, headers=NO_STORE
-    )
-
-
-async def page_context(user: ConsoleUser) -> dict[str, Any]:
-    """What the base layout shows: who is signed in, where, and their workspaces."""
-    me = await user.auth.me(user.principal)
-    return {
-        "principal": user.principal,
-        "workspaces": me.workspaces,
-        "csrf": user.session.csrf,
-    }
 
 
 @router.get("/")
@@ -128,7 +101,7 @@ async def switch_workspace(request: Request, user: UserDep, signer: SignerDep) -
 
 @router.get(HOME)
 async def overview(request: Request, user: Viewer, uow: UowDep, presence: PresenceDep) -> Response:
-    context = await page_context(user)
+    context = await page_context(user, "overview")
     context.update(figures=await figures(uow, presence, user.principal), **_labels())
     return render(request, "overview.html", context)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -144,22 +145,43 @@ def validation_errors(errors: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
+#: Renders a problem document as a page for a path prefix (the console's HTML pages).
+PageRenderer = Callable[[Request, dict[str, Any]], Response]
+
+
+def render_problems_as_pages(app: FastAPI, prefix: str, renderer: PageRenderer) -> None:
+    """Answer errors under ``prefix`` with ``renderer`` instead of a problem document."""
+    app.state.problem_pages = (prefix, renderer)
+
+
+def answer(
+    request: Request, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response:
+    """A problem document, or the page that shows it where one is registered."""
+    pages = getattr(request.app.state, "problem_pages", None)
+    if pages is not None and request.url.path.startswith(pages[0]):
+        response = pages[1](request, body)
+        response.headers.update(headers or {})
+        return response
+    return problem_response(body, headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
-    async def _app_error(request: Request, exc: AppError) -> JSONResponse:
+    async def _app_error(request: Request, exc: AppError) -> Response:
         if exc.status == 503:  # the write path is saturated
             METRICS.of(request.app).unavailable.labels("saturated").inc()
-        return problem_response(exc.to_problem(request.url.path), exc.headers)
+        return answer(request, exc.to_problem(request.url.path), exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = validation_errors(list(exc.errors()))
         fields = ", ".join(e["field"] for e in errors) or "request"
         err = ValidationFailed(f"Invalid value for: {fields}", errors=errors)
-        return problem_response(err.to_problem(request.url.path))
+        return answer(request, err.to_problem(request.url.path))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         titles = {404: "Not found", 405: "Method not allowed", 401: "Authentication required"}
         body = {
             "type": "about:blank",
@@ -168,7 +190,7 @@ def install_error_handlers(app: FastAPI) -> None:
             "detail": str(exc.detail),
             "instance": request.url.path,
         }
-        return problem_response(body, dict(exc.headers or {}))
+        return answer(request, body, dict(exc.headers or {}))
 
     # Errors from the database, its drivers and the network are answered here, in the
     # exception middleware: the answer is sent, the connection stays open, and nothing
@@ -185,11 +207,11 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(kind, _infrastructure)
 
     @app.exception_handler(Exception)
-    async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    async def _unhandled(request: Request, exc: Exception) -> Response:
         return await _infrastructure(request, exc)
 
 
-async def _infrastructure(request: Request, exc: Exception) -> JSONResponse:
+async def _infrastructure(request: Request, exc: Exception) -> Response:
     path = request.url.path
     if outages.record(exc, f"{request.method} {path}"):
         METRICS.of(request.app).unavailable.labels("database").inc()
@@ -197,15 +219,15 @@ async def _infrastructure(request: Request, exc: Exception) -> JSONResponse:
             "The database is unavailable at the moment; retry shortly.",
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
-        return problem_response(err.to_problem(path), err.headers)
+        return answer(request, err.to_problem(path), err.headers)
     if isinstance(exc, IntegrityError):
         err = integrity_conflict(exc)
-        return problem_response(err.to_problem(path), err.headers)
+        return answer(request, err.to_problem(path), err.headers)
     if isinstance(exc, DataError):  # a value the column cannot hold (range, length)
         err = ValidationFailed("A value is out of the range that can be stored.")
-        return problem_response(err.to_problem(path), err.headers)
+        return answer(request, err.to_problem(path), err.headers)
     log.exception("unhandled error on %s %s", request.method, path)
-    return problem_response(AppError("An unexpected error occurred.").to_problem())
+    return answer(request, AppError("An unexpected error occurred.").to_problem())
 
 
 def _constraint_fields(exc: IntegrityError) -> tuple[str, list[str]]:

@@ -1,0 +1,65 @@
+/* One live connection per page: Socket.IO at /ws/monitoring with a short-lived token
+   fetched on every (re)connection, the connection state shown in an element, and a
+   subscription narrowed to what the page shows.
+
+   Fieldwatch.live({
+     status: element,             // gets "Live", "Reconnecting…", …
+     devices: [ids] | null,       // null: the whole workspace
+     on: {event: handler, …},     // "telemetry", "presence", "device_status", "alert", …
+     connected: function () {}    // after every (re)connection: fetch what was missed
+   }) -> {subscribe: function (devices) {}, socket: socket}
+*/
+(function () {
+  "use strict";
+  var csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  var csrf = csrfMeta ? csrfMeta.content : "";
+
+  function credentials(callback) {
+    fetch("/console/realtime-token", {headers: {"X-CSRF-Token": csrf}, credentials: "same-origin"})
+      .then(function (r) {
+        if (r.status === 401) { window.location.assign("/console/"); throw new Error("signed out"); }
+        if (!r.ok) { throw new Error("HTTP " + r.status); }
+        return r.json();
+      })
+      .then(function (d) { callback({token: d.token, workspace: d.workspace}); })
+      .catch(function () { callback({}); });
+  }
+
+  function live(options) {
+    var status = options.status;
+    var devices = options.devices === undefined ? null : options.devices;
+    var socket = window.io({path: "/ws/monitoring", auth: credentials});
+
+    function show(text, state) {
+      if (!status) { return; }
+      status.textContent = text;
+      status.dataset.state = state;
+    }
+    function narrow() {
+      if (devices !== null) { socket.emit("subscribe", {devices: devices}); }
+    }
+    show("Connecting for live updates…", "connecting");
+    socket.on("connect", function () {
+      show("Live", "live");
+      narrow();
+      if (options.connected) { options.connected(); }
+    });
+    socket.on("disconnect", function () { show("Reconnecting…", "reconnecting"); });
+    socket.on("connect_error", function () {
+      show("Live updates unavailable; retrying…", "error");
+      window.setTimeout(function () { if (!socket.connected) { socket.connect(); } }, 5000);
+    });
+    Object.keys(options.on || {}).forEach(function (name) { socket.on(name, options.on[name]); });
+    return {
+      socket: socket,
+      subscribe: function (ids) {
+        devices = ids;
+        if (!socket.connected) { return; }
+        if (ids === null) { socket.emit("unsubscribe"); } else { narrow(); }
+      }
+    };
+  }
+
+  window.Fieldwatch = window.Fieldwatch || {};
+  window.Fieldwatch.live = live;
+}());
