@@ -8,7 +8,15 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from fieldwatch.console import admin, alerts, device, inventory, rules
+from fieldwatch.console import (
+    admin,
+    alerts,
+    device,
+    device_charts,
+    device_control,
+    inventory,
+    rules,
+)
 from fieldwatch.console.access import CsrfRefused, LoginRequired, PageForbidden, to_login
 from fieldwatch.console.pages import render
 from fieldwatch.console.router import router
@@ -44,7 +52,7 @@ def _problem_page(request: Request, problem: dict[str, Any]) -> Response:
 
 def install(app: FastAPI) -> None:
     app.include_router(router)
-    for page in (inventory, device, alerts, rules, admin):
+    for page in (inventory, device, device_charts, device_control, alerts, rules, admin):
         app.include_router(page.router)
     render_problems_as_pages(app, "/console/", _problem_page)
     app.add_exception_handler(LoginRequired, _login_required)
