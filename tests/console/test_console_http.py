@@ -222,3 +222,18 @@ async def test_an_error_under_the_console_is_a_page_and_for_htmx_a_fragment(clie
     assert r.status_code == 404 and r.text.lstrip().startswith('<div class="problem"')
     r = await client.get("/api/v1/no-such-route")  # the API still answers problems
     assert r.headers["content-type"] == "application/problem+json"
+
+
+async def test_the_device_page_shows_the_device_and_another_workspaces_is_a_404_page(
+    client, admin, factory: Factory
+):
+    device = await create_device(client, admin, serial_number="SN-PAGE")
+    other = await factory.user(Role.admin, "elsewhere")
+    foreign = await create_device(client, other, serial_number="SN-FOREIGN")
+    await sign_in(client, admin.email)
+    r = await client.get(f"/console/devices/{device['id']}")
+    assert r.status_code == 200 and "SN-PAGE" in r.text
+    assert f'data-device-id="{device["id"]}"' in r.text
+    r = await client.get(f"/console/devices/{foreign['id']}")
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    assert "SN-FOREIGN" not in r.text
