@@ -1,0 +1,144 @@
+"""Take the README's console screenshots from a real, fresh installation.
+
+Starts ``fieldwatch serve --init`` in a temporary data directory on a free port, signs in
+with the admin password it prints, runs the simulator for a while (so devices appear and
+their charts move), moves a few devices through their lifecycle over the API, then
+opens the console in headless Chromium and saves the overview, inventory and device
+pages as PNG files under ``docs/screenshots/``.
+
+    .venv/bin/python scripts/screenshots.py [--seconds 60] [--devices 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from playwright.async_api import async_playwright, expect
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
+OUT = ROOT / "docs" / "screenshots"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(data: Path, port: int) -> tuple[subprocess.Popen[str], str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDWATCH_")}
+    env |= {"FIELDWATCH_DATA_DIR": str(data), "FIELDWATCH_MQTT_EMBEDDED": "false"}
+    server = subprocess.Popen(
+        [str(BIN / "fieldwatch"), "serve", "--init", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    assert server.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = server.stdout.readline()
+        found = re.search(r"password:\s+(\S+)", line)
+        if found:
+            return server, found.group(1)
+    server.kill()
+    raise SystemExit("the server did not print the admin password")
+
+
+def wait_up(base: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit("the server did not become ready")
+
+
+def shape_the_fleet(base: str, password: str) -> str:
+    """Deploy, reserve and service a few of the simulator's devices; the id of one
+    deployed device (the device page's screenshot)."""
+    with httpx.Client(base_url=base + "/api/v1", timeout=10) as http:
+        r = http.post("/auth/login", json={"email": "admin@example.com", "password": password})
+        r.raise_for_status()
+        http.headers["Authorization"] = "Bearer " + r.json()["access_token"]
+        devices = http.get("/devices", params={"limit": 100, "sort": "name"}).json()["items"]
+        sites = ["Plant A · Line 1", "Plant A · Line 2", "Cold store B", "Roof C"]
+        for i, device in enumerate(devices[:8]):
+            body = {"location": sites[i % len(sites)], "notes": "installed"}
+            http.put(f"/devices/{device['id']}/deploy", json=body).raise_for_status()
+        if len(devices) > 9:
+            http.put(f"/devices/{devices[8]['id']}/reserve", json={}).raise_for_status()
+            http.put(
+                f"/devices/{devices[9]['id']}/maintenance", json={"notes": "battery swap"}
+            ).raise_for_status()
+        return str(devices[0]["id"])
+
+
+async def shoot(base: str, password: str, device_id: str) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM)
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        await page.goto(base + "/console/login")
+        await page.get_by_label("E-mail").fill("admin@example.com")
+        await page.get_by_label("Password").fill(password)
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.locator("#live")).to_have_text("Live", timeout=10_000)
+        await page.wait_for_timeout(1500)
+        await page.screenshot(path=OUT / "overview.png", full_page=True)
+        await page.goto(base + "/console/inventory")
+        await page.wait_for_timeout(1500)
+        await page.screenshot(path=OUT / "inventory.png", full_page=True)
+        await page.goto(base + f"/console/devices/{device_id}")
+        await page.wait_for_timeout(4000)  # the charts draw and take live readings
+        await page.screenshot(path=OUT / "device.png", full_page=True)
+        await browser.close()
+    for name in ("overview", "inventory", "device"):
+        print(f"saved {OUT / (name + '.png')}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60, help="simulator run time")
+    parser.add_argument("--devices", type=int, default=12)
+    args = parser.parse_args()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as tmp:
+        server, password = start_server(Path(tmp) / "data", port)
+        try:
+            wait_up(base)
+            env = os.environ | {"FIELDWATCH_PASSWORD": password}
+            sim = subprocess.Popen(
+                [str(BIN / "fieldwatch"), "simulate", "--server", base, "--email",
+                 "admin@example.com", "--devices", str(args.devices), "--interval", "1"],
+                env=env, stdout=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+            time.sleep(min(10.0, args.seconds))
+            device_id = shape_the_fleet(base, password)
+            time.sleep(max(0.0, args.seconds - 10))
+            asyncio.run(shoot(base, password, device_id))
+            os.killpg(sim.pid, signal.SIGINT)
+            sim.wait(timeout=30)
+        finally:
+            os.killpg(server.pid, signal.SIGINT)
+            server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
