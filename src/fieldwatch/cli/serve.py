@@ -47,7 +47,7 @@ async def _bootstrap_admin(settings: Settings) -> None:
     typer.echo(f"  email:     {created.user.email}")
     typer.echo(f"  password:  {created.generated_password}")
     typer.echo(f"  workspace: {created.workspace.name}")
-    typer.echo("Change the password with POST /api/v1/auth/password.\n")
+    typer.echo("Sign in to the console with it; change it with POST /api/v1/auth/password.\n")
 
 
 def _run_workers(settings: Settings, host: str, port: int, workers: int) -> None:
@@ -107,7 +107,10 @@ def serve(
         asyncio.run(_bootstrap_admin(settings))
     else:
         asyncio.run(require_schema(settings))
-    typer.echo(f"Fieldwatch on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    typer.echo(
+        f"Fieldwatch on http://{host}:{port}  (console: http://{host}:{port}/console/, "
+        f"API docs: http://{host}:{port}/docs)"
+    )
     if workers > 1:
         _run_workers(settings, host, port, workers)
     else:
