@@ -206,6 +206,8 @@ async def test_the_overview_shows_the_workspaces_figures(client, admin, factory:
     html = (await overview(client)).text
     assert figure(html, "devices-total") == 2
     assert figure(html, "status-in_stock") == 1 and figure(html, "status-reserved") == 1
+    assert figure(html, "status-in_stock-offline") == 1
+    assert figure(html, "status-in_stock-online") == 0
     assert figure(html, "devices-offline") == 2 and figure(html, "devices-online") == 0
     assert figure(html, "alerts-total") == 0 and figure(html, "readings-last-minute") == 0
     fragment = (await client.get("/console/overview/figures")).text

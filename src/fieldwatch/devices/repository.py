@@ -253,6 +253,25 @@ class DeviceLogRepository:
             stmt = stmt.where(DeviceLog.id < before_id)
         return (await self.session.scalars(stmt)).all()
 
+    async def status_changes(
+        self, workspace_id: uuid.UUID, limit: int
+    ) -> Sequence[tuple[DeviceLog, str | None]]:
+        """The workspace's latest lifecycle status changes, newest first, each with its
+        device's name (None once the device is purged)."""
+        rows = await self.session.execute(
+            select(DeviceLog, Device.name)
+            .join(Device, Device.id == DeviceLog.device_id, isouter=True)
+            .where(
+                DeviceLog.workspace_id == workspace_id,
+                DeviceLog.old_status.is_not(None),
+                DeviceLog.new_status.is_not(None),
+                DeviceLog.old_status != DeviceLog.new_status,
+            )
+            .order_by(DeviceLog.created_at.desc(), DeviceLog.id.desc())
+            .limit(limit)
+        )
+        return list(rows.tuples())
+
 
 class AgentTokenRepository:
     def __init__(self, session: AsyncSession) -> None:

@@ -172,6 +172,18 @@ class DeviceSummary(BaseModel):
     location: str | None
 
 
+class StatusChangeRead(BaseModel):
+    """One lifecycle status change from the device log."""
+
+    device_id: uuid.UUID
+    device_name: str | None = Field(description="null once the device is purged")
+    old_status: DeviceStatus
+    new_status: DeviceStatus
+    action: str
+    actor: str | None
+    at: datetime
+
+
 class AgentTokenCreate(StrictModel):
     name: str | None = Field(default=None, max_length=100)
     expires_at: AwareDatetime | None = Field(

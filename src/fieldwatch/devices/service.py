@@ -32,6 +32,7 @@ from fieldwatch.devices.schemas import (
     AgentTokenCreated,
     DeviceCreate,
     DeviceUpdate,
+    StatusChangeRead,
 )
 
 SNAPSHOT_FIELDS = [
@@ -112,6 +113,21 @@ class DeviceService:
         return await self.devices.page(
             principal.workspace_id, flt, limit=limit, offset=offset, sort=sort
         )
+
+    async def recent_status_changes(
+        self, principal: Principal, limit: int
+    ) -> list[StatusChangeRead]:
+        """The workspace's latest lifecycle status changes (from the device log)."""
+        rows = await self.logs.status_changes(principal.workspace_id, limit)
+        return [
+            StatusChangeRead(
+                device_id=log.device_id, device_name=name,
+                old_status=DeviceStatus(log.old_status or ""),
+                new_status=DeviceStatus(log.new_status or ""),
+                action=log.action, actor=log.actor, at=log.created_at,
+            )
+            for log, name in rows  # both statuses are set: the query asks for them
+        ]  # fmt: skip
 
     async def _check_serial(
         self, workspace_id: uuid.UUID, serial: str | None, exclude: uuid.UUID | None = None

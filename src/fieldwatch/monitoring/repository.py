@@ -19,7 +19,7 @@ from fieldwatch.monitoring.models import (
     DeviceTypeRateLimit,
     DeviceTypeSettings,
 )
-from fieldwatch.monitoring.presence_state import ONLINE
+from fieldwatch.monitoring.presence_state import OFFLINE, ONLINE
 from fieldwatch.telemetry.models import Rollup1m, Series
 
 
@@ -154,6 +154,30 @@ class MonitoringRepository:
             select(Device.id, Device.status, Device.type).where(Device.workspace_id == workspace_id)
         )
         return list(rows.tuples())
+
+    async def went_offline(
+        self, workspace_id: uuid.UUID, since: datetime, limit: int
+    ) -> tuple[Sequence[tuple[uuid.UUID, str, datetime, datetime | None]], int]:
+        """Devices of the workspace offline now whose last transition (to offline) is at
+        or after ``since``, latest first: (id, name, changed_at, last_seen), and how many
+        there are."""
+        recent = (
+            DevicePresence.workspace_id == workspace_id,
+            DevicePresence.connectivity == OFFLINE,
+            DevicePresence.changed_at >= since,
+        )
+        rows = await self.session.execute(
+            select(Device.id, Device.name, DevicePresence.changed_at,
+                   func.coalesce(DevicePresence.last_seen, Device.last_seen))
+            .join(Device, Device.id == DevicePresence.device_id)
+            .where(*recent)
+            .order_by(DevicePresence.changed_at.desc(), Device.id)
+            .limit(limit)
+        )  # fmt: skip
+        total = await self.session.scalar(
+            select(func.count()).select_from(DevicePresence).where(*recent)
+        )
+        return list(rows.tuples()), int(total or 0)
 
     async def readings_per_minute(
         self, workspace_id: uuid.UUID, since: datetime, until: datetime

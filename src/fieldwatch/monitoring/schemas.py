@@ -78,6 +78,9 @@ class MetricStats(BaseModel):
 class MonitoringStats(BaseModel):
     window_s: int
     devices_by_status: dict[DeviceStatus, int]
+    online_by_status: dict[DeviceStatus, int] = Field(
+        default_factory=dict, description="Devices online now, per lifecycle status"
+    )
     online: int
     offline: int
     readings_last_minute: int
@@ -85,6 +88,15 @@ class MonitoringStats(BaseModel):
     metrics: dict[str, MetricStats]
     generated_at: datetime
     extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class OfflineDevice(BaseModel):
+    """A device that went offline recently and is still offline."""
+
+    device_id: uuid.UUID
+    name: str
+    went_offline_at: datetime
+    last_seen: datetime | None
 
 
 class RateLimit(BaseModel):

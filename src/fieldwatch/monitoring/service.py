@@ -31,6 +31,7 @@ from fieldwatch.monitoring.schemas import (
     HealthSummary,
     MetricStats,
     MonitoringStats,
+    OfflineDevice,
     RateLimit,
     RateLimitRead,
 )
@@ -150,6 +151,20 @@ class MonitoringService:
             devices_with_errors=with_errors,
         )
 
+    async def went_offline(
+        self, principal: Principal, within: timedelta, limit: int
+    ) -> tuple[list[OfflineDevice], int]:
+        """The workspace's devices that went offline in the last ``within`` and are still
+        offline (latest first, at most ``limit``), and how many there are: from the
+        presence rows, where every transition is written when it happens."""
+        since = self.presence.clock() - within
+        rows, total = await self.repo.went_offline(principal.workspace_id, since, limit)
+        items = [
+            OfflineDevice(device_id=d, name=n, went_offline_at=at, last_seen=seen)
+            for d, n, at, seen in rows
+        ]
+        return items, total
+
     async def history(
         self, principal: Principal, device_id: uuid.UUID, limit: int, before_id: int | None
     ) -> Any:
@@ -232,10 +247,12 @@ class MonitoringService:
         now = utcnow()
         minute = now.replace(second=0, microsecond=0)
         by_status = dict.fromkeys(DeviceStatus, 0)
+        online_by_status = dict.fromkeys(DeviceStatus, 0)
         rows = await self.repo.devices(principal.workspace_id)
-        for _id, status, _type in rows:
-            by_status[DeviceStatus(status)] += 1
         online_ids = await self.presence.online_in(principal.workspace_id)
+        for device_id, status, _type in rows:
+            by_status[DeviceStatus(status)] += 1
+            online_by_status[DeviceStatus(status)] += device_id in online_ids
         active = [r for r in rows if r[1] != DeviceStatus.retired]
         online = sum(1 for r in active if r[0] in online_ids)
         since = minute - timedelta(seconds=window_s)
@@ -250,6 +267,7 @@ class MonitoringService:
         return MonitoringStats(
             window_s=window_s,
             devices_by_status=by_status,
+            online_by_status=online_by_status,
             online=online,
             offline=len(active) - online,
             readings_last_minute=last_minute,
