@@ -239,3 +239,11 @@ async def test_the_device_page_shows_the_device_and_another_workspaces_is_a_404_
     r = await client.get(f"/console/devices/{foreign['id']}")
     assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
     assert "SN-FOREIGN" not in r.text
+
+
+async def test_a_refused_page_keeps_the_menu_and_the_sign_out(client, viewer):
+    await sign_in(client, viewer.email)
+    r = await client.get("/console/admin")
+    assert r.status_code == 403
+    assert "Sign out" in r.text and 'aria-label="Sections"' in r.text
+    assert "/console/admin" not in r.text.split("<main", 1)[0]  # no Administration link

@@ -38,7 +38,8 @@ async def _csrf_refused(request: Request, exc: Exception) -> Response:
 
 async def _forbidden(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PageForbidden)
-    return render(request, "refused.html", {"reason": exc.detail}, status_code=403)
+    context = {**exc.context, "reason": exc.detail}
+    return render(request, "refused.html", context, status_code=403)
 
 
 def _problem_page(request: Request, problem: dict[str, Any]) -> Response:

@@ -4,7 +4,7 @@ the CSRF check of every state-changing request, and the way back to the login pa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, Request
@@ -43,9 +43,10 @@ class LoginRequired(Exception):
 class PageForbidden(Exception):
     """The user's role does not allow the page: answered 403 with the reason."""
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, context: dict[str, Any] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.context = context or {}  # the layout of who was refused: menu, sign-out
 
 
 class CsrfRefused(Exception):
@@ -104,6 +105,21 @@ async def console_user(session: SessionDep, auth: AuthDep, uow: UowDep) -> Conso
 UserDep = Annotated[ConsoleUser, Depends(console_user)]
 
 
+async def layout(user: ConsoleUser, section: str = "") -> dict[str, Any]:
+    """What the base layout shows: who is signed in, where, their workspaces, what they
+    may change (``can_operate``, ``is_admin``) and which section of the menu is open."""
+    me = await user.auth.me(user.principal)
+    role = user.principal.role
+    return {
+        "principal": user.principal,
+        "workspaces": me.workspaces,
+        "csrf": user.session.csrf,
+        "can_operate": role.allows(Role.operator),
+        "is_admin": role.allows(Role.admin),
+        "section": section,
+    }
+
+
 def require(role: Role) -> object:
     """A page's role, declared like the API's ``require_role``."""
 
@@ -111,7 +127,7 @@ def require(role: Role) -> object:
         try:
             user.principal.require(role)
         except Forbidden as exc:
-            raise PageForbidden(exc.detail) from exc
+            raise PageForbidden(exc.detail, await layout(user)) from exc
         return user
 
     return Depends(dependency)

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 
 from fieldwatch.auth.roles import Role
-from fieldwatch.console.access import ConsoleUser, require
+from fieldwatch.console.access import ConsoleUser, layout, require
 from fieldwatch.core.errors import AppError
 
 HOME = "/console/"
@@ -32,18 +32,8 @@ def render(
 
 
 async def page_context(user: ConsoleUser, section: str = "") -> dict[str, Any]:
-    """What the base layout shows: who is signed in, where, their workspaces, what they
-    may change (``can_operate``, ``is_admin``) and which section of the menu is open."""
-    me = await user.auth.me(user.principal)
-    role = user.principal.role
-    return {
-        "principal": user.principal,
-        "workspaces": me.workspaces,
-        "csrf": user.session.csrf,
-        "can_operate": role.allows(Role.operator),
-        "is_admin": role.allows(Role.admin),
-        "section": section,
-    }
+    """The base layout's context (see ``access.layout``)."""
+    return await layout(user, section)
 
 
 def problem_message(exc: AppError) -> str:
