@@ -168,9 +168,7 @@ def selected(form: Mapping[str, Any], getlist: Callable[[str], list[Any]]) -> li
     """The alerts to act on: the row's own button (``one``), else the ticked boxes."""
     raw = getlist("one") or getlist("ids")
     if not raw:
-        raise ValidationFailed(
-            "Select at least one alert.", errors=[{"field": "ids", "message": "none selected"}]
-        )
+        raise ValidationFailed("Select at least one alert.")
     if len(raw) > MAX_SELECTED:
         raise ValidationFailed(f"Select at most {MAX_SELECTED} alerts at a time.")
     ids = [_uuid(item) for item in raw]

@@ -7,6 +7,7 @@
   var list = document.getElementById("alerts-list");
   var device = form.dataset.device;
   var query = form.dataset.query;
+  var status = document.getElementById("live");
   var pending = null;
   var busy = false;
   var again = false;
@@ -20,7 +21,8 @@
       list.querySelectorAll('input[name="ids"]:checked'), function (el) { return el.value; });
     var focused = document.activeElement && list.contains(document.activeElement) ? document.activeElement.id : "";
     window.htmx.ajax("GET", "/console/alerts/list" + (query ? "?" + query : ""),
-                     {target: list, swap: "innerHTML"}).then(function () {
+                     /* from outside the form: a message next to its buttons stays */
+                     {source: status, target: list, swap: "innerHTML"}).then(function () {
       ticked.forEach(function (id) {
         var box = document.getElementById("sel-" + id);
         if (box) { box.checked = true; }
@@ -47,7 +49,7 @@
   });
 
   window.Fieldwatch.live({
-    status: document.getElementById("live"),
+    status: status,
     devices: device ? [device] : null,
     events: ["alert"],
     on: {alert: onAlert},
