@@ -381,6 +381,7 @@ async def test_narrowing_to_chosen_devices(served, dashboards, factory: Factory)
     assert ack == {
         "workspace_id": str(op.workspace_id),
         "devices": [watched["id"]],
+        "events": None,
         "unknown": [foreign["id"], "not-an-id"],
     }
     # In order over one connection: the foreign and the ignored device's pushes (if they
@@ -401,7 +402,7 @@ async def test_narrowing_to_chosen_devices(served, dashboards, factory: Factory)
 
     # Back to the whole workspace.
     ack = await dashboard.emit("unsubscribe", None)
-    assert ack == {"workspace_id": str(op.workspace_id), "devices": None}
+    assert ack == {"workspace_id": str(op.workspace_id), "devices": None, "events": None}
     await upload(served.http, ignored, ignored_token, reading("temperature", 4.0))
     got = await dashboard.wait_for("telemetry", about(ignored))
     assert got["metrics"]["temperature"]["value"] == 4.0
@@ -409,6 +410,80 @@ async def test_narrowing_to_chosen_devices(served, dashboards, factory: Factory)
     assert ack["devices"] == [ignored["id"]] and ack["unknown"] == []
     ack = await dashboard.emit("subscribe", {"devices": None})
     assert ack["devices"] is None
+
+
+# --- narrowing to event names --------------------------------------------------------------
+
+
+def alert_on_bus(actor: Actor, device: dict, alert_id: str) -> Event:
+    return Event(
+        type="alert.raised",
+        workspace_id=actor.workspace_id,
+        subject_id=uuid.UUID(device["id"]),
+        payload={"device_id": device["id"], "alert_id": alert_id, "severity": "major"},
+    )
+
+
+async def test_narrowing_to_alerts_keeps_the_telemetry_away(served, dashboards, runtime, factory):
+    op = await factory.user("operator", "acme")
+    device, token = await device_with_token(served.http, op)
+    alerts_page = await connected(served, dashboards, op)
+    everything = await connected(served, dashboards, op)  # the control: gets it all
+
+    ack = await alerts_page.emit("subscribe", {"devices": None, "events": ["alert"]})
+    assert ack == {"workspace_id": str(op.workspace_id), "devices": None, "events": ["alert"]}
+    await upload(served.http, device, token, reading("temperature", 21.0))
+    await everything.wait_for("telemetry", about(device))
+    await everything.wait_for("presence", about(device))
+    await runtime.bus.publish(alert_on_bus(op, device, "a-1"))
+    got = await alerts_page.wait_for("alert", about(device))
+    assert got["alert_id"] == "a-1" and got["type"] == "alert.raised"
+    await everything.wait_for("alert", about(device))
+    assert await alerts_page.quiet_all(lambda m: m["type"] != "alert.raised") == {}
+    assert len(alerts_page.received["alert"]) == 1  # once, not once per room
+
+    # Devices and events together: one device's alerts and telemetry, nothing else.
+    other, other_token = await device_with_token(served.http, op, name="other")
+    ack = await alerts_page.emit(
+        "subscribe", {"devices": [device["id"]], "events": ["telemetry", "alert"]}
+    )
+    assert (ack["devices"], ack["events"], ack["unknown"]) == (
+        [device["id"]],
+        ["alert", "telemetry"],
+        [],
+    )
+    await runtime.bus.publish(alert_on_bus(op, other, "a-other"))
+    await upload(served.http, other, other_token, reading("temperature", 5.0))
+    await upload(served.http, device, token, reading("temperature", 22.0))
+    got = await alerts_page.wait_for("telemetry")
+    assert (got["device_id"], got["metrics"]["temperature"]["value"]) == (device["id"], 22.0)
+    await runtime.bus.publish(alert_on_bus(op, device, "a-2"))
+    await alerts_page.wait_for("alert", lambda m: m["alert_id"] == "a-2")
+    await everything.wait_for("presence", about(other))
+    assert await alerts_page.quiet_all(about(other)) == {}
+    assert alerts_page.received["presence"] == []
+
+    # Back to everything: a missing "events" is every event.
+    ack = await alerts_page.emit("subscribe", {})
+    assert (ack["devices"], ack["events"]) == (None, None)
+    await upload(served.http, other, other_token, reading("temperature", 6.0))
+    got = await alerts_page.wait_for("telemetry", about(other))
+    assert got["metrics"]["temperature"]["value"] == 6.0
+
+
+async def test_a_bad_event_filter_is_refused_and_changes_nothing(served, dashboards, factory):
+    op = await factory.user("operator", "acme")
+    dashboard = await connected(served, dashboards, op)
+    ack = await dashboard.emit("subscribe", {"events": ["alert"]})
+    assert ack["events"] == ["alert"]
+    for bad in ({"events": ["alert", "secrets"]}, {"events": "alert"}, {"events": [1]}):
+        refused = await dashboard.emit("subscribe", bad)
+        assert "events among telemetry, presence" in refused["error"], refused
+        assert (refused["devices"], refused["events"]) == (None, ["alert"])
+    ack = await dashboard.emit("subscribe", {"events": []})  # nothing at all
+    assert ack["events"] == []
+    ack = await dashboard.emit("unsubscribe", None)
+    assert (ack["devices"], ack["events"]) == (None, None)
 
 
 # --- coalescing ----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from fieldwatch.core.schemas import StrictModel
 from fieldwatch.devices.schemas import DeviceSummary
@@ -12,6 +13,14 @@ from fieldwatch.devices.schemas import DeviceSummary
 Operator = Literal[">", ">=", "<", "<=", "==", "!="]
 Severity = Literal["critical", "major", "minor", "warning"]
 Scope = Literal["all", "device", "device_type"]
+
+
+def _is_uuid(value: str | None) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 class AlertRuleCreate(StrictModel):
@@ -29,12 +38,18 @@ class AlertRuleCreate(StrictModel):
 
     @model_validator(mode="after")
     def _scope(self) -> AlertRuleCreate:
+        """Checks of ``scope_value`` that depend on ``scope``, reported on that field."""
+        problem = None
         if self.scope != "all" and not self.scope_value:
-            raise ValueError(f"scope {self.scope!r} needs a scope_value")
-        if self.scope == "all" and self.scope_value:
-            raise ValueError("scope 'all' takes no scope_value")
-        if self.scope == "device":
-            uuid.UUID(str(self.scope_value))
+            problem = f"scope {self.scope!r} needs a scope_value"
+        elif self.scope == "all" and self.scope_value:
+            problem = "scope 'all' takes no scope_value"
+        elif self.scope == "device" and not _is_uuid(self.scope_value):
+            problem = "scope 'device' needs a device id (a UUID)"
+        if problem:
+            raise PydanticCustomError(
+                "scope_value", "{why}", {"field": "scope_value", "why": problem}
+            )
         return self
 
 

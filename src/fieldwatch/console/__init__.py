@@ -16,6 +16,7 @@ from fieldwatch.console import (
     device_control,
     inventory,
     rules,
+    webhooks,
 )
 from fieldwatch.console.access import CsrfRefused, LoginRequired, PageForbidden, to_login
 from fieldwatch.console.pages import render
@@ -53,7 +54,7 @@ def _problem_page(request: Request, problem: dict[str, Any]) -> Response:
 
 def install(app: FastAPI) -> None:
     app.include_router(router)
-    for page in (inventory, device, device_charts, device_control, alerts, rules, admin):
+    for page in (inventory, device, device_charts, device_control, alerts, rules, webhooks, admin):
         app.include_router(page.router)
     render_problems_as_pages(app, "/console/", _problem_page)
     app.add_exception_handler(LoginRequired, _login_required)

@@ -17,6 +17,9 @@ ALERT = "alert"
 COMMAND = "command"
 CONFIG = "config"
 
+#: The Socket.IO event names a client can receive (and narrow its subscription to).
+NAMES = (TELEMETRY, PRESENCE, DEVICE_STATUS, ALERT, COMMAND, CONFIG)
+
 #: Bus pattern → Socket.IO event name.
 ROUTES: tuple[tuple[str, str], ...] = (
     ("telemetry.received", TELEMETRY),
@@ -34,6 +37,11 @@ def workspace_room(workspace_id: uuid.UUID | str) -> str:
 
 def device_room(device_id: uuid.UUID | str) -> str:
     return f"device:{device_id}"
+
+
+def event_room(room: str, name: str) -> str:
+    """The room of one event name within a workspace's or a device's room."""
+    return f"{room}:{name}"
 
 
 def device_of(event: Event) -> uuid.UUID | None:

@@ -1,11 +1,20 @@
 """The Socket.IO server: authenticates dashboards and pushes their workspace's events.
 
-Each connection joins its workspace's room (``ws:<workspace_id>``). A client narrows to
-chosen devices by emitting ``subscribe`` with ``{"devices": [ids]}``: it then leaves the
-workspace room and joins ``device:<id>`` rooms, only for devices of its own workspace.
-``subscribe`` with ``{"devices": null}`` (or ``unsubscribe``) goes back to everything.
-Events go to the workspace room and the device room together; a client is only ever in
-one kind of room for its workspace, so it never gets a message twice.
+Each connection joins its workspace's room (``ws:<workspace_id>``). A client narrows with
+``subscribe`` and ``{"devices": null | [ids], "events": null | [names]}`` (both optional,
+a missing one is null: everything):
+
+- ``devices``: it leaves the workspace room and joins ``device:<id>`` rooms, only for
+  devices of its own workspace;
+- ``events``: only those event names (``alert``, ``telemetry``, …) are sent to it. It
+  then sits in rooms per event name instead: ``ws:<id>:alert`` or ``device:<id>:alert``,
+  so that a page showing alerts never receives the workspace's telemetry, and the emit
+  stays one fan-out to rooms.
+
+``subscribe`` with ``{}`` (or ``unsubscribe``) goes back to everything. Each subscription
+replaces the previous one. Events go to the workspace's and the device's rooms and their
+per-event rooms together; a client is in one kind of room only, and an emit reaches a
+client once whatever its rooms, so it never gets a message twice.
 """
 
 from __future__ import annotations
@@ -32,10 +41,12 @@ from fieldwatch.realtime.auth import (
 )
 from fieldwatch.realtime.coalesce import TelemetryCoalescer
 from fieldwatch.realtime.messages import (
+    NAMES,
     ROUTES,
     TELEMETRY,
     device_of,
     device_room,
+    event_room,
     to_message,
     workspace_room,
 )
@@ -60,23 +71,59 @@ def _device_id(raw: Any) -> uuid.UUID | None:
         return None
 
 
+BAD_SUBSCRIPTION = (
+    'send {"devices": null | [device ids], "events": null | [event names]}; '
+    f"at most {MAX_DEVICES} devices; events among {', '.join(NAMES)}"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    """A ``subscribe`` request, checked: ``None`` stands for everything."""
+
+    devices: list[Any] | None
+    events: frozenset[str] | None
+
+
+def _wanted(data: Any) -> _Wanted | None:
+    """The request's devices and events, or ``None`` when it is malformed."""
+    if data is None:
+        return _Wanted(None, None)
+    if not isinstance(data, dict):
+        return None
+    devices, events = data.get("devices"), data.get("events")
+    if devices is not None and (not isinstance(devices, list) or len(devices) > MAX_DEVICES):
+        return None
+    if events is not None:
+        if not isinstance(events, list) or not all(e in NAMES for e in events):
+            return None
+        events = frozenset(events)
+    return _Wanted(devices, events)
+
+
 @dataclass(slots=True)
 class _Client:
     workspace_id: uuid.UUID
     credential: Credential  # re-checked when credentials change
     who: str
     devices: frozenset[uuid.UUID] | None = None  # None: the whole workspace
+    events: frozenset[str] | None = None  # None: every event
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def rooms(self) -> set[str]:
         if self.devices is None:
-            return {workspace_room(self.workspace_id)}
-        return {device_room(d) for d in self.devices}
+            rooms = {workspace_room(self.workspace_id)}
+        else:
+            rooms = {device_room(d) for d in self.devices}
+        if self.events is None:
+            return rooms
+        return {event_room(room, name) for room in rooms for name in self.events}
 
     def subscription(self, unknown: list[str] | None = None) -> dict[str, Any]:
         ack: dict[str, Any] = {
             "workspace_id": str(self.workspace_id),
             "devices": None if self.devices is None else sorted(str(d) for d in self.devices),
+            "events": None if self.events is None else sorted(self.events),
         }
         if unknown is not None:
             ack["unknown"] = unknown
@@ -188,6 +235,7 @@ class RealtimeServer:
         rooms = [workspace_room(workspace_id)]
         if device_id is not None:
             rooms.append(device_room(device_id))
+        rooms += [event_room(room, name) for room in rooms]
         await self.sio.emit(name, message, to=rooms)
 
     # --- connections ------------------------------------------------------------------
@@ -224,41 +272,39 @@ class RealtimeServer:
         client = self._clients.get(sid)
         if client is None or self.runtime is None:
             return {"error": "not connected"}
-        raw = data.get("devices") if isinstance(data, dict) else None
-        if data is not None and not isinstance(data, dict):
-            return {
-                "error": 'send {"devices": [ids]} or {"devices": null}',
-                **client.subscription(),
-            }
-        if raw is not None and (not isinstance(raw, list) or len(raw) > MAX_DEVICES):
-            return {
-                "error": f'"devices" must be a list of at most {MAX_DEVICES} device ids or null',
-                **client.subscription(),
-            }
+        wanted = _wanted(data)
+        if wanted is None:
+            return {"error": BAD_SUBSCRIPTION, **client.subscription()}
         async with client.lock:
-            if raw is None:
-                await self._move(sid, client, None)
+            if wanted.devices is None:
+                await self._move(sid, client, None, wanted.events)
                 return client.subscription()
-            parsed = {str(item): _device_id(item) for item in raw}
-            wanted = {d for d in parsed.values() if d is not None}
+            parsed = {str(item): _device_id(item) for item in wanted.devices}
+            ids = {d for d in parsed.values() if d is not None}
             async with self.runtime.uow() as uow:
                 owned = await RealtimeRepository(uow.session).owned_devices(
-                    client.workspace_id, wanted
+                    client.workspace_id, ids
                 )
             unknown = [text for text, d in parsed.items() if d is None or d not in owned]
             if sid not in self._clients:  # disconnected meanwhile
                 return {"error": "not connected"}
-            await self._move(sid, client, frozenset(owned))
+            await self._move(sid, client, frozenset(owned), wanted.events)
             return client.subscription(unknown)
 
     async def _on_unsubscribe(self, sid: str, data: Any = None) -> dict[str, Any]:
         return await self._on_subscribe(sid, None)
 
-    async def _move(self, sid: str, client: _Client, devices: frozenset[uuid.UUID] | None) -> None:
+    async def _move(
+        self,
+        sid: str,
+        client: _Client,
+        devices: frozenset[uuid.UUID] | None,
+        events: frozenset[str] | None,
+    ) -> None:
         """Change rooms: join the new ones first, then leave the old ones, so that no event
         is missed in between (one emit reaches a client once, whatever its rooms)."""
         old = client.rooms()
-        client.devices = devices
+        client.devices, client.events = devices, events
         new = client.rooms()
         for room in new - old:
             await self.sio.enter_room(sid, room)

@@ -5,6 +5,7 @@
    Fieldwatch.live({
      status: element,             // gets "Live", "Reconnecting…", …
      devices: [ids] | null,       // null: the whole workspace
+     events: [names] | null,      // only these events are sent (e.g. ["alert"]); null: all
      on: {event: handler, …},     // "telemetry", "presence", "device_status", "alert", …
      connected: function () {}    // after every (re)connection: fetch what was missed
    }) -> {subscribe: function (devices) {}, socket: socket}
@@ -28,6 +29,7 @@
   function live(options) {
     var status = options.status;
     var devices = options.devices === undefined ? null : options.devices;
+    var events = options.events === undefined ? null : options.events;
     var socket = window.io({path: "/ws/monitoring", auth: credentials});
 
     function show(text, state) {
@@ -36,7 +38,9 @@
       status.dataset.state = state;
     }
     function narrow() {
-      if (devices !== null) { socket.emit("subscribe", {devices: devices}); }
+      if (devices !== null || events !== null) {
+        socket.emit("subscribe", {devices: devices, events: events});
+      }
     }
     show("Connecting for live updates…", "connecting");
     socket.on("connect", function () {
@@ -55,7 +59,7 @@
       subscribe: function (ids) {
         devices = ids;
         if (!socket.connected) { return; }
-        if (ids === null) { socket.emit("unsubscribe"); } else { narrow(); }
+        if (ids === null && events === null) { socket.emit("unsubscribe"); } else { narrow(); }
       }
     };
   }
