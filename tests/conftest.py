@@ -285,6 +285,7 @@ class Served:
     http: httpx.AsyncClient
     ws_url: str
     edge: DeviceEdge  # the served app's
+    realtime: Any = None  # the served app's Socket.IO server
 
     @property
     def base_url(self) -> str:
@@ -315,7 +316,8 @@ async def serve_runtime(runtime: Runtime) -> AsyncIterator[Served]:
                 await asyncio.sleep(0.01)
         port = server.servers[0].sockets[0].getsockname()[1]
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            yield Served(http, f"ws://127.0.0.1:{port}", asgi.fastapi_app.state.edge)
+            state = asgi.fastapi_app.state
+            yield Served(http, f"ws://127.0.0.1:{port}", state.edge, state.realtime)
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)

@@ -51,3 +51,20 @@ async def test_the_overview_follows_the_fleet_live(page: Page, served: Served, a
     # No reload: the page hears the change over Socket.IO and fetches its figures.
     await expect(page.locator("#status-reserved")).to_have_text("1", timeout=2000)
     await expect(page.locator("#status-in_stock")).to_have_text("0", timeout=2000)
+
+
+async def test_the_connection_state_is_shown_and_the_page_reconnects_by_itself(
+    page: Page, served: Served, admin: Actor
+):
+    device = await create_device(served.http, admin, serial_number="SN-BACK")
+    await sign_in(page, served, admin)
+    live = page.locator("#live")
+    await expect(live).to_have_text("Live")
+    await expect(live).to_have_attribute("data-connects", "1")
+    assert served.realtime.connected == 1, served.realtime.connected
+    await served.realtime.disconnect_all()  # the server drops every dashboard
+    await expect(live).to_have_attribute("data-connects", "2", timeout=15000)  # by itself
+    await expect(live).to_have_text("Live")
+    r = await served.http.put(f"/api/v1/devices/{device['id']}/reserve", headers=admin.headers)
+    assert r.status_code == 200, r.text
+    await expect(page.locator("#status-reserved")).to_have_text("1", timeout=3000)

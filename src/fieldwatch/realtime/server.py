@@ -197,15 +197,16 @@ class RealtimeServer:
             await self.drop(sid)
 
     async def drop(self, sid: str) -> None:
-        """End a connection from the server side. Closing the Engine.IO session (not only
-        the Socket.IO namespace) also answers a pending long-poll at once, so the client
-        does not send another one that would linger until the ping timeout."""
+        """End a connection from the server side. The Socket.IO disconnect packet tells
+        the client at once (a browser's client ignores an Engine.IO close over a
+        WebSocket and would believe itself connected until the ping timeout); closing
+        the Engine.IO session then also answers a pending long-poll at once, so the
+        client does not send another one that would linger until the ping timeout."""
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
         try:
+            await self.sio.disconnect(sid)
             if eio_sid is not None:
                 await self.sio.eio.disconnect(eio_sid)
-            else:
-                await self.sio.disconnect(sid)
         except Exception:
             log.exception("closing a realtime connection failed", extra={"sid": sid})
         self._clients.pop(sid, None)

@@ -43,12 +43,23 @@
       }
     }
     show("Connecting for live updates…", "connecting");
+    var connects = 0;
     socket.on("connect", function () {
+      connects += 1;
+      if (status) { status.dataset.connects = String(connects); }
       show("Live", "live");
       narrow();
       if (options.connected) { options.connected(); }
     });
-    socket.on("disconnect", function () { show("Reconnecting…", "reconnecting"); });
+    socket.on("disconnect", function (reason) {
+      show("Reconnecting…", "reconnecting");
+      /* The server ended the connection (a restart, or a credential check): the client
+         does not retry by itself then. Connect again; the fresh token decides (a login
+         that has ended goes to the login page). */
+      if (reason === "io server disconnect") {
+        window.setTimeout(function () { if (!socket.connected) { socket.connect(); } }, 1000);
+      }
+    });
     socket.on("connect_error", function () {
       show("Live updates unavailable; retrying…", "error");
       window.setTimeout(function () { if (!socket.connected) { socket.connect(); } }, 5000);
