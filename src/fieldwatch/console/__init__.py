@@ -14,6 +14,8 @@ from fieldwatch.console import (
     device,
     device_charts,
     device_control,
+    device_history,
+    device_tokens,
     inventory,
     rules,
     webhooks,
@@ -54,7 +56,18 @@ def _problem_page(request: Request, problem: dict[str, Any]) -> Response:
 
 def install(app: FastAPI) -> None:
     app.include_router(router)
-    for page in (inventory, device, device_charts, device_control, alerts, rules, webhooks, admin):
+    for page in (
+        inventory,
+        device,
+        device_tokens,
+        device_history,
+        device_charts,
+        device_control,
+        alerts,
+        rules,
+        webhooks,
+        admin,
+    ):
         app.include_router(page.router)
     render_problems_as_pages(app, "/console/", _problem_page)
     app.add_exception_handler(LoginRequired, _login_required)
