@@ -35,13 +35,16 @@
      identity and the newest audit log again; the lifecycle forms are left alone while
      the user is filling one in (a notice says that the status changed);
    - fw:alert fetches the alerts part; fw:connected fetches what may have been missed.
-   Also: the new token's copy button, and focus after the audit log's paging. */
+   Also: the new token's copy button, and where the focus goes when a part it was in
+   is replaced. */
 (function () {
   "use strict";
   var root = document.getElementById("device");
   var base = "/console/devices/" + root.dataset.deviceId;
   var connections = 0;
   var timers = {};
+  var inFlight = {};
+  var again = {};
 
   function number(v) {
     if (typeof v === "boolean") { return v ? "yes" : "no"; }
@@ -54,14 +57,24 @@
 
   function byId(id) { return document.getElementById(id); }
 
-  /* Fetch a part again and put it in place (several requests in a burst make one). */
+  /* Fetch a part again and put it in place: several calls in a burst make one request,
+     and a call while the part's request is on its way makes one more after it. */
+  function fetchPart(part) {
+    if (!byId(part)) { return; }
+    if (inFlight[part]) { again[part] = true; return; }
+    inFlight[part] = true;
+    function done() {
+      inFlight[part] = false;
+      if (again[part]) { again[part] = false; fetchPart(part); }
+    }
+    var path = part === "audit" ? "log" : part;
+    var spec = {source: "#" + part, target: "#" + part, swap: "outerHTML"};
+    window.htmx.ajax("GET", base + "/" + path, spec).then(done, done);
+  }
+
   function refresh(part, delay) {
     window.clearTimeout(timers[part]);
-    timers[part] = window.setTimeout(function () {
-      if (!byId(part)) { return; }
-      var path = part === "audit" ? "log" : part;
-      window.htmx.ajax("GET", base + "/" + path, {target: "#" + part, swap: "outerHTML"});
-    }, delay || 0);
+    timers[part] = window.setTimeout(function () { fetchPart(part); }, delay || 0);
   }
 
   function refreshLog() {
@@ -122,12 +135,24 @@
     if (found && found[1] !== target.dataset.status) { stale(found[1]); }
   });
 
+  /* While this page's own action is on its way, its answer brings the parts. */
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    var section = byId("lifecycle");
+    if (section && section.contains(e.detail.elt) && e.detail.requestConfig.verb === "post") {
+      section.dataset.pending = "true";
+    }
+  });
+  document.addEventListener("htmx:afterRequest", function (e) {
+    var section = byId("lifecycle");
+    if (section && section.contains(e.detail.elt)) { delete section.dataset.pending; }
+  });
+
   document.addEventListener("fw:device_status", function (e) {
     var status = e.detail.new_status || e.detail.status;
     var section = byId("lifecycle");
     if (!status || !section) { return; }
     byId("lifecycle-status").textContent = status.replace(/_/g, " ");
-    if (section.dataset.status === status) { return; }  // this page made the change
+    if (section.dataset.status === status || section.dataset.pending) { return; }
     refresh("lifecycle");
     refresh("identity");
     refreshLog();
@@ -210,6 +235,9 @@
     var trigger = e.detail.requestConfig ? e.detail.requestConfig.elt : null;
     if (target.id === "audit" && trigger && trigger.closest && trigger.closest(".pager")) {
       byId("h-audit").focus();
+    }
+    if (target.id === "lifecycle" && trigger && e.detail.requestConfig.verb === "post") {
+      byId("h-lifecycle").focus();  // the form that had the focus is gone
     }
   });
 }());
