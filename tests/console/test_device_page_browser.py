@@ -165,8 +165,16 @@ async def test_connectivity_and_latest_values_follow_a_websocket_device_live(
     served: Served, page: Page, operator: Actor
 ):
     device = await make_device(served, operator)
+    rule = {"name": "Too hot", "metric": "temperature", "operator": ">", "threshold": 30,
+            "severity": "critical"}  # fmt: skip
+    r = await served.http.post("/api/v1/alert-rules", json=rule, headers=operator.headers)
+    assert r.status_code == 201, r.text
+    r = await served.http.put(f"/api/v1/devices/{device.id}/deploy", json={"location": "Roof"},
+                              headers=operator.headers)  # fmt: skip
+    assert r.status_code == 200, r.text
     await open_device(page, served, operator, device.id)
     await expect(page.locator("#connectivity")).to_have_text("offline")
+    await expect(page.locator("#no-active-alerts")).to_be_visible()
     await expect(page.locator("#no-readings")).to_be_visible()
     ws = await connected(served, device)
     try:
@@ -186,6 +194,13 @@ async def test_connectivity_and_latest_values_follow_a_websocket_device_live(
         await expect(row.locator("[data-value]")).to_have_text("22.125", timeout=2000)
         await expect(row).to_have_attribute("data-marked", "yes")
         await expect(row).to_contain_text("celsius")
+        # A reading over the rule's threshold: the alert appears on the page.
+        frame = {"type": "telemetry", "id": "t3", "metrics": {"temperature": 35}}
+        await ws.send(json.dumps(frame))
+        assert (await recv(ws))["accepted"] == 1
+        await expect(page.locator("#alerts")).to_contain_text(
+            "Too hot: temperature = 35 > 30", timeout=2000
+        )
     finally:
         await ws.close()
     await expect(page.locator("#connectivity")).to_have_text("offline", timeout=5000)
@@ -205,4 +220,19 @@ async def test_the_device_page_has_no_serious_accessibility_violations(
     assert await serious_violations(page) == []
     await page.get_by_role("button", name="Dark theme").click()
     await expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    assert await serious_violations(page) == []
+
+
+async def test_a_viewer_sees_the_device_but_no_write_controls(
+    served: Served, page: Page, operator: Actor, viewer: Actor
+):
+    device = await create_device(served.http, operator, serial_number="SN-B-VIEWER")
+    r = await served.http.post(f"/api/v1/devices/{device['id']}/tokens", headers=operator.headers)
+    assert r.status_code == 201
+    await open_device(page, served, viewer, device["id"])
+    await expect(page.locator("#serial-number")).to_have_text("SN-B-VIEWER")
+    await expect(page.locator("#token-list tbody tr")).to_have_count(1)
+    await expect(page.locator("#lifecycle form, #tokens form")).to_have_count(0)
+    for name in ("Deploy", "Retire", "Create token", "Revoke"):
+        await expect(page.get_by_role("button", name=name)).to_have_count(0)
     assert await serious_violations(page) == []
