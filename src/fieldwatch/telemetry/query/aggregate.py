@@ -53,6 +53,9 @@ class AggregateResult:
     values: list[float | None]
     counts: list[int]
     sources: list[str] = field(default_factory=list)
+    #: Each bucket's minimum and maximum (None where it is empty), whatever ``agg`` is.
+    lows: list[float | None] = field(default_factory=list)
+    highs: list[float | None] = field(default_factory=list)
 
 
 def _floor(ts: datetime, step: int) -> datetime:
@@ -116,4 +119,6 @@ async def aggregate(
         values=[acc.value(agg) for acc in accs],
         counts=[acc.count for acc in accs],
         sources=used,
+        lows=[acc.min for acc in accs],
+        highs=[acc.max for acc in accs],
     )
