@@ -81,6 +81,30 @@ async def test_a_websocket_devices_reading_appears_on_the_open_chart_within_2_s(
     await ws.close()
 
 
+async def test_a_live_reading_is_folded_into_the_averages_of_a_long_range(
+    served: Served, page: Page, admin: Actor
+):
+    device = await make_device(served, admin)
+    end = recent(600)  # 2,000 readings every 30 s up to 10 minutes ago: too many to send raw
+    values = [{"timestamp": iso(end - timedelta(seconds=30 * i)), "value": 1} for i in range(2000)]
+    r = await served.http.post(f"/api/v1/devices/{device.id}/data", headers=device.headers,
+                               json={"data_type": "temperature", "values": values})  # fmt: skip
+    assert r.status_code == 200 and r.json()["accepted"] == 2000, r.text
+    ws = await connected(served, device)
+    await open_device_page(page, served, admin, device)
+    chart = page.locator(TEMPERATURE)
+    await expect(chart).to_have_attribute("data-interval", "2m")  # ≈ one point per pixel
+    points = int(await chart.get_attribute("data-points") or 0)
+    bucket = datetime.fromtimestamp(int(recent().timestamp()) // 120 * 120 - 120, UTC)
+    await send(ws, "a", temperature=100.0, at=bucket + timedelta(seconds=10))
+    await expect(chart).to_have_attribute("data-last-value", "100", timeout=2000)
+    await expect(chart).to_have_attribute("data-points", str(points + 1))  # a new bucket
+    await send(ws, "b", temperature=50.0, at=bucket + timedelta(seconds=30))
+    await expect(chart).to_have_attribute("data-last-value", "75", timeout=2000)  # same bucket
+    await expect(chart).to_have_attribute("data-points", str(points + 1))
+    await ws.close()
+
+
 async def test_pausing_stops_live_appends_and_resuming_fetches_what_was_missed(
     served: Served, page: Page, admin: Actor
 ):

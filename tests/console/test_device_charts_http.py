@@ -40,12 +40,19 @@ async def text_reading(client: httpx.AsyncClient, actor: Actor, device_id: str) 
     assert r.status_code == 200, r.text
 
 
-async def series(client: httpx.AsyncClient, device_id: str, **params: Any) -> dict[str, Any]:
+async def all_series(client: httpx.AsyncClient, device_id: str, **params: Any) -> dict[str, Any]:
     r = await client.get(f"/console/devices/{device_id}/series", params=params)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/json"
     assert r.headers["cache-control"] == "no-store"
     return dict(r.json())
+
+
+async def series(client: httpx.AsyncClient, device_id: str, **params: Any) -> dict[str, Any]:
+    """The one series asked for, with the range it covers."""
+    whole = await all_series(client, device_id, **params)
+    [one] = whole.pop("series")
+    return {**whole, **one}
 
 
 async def test_the_section_shows_a_chart_per_numeric_metric_and_the_controls(client, admin: Actor):
@@ -73,6 +80,21 @@ async def test_the_section_shows_a_chart_per_numeric_metric_and_the_controls(cli
     assert "/static/vendor/uplot/uPlot.min.css" in html and "/static/console/charts.css" in html
     for path in ("/static/console/charts.js", "/static/console/charts.css"):
         assert (await client.get(path)).status_code == 200
+
+
+async def test_one_request_fetches_every_chart_of_the_page(client, admin: Actor):
+    device = await create_device(client, admin)
+    await upload(client, admin, device["id"], "temperature", [(recent(60), 21.5)], "°C")
+    await upload(client, admin, device["id"], "humidity", [(recent(60), 40.0)])
+    await text_reading(client, admin, device["id"])
+    await sign_in(client, admin.email)
+    body = await all_series(client, device["id"], last="1h")
+    assert [(s["metric"], s["label"], s["v"]) for s in body["series"]] == [
+        ("humidity", "humidity", [40.0]),
+        ("temperature", "temperature (°C)", [21.5]),
+    ]  # every numeric metric; not the text one
+    asked = await all_series(client, device["id"], last="1h", metric=["temperature", "gone"])
+    assert [s["metric"] for s in asked["series"]] == ["temperature"]
 
 
 async def test_a_device_without_readings_says_so(client, admin: Actor):
@@ -114,6 +136,9 @@ async def test_a_long_range_sends_averages_over_a_bounded_number_of_buckets(clie
         2.5, 0.0, 5.0, 6,
     )  # fmt: skip
     assert body["t"][first + 1] - body["t"][first] == 60
+    # a narrow chart asks for fewer points (one per pixel of its width)
+    body = await series(client, device["id"], metric="t", last="24h", points=100)
+    assert body["interval"] == "15m" and len(body["t"]) <= 100 and sum(body["n"]) == 3000
     # the same readings over a shorter range: few enough to send raw
     narrow = {"from": iso(start), "to": iso(start + timedelta(minutes=30))}
     body = await series(client, device["id"], metric="t", **narrow)
@@ -179,6 +204,7 @@ async def test_wrong_requests_get_a_readable_message(client, admin: Actor):
         ({"metric": "nothing"}, 404, "no numeric readings of &#39;nothing&#39;"),
         ({"metric": "state"}, 404, "no numeric readings of &#39;state&#39;"),
         ({"metric": "t", "last": "2y"}, 422, "Invalid value for: query.last"),
+        ({"metric": "t", "points": "5000"}, 422, "Invalid value for: query.points"),
     ]  # fmt: skip
     for params, status, text in cases:
         r = await client.get(url, params=params, headers=htmx)

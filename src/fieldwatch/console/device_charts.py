@@ -41,6 +41,8 @@ RANGES: dict[str, timedelta] = {
     "30d": timedelta(days=30),
 }
 DEFAULT_RANGE = "24h"
+#: The fewest points a chart may ask for (its width in pixels, on a narrow phone).
+MIN_POINTS = 100
 #: The longest range a chart is asked for (a custom one): ten years.
 LONGEST = timedelta(days=3660)
 
@@ -123,18 +125,13 @@ def _epoch(values: list[datetime]) -> list[float]:
     return [round(t.timestamp(), 3) for t in values]
 
 
-def series_body(
-    metric: Metric, start: datetime, end: datetime, tz: str, chart: ChartSeries
-) -> dict[str, Any]:
-    """The JSON the chart draws: columns of epoch seconds and values (uPlot's shape)."""
+def series_body(metric: Metric, chart: ChartSeries) -> dict[str, Any]:
+    """What a chart draws: columns of epoch seconds and values (uPlot's shape)."""
     body: dict[str, Any] = {
         "metric": metric.name,
         "unit": metric.unit,
         "kind": metric.kind,
         "label": metric.label,
-        "from": round(start.timestamp(), 3),
-        "to": round(end.timestamp(), 3),
-        "tz": tz,
         "interval": None if chart.interval is None else chart.interval.label,
         "step": None if chart.interval is None else chart.interval.fixed_seconds,
         "sources": chart.sources,
@@ -153,25 +150,37 @@ async def device_series(
     user: Viewer,
     uow: UowDep,
     telemetry: TelemetryDep,
-    metric: Annotated[str, Query(max_length=100)],
+    metric: Annotated[list[str] | None, Query(max_length=100)] = None,
     start: Annotated[str | None, Query(alias="from", max_length=40)] = None,
     end: Annotated[str | None, Query(alias="to", max_length=40)] = None,
     last: Annotated[RangeKey | None, Query()] = None,
     tz: Annotated[str, Query(max_length=64)] = "UTC",
+    points: Annotated[int, Query(ge=MIN_POINTS, le=MAX_POINTS)] = MAX_POINTS,
 ) -> Response:
-    """One metric of the device over ``[from, to)`` or the ``last`` hour/day/week/month
-    (default: the last 24 hours), sized for a chart. ``from``/``to`` without an offset
-    are wall-clock times in ``tz``, the zone the buckets follow."""
+    """The device's numeric metrics (those named by ``metric``, which may repeat; else
+    all) over ``[from, to)`` or the ``last`` hour/day/week/month (default: the last 24
+    hours), each sized for a chart: at most ``points`` points (the chart's width in
+    pixels: more could not be told apart). ``from``/``to`` without an offset are
+    wall-clock times in ``tz``, the zone the buckets follow. One request for all the
+    charts of the page: the session and the device are checked once."""
     device = await DeviceService(uow).get(user.principal, device_id)
     try:
         zone = parse_timezone(tz)
     except ValueError as exc:
         raise ValidationFailed(str(exc), errors=[{"field": "tz", "message": str(exc)}]) from exc
     window = _window(start, end, last, zone)
-    series = [s for s in await telemetry.series(device.id, metric) if s.kind != "text"]
-    if not series:
-        raise NotFound(f"The device has no numeric readings of {metric!r}.")
-    chart = await chart_series(telemetry.repo, series[0], *window, zone)
-    found, _ = chartable(series)
-    body = series_body(found[0], *window, tz, chart)
+    wanted = set(metric or ())
+    series = [s for s in await telemetry.series(device.id, None)
+              if s.kind != "text" and (not wanted or s.metric in wanted)]  # fmt: skip
+    if wanted and not series:
+        names = ", ".join(repr(m) for m in sorted(wanted))
+        raise NotFound(f"The device has no numeric readings of {names}.")
+    metrics, _ = chartable(series)
+    charts = [await chart_series(telemetry.repo, s, *window, zone, points) for s in series]
+    body = {
+        "from": round(window[0].timestamp(), 3),
+        "to": round(window[1].timestamp(), 3),
+        "tz": tz,
+        "series": [series_body(m, c) for m, c in zip(metrics, charts, strict=True)],
+    }
     return Response(orjson.dumps(body), media_type="application/json", headers=NO_STORE)

@@ -149,8 +149,8 @@
     this.data = this.step ? [body.t, body.v, body.lo, body.hi] : [body.t, body.v];
     this.counts = this.step ? body.n : null;
     this.figure.dataset.interval = body.interval || "raw";
-    this.figure.dataset.from = isoOf(body.from);
-    this.figure.dataset.to = isoOf(body.to);
+    this.figure.dataset.from = isoOf(this.section.view.from);
+    this.figure.dataset.to = isoOf(this.section.view.to);
     this.awaitingDraw = true;
     this.build();
     this.changed();
@@ -178,22 +178,23 @@
     return t.length ? t[t.length - 1] : null;
   };
 
-  /* A live reading: a new point (raw), or folded into the current or a new bucket. */
+  /* A live reading: a point in time order (raw), or folded into its bucket (aggregated:
+     the buckets run up to now, so a reading usually lands in one already there). */
   Chart.prototype.append = function (t, v) {
     if (!this.data) { return; }
-    var d = this.data, last = this.lastTime();
+    var d = this.data, n = d[0].length, i = n - 1;
+    while (i >= 0 && d[0][i] > t) { i -= 1; }  // the last point (bucket start) at or before t
     if (!this.step) {
-      if (last !== null && t <= last) { return; }
-      d[0].push(t); d[1].push(v);
-    } else if (last !== null && t < last) {
-      return;
-    } else if (last !== null && t < last + this.step) {
-      var i = d[0].length - 1, n = this.counts[i] || 0;
-      d[1][i] = n ? (d[1][i] * n + v) / (n + 1) : v;
+      if (i >= 0 && d[0][i] === t) { return; }  // heard already
+      d[0].splice(i + 1, 0, t); d[1].splice(i + 1, 0, v);
+    } else if (i >= 0 && t < d[0][i] + this.step) {
+      var c = this.counts[i] || 0;
+      d[1][i] = c && d[1][i] !== null ? (d[1][i] * c + v) / (c + 1) : v;
       d[2][i] = d[2][i] === null ? v : Math.min(d[2][i], v);
       d[3][i] = d[3][i] === null ? v : Math.max(d[3][i], v);
-      this.counts[i] = n + 1;
-    } else {
+      this.counts[i] = c + 1;
+    } else if (i === n - 1) {  // after the last bucket: a new one, on the same grid
+      var last = n ? d[0][n - 1] : null;
       var start = last === null ? t - (t % this.step) : last + Math.floor((t - last) / this.step) * this.step;
       d[0].push(start); d[1].push(v); d[2].push(v); d[3].push(v); this.counts.push(1);
     }
@@ -210,6 +211,21 @@
     }
     this.u.setData(d);
     this.changed();
+  };
+
+  /* The raw readings since ``after`` (this chart's last point, or its last bucket's
+     start: that bucket is made again from its readings). */
+  Chart.prototype.missed = function (body, after) {
+    if (after === undefined) { return; }
+    if (this.step) {
+      var i = this.data[0].length - 1;
+      this.data.forEach(function (column) { column.splice(i, 1); });
+      this.counts.splice(i, 1);
+    }
+    for (var k = 0; k < body.t.length; k += 1) {
+      var t = body.t[k];
+      if (body.v[k] !== null && (t > after || (this.step && t >= after))) { this.append(t, body.v[k]); }
+    }
   };
 
   Chart.prototype.changed = function () {
@@ -300,6 +316,7 @@
     this.loaded = false;
     this.queue = [];
     this.skew = 0;   // the server's clock minus the browser's, in seconds
+    this.maxPoints = Number(root.dataset.maxPoints) || 2000;
     this.setUpTz(root.querySelector("[data-tz]"));
     this.bind();
     if (window.ResizeObserver) {
@@ -401,8 +418,15 @@
     if (this.view.zoom) { this.show(this.view.zoom); }
   };
 
-  Section.prototype.query = function (metric) {
-    var q = new URLSearchParams({metric: metric, tz: this.tz}), v = this.view;
+  /* At most a point per pixel of the chart's width (a few thousand at most). */
+  Section.prototype.points = function () {
+    var width = this.charts.length ? this.charts[0].plot.clientWidth : 0;
+    return String(Math.min(this.maxPoints, Math.max(100, Math.round(width || this.maxPoints))));
+  };
+
+  /* The series request of the view, for every metric (one request for all the charts). */
+  Section.prototype.query = function () {
+    var q = new URLSearchParams({tz: this.tz, points: this.points()}), v = this.view;
     if (v.range && !v.zoom) { q.set("last", v.range); }
     else if (v.text) { q.set("from", v.text.from); q.set("to", v.text.to); }
     else { q.set("from", isoOf(v.at ? v.at[0] : v.from)); q.set("to", isoOf(v.at ? v.at[1] : v.to)); }
@@ -443,38 +467,38 @@
   };
 
   /* Fetch every chart's points for the view; draw each as it arrives. */
+  /* Fetch the view's points for every chart, then draw them. */
   Section.prototype.load = function () {
     var self = this, gen = ++this.generation;
     this.loading = true;
     this.queue = [];
-    this.waiting = this.charts.length;
     this.errors.textContent = "";
     this.form.querySelector("[data-errors]").textContent = "";
     this.root.removeAttribute("data-drawn");
     this.say("Loading…");
     if (!this.charts.length) { this.loading = false; this.controls(); this.say(); return; }
-    var fetched = this.charts.map(function (chart) {
-      return getJSON(self.query(chart.metric)).then(function (body) {
-        if (gen !== self.generation) { return; }
-        if (self.live()) { self.skew = body.to - Date.now() / 1000; }
-        self.view.from = body.from;
-        self.view.to = body.to;
-        chart.set(body);
-      });
-    });
-    Promise.all(fetched).then(function () {
+    getJSON(this.query()).then(function (body) {
       if (gen !== self.generation) { return; }
+      if (self.live()) { self.skew = body.to - Date.now() / 1000; }
+      self.view.from = body.from;
+      self.view.to = body.to;
+      var known = body.series.filter(function (s) { return self.byMetric[s.metric]; });
+      self.waiting = known.length;
       self.loading = false;
       self.loaded = true;
       self.controls();
       self.remember();
       self.say();
+      known.forEach(function (s) { self.byMetric[s.metric].set(s); });
+      if (!known.length) { self.chartDrawn(); }
       var queued = self.queue;
       self.queue = [];
       queued.forEach(function (item) { item[0].append(item[1], item[2]); });
       if (queued.length) { self.slide(); }
+      if (known.length < body.series.length) { self.reload(); }  // a metric new to the page
     }).catch(function (error) {
       if (gen !== self.generation) { return; }
+      if (!error.html && window.console) { window.console.error(error); }
       self.loading = false;
       self.fail(error, self.view.text && !self.view.zoom ? self.form.querySelector("[data-errors]") : null);
       self.say("The charts could not be updated");
@@ -483,7 +507,7 @@
 
   Section.prototype.chartDrawn = function () {
     this.waiting -= 1;
-    if (this.waiting === 0) {
+    if (this.waiting <= 0) {
       this.root.dataset.drawn = String(this.generation);
       if (window.performance && performance.mark) { performance.mark("fieldwatch:charts-drawn"); }
     }
@@ -518,29 +542,25 @@
     if (unknown) { this.reload(); }
   };
 
-  /* After a reconnection or a pause: fetch what was missed since each chart's last
-     point (raw readings are appended; too many of them and the whole range is fetched). */
+  /* After a reconnection or a pause: fetch what was missed since each chart's last point
+     (raw readings are appended; too many of them and the whole range is fetched again). */
   Section.prototype.catchUp = function () {
     if (!this.loaded || this.loading || this.paused || !this.live()) { return; }
-    var self = this, gen = this.generation, whole = false;
-    var gaps = this.charts.map(function (chart) {
+    var self = this, gen = this.generation, since = {}, from = Infinity;
+    this.charts.forEach(function (chart) {
       var last = chart.lastTime();
-      if (last === null) { whole = true; return null; }
-      var q = new URLSearchParams({metric: chart.metric, tz: self.tz, from: isoOf(last)});
-      return getJSON(self.base + "/series?" + q.toString()).then(function (body) {
-        if (gen !== self.generation) { return; }
-        if (body.interval) { whole = true; return; }
-        if (chart.step) {  // the last bucket again, from its readings
-          var i = chart.data[0].length - 1;
-          chart.data.forEach(function (col) { col.splice(i, 1); });
-          chart.counts.splice(i, 1);
-        }
-        body.t.forEach(function (t, k) { if (body.v[k] !== null) { chart.append(t, body.v[k]); } });
-      });
+      if (last !== null) { since[chart.metric] = last; from = Math.min(from, last); }
     });
-    Promise.all(gaps).then(function () {
+    if (from === Infinity) { this.load(); return; }
+    var q = new URLSearchParams({tz: this.tz, from: isoOf(from)});
+    getJSON(this.base + "/series?" + q.toString()).then(function (body) {
       if (gen !== self.generation) { return; }
-      if (whole) { self.load(); } else { self.slide(); }
+      if (body.series.some(function (s) { return s.interval; })) { self.load(); return; }
+      body.series.forEach(function (s) {
+        var chart = self.byMetric[s.metric];
+        if (chart && chart.data) { chart.missed(s, since[s.metric]); }
+      });
+      self.slide();
     }).catch(function (error) { self.fail(error); });
   };
 
