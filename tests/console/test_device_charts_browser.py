@@ -56,6 +56,7 @@ async def test_a_websocket_devices_reading_appears_on_the_open_chart_within_2_s(
     chart = page.locator(TEMPERATURE)
     await expect(chart).to_have_attribute("data-points", "1")
     await expect(chart).to_have_attribute("data-interval", "raw")
+    await expect(page.locator("section#charts")).to_have_attribute("aria-busy", "false")
     await expect(chart.locator("h3")).to_have_text("temperature")
     await send(ws, "live", temperature=23.5)
     # no reload: the reading arrives over Socket.IO and is appended to the chart

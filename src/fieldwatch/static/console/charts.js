@@ -475,8 +475,9 @@
     this.errors.textContent = "";
     this.form.querySelector("[data-errors]").textContent = "";
     this.root.removeAttribute("data-drawn");
+    this.busy(true);
     this.say("Loading…");
-    if (!this.charts.length) { this.loading = false; this.controls(); this.say(); return; }
+    if (!this.charts.length) { this.loading = false; this.busy(false); this.controls(); this.say(); return; }
     getJSON(this.query()).then(function (body) {
       if (gen !== self.generation) { return; }
       if (self.live()) { self.skew = body.to - Date.now() / 1000; }
@@ -485,6 +486,7 @@
       var known = body.series.filter(function (s) { return self.byMetric[s.metric]; });
       self.waiting = known.length;
       self.loading = false;
+      self.busy(false);
       self.loaded = true;
       self.controls();
       self.remember();
@@ -500,9 +502,16 @@
       if (gen !== self.generation) { return; }
       if (!error.html && window.console) { window.console.error(error); }
       self.loading = false;
+      self.busy(false);
       self.fail(error, self.view.text && !self.view.zoom ? self.form.querySelector("[data-errors]") : null);
       self.say("The charts could not be updated");
     });
+  };
+
+  /* The section that holds the charts (the device page's) is busy while they load. */
+  Section.prototype.busy = function (busy) {
+    var holder = this.root.closest("section");
+    if (holder) { holder.setAttribute("aria-busy", String(busy)); }
   };
 
   Section.prototype.chartDrawn = function () {
