@@ -53,6 +53,28 @@ class AggregateResult:
     values: list[float | None]
     counts: list[int]
     sources: list[str] = field(default_factory=list)
+    #: Each bucket's minimum and maximum (None where it is empty), whatever ``agg`` is.
+    lows: list[float | None] = field(default_factory=list)
+    highs: list[float | None] = field(default_factory=list)
+
+
+class _Walk:
+    """``bucket_index`` for timestamps that come in ascending order (each piece's rows are
+    ordered, and the pieces follow each other): one pass over the buckets instead of a
+    search per row; anything out of order falls back to the search."""
+
+    def __init__(self, spans: list[tuple[datetime, datetime]]) -> None:
+        self.spans = spans
+        self.i = 0
+
+    def index(self, ts: datetime) -> int | None:
+        spans, i, n = self.spans, self.i, len(self.spans)
+        while i < n and ts >= spans[i][1]:
+            i += 1
+        self.i = i
+        if i < n and ts >= spans[i][0]:
+            return i
+        return bucket_index(ts, spans)
 
 
 def _floor(ts: datetime, step: int) -> datetime:
@@ -94,19 +116,20 @@ async def aggregate(
     except ValueError:
         steps = []
     accs = [_Acc() for _ in spans]
+    walk = _Walk(spans)
     used: list[str] = []
     for step, a, b in plan(start, end, steps):
         if step:
             model = Rollup1h if step == 3600 else Rollup1m
             name = "rollup_1h" if step == 3600 else "rollup_1m"
             for bucket, count, total, lo, hi in await repo.rollup_rows(model, series_id, a, b):
-                i = bucket_index(bucket, spans)
+                i = walk.index(bucket)
                 if i is not None:
                     accs[i].add(count, total, lo, hi)
         else:
             name = "raw"
             for ts, value in await repo.raw_values(series_id, a, b):
-                i = bucket_index(ts, spans)
+                i = walk.index(ts)
                 if i is not None and value is not None:
                     accs[i].add(1, value, value, value)
         if name not in used:
@@ -116,4 +139,6 @@ async def aggregate(
         values=[acc.value(agg) for acc in accs],
         counts=[acc.count for acc in accs],
         sources=used,
+        lows=[acc.min for acc in accs],
+        highs=[acc.max for acc in accs],
     )

@@ -199,9 +199,10 @@ class TelemetryRepository:
         return list(rows.tuples())
 
     async def raw_values(
-        self, series_id: int, start: datetime, end: datetime
+        self, series_id: int, start: datetime, end: datetime, limit: int | None = None
     ) -> Sequence[tuple[datetime, float | None]]:
-        rows = await self.session.execute(
+        """The numeric readings of ``[start, end)`` in time order (the first ``limit``)."""
+        stmt = (
             select(Reading.ts, Reading.value)
             .where(
                 Reading.series_id == series_id,
@@ -211,6 +212,7 @@ class TelemetryRepository:
             )
             .order_by(Reading.ts)
         )
+        rows = await self.session.execute(stmt if limit is None else stmt.limit(limit))
         return list(rows.tuples())
 
     async def rebuild_rollups(
