@@ -52,11 +52,17 @@ async def open_device_page(page: Page, served: Served, actor: Actor, device_id: 
     await expect(page.locator("#live")).to_have_text("Live")
     await expect(page.get_by_role("heading", name="Configuration", exact=True)).to_be_visible()
     await expect(page.locator("#control")).not_to_have_attribute("aria-busy", "true")
+    # Settled: the section's catch-up fetches after connecting are over, and the live
+    # connection has left long-polling for its WebSocket.
+    await expect(page.locator("#control [aria-busy]")).to_have_count(0)
+    await page.wait_for_function(
+        "window.Fieldwatch.device.live.socket.io.engine.transport.name === 'websocket'"
+    )
     await page.evaluate("window.notReloaded = true")
 
 
 async def test_a_command_sent_from_the_device_page_completes_live(
-    page: Page, served: Served, factory: Factory
+    served: Served, page: Page, factory: Factory
 ):
     operator = await factory.user("operator")
     device = await make_device(served, operator)
@@ -92,7 +98,7 @@ async def test_a_command_sent_from_the_device_page_completes_live(
 
 
 async def test_the_configuration_is_edited_on_the_page_and_applied_live(
-    page: Page, served: Served, factory: Factory
+    served: Served, page: Page, factory: Factory
 ):
     operator = await factory.user("operator")
     device = await make_device(served, operator)
@@ -155,7 +161,7 @@ async def test_the_configuration_is_edited_on_the_page_and_applied_live(
 
 
 async def test_a_viewer_sees_the_section_without_controls(
-    page: Page, served: Served, factory: Factory
+    served: Served, page: Page, factory: Factory
 ):
     operator = await factory.user("operator")
     viewer = await factory.user("viewer")
@@ -172,3 +178,28 @@ async def test_a_viewer_sees_the_section_without_controls(
     await expect(control.locator("form, textarea, input")).to_have_count(0)
     await expect(control.get_by_role("button")).to_have_count(0)
     assert await serious_violations(page) == []
+
+
+async def test_a_waiting_command_is_cancelled_from_its_row(
+    served: Served, page: Page, factory: Factory
+):
+    operator = await factory.user("operator")
+    device = await make_device(served, operator)  # not connected: its commands wait
+    for name in ("first", "second"):
+        r = await served.http.post(
+            f"/api/v1/devices/{device.id}/commands", json={"command": name},
+            headers=operator.headers,
+        )  # fmt: skip
+        assert r.status_code == 201
+    await open_device_page(page, served, operator, device.id)
+    rows = page.locator("#control-commands tbody tr")
+    await expect(rows.locator("[data-state]")).to_have_text(["pending", "pending"])
+    cancel = rows.nth(1).get_by_role("button", name="Cancel")
+    await expect(cancel).to_have_accessible_description("first")
+    await cancel.focus()
+    await page.keyboard.press("Enter")
+    await expect(rows.locator("[data-state]")).to_have_text(["pending", "cancelled"])
+    await expect(rows.nth(1).get_by_role("button", name="Cancel")).to_have_count(0)
+    await expect(page.locator("#control [data-errors]:not(:empty)")).to_have_count(0)
+    r = await served.http.get(f"/api/v1/devices/{device.id}/commands", headers=operator.headers)
+    assert [c["status"] for c in r.json()["items"]] == ["pending", "cancelled"]

@@ -28,10 +28,13 @@
         .catch(function () { /* shown by console.js */ })
         .then(function () {
           busy = false;
-          if (again) { again = false; request(); }
+          var now = document.getElementById(id);
+          if (again) { again = false; request(); } else if (now) { now.removeAttribute("aria-busy"); }
         });
     }
     function request() {
+      var el = document.getElementById(id);
+      if (el) { el.setAttribute("aria-busy", "true"); }  /* an update is on its way */
       if (busy) { again = true; return; }
       if (timer === null) { timer = window.setTimeout(run, 100); }
     }
