@@ -135,6 +135,15 @@ async def test_the_configuration_is_edited_on_the_page_and_applied_live(
     await expect(page.locator("html")).to_have_attribute("data-theme", "dark")
     assert await serious_violations(page) == []
 
+    # A refused draft replaces the last answer's notice; the same document again is no change.
+    await desired.fill('{"interval": 30, "led": {"on": true},}')
+    await page.get_by_role("button", name="Save desired configuration").click()
+    await expect(error).to_contain_text("Not valid JSON")
+    await expect(page.locator("#control-config-saved")).to_have_count(0)
+    await desired.fill('{"interval": 30, "led": {"on": true}}')
+    await page.get_by_role("button", name="Save desired configuration").click()
+    await expect(page.locator("#control-config-saved")).to_contain_text("No change")
+
     # The device connects, gets the configuration pushed and reports it applied: the
     # page hears it live.
     ws = await connected(served, device)

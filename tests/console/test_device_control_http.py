@@ -98,6 +98,7 @@ async def test_wrong_fields_are_explained_next_to_each_field(client, operator: A
     assert r.status_code == 422 and r.headers["content-type"].startswith("text/html")
     assert "The command was not sent: see the messages next to the fields." in r.text
     assert 'id="control-send-fields" class="fields" hx-swap-oob="true"' in r.text
+    assert 'id="control-sent" hx-swap-oob="delete"' in r.text  # the last notice
     assert field_error(r.text, "params") == (
         "Not valid JSON: Expecting property name enclosed in double quotes (line 1, column 17)."
     )
@@ -223,6 +224,7 @@ async def test_invalid_configuration_json_is_explained_next_to_it(client, operat
         "Not valid JSON: Expecting ',' delimiter (line 3, column 3)."
     )
     assert 'id="control-config-fields" class="field wide" hx-swap-oob="true"' in r.text
+    assert 'id="control-config-saved" hx-swap-oob="delete"' in r.text  # the last notice
     r = await client.post(url, data={"desired": '"just text"'}, headers=headers)
     assert field_error(r.text, "desired").startswith("This must be a JSON object")
     api = await client.get(f"/api/v1/devices/{device['id']}/config", headers=operator.headers)

@@ -7,7 +7,7 @@
      fetched again, at the page the user is on.
    - fw:config and "control:config" (the answer to the config form): the desired and
      reported configuration is fetched again; so is the edit form, unless the user has
-     typed in it.
+     typed in it (or it holds a draft that was refused).
    - fw:connected (after every reconnection): both, for what happened in between.
 
    One fetch at a time per part: events that come while one is on the way make one
@@ -50,7 +50,8 @@
   function configChanged() {
     config();
     var text = document.getElementById("control-desired");
-    if (text && text.value === text.defaultValue) { form(); }
+    /* Not what the user is typing, nor a draft sent back with its error. */
+    if (text && text.value === text.defaultValue && !text.hasAttribute("data-draft")) { form(); }
   }
 
   function ours(event) {
@@ -59,6 +60,16 @@
     var d = event.detail || {};
     return !d.device_id || d.device_id === root.dataset.deviceId;
   }
+
+  /* Someone typing while the stored document was on its way: their text stays. */
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    var config = e.detail.requestConfig;
+    var text = document.getElementById("control-desired");
+    if (!config || config.verb !== "get" || !e.detail.target || !text) { return; }
+    if (e.detail.target.id === "control-config-form" && text.value !== text.defaultValue) {
+      e.detail.shouldSwap = false;
+    }
+  });
 
   document.addEventListener("fw:command", function (e) { if (ours(e)) { commands(); } });
   document.addEventListener("fw:config", function (e) { if (ours(e)) { configChanged(); } });
