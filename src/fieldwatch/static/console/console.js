@@ -40,7 +40,11 @@
 
   document.addEventListener("DOMContentLoaded", function () { localTimes(document); });
   document.addEventListener("htmx:afterSettle", function (e) { localTimes(e.target); });
+  /* A new action clears the message of the last one; a background refresh (a GET) does
+     not, so a message stays until the user acts again. */
   document.addEventListener("htmx:beforeRequest", function (e) {
+    var verb = e.detail.requestConfig ? e.detail.requestConfig.verb : "get";
+    if (verb === "get") { return; }
     var region = errorRegion(e.detail.elt);
     if (region && region.id !== "page-error") { region.textContent = ""; }
   });
