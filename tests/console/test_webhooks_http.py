@@ -98,7 +98,7 @@ async def test_create_shows_the_secret_once_and_a_test_is_delivered(
 ):
     await sign_in(client, admin.email)
     page = await client.get("/console/webhooks")
-    assert page.status_code == 200 and "No webhooks yet." in page.text
+    assert page.status_code == 200 and "No webhooks yet — create one below" in page.text
     assert 'aria-current="page">Webhooks<' in page.text
     csrf = csrf_of(page.text)
 
@@ -112,7 +112,7 @@ async def test_create_shows_the_secret_once_and_a_test_is_delivered(
     # Shown once: neither the list nor the webhook's page shows it again.
     detail = await client.get(f"/console/webhooks/{hook['id']}")
     assert detail.status_code == 200 and secret not in detail.text
-    assert "No deliveries yet." in detail.text
+    assert "No deliveries yet: alert events are sent here" in detail.text
     listing = await client.get("/console/webhooks")
     assert secret not in listing.text
     assert f'<a href="/console/webhooks/{hook["id"]}">{receiver.url()}</a>' in listing.text

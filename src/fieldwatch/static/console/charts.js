@@ -255,7 +255,8 @@
     for (var i = d[0].length - 1; i >= 0; i -= 1) {
       if (d[1][i] === null) { continue; }
       var when = new Date(d[0][i] * 1000);
-      var cells = ['<th scope="row"><time datetime="' + when.toISOString() + '">' +
+      var iso = when.toISOString().replace(".000Z", "Z");
+      var cells = ['<th scope="row"><time datetime="' + iso + '" title="' + iso + ' UTC">' +
                    escapeHtml(fmt.format(when)) + "</time></th>",
                    '<td class="num">' + escapeHtml(this.format(d[1][i])) + "</td>"];
       if (agg) {

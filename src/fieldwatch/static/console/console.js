@@ -3,7 +3,8 @@
 
    Conventions for pages:
    - <time datetime="ISO-8601" data-local>…</time> is rewritten to the local time, with
-     the UTC value in its title. ``data-local="date"`` shows the date only.
+     the UTC value in its title. ``data-local="date"`` shows the date only,
+     ``data-local="time"`` the time of day only.
    - An htmx request that fails (4xx/5xx) swaps the console's problem fragment into the
      nearest ``[data-errors]`` element of the control (inside its form or the closest
      ``[data-error-scope]`` container), else into #page-error at the top of the page.
@@ -12,12 +13,14 @@
   "use strict";
   var fmt = new Intl.DateTimeFormat(undefined, {dateStyle: "medium", timeStyle: "medium"});
   var dateOnly = new Intl.DateTimeFormat(undefined, {dateStyle: "medium"});
+  var timeOnly = new Intl.DateTimeFormat(undefined, {timeStyle: "medium"});
 
   function localTimes(root) {
     (root || document).querySelectorAll("time[data-local]").forEach(function (el) {
       var when = new Date(el.getAttribute("datetime"));
       if (isNaN(when.getTime())) { return; }
-      el.textContent = (el.dataset.local === "date" ? dateOnly : fmt).format(when);
+      var style = el.dataset.local;
+      el.textContent = (style === "date" ? dateOnly : style === "time" ? timeOnly : fmt).format(when);
       el.title = when.toISOString().replace(".000Z", "Z") + " UTC";
     });
   }
