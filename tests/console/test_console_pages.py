@@ -193,3 +193,130 @@ async def test_every_page_as_an_admin_and_as_a_viewer(
     await page.context.clear_cookies()
     await sign_in(page, served, viewer)
     await check_all(page, served, fleet, admin=False)
+
+
+async def tab_to(page: Page, target: str, *, back: bool = False, limit: int = 200) -> None:
+    """Press Tab (Shift+Tab with ``back``) until the element ``target`` (a CSS selector)
+    has the focus; it must show it."""
+    key = "Shift+Tab" if back else "Tab"
+    for _ in range(limit):
+        if await page.evaluate("(s) => document.activeElement?.matches(s) ?? false", target):
+            now = await page.evaluate(FOCUSED)
+            assert now is not None and now["visible"], now
+            return
+        await page.keyboard.press(key)
+    raise AssertionError(f"{target} is not reachable with {key}")
+
+
+async def overview_by_keyboard(page: Page, served: Served, fleet: Fleet) -> None:
+    """The skip link, the theme toggle, then a device of the changes list opened."""
+    await page.goto(served.base_url + "/console/")
+    await settled(page)
+    await page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to content")
+    await expect(skip).to_be_focused()
+    await expect(skip).to_be_in_viewport()
+    await tab_to(page, "#theme-toggle")
+    await page.keyboard.press("Space")
+    await expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    await page.keyboard.press("Space")
+    await expect(page.locator("html")).to_have_attribute("data-theme", "light")
+    await page.keyboard.press("Shift+Tab")  # back to the skip link: into the page's content
+    await tab_to(page, "a.skip", back=True)
+    await page.keyboard.press("Enter")
+    await tab_to(page, f'#status-changes a[href$="{fleet.device_id}"]')
+    # The figures are drawn again (every 10 s, and on the fleet's events): the focus stays.
+    async with page.expect_response("**/console/overview/figures"):
+        await page.evaluate("document.body.dispatchEvent(new Event('fleet-changed'))")
+    link = page.locator(f'#status-changes a[href$="{fleet.device_id}"]')
+    await expect(link).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page).to_have_url(f"{served.base_url}/console/devices/{fleet.device_id}")
+
+
+async def device_by_keyboard(page: Page) -> None:
+    """A lifecycle action, then an agent token, with the keyboard alone."""
+    await settled(page)
+    await tab_to(page, "#maintenance-location")
+    await page.keyboard.type("Bench 1")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type("by keyboard")
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_role("button", name="Send to maintenance")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#lifecycle-status")).to_have_text("maintenance")
+    await expect(page.get_by_role("heading", name="Lifecycle")).to_be_focused()
+    await expect(page.locator("#audit-log tbody tr").first).to_contain_text("by keyboard")
+    await tab_to(page, "#token-name")
+    await page.keyboard.type("bench")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_label("New agent token")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_role("button", name="Copy")).to_be_focused()
+
+
+async def alerts_by_keyboard(page: Page, served: Served) -> None:
+    """An alert ticked with Space and acknowledged with the bulk button; then cleared from
+    its row, the focus landing on the outcome."""
+    await page.goto(served.base_url + "/console/alerts")
+    await settled(page)
+    await tab_to(page, 'input[name="ids"]')
+    await page.keyboard.press("Space")
+    await expect(page.locator('input[name="ids"]')).to_be_checked()
+    await tab_to(page, 'button[formaction$="/ack"]:not([name])', back=True)
+    await page.keyboard.press("Enter")
+    results = page.locator("#alerts-results")
+    await expect(results).to_contain_text("Acknowledged 1 of 1 selected alert.")
+    await tab_to(page, 'tbody button[formaction$="/clear"]')
+    await page.keyboard.press("Enter")
+    await expect(results).to_contain_text("Cleared 1 of 1 selected alert.")
+    await expect(results).to_be_focused()
+
+
+async def rules_by_keyboard(page: Page, served: Served) -> None:
+    """A rule with a wrong threshold: the page comes back with the focus on it."""
+    await page.goto(served.base_url + "/console/alert-rules")
+    await tab_to(page, "#r-name")
+    await page.keyboard.type("Too cold")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type("temperature")
+    await tab_to(page, "#r-threshold")
+    await page.keyboard.type("cold")
+    await page.keyboard.press("Enter")
+    threshold = page.get_by_label("Threshold")
+    await expect(threshold).to_be_focused()
+    await expect(threshold).to_have_attribute("aria-invalid", "true")
+    await page.keyboard.press("Control+A")
+    await page.keyboard.type("-5")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#rules-table")).to_contain_text("Too cold")
+
+
+async def webhook_by_keyboard(page: Page, served: Served, fleet: Fleet) -> None:
+    await page.goto(f"{served.base_url}/console/webhooks/{fleet.webhook_id}")
+    await tab_to(page, "button[hx-post$='/test']")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#deliveries-table tbody tr").first).to_contain_text("webhook.test")
+    await expect(page.get_by_role("button", name="Send a test")).to_be_focused()
+
+
+async def admin_by_keyboard(page: Page, served: Served) -> None:
+    """An API key created with the keyboard: the focus goes to its copy button."""
+    await page.goto(served.base_url + "/console/admin")
+    await tab_to(page, "#api-key-name")
+    await page.keyboard.type("by-keyboard")
+    await page.keyboard.press("Enter")
+    copy = page.locator("#api-keys").get_by_role("button", name="Copy to the clipboard")
+    await expect(copy).to_be_focused()
+    await expect(page.locator("#api-keys-table")).to_contain_text("by-keyboard")
+
+
+async def test_keyboard_only_flows(served: Served, page: Page, admin: Actor, runtime: Runtime):
+    fleet = await populate(served, admin, runtime)
+    await sign_in(page, served, admin)
+    await alerts_by_keyboard(page, served)
+    await overview_by_keyboard(page, served, fleet)
+    await device_by_keyboard(page)  # (its maintenance clears the device's alerts)
+    await rules_by_keyboard(page, served)
+    await webhook_by_keyboard(page, served, fleet)
+    await admin_by_keyboard(page, served)

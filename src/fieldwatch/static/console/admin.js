@@ -23,6 +23,20 @@
     say(button, copied ? "Copied." : "Selected: press Ctrl+C (⌘C) to copy.");
   }
 
+  /* A section drawn again after one of its forms: a secret shown once puts the focus on
+     its copy button; else a focus gone with the old section goes to the section's heading. */
+  document.body.addEventListener("htmx:afterSettle", function (e) {
+    var id = e.detail.target && e.detail.target.id;
+    var section = id ? document.getElementById(id) : null;
+    if (!section || !section.classList.contains("admin-section")) { return; }
+    var copy = section.querySelector("button[data-copy]");
+    if (copy) { copy.focus(); return; }
+    if (document.activeElement && document.activeElement !== document.body) { return; }
+    var heading = section.querySelector("h2");
+    heading.setAttribute("tabindex", "-1");
+    heading.focus();
+  });
+
   document.addEventListener("click", function (e) {
     var button = e.target.closest ? e.target.closest("button[data-copy]") : null;
     if (!button) { return; }

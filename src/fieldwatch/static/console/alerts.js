@@ -43,6 +43,15 @@
     if (message.type === "alert.raised" || shown(message.alert_id)) { soon(); }
   }
 
+  /* A row's button is gone once its alert is acknowledged or cleared: the focus goes to
+     the outcome rather than to the top of the page. */
+  document.body.addEventListener("htmx:afterSwap", function (e) {
+    if (e.detail.target !== list) { return; }
+    var lost = !document.activeElement || document.activeElement === document.body;
+    var results = document.getElementById("alerts-results");
+    if (lost && results) { results.focus(); }
+  });
+
   form.addEventListener("change", function (e) {
     if (e.target.id !== "select-all") { return; }
     list.querySelectorAll('input[name="ids"]').forEach(function (box) { box.checked = e.target.checked; });

@@ -16,6 +16,23 @@
     }, 250);
   }
 
+  /* The figures are drawn again: a link that had the keyboard's focus gets it back (else
+     the focus would fall to the top of the page at every refresh). */
+  var figures = document.getElementById("figures");
+  var kept = null;
+  figures.addEventListener("htmx:beforeSwap", function () {
+    var el = document.activeElement;
+    var holder = el && figures.contains(el) ? el.closest("[id]") : null;
+    kept = holder && el.getAttribute("href") ? {holder: holder.id, href: el.getAttribute("href")} : null;
+  });
+  figures.addEventListener("htmx:afterSwap", function () {
+    if (!kept) { return; }
+    var holder = document.getElementById(kept.holder);
+    var again = holder && holder.querySelector('a[href="' + window.CSS.escape(kept.href) + '"]');
+    if (again) { again.focus(); }
+    kept = null;
+  });
+
   window.Fieldwatch.live({
     status: document.getElementById("live"),
     devices: null,
