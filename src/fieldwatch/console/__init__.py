@@ -15,6 +15,8 @@ from fieldwatch.console import (
     device_charts,
     device_control,
     inventory,
+    inventory_bulk,
+    inventory_import,
     rules,
 )
 from fieldwatch.console.access import CsrfRefused, LoginRequired, PageForbidden, to_login
@@ -52,7 +54,17 @@ def _problem_page(request: Request, problem: dict[str, Any]) -> Response:
 
 def install(app: FastAPI) -> None:
     app.include_router(router)
-    for page in (inventory, device, device_charts, device_control, alerts, rules, admin):
+    for page in (
+        inventory,
+        inventory_bulk,
+        inventory_import,
+        device,
+        device_charts,
+        device_control,
+        alerts,
+        rules,
+        admin,
+    ):
         app.include_router(page.router)
     render_problems_as_pages(app, "/console/", _problem_page)
     app.add_exception_handler(LoginRequired, _login_required)
