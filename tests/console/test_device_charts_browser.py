@@ -161,7 +161,9 @@ async def test_the_range_picker_zoom_and_time_zone_change_what_is_fetched(
     await expect(page).to_have_url(re.compile(r"[?&]tz=Asia%2FTehran"))  # fetched again
     start = recent(6 * 3600).astimezone(TEHRAN)
     await page.get_by_label("From", exact=True).fill(start.strftime("%Y-%m-%dT%H:%M"))
-    await page.get_by_label("To", exact=True).fill((start + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
+    await page.get_by_label("To", exact=True).fill(
+        (start + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M")
+    )
     async with page.expect_request(lambda r: "Tehran" in r.url and "from=" in r.url) as req:
         await page.get_by_role("button", name="Show this range").click()
     assert "from=" + start.strftime("%Y-%m-%dT%H") in unquote((await req.value).url)
@@ -169,7 +171,9 @@ async def test_the_range_picker_zoom_and_time_zone_change_what_is_fetched(
     await expect(section).to_have_attribute("data-span", "7200")
     await expect(chart).to_have_attribute("data-points", "1")  # the one 5 h ago
     # a range that ends before it starts: the message next to the form
-    await page.get_by_label("To", exact=True).fill((start - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
+    await page.get_by_label("To", exact=True).fill(
+        (start - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M")
+    )
     await page.get_by_role("button", name="Show this range").click()
     await expect(page.locator("[data-custom-range] [data-errors]")).to_contain_text(
         "The start of the range must be before its end."
