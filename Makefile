@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-devices chaos clean
+.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-console bench-devices chaos clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,7 +42,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 ## Benchmarks (need PostgreSQL): they print their figures and write bench/results/.
-bench: bench-registry bench-ingest bench-query
+bench: bench-registry bench-ingest bench-query bench-console
 
 bench-registry: $(STAMP)
 	$(BIN)/python bench/bench_registry.py
@@ -52,6 +52,12 @@ bench-ingest: $(STAMP)
 
 bench-query: $(STAMP)
 	$(BIN)/python bench/bench_query.py
+
+## The console: the inventory page with 100,000 devices, and a 30-day chart drawn in
+## headless Chromium (needs chromium-headless-shell)
+bench-console: $(STAMP)
+	$(BIN)/python bench/bench_console.py --part inventory
+	$(BIN)/python bench/bench_console_chart.py
 
 ## Connected devices (needs mosquitto too): WebSocket memory, command round trips, MQTT
 ## ingest, reconnect storm. Choose with BENCH_DEVICES_ARGS='--parts rtt,storm'.

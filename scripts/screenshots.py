@@ -106,7 +106,8 @@ async def shoot(base: str, password: str, device_id: str) -> None:
         await page.screenshot(path=OUT / "inventory.png", full_page=True)
         await page.goto(base + f"/console/devices/{device_id}")
         await page.wait_for_timeout(4000)  # the charts draw and take live readings
-        await page.screenshot(path=OUT / "device.png", full_page=True)
+        clip = {"x": 0, "y": 0, "width": 1280, "height": 1700}  # identity to the charts
+        await page.screenshot(path=OUT / "device.png", full_page=True, clip=clip)
         await browser.close()
     for name in ("overview", "inventory", "device"):
         print(f"saved {OUT / (name + '.png')}")

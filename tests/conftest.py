@@ -319,8 +319,11 @@ async def serve_runtime(runtime: Runtime) -> AsyncIterator[Served]:
             state = asgi.fastapi_app.state
             yield Served(http, f"ws://127.0.0.1:{port}", state.edge, state.realtime)
     finally:
+        # Dashboards first (a browser's long-poll would hold the graceful shutdown for up
+        # to its ping interval), then the server.
+        await asgi.fastapi_app.state.realtime.disconnect_all()
         server.should_exit = True
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, 15)
 
 
 @pytest.fixture

@@ -69,7 +69,7 @@ async def test_a_websocket_devices_reading_appears_on_the_open_chart_within_2_s(
     # the same points as a table, newest first
     await page.get_by_role("button", name="Show as table").click()
     table = chart.get_by_role("table")
-    await expect(table.locator("caption")).to_contain_text("temperature: last 24 hours")
+    await expect(table.locator("caption")).to_contain_text("temperature: last hour")
     await expect(table.locator("tbody tr")).to_have_count(2)
     await expect(table.locator("tbody tr").first.locator("td")).to_have_text("23.5")
     await send(ws, "more", temperature=24.25)
@@ -93,6 +93,7 @@ async def test_a_live_reading_is_folded_into_the_averages_of_a_long_range(
     assert r.status_code == 200 and r.json()["accepted"] == 2000, r.text
     ws = await connected(served, device)
     await open_device_page(page, served, admin, device)
+    await page.get_by_role("button", name="Last 24 hours").click()
     chart = page.locator(TEMPERATURE)
     await expect(chart).to_have_attribute("data-interval", "2m")  # ≈ one point per pixel
     points = int(await chart.get_attribute("data-points") or 0)
@@ -140,6 +141,9 @@ async def test_the_range_picker_zoom_and_time_zone_change_what_is_fetched(
         await send(ws, f"r{i}", temperature=float(i), at=recent(age.total_seconds()))
     await open_device_page(page, served, admin, device)
     section, chart = page.locator("[data-charts]"), page.locator(TEMPERATURE)
+    await expect(section).to_have_attribute("data-range", "1h")  # the default
+    await expect(chart).to_have_attribute("data-points", "1")  # 10 min ago
+    await page.get_by_role("button", name="Last 24 hours").click()
     await expect(section).to_have_attribute("data-range", "24h")
     await expect(chart).to_have_attribute("data-points", "2")  # 5 h and 10 min ago
 
@@ -161,7 +165,9 @@ async def test_the_range_picker_zoom_and_time_zone_change_what_is_fetched(
     await expect(page).to_have_url(re.compile(r"[?&]tz=Asia%2FTehran"))  # fetched again
     start = recent(6 * 3600).astimezone(TEHRAN)
     await page.get_by_label("From", exact=True).fill(start.strftime("%Y-%m-%dT%H:%M"))
-    await page.get_by_label("To", exact=True).fill((start + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
+    await page.get_by_label("To", exact=True).fill(
+        (start + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M")
+    )
     async with page.expect_request(lambda r: "Tehran" in r.url and "from=" in r.url) as req:
         await page.get_by_role("button", name="Show this range").click()
     assert "from=" + start.strftime("%Y-%m-%dT%H") in unquote((await req.value).url)
@@ -169,7 +175,9 @@ async def test_the_range_picker_zoom_and_time_zone_change_what_is_fetched(
     await expect(section).to_have_attribute("data-span", "7200")
     await expect(chart).to_have_attribute("data-points", "1")  # the one 5 h ago
     # a range that ends before it starts: the message next to the form
-    await page.get_by_label("To", exact=True).fill((start - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
+    await page.get_by_label("To", exact=True).fill(
+        (start - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M")
+    )
     await page.get_by_role("button", name="Show this range").click()
     await expect(page.locator("[data-custom-range] [data-errors]")).to_contain_text(
         "The start of the range must be before its end."

@@ -72,7 +72,7 @@ async def test_the_section_shows_a_chart_per_numeric_metric_and_the_controls(cli
     assert 'data-label="temperature (°C)"' in html and "<h3" in html
     for key in ("1h", "24h", "7d", "30d"):
         assert f'data-range="{key}"' in html
-    assert 'data-range="24h" aria-pressed="true"' in html
+    assert 'data-range="1h" aria-pressed="true"' in html
     for control in ("chart-from", "chart-to", "chart-tz"):  # every control has a label
         assert f'<label for="{control}">' in html and f'id="{control}"' in html
     assert "Pause live updates" in html and "Show as table" in html

@@ -17,6 +17,8 @@ from fieldwatch.console import (
     device_history,
     device_tokens,
     inventory,
+    inventory_bulk,
+    inventory_import,
     rules,
     webhooks,
 )
@@ -58,6 +60,8 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     for page in (
         inventory,
+        inventory_bulk,
+        inventory_import,
         device,
         device_tokens,
         device_history,

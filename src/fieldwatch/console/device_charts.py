@@ -40,7 +40,7 @@ RANGES: dict[str, timedelta] = {
     "7d": timedelta(days=7),
     "30d": timedelta(days=30),
 }
-DEFAULT_RANGE = "24h"
+DEFAULT_RANGE = "1h"
 #: The fewest points a chart may ask for (its width in pixels, on a narrow phone).
 MIN_POINTS = 100
 #: The longest range a chart is asked for (a custom one): ten years.

@@ -20,6 +20,7 @@ class Device(IdMixin, TimestampMixin, Base):
         Index(None, "workspace_id", "type"),
         Index(None, "workspace_id", "location"),
         Index(None, "workspace_id", "created_at", "id"),  # the list pages by (created_at, id)
+        Index(None, "workspace_id", "name", "id"),  # … or by (name, id)
     )
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))

@@ -39,13 +39,27 @@ class LifecycleService:
         claimed_status: DeviceStatus | None = None,
     ) -> Device:
         """A named lifecycle action: deploy, recall, maintenance, reserve, retire."""
-        target, sources = NAMED_ACTIONS[action]
+        target, _ = NAMED_ACTIONS[action]
         if claimed_status is not None and claimed_status != target:
             raise ValidationFailed(
                 f"This action moves the device to {target.value}, not {claimed_status.value}.",
                 errors=[{"field": "status", "message": f"must be {target.value} or omitted"}],
             )
         device = await self._device(principal, device_id)
+        return await self.perform_loaded(principal, device, action, location=location, notes=notes)
+
+    async def perform_loaded(
+        self,
+        principal: Principal,
+        device: Device,
+        action: Action,
+        *,
+        location: str | None = None,
+        notes: str | None = None,
+    ) -> Device:
+        """``perform`` on a device the caller has loaded (in the principal's workspace)."""
+        assert device.workspace_id == principal.workspace_id
+        target, sources = NAMED_ACTIONS[action]
         current = DeviceStatus(device.status)
         if sources is not None and current not in sources and can_transition(current, target):
             names = " or ".join(s.value for s in sorted(sources))

@@ -89,3 +89,15 @@ class ImportResult(BaseModel):
     unchanged: int
     failed: int
     rows: list[ImportRowResult]
+
+
+class BulkOutcome(BaseModel):
+    """What a lifecycle action done on several devices did to one of them."""
+
+    device_id: uuid.UUID
+    name: str | None = Field(default=None, description="None when no such device is here")
+    serial_number: str | None = None
+    done: bool
+    status: DeviceStatus | None = Field(default=None, description="The status it has now")
+    detail: str | None = Field(default=None, description="Why it was refused")
+    allowed_statuses: list[DeviceStatus] = Field(default_factory=list)

@@ -283,7 +283,7 @@
     var range = q.get("range");
     if (RANGES[range]) { return {range: range}; }
     if (q.get("from") && q.get("to")) { return {range: null, text: {from: q.get("from"), to: q.get("to")}}; }
-    return {range: RANGES[root.dataset.defaultRange] ? root.dataset.defaultRange : "24h"};
+    return {range: RANGES[root.dataset.defaultRange] ? root.dataset.defaultRange : "1h"};
   }
 
   function initialTz() {
