@@ -247,3 +247,10 @@ async def test_a_refused_page_keeps_the_menu_and_the_sign_out(client, viewer):
     assert r.status_code == 403
     assert "Sign out" in r.text and 'aria-label="Sections"' in r.text
     assert "/console/admin" not in r.text.split("<main", 1)[0]  # no Administration link
+
+
+async def test_a_malformed_id_in_the_address_is_a_not_found_page(client, admin):
+    await sign_in(client, admin.email)
+    r = await client.get("/console/devices/not-a-uuid")
+    assert r.status_code == 404 and "<h1>Not found</h1>" in r.text
+    assert "path.device_id" not in r.text

@@ -51,6 +51,15 @@ def _problem_page(request: Request, problem: dict[str, Any]) -> Response:
     """An error under /console/ as a page (or, for htmx, the fragment shown next to
     the control that caused it), never a raw problem document."""
     status = int(problem.get("status") or 500)
+    errors = problem.get("errors") or []
+    if (
+        status == 422
+        and errors
+        and all(str(e.get("field", "")).startswith("path.") for e in errors)
+    ):
+        # a malformed id in the address: for a person that is a page that does not exist
+        status = 404
+        problem = {"title": "Not found", "status": 404, "detail": "There is no such page."}
     is_htmx = request.headers.get("hx-request") == "true"
     name = "_problem.html" if is_htmx else "problem.html"
     return render(request, name, {"problem": problem}, status_code=status)

@@ -41,6 +41,13 @@
     region.appendChild(p);
   }
 
+  /* A plain form with data-confirm asks first (htmx forms use hx-confirm). */
+  document.addEventListener("submit", function (e) {
+    var form = e.target;
+    if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+      e.preventDefault();
+    }
+  }, true);
   document.addEventListener("DOMContentLoaded", function () { localTimes(document); });
   document.addEventListener("htmx:afterSettle", function (e) { localTimes(e.target); });
   /* A new action clears the message of the last one; a background refresh (a GET) does
