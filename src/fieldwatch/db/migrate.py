@@ -19,6 +19,8 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 OPTIONAL_INDEX_SUFFIX = "_trgm"
 #: Partitions of the readings table, created at run time (telemetry.storage.partitions).
 PARTITION_PREFIX = "readings_p"
+#: SQLite's full-text search table of the devices and its shadow tables (migration 0014).
+SEARCH_TABLE_PREFIX = "device_search"
 
 
 def include_object(
@@ -27,7 +29,9 @@ def include_object(
     name = name or ""
     if type_ == "index" and reflected and name.endswith(OPTIONAL_INDEX_SUFFIX):
         return False
-    return not (type_ == "table" and reflected and name.startswith(PARTITION_PREFIX))
+    return not (
+        type_ == "table" and reflected and name.startswith((PARTITION_PREFIX, SEARCH_TABLE_PREFIX))
+    )
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -16,7 +16,7 @@ class Device(IdMixin, TimestampMixin, Base):
     __tablename__ = "devices"
     __table_args__ = (
         UniqueConstraint("workspace_id", "serial_number"),
-        Index(None, "workspace_id", "status", "type", "location"),
+        Index(None, "workspace_id", "status", "type", "location", "id"),  # covers a count
         Index(None, "workspace_id", "type"),
         Index(None, "workspace_id", "location"),
         Index(None, "workspace_id", "created_at", "id"),  # the list pages by (created_at, id)

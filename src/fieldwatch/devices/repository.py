@@ -4,29 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Select,
-    String,
-    delete,
-    exists,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import ColumnElement, Select, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
 
 from fieldwatch.auth.principal import Principal
 from fieldwatch.db.paging import scalars_page
+from fieldwatch.devices.listing import DeviceFilter, filter_clauses
 from fieldwatch.devices.log import log_row
 from fieldwatch.devices.models import AgentToken, Device, DeviceLog, ProvisioningKey
 from fieldwatch.monitoring.models import DevicePresence
@@ -36,72 +23,6 @@ SORTABLE = {"name", "type", "status", "location", "serial_number", "created_at",
 #: sort's index alone (an index-only scan on PostgreSQL: the rows skipped are never read),
 #: then those rows. The last of 100,000 devices: ~40 → ~14 ms on PostgreSQL.
 DEEP_OFFSET = 1000
-
-
-class folded(FunctionElement[str]):
-    """A column folded for a case-insensitive ``LIKE``: ``lower(column)``, as the trigram
-    indexes on PostgreSQL are built. On SQLite the column as it is: SQLite's ``LIKE``
-    ignores ASCII case by itself (and its ``lower()`` folds ASCII only), so a search,
-    which scans there, saves a call per row (100,000 devices: ~80 → ~40 ms a scan)."""
-
-    type = String()
-    name = "folded"
-    inherit_cache = True
-
-
-@compiles(folded)
-def _folded(element: folded, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"lower({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(folded, "sqlite")
-def _folded_sqlite(element: folded, compiler: SQLCompiler, **kw: Any) -> str:
-    return str(compiler.process(element.clauses, **kw))
-
-
-@dataclass
-class DeviceFilter:
-    status: list[str] = field(default_factory=list)
-    type: str | None = None
-    location: str | None = None
-    q: str | None = None
-    #: ``online`` or ``offline`` (never seen counts as offline), as the database records it
-    connectivity: str | None = None
-
-    def clauses(self) -> list[ColumnElement[bool]]:
-        out: list[ColumnElement[bool]] = []
-        if self.status:
-            out.append(Device.status.in_(self.status))
-        if self.type:
-            out.append(Device.type == self.type)
-        if self.location:
-            out.append(Device.location == self.location)
-        if self.q:
-            pattern = "%" + _escape_like(self.q.lower()) + "%"
-            out.append(
-                or_(
-                    folded(Device.name).like(pattern, escape="\\"),
-                    folded(Device.serial_number).like(pattern, escape="\\"),
-                )
-            )
-        if self.connectivity:
-            online = _online()
-            out.append(online if self.connectivity == "online" else ~online)
-        return out
-
-
-def _online() -> ColumnElement[bool]:
-    """The device's presence row says online: a semi-join (an anti-join when negated) on
-    ``device_presence`` through its (workspace, connectivity, device) index."""
-    return exists().where(
-        DevicePresence.workspace_id == Device.workspace_id,
-        DevicePresence.connectivity == "online",
-        DevicePresence.device_id == Device.id,
-    )
-
-
-def _escape_like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 class DeviceRepository:
@@ -148,10 +69,8 @@ class DeviceRepository:
         )
         return {d.serial_number: d for d in rows if d.serial_number is not None}
 
-    def _filtered(
-        self, stmt: Select[Any], workspace_id: uuid.UUID, flt: DeviceFilter
-    ) -> Select[Any]:
-        return stmt.where(Device.workspace_id == workspace_id, *flt.clauses())
+    async def _where(self, workspace_id: uuid.UUID, flt: DeviceFilter) -> list[ColumnElement[bool]]:
+        return [Device.workspace_id == workspace_id, *await filter_clauses(self.session, flt)]
 
     async def page(
         self,
@@ -170,11 +89,13 @@ class DeviceRepository:
             column = func.coalesce(column, column)  # not by walking the (created_at, id) index
         order = column.desc() if sort.startswith("-") else column.asc()
         tiebreak = Device.id.desc() if sort.startswith("-") else Device.id.asc()
+        where = await self._where(workspace_id, flt)
         if offset < DEEP_OFFSET:
-            stmt = self._filtered(select(Device), workspace_id, flt)
+            stmt = select(Device).where(*where)
         else:  # skip the offset in the index alone, then read the page's rows
             ids = (
-                self._filtered(select(Device.id), workspace_id, flt)
+                select(Device.id)
+                .where(*where)
                 .order_by(order, tiebreak)
                 .limit(limit)
                 .offset(offset)
@@ -183,9 +104,11 @@ class DeviceRepository:
             stmt, offset = select(Device).join(ids, Device.id == ids.c.id), 0
         stmt = stmt.order_by(order, tiebreak).limit(limit).offset(offset)
         rows = await self.session.scalars(stmt)
-        return rows.all(), await self._count(workspace_id, flt)
+        return rows.all(), await self._count(workspace_id, flt, where)
 
-    async def _count(self, workspace_id: uuid.UUID, flt: DeviceFilter) -> int:
+    async def _count(
+        self, workspace_id: uuid.UUID, flt: DeviceFilter, where: list[ColumnElement[bool]]
+    ) -> int:
         """How many devices match. Filtered by connectivity alone, from the presence index
         (a presence row belongs to a device of its workspace), without a join."""
         if flt.connectivity and not replace(flt, connectivity=None).clauses():
@@ -199,10 +122,9 @@ class DeviceRepository:
             )
             if flt.connectivity == "online":
                 return online
-            return await self._count(workspace_id, DeviceFilter()) - online
-        return await self._scalar_count(
-            self._filtered(select(func.count()).select_from(Device), workspace_id, flt)
-        )
+            everything = [Device.workspace_id == workspace_id]
+            return await self._count(workspace_id, DeviceFilter(), everything) - online
+        return await self._scalar_count(select(func.count()).select_from(Device).where(*where))
 
     async def _scalar_count(self, stmt: Select[Any]) -> int:
         return int(await self.session.scalar(stmt) or 0)
@@ -211,11 +133,10 @@ class DeviceRepository:
         self, workspace_id: uuid.UUID, flt: DeviceFilter, batch: int = 1000
     ) -> AsyncIterator[Sequence[Device]]:
         """All matching devices, in id order, a batch at a time (keyset pagination)."""
+        where = await self._where(workspace_id, flt)
         last: uuid.UUID | None = None
         while True:
-            stmt = (
-                self._filtered(select(Device), workspace_id, flt).order_by(Device.id).limit(batch)
-            )
+            stmt = select(Device).where(*where).order_by(Device.id).limit(batch)
             if last is not None:
                 stmt = stmt.where(Device.id > last)
             rows = (await self.session.scalars(stmt)).all()
