@@ -254,3 +254,27 @@ async def test_a_malformed_id_in_the_address_is_a_not_found_page(client, admin):
     r = await client.get("/console/devices/not-a-uuid")
     assert r.status_code == 404 and "<h1>Not found</h1>" in r.text
     assert "path.device_id" not in r.text
+
+
+def test_every_state_changing_console_route_checks_the_csrf_token():
+    from fastapi.routing import APIRoute
+
+    from fieldwatch.console import ROUTERS
+    from fieldwatch.console.access import check_csrf
+
+    def calls(dependant) -> set:  # every dependency, however deep
+        found = {d.call for d in dependant.dependencies}
+        for d in dependant.dependencies:
+            found |= calls(d)
+        return found
+
+    writes = [
+        r
+        for page in ROUTERS
+        for r in page.routes
+        if isinstance(r, APIRoute) and r.methods & {"POST", "PUT", "PATCH", "DELETE"}
+    ]
+    assert len(writes) >= 25
+    assert all(r.path.startswith("/console/") for r in writes)
+    unchecked = [r.path for r in writes if check_csrf not in calls(r.dependant)]
+    assert unchecked == []

@@ -65,23 +65,32 @@ def _problem_page(request: Request, problem: dict[str, Any]) -> Response:
     return render(request, name, {"problem": problem}, status_code=status)
 
 
+#: Every router of the console: the sign-in pages and overview, then one per page.
+ROUTERS = (
+    router,
+    *(
+        page.router
+        for page in (
+            inventory,
+            inventory_bulk,
+            inventory_import,
+            device,
+            device_tokens,
+            device_history,
+            device_charts,
+            device_control,
+            alerts,
+            rules,
+            webhooks,
+            admin,
+        )
+    ),
+)
+
+
 def install(app: FastAPI) -> None:
-    app.include_router(router)
-    for page in (
-        inventory,
-        inventory_bulk,
-        inventory_import,
-        device,
-        device_tokens,
-        device_history,
-        device_charts,
-        device_control,
-        alerts,
-        rules,
-        webhooks,
-        admin,
-    ):
-        app.include_router(page.router)
+    for page_router in ROUTERS:
+        app.include_router(page_router)
     render_problems_as_pages(app, "/console/", _problem_page)
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(CsrfRefused, _csrf_refused)
