@@ -20,6 +20,8 @@
     var ticked = Array.prototype.map.call(
       list.querySelectorAll('input[name="ids"]:checked'), function (el) { return el.value; });
     var focused = document.activeElement && list.contains(document.activeElement) ? document.activeElement.id : "";
+    var all = document.getElementById("select-all");
+    var allTicked = Boolean(all && all.checked);
     window.htmx.ajax("GET", "/console/alerts/list" + (query ? "?" + query : ""),
                      /* from outside the form: a message next to its buttons stays */
                      {source: status, target: list, swap: "innerHTML"}).then(function () {
@@ -27,6 +29,8 @@
         var box = document.getElementById("sel-" + id);
         if (box) { box.checked = true; }
       });
+      var allAgain = document.getElementById("select-all");
+      if (allAgain) { allAgain.checked = allTicked; }
       if (focused && document.getElementById(focused)) { document.getElementById(focused).focus(); }
     }).finally(function () {
       busy = false;
