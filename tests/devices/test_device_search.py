@@ -201,10 +201,19 @@ async def test_migration_down_and_up_on_sqlite(client, runtime, backend, operato
     async with runtime.engine.connect() as conn:
         left = await conn.execute(text("SELECT name FROM sqlite_master WHERE name LIKE '%search%'"))
         assert left.all() == []
-    assert await _found(client, operator, "pump") == {"Pump North", "pump south"}  # a scan
-    r = await client.post("/api/v1/devices", json={"name": "Sump pump", "type": "t"},
-                          headers=operator.headers)  # fmt: skip
-    assert r.status_code == 201, r.text
+    async with runtime.uow() as uow:  # without the table, the search is a scan
+        flt = DeviceFilter(q="pump")
+        assert len(await filter_clauses(uow.session, flt)) == len(flt.clauses())
+    # Later migrations add columns the models know: a device of that schema, by hand.
+    async with runtime.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO devices (id, workspace_id, name, type, capabilities, specs, status,"
+                " version, created_at, updated_at) VALUES (:id, :ws, 'Sump pump', 't', '[]',"
+                " '{}', 'in_stock', 1, '2026-12-01 00:00:00', '2026-12-01 00:00:00')"
+            ),
+            {"id": uuid.uuid4().hex, "ws": operator.workspace_id.hex},
+        )
     await migrate.upgrade(runtime.engine)
     listing.forget_search_table()
     assert await _search_table_exists(runtime)

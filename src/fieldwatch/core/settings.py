@@ -151,6 +151,29 @@ class Settings(BaseSettings):
     command_max_attempts: int = 5
     command_sweep_s: float = 1.0
 
+    # Firmware. Artifacts are stored content-addressed under firmware_dir (default:
+    # data_dir/firmware). Downloads beyond firmware_download_concurrency wait (at most
+    # firmware_download_queue_s, then 503 + Retry-After). A signed download URL lives
+    # firmware_url_ttl_s. An update's state times out after the state's timeout and is
+    # retried (the device resumes its download) until the update's tries are used up.
+    firmware_dir: Path | None = None
+    firmware_max_upload_bytes: int = 256 * 1024 * 1024
+    firmware_download_concurrency: int = 64
+    firmware_download_queue_s: float = 10.0
+    firmware_url_ttl_s: int = 900
+    firmware_accel_redirect_prefix: str | None = Field(
+        default=None,
+        description="When set (e.g. /_firmware/), downloads answer with X-Accel-Redirect "
+        "to this prefix + the blob's path and nginx sends the bytes",
+    )
+    firmware_timeout_acknowledge_s: float = 300.0
+    firmware_timeout_download_s: float = 1800.0
+    firmware_timeout_install_s: float = 900.0
+    firmware_timeout_reboot_s: float = 600.0
+    firmware_max_tries: int = 3
+    firmware_sweep_s: float = 2.0
+    firmware_poll_interval_s: int = 300
+
     max_import_bytes: int = 20 * 1024 * 1024
     max_import_rows: int = 100_000
     login_max_failures: int = 10
@@ -171,6 +194,10 @@ class Settings(BaseSettings):
     @classmethod
     def _strip(cls, value: str | None) -> str | None:
         return value.strip() if value is not None else None
+
+    @property
+    def resolved_firmware_dir(self) -> Path:
+        return self.firmware_dir if self.firmware_dir is not None else self.data_dir / "firmware"
 
     @property
     def resolved_database_url(self) -> str:

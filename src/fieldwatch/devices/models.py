@@ -32,6 +32,8 @@ class Device(IdMixin, TimestampMixin, Base):
     firmware_version: Mapped[str | None] = mapped_column(String(50))
     hardware_version: Mapped[str | None] = mapped_column(String(50))
     capabilities: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    #: Free labels an operator gives (dynamic groups select on them).
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     specs: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     location: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20), default=DeviceStatus.in_stock.value)
@@ -42,6 +44,39 @@ class Device(IdMixin, TimestampMixin, Base):
     version: Mapped[int] = mapped_column(default=1)
 
     __mapper_args__ = {"version_id_col": version}
+
+
+class DeviceGroup(IdMixin, Base):
+    """A named set of devices: ``static`` (listed members) or ``dynamic`` (a filter over
+    type, location, lifecycle status, firmware version and tags, evaluated when used)."""
+
+    __tablename__ = "device_groups"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(8))
+    #: The dynamic group's filter (None for a static group).
+    filter: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeviceGroupMember(Base):
+    """A device listed in a static group."""
+
+    __tablename__ = "device_group_members"
+    __table_args__ = (Index(None, "device_id"),)
+
+    group_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("device_groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    device_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AgentToken(IdMixin, Base):
