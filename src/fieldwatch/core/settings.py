@@ -157,6 +157,11 @@ class Settings(BaseSettings):
     # firmware_url_ttl_s. An update's state times out after the state's timeout and is
     # retried (the device resumes its download) until the update's tries are used up.
     firmware_dir: Path | None = None
+    public_url: str | None = Field(
+        default=None,
+        description="The address devices reach Fieldwatch at, for links sent to them "
+        "(firmware download URLs); default http://host:port",
+    )
     firmware_max_upload_bytes: int = 256 * 1024 * 1024
     firmware_download_concurrency: int = 64
     firmware_download_queue_s: float = 10.0
@@ -194,6 +199,10 @@ class Settings(BaseSettings):
     @classmethod
     def _strip(cls, value: str | None) -> str | None:
         return value.strip() if value is not None else None
+
+    @property
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def resolved_firmware_dir(self) -> Path:
