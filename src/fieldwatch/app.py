@@ -26,6 +26,9 @@ from fieldwatch.db.faults import quiet_event_loop
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.provisioning_router import router as provisioning_router
 from fieldwatch.devices.router import router as devices_router
+from fieldwatch.firmware.artifacts.dependencies import FIRMWARE_FILES
+from fieldwatch.firmware.artifacts.download import DownloadsCollector
+from fieldwatch.firmware.artifacts.router import router as firmware_artifacts_router
 from fieldwatch.inventory.router import router as inventory_router
 from fieldwatch.monitoring.limits import LimitsCollector
 from fieldwatch.monitoring.router import router as monitoring_router
@@ -101,6 +104,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     metrics.registry.register(
         LimitsCollector(lambda: getattr(getattr(app.state, "runtime", None), "limits", None))
     )
+    metrics.registry.register(DownloadsCollector(lambda: FIRMWARE_FILES.get(app)))
     figures = PlatformFigures(app)
     metrics.registry.register(figures)
     METRICS.put(app, metrics)
@@ -118,6 +122,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(webhooks_router)
     app.include_router(alerts_router)
     app.include_router(commands_router)
+    app.include_router(firmware_artifacts_router)
     console.install(app)  # the web console at /console/
     device_gateway.install(app)  # WS /ws/device: the device gateway
     return app

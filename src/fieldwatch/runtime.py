@@ -33,6 +33,8 @@ from fieldwatch.db.engine import create_engine, create_sessionmaker
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.dependencies import CREDENTIAL_ISSUED
 from fieldwatch.devices.events import DEVICE_DELETED, DEVICE_UPDATED
+from fieldwatch.firmware.artifacts.dependencies import FIRMWARE_FILES
+from fieldwatch.firmware.artifacts.download import FirmwareFiles
 from fieldwatch.monitoring.dependencies import LIMITS, PRESENCE
 from fieldwatch.monitoring.limits import RATE_LIMITS_CHANGED, DeviceLimiter
 from fieldwatch.monitoring.presence import PresenceTracker
@@ -66,6 +68,8 @@ class Runtime:
     limits: DeviceLimiter
     #: The one way in for readings, for every transport.
     ingest: TelemetryService
+    #: Firmware blobs, download-link signer and download cap.
+    firmware_files: FirmwareFiles
     #: Called after commit when a device token or a provisioning key is issued: an
     #: external broker that checks logins itself learns the secret here (in process:
     #: secrets never go through the event bus).
@@ -137,8 +141,9 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
     engine = create_engine(
         settings.resolved_database_url, pool_size=settings.db_pool_size, echo=settings.db_echo
     )
+    secret = load_or_create_secret(settings)
     codec = TokenCodec(
-        load_or_create_secret(settings),
+        secret,
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,
         ttl_s=settings.access_token_ttl_s,
@@ -183,6 +188,7 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
         commands=commands,
         limits=limits,
         ingest=TelemetryService(telemetry, presence, bus, alerts),
+        firmware_files=FirmwareFiles.build(settings, secret),
         redis=redis,
         principals=TTLCache(settings.auth_cache_s),
     )
@@ -212,3 +218,4 @@ def install(app: Starlette, runtime: Runtime) -> None:
     COMMANDS.put(app, runtime.commands)
     WEBHOOKS.put(app, runtime.webhooks)
     REDIS.put(app, runtime.redis)
+    FIRMWARE_FILES.put(app, runtime.firmware_files)
