@@ -7,7 +7,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import ColumnElement, delete, func, select, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldwatch.db.paging import scalars_page
@@ -54,7 +55,7 @@ class ArtifactRepository:
     def _has_type(self, device_type: str) -> ColumnElement[bool]:
         column = FirmwareArtifact.device_types
         if self.session.get_bind().dialect.name == "postgresql":
-            return column.contains([device_type])  # JSONB @>
+            return type_coerce(column, JSONB).contains([device_type])  # @>
         each = func.json_each(column).table_valued("value")
         return select(each.c.value).where(each.c.value == device_type).exists()
 
