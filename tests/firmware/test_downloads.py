@@ -112,6 +112,11 @@ async def test_unsatisfiable_range(served: Served, setup: Setup):
     )
     assert r.status_code == 416
     assert r.headers["content-range"] == f"bytes */{SIZE}"
+    # A Range that cannot be read is ignored: the whole file.
+    for unreadable in ("bytes=abc", "bytes=20-10", "pages=1-2"):
+        headers = {**setup.device_headers, "Range": unreadable}
+        r = await served.http.get(setup.path, headers=headers)
+        assert r.status_code == 200 and r.content == setup.data, unreadable
 
 
 async def test_etag_if_none_match_and_if_range(served: Served, setup: Setup):

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import anyio.to_thread
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, MalformedRangeHeader, Response
 from starlette.types import Receive, Scope, Send
 
 from fieldwatch.core.errors import AppError, problem_response
@@ -61,6 +61,15 @@ class GatedFileResponse(FileResponse):
     def __init__(self, *args: object, gate: DownloadGate, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.gate = gate
+
+    @classmethod
+    def _parse_range_header(cls, http_range: str, file_size: int) -> list[tuple[int, int]]:
+        """A Range header that cannot be read is ignored: the whole file (RFC 9110
+        14.2), rather than Starlette's 400, which a device could only give up on."""
+        try:
+            return super()._parse_range_header(http_range, file_size)
+        except MalformedRangeHeader:
+            return []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("method", "GET").upper() == "HEAD":
