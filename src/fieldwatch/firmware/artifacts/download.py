@@ -53,7 +53,8 @@ class DownloadSigner:
     ) -> bool:
         """The link is this device's for this artifact and has not expired."""
         expected = self.signature(artifact_id, device_id, expires)
-        return hmac.compare_digest(expected, sig.lower()) and now <= expires
+        given = sig.lower().encode("utf-8", "replace")
+        return hmac.compare_digest(expected.encode(), given) and now <= expires
 
     def url(
         self, settings: Settings, artifact_id: uuid.UUID, device_id: uuid.UUID, now: datetime

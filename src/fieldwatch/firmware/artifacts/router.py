@@ -59,7 +59,6 @@ RANGES: dict[int | str, dict[str, Any]] = {
     304: {"description": "Unchanged (If-None-Match)"},
     416: {"description": "Range not satisfiable"},
 }
-DOWNLOAD = ["GET", "HEAD"]
 
 
 @router.post(
@@ -106,7 +105,8 @@ async def get_artifact(artifact_id: uuid.UUID, principal: Viewer, service: Artif
     return (await service.read([await service.get(principal, artifact_id)]))[0]
 
 
-@router.api_route("/firmware/artifacts/{artifact_id}/content", methods=DOWNLOAD, responses=RANGES)
+@router.head("/firmware/artifacts/{artifact_id}/content", include_in_schema=False)
+@router.get("/firmware/artifacts/{artifact_id}/content", responses=RANGES)
 async def artifact_content(
     artifact_id: uuid.UUID,
     request: Request,
@@ -169,12 +169,8 @@ async def put_policy(
     return await service.set_policy(principal, body)
 
 
-@router.api_route(
-    "/device/firmware/artifacts/{artifact_id}",
-    methods=DOWNLOAD,
-    responses=RANGES,
-    tags=["device api"],
-)
+@router.head("/device/firmware/artifacts/{artifact_id}", include_in_schema=False)
+@router.get("/device/firmware/artifacts/{artifact_id}", responses=RANGES, tags=["device api"])
 async def device_download(
     artifact_id: uuid.UUID,
     request: Request,
@@ -190,9 +186,8 @@ async def device_download(
     return await artifact_response(files, request, artifact)
 
 
-@router.api_route(
-    "/firmware/download/{artifact_id}", methods=DOWNLOAD, responses=RANGES, tags=["device api"]
-)
+@router.head("/firmware/download/{artifact_id}", include_in_schema=False)
+@router.get("/firmware/download/{artifact_id}", responses=RANGES, tags=["device api"])
 async def signed_download(
     artifact_id: uuid.UUID,
     request: Request,
