@@ -163,7 +163,7 @@ async def test_signing_keys(client, admin: Actor, operator: Actor):
                               headers=operator.headers), 403)  # fmt: skip
 
     r = await client.get(KEYS, headers=operator.headers)
-    assert [k["name"] for k in r.json()] == ["ci", "pem"]
+    assert [k["name"] for k in r.json()["items"]] == ["ci", "pem"] and r.json()["total"] == 2
     problem(await client.delete(f"{KEYS}/{key['id']}", headers=operator.headers), 403)
     r = await client.delete(f"{KEYS}/{key['id']}", headers=admin.headers)
     assert r.status_code == 200 and r.json()["revoked_at"] is not None

@@ -52,8 +52,10 @@ class SigningService:
         await self.uow.session.flush()
         return key
 
-    async def list_keys(self, principal: Principal) -> Sequence[SigningKey]:
-        return await self.keys.all(principal.workspace_id)
+    async def page_keys(
+        self, principal: Principal, *, limit: int, offset: int
+    ) -> tuple[Sequence[SigningKey], int]:
+        return await self.keys.page(principal.workspace_id, limit=limit, offset=offset)
 
     async def get_key(self, principal: Principal, key_id: uuid.UUID) -> SigningKey:
         found = await self.keys.get(principal.workspace_id, key_id)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import ColumnElement, delete, func, select, type_coerce
+from sqlalchemy import ColumnElement, Select, delete, func, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -135,16 +135,21 @@ class SigningKeyRepository:
         rows = await self.session.scalars(select(SigningKey).where(SigningKey.id.in_(wanted)))
         return {key.id: key for key in rows}
 
-    async def all(self, workspace_id: uuid.UUID) -> Sequence[SigningKey]:
-        stmt = (
+    def _of(self, workspace_id: uuid.UUID) -> Select[tuple[SigningKey]]:
+        return (
             select(SigningKey)
             .where(SigningKey.workspace_id == workspace_id)
             .order_by(SigningKey.created_at, SigningKey.id)
         )
-        return (await self.session.scalars(stmt)).all()
+
+    async def page(
+        self, workspace_id: uuid.UUID, *, limit: int, offset: int
+    ) -> tuple[Sequence[SigningKey], int]:
+        return await scalars_page(self.session, self._of(workspace_id), limit=limit, offset=offset)
 
     async def active(self, workspace_id: uuid.UUID) -> Sequence[SigningKey]:
-        return [key for key in await self.all(workspace_id) if key.revoked_at is None]
+        stmt = self._of(workspace_id).where(SigningKey.revoked_at.is_(None))
+        return (await self.session.scalars(stmt)).all()
 
     async def policy(self, workspace_id: uuid.UUID) -> FirmwarePolicy | None:
         return await self.session.get(FirmwarePolicy, workspace_id)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 
 from fieldwatch.auth.dependencies import Admin, Operator, Viewer
-from fieldwatch.core.paging import Limit, Offset, Page
+from fieldwatch.core.paging import Limit, Offset, Page, page_of
 from fieldwatch.db.dependencies import UowDep, WriteUow
 from fieldwatch.firmware.artifacts.delivery import artifact_response
 from fieldwatch.firmware.artifacts.dependencies import (
@@ -141,10 +141,13 @@ async def add_signing_key(
     return await service.add_key(principal, body)
 
 
-@router.get("/firmware/signing-keys", response_model=list[SigningKeyRead])
-async def list_signing_keys(principal: Viewer, service: SigningServiceDep):
+@router.get("/firmware/signing-keys", response_model=Page[SigningKeyRead])
+async def list_signing_keys(
+    principal: Viewer, service: SigningServiceDep, limit: Limit = 50, offset: Offset = 0
+):
     """The workspace's signing keys (revoked ones too), oldest first."""
-    return await service.list_keys(principal)
+    items, total = await service.page_keys(principal, limit=limit, offset=offset)
+    return page_of(SigningKeyRead, items, total, limit=limit, offset=offset)
 
 
 @router.delete("/firmware/signing-keys/{key_id}", response_model=SigningKeyRead)
