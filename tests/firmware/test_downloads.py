@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from artifact_helpers import uploaded
+from artifact_helpers import upload, uploaded
 from conftest import Actor, Factory, Served, problem, serve_runtime
 from fieldwatch.auth.tokens import load_or_create_secret
 from fieldwatch.core.clock import utcnow
@@ -271,3 +271,17 @@ async def test_accel_redirect_hands_the_bytes_to_nginx(
     problem(await served.http.get(setup.path), 401)
     r = await served.http.get(link(runtime, setup))
     assert r.headers["x-accel-redirect"].endswith(sha)
+
+
+async def test_too_large_upload_is_refused_as_it_streams(
+    served: Served, runtime: Runtime, operator: Actor
+):
+    runtime.settings.firmware_max_upload_bytes = 2 * 1024 * 1024
+    # Just over the limit (found while reading), and far over it (the declared length).
+    for size in (2 * 1024 * 1024 + 1, 64 * 1024 * 1024):
+        body = problem(await upload(served.http, operator, os.urandom(size)), 413)
+        assert body["limit"] == 2 * 1024 * 1024
+    tmp = runtime.settings.resolved_firmware_dir / "tmp"
+    assert not tmp.exists() or list(tmp.iterdir()) == []
+    r = await served.http.get("/api/v1/firmware/artifacts", headers=operator.headers)
+    assert r.json()["total"] == 0

@@ -18,6 +18,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from fieldwatch.firmware.compat import ArtifactLike
+
 MANIFEST_KEYS = (
     "sha256", "size", "version", "device_types", "hardware_versions", "security_version",
 )  # fmt: skip
@@ -25,19 +27,13 @@ RAW_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
 
 
-class ManifestSource(Protocol):
+class ManifestSource(ArtifactLike, Protocol):
+    """An artifact, or an upload about to become one: what its manifest is made of."""
+
     @property
     def sha256(self) -> str: ...
     @property
     def size(self) -> int: ...
-    @property
-    def version(self) -> str: ...
-    @property
-    def device_types(self) -> list[str]: ...
-    @property
-    def hardware_versions(self) -> list[str]: ...
-    @property
-    def security_version(self) -> int: ...
 
 
 def manifest(artifact: ManifestSource) -> dict[str, Any]:
