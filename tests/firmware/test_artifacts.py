@@ -114,6 +114,7 @@ async def test_bad_fields_are_field_errors(client, runtime: Runtime, operator: A
         files={"other": ("x.bin", b"x")},
     )  # fmt: skip
     assert problem(r, 422)["errors"][0]["field"] == "file"
+    assert problem(await upload(client, operator, b""), 422)["errors"][0]["field"] == "file"
     r = await client.post(ARTIFACTS, json={"version": "1"}, headers=operator.headers)
     problem(r, 415)
     assert leftovers(runtime) == []

@@ -14,7 +14,12 @@ from fieldwatch.auth.principal import Principal
 from fieldwatch.core.errors import ValidationFailed, found_in_workspace, validation_errors
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.firmware.artifacts.blobs import BlobStore
-from fieldwatch.firmware.artifacts.errors import ArtifactInUse, ArtifactNotFound, VersionExists
+from fieldwatch.firmware.artifacts.errors import (
+    ArtifactInUse,
+    ArtifactNotFound,
+    InvalidField,
+    VersionExists,
+)
 from fieldwatch.firmware.artifacts.keys import SigningService
 from fieldwatch.firmware.artifacts.repository import ArtifactRepository
 from fieldwatch.firmware.artifacts.schemas import ArtifactRead, ArtifactUpload
@@ -67,6 +72,8 @@ class ArtifactService:
                     version=fields.version,
                 )
             blob = await form.blob.seal()
+            if blob.size == 0:
+                raise InvalidField("file", "The firmware file is empty.")
             draft = SimpleNamespace(**fields.model_dump(), sha256=blob.sha256, size=blob.size)
             key = await self.signing.check_upload(
                 principal, manifest(draft), fields.signature, fields.signing_key
