@@ -28,6 +28,7 @@ from fieldwatch.devices.group_schemas import (
     MembersAdded,
 )
 from fieldwatch.devices.models import DeviceGroup
+from fieldwatch.devices.repository import DeviceRepository
 
 
 def read(group: DeviceGroup, member_count: int | None) -> DeviceGroupRead:
@@ -147,6 +148,26 @@ class GroupService:
             for d in device_ids
         ]  # fmt: skip
         return MembersAdded(added=len(new), results=results)
+
+    async def add_members_by_ref(
+        self, principal: Principal, group_id: uuid.UUID, refs: Sequence[str]
+    ) -> list[tuple[str, str, uuid.UUID | None]]:
+        """``add_members`` for devices named by id or serial number: (what was given, its
+        outcome, the device's id) for each."""
+        ids: dict[str, uuid.UUID | None] = {}
+        for ref in refs:
+            try:
+                ids[ref] = uuid.UUID(ref)
+            except ValueError:
+                ids[ref] = None
+        serials = [ref for ref, found in ids.items() if found is None]
+        by_serial = await DeviceRepository(self.uow.session).by_serials(
+            principal.workspace_id, serials
+        )
+        ids.update({s: by_serial[s].id for s in serials if s in by_serial})
+        added = await self.add_members(principal, group_id, [i for i in ids.values() if i])
+        outcome = {r.device_id: r.outcome for r in added.results}
+        return [(ref, outcome[i] if i else "not_found", i) for ref, i in ids.items()]
 
     async def remove_member(
         self, principal: Principal, group_id: uuid.UUID, device_id: uuid.UUID
