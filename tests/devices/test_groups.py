@@ -248,3 +248,23 @@ async def test_the_sql_for_other_domains_is_workspace_scoped(
         with pytest.raises(ValidationFailed) as refused:
             GroupService.resolve_filter(principal, {"colour": "red"})
         assert refused.value.extra["errors"][0]["field"] == "colour"
+
+
+async def test_a_groups_devices_page_and_a_purged_member_leaves(
+    client, operator: Actor, admin: Actor
+):
+    made = [await create_device(client, operator, name=f"N{i}") for i in range(5)]
+    group = await make_group(client, operator)
+    await client.post(f"{URL}/{group['id']}/members", json={"device_ids": [d["id"] for d in made]},
+                      headers=operator.headers)  # fmt: skip
+    r = await client.get(f"{URL}/{group['id']}/devices", params={"limit": 2, "offset": 2,
+                         "sort": "-name"}, headers=operator.headers)  # fmt: skip
+    page = r.json()
+    assert (page["total"], [d["name"] for d in page["items"]]) == (5, ["N2", "N1"])
+    assert {"connectivity", "tags", "status"} <= set(page["items"][0])
+    assert admin.workspace_id == operator.workspace_id
+    r = await client.delete(f"/api/v1/devices/{made[0]['id']}?purge=true", headers=admin.headers)
+    assert r.status_code == 204, r.text
+    got = (await client.get(f"{URL}/{group['id']}", headers=operator.headers)).json()
+    assert got["member_count"] == 4
+    assert await group_names(client, operator, group["id"]) == ["N1", "N2", "N3", "N4"]
