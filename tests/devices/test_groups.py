@@ -268,3 +268,13 @@ async def test_a_groups_devices_page_and_a_purged_member_leaves(
     got = (await client.get(f"{URL}/{group['id']}", headers=operator.headers)).json()
     assert got["member_count"] == 4
     assert await group_names(client, operator, group["id"]) == ["N1", "N2", "N3", "N4"]
+
+
+async def test_wrong_types_in_a_filter_are_422(client, operator: Actor):
+    for flt in ({"tags": [None]}, {"tags": "roof", "status": [1]}, {"firmware_version": [""]},
+                {"type": ["a"]}, {"tags": []}):  # fmt: skip
+        r = await client.post(URL, json={"name": "G", "kind": "dynamic", "filter": flt},
+                              headers=operator.headers)  # fmt: skip
+        assert problem(r, 422)["errors"][0]["field"].startswith("filter."), flt
+    group = await make_group(client, operator, kind="dynamic", filter={"tags": "roof"})
+    assert group["filter"] == {"tags": ["roof"]}

@@ -37,7 +37,7 @@ class GroupFilter(StrictModel):
     hardware_version: str | None = Field(default=None, min_length=1, max_length=50)
     tags: list[str] | None = Field(default=None, min_length=1, description="All of these")
 
-    @field_validator("status", "firmware_version", mode="before")
+    @field_validator("status", "firmware_version", "tags", mode="before")
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return _as_list(v)
@@ -52,10 +52,10 @@ class GroupFilter(StrictModel):
             raise ValueError("a firmware version is 1 to 50 characters")
         return out
 
-    @field_validator("tags", mode="before")
+    @field_validator("tags")
     @classmethod
-    def _tags(cls, v: Any) -> Any:
-        return clean_tags(_as_list(v)) if isinstance(v, list | str) else v
+    def _tags(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else clean_tags(v)
 
     @model_validator(mode="after")
     def _not_empty(self) -> GroupFilter:
