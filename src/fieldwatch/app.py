@@ -24,6 +24,7 @@ from fieldwatch.core.observability import (
 from fieldwatch.core.settings import Settings, get_settings
 from fieldwatch.db.faults import quiet_event_loop
 from fieldwatch.db.uow import UnitOfWork
+from fieldwatch.devices.group_router import router as device_groups_router
 from fieldwatch.devices.provisioning_router import router as provisioning_router
 from fieldwatch.devices.router import router as devices_router
 from fieldwatch.firmware.artifacts.dependencies import FIRMWARE_FILES
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(inventory_router)  # before devices: /devices/import is a fixed path
     app.include_router(monitoring_router)  # before devices: /devices/health/summary too
     app.include_router(devices_router)
+    app.include_router(device_groups_router)
     app.include_router(provisioning_router)
     app.include_router(webhooks_router)
     app.include_router(alerts_router)

@@ -31,6 +31,7 @@ class Fleet:
     device_id: str
     rule_id: str
     webhook_id: str
+    group_ids: list[str]
 
 
 async def _ok(r: Any, status: int = 200) -> dict[str, Any]:
@@ -61,8 +62,19 @@ async def populate(served: Served, admin: Actor, runtime: Runtime) -> Fleet:
     await _ok(await http.post(f"/api/v1/devices/{did}/commands", json=command, headers=h), 201)
     config = {"interval_s": 60, "unit": "celsius"}
     await _ok(await http.put(f"/api/v1/devices/{did}/config", json=config, headers=h))
+    spares = []
     for n in range(3):
-        await create_device(http, admin, name=f"Spare {n}", serial_number=f"SN-QA-10{n}")
+        tags = ["spare", "hall-2"]
+        spares.append(await create_device(http, admin, name=f"Spare {n}", tags=tags,
+                                          serial_number=f"SN-QA-10{n}"))  # fmt: skip
+    groups = [{"name": "Spares on the shelf", "description": "Kept for swaps"},
+              {"name": "Hall 2 spares", "kind": "dynamic",
+               "filter": {"tags": ["spare"], "status": ["in_stock", "reserved"]}}]  # fmt: skip
+    group_ids = [(await _ok(await http.post("/api/v1/device-groups", json=g, headers=h), 201))["id"]
+                 for g in groups]  # fmt: skip
+    members = {"device_ids": [s["id"] for s in spares[:2]]}
+    await _ok(await http.post(f"/api/v1/device-groups/{group_ids[0]}/members", json=members,
+                              headers=h))  # fmt: skip
     runtime.settings.webhook_allow_private = True  # a receiver on this machine
     webhook = {"url": "http://127.0.0.1:9/fieldwatch", "event_types": ["alert.raised"],
                "description": "On-call pager"}  # fmt: skip
@@ -75,7 +87,7 @@ async def populate(served: Served, admin: Actor, runtime: Runtime) -> Fleet:
         await asyncio.sleep(0.05)
     else:
         raise AssertionError("no alert was raised")
-    return Fleet(did, rule["id"], webhook["id"])
+    return Fleet(did, rule["id"], webhook["id"], group_ids)
 
 
 def has_page(path: str) -> bool:
@@ -102,6 +114,8 @@ def pages_of(fleet: Fleet, admin: bool) -> list[str]:
         f"/console/alert-rules/{fleet.rule_id}",
         "/console/webhooks",
         f"/console/webhooks/{fleet.webhook_id}",
+        "/console/groups",
+        *[f"/console/groups/{group_id}" for group_id in fleet.group_ids],
     ]
     return pages + (["/console/admin"] if admin else [])
 

@@ -49,7 +49,8 @@ async def test_every_list_answers_the_envelope(client, app, admin: Actor):
     await client.post("/api/v1/provisioning-keys", json={"name": "p"}, headers=admin.headers)
     r = await client.post("/api/v1/webhooks", json={"url": "https://1.1.1.1/h"},
                           headers=admin.headers)  # fmt: skip
-    ids = {"device_id": device["id"], "webhook_id": r.json()["id"]}
+    group = await client.post("/api/v1/device-groups", json={"name": "g"}, headers=admin.headers)
+    ids = {"device_id": device["id"], "webhook_id": r.json()["id"], "group_id": group.json()["id"]}
     routes = _list_routes(app.openapi()) - OTHER_PAGES
     assert {"/api/v1/webhooks", "/api/v1/alert-rules", "/api/v1/members",
             "/api/v1/webhooks/{webhook_id}/deliveries", "/api/v1/devices",

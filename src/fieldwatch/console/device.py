@@ -31,6 +31,7 @@ from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.errors import TransitionRefused
 from fieldwatch.devices.lifecycle import DeviceStatus, allowed_targets
 from fieldwatch.devices.models import Device
+from fieldwatch.devices.schemas import DeviceUpdate
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.monitoring.dependencies import PresenceDep
 from fieldwatch.monitoring.presence import PresenceTracker
@@ -142,6 +143,19 @@ async def state_part(
     context = part_context(user, device)
     context["state"] = await parts.state(uow, presence, telemetry, user.principal, device_id)
     return render(request, "_device_state.html", context)
+
+
+@router.post("/console/devices/{device_id}/tags", dependencies=[CsrfChecked])
+async def save_tags(
+    device_id: uuid.UUID, request: Request, user: Operator, uow: WriteUow
+) -> Response:
+    """The device's tags from the identity part's form (``;`` between tags), through
+    ``PATCH /api/v1/devices/{id}``'s checks; back to the page."""
+    raw = (await request.form()).get("tags")
+    tags = [t for t in (raw if isinstance(raw, str) else "").split(";") if t.strip()]
+    data = parts.parse_form(DeviceUpdate, {"tags": tags})
+    await DeviceService(uow).update(user.principal, device_id, data)
+    return RedirectResponse(device_url(device_id) + "#identity", status_code=303)
 
 
 @router.post("/console/devices/{device_id}/actions/{name}", dependencies=[CsrfChecked])

@@ -24,7 +24,9 @@ from fieldwatch.console.inventory_query import (
 from fieldwatch.console.pages import NO_STORE, Viewer, page_context, render
 from fieldwatch.core.clock import utcnow
 from fieldwatch.db.dependencies import SessionmakerDep, UowDep
+from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.csvio import export_csv
+from fieldwatch.devices.groups import GroupService
 from fieldwatch.devices.lifecycle import DeviceStatus
 from fieldwatch.inventory.schemas import BulkOutcome
 from fieldwatch.inventory.service import UNKNOWN_LOCATION, InventoryService
@@ -54,12 +56,18 @@ def wants_fragment(request: Request, target: str) -> bool:
     )
 
 
+async def group_scope(uow: UnitOfWork, user: ConsoleUser, query: InventoryQuery) -> Any:
+    """The devices of the query's group (404: no such group in the workspace)."""
+    return await GroupService(uow).scope(user.principal, query.group) if query.group else None
+
+
 async def table_context(
     user: ConsoleUser, service: MonitoringService, query: InventoryQuery
 ) -> dict[str, Any]:
     """What the table fragment shows: a page of the API's device list."""
+    flt = query.filter(await group_scope(service.uow, user, query))
     page = await service.device_page(
-        user.principal, query.filter(), limit=query.limit, offset=query.offset, sort=query.sort
+        user.principal, flt, limit=query.limit, offset=query.offset, sort=query.sort
     )
     return {
         "query": query,
@@ -86,6 +94,7 @@ async def page(
     context.update(
         statuses=list(DeviceStatus), connectivities=CONNECTIVITY, page_sizes=PAGE_SIZES,
         actions=ACTIONS, outcomes=outcomes, action=action,
+        groups=await GroupService(service.uow).all(user.principal),
     )  # fmt: skip
     return render(request, "inventory.html", context, status_code=status_code)
 
@@ -100,13 +109,16 @@ async def inventory_page(request: Request, user: Viewer, service: MonitoringDep)
 
 
 @router.get("/console/inventory/export")
-async def export(request: Request, user: Viewer, sessionmaker: SessionmakerDep) -> Response:
+async def export(
+    request: Request, user: Viewer, uow: UowDep, sessionmaker: SessionmakerDep
+) -> Response:
     """The API's CSV export (``GET /api/v1/devices/export``) of the table's filter."""
     query = InventoryQuery.parse(request.query_params)
     principal = user.principal
+    flt = query.filter(await group_scope(uow, user, query))
     filename = f"devices-{principal.workspace_name}-{utcnow():%Y%m%d-%H%M%S}.csv"
     return StreamingResponse(
-        export_csv(sessionmaker, principal, query.filter()),
+        export_csv(sessionmaker, principal, flt),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"', **NO_STORE},
     )

@@ -7,6 +7,7 @@ of the sortable headers and the pager, so that any view of the table is a bookma
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from urllib.parse import urlencode
 from fieldwatch.core.errors import ValidationFailed
 from fieldwatch.devices.lifecycle import DeviceStatus
 from fieldwatch.devices.repository import DeviceFilter
+from fieldwatch.devices.schemas import clean_tags
 
 PATH = "/console/inventory"
 EXPORT_PATH = "/console/inventory/export"
@@ -42,6 +44,24 @@ def _invalid(field: str, message: str) -> ValidationFailed:
     )
 
 
+def _tags(params: Any) -> tuple[str, ...]:
+    """``tag=`` repeated, or tags separated by ``;`` in one field (as the filter form and
+    the CSV write them)."""
+    given = [t.strip() for value in params.getlist("tag") for t in value.split(";")]
+    try:
+        return tuple(clean_tags(list(dict.fromkeys(t for t in given if t))))
+    except ValueError as exc:
+        raise _invalid("tag", str(exc)) from None
+
+
+def _group(params: Mapping[str, str]) -> uuid.UUID | None:
+    raw = (params.get("group") or "").strip()
+    try:
+        return uuid.UUID(raw) if raw else None
+    except ValueError:
+        raise _invalid("group", "is not a group's id") from None
+
+
 def _int(params: Mapping[str, str], name: str, default: int) -> int:
     raw = (params.get(name) or "").strip()
     if not raw:
@@ -58,6 +78,8 @@ class InventoryQuery:
     location: str | None = None
     q: str | None = None
     connectivity: str | None = None
+    tags: tuple[str, ...] = ()
+    group: uuid.UUID | None = None
     sort: str = DEFAULT_SORT
     limit: int = DEFAULT_LIMIT
     offset: int = 0
@@ -84,19 +106,26 @@ class InventoryQuery:
             raise _invalid("sort", f"cannot be {sort!r}")
         limit = min(max(_int(params, "limit", DEFAULT_LIMIT), 1), max(PAGE_SIZES))
         return cls(
-            status=statuses, connectivity=connectivity, sort=sort, limit=limit,
-            offset=_int(params, "offset", 0), **text,
+            status=statuses, connectivity=connectivity, tags=_tags(params), group=_group(params),
+            sort=sort, limit=limit, offset=_int(params, "offset", 0), **text,
         )  # fmt: skip
 
-    def filter(self) -> DeviceFilter:
+    def filter(self, group: Any = None) -> DeviceFilter:
+        """The device list's filter; ``group``: the clause ``GroupService.scope`` gives for
+        ``self.group``."""
         return DeviceFilter(
             status=list(self.status), type=self.type, location=self.location, q=self.q,
-            connectivity=self.connectivity,
+            connectivity=self.connectivity, tags=list(self.tags), group=group,
         )  # fmt: skip
 
     @property
     def filtered(self) -> bool:
-        return bool(self.filter().clauses())
+        return bool(self.filter().clauses()) or self.group is not None
+
+    @property
+    def tags_text(self) -> str:
+        """The tags as the filter form's field shows them."""
+        return "; ".join(self.tags)
 
     def params(self, **changes: Any) -> list[tuple[str, str]]:
         """The query string's pairs, defaults left out."""
@@ -106,6 +135,9 @@ class InventoryQuery:
             value = getattr(q, name)
             if value:
                 pairs.append((name, value))
+        pairs.extend(("tag", t) for t in q.tags)
+        if q.group:
+            pairs.append(("group", str(q.group)))
         if q.sort != DEFAULT_SORT:
             pairs.append(("sort", q.sort))
         if q.limit != DEFAULT_LIMIT:

@@ -1,4 +1,5 @@
-"""CSV export of the registry (the same columns an import reads)."""
+"""CSV export of the registry (the same columns an import reads). Lists (capabilities,
+tags) are one cell, their items separated by ``;``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from fieldwatch.devices.repository import DeviceFilter, DeviceRepository
 
 EXPORT_COLUMNS = [
     "id", "name", "type", "serial_number", "manufacturer", "model", "firmware_version",
-    "hardware_version", "capabilities", "specs", "location", "status", "purchase_date",
+    "hardware_version", "capabilities", "tags", "specs", "location", "status", "purchase_date",
     "deploy_date", "last_maintenance", "last_seen", "created_at", "updated_at",
 ]  # fmt: skip
 
@@ -24,7 +25,7 @@ def _cell(device: Device, column: str) -> str:
     value = getattr(device, column)
     if value is None:
         return ""
-    if column == "capabilities":
+    if column in ("capabilities", "tags"):
         return ";".join(value)
     if column == "specs":
         return json.dumps(value, separators=(",", ":"), sort_keys=True) if value else ""

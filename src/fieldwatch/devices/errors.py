@@ -39,3 +39,15 @@ class TransitionRefused(Conflict):
             requested_status=target.value,
             allowed_statuses=[a.value for a in allowed],
         )
+
+
+class GroupNotFound(NotFound):
+    slug, title = "device-group-not-found", "Device group not found"
+
+
+class DuplicateGroupName(Conflict):
+    slug, title = "duplicate-group-name", "Group name already in use"
+
+
+class NotAStaticGroup(Conflict):
+    slug, title = "not-a-static-group", "A dynamic group has no listed members"

@@ -27,6 +27,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from fieldwatch.devices.models import Device
+from fieldwatch.devices.tags import has_tags
 from fieldwatch.monitoring.models import DevicePresence
 
 #: The FTS5 table of migration 0014 (SQLite only): its rowid is the device row's rowid.
@@ -71,9 +72,18 @@ class DeviceFilter:
     q: str | None = None
     #: ``online`` or ``offline`` (never seen counts as offline), as the database records it
     connectivity: str | None = None
+    #: Devices carrying every one of these tags
+    tags: list[str] = field(default_factory=list)
+    #: Only the devices of a group: ``GroupService.scope`` resolves a group's id (in the
+    #: caller's workspace) to this clause.
+    group: ColumnElement[bool] | None = None
 
     def clauses(self) -> list[ColumnElement[bool]]:
         out: list[ColumnElement[bool]] = []
+        if self.group is not None:
+            out.append(self.group)
+        if self.tags:
+            out.append(has_tags(self.tags))
         if self.status:
             out.append(Device.status.in_(self.status))
         if self.type:

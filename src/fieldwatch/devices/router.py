@@ -14,6 +14,7 @@ from fieldwatch.core.paging import Limit, Offset, Page, page_of
 from fieldwatch.db.dependencies import SessionmakerDep, UowDep, WriteUow
 from fieldwatch.devices.csvio import export_csv
 from fieldwatch.devices.dependencies import CredentialIssuedDep, DeviceAuth
+from fieldwatch.devices.groups import GroupService
 from fieldwatch.devices.lifecycle import Action, DeviceStatus
 from fieldwatch.devices.repository import DeviceFilter
 from fieldwatch.devices.schemas import (
@@ -41,6 +42,8 @@ Sort = Literal[
 
 
 async def _filter(
+    principal: Viewer,
+    uow: UowDep,
     status_: Annotated[list[DeviceStatus] | None, Query(alias="status")] = None,
     type_: Annotated[str | None, Query(alias="type", max_length=100)] = None,
     location: Annotated[str | None, Query(max_length=200)] = None,
@@ -49,10 +52,16 @@ async def _filter(
         Connectivity | None,
         Query(description="Only online (or offline, including never seen) devices"),
     ] = None,
+    tag: Annotated[
+        list[str] | None, Query(description="Only devices with this tag (repeat: all of them)")
+    ] = None,
+    group: Annotated[uuid.UUID | None, Query(description="Only the devices of this group")] = None,
 ) -> DeviceFilter:
+    tags = list(dict.fromkeys(t.strip() for t in tag or [] if t.strip()))
     return DeviceFilter(
         status=[s.value for s in status_ or []], type=type_, location=location, q=q or None,
-        connectivity=connectivity,
+        connectivity=connectivity, tags=tags,
+        group=await GroupService(uow).scope(principal, group) if group else None,
     )  # fmt: skip
 
 

@@ -46,6 +46,30 @@ def _clean_capabilities(value: list[str]) -> list[str]:
     return out
 
 
+#: How many tags a device may carry, and the longest tag.
+MAX_TAGS, MAX_TAG_LENGTH = 20, 50
+
+
+def clean_tags(value: list[str]) -> list[str]:
+    """Tags as given, trimmed; refused when empty, too long, repeated, holding ``;`` (the
+    CSV cell's separator) or more than ``MAX_TAGS``."""
+    if len(value) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags")
+    out: list[str] = []
+    for raw in value:
+        tag = raw.strip()
+        if not tag:
+            raise ValueError("a tag may not be empty")
+        if len(tag) > MAX_TAG_LENGTH:
+            raise ValueError(f"a tag is at most {MAX_TAG_LENGTH} characters: {tag[:20]!r}…")
+        if ";" in tag:
+            raise ValueError(f"a tag may not contain ';': {tag!r}")
+        if tag in out:
+            raise ValueError(f"tag {tag!r} is given twice")
+        out.append(tag)
+    return out
+
+
 class _DeviceFields(StrictModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -67,6 +91,11 @@ class _DeviceFields(StrictModel):
     def _caps(cls, v: list[str] | None) -> list[str] | None:
         return None if v is None else _clean_capabilities(v)
 
+    @field_validator("tags", check_fields=False)
+    @classmethod
+    def _tags(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else clean_tags(v)
+
 
 class DeviceCreate(_DeviceFields):
     name: str = Field(
@@ -81,6 +110,7 @@ class DeviceCreate(_DeviceFields):
     firmware_version: str | None = Field(default=None, max_length=50)
     hardware_version: str | None = Field(default=None, max_length=50)
     capabilities: list[str] = Field(default_factory=list, max_length=200)
+    tags: list[str] = Field(default_factory=list, description="Free labels, at most 20")
     specs: dict[str, Any] = Field(default_factory=dict)
     location: str | None = Field(default=None, max_length=200)
     purchase_date: date | None = None
@@ -98,6 +128,7 @@ class DeviceUpdate(_DeviceFields):
     firmware_version: str | None = Field(default=None, max_length=50)
     hardware_version: str | None = Field(default=None, max_length=50)
     capabilities: list[str] | None = Field(default=None, max_length=200)
+    tags: list[str] | None = Field(default=None, description="Replaces the tags; null clears")
     specs: dict[str, Any] | None = None
     location: str | None = Field(default=None, max_length=200)
     purchase_date: date | None = None
@@ -112,9 +143,9 @@ class DeviceUpdate(_DeviceFields):
 
     def changes(self) -> dict[str, Any]:
         data = self.model_dump(exclude_unset=True)
-        for key in ("capabilities", "specs"):
+        for key, empty in (("capabilities", []), ("tags", []), ("specs", {})):
             if key in data and data[key] is None:
-                data[key] = [] if key == "capabilities" else {}
+                data[key] = empty
         return data
 
 
@@ -131,6 +162,7 @@ class DeviceRead(BaseModel):
     firmware_version: str | None
     hardware_version: str | None
     capabilities: list[str]
+    tags: list[str]
     specs: dict[str, Any]
     location: str | None
     status: DeviceStatus

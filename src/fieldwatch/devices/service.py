@@ -44,6 +44,7 @@ SNAPSHOT_FIELDS = [
     "firmware_version",
     "hardware_version",
     "capabilities",
+    "tags",
     "specs",
     "location",
     "status",

@@ -116,6 +116,8 @@ def _csv_row(raw: dict[str, str]) -> dict[str, Any]:
             continue
         if key == "capabilities":
             row[key] = [c.strip() for c in value.replace("|", ";").split(";") if c.strip()]
+        elif key == "tags":  # a tag may hold "|", never ";"
+            row[key] = [t.strip() for t in value.split(";") if t.strip()]
         elif key == "specs":
             try:
                 row[key] = json.loads(value)
