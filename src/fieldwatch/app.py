@@ -26,6 +26,8 @@ from fieldwatch.db.faults import quiet_event_loop
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.provisioning_router import router as provisioning_router
 from fieldwatch.devices.router import router as devices_router
+from fieldwatch.firmware.updates.device_router import router as firmware_device_router
+from fieldwatch.firmware.updates.router import router as firmware_updates_router
 from fieldwatch.inventory.router import router as inventory_router
 from fieldwatch.monitoring.limits import LimitsCollector
 from fieldwatch.monitoring.router import router as monitoring_router
@@ -118,6 +120,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(webhooks_router)
     app.include_router(alerts_router)
     app.include_router(commands_router)
+    app.include_router(firmware_updates_router)
+    app.include_router(firmware_device_router)
     console.install(app)  # the web console at /console/
     device_gateway.install(app)  # WS /ws/device: the device gateway
     return app
@@ -133,6 +137,7 @@ def device_edge(runtime: Runtime) -> DeviceEdge:
         presence=runtime.presence,
         limits=runtime.limits,
         commands=runtime.commands,
+        firmware=runtime.firmware,
         codec=runtime.codec,
         throttle=runtime.throttle,
         credential_listeners=runtime.credential_listeners,
