@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from urllib.parse import parse_qs, urlsplit
@@ -22,18 +21,7 @@ from firmware_helpers import (
     states,
     update_frame,
 )
-from ws_helpers import connected, make_device, recv
-
-QUIET_S = 0.3
-
-
-async def nothing_more(ws) -> None:
-    try:
-        async with asyncio.timeout(QUIET_S):
-            frame = await ws.recv()
-    except TimeoutError:
-        return
-    raise AssertionError(f"unexpected frame: {frame}")
+from ws_helpers import connected, make_device, nothing_more, recv
 
 
 async def ready(served: Served, runtime: Runtime, factory: Factory, **device_fields):

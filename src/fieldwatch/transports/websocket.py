@@ -267,7 +267,7 @@ async def handle_firmware_state(
     if update is None:
         raise FrameError(
             "unknown_update", f"No firmware update {report.update_id} for this device.",
-            ref=frame.id,
+            ref=frame.id, bad=False,
         )  # fmt: skip
     return {
         "type": "ack", "ref": frame.id, "update_id": str(update.command_id),

@@ -82,11 +82,17 @@ class UpdateMachine:
         return changed
 
     async def _finish(
-        self, update: FirmwareUpdate, state: str, *, reason: str | None, detail: str
+        self,
+        update: FirmwareUpdate,
+        state: str,
+        *,
+        reason: str | None,
+        detail: str,
+        from_states: Sequence[str] = st.OPEN,
     ) -> FirmwareUpdate | None:
         """End the update (and its command): completed, failed, cancelled."""
         changed = await self._move(
-            update, st.OPEN, state, values={"reason": reason, "detail": detail}
+            update, from_states, state, values={"reason": reason, "detail": detail}
         )
         if changed is None:
             return None

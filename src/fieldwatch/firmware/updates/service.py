@@ -185,7 +185,9 @@ class UpdateService(UpdateMachine):
         changed = None
         if update.state in cancellable:
             detail = f"cancelled by {principal.actor}"
-            changed = await self._finish(update, st.CANCELLED, reason=None, detail=detail)
+            changed = await self._finish(
+                update, st.CANCELLED, reason=None, detail=detail, from_states=cancellable
+            )
         if changed is not None:
             return changed
         await self.uow.session.refresh(update)

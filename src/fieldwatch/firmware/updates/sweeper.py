@@ -19,6 +19,7 @@ from fieldwatch.commands.delivery import CommandDispatcher
 from fieldwatch.commands.models import Command
 from fieldwatch.core import tasks
 from fieldwatch.core.clock import utcnow
+from fieldwatch.core.errors import ConcurrentModification
 from fieldwatch.core.events import Event, EventBus
 from fieldwatch.core.settings import Settings
 from fieldwatch.db.uow import UnitOfWork
@@ -111,9 +112,13 @@ class FirmwareUpdates:
             await self._load()
         if self.known.get(device_id) == version and device_id not in self.open_devices:
             return
-        async with self.uow() as uow:
-            await self.service(uow).version_reported(device_id, version)
-            await uow.commit()
+        try:
+            async with self.uow() as uow:
+                await self.service(uow).version_reported(device_id, version)
+                await uow.commit()
+        except ConcurrentModification:  # an operator edited the device just now
+            log.info("device %s: version report lost a race; taken next time", device_id)
+            return
         self.known[device_id] = version
 
     async def _load(self) -> None:
