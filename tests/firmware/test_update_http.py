@@ -163,3 +163,21 @@ async def test_an_http_heartbeat_reports_the_running_version(
     )
     assert r.status_code == 200, r.text
     assert (await read_update(client, operator, update_id))["state"] == "completed"
+
+
+async def test_an_edited_version_is_corrected_by_the_next_report(
+    client: httpx.AsyncClient, operator: Actor
+):
+    device, headers = await polling_device(client, operator)
+    heartbeat = f"/api/v1/devices/{device['id']}/heartbeat"
+    url = f"/api/v1/devices/{device['id']}"
+    for _ in range(2):  # the second time from the process's memory of the version
+        r = await client.post(heartbeat, json={"firmware": "1.1.0"}, headers=headers)
+        assert r.status_code == 200, r.text
+        assert (await client.get(url, headers=operator.headers)).json()["firmware_version"] == (
+            "1.1.0"
+        )
+    r = await client.patch(url, json={"firmware_version": "0.9.0"}, headers=operator.headers)
+    assert r.status_code == 200, r.text
+    await client.post(heartbeat, json={"firmware": "1.1.0"}, headers=headers)
+    assert (await client.get(url, headers=operator.headers)).json()["firmware_version"] == "1.1.0"

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fieldwatch.devices.models import Device
 from fieldwatch.firmware.models import FirmwareArtifact, FirmwarePolicy, FirmwareUpdate, SigningKey
 from fieldwatch.firmware.updates.states import OPEN
 
@@ -42,6 +43,12 @@ class UpdateRepository:
                 FirmwareUpdate.command_id == update_id, FirmwareUpdate.device_id == device_id
             )
         )
+
+    async def lock_device(self, device_id: uuid.UUID) -> None:
+        """Hold the device's row until commit (PostgreSQL), so two updates started at
+        once for one device see each other."""
+        stmt = select(Device.id).where(Device.id == device_id).with_for_update()
+        await self.session.execute(stmt)
 
     async def open_for(self, device_id: uuid.UUID) -> FirmwareUpdate | None:
         """The device's open update (at most one is started at a time), newest first."""

@@ -116,6 +116,7 @@ class UpdateService(UpdateMachine):
                 "requires signed firmware.",
                 reason=UNSIGNED,
             )
+        await self.updates.lock_device(device.id)
         running = await self.updates.open_for(device.id)
         if running is not None:
             raise UpdateRunning(

@@ -23,6 +23,7 @@ from fieldwatch.core.errors import ConcurrentModification
 from fieldwatch.core.events import Event, EventBus
 from fieldwatch.core.settings import Settings
 from fieldwatch.db.uow import UnitOfWork
+from fieldwatch.devices.events import DEVICE_UPDATED
 from fieldwatch.firmware.models import FirmwareUpdate
 from fieldwatch.firmware.updates import messages
 from fieldwatch.firmware.updates.events import UPDATE_CHANGED
@@ -62,6 +63,7 @@ class FirmwareUpdates:
         self._sweeper: asyncio.Task[None] | None = None
         commands.register(COMMAND, self)
         bus.subscribe(UPDATE_CHANGED, self._on_changed)
+        bus.subscribe(DEVICE_UPDATED, self._on_device_updated)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessionmaker, self.bus)
@@ -136,6 +138,12 @@ class FirmwareUpdates:
             self.open_devices.discard(event.subject_id)
         else:
             self.open_devices.add(event.subject_id)
+
+    async def _on_device_updated(self, event: Event) -> None:
+        """A device was edited (its recorded version, perhaps): its next report is
+        checked against the database again."""
+        if event.subject_id is not None:
+            self.known.pop(event.subject_id, None)
 
     # --- sweeping -------------------------------------------------------------------------
 
