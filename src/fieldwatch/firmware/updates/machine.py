@@ -42,9 +42,10 @@ class UpdateMachine:
         *,
         values: dict[str, Any] | None = None,
         tries: int | None = None,
+        due: bool = False,
     ) -> FirmwareUpdate | None:
         """The conditional UPDATE into ``state`` (with its deadline) and its event; None
-        when another change got there first."""
+        when another change got there first (``due``: only if still past its deadline)."""
         now = utcnow()
         changes: dict[str, Any] = {
             "state": state,
@@ -55,7 +56,9 @@ class UpdateMachine:
         if state in st.FINAL:
             changes["finished_at"] = now
         previous = update.state
-        changed = await self.updates.change(update.command_id, from_states, changes, tries=tries)
+        changed = await self.updates.change(
+            update.command_id, from_states, changes, tries=tries, due_by=now if due else None
+        )
         if changed is not None:
             self.uow.emit(update_event(changed, previous))
         return changed
@@ -89,10 +92,11 @@ class UpdateMachine:
         reason: str | None,
         detail: str,
         from_states: Sequence[str] = st.OPEN,
+        due: bool = False,
     ) -> FirmwareUpdate | None:
         """End the update (and its command): completed, failed, cancelled."""
         changed = await self._move(
-            update, from_states, state, values={"reason": reason, "detail": detail}
+            update, from_states, state, values={"reason": reason, "detail": detail}, due=due
         )
         if changed is None:
             return None
@@ -105,16 +109,19 @@ class UpdateMachine:
         return changed
 
     async def _retry_or_fail(
-        self, update: FirmwareUpdate, reason: str, cause: str
+        self, update: FirmwareUpdate, reason: str, cause: str, *, due: bool = False
     ) -> FirmwareUpdate | None:
-        """After a timeout or a retryable failure: with tries left, try again (tries+1,
-        back to sent, the message resent; the device resumes its download); else
-        failed with ``reason``."""
+        """After a timeout (``due``: only if still past its deadline) or a retryable
+        failure: with tries left, try again (tries+1, back to sent, the message resent;
+        the device resumes its download); else failed with ``reason``."""
         if reason not in st.RETRYABLE or update.tries >= update.max_tries:
-            return await self._finish(update, st.FAILED, reason=reason, detail=cause)
+            return await self._finish(
+                update, st.FAILED, reason=reason, detail=cause, from_states=(update.state,),
+                due=due,
+            )  # fmt: skip
         detail = f"retry after {cause}"
         changed = await self._move(
-            update, (update.state,), st.SENT, tries=update.tries,
+            update, (update.state,), st.SENT, tries=update.tries, due=due,
             values={"tries": update.tries + 1, "reason": None, "detail": detail},
         )  # fmt: skip
         if changed is None:

@@ -101,12 +101,16 @@ class UpdateRepository:
         values: dict[str, Any],
         *,
         tries: int | None = None,
+        due_by: datetime | None = None,
     ) -> FirmwareUpdate | None:
         """Apply ``values`` if the update is in one of ``from_states`` (and on try
-        ``tries``, when given); the updated row, or None when another change won."""
+        ``tries``, and past its deadline at ``due_by``, when given); the updated row, or
+        None when another change won."""
         where = [FirmwareUpdate.command_id == update_id, FirmwareUpdate.state.in_(from_states)]
         if tries is not None:
             where.append(FirmwareUpdate.tries == tries)
+        if due_by is not None:
+            where.append(FirmwareUpdate.state_deadline <= due_by)
         stmt = (
             update(FirmwareUpdate)
             .where(*where)

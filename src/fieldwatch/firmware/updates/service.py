@@ -225,7 +225,7 @@ class UpdateService(UpdateMachine):
         if bytes is not None:
             values["downloaded_bytes"] = bytes
         if st.RANK[state] > st.RANK[update.state]:
-            note = detail or f"{state} (device)"
+            note = detail or "reported by the device"
             return await self._advance(update, state, values, note) or update
         if state == update.state == st.DOWNLOADING and bytes is not None:  # progress
             moved = await self._move(update, (st.DOWNLOADING,), st.DOWNLOADING, values=values)
@@ -271,4 +271,5 @@ class UpdateService(UpdateMachine):
 
     async def sweep_one(self, update: FirmwareUpdate) -> FirmwareUpdate | None:
         """An update past its state's deadline: retried, or failed as a timeout."""
-        return await self._retry_or_fail(update, st.TIMEOUT, f"timeout in {update.state}")
+        cause = f"timeout in {update.state}"
+        return await self._retry_or_fail(update, st.TIMEOUT, cause, due=True)
