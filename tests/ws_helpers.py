@@ -16,6 +16,7 @@ from conftest import Actor, Served
 from telemetry_helpers import device_with_token
 
 WAIT_S = 10.0
+QUIET_S = 0.3
 
 
 @dataclass
@@ -41,6 +42,16 @@ async def open_ws(served: Served, device: Device, *, path_token: bool = False) -
 async def recv(ws: ClientConnection) -> dict[str, Any]:
     async with asyncio.timeout(WAIT_S):
         return dict(json.loads(await ws.recv()))
+
+
+async def nothing_more(ws: ClientConnection) -> None:
+    """No frame arrives within QUIET_S."""
+    try:
+        async with asyncio.timeout(QUIET_S):
+            frame = await ws.recv()
+    except TimeoutError:
+        return
+    raise AssertionError(f"unexpected frame: {frame}")
 
 
 async def connected(served: Served, device: Device, **kw: Any) -> ClientConnection:

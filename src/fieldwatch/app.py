@@ -30,6 +30,8 @@ from fieldwatch.devices.router import router as devices_router
 from fieldwatch.firmware.artifacts.dependencies import FIRMWARE_FILES
 from fieldwatch.firmware.artifacts.download import DownloadsCollector
 from fieldwatch.firmware.artifacts.router import router as firmware_artifacts_router
+from fieldwatch.firmware.updates.device_router import router as firmware_device_router
+from fieldwatch.firmware.updates.router import router as firmware_updates_router
 from fieldwatch.inventory.router import router as inventory_router
 from fieldwatch.monitoring.limits import LimitsCollector
 from fieldwatch.monitoring.router import router as monitoring_router
@@ -125,6 +127,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(alerts_router)
     app.include_router(commands_router)
     app.include_router(firmware_artifacts_router)
+    app.include_router(firmware_updates_router)
+    app.include_router(firmware_device_router)
     console.install(app)  # the web console at /console/
     device_gateway.install(app)  # WS /ws/device: the device gateway
     return app
@@ -140,6 +144,7 @@ def device_edge(runtime: Runtime) -> DeviceEdge:
         presence=runtime.presence,
         limits=runtime.limits,
         commands=runtime.commands,
+        firmware=runtime.firmware,
         codec=runtime.codec,
         throttle=runtime.throttle,
         credential_listeners=runtime.credential_listeners,

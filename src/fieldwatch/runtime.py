@@ -35,6 +35,8 @@ from fieldwatch.devices.dependencies import CREDENTIAL_ISSUED
 from fieldwatch.devices.events import DEVICE_DELETED, DEVICE_UPDATED
 from fieldwatch.firmware.artifacts.dependencies import FIRMWARE_FILES
 from fieldwatch.firmware.artifacts.download import FirmwareFiles
+from fieldwatch.firmware.updates.dependencies import FIRMWARE_UPDATES
+from fieldwatch.firmware.updates.sweeper import FirmwareUpdates
 from fieldwatch.monitoring.dependencies import LIMITS, PRESENCE
 from fieldwatch.monitoring.limits import RATE_LIMITS_CHANGED, DeviceLimiter
 from fieldwatch.monitoring.presence import PresenceTracker
@@ -65,6 +67,8 @@ class Runtime:
     webhooks: WebhookDispatcher
     alerts: AlertEngine
     commands: CommandDispatcher
+    #: Per-device firmware updates (the ledger's ``firmware_update`` commands).
+    firmware: FirmwareUpdates
     limits: DeviceLimiter
     #: The one way in for readings, for every transport.
     ingest: TelemetryService
@@ -118,6 +122,7 @@ class Runtime:
         await self.presence.start()
         await self.webhooks.start()
         await self.commands.start()
+        await self.firmware.start()
 
     async def close(self) -> None:
         try:
@@ -125,6 +130,7 @@ class Runtime:
             await self.presence.stop()
             await self.webhooks.stop()
             await self.commands.stop()
+            await self.firmware.stop()
             close_bus = getattr(self.bus, "close", None)
             if close_bus is not None:
                 await close_bus()
@@ -169,6 +175,7 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
     alerts.subscribe(bus)
     commands = CommandDispatcher(settings, sessionmaker, bus)
     commands.subscribe(bus)
+    firmware = FirmwareUpdates(settings, sessionmaker, bus, commands)
     limits = DeviceLimiter(settings, sessionmaker)
     bus.subscribe(RATE_LIMITS_CHANGED, limits.on_changed)
     bus.subscribe(DEVICE_UPDATED, limits.on_device_changed)
@@ -186,6 +193,7 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
         webhooks=webhooks,
         alerts=alerts,
         commands=commands,
+        firmware=firmware,
         limits=limits,
         ingest=TelemetryService(telemetry, presence, bus, alerts),
         firmware_files=FirmwareFiles.build(settings, secret),
@@ -216,6 +224,7 @@ def install(app: Starlette, runtime: Runtime) -> None:
     LIMITS.put(app, runtime.limits)
     ALERT_ENGINE.put(app, runtime.alerts)
     COMMANDS.put(app, runtime.commands)
+    FIRMWARE_UPDATES.put(app, runtime.firmware)
     WEBHOOKS.put(app, runtime.webhooks)
     REDIS.put(app, runtime.redis)
     FIRMWARE_FILES.put(app, runtime.firmware_files)

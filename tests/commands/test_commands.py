@@ -19,9 +19,7 @@ from fieldwatch.commands.models import Command
 from fieldwatch.core.clock import utcnow
 from fieldwatch.runtime import Runtime, build_runtime
 from rabbit_helpers import exchange, rabbit_url  # noqa: F401 (fixtures)
-from ws_helpers import Device, closed_with, connected, make_device, recv
-
-QUIET_S = 0.3
+from ws_helpers import Device, closed_with, connected, make_device, nothing_more, recv
 
 
 async def send_command(http, actor: Actor, device_id: str, **body: Any) -> dict[str, Any]:
@@ -44,16 +42,6 @@ async def status_becomes(http, actor: Actor, command_id: str, status: str) -> di
             if found["status"] == status:
                 return found
             await asyncio.sleep(0.02)
-
-
-async def nothing_more(ws) -> None:
-    """No frame arrives within QUIET_S."""
-    try:
-        async with asyncio.timeout(QUIET_S):
-            frame = await ws.recv()
-    except TimeoutError:
-        return
-    raise AssertionError(f"unexpected frame: {frame}")
 
 
 def path(transitions: list[dict[str, Any]]) -> list[str]:

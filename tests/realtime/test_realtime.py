@@ -23,12 +23,13 @@ from fieldwatch.core.events import Event
 from fieldwatch.realtime import RealtimeServer
 from fieldwatch.realtime.messages import merge_telemetry
 from fieldwatch.runtime import Runtime
+from firmware_helpers import add_artifact
 from telemetry_helpers import device_with_token, iso
 
 PATH = "ws/monitoring"
 QUIET_S = 0.5  # how long "receives nothing" waits
 WAIT_S = 10.0  # the most any expected message may take
-NAMES = ("telemetry", "presence", "device_status", "alert", "command", "config")
+NAMES = ("telemetry", "presence", "device_status", "alert", "command", "config", "firmware")
 
 
 async def eventually(check: Callable[[], bool]) -> None:
@@ -596,3 +597,27 @@ async def test_a_refused_connection_says_why_in_connect_error(served: Served, da
         await missing.connect(served.url)
     assert missing.errors[0]["data"] == {"code": "unauthorized", "status": 401}
     assert missing.errors[0]["message"].startswith("Authentication required")
+
+
+async def test_firmware_update_changes_reach_the_workspace(
+    served, dashboards, runtime, factory: Factory
+):
+    op = await factory.user("operator", "acme")
+    device = await create_device(served.http, op, firmware_version="1.0.0")
+    await add_artifact(runtime, op.workspace_id, "1.5.0")
+    dashboard = await connected(served, dashboards, op)
+    r = await served.http.post(
+        f"/api/v1/devices/{device['id']}/firmware-update", json={"version": "1.5.0"},
+        headers=op.headers,
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    update_id = r.json()["update_id"]
+    started = await dashboard.wait_for("firmware", lambda m: m["update_id"] == update_id)
+    assert (started["type"], started["state"], started["version"]) == (
+        "firmware.update_changed", "pending", "1.5.0"
+    )  # fmt: skip
+    assert started["device_id"] == device["id"]
+    r = await served.http.post(f"/api/v1/firmware/updates/{update_id}/cancel", headers=op.headers)
+    assert r.status_code == 200, r.text
+    cancelled = await dashboard.wait_for("firmware", lambda m: m["state"] == "cancelled")
+    assert (cancelled["update_id"], cancelled["from_state"]) == (update_id, "pending")

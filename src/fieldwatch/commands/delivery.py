@@ -18,6 +18,10 @@ A sweeper expires commands past their TTL, resends commands whose ack is overdue
 devices connected here) and fails them as ``undelivered`` after ``max_attempts`` sends.
 Nothing lives only in memory: after a restart the next connect or sweep picks up where
 the database says.
+
+Another domain gives a command name a message and rules of its own by registering a
+``kinds.CommandKind`` (``register``); channels then send its message as that kind's
+``frame`` (``DeviceChannel.send_command``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fieldwatch.commands.config import ConfigService
 from fieldwatch.commands.events import COMMAND_CREATED, CONFIG_UPDATED
+from fieldwatch.commands.kinds import COMMAND_FRAME, CommandKind
 from fieldwatch.commands.messages import CommandAck, ConfigApplied, DeviceReport
 from fieldwatch.commands.models import SENT, Command, ConfigVersion
 from fieldwatch.commands.service import CommandService
@@ -72,7 +77,9 @@ class DeviceChannel(Protocol):
 
     transport: str
 
-    async def send_command(self, message: dict[str, Any]) -> bool: ...
+    async def send_command(self, message: dict[str, Any], frame: str = COMMAND_FRAME) -> bool:
+        """Send a command's message as ``frame`` (``command``, or a command kind's own)."""
+        ...
 
     async def send_config(self, message: dict[str, Any]) -> bool: ...
 
@@ -88,6 +95,8 @@ class CommandDispatcher:
         self.sessionmaker = sessionmaker
         self.bus = bus
         self.channels: dict[uuid.UUID, DeviceChannel] = {}
+        #: Command name → its kind (``register``).
+        self.kinds: dict[str, CommandKind] = {}
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._arrivals = Batcher(self._waiting, name="command-arrivals")
@@ -98,13 +107,30 @@ class CommandDispatcher:
         bus.subscribe(COMMAND_CREATED, self._on_created)
         bus.subscribe(CONFIG_UPDATED, self._on_config)
 
+    def register(self, name: str, kind: CommandKind) -> None:
+        """Commands named ``name`` get ``kind``'s message and follow-up (at start-up)."""
+        self.kinds[name] = kind
+
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessionmaker, self.bus)
 
     def service(self, uow: UnitOfWork) -> CommandService:
         """The one way to a ``CommandService``: with the settings applied, and this
         dispatcher to send what it creates for a device connected here."""
-        return CommandService(uow, max_attempts=self.settings.command_max_attempts, sender=self)
+        return CommandService(
+            uow, max_attempts=self.settings.command_max_attempts, sender=self, kinds=self.kinds
+        )
+
+    async def message(self, command: Command) -> tuple[dict[str, Any], str]:
+        """What the device receives for ``command``, and the frame it goes as."""
+        kind = self.kinds.get(command.command)
+        if kind is None:
+            return command_message(command), COMMAND_FRAME
+        return await kind.message(command), kind.frame
+
+    async def _deliver(self, channel: DeviceChannel, command: Command) -> bool:
+        message, frame = await self.message(command)
+        return await channel.send_command(message, frame)
 
     @property
     def ack_timeout_s(self) -> float:
@@ -157,7 +183,7 @@ class CommandDispatcher:
         """Send a command claimed with its creation, now that it is committed (the
         service registers this with the unit of work)."""
         channel = self.channels.get(command.device_id)
-        if channel is None or not await channel.send_command(command_message(command)):
+        if channel is None or not await self._deliver(channel, command):
             # Gone meanwhile: the command stays sent and is resent when its ack is
             # overdue, or when the device connects again.
             log.info("command %s: device %s went away while sending", command.id,
@@ -215,7 +241,7 @@ class CommandDispatcher:
             await uow.commit()
         if claimed is None:
             return False
-        ok = await channel.send_command(command_message(claimed))
+        ok = await self._deliver(channel, claimed)
         if not ok:
             log.info("command %s: device %s went away while sending", claimed.id, claimed.device_id)
         return ok

@@ -27,8 +27,10 @@ class CommandCreate(BaseModel):
 class CommandTransitionRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
-    from_status: CommandStatus | None
-    to_status: CommandStatus
+    #: A ledger status, or the state of a command kind of its own (firmware updates:
+    #: downloading, installing, …).
+    from_status: str | None
+    to_status: str
     at: datetime
     attempt: int
     detail: str | None

@@ -12,16 +12,16 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 from fieldwatch.auth.principal import Principal
 from fieldwatch.commands import events
 from fieldwatch.commands.errors import CommandFinished, CommandNotFound, IdempotencyConflict
+from fieldwatch.commands.ledger import CommandLedger, sent_detail
 from fieldwatch.commands.messages import CommandResult
 from fieldwatch.commands.models import (
     ACKNOWLEDGED,
     CANCELLED,
-    EXPIRED,
     FAILED,
     OPEN_STATES,
     PENDING,
@@ -29,7 +29,6 @@ from fieldwatch.commands.models import (
     Command,
     CommandTransition,
 )
-from fieldwatch.commands.repository import CommandRepository
 from fieldwatch.commands.schemas import CommandCreate
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import found_in_workspace
@@ -43,19 +42,6 @@ from fieldwatch.devices.service import DeviceService
 MAX_RESULT_CHARS = 16_000
 
 
-class Sender(Protocol):
-    """Reaches the devices connected to this process (the ``CommandDispatcher``)."""
-
-    @property
-    def ack_timeout_s(self) -> float: ...
-
-    def transport_to(self, device_id: uuid.UUID) -> str | None: ...
-
-    async def send_claimed(self, command: Command) -> None: ...
-
-    def delivered(self, seconds: float) -> None: ...
-
-
 async def live_device(uow: UnitOfWork, principal: Principal, device_id: uuid.UUID) -> Device:
     """The principal's device; 404 for another's, 409 for a retired one."""
     device = await DeviceService(uow).get(principal, device_id)
@@ -64,17 +50,9 @@ async def live_device(uow: UnitOfWork, principal: Principal, device_id: uuid.UUI
     return device
 
 
-class CommandService:
+class CommandService(CommandLedger):
     """Obtained from ``CommandDispatcher.service``, which applies the settings and sends
     what ``create`` claims once it is committed: callers only create and commit."""
-
-    def __init__(
-        self, uow: UnitOfWork, *, max_attempts: int = 5, sender: Sender | None = None
-    ) -> None:
-        self.uow = uow
-        self.commands = CommandRepository(uow.session)
-        self.max_attempts = max_attempts
-        self.sender = sender
 
     # --- operators ------------------------------------------------------------------
 
@@ -82,19 +60,33 @@ class CommandService:
         self, principal: Principal, device_id: uuid.UUID, body: CommandCreate
     ) -> tuple[Command, bool]:
         """The new command and True; or, for a repeated idempotency key with the same
-        command and params, the existing one and False. When the device is connected to
-        this process and nothing older waits for it (those go first, in creation order),
-        the new command is stored as sent, with both transitions, in this one transaction
-        and sent once it is committed."""
+        command and params, the existing one and False (``create_for``)."""
         await live_device(self.uow, principal, device_id)
+        return await self.create_for(principal.workspace_id, device_id, body, principal.actor)
+
+    async def create_for(
+        self,
+        workspace_id: uuid.UUID,
+        device_id: uuid.UUID,
+        body: CommandCreate,
+        created_by: str,
+        *,
+        max_attempts: int | None = None,
+    ) -> tuple[Command, bool]:
+        """``create`` for a device the caller has checked (another domain's service).
+        When the device is connected to this process and nothing older waits for it
+        (those go first, in creation order), the new command is stored as sent, with
+        both transitions, in this one transaction and sent once it is committed."""
         if body.idempotency_key is not None:
             found = await self.commands.by_idempotency_key(device_id, body.idempotency_key)
             if found is not None:
                 return self._same_key(found, body), False
         now = utcnow()
         via = await self._send_over(device_id, now)
-        command = self._new(principal, device_id, body, now)
-        created = self._transition(command, None, detail=f"created by {principal.actor}", at=now)
+        command = self._new(workspace_id, device_id, body, created_by, now)
+        if max_attempts is not None:
+            command.max_attempts = max_attempts
+        created = self._transition(command, None, detail=f"created by {created_by}", at=now)
         later = []
         if via is not None and self.sender is not None:
             command.status = SENT
@@ -103,7 +95,7 @@ class CommandService:
             command.next_attempt_at = now + timedelta(seconds=self.sender.ack_timeout_s)
             command.transport = via
             later.append(
-                self._transition(command, PENDING, detail=_sent_detail(PENDING, via), at=now)
+                self._transition(command, PENDING, detail=sent_detail(PENDING, via), at=now)
             )
         if body.idempotency_key is None:
             self.commands.add(command)
@@ -134,11 +126,16 @@ class CommandService:
         return transport
 
     def _new(
-        self, principal: Principal, device_id: uuid.UUID, body: CommandCreate, now: datetime
+        self,
+        workspace_id: uuid.UUID,
+        device_id: uuid.UUID,
+        body: CommandCreate,
+        created_by: str,
+        now: datetime,
     ) -> Command:
         return Command(
             id=new_id(),
-            workspace_id=principal.workspace_id,
+            workspace_id=workspace_id,
             device_id=device_id,
             command=body.command,
             params=body.params,
@@ -148,7 +145,7 @@ class CommandService:
             expires_at=now + timedelta(seconds=body.ttl_s),
             attempts=0,
             max_attempts=self.max_attempts,
-            created_by=principal.actor,
+            created_by=created_by,
             created_at=now,
             updated_at=now,
         )
@@ -260,139 +257,3 @@ class CommandService:
             await self.uow.session.refresh(command)
             return command
         return changed
-
-    # --- delivery -------------------------------------------------------------------
-
-    async def deliverable(self, device_id: uuid.UUID) -> Sequence[Command]:
-        """What to send a connected device now: pending commands, and sent ones whose
-        ack is overdue; in creation order."""
-        return await self.commands.deliverable(device_id, utcnow())
-
-    async def waiting_for(self, device_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Command]]:
-        """What to send devices that just connected: pending commands, and sent ones
-        they never acknowledged; in creation order."""
-        return await self.commands.deliverable_for(device_ids, utcnow())
-
-    async def claim_send(
-        self, command: Command, *, transport: str, ack_timeout_s: float
-    ) -> Command | None:
-        """Record one delivery attempt; None if another process claimed it first or the
-        command has used up its attempts (it is then failed as undelivered)."""
-        if command.attempts >= command.max_attempts:
-            await self.fail_undelivered(command)
-            return None
-        now = utcnow()
-        previous = command.status
-        claimed = await self.commands.claim_send(
-            command,
-            now=now,
-            next_attempt_at=now + timedelta(seconds=ack_timeout_s),
-            transport=transport,
-        )
-        if claimed is None:
-            return None
-        self._record(claimed, previous, detail=_sent_detail(previous, transport), at=now)
-        self.uow.emit(events.command_event(events.COMMAND_UPDATED, claimed, previous))
-        return claimed
-
-    async def fail_undelivered(self, command: Command) -> Command | None:
-        return await self._change(
-            command, (SENT,), FAILED, detail="undelivered",
-            extra={"reason": "undelivered", "next_attempt_at": None}, finished=True,
-        )  # fmt: skip
-
-    async def expire(self, command: Command) -> Command | None:
-        return await self._change(
-            command, OPEN_STATES, EXPIRED, detail="time to live passed",
-            extra={"reason": "expired", "next_attempt_at": None}, finished=True,
-        )  # fmt: skip
-
-    async def overdue(self, limit: int) -> Sequence[Command]:
-        return await self.commands.overdue(utcnow(), limit)
-
-    async def past_ttl(self, limit: int) -> Sequence[Command]:
-        return await self.commands.past_ttl(utcnow(), limit)
-
-    # --- plumbing -------------------------------------------------------------------
-
-    async def _change(
-        self,
-        command: Command,
-        from_states: Sequence[str],
-        to_status: str,
-        *,
-        detail: str,
-        extra: dict[str, Any] | None = None,
-        finished: bool = False,
-    ) -> Command | None:
-        return await self._update(
-            command.id, from_states, command.status, to_status, detail=detail, extra=extra,
-            finished=finished,
-        )  # fmt: skip
-
-    async def _change_for_device(
-        self,
-        device_id: uuid.UUID,
-        command_id: uuid.UUID,
-        from_status: str,
-        to_status: str,
-        *,
-        detail: str,
-        extra: dict[str, Any],
-        finished: bool = False,
-    ) -> Command | None:
-        """``_change`` by id for a command of ``device_id`` in exactly ``from_status``,
-        without reading it first; None when it is not there or in another state."""
-        return await self._update(
-            command_id, (from_status,), from_status, to_status, detail=detail, extra=extra,
-            finished=finished, device_id=device_id,
-        )  # fmt: skip
-
-    async def _update(
-        self,
-        command_id: uuid.UUID,
-        from_states: Sequence[str],
-        previous: str,
-        to_status: str,
-        *,
-        detail: str,
-        extra: dict[str, Any] | None,
-        finished: bool,
-        device_id: uuid.UUID | None = None,
-    ) -> Command | None:
-        """The conditional UPDATE, and its transition and event when it matched."""
-        now = utcnow()
-        values: dict[str, Any] = {"status": to_status, "updated_at": now, **(extra or {})}
-        if finished:
-            values["finished_at"] = now
-            values.setdefault("next_attempt_at", None)
-        changed = await self.commands.change(command_id, from_states, values, device_id=device_id)
-        if changed is None:
-            return None
-        self._record(changed, previous, detail=detail, at=now)
-        self.uow.emit(events.command_event(events.COMMAND_UPDATED, changed, previous))
-        if "acknowledged_at" in values and self.sender is not None:  # from creation to device
-            delay = (values["acknowledged_at"] - changed.created_at).total_seconds()
-            self.uow.after_commit(partial(self.sender.delivered, delay))
-        return changed
-
-    def _record(self, command: Command, previous: str | None, *, detail: str, at: datetime) -> None:
-        self.commands.add(self._transition(command, previous, detail=detail, at=at))
-
-    @staticmethod
-    def _transition(
-        command: Command, previous: str | None, *, detail: str, at: datetime
-    ) -> CommandTransition:
-        """The transition into the command's present status (and attempt)."""
-        return CommandTransition(
-            command_id=command.id,
-            from_status=previous,
-            to_status=command.status,
-            at=at,
-            attempt=command.attempts,
-            detail=detail,
-        )
-
-
-def _sent_detail(previous: str, transport: str) -> str:
-    return f"sent over {transport}" if previous == PENDING else f"resent over {transport}"

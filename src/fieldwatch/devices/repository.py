@@ -175,8 +175,10 @@ class DeviceLogRepository:
         new_status: str | None = None,
         notes: str | None = None,
         changes: dict[str, Any] | None = None,
+        actor_label: str | None = None,
     ) -> None:
-        """One entry for ``device``, written with the next flush."""
+        """One entry for ``device``, written with the next flush (``actor_label``: who
+        acted when it was no principal, e.g. the device itself)."""
         self.session.add(
             DeviceLog(
                 **log_row(
@@ -188,6 +190,7 @@ class DeviceLogRepository:
                     new_status=new_status,
                     notes=notes,
                     changes=changes,
+                    actor_label=actor_label,
                 )
             )
         )

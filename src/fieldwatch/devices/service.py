@@ -193,6 +193,23 @@ class DeviceService:
         self.uow.emit(events.device_event(events.DEVICE_UPDATED, device, changed=sorted(changes)))
         return device
 
+    async def firmware_reported(self, device_id: uuid.UUID, version: str) -> Device | None:
+        """The device says it runs ``version``: kept, and logged (by the device) when it
+        changed. None for an unknown device."""
+        device = await self.uow.session.get(Device, device_id)
+        if device is None or device.firmware_version == version:
+            return device
+        changes = diff({"firmware_version": device.firmware_version}, {"firmware_version": version})
+        device.firmware_version = version
+        device.updated_at = utcnow()
+        await flush_guarded(self.uow)
+        self.logs.record(
+            device, Action.updated, None, old_status=device.status, new_status=device.status,
+            changes=changes, notes="reported by the device", actor_label=f"device:{device.id}",
+        )  # fmt: skip
+        self.uow.emit(events.device_event(events.DEVICE_UPDATED, device, changed=sorted(changes)))
+        return device
+
     async def purge(self, principal: Principal, device_id: uuid.UUID) -> None:
         """Delete the device for good (admins). Its audit trail is kept; the database
         deletes the rest: its series by cascade, their readings and rollups by trigger."""

@@ -16,9 +16,10 @@ DEVICE_STATUS = "device_status"
 ALERT = "alert"
 COMMAND = "command"
 CONFIG = "config"
+FIRMWARE = "firmware"
 
 #: The Socket.IO event names a client can receive (and narrow its subscription to).
-NAMES = (TELEMETRY, PRESENCE, DEVICE_STATUS, ALERT, COMMAND, CONFIG)
+NAMES = (TELEMETRY, PRESENCE, DEVICE_STATUS, ALERT, COMMAND, CONFIG, FIRMWARE)
 
 #: Bus pattern → Socket.IO event name.
 ROUTES: tuple[tuple[str, str], ...] = (
@@ -28,6 +29,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("alert.*", ALERT),
     ("command.*", COMMAND),
     ("config.*", CONFIG),
+    ("firmware.*", FIRMWARE),
 )
 
 

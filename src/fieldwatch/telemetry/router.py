@@ -19,6 +19,8 @@ from fieldwatch.core.errors import (
 )
 from fieldwatch.db.dependencies import UowDep, WriteUow
 from fieldwatch.devices.service import DeviceService
+from fieldwatch.firmware.updates.dependencies import FirmwareUpdatesDep
+from fieldwatch.firmware.updates.messages import version_in
 from fieldwatch.telemetry.dependencies import IngestDep, JsonBody, RawBody, TelemetryDep, WriterDep
 from fieldwatch.telemetry.ingest.parse import parse_heartbeat, parse_monitoring, parse_upload
 from fieldwatch.telemetry.ingest.service import Incoming, IngestResult, TelemetryService
@@ -103,9 +105,12 @@ async def heartbeat(
     body: JsonBody,
     ingest: IngestDep,
     settings: SettingsDep,
+    firmware: FirmwareUpdatesDep,
 ):
     """Seed 003 heartbeat: ``battery_level``, ``signal_strength``, ``memory_usage``,
-    ``cpu_usage``; kept as readings. The device is marked online even with no fields."""
+    ``cpu_usage``; kept as readings. The device is marked online even with no fields.
+    ``firmware_version`` (or ``firmware``) reports the version it runs (firmware updates
+    complete on it)."""
     try:
         readings = parse_heartbeat(body, device_id, utcnow())
     except ValueError as exc:
@@ -114,8 +119,11 @@ async def heartbeat(
         writer.workspace_id, readings, "http", "heartbeat", device_id=device_id,
         own=writer.device_id,
     )  # fmt: skip
+    result = await _ingest(ingest, incoming)
+    if isinstance(body, dict) and (version := version_in(body)) is not None:
+        await firmware.version_reported(device_id, version)
     return {
-        **(await _ingest(ingest, incoming)).body(),
+        **result.body(),
         "server_time": utcnow(),
         "heartbeat_interval": settings.heartbeat_interval_s,
     }

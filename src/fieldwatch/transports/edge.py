@@ -26,6 +26,7 @@ from fieldwatch.core.events import EventBus
 from fieldwatch.core.settings import Settings
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.service import DeviceService
+from fieldwatch.firmware.updates.sweeper import FirmwareUpdates
 from fieldwatch.monitoring.limits import DeviceLimiter
 from fieldwatch.monitoring.presence import PresenceTracker
 from fieldwatch.telemetry.ingest.service import TelemetryService
@@ -49,6 +50,7 @@ class DeviceEdge:
     presence: PresenceTracker
     limits: DeviceLimiter
     commands: CommandDispatcher
+    firmware: FirmwareUpdates
     codec: TokenCodec
     throttle: LoginThrottle
     #: Told after commit when a device token or a provisioning key is issued (an external

@@ -90,8 +90,8 @@ class DeviceSession:
     # The command ledger's channel to this device (commands.delivery.DeviceChannel).
     transport = "websocket"
 
-    async def send_command(self, message: dict[str, Any]) -> bool:
-        return await self.send({"type": "command", **message})
+    async def send_command(self, message: dict[str, Any], frame: str = "command") -> bool:
+        return await self.send({"type": frame, **message})
 
     async def send_config(self, message: dict[str, Any]) -> bool:
         return await self.send({"type": "config", **message})

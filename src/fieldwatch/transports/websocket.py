@@ -21,6 +21,7 @@ from fieldwatch.core.clock import utcnow
 from fieldwatch.core.redact import RedactSecrets
 from fieldwatch.db.faults import RETRY_AFTER_S, outages
 from fieldwatch.devices.provisioning import server_config
+from fieldwatch.firmware.updates.messages import STATE_FRAME, parse_state, version_in
 from fieldwatch.telemetry.errors import ReadingsRefused, UnknownDevice
 from fieldwatch.telemetry.ingest.parse import decode_json, device_message
 from fieldwatch.telemetry.ingest.service import Incoming, Kind
@@ -43,7 +44,7 @@ router = APIRouter(tags=["device gateway"])
 
 #: Frames that carry readings, and what kind ingestion sees in each.
 DATA_TYPES: dict[str, Kind] = {"telemetry": "data", "heartbeat": "heartbeat", "status": "status"}
-LEDGER_TYPES = {"command_ack", "command_result", "config_applied"}
+LEDGER_TYPES = {"command_ack", "command_result", "config_applied", STATE_FRAME}
 ENVELOPE = ("type", "id")
 
 
@@ -224,6 +225,8 @@ def unavailable_frame(exc: Exception, ref: Any) -> FrameError | None:
 async def handle(
     edge: DeviceEdge, session: DeviceSession, frame: DeviceFrame
 ) -> dict[str, Any] | None:
+    if frame.type == STATE_FRAME:
+        return await handle_firmware_state(edge, session, frame)
     if frame.type in LEDGER_TYPES:
         return await handle_ledger(edge, session, frame)
     workspace_id, device_id = session.workspace_id, session.device_id
@@ -247,7 +250,29 @@ async def handle(
         )
         error.extra["retry_after"] = exc.retry_after
         raise error from exc
+    if frame.type != "telemetry" and (version := version_in(frame.body)) is not None:
+        await edge.firmware.version_reported(device_id, version)
     return {"type": "ack", "ref": frame.id, **result.body()}
+
+
+async def handle_firmware_state(
+    edge: DeviceEdge, session: DeviceSession, frame: DeviceFrame
+) -> dict[str, Any]:
+    """``firmware_state``: how far a firmware update got; acked after commit."""
+    try:
+        report = parse_state(frame.body)
+    except ValueError as exc:
+        raise FrameError("invalid", str(exc), ref=frame.id) from None
+    update = await edge.firmware.report(session.device_id, report)
+    if update is None:
+        raise FrameError(
+            "unknown_update", f"No firmware update {report.update_id} for this device.",
+            ref=frame.id, bad=False,
+        )  # fmt: skip
+    return {
+        "type": "ack", "ref": frame.id, "update_id": str(update.command_id),
+        "state": update.state, "tries": update.tries,
+    }  # fmt: skip
 
 
 async def handle_ledger(

@@ -19,7 +19,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -68,6 +68,11 @@ DEVICE_KINDS = frozenset(
 )  # fmt: skip
 
 
+#: The topic of each command kind's message (``commands.kinds.CommandKind.frame``):
+#: (device id, message) → topic.
+FRAME_TOPICS: dict[str, Callable[[str, dict[str, Any]], str]] = {}
+
+
 class MqttChannel:
     """The command ledger's way to one device over MQTT (QoS 1 publishes)."""
 
@@ -85,7 +90,14 @@ class MqttChannel:
             return False
         return True
 
-    async def send_command(self, message: dict[str, Any]) -> bool:
+    async def send_command(self, message: dict[str, Any], frame: str = "command") -> bool:
+        topic_of = FRAME_TOPICS.get(frame)
+        if topic_of is not None:  # a command kind of its own (commands.kinds)
+            payload = {**message, "timestamp": time.time()}
+            return await self._publish(topic_of(self.device_id, message), payload)
+        if frame != "command":
+            log.warning("MQTT: no topic for %s messages (device %s)", frame, self.device_id)
+            return False
         # Seed 003 names the arguments "parameters"; the WebSocket protocol "params".
         payload = {**message, "parameters": message["params"], "timestamp": time.time()}
         return await self._publish(topics.command(self.device_id, message["command_id"]), payload)

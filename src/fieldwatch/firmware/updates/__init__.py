@@ -1,0 +1,1 @@
+"""One device's firmware update, end to end: see ``service``."""
