@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+from urllib.parse import urlsplit
+
 import httpx
 
+from artifact_helpers import uploaded
 from conftest import Actor, Factory, create_device, problem
 from fieldwatch.runtime import Runtime
 from firmware_helpers import add_artifact, read_command, read_update, start_update
@@ -181,3 +185,23 @@ async def test_an_edited_version_is_corrected_by_the_next_report(
     assert r.status_code == 200, r.text
     await client.post(heartbeat, json={"firmware": "1.1.0"}, headers=headers)
     assert (await client.get(url, headers=operator.headers)).json()["firmware_version"] == "1.1.0"
+
+
+async def test_the_update_message_links_download_the_uploaded_file(
+    client: httpx.AsyncClient, operator: Actor
+):
+    data = bytes(range(256)) * 4000  # ~1 MB
+    device, headers = await polling_device(client, operator)
+    await uploaded(client, operator, data, version="1.5.0", device_types="sensor")
+    await start_update(client, operator, device["id"], version="1.5.0")
+    message = (await client.get(NEXT, headers=headers)).json()["update"]
+    link = urlsplit(message["url"])
+    r = await client.get(f"{link.path}?{link.query}")  # no token: the link is the key
+    assert r.status_code == 200, r.text
+    assert r.content == data
+    assert hashlib.sha256(r.content).hexdigest() == message["sha256"] == message["checksum"]
+    r = await client.get(message["download_path"], headers={**headers, "Range": "bytes=1000-"})
+    assert (r.status_code, r.content) == (206, data[1000:])
+    forged = message["url"].replace("sig=", "sig=0")
+    link = urlsplit(forged)
+    assert (await client.get(f"{link.path}?{link.query}")).status_code == 403
