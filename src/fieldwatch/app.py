@@ -30,6 +30,7 @@ from fieldwatch.devices.router import router as devices_router
 from fieldwatch.firmware.artifacts.dependencies import FIRMWARE_FILES
 from fieldwatch.firmware.artifacts.download import DownloadsCollector
 from fieldwatch.firmware.artifacts.router import router as firmware_artifacts_router
+from fieldwatch.firmware.rollouts.router import router as rollouts_router
 from fieldwatch.firmware.updates.device_router import router as firmware_device_router
 from fieldwatch.firmware.updates.router import router as firmware_updates_router
 from fieldwatch.inventory.router import router as inventory_router
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(alerts_router)
     app.include_router(commands_router)
     app.include_router(firmware_artifacts_router)
+    app.include_router(rollouts_router)
     app.include_router(firmware_updates_router)
     app.include_router(firmware_device_router)
     console.install(app)  # the web console at /console/

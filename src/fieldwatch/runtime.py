@@ -35,6 +35,9 @@ from fieldwatch.devices.dependencies import CREDENTIAL_ISSUED
 from fieldwatch.devices.events import DEVICE_DELETED, DEVICE_UPDATED
 from fieldwatch.firmware.artifacts.dependencies import FIRMWARE_FILES
 from fieldwatch.firmware.artifacts.download import FirmwareFiles
+from fieldwatch.firmware.rollouts.dependencies import ROLLOUT_ENGINE
+from fieldwatch.firmware.rollouts.engine import RolloutEngine
+from fieldwatch.firmware.rollouts.releases import rollout_updates
 from fieldwatch.firmware.updates.dependencies import FIRMWARE_UPDATES
 from fieldwatch.firmware.updates.sweeper import FirmwareUpdates
 from fieldwatch.monitoring.dependencies import LIMITS, PRESENCE
@@ -70,6 +73,8 @@ class Runtime:
     #: Per-device firmware updates (the ledger's ``firmware_update`` commands).
     firmware: FirmwareUpdates
     limits: DeviceLimiter
+    #: Advances running firmware rollouts.
+    rollouts: RolloutEngine
     #: The one way in for readings, for every transport.
     ingest: TelemetryService
     #: Firmware blobs, download-link signer and download cap.
@@ -123,6 +128,7 @@ class Runtime:
         await self.webhooks.start()
         await self.commands.start()
         await self.firmware.start()
+        await self.rollouts.start()
 
     async def close(self) -> None:
         try:
@@ -131,6 +137,7 @@ class Runtime:
             await self.webhooks.stop()
             await self.commands.stop()
             await self.firmware.stop()
+            await self.rollouts.stop()
             close_bus = getattr(self.bus, "close", None)
             if close_bus is not None:
                 await close_bus()
@@ -195,6 +202,11 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
         commands=commands,
         firmware=firmware,
         limits=limits,
+        rollouts=RolloutEngine(
+            lambda: UnitOfWork(sessionmaker, bus),
+            rollout_updates(firmware),
+            interval_s=settings.firmware_rollout_tick_s,
+        ),
         ingest=TelemetryService(telemetry, presence, bus, alerts),
         firmware_files=FirmwareFiles.build(settings, secret),
         redis=redis,
@@ -225,6 +237,7 @@ def install(app: Starlette, runtime: Runtime) -> None:
     ALERT_ENGINE.put(app, runtime.alerts)
     COMMANDS.put(app, runtime.commands)
     FIRMWARE_UPDATES.put(app, runtime.firmware)
+    ROLLOUT_ENGINE.put(app, runtime.rollouts)
     WEBHOOKS.put(app, runtime.webhooks)
     REDIS.put(app, runtime.redis)
     FIRMWARE_FILES.put(app, runtime.firmware_files)

@@ -178,6 +178,8 @@ class Settings(BaseSettings):
     firmware_max_tries: int = 3
     firmware_sweep_s: float = 2.0
     firmware_poll_interval_s: int = 300
+    #: How often each process's rollout engine advances the running rollouts.
+    firmware_rollout_tick_s: float = 1.0
 
     max_import_bytes: int = 20 * 1024 * 1024
     max_import_rows: int = 100_000

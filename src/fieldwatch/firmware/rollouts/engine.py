@@ -1,0 +1,236 @@
+"""The rollout engine: a task of every process that advances running rollouts.
+
+Every ``interval_s`` it takes each running rollout in a transaction of its own, with the
+rollout's row locked (so one process at a time advances a rollout) and:
+
+1. a soaking wave whose soak is over completes; the next wave starts (after the last
+   one, the rollout completes);
+2. the running wave is judged: once ``min_finished`` of the updates it released since
+   it started finished (completed or failed) and the failed share is above
+   ``failure_threshold``, the rollout stops (pause or abort, as configured) with the
+   numbers in ``status_reason``, and nothing more is released;
+3. within the window, the wave's devices are released: at most ``rate_per_minute`` in
+   any minute (counted from ``released_at`` in the database, so a restart or another
+   process keeps the cap), each no earlier than its jitter offset (a fixed share of
+   ``jitter_s`` from the device's id) after the wave started. Each release is claimed
+   (``released_at IS NULL``) and creates the device's update through the update service
+   (it expires with the window); a device no longer eligible is skipped;
+4. a wave whose devices are all released and whose updates are all final is judged once
+   more (only completed updates count as success: failed and expired ones against the
+   threshold, however few), then soaks ``soak_s`` or, the last one, completes the rollout.
+
+A window that ends with devices still unreleased aborts the rollout (its updates expire
+with the window). Nothing lives in memory: after a restart the next run continues from
+the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from fieldwatch.core import tasks
+from fieldwatch.core.clock import utcnow
+from fieldwatch.core.errors import AppError
+from fieldwatch.db.uow import UnitOfWork
+from fieldwatch.devices.models import Device
+from fieldwatch.firmware.compat import refusal
+from fieldwatch.firmware.models import FirmwareArtifact, Rollout, RolloutWave
+from fieldwatch.firmware.rollouts.control import RolloutControl
+from fieldwatch.firmware.rollouts.figures import fold, judge_ended, judge_running
+from fieldwatch.firmware.rollouts.ports import Updates, UpdatesFactory
+from fieldwatch.firmware.rollouts.repository import RolloutRepository
+from fieldwatch.firmware.rollouts.schemas import Figures
+
+log = logging.getLogger(__name__)
+
+MINUTE = timedelta(minutes=1)
+
+
+def jitter_offset(rollout_id: uuid.UUID, device_id: uuid.UUID, jitter_s: int) -> timedelta:
+    if jitter_s <= 0:
+        return timedelta(0)
+    digest = hashlib.sha256(rollout_id.bytes + device_id.bytes).digest()
+    return timedelta(seconds=int.from_bytes(digest[:4], "big") % (jitter_s + 1))
+
+
+class RolloutEngine:
+    def __init__(
+        self,
+        uow: Callable[[], UnitOfWork],
+        updates: UpdatesFactory,
+        *,
+        interval_s: float = 1.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.uow = uow
+        self.updates = updates
+        self.interval_s = interval_s
+        #: The time rollouts go by (tests move it; routes use it too).
+        self.clock = clock
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = tasks.every(self.interval_s, self.run, name="rollout-engine")
+
+    async def stop(self) -> None:
+        await tasks.cancel(self._task)
+        self._task = None
+
+    async def run(self) -> None:
+        """Advance every running rollout once."""
+        async with self.uow() as uow:
+            ids = await RolloutRepository(uow.session).running_ids()
+        for rollout_id in ids:
+            try:
+                await self.advance(rollout_id)
+            except Exception:
+                log.exception("advancing rollout %s failed", rollout_id)
+
+    async def advance(self, rollout_id: uuid.UUID) -> None:
+        async with self.uow() as uow:
+            step = _Step(uow, self.updates(uow), self.clock())
+            await step.run(rollout_id)
+            await uow.commit()
+
+
+class _Step:
+    """One advance of one rollout, in one transaction."""
+
+    def __init__(self, uow: UnitOfWork, updates: Updates, now: datetime) -> None:
+        self.uow = uow
+        self.updates = updates
+        self.now = now
+        self.rollouts = RolloutRepository(uow.session)
+        self.control = RolloutControl(uow, updates, now)
+
+    async def run(self, rollout_id: uuid.UUID) -> None:
+        rollout = await self.rollouts.lock_running(rollout_id)
+        if rollout is None:
+            return  # paused, finished, or another process got it
+        waves = list(await self.rollouts.waves(rollout.id))
+        wave = next((w for w in waves if w.status not in ("completed", "halted")), None)
+        if wave is not None and wave.status == "soaking":
+            if wave.soak_until is not None and self.now < wave.soak_until:
+                return
+            await self.control.set_wave(rollout, wave, ("soaking",), "completed",
+                                        completed_at=self.now)  # fmt: skip
+            wave = next((w for w in waves if w.number > wave.number), None)
+        if wave is None:
+            await self._complete(rollout)
+            return
+        if wave.status == "pending":
+            started = await self.control.set_wave(rollout, wave, ("pending",), "running",
+                                                  started_at=self.now)  # fmt: skip
+            wave = started or wave
+        await self._running(rollout, wave, is_last=wave.number == waves[-1].number)
+
+    async def _running(self, rollout: Rollout, wave: RolloutWave, *, is_last: bool) -> None:
+        since = wave.started_at or self.now
+        judged = await self._figures(rollout, wave, since)
+        verdict = judge_running(
+            wave.number, judged, threshold=rollout.failure_threshold,
+            min_finished=rollout.min_finished,
+        )  # fmt: skip
+        if verdict.stop and verdict.reason:
+            await self.control.stop(rollout, on_failure=rollout.on_failure, reason=verdict.reason)
+            return
+        if rollout.window_end is not None and self.now >= rollout.window_end:
+            left = await self.rollouts.count_unreleased(rollout.id)
+            if left:
+                await self.control.abort(
+                    rollout, ("running",), by=f"rollout:{rollout.id}",
+                    reason=f"the window ended at {rollout.window_end.isoformat()} with "
+                    f"{left} devices not released",
+                )  # fmt: skip
+                return
+        if rollout.window_start is None or self.now >= rollout.window_start:
+            await self._release(rollout, wave, since)
+        whole = await self._figures(rollout, wave, None)
+        if whole.pending or whole.in_progress_total:
+            return
+        judged = await self._figures(rollout, wave, since)
+        verdict = judge_ended(wave.number, judged, threshold=rollout.failure_threshold)
+        if verdict.stop and verdict.reason:
+            await self.control.stop(rollout, on_failure=rollout.on_failure, reason=verdict.reason)
+        elif is_last:
+            await self.control.set_wave(rollout, wave, ("running",), "completed",
+                                        completed_at=self.now)  # fmt: skip
+            await self._complete(rollout)
+        else:
+            await self.control.set_wave(
+                rollout, wave, ("running",), "soaking",
+                soak_until=self.now + timedelta(seconds=rollout.soak_s),
+            )  # fmt: skip
+
+    async def _figures(
+        self, rollout: Rollout, wave: RolloutWave, since: datetime | None
+    ) -> Figures:
+        rows = await self.rollouts.state_counts(rollout.id, wave=wave.number, since=since)
+        return fold(rows)[0]
+
+    async def _complete(self, rollout: Rollout) -> None:
+        overall = fold(await self.rollouts.state_counts(rollout.id))[0]
+        await self.control.set_status(
+            rollout, ("running",), "completed", finished_at=self.now,
+            reason=f"{overall.completed} of {overall.targets} devices updated",
+        )  # fmt: skip
+
+    async def _release(self, rollout: Rollout, wave: RolloutWave, since: datetime) -> int:
+        budget = rollout.rate_per_minute - await self.rollouts.released_since(
+            rollout.id, self.now - MINUTE
+        )
+        if budget <= 0:
+            return 0
+        fetch = budget if rollout.jitter_s == 0 else max(budget * 4, 200)
+        rows = await self.rollouts.unreleased(rollout.id, wave.number, fetch)
+        if not rows:
+            return 0
+        artifact = await self.uow.session.get(FirmwareArtifact, rollout.artifact_id)
+        assert artifact is not None  # RESTRICT: not deleted while a rollout uses it
+        levels = await self.rollouts.security_versions(rollout.workspace_id)
+        released = 0
+        for target, device in rows:
+            if released >= budget:
+                break
+            if self.now < since + jitter_offset(rollout.id, device.id, rollout.jitter_s):
+                continue
+            if not await self.rollouts.claim(target.id, self.now):
+                continue
+            released += 1
+            why = refusal(device, artifact, levels, require_deployed=True)
+            if why is not None:
+                log.info("rollout %s: device %s skipped: %s", rollout.id, device.id, why.detail)
+                continue
+            await self._start_update(rollout, wave, target.id, device, artifact)
+        return released
+
+    async def _start_update(
+        self,
+        rollout: Rollout,
+        wave: RolloutWave,
+        target_id: uuid.UUID,
+        device: Device,
+        artifact: FirmwareArtifact,
+    ) -> None:
+        try:
+            async with self.uow.session.begin_nested():
+                update = await self.updates.start(
+                    workspace_id=rollout.workspace_id,
+                    device=device,
+                    artifact=artifact,
+                    created_by=f"rollout:{rollout.id}",
+                    rollout_id=rollout.id,
+                    wave=wave.number,
+                    max_tries=rollout.max_tries,
+                    expires_at=rollout.window_end,
+                )
+        except AppError as exc:  # no longer eligible (an update of its own, retired…)
+            log.info("rollout %s: device %s skipped: %s", rollout.id, device.id, exc.detail)
+            return
+        await self.rollouts.set_update(target_id, update.command_id)
