@@ -1,41 +1,29 @@
-"""Rollout tests' parts: artifacts and devices straight in the database, rollout bodies."""
+"""Rollout tests' parts: devices straight in the database, rollout bodies."""
 
 from __future__ import annotations
 
-import hashlib
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
+
+from conftest import Actor
 from fieldwatch.commands.models import Command
 from fieldwatch.core.clock import utcnow
 from fieldwatch.devices.models import Device
-from fieldwatch.firmware.models import FirmwareArtifact, FirmwareUpdate
+from fieldwatch.firmware.models import FirmwareUpdate, RolloutDevice
 from fieldwatch.runtime import Runtime
+from firmware_helpers import add_artifact
 
 ROLLOUTS = "/api/v1/firmware/rollouts"
 
 
 async def make_artifact(
     runtime: Runtime, workspace_id: uuid.UUID, version: str = "2.0.0", **fields: Any
-) -> FirmwareArtifact:
-    data = f"firmware {version}".encode()
-    values: dict[str, Any] = {
-        "device_types": ["sensor"],
-        "hardware_versions": [],
-        "min_from_version": None,
-        "security_version": 0,
-        **fields,
-    }
-    async with runtime.uow() as uow:
-        artifact = FirmwareArtifact(
-            workspace_id=workspace_id, version=version, sha256=hashlib.sha256(data).hexdigest(),
-            size=len(data), filename=f"fw-{version}.bin", content_type="application/octet-stream",
-            created_by="test", **values,
-        )  # fmt: skip
-        uow.session.add(artifact)
-        await uow.commit()
-    return artifact
+) -> uuid.UUID:
+    """An artifact for sensors; its id."""
+    return uuid.UUID((await add_artifact(runtime, workspace_id, version, **fields))["id"])
 
 
 async def make_devices(
@@ -83,3 +71,77 @@ def body(artifact_id: uuid.UUID, device_ids: list[uuid.UUID], **fields: Any) -> 
         "target": {"device_ids": [str(d) for d in device_ids]},
         **fields,
     }
+
+
+class Clock:
+    """The engine's time, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+async def device_reports(
+    runtime: Runtime, device_id: uuid.UUID, update_id: uuid.UUID, state: str, **fields: Any
+) -> None:
+    """What the device would report on its update, through the update service."""
+    async with runtime.uow() as uow:
+        await runtime.firmware.service(uow).report(device_id, update_id, state, **fields)
+        await uow.commit()
+
+
+async def device_runs(runtime: Runtime, device_id: uuid.UUID, version: str) -> None:
+    """The device reports the version it runs (completes an update to it)."""
+    async with runtime.uow() as uow:
+        await runtime.firmware.service(uow).version_reported(device_id, version)
+        await uow.commit()
+
+
+async def updates_of(runtime: Runtime, rollout_id: str | uuid.UUID) -> list[FirmwareUpdate]:
+    async with runtime.uow() as uow:
+        rows = await uow.session.scalars(
+            select(FirmwareUpdate)
+            .where(FirmwareUpdate.rollout_id == uuid.UUID(str(rollout_id)))
+            .order_by(FirmwareUpdate.created_at)
+        )
+        return list(rows.all())
+
+
+async def targets_of(runtime: Runtime, rollout_id: str | uuid.UUID) -> list[RolloutDevice]:
+    async with runtime.uow() as uow:
+        rows = await uow.session.scalars(
+            select(RolloutDevice)
+            .where(RolloutDevice.rollout_id == uuid.UUID(str(rollout_id)))
+            .order_by(RolloutDevice.wave, RolloutDevice.id)
+        )
+        return list(rows.all())
+
+
+async def create(client, actor: Actor, data: dict[str, Any]) -> dict[str, Any]:
+    r = await client.post(ROLLOUTS, json=data, headers=actor.headers)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def act(client, actor: Actor, rollout_id: str, action: str, status: int = 200) -> Any:
+    r = await client.post(f"{ROLLOUTS}/{rollout_id}/{action}", headers=actor.headers)
+    assert r.status_code == status, r.text
+    return r.json()
+
+
+async def launch(client, actor: Actor, data: dict[str, Any]) -> str:
+    """Create and start a rollout; its id."""
+    rollout_id = str((await create(client, actor, data))["id"])
+    await act(client, actor, rollout_id, "start")
+    return rollout_id
+
+
+async def read(client, actor: Actor, rollout_id: str) -> dict[str, Any]:
+    r = await client.get(f"{ROLLOUTS}/{rollout_id}", headers=actor.headers)
+    assert r.status_code == 200, r.text
+    return dict(r.json())

@@ -16,19 +16,7 @@ from fieldwatch.core.events import Event
 from fieldwatch.firmware.models import RolloutDevice
 from fieldwatch.firmware.rollouts.planning import wave_sizes
 from fieldwatch.runtime import Runtime
-from rollout_helpers import ROLLOUTS, body, make_artifact, make_devices, open_update
-
-
-async def create(client, actor: Actor, data: dict[str, Any]) -> dict[str, Any]:
-    r = await client.post(ROLLOUTS, json=data, headers=actor.headers)
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
-async def act(client, actor: Actor, rollout_id: str, action: str, status: int = 200) -> Any:
-    r = await client.post(f"{ROLLOUTS}/{rollout_id}/{action}", headers=actor.headers)
-    assert r.status_code == status, r.text
-    return r.json()
+from rollout_helpers import ROLLOUTS, act, body, create, make_artifact, make_devices, open_update
 
 
 @pytest.mark.parametrize(
@@ -57,7 +45,7 @@ async def test_a_bad_body_is_a_422_naming_the_field(
 ) -> None:
     artifact = await make_artifact(runtime, operator.workspace_id)
     devices = await make_devices(runtime, operator.workspace_id, 1)
-    data = {**body(artifact.id, devices), **change}
+    data = {**body(artifact, devices), **change}
     for path in (ROLLOUTS, f"{ROLLOUTS}/dry-run"):
         found = problem(await client.post(path, json=data, headers=operator.headers), 422)
         assert any(e["field"].startswith(field) for e in found["errors"]), found
@@ -69,7 +57,7 @@ async def test_unknown_devices_artifact_and_a_past_window_are_422(
     artifact = await make_artifact(runtime, operator.workspace_id)
     mine = await make_devices(runtime, operator.workspace_id, 1)
     theirs = await make_devices(runtime, await factory.workspace("other"), 1)
-    r = await client.post(ROLLOUTS, json=body(artifact.id, mine + theirs), headers=operator.headers)
+    r = await client.post(ROLLOUTS, json=body(artifact, mine + theirs), headers=operator.headers)
     found = problem(r, 422)
     assert found["errors"] == [
         {"field": "target.device_ids", "message": f"no device {theirs[0]}", "type": "unknown"}
@@ -77,7 +65,7 @@ async def test_unknown_devices_artifact_and_a_past_window_are_422(
     r = await client.post(ROLLOUTS, json=body(uuid.uuid4(), mine), headers=operator.headers)
     assert problem(r, 422)["errors"][0]["field"] == "artifact_id"
     past = (utcnow() - timedelta(minutes=1)).isoformat()
-    r = await client.post(ROLLOUTS, json=body(artifact.id, mine, window_end=past),
+    r = await client.post(ROLLOUTS, json=body(artifact, mine, window_end=past),
                           headers=operator.headers)  # fmt: skip
     assert problem(r, 422)["errors"][0]["field"] == "window_end"
 
@@ -87,9 +75,9 @@ async def test_a_viewer_reads_but_does_not_create(
 ) -> None:
     artifact = await make_artifact(runtime, operator.workspace_id)
     devices = await make_devices(runtime, operator.workspace_id, 1)
-    problem(await client.post(ROLLOUTS, json=body(artifact.id, devices), headers=viewer.headers),
+    problem(await client.post(ROLLOUTS, json=body(artifact, devices), headers=viewer.headers),
             403)  # fmt: skip
-    rollout = await create(client, operator, body(artifact.id, devices))
+    rollout = await create(client, operator, body(artifact, devices))
     r = await client.get(f"{ROLLOUTS}/{rollout['id']}", headers=viewer.headers)
     assert r.status_code == 200 and r.json()["status"] == "draft"
     problem(await client.post(f"{ROLLOUTS}/{rollout['id']}/start", headers=viewer.headers), 403)
@@ -138,9 +126,9 @@ async def test_a_dry_run_names_why_each_device_is_left_out(
                                            status="in_stock"),
         "open_update": await make_devices(runtime, ws, 1, hardware_version="B"),
     }  # fmt: skip
-    await open_update(runtime, ws, cases["open_update"][0], artifact.id)
+    await open_update(runtime, ws, cases["open_update"][0], artifact)
     everything = ok + [d for ids in cases.values() for d in ids]
-    data = body(artifact.id, everything, canary=1, percentages=[50, 100])
+    data = body(artifact, everything, canary=1, percentages=[50, 100])
     r = await client.post(f"{ROLLOUTS}/dry-run", json=data, headers=operator.headers)
     assert r.status_code == 200, r.text
     run = r.json()
@@ -171,7 +159,7 @@ async def test_start_snapshots_the_dry_run_into_waves(
     artifact = await make_artifact(runtime, ws)
     devices = await make_devices(runtime, ws, 10)
     left_out = await make_devices(runtime, ws, 2, status="maintenance")
-    data = body(artifact.id, devices + left_out, canary=1, percentages=[25, 100])
+    data = body(artifact, devices + left_out, canary=1, percentages=[25, 100])
     run = (await client.post(f"{ROLLOUTS}/dry-run", json=data, headers=operator.headers)).json()
     rollout = await create(client, operator, data)
     assert rollout["status"] == "draft" and rollout["waves"] == []
@@ -199,7 +187,7 @@ async def test_state_checks_of_start_pause_resume_abort(
 ) -> None:
     artifact = await make_artifact(runtime, operator.workspace_id)
     devices = await make_devices(runtime, operator.workspace_id, 3)
-    rid = (await create(client, operator, body(artifact.id, devices)))["id"]
+    rid = (await create(client, operator, body(artifact, devices)))["id"]
     for action in ("pause", "resume", "abort"):
         assert (await act(client, operator, rid, action, 409))["rollout_status"] == "draft"
     await act(client, operator, rid, "start")
@@ -223,7 +211,7 @@ async def test_a_start_with_no_eligible_device_is_refused(
 ) -> None:
     artifact = await make_artifact(runtime, operator.workspace_id)
     devices = await make_devices(runtime, operator.workspace_id, 2, firmware_version="2.0.0")
-    rid = (await create(client, operator, body(artifact.id, devices)))["id"]
+    rid = (await create(client, operator, body(artifact, devices)))["id"]
     found = await act(client, operator, rid, "start", 409)
     assert found["excluded_by_reason"] == {"already_on_version": 2}
     r = await client.get(f"{ROLLOUTS}/{rid}", headers=operator.headers)
@@ -235,8 +223,8 @@ async def test_lists_devices_and_another_workspace(
 ) -> None:
     artifact = await make_artifact(runtime, operator.workspace_id)
     devices = await make_devices(runtime, operator.workspace_id, 4)
-    rid = (await create(client, operator, body(artifact.id, devices, canary=1)))["id"]
-    await create(client, operator, body(artifact.id, devices, name="Second"))
+    rid = (await create(client, operator, body(artifact, devices, canary=1)))["id"]
+    await create(client, operator, body(artifact, devices, name="Second"))
     await act(client, operator, rid, "start")
     r = await client.get(f"{ROLLOUTS}?status=running", headers=operator.headers)
     assert [i["id"] for i in r.json()["items"]] == [rid] and r.json()["total"] == 1
@@ -267,7 +255,7 @@ async def test_every_status_change_is_an_event_after_commit(
     runtime.bus.subscribe("firmware.rollout_changed", keep)
     artifact = await make_artifact(runtime, operator.workspace_id)
     devices = await make_devices(runtime, operator.workspace_id, 2)
-    rid = (await create(client, operator, body(artifact.id, devices)))["id"]
+    rid = (await create(client, operator, body(artifact, devices)))["id"]
     await act(client, operator, rid, "start")
     await act(client, operator, rid, "pause")
     await act(client, operator, rid, "pause", 409)

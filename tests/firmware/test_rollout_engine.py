@@ -1,0 +1,339 @@
+"""The rollout engine with real per-device updates: waves, soak, automatic stops, the
+rate cap, the window, restarts. The engine is run by the test (``engine.run()``) on a
+clock the test moves; devices report through the update service, or as real WebSocket
+devices of a served app."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from conftest import Actor, Factory, Served
+from fieldwatch.core.events import Event
+from fieldwatch.devices.models import Device
+from fieldwatch.firmware.rollouts.engine import jitter_offset
+from fieldwatch.runtime import Runtime, build_runtime
+from firmware_helpers import report, update_frame
+from rollout_helpers import (
+    ROLLOUTS,
+    Clock,
+    act,
+    body,
+    device_reports,
+    device_runs,
+    launch,
+    make_artifact,
+    make_devices,
+    read,
+    targets_of,
+    updates_of,
+)
+from ws_helpers import connected, make_device, recv
+
+QUIET_S = 0.3
+
+
+def engine_clock(runtime: Runtime) -> Clock:
+    clock = Clock()
+    runtime.rollouts.clock = clock
+    return clock
+
+
+async def waves(client, actor: Actor, rollout_id: str) -> list[tuple[int, str, int]]:
+    r = await client.get(f"{ROLLOUTS}/{rollout_id}/waves", headers=actor.headers)
+    return [(w["number"], w["status"], w["figures"]["pending"]) for w in r.json()]
+
+
+async def test_the_canary_completes_soaks_then_the_next_wave_goes(
+    client, operator: Actor, runtime: Runtime
+) -> None:
+    clock = engine_clock(runtime)
+    seen: list[Event] = []
+
+    async def keep(event: Event) -> None:
+        seen.append(event)
+
+    runtime.bus.subscribe("firmware.rollout_changed", keep)
+    artifact = await make_artifact(runtime, operator.workspace_id)
+    devices = await make_devices(runtime, operator.workspace_id, 5)
+    rid = await launch(client, operator, body(artifact, devices, canary=1, soak_s=60))
+    await runtime.rollouts.run()
+    [canary] = await updates_of(runtime, rid)
+    assert (canary.wave, canary.state, canary.target_version) == (1, "pending", "2.0.0")
+    await runtime.rollouts.run()  # nothing more while the canary is on its way
+    assert len(await updates_of(runtime, rid)) == 1
+    await device_reports(runtime, canary.device_id, canary.command_id, "installing")
+    await device_runs(runtime, canary.device_id, "2.0.0")
+    await runtime.rollouts.run()
+    assert await waves(client, operator, rid) == [(1, "soaking", 0), (2, "pending", 4)]
+    clock.advance(59)
+    await runtime.rollouts.run()
+    assert len(await updates_of(runtime, rid)) == 1  # still soaking
+    clock.advance(2)
+    await runtime.rollouts.run()
+    assert await waves(client, operator, rid) == [(1, "completed", 0), (2, "running", 0)]
+    rest = (await updates_of(runtime, rid))[1:]
+    assert {u.wave for u in rest} == {2} and len(rest) == 4
+    assert {u.device_id for u in rest} | {canary.device_id} == set(devices)
+    for u in rest:
+        await device_runs(runtime, u.device_id, "2.0.0")
+    await runtime.rollouts.run()
+    done = await read(client, operator, rid)
+    assert (done["status"], done["current_wave"], done["finished_at"] is not None) == (
+        "completed", None, True,
+    )  # fmt: skip
+    assert (done["figures"]["targets"], done["figures"]["completed"]) == (5, 5)
+    assert done["status_reason"] == "5 of 5 devices updated"
+    changes = [(e.payload["status"], e.payload["wave"], e.payload["wave_status"]) for e in seen]
+    assert changes == [
+        ("draft", None, None), ("running", None, None), ("running", 1, "soaking"),
+        ("running", 1, "completed"), ("running", 2, "running"), ("running", 2, "completed"),
+        ("completed", None, None),
+    ]  # fmt: skip
+
+
+async def test_failures_above_the_threshold_pause_and_the_next_wave_gets_nothing(
+    client, operator: Actor, runtime: Runtime
+) -> None:
+    clock = engine_clock(runtime)
+    artifact = await make_artifact(runtime, operator.workspace_id)
+    devices = await make_devices(runtime, operator.workspace_id, 10)
+    data = body(artifact, devices, canary=4, failure_threshold=0.25, min_finished=2)
+    rid = await launch(client, operator, data)
+    await runtime.rollouts.run()
+    first = await updates_of(runtime, rid)
+    assert len(first) == 4 and {u.wave for u in first} == {1}
+    await device_reports(runtime, first[0].device_id, first[0].command_id, "failed",
+                         reason="install_failed")  # fmt: skip
+    await runtime.rollouts.run()  # 1 finished: below min_finished, no verdict yet
+    assert (await read(client, operator, rid))["status"] == "running"
+    await device_runs(runtime, first[1].device_id, "2.0.0")
+    await runtime.rollouts.run()
+    paused = await read(client, operator, rid)
+    assert paused["status"] == "paused"
+    assert paused["status_reason"] == (
+        "wave 1: 1 of 2 finished updates failed (50%), above the 25% threshold (install_failed: 1)"
+    )
+    assert paused["waves"][0]["figures"]["failed_by_reason"] == {"install_failed": 1}
+    for u in first[2:]:
+        await device_runs(runtime, u.device_id, "2.0.0")
+    for _ in range(3):
+        clock.advance(120)
+        await runtime.rollouts.run()
+    found = await updates_of(runtime, rid)
+    assert [u.wave for u in found] == [1, 1, 1, 1]  # no update for any device of wave 2
+    wave_2 = [t for t in await targets_of(runtime, rid) if t.wave == 2]
+    assert len(wave_2) == 6 and all(t.released_at is None for t in wave_2)
+    assert (await read(client, operator, rid))["status"] == "paused"
+    # Resuming accepts the failures so far: wave 1 is over, wave 2 goes.
+    await act(client, operator, rid, "resume")
+    await runtime.rollouts.run()
+    await runtime.rollouts.run()
+    assert [u.wave for u in await updates_of(runtime, rid)] == [1] * 4 + [2] * 6
+
+
+async def test_on_failure_abort_cancels_what_has_not_started(
+    client, operator: Actor, runtime: Runtime
+) -> None:
+    engine_clock(runtime)
+    artifact = await make_artifact(runtime, operator.workspace_id)
+    devices = await make_devices(runtime, operator.workspace_id, 6)
+    data = body(artifact, devices, canary=3, failure_threshold=0, on_failure="abort")
+    rid = await launch(client, operator, data)
+    await runtime.rollouts.run()
+    failing, busy, waiting = await updates_of(runtime, rid)
+    await device_reports(runtime, busy.device_id, busy.command_id, "downloading", bytes=10)
+    await device_reports(runtime, failing.device_id, failing.command_id, "failed",
+                         reason="signature_invalid")  # fmt: skip
+    await runtime.rollouts.run()
+    aborted = await read(client, operator, rid)
+    assert aborted["status"] == "aborted" and aborted["finished_at"]
+    assert aborted["status_reason"].startswith("wave 1: 1 of 1 finished updates failed (100%)")
+    assert [w["status"] for w in aborted["waves"]] == ["halted", "halted"]
+    states = {u.command_id: u.state for u in await updates_of(runtime, rid)}
+    assert states == {
+        failing.command_id: "failed", busy.command_id: "downloading",
+        waiting.command_id: "cancelled",
+    }  # fmt: skip
+    r = await client.get(f"/api/v1/commands/{waiting.command_id}", headers=operator.headers)
+    assert r.json()["status"] == "cancelled"
+    await runtime.rollouts.run()
+    assert len(await updates_of(runtime, rid)) == 3
+    figures = (await read(client, operator, rid))["figures"]
+    assert (figures["failed"], figures["cancelled"], figures["pending"]) == (1, 1, 3)
+    assert figures["in_progress"] == {"downloading": 1}
+
+
+async def test_manual_pause_resume_and_abort(client, operator: Actor, runtime: Runtime) -> None:
+    engine_clock(runtime)
+    artifact = await make_artifact(runtime, operator.workspace_id)
+    devices = await make_devices(runtime, operator.workspace_id, 3)
+    rid = await launch(client, operator, body(artifact, devices, canary=0))
+    await act(client, operator, rid, "pause")
+    await runtime.rollouts.run()
+    assert await updates_of(runtime, rid) == []
+    await act(client, operator, rid, "resume")
+    await runtime.rollouts.run()
+    released = await updates_of(runtime, rid)
+    assert len(released) == 3
+    await device_reports(runtime, released[0].device_id, released[0].command_id, "installing")
+    await act(client, operator, rid, "abort")
+    states = sorted(u.state for u in await updates_of(runtime, rid))
+    assert states == ["cancelled", "cancelled", "installing"]  # mid-update: it finishes
+    await device_runs(runtime, released[0].device_id, "2.0.0")
+    figures = (await read(client, operator, rid))["figures"]
+    assert (figures["completed"], figures["cancelled"]) == (1, 2)
+
+
+async def test_the_rate_cap_holds_per_minute(client, operator: Actor, runtime: Runtime) -> None:
+    clock = engine_clock(runtime)
+    artifact = await make_artifact(runtime, operator.workspace_id)
+    devices = await make_devices(runtime, operator.workspace_id, 8)
+    rid = await launch(client, operator, body(artifact, devices, canary=0, rate_per_minute=3))
+    counts = []
+    for step in (0, 30, 29, 2, 30, 31, 60):
+        clock.advance(step)
+        await runtime.rollouts.run()
+        counts.append(len(await updates_of(runtime, rid)))
+    assert counts == [3, 3, 3, 6, 6, 8, 8]
+    times = sorted(t.released_at for t in await targets_of(runtime, rid) if t.released_at)
+    for i, start in enumerate(times):
+        assert sum(1 for t in times[i:] if (t - start).total_seconds() < 60) <= 3
+
+
+async def test_jitter_spreads_a_wave_over_its_seconds(
+    client, operator: Actor, runtime: Runtime
+) -> None:
+    clock = engine_clock(runtime)
+    artifact = await make_artifact(runtime, operator.workspace_id)
+    devices = await make_devices(runtime, operator.workspace_id, 12)
+    rid = await launch(client, operator, body(artifact, devices, canary=0, jitter_s=100))
+    rollout_id = uuid.UUID(rid)
+    offsets = {d: jitter_offset(rollout_id, d, 100).total_seconds() for d in devices}
+    assert len(set(offsets.values())) > 1
+    started = clock.now
+    for at in (0, 30, 70, 101):
+        clock.now = started
+        clock.advance(at)
+        await runtime.rollouts.run()
+        released = {u.device_id for u in await updates_of(runtime, rid)}
+        assert released == {d for d, s in offsets.items() if s <= at}
+
+
+async def test_a_window_bounds_releases_and_updates(
+    client, operator: Actor, runtime: Runtime
+) -> None:
+    clock = engine_clock(runtime)
+    artifact = await make_artifact(runtime, operator.workspace_id)
+    devices = await make_devices(runtime, operator.workspace_id, 4)
+    start = clock.now.replace(microsecond=0)
+    window = {"window_start": (start + timedelta(seconds=600)).isoformat(),
+              "window_end": (start + timedelta(seconds=700)).isoformat()}  # fmt: skip
+    data = body(artifact, devices, canary=2, rate_per_minute=1, **window)
+    rid = await launch(client, operator, data)
+    await runtime.rollouts.run()
+    assert await updates_of(runtime, rid) == []  # before the window
+    clock.advance(600)
+    await runtime.rollouts.run()
+    [first] = await updates_of(runtime, rid)
+    command = (await client.get(f"/api/v1/commands/{first.command_id}",
+                                headers=operator.headers)).json()  # fmt: skip
+    assert command["expires_at"].startswith(window["window_end"][:16])
+    clock.advance(100)  # the window ends with devices not released
+    await runtime.rollouts.run()
+    ended = await read(client, operator, rid)
+    assert ended["status"] == "aborted"
+    assert "with 3 devices not released" in ended["status_reason"]
+    assert len(await updates_of(runtime, rid)) == 1
+
+
+async def test_a_restart_loses_nothing_and_releases_nothing_twice(
+    client, operator: Actor, runtime: Runtime
+) -> None:
+    artifact = await make_artifact(runtime, operator.workspace_id)
+    devices = await make_devices(runtime, operator.workspace_id, 7)
+    rid = await launch(client, operator, body(artifact, devices, canary=0, rate_per_minute=3))
+    clock = Clock()
+    first = build_runtime(runtime.settings)
+    first.rollouts.clock = clock
+    try:
+        await first.rollouts.run()
+    finally:
+        await first.close()
+    assert len(await updates_of(runtime, rid)) == 3
+    again, other = build_runtime(runtime.settings), build_runtime(runtime.settings)
+    again.rollouts.clock = other.rollouts.clock = clock
+    try:
+        await asyncio.gather(again.rollouts.run(), other.rollouts.run())
+        assert len(await updates_of(runtime, rid)) == 3  # the cap survives the restart
+        clock.advance(61)
+        await asyncio.gather(again.rollouts.run(), other.rollouts.run())
+        clock.advance(61)
+        await asyncio.gather(again.rollouts.run(), other.rollouts.run(), again.rollouts.run())
+    finally:
+        await again.close()
+        await other.close()
+    found = await updates_of(runtime, rid)
+    assert len(found) == 7 and {u.device_id for u in found} == set(devices)
+    targets = await targets_of(runtime, rid)
+    assert {t.command_id for t in targets} == {u.command_id for u in found}
+
+
+async def nothing_more(ws) -> None:
+    try:
+        async with asyncio.timeout(QUIET_S):
+            frame = await ws.recv()
+    except TimeoutError:
+        return
+    raise AssertionError(f"unexpected frame: {frame}")
+
+
+async def test_real_devices_offline_ones_when_they_connect_and_a_failing_canary_stops_it(
+    served: Served, runtime: Runtime, factory: Factory
+) -> None:
+    engine_clock(runtime)
+    op = await factory.user("operator")
+    artifact = await make_artifact(runtime, op.workspace_id)
+    devices = [await make_device(served, op) for _ in range(5)]
+    async with runtime.uow() as uow:
+        await uow.session.execute(
+            update(Device)
+            .where(Device.id.in_([uuid.UUID(d.id) for d in devices]))
+            .values(status="deployed", firmware_version="1.0.0")
+        )
+        await uow.commit()
+    data = body(artifact, [uuid.UUID(d.id) for d in devices], canary=2, failure_threshold=0)
+    rid = await launch(served.http, op, data)
+    r = await served.http.get(f"{ROLLOUTS}/{rid}/devices?wave=1", headers=op.headers)
+    canary = {i["device_id"] for i in r.json()["items"]}
+    online, offline = [d for d in devices if d.id in canary]
+    later = [d for d in devices if d.id not in canary]
+    sockets = {d.id: await connected(served, d) for d in [online, *later]}
+    await runtime.rollouts.run()
+    frame = await update_frame(sockets[online.id])
+    assert frame["version"] == "2.0.0"
+    # The offline canary gets its update when it connects.
+    sockets[offline.id] = await connected(served, offline)
+    late = await update_frame(sockets[offline.id])
+    assert late["version"] == "2.0.0" and late["update_id"] != frame["update_id"]
+    answer = await report(sockets[online.id], frame["update_id"], "installing")
+    assert answer["state"] == "installing"
+    hb = {"type": "heartbeat", "id": "hb", "firmware_version": "2.0.0"}
+    await sockets[online.id].send(json.dumps(hb))
+    assert (await recv(sockets[online.id]))["type"] == "ack"
+    failed = await report(sockets[offline.id], late["update_id"], "failed", reason="install_failed")
+    assert failed["state"] == "failed"
+    await runtime.rollouts.run()
+    stopped = await read(served.http, op, rid)
+    assert stopped["status"] == "paused"
+    assert (stopped["figures"]["completed"], stopped["figures"]["failed"]) == (1, 1)
+    await runtime.rollouts.run()
+    for d in later:  # wave 2: nothing was sent
+        await nothing_more(sockets[d.id])
+    assert {u.wave for u in await updates_of(runtime, rid)} == {1}
+    for ws in sockets.values():
+        await ws.close()
