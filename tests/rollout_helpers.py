@@ -11,6 +11,7 @@ from sqlalchemy import select
 from conftest import Actor
 from fieldwatch.commands.models import Command
 from fieldwatch.core.clock import utcnow
+from fieldwatch.core.events import Event
 from fieldwatch.devices.models import Device
 from fieldwatch.firmware.models import FirmwareUpdate, RolloutDevice
 from fieldwatch.runtime import Runtime
@@ -145,3 +146,26 @@ async def read(client, actor: Actor, rollout_id: str) -> dict[str, Any]:
     r = await client.get(f"{ROLLOUTS}/{rollout_id}", headers=actor.headers)
     assert r.status_code == 200, r.text
     return dict(r.json())
+
+
+def rollout_events(runtime: Runtime) -> list[Event]:
+    """The ``firmware.rollout_changed`` events published from now on."""
+    seen: list[Event] = []
+
+    async def keep(event: Event) -> None:
+        seen.append(event)
+
+    runtime.bus.subscribe("firmware.rollout_changed", keep)
+    return seen
+
+
+async def running(
+    client, runtime: Runtime, actor: Actor, devices: int, **fields: Any
+) -> tuple[Clock, list[uuid.UUID], str]:
+    """``devices`` deployed sensors on 1.0.0, a rollout of 2.0.0 to them started, and the
+    engine on a clock the test moves: (clock, device ids, rollout id)."""
+    clock = Clock()
+    runtime.rollouts.clock = clock
+    artifact = await make_artifact(runtime, actor.workspace_id)
+    ids = await make_devices(runtime, actor.workspace_id, devices)
+    return clock, ids, await launch(client, actor, body(artifact, ids, **fields))

@@ -37,7 +37,6 @@ from fieldwatch.firmware.artifacts.dependencies import FIRMWARE_FILES
 from fieldwatch.firmware.artifacts.download import FirmwareFiles
 from fieldwatch.firmware.rollouts.dependencies import ROLLOUT_ENGINE
 from fieldwatch.firmware.rollouts.engine import RolloutEngine
-from fieldwatch.firmware.rollouts.releases import rollout_updates
 from fieldwatch.firmware.updates.dependencies import FIRMWARE_UPDATES
 from fieldwatch.firmware.updates.sweeper import FirmwareUpdates
 from fieldwatch.monitoring.dependencies import LIMITS, PRESENCE
@@ -204,7 +203,7 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
         limits=limits,
         rollouts=RolloutEngine(
             lambda: UnitOfWork(sessionmaker, bus),
-            rollout_updates(firmware),
+            firmware.service,
             interval_s=settings.firmware_rollout_tick_s,
         ),
         ingest=TelemetryService(telemetry, presence, bus, alerts),

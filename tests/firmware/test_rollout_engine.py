@@ -13,7 +13,6 @@ from datetime import timedelta
 from sqlalchemy import update
 
 from conftest import Actor, Factory, Served
-from fieldwatch.core.events import Event
 from fieldwatch.devices.models import Device
 from fieldwatch.firmware.rollouts.engine import jitter_offset
 from fieldwatch.runtime import Runtime, build_runtime
@@ -29,17 +28,16 @@ from rollout_helpers import (
     make_artifact,
     make_devices,
     read,
+    rollout_events,
+    running,
     targets_of,
     updates_of,
 )
-from ws_helpers import connected, make_device, recv
-
-QUIET_S = 0.3
+from ws_helpers import connected, make_device, nothing_more, recv
 
 
 def engine_clock(runtime: Runtime) -> Clock:
-    clock = Clock()
-    runtime.rollouts.clock = clock
+    runtime.rollouts.clock = clock = Clock()
     return clock
 
 
@@ -51,16 +49,8 @@ async def waves(client, actor: Actor, rollout_id: str) -> list[tuple[int, str, i
 async def test_the_canary_completes_soaks_then_the_next_wave_goes(
     client, operator: Actor, runtime: Runtime
 ) -> None:
-    clock = engine_clock(runtime)
-    seen: list[Event] = []
-
-    async def keep(event: Event) -> None:
-        seen.append(event)
-
-    runtime.bus.subscribe("firmware.rollout_changed", keep)
-    artifact = await make_artifact(runtime, operator.workspace_id)
-    devices = await make_devices(runtime, operator.workspace_id, 5)
-    rid = await launch(client, operator, body(artifact, devices, canary=1, soak_s=60))
+    seen = rollout_events(runtime)
+    clock, devices, rid = await running(client, runtime, operator, 5, canary=1, soak_s=60)
     await runtime.rollouts.run()
     [canary] = await updates_of(runtime, rid)
     assert (canary.wave, canary.state, canary.target_version) == (1, "pending", "2.0.0")
@@ -99,11 +89,9 @@ async def test_the_canary_completes_soaks_then_the_next_wave_goes(
 async def test_failures_above_the_threshold_pause_and_the_next_wave_gets_nothing(
     client, operator: Actor, runtime: Runtime
 ) -> None:
-    clock = engine_clock(runtime)
-    artifact = await make_artifact(runtime, operator.workspace_id)
-    devices = await make_devices(runtime, operator.workspace_id, 10)
-    data = body(artifact, devices, canary=4, failure_threshold=0.25, min_finished=2)
-    rid = await launch(client, operator, data)
+    clock, _, rid = await running(
+        client, runtime, operator, 10, canary=4, failure_threshold=0.25, min_finished=2
+    )
     await runtime.rollouts.run()
     first = await updates_of(runtime, rid)
     assert len(first) == 4 and {u.wave for u in first} == {1}
@@ -139,11 +127,9 @@ async def test_failures_above_the_threshold_pause_and_the_next_wave_gets_nothing
 async def test_on_failure_abort_cancels_what_has_not_started(
     client, operator: Actor, runtime: Runtime
 ) -> None:
-    engine_clock(runtime)
-    artifact = await make_artifact(runtime, operator.workspace_id)
-    devices = await make_devices(runtime, operator.workspace_id, 6)
-    data = body(artifact, devices, canary=3, failure_threshold=0, on_failure="abort")
-    rid = await launch(client, operator, data)
+    _, _, rid = await running(
+        client, runtime, operator, 6, canary=3, failure_threshold=0, on_failure="abort"
+    )
     await runtime.rollouts.run()
     failing, busy, waiting = await updates_of(runtime, rid)
     await device_reports(runtime, busy.device_id, busy.command_id, "downloading", bytes=10)
@@ -169,10 +155,7 @@ async def test_on_failure_abort_cancels_what_has_not_started(
 
 
 async def test_manual_pause_resume_and_abort(client, operator: Actor, runtime: Runtime) -> None:
-    engine_clock(runtime)
-    artifact = await make_artifact(runtime, operator.workspace_id)
-    devices = await make_devices(runtime, operator.workspace_id, 3)
-    rid = await launch(client, operator, body(artifact, devices, canary=0))
+    _, _, rid = await running(client, runtime, operator, 3, canary=0)
     await act(client, operator, rid, "pause")
     await runtime.rollouts.run()
     assert await updates_of(runtime, rid) == []
@@ -190,10 +173,7 @@ async def test_manual_pause_resume_and_abort(client, operator: Actor, runtime: R
 
 
 async def test_the_rate_cap_holds_per_minute(client, operator: Actor, runtime: Runtime) -> None:
-    clock = engine_clock(runtime)
-    artifact = await make_artifact(runtime, operator.workspace_id)
-    devices = await make_devices(runtime, operator.workspace_id, 8)
-    rid = await launch(client, operator, body(artifact, devices, canary=0, rate_per_minute=3))
+    clock, _, rid = await running(client, runtime, operator, 8, canary=0, rate_per_minute=3)
     counts = []
     for step in (0, 30, 29, 2, 30, 31, 60):
         clock.advance(step)
@@ -208,10 +188,7 @@ async def test_the_rate_cap_holds_per_minute(client, operator: Actor, runtime: R
 async def test_jitter_spreads_a_wave_over_its_seconds(
     client, operator: Actor, runtime: Runtime
 ) -> None:
-    clock = engine_clock(runtime)
-    artifact = await make_artifact(runtime, operator.workspace_id)
-    devices = await make_devices(runtime, operator.workspace_id, 12)
-    rid = await launch(client, operator, body(artifact, devices, canary=0, jitter_s=100))
+    clock, devices, rid = await running(client, runtime, operator, 12, canary=0, jitter_s=100)
     rollout_id = uuid.UUID(rid)
     offsets = {d: jitter_offset(rollout_id, d, 100).total_seconds() for d in devices}
     assert len(set(offsets.values())) > 1
@@ -281,15 +258,6 @@ async def test_a_restart_loses_nothing_and_releases_nothing_twice(
     assert len(found) == 7 and {u.device_id for u in found} == set(devices)
     targets = await targets_of(runtime, rid)
     assert {t.command_id for t in targets} == {u.command_id for u in found}
-
-
-async def nothing_more(ws) -> None:
-    try:
-        async with asyncio.timeout(QUIET_S):
-            frame = await ws.recv()
-    except TimeoutError:
-        return
-    raise AssertionError(f"unexpected frame: {frame}")
 
 
 async def test_real_devices_offline_ones_when_they_connect_and_a_failing_canary_stops_it(

@@ -12,11 +12,19 @@ from sqlalchemy import select
 
 from conftest import Actor, Factory, problem
 from fieldwatch.core.clock import utcnow
-from fieldwatch.core.events import Event
 from fieldwatch.firmware.models import RolloutDevice
 from fieldwatch.firmware.rollouts.planning import wave_sizes
 from fieldwatch.runtime import Runtime
-from rollout_helpers import ROLLOUTS, act, body, create, make_artifact, make_devices, open_update
+from rollout_helpers import (
+    ROLLOUTS,
+    act,
+    body,
+    create,
+    make_artifact,
+    make_devices,
+    open_update,
+    rollout_events,
+)
 
 
 @pytest.mark.parametrize(
@@ -247,12 +255,7 @@ async def test_lists_devices_and_another_workspace(
 async def test_every_status_change_is_an_event_after_commit(
     client, operator: Actor, runtime: Runtime
 ) -> None:
-    seen: list[Event] = []
-
-    async def keep(event: Event) -> None:
-        seen.append(event)
-
-    runtime.bus.subscribe("firmware.rollout_changed", keep)
+    seen = rollout_events(runtime)
     artifact = await make_artifact(runtime, operator.workspace_id)
     devices = await make_devices(runtime, operator.workspace_id, 2)
     rid = (await create(client, operator, body(artifact, devices)))["id"]

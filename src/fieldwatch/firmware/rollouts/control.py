@@ -11,8 +11,9 @@ from typing import Any
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.firmware.models import Rollout, RolloutWave
 from fieldwatch.firmware.rollouts.events import rollout_event
-from fieldwatch.firmware.rollouts.ports import Updates
+from fieldwatch.firmware.rollouts.releases import withdraw
 from fieldwatch.firmware.rollouts.repository import RolloutRepository
+from fieldwatch.firmware.updates.service import UpdateService
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ ACTIVE = ("running", "paused")
 
 
 class RolloutControl:
-    def __init__(self, uow: UnitOfWork, updates: Updates | None, now: datetime) -> None:
+    def __init__(self, uow: UnitOfWork, updates: UpdateService | None, now: datetime) -> None:
         self.uow = uow
         self.rollouts = RolloutRepository(uow.session)
         self.updates = updates
@@ -63,7 +64,7 @@ class RolloutControl:
         await self.rollouts.halt_waves(rollout.id)
         if self.updates is not None:
             for update in await self.rollouts.unstarted_updates(rollout.id):
-                await self.updates.cancel(update, by=by)
+                await withdraw(self.updates, update, by=by)
         return changed
 
     async def stop(self, rollout: Rollout, *, on_failure: str, reason: str) -> Rollout | None:

@@ -42,9 +42,11 @@ from fieldwatch.firmware.compat import refusal
 from fieldwatch.firmware.models import FirmwareArtifact, Rollout, RolloutWave
 from fieldwatch.firmware.rollouts.control import RolloutControl
 from fieldwatch.firmware.rollouts.figures import fold, judge_ended, judge_running
-from fieldwatch.firmware.rollouts.ports import Updates, UpdatesFactory
+from fieldwatch.firmware.rollouts.releases import UpdatesFactory
 from fieldwatch.firmware.rollouts.repository import RolloutRepository
 from fieldwatch.firmware.rollouts.schemas import Figures
+from fieldwatch.firmware.updates.repository import UpdateRepository
+from fieldwatch.firmware.updates.service import UpdateService
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +104,7 @@ class RolloutEngine:
 class _Step:
     """One advance of one rollout, in one transaction."""
 
-    def __init__(self, uow: UnitOfWork, updates: Updates, now: datetime) -> None:
+    def __init__(self, uow: UnitOfWork, updates: UpdateService, now: datetime) -> None:
         self.uow = uow
         self.updates = updates
         self.now = now
@@ -193,7 +195,7 @@ class _Step:
             return 0
         artifact = await self.uow.session.get(FirmwareArtifact, rollout.artifact_id)
         assert artifact is not None  # RESTRICT: not deleted while a rollout uses it
-        levels = await self.rollouts.security_versions(rollout.workspace_id)
+        levels = await UpdateRepository(self.uow.session).security_versions(rollout.workspace_id)
         released = 0
         for target, device in rows:
             if released >= budget:

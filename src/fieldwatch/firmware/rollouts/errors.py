@@ -7,10 +7,6 @@ class RolloutNotFound(NotFound):
     slug, title = "rollout-not-found", "Rollout not found"
 
 
-class ArtifactNotFound(NotFound):
-    slug, title = "artifact-not-found", "Firmware artifact not found"
-
-
 class RolloutStateConflict(Conflict):
     slug, title = "rollout-state-conflict", "Not possible in the rollout's present state"
 

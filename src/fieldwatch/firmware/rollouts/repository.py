@@ -20,7 +20,6 @@ from fieldwatch.core.ids import new_id
 from fieldwatch.db.paging import rows_page, scalars_page
 from fieldwatch.devices.models import Device
 from fieldwatch.firmware.models import (
-    FirmwareArtifact,
     FirmwareUpdate,
     Rollout,
     RolloutDevice,
@@ -87,23 +86,6 @@ class RolloutRepository:
         return (await self.session.scalars(stmt)).all()
 
     # --- what a plan needs ------------------------------------------------------------
-
-    async def artifact(
-        self, workspace_id: uuid.UUID, artifact_id: uuid.UUID
-    ) -> FirmwareArtifact | None:
-        return await self.session.scalar(
-            select(FirmwareArtifact).where(
-                FirmwareArtifact.id == artifact_id, FirmwareArtifact.workspace_id == workspace_id
-            )
-        )
-
-    async def security_versions(self, workspace_id: uuid.UUID) -> dict[str, int]:
-        rows = await self.session.execute(
-            select(FirmwareArtifact.version, FirmwareArtifact.security_version).where(
-                FirmwareArtifact.workspace_id == workspace_id
-            )
-        )
-        return {version: level for version, level in rows.tuples()}
 
     async def candidates(
         self, workspace_id: uuid.UUID, ids: Select[tuple[uuid.UUID]]

@@ -28,7 +28,6 @@ from fieldwatch.firmware.rollouts.errors import (
 )
 from fieldwatch.firmware.rollouts.events import rollout_event
 from fieldwatch.firmware.rollouts.figures import fold, judge_running
-from fieldwatch.firmware.rollouts.ports import Updates
 from fieldwatch.firmware.rollouts.repository import RolloutRepository
 from fieldwatch.firmware.rollouts.schemas import (
     DryRun,
@@ -36,6 +35,8 @@ from fieldwatch.firmware.rollouts.schemas import (
     PlannedWave,
     RolloutCreate,
 )
+from fieldwatch.firmware.updates.repository import UpdateRepository
+from fieldwatch.firmware.updates.service import UpdateService
 
 
 class RolloutService:
@@ -44,7 +45,7 @@ class RolloutService:
         uow: UnitOfWork,
         *,
         settings: Settings,
-        updates: Updates | None = None,
+        updates: UpdateService | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.uow = uow
@@ -130,7 +131,7 @@ class RolloutService:
         return _dry_run(found, limit=limit, offset=offset)
 
     async def _artifact(self, workspace_id: uuid.UUID, artifact_id: uuid.UUID) -> FirmwareArtifact:
-        artifact = await self.rollouts.artifact(workspace_id, artifact_id)
+        artifact = await UpdateRepository(self.uow.session).artifact(workspace_id, artifact_id)
         if artifact is None:
             raise TargetInvalid(
                 f"No firmware artifact {artifact_id} in this workspace.",
@@ -149,7 +150,7 @@ class RolloutService:
         ids = await targets.device_ids(self.uow.session, workspace_id, dict(target))
         devices = await self.rollouts.candidates(workspace_id, ids)
         busy = await self.rollouts.with_open_updates(workspace_id, ids)
-        levels = await self.rollouts.security_versions(workspace_id)
+        levels = await UpdateRepository(self.uow.session).security_versions(workspace_id)
         return planning.plan(
             devices, artifact, artifact.id, levels, busy, canary=canary, percentages=percentages
         )
