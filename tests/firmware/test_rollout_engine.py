@@ -9,7 +9,9 @@ import asyncio
 import json
 import uuid
 from datetime import timedelta
+from typing import Any
 
+import socketio
 from sqlalchemy import update
 
 from conftest import Actor, Factory, Served
@@ -305,3 +307,36 @@ async def test_real_devices_offline_ones_when_they_connect_and_a_failing_canary_
     assert {u.wave for u in await updates_of(runtime, rid)} == {1}
     for ws in sockets.values():
         await ws.close()
+
+
+async def test_dashboards_see_rollout_changes_over_socketio(
+    served: Served, runtime: Runtime, factory: Factory
+) -> None:
+    op = await factory.user("operator")
+    received: list[dict[str, Any]] = []
+    arrived = asyncio.Event()
+    dashboard = socketio.AsyncClient(reconnection=False)
+
+    async def on_firmware(message: dict[str, Any]) -> None:
+        received.append(message)
+        arrived.set()
+
+    dashboard.on("firmware", on_firmware)
+    await dashboard.connect(served.base_url, auth={"token": op.token},
+                            socketio_path="ws/monitoring", transports=["websocket"],
+                            wait_timeout=10)  # fmt: skip
+    try:
+        artifact = await make_artifact(runtime, op.workspace_id)
+        devices = await make_devices(runtime, op.workspace_id, 2)
+        rid = await launch(served.http, op, body(artifact, devices))
+        async with asyncio.timeout(10):
+            while not any(m.get("status") == "running" for m in received):
+                arrived.clear()
+                await arrived.wait()
+    finally:
+        await dashboard.disconnect()
+    mine = [m for m in received if m["type"] == "firmware.rollout_changed"]
+    assert [(m["rollout_id"], m["from_status"], m["status"]) for m in mine] == [
+        (rid, None, "draft"), (rid, "draft", "running"),
+    ]  # fmt: skip
+    assert mine[0]["workspace_id"] == str(op.workspace_id) and mine[0]["device_id"] is None
