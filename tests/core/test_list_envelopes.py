@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 from conftest import Actor, create_device
+from fieldwatch.runtime import Runtime
+from rollout_helpers import body as rollout_body
+from rollout_helpers import launch, make_artifact, make_devices
 
 PAGE_KEYS = {"items", "total", "limit", "offset"}
 #: Lists paged otherwise: by cursor (readings) or by the id of the oldest entry (logs).
@@ -42,7 +45,7 @@ async def test_no_list_answers_a_bare_array(app):
         assert {"limit", "offset"} <= names, path
 
 
-async def test_every_list_answers_the_envelope(client, app, admin: Actor):
+async def test_every_list_answers_the_envelope(client, app, admin: Actor, runtime: Runtime):
     device = await create_device(client, admin)
     await client.post(f"/api/v1/devices/{device['id']}/tokens", headers=admin.headers)
     await client.post("/api/v1/api-keys", json={"name": "k"}, headers=admin.headers)
@@ -51,6 +54,9 @@ async def test_every_list_answers_the_envelope(client, app, admin: Actor):
                           headers=admin.headers)  # fmt: skip
     group = await client.post("/api/v1/device-groups", json={"name": "g"}, headers=admin.headers)
     ids = {"device_id": device["id"], "webhook_id": r.json()["id"], "group_id": group.json()["id"]}
+    artifact = await make_artifact(runtime, admin.workspace_id)
+    targets = await make_devices(runtime, admin.workspace_id, 2)
+    ids["rollout_id"] = await launch(client, admin, rollout_body(artifact, targets))
     routes = _list_routes(app.openapi()) - OTHER_PAGES
     assert {"/api/v1/webhooks", "/api/v1/alert-rules", "/api/v1/members",
             "/api/v1/webhooks/{webhook_id}/deliveries", "/api/v1/devices",

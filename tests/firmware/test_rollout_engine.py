@@ -45,7 +45,7 @@ def engine_clock(runtime: Runtime) -> Clock:
 
 async def waves(client, actor: Actor, rollout_id: str) -> list[tuple[int, str, int]]:
     r = await client.get(f"{ROLLOUTS}/{rollout_id}/waves", headers=actor.headers)
-    return [(w["number"], w["status"], w["figures"]["pending"]) for w in r.json()]
+    return [(w["number"], w["status"], w["figures"]["pending"]) for w in r.json()["waves"]]
 
 
 async def test_the_canary_completes_soaks_then_the_next_wave_goes(

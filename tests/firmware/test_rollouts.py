@@ -245,7 +245,8 @@ async def test_lists_devices_and_another_workspace(
     r = await client.get(f"{ROLLOUTS}/{rid}/devices?state=completed", headers=operator.headers)
     assert r.json()["total"] == 0
     waves = (await client.get(f"{ROLLOUTS}/{rid}/waves", headers=operator.headers)).json()
-    assert [(w["size"], w["figures"]["pending"]) for w in waves] == [(1, 1), (3, 3)]
+    assert [(w["size"], w["figures"]["pending"]) for w in waves["waves"]] == [(1, 1), (3, 3)]
+    assert (waves["figures"]["targets"], waves["figures"]["pending"]) == (4, 4)
     stranger = await factory.user("admin", workspace="other")
     for path in ("", "/waves", "/devices", "/dry-run"):
         problem(await client.get(f"{ROLLOUTS}/{rid}{path}", headers=stranger.headers), 404)

@@ -21,7 +21,7 @@ from fieldwatch.firmware.rollouts.schemas import (
     RolloutDeviceRead,
     RolloutRead,
     RolloutStatus,
-    WaveRead,
+    RolloutWaves,
 )
 from fieldwatch.firmware.rollouts.views import RolloutViews
 
@@ -77,10 +77,12 @@ async def get_rollout(rollout_id: Id, principal: Viewer, uow: UowDep, service: R
     return await _detail(uow, await service.get(principal, rollout_id))
 
 
-@router.get("/{rollout_id}/waves", response_model=list[WaveRead])
+@router.get("/{rollout_id}/waves", response_model=RolloutWaves)
 async def get_waves(rollout_id: Id, principal: Viewer, uow: UowDep, service: RolloutServiceDep):
+    """Each wave with its figures, and the overall figures."""
     rollout = await service.get(principal, rollout_id)
-    return (await RolloutViews(uow).waves(rollout))[1]
+    figures, waves = await RolloutViews(uow).waves(rollout)
+    return RolloutWaves(figures=figures, waves=waves)
 
 
 @router.get("/{rollout_id}/devices", response_model=Page[RolloutDeviceRead])

@@ -165,6 +165,13 @@ class RolloutDetail(RolloutRead):
     waves: list[WaveRead] = Field(default_factory=list)
 
 
+class RolloutWaves(BaseModel):
+    """The overall figures and each wave's."""
+
+    figures: Figures
+    waves: list[WaveRead]
+
+
 class RolloutDeviceRead(BaseModel):
     device_id: uuid.UUID
     name: str
