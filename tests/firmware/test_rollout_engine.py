@@ -15,6 +15,7 @@ import socketio
 from sqlalchemy import update
 
 from conftest import Actor, Factory, Served
+from fieldwatch.core.events import Event
 from fieldwatch.devices.models import Device
 from fieldwatch.firmware.rollouts.engine import jitter_offset
 from fieldwatch.runtime import Runtime, build_runtime
@@ -340,3 +341,22 @@ async def test_dashboards_see_rollout_changes_over_socketio(
         (rid, None, "draft"), (rid, "draft", "running"),
     ]  # fmt: skip
     assert mine[0]["workspace_id"] == str(op.workspace_id) and mine[0]["device_id"] is None
+
+
+async def test_the_engine_runs_with_the_runtime(client, operator: Actor, runtime: Runtime) -> None:
+    _, devices, rid = await running(client, runtime, operator, 3, canary=0)
+    created: set[str] = set()
+    all_there = asyncio.Event()
+
+    async def on_update(event: Event) -> None:
+        created.add(event.payload["device_id"])
+        if len(created) == len(devices):
+            all_there.set()
+
+    runtime.bus.subscribe("firmware.update_changed", on_update)
+    runtime.rollouts.interval_s = 0.05
+    await runtime.start()  # the fixture closes it
+    async with asyncio.timeout(10):
+        await all_there.wait()
+    assert created == {str(d) for d in devices}
+    assert (await read(client, operator, rid))["figures"]["pending"] == 0
