@@ -69,13 +69,3 @@ async def closed_with(ws: ClientConnection) -> tuple[int, str]:
                 await ws.recv()
     assert info.value.rcvd is not None
     return info.value.rcvd.code, info.value.rcvd.reason
-
-
-async def nothing_more(ws: ClientConnection, quiet_s: float = 0.3) -> None:
-    """No frame arrives within ``quiet_s``."""
-    try:
-        async with asyncio.timeout(quiet_s):
-            frame = await ws.recv()
-    except TimeoutError:
-        return
-    raise AssertionError(f"unexpected frame: {frame}")
