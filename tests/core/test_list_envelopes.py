@@ -47,6 +47,10 @@ async def test_no_list_answers_a_bare_array(app):
 
 async def test_every_list_answers_the_envelope(client, app, admin: Actor, runtime: Runtime):
     device = await create_device(client, admin)
+    artifact = await make_artifact(runtime, admin.workspace_id)
+    targets = await make_devices(runtime, admin.workspace_id, 2)
+    rollout = await launch(client, admin, rollout_body(artifact, targets))
+
     await client.post(f"/api/v1/devices/{device['id']}/tokens", headers=admin.headers)
     await client.post("/api/v1/api-keys", json={"name": "k"}, headers=admin.headers)
     await client.post("/api/v1/provisioning-keys", json={"name": "p"}, headers=admin.headers)
@@ -54,15 +58,12 @@ async def test_every_list_answers_the_envelope(client, app, admin: Actor, runtim
                           headers=admin.headers)  # fmt: skip
     group = await client.post("/api/v1/device-groups", json={"name": "g"}, headers=admin.headers)
     ids = {"device_id": device["id"], "webhook_id": r.json()["id"], "group_id": group.json()["id"]}
-    artifact = await make_artifact(runtime, admin.workspace_id)
-    targets = await make_devices(runtime, admin.workspace_id, 2)
-    ids["rollout_id"] = await launch(client, admin, rollout_body(artifact, targets))
     routes = _list_routes(app.openapi()) - OTHER_PAGES
     assert {"/api/v1/webhooks", "/api/v1/alert-rules", "/api/v1/members",
             "/api/v1/webhooks/{webhook_id}/deliveries", "/api/v1/devices",
             "/api/v1/alerts"} <= routes  # fmt: skip
     for route in sorted(routes):
-        path = route.format(**ids)
+        path = route.format(**ids, rollout_id=rollout)
         r = await client.get(path, params={"limit": 1, "offset": 0}, headers=admin.headers)
         assert r.status_code == 200, (path, r.text)
         body = r.json()
