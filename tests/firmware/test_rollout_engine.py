@@ -360,3 +360,33 @@ async def test_the_engine_runs_with_the_runtime(client, operator: Actor, runtime
         await all_there.wait()
     assert created == {str(d) for d in devices}
     assert (await read(client, operator, rid))["figures"]["pending"] == 0
+
+
+async def test_a_wave_that_ends_above_the_threshold_stops_and_a_resume_accepts_it(
+    client, operator: Actor, runtime: Runtime
+) -> None:
+    clock, _, rid = await running(
+        client, runtime, operator, 4, canary=2, min_finished=5, failure_threshold=0.4
+    )
+    await runtime.rollouts.run()
+    failing, fine = await updates_of(runtime, rid)
+    await device_reports(runtime, failing.device_id, failing.command_id, "failed",
+                         reason="install_failed")  # fmt: skip
+    await runtime.rollouts.run()  # fewer than min_finished, and the wave goes on
+    assert (await read(client, operator, rid))["status"] == "running"
+    await device_runs(runtime, fine.device_id, "2.0.0")
+    await runtime.rollouts.run()  # the wave ended: judged however few it had
+    paused = await read(client, operator, rid)
+    assert (paused["status"], paused["status_reason"]) == (
+        "paused",
+        "wave 1 ended with 1 of 2 updates not completed (1 failed, 0 expired; 50%), above "
+        "the 40% threshold (install_failed: 1)",
+    )
+    await runtime.rollouts.run()
+    assert len(await updates_of(runtime, rid)) == 2
+    clock.advance(5)
+    await act(client, operator, rid, "resume")
+    await runtime.rollouts.run()
+    await runtime.rollouts.run()
+    assert [u.wave for u in await updates_of(runtime, rid)] == [1, 1, 2, 2]
+    assert (await read(client, operator, rid))["status"] == "running"

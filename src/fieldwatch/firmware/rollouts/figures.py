@@ -81,6 +81,17 @@ def judge_ended(number: int, judged: Figures, *, threshold: float) -> Verdict:
     )
 
 
+def judge(
+    number: int, judged: Figures, whole: Figures, *, threshold: float, min_finished: int
+) -> Verdict:
+    """What the engine would decide on the wave now: the running verdict, and once all
+    of its updates are final (``whole``: the whole wave), the ended one."""
+    verdict = judge_running(number, judged, threshold=threshold, min_finished=min_finished)
+    if verdict.stop or whole.pending or whole.in_progress_total:
+        return verdict
+    return judge_ended(number, judged, threshold=threshold)
+
+
 def _reasons(judged: Figures) -> str:
     if not judged.failed_by_reason:
         return ""

@@ -27,7 +27,7 @@ from fieldwatch.firmware.rollouts.errors import (
     TargetInvalid,
 )
 from fieldwatch.firmware.rollouts.events import rollout_event
-from fieldwatch.firmware.rollouts.figures import fold, judge_running
+from fieldwatch.firmware.rollouts.figures import fold, judge
 from fieldwatch.firmware.rollouts.repository import RolloutRepository
 from fieldwatch.firmware.rollouts.schemas import (
     DryRun,
@@ -211,15 +211,14 @@ class RolloutService:
         wave = next((w for w in await self.rollouts.waves(rollout.id) if w.status == "running"),
                     None)  # fmt: skip
         if wave is not None and wave.started_at is not None:
-            rows = await self.rollouts.state_counts(
-                rollout.id, wave=wave.number, since=wave.started_at
-            )
-            judged = fold(rows)[0]
-            verdict = judge_running(
-                wave.number, judged, threshold=changed.failure_threshold,
+            judged = fold(await self.rollouts.state_counts(
+                rollout.id, wave=wave.number, since=wave.started_at))[0]  # fmt: skip
+            whole = fold(await self.rollouts.state_counts(rollout.id, wave=wave.number))[0]
+            verdict = judge(
+                wave.number, judged, whole, threshold=changed.failure_threshold,
                 min_finished=changed.min_finished,
             )  # fmt: skip
-            if verdict.stop:
+            if verdict.stop:  # it would stop again at once: the failures are accepted
                 await self.rollouts.change_wave(wave.id, ("running",), {"started_at": now})
         return changed
 
