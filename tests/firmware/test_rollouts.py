@@ -269,3 +269,81 @@ async def test_every_status_change_is_an_event_after_commit(
     ]  # fmt: skip
     assert {e.payload["rollout_id"] for e in seen} == {rid}
     assert {e.workspace_id for e in seen} == {operator.workspace_id}
+
+
+async def dry_ids(client, actor: Actor, data: dict[str, Any]) -> set[str]:
+    r = await client.post(f"{ROLLOUTS}/dry-run", json=data, headers=actor.headers)
+    assert r.status_code == 200, r.text
+    return {i["device_id"] for i in r.json()["items"] if i["wave"] is not None}
+
+
+async def test_a_filter_or_a_group_as_the_target(
+    client, operator: Actor, runtime: Runtime, factory: Factory
+) -> None:
+    ws = operator.workspace_id
+    artifact = await make_artifact(runtime, ws)
+    roof = await make_devices(runtime, ws, 3, tags=["roof", "north"])
+    cellar = await make_devices(runtime, ws, 2, tags=["cellar"], location="Plant 2")
+    await make_devices(runtime, await factory.workspace("other"), 2, tags=["roof"])
+    by_filter = {**body(artifact, []), "target": {"filter": {"tags": ["roof"]}}}
+    assert await dry_ids(client, operator, by_filter) == {str(d) for d in roof}
+    by_filter["target"] = {"filter": {"location": "Plant 2", "status": "deployed"}}
+    assert await dry_ids(client, operator, by_filter) == {str(d) for d in cellar}
+
+    r = await client.post(
+        "/api/v1/device-groups", headers=operator.headers,
+        json={"name": "Pick", "kind": "static"},
+    )  # fmt: skip
+    static = r.json()["id"]
+    r = await client.post(f"/api/v1/device-groups/{static}/members", headers=operator.headers,
+                          json={"device_ids": [str(roof[0]), str(cellar[0])]})  # fmt: skip
+    assert r.status_code in (200, 201), r.text
+    by_group = {**body(artifact, []), "target": {"group_id": static}}
+    assert await dry_ids(client, operator, by_group) == {str(roof[0]), str(cellar[0])}
+
+    r = await client.post(
+        "/api/v1/device-groups", headers=operator.headers,
+        json={"name": "North", "kind": "dynamic", "filter": {"tags": ["north"]}},
+    )  # fmt: skip
+    dynamic = r.json()["id"]
+    rollout = await create(client, operator, {**body(artifact, []),
+                                              "target": {"group_id": dynamic}})  # fmt: skip
+    assert rollout["target"] == {"group_id": dynamic}
+    started = await act(client, operator, rollout["id"], "start")
+    assert started["figures"]["targets"] == 3
+    # The start took a snapshot: a device that joins the group later is not in it.
+    await make_devices(runtime, ws, 1, tags=["north"])
+    again = await client.get(f"{ROLLOUTS}/{rollout['id']}", headers=operator.headers)
+    assert again.json()["figures"]["targets"] == 3
+
+
+@pytest.mark.parametrize(
+    ("target", "field"),
+    [
+        ({"filter": {"colour": "red"}}, "target.filter.colour"),
+        ({"filter": {}}, "target.filter"),
+        ({"filter": {"status": ["sideways"]}}, "target.filter.status"),
+        ({"group_id": "not-a-uuid"}, "target.group_id"),
+    ],
+)
+async def test_a_bad_filter_or_group_is_a_422(
+    client, operator: Actor, runtime: Runtime, target: dict[str, Any], field: str
+) -> None:
+    artifact = await make_artifact(runtime, operator.workspace_id)
+    data = {**body(artifact, []), "target": target}
+    found = problem(await client.post(ROLLOUTS, json=data, headers=operator.headers), 422)
+    assert any(e["field"].startswith(field) for e in found["errors"]), found
+
+
+async def test_an_unknown_or_anothers_group_is_a_422(
+    client, operator: Actor, runtime: Runtime, factory: Factory
+) -> None:
+    artifact = await make_artifact(runtime, operator.workspace_id)
+    stranger = await factory.user("admin", workspace="other")
+    r = await client.post("/api/v1/device-groups", headers=stranger.headers,
+                          json={"name": "Theirs"})  # fmt: skip
+    for group in (str(uuid.uuid4()), r.json()["id"]):
+        data = {**body(artifact, []), "target": {"group_id": group}}
+        for path in (ROLLOUTS, f"{ROLLOUTS}/dry-run"):
+            found = problem(await client.post(path, json=data, headers=operator.headers), 422)
+            assert found["errors"][0]["field"] == "target.group_id"

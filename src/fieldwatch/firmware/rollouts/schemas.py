@@ -12,6 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from pydantic_core import PydanticCustomError
 
 from fieldwatch.core.schemas import StrictModel
+from fieldwatch.devices.group_schemas import GroupFilter
 
 RolloutStatus = Literal["draft", "running", "paused", "completed", "aborted"]
 WaveStatus = Literal["pending", "running", "soaking", "completed", "halted"]
@@ -34,9 +35,8 @@ class RolloutTarget(StrictModel):
     """Exactly one of: a device group, an ad-hoc filter, a list of devices."""
 
     group_id: uuid.UUID | None = None
-    filter: dict[str, Any] | None = Field(
-        default=None,
-        description="Over type, location, status, firmware_version, hardware_version, tags",
+    filter: GroupFilter | None = Field(
+        default=None, description="An ad-hoc filter: the fields of a dynamic device group"
     )
     device_ids: list[uuid.UUID] | None = Field(
         default=None, min_length=1, max_length=MAX_DEVICE_IDS
