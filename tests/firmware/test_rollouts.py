@@ -347,3 +347,18 @@ async def test_an_unknown_or_anothers_group_is_a_422(
         for path in (ROLLOUTS, f"{ROLLOUTS}/dry-run"):
             found = problem(await client.post(path, json=data, headers=operator.headers), 422)
             assert found["errors"][0]["field"] == "target.group_id"
+
+
+async def test_an_artifact_an_unfinished_rollout_uses_is_not_deleted(
+    client, operator: Actor, runtime: Runtime
+) -> None:
+    artifact = await make_artifact(runtime, operator.workspace_id)
+    devices = await make_devices(runtime, operator.workspace_id, 2)
+    rid = (await create(client, operator, body(artifact, devices)))["id"]
+    for action in (None, "start", "pause"):
+        if action is not None:
+            await act(client, operator, rid, action)
+        r = await client.delete(f"/api/v1/firmware/artifacts/{artifact}", headers=operator.headers)
+        problem(r, 409)
+    r = await client.get(f"/api/v1/firmware/artifacts/{artifact}", headers=operator.headers)
+    assert r.status_code == 200
