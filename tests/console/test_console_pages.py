@@ -14,6 +14,7 @@ from typing import Any
 
 from playwright.async_api import Page, expect
 
+from artifact_helpers import Signer, register_key, uploaded
 from conftest import Actor, Factory, Served, create_device
 from console_helpers import browser, page, serious_violations, sign_in
 from fieldwatch.runtime import Runtime
@@ -79,6 +80,13 @@ async def populate(served: Served, admin: Actor, runtime: Runtime) -> Fleet:
     webhook = {"url": "http://127.0.0.1:9/fieldwatch", "event_types": ["alert.raised"],
                "description": "On-call pager"}  # fmt: skip
     webhook = await _ok(await http.post("/api/v1/webhooks", json=webhook, headers=h), 201)
+    signer = Signer()
+    await register_key(http, admin, signer, "release builds")
+    firmware = b"\x7fFIRMWARE" * 100
+    await uploaded(http, admin, firmware, version="2.1.0", device_types=device["type"],
+                   signature=signer.sign(firmware, "2.1.0", [device["type"]]))  # fmt: skip
+    await uploaded(http, admin, b"unsigned", version="2.0.0", device_types="esp32, esp32-s3",
+                   hardware_versions="rev-a, rev-b", security_version="2")  # fmt: skip
     key = {"name": "ci-bot", "role": "operator"}
     await _ok(await http.post("/api/v1/api-keys", json=key, headers=h), 201)
     for _ in range(100):  # the last reading's alert is raised
@@ -116,6 +124,7 @@ def pages_of(fleet: Fleet, admin: bool) -> list[str]:
         f"/console/webhooks/{fleet.webhook_id}",
         "/console/groups",
         *[f"/console/groups/{group_id}" for group_id in fleet.group_ids],
+        "/console/firmware",
     ]
     return pages + (["/console/admin"] if admin else [])
 
