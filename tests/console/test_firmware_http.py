@@ -158,3 +158,73 @@ async def test_policy_and_keys_as_an_admin(client, admin: Actor, operator: Actor
     await sign_in_http(client, operator.email)
     r = await post(client, f"{PAGE}/policy", {})
     assert r.status_code == 403
+
+
+async def updates_of(client: httpx.AsyncClient, actor: Actor, device_id: str) -> list[dict]:
+    r = await client.get(
+        "/api/v1/firmware/updates", params={"device_id": device_id}, headers=actor.headers
+    )
+    assert r.status_code == 200, r.text
+    return list(r.json()["items"])
+
+
+async def test_update_and_cancel_from_the_device_page(client, runtime: Runtime, operator: Actor):
+    built = await add_artifact(runtime, operator.workspace_id, "1.5.0")
+    other = await add_artifact(runtime, operator.workspace_id, "9.0.0", device_types=["meter"])
+    dev = await create_device(client, operator, type="sensor")
+    url = f"/console/devices/{dev['id']}"
+    await sign_in_http(client, operator.email)
+    page = await client.get(url)
+    assert 'id="h-firmware"' in page.text and "No firmware updates yet" in page.text
+    assert f'<option value="{built["id"]}">1.5.0</option>' in page.text
+    assert other["id"] not in page.text  # built for another type: not offered
+
+    r = await client.post(f"{url}/firmware", data={"csrf_token": csrf_of(page.text),
+                                                   "artifact_id": other["id"]})  # fmt: skip
+    assert r.status_code == 409
+    assert "Firmware 9.0.0 can not go to this device" in flat(r.text)
+    assert await updates_of(client, operator, dev["id"]) == []
+
+    token = csrf_of(page.text)
+    r = await client.post(f"{url}/firmware", data={"csrf_token": token, "artifact_id": built["id"]})
+    assert r.status_code == 303 and r.headers["location"] == f"{url}?fw=started#firmware"
+    [update] = await updates_of(client, operator, dev["id"])
+    assert update["artifact_id"] == built["id"] and update["state"] == "pending"
+    part = await client.get(f"{url}/firmware")
+    assert part.status_code == 200 and part.text.lstrip().startswith('<section id="firmware"')
+    assert f'data-update-id="{update["update_id"]}" data-state="pending"' in part.text
+    assert "0 of 1,048,576 bytes" in part.text and "Cancel the update to 1.5.0" in part.text
+
+    r = await client.post(f"{url}/firmware", data={"csrf_token": token, "artifact_id": built["id"]})
+    assert r.status_code == 409 and "is still pending on this device" in flat(r.text)
+
+    cancel = f"{url}/firmware/{update['update_id']}/cancel"
+    r = await client.post(cancel, data={"csrf_token": token})
+    assert r.status_code == 303
+    [update] = await updates_of(client, operator, dev["id"])
+    assert update["state"] == "cancelled"
+    page = await client.get(r.headers["location"])
+    assert "The update is cancelled." in page.text and 'data-state="cancelled"' in page.text
+    r = await client.post(cancel, data={"csrf_token": token})
+    assert r.status_code == 409 and "the update is already cancelled" in flat(r.text)
+
+
+async def test_a_viewer_sees_updates_but_no_firmware_forms(
+    client, runtime: Runtime, operator: Actor, viewer: Actor
+):
+    built = await add_artifact(runtime, operator.workspace_id, "1.5.0")
+    dev = await create_device(client, operator, type="sensor")
+    update = await start_update(client, operator, dev["id"], artifact_id=built["id"])
+    url = f"/console/devices/{dev['id']}"
+    await sign_in_http(client, viewer.email)
+    page = await client.get(url)
+    assert 'data-state="pending"' in page.text
+    assert "Update firmware" not in page.text and "/cancel" not in page.text
+    token = csrf_of(page.text)
+    r = await client.post(
+        f"{url}/firmware/{update['update_id']}/cancel", data={"csrf_token": token}
+    )
+    assert r.status_code == 403
+    r = await client.post(f"{url}/firmware", data={"csrf_token": token, "artifact_id": built["id"]})
+    assert r.status_code == 403
+    assert [u["state"] for u in await updates_of(client, operator, dev["id"])] == ["pending"]

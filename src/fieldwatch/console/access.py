@@ -3,8 +3,9 @@ the CSRF check of every state-changing request, and the way back to the login pa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import Depends, Request
@@ -146,6 +147,22 @@ async def check_csrf(request: Request, session: SessionDep) -> None:
 
 
 CsrfChecked = Depends(check_csrf)
+E = TypeVar("E", bound=Callable[..., Any])
+
+
+def csrf_checked_as_streamed(endpoint: E) -> E:
+    """Marks a route that checks the CSRF token itself with ``check_streamed_csrf``: it
+    streams a multipart body (an upload), which ``check_csrf`` would read whole first."""
+    endpoint.csrf_checked_as_streamed = True  # type: ignore[attr-defined]
+    return endpoint
+
+
+def check_streamed_csrf(request: Request, session: ConsoleSession, sent: list[str]) -> None:
+    """The token in the ``X-CSRF-Token`` header, or the form's ``csrf_token`` field as
+    read while the body streamed (``sent``)."""
+    presented = request.headers.get(cookies.CSRF_HEADER) or (sent[-1] if sent else None)
+    if not cookies.csrf_ok(session, presented):
+        raise CsrfRefused()
 
 
 def to_login(request: Request, code: str | None) -> Response:

@@ -23,6 +23,7 @@ from fastapi.responses import RedirectResponse, Response
 from fieldwatch.auth.roles import Role
 from fieldwatch.console import device_parts as parts
 from fieldwatch.console.access import ConsoleUser, CsrfChecked
+from fieldwatch.console.device_firmware_view import firmware
 from fieldwatch.console.pages import Operator, Viewer, page_context, render
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import NotFound
@@ -96,7 +97,8 @@ async def whole_page(
     log_before: int | None = None,
     **extra: Any,
 ) -> Response:
-    """The page with every part (``extra``: what a part shows once, e.g. a new token)."""
+    """The page with every part (``extra``: what a part shows once, e.g. a new token, or
+    ``firmware_problem``: why an update was refused)."""
     principal = user.principal
     device = await DeviceService(uow).get(principal, device_id)
     context = await page_context(user, "inventory")
@@ -106,6 +108,9 @@ async def whole_page(
         tokens=await parts.tokens(uow, principal, device_id),
         log=await parts.log_page(uow, principal, device_id, log_before),
         alerts=await parts.alerts(uow, principal, device_id),
+        firmware=await firmware(
+            request, principal, uow, device, extra.pop("firmware_problem", None)
+        ),
         **extra,
     )
     return render(request, "device.html", context)

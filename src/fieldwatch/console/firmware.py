@@ -17,7 +17,13 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 from fieldwatch.console import session as cookies
-from fieldwatch.console.access import ConsoleUser, CsrfChecked, CsrfRefused
+from fieldwatch.console.access import (
+    ConsoleUser,
+    CsrfChecked,
+    CsrfRefused,
+    check_streamed_csrf,
+    csrf_checked_as_streamed,
+)
 from fieldwatch.console.pages import Admin, Operator, Viewer, page_context, problem_message, render
 from fieldwatch.core.errors import AppError, Conflict, ValidationFailed, validation_errors
 from fieldwatch.db.dependencies import UowDep, WriteUow
@@ -31,7 +37,7 @@ from fieldwatch.firmware.artifacts.dependencies import (
 from fieldwatch.firmware.artifacts.errors import ArtifactInUse, VersionExists
 from fieldwatch.firmware.artifacts.schemas import PolicyUpdate, SigningKeyCreate
 from fieldwatch.firmware.artifacts.service import ArtifactService
-from fieldwatch.firmware.artifacts.upload import UploadForm, read_upload
+from fieldwatch.firmware.artifacts.upload import read_upload
 
 router = APIRouter(include_in_schema=False)
 
@@ -95,16 +101,8 @@ async def firmware_page(
     return await _page(request, user, uow, service, {})
 
 
-def _check_csrf(request: Request, user: ConsoleUser, form: UploadForm) -> None:
-    """The upload's CSRF token: its header, or the form's field (read as the body
-    streams, so that the file is never held in memory)."""
-    sent = form.fields.pop(cookies.CSRF_FIELD, [])
-    presented = request.headers.get(cookies.CSRF_HEADER) or (sent[-1] if sent else None)
-    if not cookies.csrf_ok(user.session, presented):
-        raise CsrfRefused()
-
-
 @router.post(LIST)
+@csrf_checked_as_streamed
 async def upload(
     request: Request, user: Operator, uow: WriteUow, files: FilesDep, service: ArtifactServiceDep
 ) -> Response:
@@ -114,7 +112,7 @@ async def upload(
     try:
         form = await read_upload(request, files.store, files.settings.firmware_max_upload_bytes)
         try:
-            _check_csrf(request, user, form)
+            check_streamed_csrf(request, user.session, form.fields.pop(cookies.CSRF_FIELD, []))
         except CsrfRefused:
             assert form.blob is not None
             await form.blob.abort()

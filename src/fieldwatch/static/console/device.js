@@ -1,6 +1,7 @@
 /* The device page's one live connection: it listens to the open device only and passes
    every event on to the page's sections as a DOM event on document, named "fw:<event>"
-   (fw:telemetry, fw:presence, fw:device_status, fw:alert, fw:command, fw:config) with the
+   (fw:telemetry, fw:presence, fw:device_status, fw:alert, fw:command, fw:config,
+   fw:firmware) with the
    message as its detail; "fw:connected" after every (re)connection, so that a section
    can fetch what it missed. */
 (function () {
@@ -15,7 +16,7 @@
   }
 
   var on = {};
-  ["telemetry", "presence", "device_status", "alert", "command", "config"].forEach(function (n) {
+  ["telemetry", "presence", "device_status", "alert", "command", "config", "firmware"].forEach(function (n) {
     on[n] = pass(n);
   });
   window.Fieldwatch.device = {id: id};
@@ -34,7 +35,8 @@
    - fw:device_status shows the new status at once and fetches the lifecycle part, the
      identity and the newest audit log again; the lifecycle forms are left alone while
      the user is filling one in (a notice says that the status changed);
-   - fw:alert fetches the alerts part; fw:connected fetches what may have been missed.
+   - fw:alert fetches the alerts part, fw:firmware the firmware part; fw:connected
+     fetches what may have been missed.
    Also: the new token's copy button, and where the focus goes when a part it was in
    is replaced. */
 (function () {
@@ -190,6 +192,7 @@
   });
 
   document.addEventListener("fw:alert", function () { refresh("alerts", 200); });
+  document.addEventListener("fw:firmware", function () { refresh("firmware", 200); });
   document.addEventListener("device-log-changed", refreshLog);
 
   document.addEventListener("fw:connected", function () {
@@ -197,6 +200,7 @@
     refresh("state");
     refresh("alerts");
     if (connections > 1) {  // back after a break: what changed meanwhile
+      refresh("firmware");
       refresh("lifecycle");
       refresh("identity");
       refreshLog();
