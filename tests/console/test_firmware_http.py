@@ -187,11 +187,11 @@ async def test_update_and_cancel_from_the_device_page(client, runtime: Runtime, 
 
     token = csrf_of(page.text)
     r = await client.post(f"{url}/firmware", data={"csrf_token": token, "artifact_id": built["id"]})
-    assert r.status_code == 303 and r.headers["location"] == f"{url}?fw=started#firmware"
+    assert r.status_code == 303 and r.headers["location"] == f"{url}?fw=started#firmware-part"
     [update] = await updates_of(client, operator, dev["id"])
     assert update["artifact_id"] == built["id"] and update["state"] == "pending"
     part = await client.get(f"{url}/firmware")
-    assert part.status_code == 200 and part.text.lstrip().startswith('<section id="firmware"')
+    assert part.status_code == 200 and part.text.lstrip().startswith('<section id="firmware-part"')
     assert f'data-update-id="{update["update_id"]}" data-state="pending"' in part.text
     assert "0 of 1,048,576 bytes" in part.text and "Cancel the update to 1.5.0" in part.text
 

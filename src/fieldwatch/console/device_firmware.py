@@ -30,7 +30,7 @@ router = APIRouter(include_in_schema=False)
 
 
 def _back(device_id: uuid.UUID, done: str) -> Response:
-    return RedirectResponse(device.device_url(device_id) + f"?fw={done}#firmware", 303)
+    return RedirectResponse(device.device_url(device_id) + f"?fw={done}#firmware-part", 303)
 
 
 @router.get("/console/devices/{device_id}/firmware")

@@ -69,7 +69,7 @@
       inFlight[part] = false;
       if (again[part]) { again[part] = false; fetchPart(part); }
     }
-    var path = part === "audit" ? "log" : part;
+    var path = {audit: "log", "firmware-part": "firmware"}[part] || part;
     var spec = {source: "#" + part, target: "#" + part, swap: "outerHTML"};
     window.htmx.ajax("GET", base + "/" + path, spec).then(done, done);
   }
@@ -192,7 +192,7 @@
   });
 
   document.addEventListener("fw:alert", function () { refresh("alerts", 200); });
-  document.addEventListener("fw:firmware", function () { refresh("firmware", 200); });
+  document.addEventListener("fw:firmware", function () { refresh("firmware-part", 200); });
   document.addEventListener("device-log-changed", refreshLog);
 
   document.addEventListener("fw:connected", function () {
@@ -200,7 +200,7 @@
     refresh("state");
     refresh("alerts");
     if (connections > 1) {  // back after a break: what changed meanwhile
-      refresh("firmware");
+      refresh("firmware-part");
       refresh("lifecycle");
       refresh("identity");
       refreshLog();
