@@ -26,8 +26,7 @@ from fieldwatch.console.access import (
 )
 from fieldwatch.console.pages import Admin, Operator, Viewer, page_context, problem_message, render
 from fieldwatch.core.errors import AppError, Conflict, ValidationFailed, validation_errors
-from fieldwatch.db.dependencies import UowDep, WriteUow
-from fieldwatch.db.uow import UnitOfWork
+from fieldwatch.db.dependencies import WriteUow
 from fieldwatch.firmware.artifacts.blobs import TooLarge
 from fieldwatch.firmware.artifacts.dependencies import (
     ArtifactServiceDep,
@@ -72,7 +71,6 @@ def _fields_of(exc: AppError) -> dict[str, str]:
 async def _page(
     request: Request,
     user: ConsoleUser,
-    uow: UnitOfWork,
     artifacts: ArtifactService,
     extra: dict[str, Any],
     status: int = 200,
@@ -95,10 +93,8 @@ async def _page(
 
 
 @router.get(LIST)
-async def firmware_page(
-    request: Request, user: Viewer, uow: UowDep, service: ArtifactServiceDep
-) -> Response:
-    return await _page(request, user, uow, service, {})
+async def firmware_page(request: Request, user: Viewer, service: ArtifactServiceDep) -> Response:
+    return await _page(request, user, service, {})
 
 
 @router.post(LIST)
@@ -129,7 +125,7 @@ async def upload(
         shown = any(name in (*UPLOAD_FIELDS, "file") for name in errors)
         problem = "Check the highlighted fields." if shown else problem_message(exc)
         extra = {"values": values, "errors": errors, "problem": problem}
-        return await _page(request, user, uow, service, extra, status=exc.status)
+        return await _page(request, user, service, extra, status=exc.status)
     return RedirectResponse(f"{LIST}?done=uploaded", status_code=303)
 
 
@@ -147,7 +143,7 @@ async def delete(
         await uow.rollback()
         artifact = await service.get(user.principal, artifact_id)
         refusal = f"Version {artifact.version} is not deleted: {problem_message(exc)}"
-        return await _page(request, user, uow, service, {"refusal": refusal}, status=409)
+        return await _page(request, user, service, {"refusal": refusal}, status=409)
     return RedirectResponse(f"{LIST}?done=deleted", status_code=303)
 
 
@@ -164,7 +160,7 @@ async def set_policy(
 
 @router.post(LIST + "/keys", dependencies=[CsrfChecked])
 async def add_key(
-    request: Request, user: Admin, uow: WriteUow, files: FilesDep, signing: SigningServiceDep
+    request: Request, user: Admin, uow: WriteUow, service: ArtifactServiceDep
 ) -> Response:
     form = await request.form()
     values = {
@@ -176,13 +172,12 @@ async def add_key(
         except ValidationError as exc:
             problems = validation_errors([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])
             raise ValidationFailed("Check the highlighted fields.", errors=problems) from None
-        await signing.add_key(user.principal, body)
+        await service.signing.add_key(user.principal, body)
     except (ValidationFailed, Conflict) as exc:
         await uow.rollback()
         errors = _fields_of(exc) or {"public_key": problem_message(exc)}
         extra = {"key_values": values, "key_errors": errors, "key_problem": problem_message(exc)}
-        service = ArtifactService(uow, files.store)
-        return await _page(request, user, uow, service, extra, status=exc.status)
+        return await _page(request, user, service, extra, status=exc.status)
     return RedirectResponse(f"{LIST}?done=key-added", status_code=303)
 
 
