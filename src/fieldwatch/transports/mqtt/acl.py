@@ -8,8 +8,8 @@ Four kinds of principal:
 * ``provision`` (name = S, its MQTT client id: the serial number it registers, or a
   one-time request id): publishes only ``iot/devices/register/{S}`` and subscribes only
   inside ``iot/devices/{S}/register/``;
-* ``control`` (a trusted service): publishes control topics for any device, subscribes to
-  nothing;
+* ``control`` (a trusted service): publishes control topics (commands, configuration,
+  firmware updates) for any device, subscribes to nothing;
 * ``service`` (Fieldwatch's own gateway client): everything.
 
 The same rules, as Mosquitto dynamic-security role ACLs, come from ``dynsec_role_acls``.
@@ -115,6 +115,7 @@ def dynsec_role_acls(kind: PrincipalKind, name: str | None = None) -> list[dict[
             f"{p}/{name}/commands/+/ack",
             f"{p}/{name}/commands/+/result",
             f"{p}/{name}/config/+/applied",
+            f"{p}/{name}/firmware/update/+/state",
         ]
         return [
             *(_acl("publishClientSend", t) for t in publish),
@@ -134,6 +135,7 @@ def dynsec_role_acls(kind: PrincipalKind, name: str | None = None) -> list[dict[
         return [
             _acl("publishClientSend", f"{p}/control/+/command"),
             _acl("publishClientSend", f"{p}/control/+/config"),
+            _acl("publishClientSend", f"{p}/firmware/+/update"),
         ]
     if kind == "service":
         return [

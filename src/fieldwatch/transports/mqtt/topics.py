@@ -8,6 +8,7 @@ Device to server::
     iot/devices/status/{id}              iot/devices/{id}/commands/{command_id}/ack
     iot/devices/{id}/commands/{command_id}/result
     iot/devices/{id}/config/{config_id}/applied
+    iot/devices/{id}/firmware/update/{update_id}/state
 
 Server to device::
 
@@ -15,10 +16,12 @@ Server to device::
     iot/devices/{id}/commands/{command_id}
     iot/devices/{id}/config/{config_id}
     iot/devices/{id}/errors              (what the server refused, and why)
+    iot/devices/{id}/firmware/update/{update_id}
 
 Control (trusted services to server)::
 
     iot/devices/control/{id}/command     iot/devices/control/{id}/config
+    iot/devices/firmware/{id}/update
 
 ``{id}`` is the device id, except on the register topics used by a provisioning client,
 where it is the device's serial number or a one-time request id.
@@ -55,41 +58,32 @@ class Kind(StrEnum):
     COMMAND_ACK = "command_ack"
     COMMAND_RESULT = "command_result"
     CONFIG_APPLIED = "config_applied"
+    FIRMWARE_STATE = "firmware_state"
     # server -> device
     REGISTER_RESPONSE = "register_response"
     REGISTER_ERROR = "register_error"
     COMMAND = "command"
     CONFIG = "config"
     ERRORS = "errors"
+    FIRMWARE_UPDATE = "firmware_update"
     # trusted services -> server
     CONTROL_COMMAND = "control_command"
     CONTROL_CONFIG = "control_config"
+    CONTROL_FIRMWARE = "control_firmware"
 
 
 DEVICE_TO_SERVER = frozenset(
-    {
-        Kind.REGISTER,
-        Kind.UNREGISTER,
-        Kind.HEARTBEAT,
-        Kind.DATA,
-        Kind.STATUS,
-        Kind.COMMAND_ACK,
-        Kind.COMMAND_RESULT,
-        Kind.CONFIG_APPLIED,
-    }
-)
+    {Kind.REGISTER, Kind.UNREGISTER, Kind.HEARTBEAT, Kind.DATA, Kind.STATUS, Kind.COMMAND_ACK,
+     Kind.COMMAND_RESULT, Kind.CONFIG_APPLIED, Kind.FIRMWARE_STATE}
+)  # fmt: skip
 SERVER_TO_DEVICE = frozenset(
-    {Kind.REGISTER_RESPONSE, Kind.REGISTER_ERROR, Kind.COMMAND, Kind.CONFIG, Kind.ERRORS}
-)
-CONTROL = frozenset({Kind.CONTROL_COMMAND, Kind.CONTROL_CONFIG})
+    {Kind.REGISTER_RESPONSE, Kind.REGISTER_ERROR, Kind.COMMAND, Kind.CONFIG, Kind.ERRORS,
+     Kind.FIRMWARE_UPDATE}
+)  # fmt: skip
+CONTROL = frozenset({Kind.CONTROL_COMMAND, Kind.CONTROL_CONFIG, Kind.CONTROL_FIRMWARE})
 
 # device -> server topics of the form iot/devices/{kind}/{id}
-_FLAT = {
-    "register": Kind.REGISTER,
-    "unregister": Kind.UNREGISTER,
-    "heartbeat": Kind.HEARTBEAT,
-    "status": Kind.STATUS,
-}
+_FLAT = {k.value: k for k in (Kind.REGISTER, Kind.UNREGISTER, Kind.HEARTBEAT, Kind.STATUS)}
 _CONTROL = {"command": Kind.CONTROL_COMMAND, "config": Kind.CONTROL_CONFIG}
 _REGISTER_REPLY = {"response": Kind.REGISTER_RESPONSE, "error": Kind.REGISTER_ERROR}
 _COMMAND_SUFFIX: dict[str | None, Kind] = {
@@ -99,7 +93,7 @@ _COMMAND_SUFFIX: dict[str | None, Kind] = {
 }
 _CONFIG_SUFFIX: dict[str | None, Kind] = {None: Kind.CONFIG, "applied": Kind.CONFIG_APPLIED}
 #: First levels below ``iot/devices/`` with a meaning of their own: never an id.
-RESERVED = frozenset({*_FLAT, "data", "control"})
+RESERVED = frozenset({*_FLAT, "data", "control", "firmware"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +106,7 @@ class Topic:
     sensor_type: str | None = None
     command_id: str | None = None
     config_id: str | None = None
+    update_id: str | None = None
 
     def __str__(self) -> str:
         return build(self)
@@ -241,32 +236,49 @@ def control_config(device_id: str) -> str:
     return f"{PREFIX}/control/{_check_id(device_id, 'device id')}/config"
 
 
+def firmware_update(device_id: str, update_id: str) -> str:
+    """Where the server sends a firmware update message (update id = command id)."""
+    device_id = _check_id(device_id, "device id")
+    return f"{PREFIX}/{device_id}/firmware/update/{_check_id(update_id, 'update id')}"
+
+
+def firmware_state(device_id: str, update_id: str) -> str:
+    """Where a device reports the state of a firmware update."""
+    return f"{firmware_update(device_id, update_id)}/state"
+
+
+def control_firmware(device_id: str) -> str:
+    """Where a trusted service asks for a device's firmware update (by version)."""
+    return f"{PREFIX}/firmware/{_check_id(device_id, 'device id')}/update"
+
+
 def build(topic: Topic) -> str:
     """The topic string of a parsed ``Topic``."""
     k, d = topic.kind, topic.device_id
     if k in _FLAT.values():
         return f"{PREFIX}/{k.value}/{_check_id(d, 'device id')}"
-    if k is Kind.DATA:
-        return data(d, topic.sensor_type or "")
-    if k is Kind.COMMAND:
-        return command(d, topic.command_id or "")
-    if k is Kind.COMMAND_ACK:
-        return command_ack(d, topic.command_id or "")
-    if k is Kind.COMMAND_RESULT:
-        return command_result(d, topic.command_id or "")
-    if k is Kind.CONFIG:
-        return config(d, topic.config_id or "")
-    if k is Kind.CONFIG_APPLIED:
-        return config_applied(d, topic.config_id or "")
-    if k is Kind.REGISTER_RESPONSE:
-        return register_response(d)
-    if k is Kind.REGISTER_ERROR:
-        return register_error(d)
-    if k is Kind.ERRORS:
-        return errors(d)
-    if k is Kind.CONTROL_COMMAND:
-        return control_command(d)
-    return control_config(d)
+    by_id = {
+        Kind.DATA: (data, topic.sensor_type),
+        Kind.COMMAND: (command, topic.command_id),
+        Kind.COMMAND_ACK: (command_ack, topic.command_id),
+        Kind.COMMAND_RESULT: (command_result, topic.command_id),
+        Kind.CONFIG: (config, topic.config_id),
+        Kind.CONFIG_APPLIED: (config_applied, topic.config_id),
+        Kind.FIRMWARE_UPDATE: (firmware_update, topic.update_id),
+        Kind.FIRMWARE_STATE: (firmware_state, topic.update_id),
+    }
+    if k in by_id:
+        builder, second = by_id[k]
+        return builder(d, second or "")
+    device_only = {
+        Kind.REGISTER_RESPONSE: register_response,
+        Kind.REGISTER_ERROR: register_error,
+        Kind.ERRORS: errors,
+        Kind.CONTROL_COMMAND: control_command,
+        Kind.CONTROL_CONFIG: control_config,
+        Kind.CONTROL_FIRMWARE: control_firmware,
+    }
+    return device_only[k](d)
 
 
 # -- parser ----------------------------------------------------------------------------
@@ -289,11 +301,17 @@ def parse(topic: str) -> Topic | None:
         if n == 3 and parts[2] in _CONTROL and is_valid_id(parts[1]):
             return Topic(_CONTROL[parts[2]], parts[1])
         return None
+    if head == "firmware":
+        if n == 3 and parts[2] == "update" and is_valid_id(parts[1]):
+            return Topic(Kind.CONTROL_FIRMWARE, parts[1])
+        return None
     if n == 2 and parts[1] == "errors":
         return Topic(Kind.ERRORS, head) if is_valid_id(head) else None
     if n < 3 or not is_valid_id(head):
         return None
     section, item = parts[1], parts[2]
+    if section == "firmware":
+        return _parse_firmware(head, parts[2:])
     if section == "register":
         reply = _REGISTER_REPLY.get(item) if n == 3 else None
         return Topic(reply, head) if reply else None
@@ -305,6 +323,15 @@ def parse(topic: str) -> Topic | None:
         return Topic(kind, head, command_id=item) if kind else None
     kind = _CONFIG_SUFFIX.get(suffix)
     return Topic(kind, head, config_id=item) if kind else None
+
+
+def _parse_firmware(device_id: str, rest: list[str]) -> Topic | None:
+    """``update/{update_id}`` (server → device) or ``update/{update_id}/state``."""
+    if rest[0] != "update" or len(rest) not in (2, 3) or not is_valid_id(rest[1]):
+        return None
+    if len(rest) == 2:
+        return Topic(Kind.FIRMWARE_UPDATE, device_id, update_id=rest[1])
+    return Topic(Kind.FIRMWARE_STATE, device_id, update_id=rest[1]) if rest[2] == "state" else None
 
 
 # -- filters ---------------------------------------------------------------------------
@@ -356,8 +383,10 @@ SERVER_FILTERS = (
     f"{PREFIX}/+/commands/+/ack",
     f"{PREFIX}/+/commands/+/result",
     f"{PREFIX}/+/config/+/applied",
+    f"{PREFIX}/+/firmware/update/+/state",
     f"{PREFIX}/control/+/command",
     f"{PREFIX}/control/+/config",
+    f"{PREFIX}/firmware/+/update",
 )
 
 

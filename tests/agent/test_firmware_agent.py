@@ -1,0 +1,273 @@
+"""The device SDK's firmware updater against a real HTTP server: download with resume,
+checksum and signature checks, the reports it sends, idempotence."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+from base64 import b64encode
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from firmware_helpers import ImageServer, signing_key, update_message
+
+from fieldwatch.agent.fetch import partial_path
+from fieldwatch.agent.firmware import (
+    PENDING,
+    FirmwareHooks,
+    FirmwareUpdater,
+    canonical_manifest,
+    fingerprint,
+    load_public_key,
+)
+
+IMAGE = os.urandom(300_000)
+SHA = hashlib.sha256(IMAGE).hexdigest()
+
+
+class Device:
+    """What an updater's hooks did: the reports, installs and reboots."""
+
+    def __init__(self, version: str = "1.4.0", install_error: Exception | None = None) -> None:
+        self.running = version
+        self.reports: list[tuple[str, str, dict[str, Any]]] = []
+        self.installed: list[bytes] = []
+        self.reboots: list[str] = []
+        self.announced = 0
+        self.install_error = install_error
+        self.gate: asyncio.Event | None = None  # holds the first report until set
+
+    async def report(self, update_id: str, state: str, fields: dict[str, Any]) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        self.reports.append((update_id, state, fields))
+
+    async def announce(self) -> None:
+        self.announced += 1
+
+    def install(self, path: Path, message: dict[str, Any]) -> None:
+        if self.install_error is not None:
+            raise self.install_error
+        self.installed.append(path.read_bytes())
+
+    def reboot(self, message: dict[str, Any]) -> None:
+        self.reboots.append(message["version"])
+        self.running = message["version"]
+
+    def hooks(self) -> FirmwareHooks:
+        return FirmwareHooks(self.report, lambda: self.running, self.announce, self.reboot,
+                             self.install)  # fmt: skip
+
+    def states(self) -> list[str]:
+        return [state for _, state, _ in self.reports]
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ImageServer]:
+    image_server = await ImageServer(IMAGE).start()
+    yield image_server
+    await image_server.stop()
+
+
+def updater(tmp_path: Path, device: Device, server: ImageServer, **options: Any) -> FirmwareUpdater:
+    return FirmwareUpdater(tmp_path / "fw", device.hooks(), server=server.base_url,
+                           token="fwd_test", **options)  # fmt: skip
+
+
+def message(server: ImageServer, **options: Any) -> dict[str, Any]:
+    return update_message(IMAGE, f"{server.base_url}/image?sig=abc", **options)
+
+
+async def test_a_full_update_downloads_verifies_installs_and_reboots(
+    tmp_path: Path, server: ImageServer
+) -> None:
+    device = Device()
+    update = message(server)
+    await updater(tmp_path, device, server).handle(update)
+    states = device.states()
+    assert states[0] == "acknowledged"
+    assert [s for s in states if s != "downloading"] == [
+        "acknowledged", "downloaded", "verified", "installing", "rebooting"
+    ]  # fmt: skip
+    assert all(uid == update["update_id"] for uid, _, _ in device.reports)
+    progress = [f["bytes"] for _, s, f in device.reports if s == "downloading"]
+    assert 1 <= len(progress) <= 11  # every tenth at most, not one per 64 KiB chunk
+    assert progress == sorted(progress) and progress[-1] <= len(IMAGE)
+    assert device.reports[states.index("downloaded")][2] == {"bytes": len(IMAGE)}
+    assert device.installed == [IMAGE] and device.reboots == ["1.5.0"]
+    # The token goes to download_path; the signed URL is not used.
+    assert server.requests[0]["Authorization"] == "Bearer fwd_test"
+    assert not list((tmp_path / "fw").iterdir())  # image, partial file, saved message: gone
+
+
+async def test_without_a_token_the_signed_url_is_used(tmp_path: Path, server: ImageServer):
+    device = Device()
+    plain = FirmwareUpdater(tmp_path, device.hooks())  # no server, no token
+    await plain.handle(message(server))
+    assert device.installed == [IMAGE]
+    assert "Authorization" not in server.requests[0]
+    assert len(server.requests) == 1
+
+
+async def test_a_dropped_connection_resumes_from_the_partial_file(
+    tmp_path: Path, server: ImageServer
+) -> None:
+    server.drops = [100_000]
+    device = Device()
+    await updater(tmp_path, device, server).handle(message(server))
+    assert len(server.requests) == 2
+    first, second = server.requests
+    assert "Range" not in first
+    assert server.range_starts() == [None, 100_000]  # what was already on disk
+    assert second["If-Range"] == f'"{SHA}"'
+    assert device.installed == [IMAGE]
+    assert "failed" not in device.states()
+
+
+async def test_an_interrupted_update_resumes_on_the_next_attempt(
+    tmp_path: Path, server: ImageServer
+) -> None:
+    """The download fails this attempt (the connection drops, no tries left); the
+    partial file stays, and the server's resend continues from it."""
+    server.drops = [120_000]
+    device = Device()
+    update = message(server)
+    one = updater(tmp_path, device, server, download_tries=1)
+    await one.handle(update)
+    assert device.states()[-1] == "failed"
+    assert device.reports[-1][2]["reason"] == "download_failed"
+    part = partial_path(one.target(update))
+    on_disk = part.stat().st_size
+    assert 0 < on_disk <= 120_000
+    resent = {**update, "attempt": 2}
+    await updater(tmp_path, device, server, download_tries=1).handle(resent)
+    assert server.range_starts()[-1] == on_disk
+    assert device.installed == [IMAGE]
+    assert device.states()[-1] == "rebooting"
+
+
+async def test_a_restart_mid_download_continues_the_saved_update(
+    tmp_path: Path, server: ImageServer
+) -> None:
+    device = Device()
+    update = message(server)
+    first = updater(tmp_path, device, server)
+    task = asyncio.create_task(first.handle(update))
+
+    async def power_cut(update_id: str, state: str, fields: dict[str, Any]) -> None:
+        device.reports.append((update_id, state, fields))
+        if state == "downloading":
+            task.cancel()  # the process dies with part of the image on disk
+
+    first.hooks.report = power_cut
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    on_disk = partial_path(first.target(update)).stat().st_size
+    assert 0 < on_disk < len(IMAGE)
+    assert (tmp_path / "fw" / PENDING).exists()
+    device.reports.clear()
+    await updater(tmp_path, device, server).resume()  # the next start
+    assert server.range_starts() == [None, on_disk]
+    assert device.installed == [IMAGE]
+    assert device.states()[-1] == "rebooting"
+
+
+async def test_a_busy_server_is_tried_again_after_retry_after(tmp_path: Path, server: ImageServer):
+    server.busy = 1
+    device = Device()
+    await updater(tmp_path, device, server).handle(message(server))
+    assert len(server.requests) == 2 and device.installed == [IMAGE]
+
+
+async def test_a_checksum_mismatch_fails_and_deletes_the_download(
+    tmp_path: Path, server: ImageServer
+) -> None:
+    device = Device()
+    update = message(server)
+    update["sha256"] = update["checksum"] = hashlib.sha256(b"another image").hexdigest()
+    one = updater(tmp_path, device, server)
+    await one.handle(update)
+    assert device.states()[-1] == "failed"
+    assert device.reports[-1][2]["reason"] == "checksum_mismatch"
+    assert "verified" not in device.states() and device.installed == []
+    target = one.target(update)
+    assert not target.exists() and not partial_path(target).exists()
+
+
+async def test_a_good_signature_is_accepted(tmp_path: Path, server: ImageServer):
+    private, raw, _ = signing_key()
+    device = Device()
+    await updater(tmp_path, device, server, public_keys=[raw], require_signature=True).handle(
+        message(server, key=private)
+    )
+    assert device.installed == [IMAGE] and device.states()[-1] == "rebooting"
+
+
+@pytest.mark.parametrize("tamper", ["signature", "unknown_key", "manifest", "unsigned"])
+async def test_a_bad_signature_fails_before_downloading(
+    tmp_path: Path, server: ImageServer, tamper: str
+) -> None:
+    private, raw, _ = signing_key()
+    other, _, _ = signing_key()
+    update = message(server, key=other if tamper == "unknown_key" else private)
+    if tamper == "signature":
+        update["signature"] = message(server, version="9.9.9", key=private)["signature"]
+    elif tamper == "manifest":  # a valid signature over another image's manifest
+        update["manifest"] = {**update["manifest"], "sha256": "0" * 64}
+        update["signature"] = b64encode(
+            private.sign(canonical_manifest(update["manifest"]))
+        ).decode()
+    elif tamper == "unsigned":
+        update["signature"] = update["signing_key"] = None
+    device = Device()
+    await updater(tmp_path, device, server, public_keys=[raw], require_signature=True).handle(
+        update
+    )
+    assert device.states() == ["acknowledged", "failed"]
+    assert device.reports[-1][2]["reason"] == "signature_invalid"
+    assert server.requests == [] and device.installed == []
+
+
+async def test_an_install_failure_is_reported(tmp_path: Path, server: ImageServer):
+    device = Device(install_error=RuntimeError("flash write failed"))
+    await updater(tmp_path, device, server).handle(message(server))
+    assert device.states()[-2:] == ["installing", "failed"]
+    assert device.reports[-1][2] == {"reason": "install_failed", "detail": "flash write failed"}
+    assert device.reboots == [] and device.running == "1.4.0"
+
+
+async def test_the_same_message_twice_downloads_once(tmp_path: Path, server: ImageServer):
+    device = Device()
+    device.gate = asyncio.Event()  # the first report waits: the update is being worked on
+    one = updater(tmp_path, device, server)
+    update = message(server)
+    first = asyncio.create_task(one.handle(update))
+    await asyncio.sleep(0)
+    await one.handle(dict(update))  # the resend returns at once
+    assert device.reports == []
+    device.gate.set()
+    await first
+    assert len(server.requests) == 1 and device.reboots == ["1.5.0"]
+    assert device.states().count("acknowledged") == 1
+
+
+async def test_an_update_to_the_running_version_reports_the_version(
+    tmp_path: Path, server: ImageServer
+) -> None:
+    device = Device(version="1.5.0")
+    await updater(tmp_path, device, server).handle(message(server))
+    assert device.announced == 1 and device.reports == [] and server.requests == []
+
+
+def test_canonical_manifest_and_keys_follow_the_contract() -> None:
+    manifest = {"version": "1.5.0-é", "sha256": SHA, "size": 3, "device_types": ["esp32"],
+                "hardware_versions": [], "security_version": 2}  # fmt: skip
+    expected = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert canonical_manifest(manifest) == expected.encode("utf-8")
+    _, raw, print_ = signing_key()
+    for form in (raw, b64encode(raw).decode()):
+        assert fingerprint(load_public_key(form)) == print_ == hashlib.sha256(raw).hexdigest()
