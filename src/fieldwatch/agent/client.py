@@ -21,29 +21,30 @@ Commands arrive over WebSocket: each is acknowledged at once, run by its handler
 answered with a ``command_result`` (``completed`` with the handler's return value, or
 ``failed`` with the error it raised). A resent command (same ``command_id``) is not run
 twice: the agent remembers the last ``remembered_commands`` ids and their results.
-Configuration pushes go to the ``on_config`` handler and are reported applied.
+Configuration pushes go to the ``on_config`` handler and are reported applied. Firmware
+updates are taken once ``enable_firmware_updates`` was called (``agent/updates.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import itertools
 import json
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
-from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from fieldwatch.agent.firmware import call_handler as _call
 from fieldwatch.agent.mqtt import MqttDeviceLink, default_url
 from fieldwatch.agent.platform import connect_failure
+from fieldwatch.agent.updates import UpdatesMixin
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +62,7 @@ class AgentError(Exception):
     """The server refused a frame or request (the message says why)."""
 
 
-async def _call(handler: Callable[..., Any], *args: Any) -> Any:
-    result = handler(*args)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
-
-
-class DeviceAgent:
+class DeviceAgent(UpdatesMixin):
     def __init__(
         self,
         server: str,
@@ -79,6 +73,7 @@ class DeviceAgent:
         heartbeat: bool = True,
         remembered_commands: int = 64,
         mqtt_url: str | None = None,
+        firmware_version: str | None = None,
     ) -> None:
         self.server = server.rstrip("/")
         self.token = token
@@ -106,6 +101,8 @@ class DeviceAgent:
         self._running: set[asyncio.Task[None]] = set()
         self.mqtt_url = mqtt_url
         self._mqtt: MqttDeviceLink | None = None
+        #: The version running: sent after every (re)connect and in heartbeats.
+        self.firmware_version = firmware_version
 
     # --- handlers ---------------------------------------------------------------------
 
@@ -134,6 +131,7 @@ class DeviceAgent:
             if self.transport == "mqtt":  # the HTTP client only told us who we are
                 await self._start_mqtt()
             self.connected.set()
+            self._connected()
             return
         runner = asyncio.create_task(self._run(), name="agent-connection")
         self._tasks.append(runner)
@@ -170,7 +168,8 @@ class DeviceAgent:
     async def _start_mqtt(self) -> None:
         assert self.device_id is not None
         url = self.mqtt_url or default_url(self.server)
-        link = MqttDeviceLink(url, self.device_id, self.token, self._on_mqtt)
+        link = MqttDeviceLink(url, self.device_id, self.token, self._on_mqtt,
+                              lambda: self.firmware_version)  # fmt: skip
         try:
             await link.start(self.timeout_s)
         except ConnectionRefusedError as exc:  # (a subclass of the next ones)
@@ -183,6 +182,9 @@ class DeviceAgent:
 
     async def _on_mqtt(self, message: dict[str, Any]) -> None:
         assert self._mqtt is not None
+        if message["type"] == "firmware_update":
+            self._take_update(message)
+            return
         task = asyncio.create_task(self._dispatch(self._mqtt, message))  # type: ignore[arg-type]
         self._running.add(task)
         task.add_done_callback(self._running.discard)
@@ -196,6 +198,8 @@ class DeviceAgent:
 
     async def stop(self) -> None:
         self.connected.clear()
+        if self.firmware is not None:
+            await self.firmware.stop()
         for task in [*self._tasks, *self._running]:
             task.cancel()
         for task in self._tasks:
@@ -215,12 +219,7 @@ class DeviceAgent:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
     # --- sending ----------------------------------------------------------------------
@@ -242,6 +241,8 @@ class DeviceAgent:
         return await self._frame({"type": "telemetry", **body})
 
     async def heartbeat(self, **fields: Any) -> dict[str, Any]:
+        if self.firmware_version is not None:
+            fields = {"firmware_version": self.firmware_version, **fields}
         if self._http is not None:
             return await self._post(f"/api/v1/devices/{self.device_id}/heartbeat", fields)
         if self._mqtt is not None:
@@ -310,6 +311,7 @@ class DeviceAgent:
         self.device_id = welcome.get("device_id")
         self.server_config = welcome.get("server_config", {})
         self.connected.set()
+        self._connected()
         for frame in list(self._unconfirmed.values()):  # the last connection lost their ack
             await ws.send(json.dumps(frame))
         beat = None
@@ -325,6 +327,8 @@ class DeviceAgent:
                     future.set_result(message)
                 elif kind == "ack" and isinstance(ref, str) and ref.startswith("r:"):
                     self._unconfirmed.pop(ref[2:], None)
+                elif kind == "firmware_update":
+                    self._take_update(message)
                 elif kind in ("command", "config"):
                     task = asyncio.create_task(self._dispatch(ws, message))
                     self._running.add(task)

@@ -97,7 +97,8 @@ def fingerprint(key: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-async def _call(handler: Callable[..., Any], *args: Any) -> Any:
+async def call_handler(handler: Callable[..., Any], *args: Any) -> Any:
+    """Call a device's handler, awaiting it if it is a coroutine function."""
     result = handler(*args)
     if inspect.isawaitable(result):
         result = await result
@@ -181,7 +182,7 @@ class FirmwareUpdater:
         await self._say(update_id, "installing")
         try:
             if self.hooks.install is not None:
-                await _call(self.hooks.install, image, message)
+                await call_handler(self.hooks.install, image, message)
         except Exception as exc:
             self._forget(image)
             detail = str(exc) or type(exc).__name__
@@ -189,7 +190,7 @@ class FirmwareUpdater:
             return
         await self._say(update_id, "rebooting")
         self._forget(image)
-        await _call(self.hooks.reboot, message)
+        await call_handler(self.hooks.reboot, message)
 
     def _check_signature(self, message: dict[str, Any]) -> None:
         signature = message.get("signature")

@@ -1,6 +1,7 @@
 """The device side of the MQTT protocol for ``DeviceAgent``: a paho-mqtt client (its own
 network thread) logged in as the device (username = device id, password = token), with
-a last will that marks the device offline, subscribed to its command and config topics.
+a last will that marks the device offline, subscribed to its command, config and firmware
+update topics; its ``online`` status message names the firmware version it runs.
 
 Readings go to ``iot/devices/data/{id}/{metric}`` with QoS 1; ``send`` returns when the
 broker has acknowledged every one of them (the broker's PUBACK, not the database
@@ -28,15 +29,25 @@ log = logging.getLogger(__name__)
 PUBACK_TIMEOUT_S = 10.0
 
 OnMessage = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
+_FRAMES = {topics.Kind.COMMAND: "command", topics.Kind.CONFIG: "config",
+           topics.Kind.FIRMWARE_UPDATE: "firmware_update"}  # fmt: skip
 
 
 class MqttDeviceLink:
-    def __init__(self, url: str, device_id: str, token: str, on_message: OnMessage) -> None:
+    def __init__(
+        self,
+        url: str,
+        device_id: str,
+        token: str,
+        on_message: OnMessage,
+        version: Callable[[], str | None] = lambda: None,
+    ) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 1883
         self.device_id = device_id
         self.on_message = on_message
+        self.version = version
         self.connected = asyncio.Event()
         self.refused: str | None = None
         self._answered = asyncio.Event()  # the first CONNACK came (accepted or not)
@@ -84,8 +95,9 @@ class MqttDeviceLink:
             return
         device = self.device_id
         client.subscribe([(f"{topics.PREFIX}/{device}/commands/+", 1),
-                          (f"{topics.PREFIX}/{device}/config/+", 1)])  # fmt: skip
-        client.publish(topics.status(device), json.dumps({"status": "online"}), qos=1)
+                          (f"{topics.PREFIX}/{device}/config/+", 1),
+                          (f"{topics.PREFIX}/{device}/firmware/update/+", 1)])  # fmt: skip
+        client.publish(topics.status(device), json.dumps(self._online(self.version())), qos=1)
         self._loop.call_soon_threadsafe(self.connected.set)
         self._loop.call_soon_threadsafe(self._answered.set)
 
@@ -94,17 +106,21 @@ class MqttDeviceLink:
 
     def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
         topic = topics.parse(message.topic)
-        if topic is None or topic.kind not in (topics.Kind.COMMAND, topics.Kind.CONFIG):
+        if topic is None or topic.kind not in _FRAMES:
             return
         try:
             body = json.loads(message.payload)
         except ValueError:
             return
-        kind = "command" if topic.kind is topics.Kind.COMMAND else "config"
+        if not isinstance(body, dict):
+            return
+        kind = _FRAMES[topic.kind]
         frame = {**body, "type": kind}
         if kind == "command":
             frame.setdefault("command_id", topic.command_id)
             frame.setdefault("params", body.get("parameters") or {})
+        elif kind == "firmware_update":
+            frame["update_id"] = topic.update_id
         else:
             frame.setdefault("config_id", topic.config_id)
             frame.setdefault("config", body.get("updates") or {})
@@ -124,6 +140,14 @@ class MqttDeviceLink:
         await asyncio.to_thread(info.wait_for_publish, PUBACK_TIMEOUT_S)
         if not info.is_published():  # (wait_for_publish returns at its timeout too)
             raise TimeoutError(f"no PUBACK from {self.address} within {PUBACK_TIMEOUT_S:g} s")
+
+    @staticmethod
+    def _online(version: str | None) -> dict[str, Any]:
+        return {"status": "online", **({"firmware_version": version} if version else {})}
+
+    async def announce(self, version: str) -> None:
+        """The version running, on the status topic."""
+        await self.publish(topics.status(self.device_id), self._online(version))
 
     async def send_readings(self, metrics: dict[str, Any], timestamp: datetime | None) -> int:
         stamp = {"timestamp": timestamp.isoformat()} if timestamp is not None else {}
