@@ -271,3 +271,68 @@ def test_canonical_manifest_and_keys_follow_the_contract() -> None:
     _, raw, print_ = signing_key()
     for form in (raw, b64encode(raw).decode()):
         assert fingerprint(load_public_key(form)) == print_ == hashlib.sha256(raw).hexdigest()
+
+
+# --- the SDK's WebSocket client, against a small server speaking the device protocol ----
+
+
+class FakeFieldwatch:
+    """A WebSocket endpoint like /ws/device: a welcome, an ack for every frame with an id,
+    and one firmware_update frame (sent twice) once the device said which version it runs."""
+
+    def __init__(self, update: dict[str, Any]) -> None:
+        self.update = update
+        self.frames: list[list[dict[str, Any]]] = []  # per connection
+        self.server: Any = None
+        self.back = asyncio.Event()  # the device reconnected and said something
+
+    async def start(self) -> str:
+        from websockets.asyncio.server import serve
+
+        self.server = await serve(self._session, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def _session(self, ws: Any) -> None:
+        seen: list[dict[str, Any]] = []
+        self.frames.append(seen)
+        welcome = {"type": "welcome", "device_id": "dev-1", "server_config": {}}
+        await ws.send(json.dumps(welcome))
+        async for raw in ws:
+            frame = json.loads(raw)
+            seen.append(frame)
+            if len(self.frames) > 1:
+                self.back.set()
+            await ws.send(json.dumps({"type": "ack", "ref": frame.get("id")}))
+            if frame["type"] == "status" and len(self.frames) == 1:
+                for _ in range(2):  # a resend must not start a second download
+                    await ws.send(json.dumps({"type": "firmware_update", **self.update}))
+
+
+async def test_the_websocket_client_takes_an_update_and_comes_back_on_the_new_version(
+    tmp_path: Path, server: ImageServer
+) -> None:
+    from fieldwatch.agent import DeviceAgent
+
+    update = message(server)
+    fake = FakeFieldwatch(update)
+    base = await fake.start()
+    agent = DeviceAgent(base, "fwd_x", firmware_version="1.4.0", heartbeat=False)
+    agent.enable_firmware_updates(tmp_path, use_token=False)  # the signed URL, then
+    try:
+        async with agent:
+            async with asyncio.timeout(20):
+                await fake.back.wait()
+    finally:
+        fake.server.close()
+    first, second = fake.frames[0], fake.frames[1]
+    assert first[0] == {"type": "status", "state": "online", "firmware_version": "1.4.0",
+                        "id": first[0]["id"]}  # fmt: skip
+    states = [f["state"] for f in first if f["type"] == "firmware_state"]
+    assert [s for s in states if s != "downloading"] == [
+        "acknowledged", "downloaded", "verified", "installing", "rebooting"
+    ]  # fmt: skip
+    assert all(f["update_id"] == update["update_id"] for f in first[1:])
+    assert second[0]["type"] == "status" and second[0]["firmware_version"] == "1.5.0"
+    assert agent.firmware_version == "1.5.0"
+    assert len(server.requests) == 1  # one download for the message sent twice

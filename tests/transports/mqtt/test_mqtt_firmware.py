@@ -9,6 +9,13 @@ import pytest
 from conftest import load_test_module
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.acl import Principal, dynsec_role_acls, may_publish, may_subscribe
+from fieldwatch.transports.mqtt.firmware import (
+    StateReport,
+    UpdateRequest,
+    reported_version,
+    state_report,
+    update_request,
+)
 from fieldwatch.transports.mqtt.topics import Kind, Topic
 
 _ACL = load_test_module("transports/mqtt/test_mqtt_acl.py")
@@ -116,3 +123,67 @@ def test_dynsec_roles_follow_the_same_rules() -> None:
     control = dynsec_role_acls("control")
     assert allowed_by_acls(control, "publishClientSend", topics.control_firmware(ME))
     assert not allowed_by_acls(control, "publishClientSend", topics.firmware_state(ME, UPDATE))
+
+
+# -- payloads ----------------------------------------------------------------------------
+
+
+def test_state_reports_are_read() -> None:
+    assert state_report(UPDATE, {"state": "downloading", "bytes": 4096}) == StateReport(
+        UPDATE, "downloading", bytes=4096
+    )
+    failed = state_report(UPDATE, {"state": "failed", "reason": "checksum_mismatch",
+                                   "detail": "x" * 5000})  # fmt: skip
+    assert (failed.state, failed.reason, len(failed.detail or "")) == (
+        "failed",
+        "checksum_mismatch",
+        1000,
+    )
+    assert state_report(UPDATE, {"state": "rebooting"}).bytes is None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"state": "completed"},  # the server's to decide
+        {"state": "cancelled"},
+        {"state": 3},
+        {"state": "downloading", "bytes": -1},
+        {"state": "downloading", "bytes": "12"},
+        {"state": "downloading", "bytes": True},
+        {"state": "failed"},  # no reason
+        {"state": "failed", "reason": "Bad Reason!"},
+        {"state": "verified", "reason": "checksum_mismatch"},
+        {"state": "verified", "detail": 7},
+    ],
+)
+def test_malformed_state_reports_are_refused(payload: dict) -> None:
+    with pytest.raises(ValueError):
+        state_report(UPDATE, payload)
+
+
+def test_control_requests_are_read() -> None:
+    sha = "AB" * 32
+    assert update_request({"version": "1.5.0"}) == UpdateRequest("1.5.0")
+    with_url = {"version": " 1.5.0 ", "checksum": f"sha256:{sha}", "url": "http://elsewhere/x"}
+    assert update_request(with_url) == UpdateRequest("1.5.0", sha.lower())
+    assert update_request({"version": "2", "checksum": sha}).checksum == sha.lower()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{}, {"version": ""}, {"version": 15}, {"version": "x" * 51},
+     {"version": "1", "checksum": "abc"}, {"version": "1", "checksum": "md5:" + "a" * 32},
+     {"version": "1", "checksum": 5}],
+)  # fmt: skip
+def test_malformed_control_requests_are_refused(payload: dict) -> None:
+    with pytest.raises(ValueError):
+        update_request(payload)
+
+
+def test_the_running_version_is_read_from_status_payloads() -> None:
+    assert reported_version({"status": "online", "firmware_version": "1.5.0"}) == "1.5.0"
+    assert reported_version({"firmware": "1.4.2", "uptime": 3}) == "1.4.2"
+    assert reported_version({"battery_level": 80}) is None
+    assert reported_version({"firmware_version": 15}) is None
