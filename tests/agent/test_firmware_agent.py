@@ -326,7 +326,7 @@ async def test_the_websocket_client_takes_an_update_and_comes_back_on_the_new_ve
     finally:
         fake.server.close()
     first, second = fake.frames[0], fake.frames[1]
-    assert first[0] == {"type": "status", "state": "online", "firmware_version": "1.4.0",
+    assert first[0] == {"type": "status", "firmware_version": "1.4.0",
                         "id": first[0]["id"]}  # fmt: skip
     states = [f["state"] for f in first if f["type"] == "firmware_state"]
     assert [s for s in states if s != "downloading"] == [

@@ -103,7 +103,8 @@ async def stored_readings(http: httpx.AsyncClient) -> dict[str, int]:
         r = await http.get(f"/api/v1/devices/{device['id']}/data", params={"limit": 10000})
         assert r.status_code == 200 and r.json()["next_cursor"] is None, r.text
         items = r.json()["items"]
-        assert {i["data_type"] for i in items} <= SENSORS | {"status"}
+        # (and the version each device says it runs, after every connect)
+        assert {i["data_type"] for i in items} <= SENSORS | {"status", "firmware_version"}
         counts[device["serial_number"]] = sum(i["data_type"] in SENSORS for i in items)
     return counts
 

@@ -25,6 +25,7 @@ from fieldwatch.agent.confirm import Confirmer
 from fieldwatch.agent.mqtt import default_url
 from fieldwatch.agent.platform import Credentials, Platform, Refused, SimDevice, Unreachable
 from fieldwatch.agent.progress import Figures, Progress
+from fieldwatch.agent.sim_firmware import FirmwareSim, UpdateTally
 from fieldwatch.agent.simulator import Stats, simulate
 from fieldwatch.core.settings import Settings, get_settings
 
@@ -52,6 +53,7 @@ class Plan:
     interval: float
     duration: float | None
     mqtt_url: str
+    firmware: FirmwareSim
 
     @property
     def mode(self) -> Transport:
@@ -122,10 +124,15 @@ async def run(plan: Plan, progress: Progress) -> Figures:
                       f"{broker}, every {plan.interval:g} s.")  # fmt: skip
         mqtt = plan.transport is TransportName.mqtt
         confirmer = Confirmer(platform) if mqtt and plan.creds.given else None
-        figures = Figures(Stats(transport=plan.mode), confirmer)
+        tally = UpdateTally()
+        figures = Figures(Stats(transport=plan.mode, updates=tally), confirmer,
+                          updates_confirmed=plan.creds.given)  # fmt: skip
         stop = asyncio.Event()
         interrupt_sets(stop)
         checks = asyncio.create_task(confirmer.run(CONFIRM_EVERY_S, stop)) if confirmer else None
+        outcomes = None
+        if plan.creds.given:  # what became of the updates: only the API can say
+            outcomes = asyncio.create_task(tally.run(platform, CONFIRM_EVERY_S, stop))
 
         def report(stats: Stats) -> None:
             figures.stats = stats
@@ -137,11 +144,15 @@ async def run(plan: Plan, progress: Progress) -> Figures:
                 interval=plan.interval, duration=plan.duration, report=report,
                 report_every=progress.every_s, mqtt_url=plan.mqtt_url, stop=stop,
                 on_published=confirmer.published if confirmer else None,
+                firmware=plan.firmware, versions=[d.firmware_version for d in fleet], tally=tally,
             )  # fmt: skip
         finally:
             stop.set()
-            if checks is not None:
-                await checks
+            for task in (checks, outcomes):
+                if task is not None:
+                    await task
+        if outcomes is not None:
+            await tally.check(platform)
         if confirmer is not None:
             progress.note("Confirming the published readings through the API…")
             await confirmer.settle(SETTLE_S)
@@ -184,12 +195,29 @@ def simulate_command(
         str | None,
         typer.Option(help="MQTT broker [default: the server's host, FIELDWATCH_MQTT_PORT]"),
     ] = None,
+    update_failure_rate: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=1,
+            help="Share of firmware updates that fail at install or come back on the old version",
+        ),
+    ] = 0.0,
+    power_loss_rate: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=1,
+            help="Share of firmware updates whose download a power "
+            "cut interrupts (the device comes back and resumes)",
+        ),
+    ] = 0.0,
 ) -> None:
     """Run a fleet of virtual devices (temperature, humidity, draining battery, occasional
     spikes) against a running server, through its API: the devices SIM-00000… are
     created the first time and get fresh tokens each run (earlier simulator tokens are
-    revoked). They answer the commands ping, reboot and set_reporting_interval, and
-    apply pushed configuration."""
+    revoked). They answer the commands ping, reboot and set_reporting_interval, apply
+    pushed configuration and take firmware updates."""
     try:
         settings = get_settings()
     except ValidationError as exc:
@@ -200,8 +228,9 @@ def simulate_command(
         raise fail("--email needs --password (or FIELDWATCH_PASSWORD).", 2)
     if not creds.given and not provisioning_key:
         raise fail(needs_credentials(target), 2)
+    firmware = FirmwareSim(failure_rate=update_failure_rate, power_loss_rate=power_loss_rate)
     plan = Plan(target, creds, provisioning_key, transport, devices, interval, duration,
-                mqtt_url or default_mqtt_url(settings, target))  # fmt: skip
+                mqtt_url or default_mqtt_url(settings, target), firmware)  # fmt: skip
     progress = Progress()
     try:
         figures = asyncio.run(run(plan, progress))

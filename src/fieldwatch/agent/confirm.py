@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fieldwatch.agent.platform import Platform, Refused, Unreachable
 
@@ -58,11 +59,7 @@ class Confirmer:
 
     async def run(self, every_s: float, stop: asyncio.Event) -> None:
         """Check every ``every_s`` seconds until ``stop``."""
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every_s)
-            if not stop.is_set():
-                await self.check()
+        await repeat(every_s, stop, self.check)
 
     async def settle(self, timeout_s: float) -> None:
         """Check until every reading is confirmed, or for ``timeout_s`` seconds, or
@@ -73,3 +70,12 @@ class Confirmer:
             if not asked or not self.pending or time.monotonic() >= deadline:
                 return
             await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+
+async def repeat(every_s: float, stop: asyncio.Event, work: Callable[[], Awaitable[Any]]) -> None:
+    """``work`` every ``every_s`` seconds until ``stop``."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)
+        if not stop.is_set():
+            await work()

@@ -22,6 +22,8 @@ SERIAL_PREFIX = "SIM-"
 TOKEN_NAME = "simulator"
 DEVICE_TYPE = "simulated"
 CAPABILITIES = ["temperature", "humidity", "battery_monitoring"]
+#: The firmware a simulated device starts with.
+FIRST_VERSION = "1.0.0"
 #: Requests the simulator has in flight at once while it prepares its fleet.
 CONCURRENCY = 8
 T = TypeVar("T")
@@ -81,6 +83,7 @@ class SimDevice:
     device_id: str
     serial: str
     token: str
+    firmware_version: str = FIRST_VERSION
 
 
 def serials(count: int) -> list[str]:
@@ -89,7 +92,8 @@ def serials(count: int) -> list[str]:
 
 def device_fields(serial: str) -> dict[str, Any]:
     number = int(serial.removeprefix(SERIAL_PREFIX))
-    return {"name": f"Simulated sensor {number}", "type": DEVICE_TYPE, "capabilities": CAPABILITIES}
+    return {"name": f"Simulated sensor {number}", "type": DEVICE_TYPE,
+            "capabilities": CAPABILITIES, "firmware_version": FIRST_VERSION}  # fmt: skip
 
 
 async def bounded(items: Sequence[T], work: Callable[[T], Awaitable[Any]]) -> list[Any]:
@@ -196,17 +200,18 @@ class Platform:
             if not page["items"] or offset >= page["total"]:
                 return
 
-    async def _known_devices(self) -> dict[str, str]:
-        found: dict[str, str] = {}
+    async def _known_devices(self) -> dict[str, tuple[str, str]]:
+        """serial -> (device id, firmware version)"""
+        found: dict[str, tuple[str, str]] = {}
         params = {"q": SERIAL_PREFIX, "sort": "created_at"}
         async for device in self._every("/api/v1/devices", params):
             serial = device.get("serial_number") or ""
             if serial.startswith(SERIAL_PREFIX):
-                found[serial] = device["id"]
+                found[serial] = (device["id"], device.get("firmware_version") or FIRST_VERSION)
         return found
 
-    async def _prepare(self, serial: str, known: dict[str, str]) -> SimDevice:
-        device_id = known.get(serial)
+    async def _prepare(self, serial: str, known: dict[str, tuple[str, str]]) -> SimDevice:
+        device_id, version = known.get(serial, (None, FIRST_VERSION))
         if device_id is None:
             body = {"serial_number": serial, **device_fields(serial)}
             created = await self.request("POST", "/api/v1/devices", json=body, ok=(201,))
@@ -220,7 +225,7 @@ class Platform:
             issued = await self.request("POST", tokens, json={"name": TOKEN_NAME}, ok=(201,))
         except Refused as exc:
             raise Refused(f"{serial}: {exc}") from None
-        return SimDevice(device_id, serial, str(issued.json()["token"]))
+        return SimDevice(device_id, serial, str(issued.json()["token"]), version)
 
     async def provision(self, key: str, count: int) -> list[SimDevice]:
         """The devices register themselves with a provisioning key (a known serial gets
@@ -239,6 +244,14 @@ class Platform:
             return SimDevice(str(answer["device_id"]), serial, str(answer["auth_token"]))
 
         return await bounded(serials(count), register)
+
+    async def update_outcome(self, update_id: str) -> str | None:
+        """``completed`` or ``failed`` once the server has finished the update, else None."""
+        r = await self.request("GET", f"/api/v1/commands/{update_id}", ok=(200, 404))
+        status = r.json().get("status") if r.status_code == 200 else None
+        if status in ("failed", "expired", "cancelled"):
+            return "failed"
+        return "completed" if status == "completed" else None
 
     # --- reading back -------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 terminal, one line per report otherwise) and the final summary, each figure named for
 what was verified: "stored" only for readings the server acknowledged after its commit
 (WebSocket, HTTP) or that the API shows (MQTT, "confirmed"); "published" for readings
-only an MQTT broker acknowledged."""
+only an MQTT broker acknowledged. Firmware updates count as completed or failed only
+once the API shows them so."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class Figures:
 
     stats: Stats
     confirmer: Confirmer | None = None
+    updates_confirmed: bool = False  # the API can be asked what became of the updates
 
     @property
     def mqtt(self) -> bool:
@@ -46,7 +48,17 @@ class Figures:
         else:
             parts.append(f"{s.accepted} readings stored ({rate:.0f}/s)")
         parts += [f"{s.errors} errors", f"{s.commands} commands answered"]
+        if s.updates is not None and s.updates.taken:
+            parts.append(self.updates())
         return ", ".join(parts)
+
+    def updates(self) -> str:
+        tally = self.stats.updates
+        assert tally is not None
+        text = f"{len(tally.taken)} firmware updates taken"
+        if not self.updates_confirmed:
+            return text + " (outcome not confirmed: that needs --api-key or --email)"
+        return text + f" ({tally.completed} completed, {tally.failed} failed per the server)"
 
     def summary(self, broker: str | None) -> list[str]:
         s = self.stats
@@ -55,7 +67,7 @@ class Figures:
             tail = f"{s.rejected} rejected, {s.duplicates} duplicates, " + tail
         if not self.mqtt:
             return [f"Done: {s.accepted} readings stored (acknowledged by the server after "
-                    f"its commit), {tail}."]  # fmt: skip
+                    f"its commit), {tail}.", *self._update_lines()]  # fmt: skip
         lines = [f"Done: {s.accepted} readings published to {broker}."]
         if self.confirmer is None:
             lines.append(f"  Not confirmed (reading them back needs --api-key or --email); {tail}.")
@@ -73,6 +85,15 @@ class Figures:
                 )
         if s.last_error:
             lines.append(f"  Last error: {s.last_error}")
+        return lines + self._update_lines()
+
+    def _update_lines(self) -> list[str]:
+        tally = self.stats.updates
+        if tally is None or not tally.taken:
+            return []
+        lines = [f"  Firmware: {self.updates()}; {tally.power_losses} power cuts mid-download."]
+        if tally.last_error:
+            lines.append(f"  Asking the API about them failed: {tally.last_error}")
         return lines
 
     @property

@@ -4,7 +4,8 @@ Each device reports temperature (a slow random walk with an occasional spike), h
 and a draining battery every ``interval`` seconds, through ``DeviceAgent``, and answers
 the commands ``ping``, ``reboot`` (it goes away for a few seconds and comes back) and
 ``set_reporting_interval`` (``{"interval": seconds}``); a pushed configuration's
-``data_reporting_interval`` changes its period too.
+``data_reporting_interval`` changes its period too. With ``firmware`` it takes firmware
+updates (``sim_firmware``).
 
 What the totals mean depends on the transport: over WebSocket and HTTP the server
 acknowledges readings after its commit (``Stats.accepted`` are stored readings); over
@@ -26,6 +27,7 @@ from typing import Any
 import httpx
 
 from fieldwatch.agent.client import AgentError, DeviceAgent, Transport
+from fieldwatch.agent.sim_firmware import FirmwareSim, SimulatedUpdates, UpdateTally
 
 #: Told of readings about to be published over MQTT: (device id, metrics, timestamp).
 OnPublished = Callable[[str, Iterable[str], datetime], None]
@@ -69,6 +71,7 @@ class Stats:
     rejected: int = 0
     errors: int = 0
     commands: int = 0
+    updates: UpdateTally | None = None  # firmware updates, when the devices take them
     last_error: str | None = None
     started: float = field(default_factory=time.monotonic)
 
@@ -99,6 +102,7 @@ class VirtualDevice:
         stats: Stats,
         seed: int,
         on_published: OnPublished | None = None,
+        firmware: FirmwareSim | None = None,
     ) -> None:
         self.agent = agent
         self.interval = interval
@@ -110,7 +114,11 @@ class VirtualDevice:
         self.failures = 0  # attempts to connect that failed
         self.ever_online = False
         self.reboot_requested = asyncio.Event()
+        self.down_s = REBOOT_S  # how long the next restart keeps it away
         self.wake = asyncio.Event()
+        if firmware is not None and stats.updates is not None:
+            SimulatedUpdates(agent, f"device-{seed}", firmware, stats.updates, self.restart,
+                             random.Random(seed))  # fmt: skip
         agent.add_command_handler("ping", self.ping)
         agent.add_command_handler("reboot", self.reboot)
         agent.add_command_handler("set_reporting_interval", self.set_reporting_interval)
@@ -122,9 +130,14 @@ class VirtualDevice:
 
     def reboot(self, params: dict[str, Any]) -> dict[str, Any]:
         self.stats.commands += 1
+        self.restart(REBOOT_S)
+        return {"rebooting": True, "back_in_s": REBOOT_S}
+
+    def restart(self, down_s: float) -> None:
+        """Go away for ``down_s`` seconds (a reboot, a power cut), then connect again."""
+        self.down_s = down_s
         self.reboot_requested.set()
         self.wake.set()
-        return {"rebooting": True, "back_in_s": REBOOT_S}
 
     def _set_interval(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -168,7 +181,7 @@ class VirtualDevice:
                 await self.agent.stop()
             if self.reboot_requested.is_set() and not stop.is_set():
                 self.reboot_requested.clear()
-                await _pause(stop, REBOOT_S)
+                await _pause(stop, self.down_s)
 
     async def _report(self, stop: asyncio.Event) -> None:
         while not stop.is_set() and not self.reboot_requested.is_set():
@@ -213,16 +226,25 @@ async def simulate(
     mqtt_url: str | None = None,
     on_published: OnPublished | None = None,
     stop: asyncio.Event | None = None,
+    firmware: FirmwareSim | None = None,
+    versions: Sequence[str] | None = None,
+    tally: UpdateTally | None = None,
 ) -> Stats:
     """Run one virtual device per token until ``duration`` seconds have passed or
     ``stop`` is set (forever without either); ``report`` gets the running totals every
-    ``report_every`` seconds. Raises ``AgentError`` when every device has tried to
-    connect and none could (the error says why)."""
+    ``report_every`` seconds. With ``firmware`` the devices take firmware updates, starting
+    from ``versions`` (one per token), counted in ``tally``. Raises ``AgentError`` when
+    every device has tried to connect and none could (the error says why)."""
     stats = Stats(transport=transport, devices=len(tokens))
+    stats.updates = (tally or UpdateTally()) if firmware is not None else None
     stop = stop or asyncio.Event()
-    agents = [DeviceAgent(server, t, transport=transport, mqtt_url=mqtt_url) for t in tokens]
+    running = list(versions) if versions is not None else [None] * len(tokens)
+    agents = [
+        DeviceAgent(server, t, transport=transport, mqtt_url=mqtt_url, firmware_version=v)
+        for t, v in zip(tokens, running, strict=True)
+    ]
     fleet = [
-        VirtualDevice(agent, interval, stats, seed=i, on_published=on_published)
+        VirtualDevice(agent, interval, stats, seed=i, on_published=on_published, firmware=firmware)
         for i, agent in enumerate(agents)
     ]
     tasks = [asyncio.create_task(device.run(stop)) for device in fleet]

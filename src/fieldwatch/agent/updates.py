@@ -49,7 +49,7 @@ async def announce(agent: DeviceAgent) -> None:
     elif agent._http is not None:
         await agent.heartbeat()  # carries the version
     else:
-        await agent._frame({"type": "status", "state": "online", "firmware_version": version})
+        await agent._frame({"type": "status", "firmware_version": version})
 
 
 class AgentFirmware:
