@@ -4,8 +4,10 @@ and records what each request asked for; and signed update messages."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,3 +118,41 @@ def update_message(
         "signature": signature, "signing_key": fingerprint, "manifest": manifest, "attempt": 1,
         "timestamp": "2026-12-03T10:00:00+00:00", "expires_at": "2026-12-04T10:00:00+00:00",
     }  # fmt: skip
+
+
+class FakeFieldwatch:
+    """A WebSocket endpoint like /ws/device: a welcome, an ack for every frame with an id,
+    and one firmware_update frame (sent twice) once the device said which version it runs."""
+
+    def __init__(self, update: dict[str, Any]) -> None:
+        self.update = update
+        self.frames: list[list[dict[str, Any]]] = []  # per connection
+        self.server: Any = None
+        self.back = asyncio.Event()  # the device reconnected and said something
+        self.versions: list[str] = []  # what its status frames said it runs
+        self.heard = asyncio.Event()  # set at each frame
+
+    async def start(self) -> str:
+        from websockets.asyncio.server import serve
+
+        self.server = await serve(self._session, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def _session(self, ws: Any) -> None:
+        seen: list[dict[str, Any]] = []
+        self.frames.append(seen)
+        welcome = {"type": "welcome", "device_id": "dev-1", "server_config": {}}
+        await ws.send(json.dumps(welcome))
+        async for raw in ws:
+            frame = json.loads(raw)
+            seen.append(frame)
+            if len(self.frames) > 1:
+                self.back.set()
+            if frame["type"] == "status":
+                self.versions.append(frame.get("firmware_version"))
+            self.heard.set()
+            await ws.send(json.dumps({"type": "ack", "ref": frame.get("id")}))
+            if frame["type"] == "status" and len(self.frames) == 1:
+                for _ in range(2):  # a resend must not start a second download
+                    await ws.send(json.dumps({"type": "firmware_update", **self.update}))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from firmware_helpers import ImageServer, signing_key, update_message
+from firmware_helpers import FakeFieldwatch, ImageServer, signing_key, update_message
 
 from fieldwatch.agent.fetch import partial_path
 from fieldwatch.agent.firmware import (
@@ -276,39 +276,6 @@ def test_canonical_manifest_and_keys_follow_the_contract() -> None:
 # --- the SDK's WebSocket client, against a small server speaking the device protocol ----
 
 
-class FakeFieldwatch:
-    """A WebSocket endpoint like /ws/device: a welcome, an ack for every frame with an id,
-    and one firmware_update frame (sent twice) once the device said which version it runs."""
-
-    def __init__(self, update: dict[str, Any]) -> None:
-        self.update = update
-        self.frames: list[list[dict[str, Any]]] = []  # per connection
-        self.server: Any = None
-        self.back = asyncio.Event()  # the device reconnected and said something
-
-    async def start(self) -> str:
-        from websockets.asyncio.server import serve
-
-        self.server = await serve(self._session, "127.0.0.1", 0)
-        port = self.server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    async def _session(self, ws: Any) -> None:
-        seen: list[dict[str, Any]] = []
-        self.frames.append(seen)
-        welcome = {"type": "welcome", "device_id": "dev-1", "server_config": {}}
-        await ws.send(json.dumps(welcome))
-        async for raw in ws:
-            frame = json.loads(raw)
-            seen.append(frame)
-            if len(self.frames) > 1:
-                self.back.set()
-            await ws.send(json.dumps({"type": "ack", "ref": frame.get("id")}))
-            if frame["type"] == "status" and len(self.frames) == 1:
-                for _ in range(2):  # a resend must not start a second download
-                    await ws.send(json.dumps({"type": "firmware_update", **self.update}))
-
-
 async def test_the_websocket_client_takes_an_update_and_comes_back_on_the_new_version(
     tmp_path: Path, server: ImageServer
 ) -> None:
@@ -336,3 +303,74 @@ async def test_the_websocket_client_takes_an_update_and_comes_back_on_the_new_ve
     assert second[0]["type"] == "status" and second[0]["firmware_version"] == "1.5.0"
     assert agent.firmware_version == "1.5.0"
     assert len(server.requests) == 1  # one download for the message sent twice
+
+
+# --- the simulator's devices ------------------------------------------------------------
+
+
+async def _simulate_until(fake: FakeFieldwatch, base: str, sim: Any, want: Any) -> None:
+    """Run one simulated device until ``want(fake)`` holds."""
+    from fieldwatch.agent.simulator import simulate
+
+    stop = asyncio.Event()
+
+    async def watch() -> None:
+        while not want(fake):
+            fake.heard.clear()
+            await fake.heard.wait()
+        stop.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        async with asyncio.timeout(30):
+            await simulate(base, ["fwd_x"], interval=0.1, report_every=0.2, stop=stop,
+                           firmware=sim, versions=["1.4.0"])  # fmt: skip
+    finally:
+        watcher.cancel()
+        fake.server.close()
+
+
+async def test_a_simulated_power_cut_resumes_the_download_by_range(
+    tmp_path: Path, server: ImageServer
+) -> None:
+    from fieldwatch.agent.sim_firmware import FirmwareSim
+
+    server.image = IMAGE * 4  # long enough to be cut
+    update = update_message(server.image, f"{server.base_url}/image")
+    update["download_path"] = None  # (this endpoint serves no downloads): the URL, then
+    fake = FakeFieldwatch(update)
+    base = await fake.start()
+    sim = FirmwareSim(power_loss_rate=1.0, power_loss_s=0.1, install_s=0.1, directory=tmp_path)
+    await _simulate_until(fake, base, sim, lambda f: "1.5.0" in f.versions)
+    starts = server.range_starts()
+    assert len(starts) == 2 and starts[0] is None
+    assert 0 < (starts[1] or 0) < len(server.image)  # resumed where the power cut left it
+    assert fake.versions[:2] == ["1.4.0", "1.4.0"]  # before, and back after the power cut
+    assert fake.versions[-1] == "1.5.0"
+
+
+@pytest.mark.parametrize("seed_outcome", ["install_failed", "rolled_back"])
+async def test_simulated_updates_fail_as_asked(
+    tmp_path: Path, server: ImageServer, seed_outcome: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import random
+
+    from fieldwatch.agent.sim_firmware import FirmwareSim
+
+    monkeypatch.setattr(random.Random, "choice", lambda self, options: seed_outcome)
+    update = {**message(server), "download_path": None}
+    fake = FakeFieldwatch(update)
+    base = await fake.start()
+    sim = FirmwareSim(failure_rate=1.0, install_s=0.1, directory=tmp_path)
+
+    def settled(f: FakeFieldwatch) -> bool:
+        states = [x.get("state") for frames in f.frames for x in frames]
+        return "failed" in states or len(f.versions) >= 2
+
+    await _simulate_until(fake, base, sim, settled)
+    reports = [x for frames in fake.frames for x in frames if x["type"] == "firmware_state"]
+    if seed_outcome == "install_failed":
+        assert reports[-1]["state"] == "failed" and reports[-1]["reason"] == "install_failed"
+    else:  # it reboots, and comes back on the old version: the server's to call rolled_back
+        assert reports[-1]["state"] == "rebooting"
+        assert fake.versions == ["1.4.0", "1.4.0"]
