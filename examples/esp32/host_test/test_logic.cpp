@@ -1,15 +1,17 @@
 // Host-side tests of the sketch's plain C++ parts (no Arduino needed):
-//   fw_time.h, fw_backoff.h, fw_commands.h, fw_outbox.h
+//   fw_time.h, fw_backoff.h, fw_commands.h, fw_outbox.h, fw_ota.h
 //
 //   g++ -std=c++17 -Wall -Wextra -Werror -I../fieldwatch_esp32 test_logic.cpp -o /tmp/fw_test && /tmp/fw_test
 //
 // The Arduino-dependent parts (fieldwatch_esp32.ino, fw_socket.h) are not covered here.
 #include <math.h>
 #include <stdio.h>
+#include <ctype.h>
 #include <string.h>
 
 #include "fw_backoff.h"
 #include "fw_commands.h"
+#include "fw_ota.h"
 #include "fw_outbox.h"
 #include "fw_time.h"
 
@@ -221,11 +223,73 @@ static void testOutbox() {
   CHECK(box4.step(0x00002000u, 10000, 3, 8).send != nullptr);  // 12 s later
 }
 
+static void testOta() {
+  uint32_t start = 0, total = 0;
+  CHECK(fw::parseContentRange("bytes 4096-1048575/1048576", &start, &total));
+  CHECK(start == 4096 && total == 1048576);
+  CHECK(fw::parseContentRange("bytes 0-0/1", &start, &total) && start == 0 && total == 1);
+  CHECK(!fw::parseContentRange("bytes */1048576", &start, &total));
+  CHECK(!fw::parseContentRange("bytes 10-5/100", &start, &total));
+  CHECK(!fw::parseContentRange("bytes 10-100/100", &start, &total));  // last >= total
+  CHECK(!fw::parseContentRange("bytes 10-20/100 ", &start, &total));
+  CHECK(!fw::parseContentRange("items 0-1/2", &start, &total));
+  CHECK(!fw::parseContentRange(nullptr, &start, &total));
+
+  // Progress: the first report, then every second or every tenth, not per chunk.
+  fw::ProgressGate gate(1000);
+  int reports = 0;
+  for (uint32_t bytes = 1024; bytes <= 1000000; bytes += 1024) {
+    if (gate.due(5000, bytes, 1000000)) ++reports;  // all at the same moment: 10 % steps
+  }
+  CHECK(reports == 10);
+  fw::ProgressGate slow(1000);
+  CHECK(slow.due(0, 10, 1000000));
+  CHECK(!slow.due(999, 20, 1000000));
+  CHECK(slow.due(1000, 30, 1000000));  // a second later, however little came
+  CHECK(!slow.due(1500, 40, 0));        // size unknown: by time only
+  CHECK(slow.due(0x00000100u + 0xFFFFFFFFu, 50, 1000000));  // across millis() wrap
+
+  uint8_t digest[32];
+  for (int i = 0; i < 32; ++i) digest[i] = (uint8_t)(i * 7 + 1);
+  char hex[65];
+  for (int i = 0; i < 32; ++i) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+  CHECK(fw::digestMatches(digest, hex));
+  for (int i = 0; i < 64; ++i) hex[i] = (char)toupper(hex[i]);
+  CHECK(fw::digestMatches(digest, hex));
+  hex[63] = hex[63] == '0' ? '1' : '0';
+  CHECK(!fw::digestMatches(digest, hex));
+  CHECK(!fw::digestMatches(digest, "abcd"));
+
+  CHECK(fw::resumeCheckpoint(0) == 0);
+  CHECK(fw::resumeCheckpoint(4095) == 0);
+  CHECK(fw::resumeCheckpoint(12289) == 12288);
+
+  // The exact bytes Python writes for the same manifest (see fw_ota.h).
+  fw::Manifest m;
+  m.sha256 = "abababababababababababababababababababababababababababababababab";
+  m.size = 1048576;
+  m.version = "1.5.0-\xc3\xa9\"\\\n\x01";
+  m.deviceTypes[0] = "esp32";
+  m.deviceTypes[1] = "esp32-s3";
+  m.deviceTypeCount = 2;
+  m.securityVersion = 2;
+  char out[512];
+  const size_t n = fw::canonicalManifest(m, out, sizeof(out));
+  const char* expected =
+      "{\"device_types\":[\"esp32\",\"esp32-s3\"],\"hardware_versions\":[],"
+      "\"security_version\":2,\"sha256\":\"abababababababababababababababab"
+      "abababababababababababababababab\",\"size\":1048576,"
+      "\"version\":\"1.5.0-\xc3\xa9\\\"\\\\\\n\\u0001\"}";
+  CHECK(n == strlen(expected) && strcmp(out, expected) == 0);
+  CHECK(fw::canonicalManifest(m, out, 40) == 0);  // too small: refused, not cut short
+}
+
 int main() {
   testTime();
   testBackoff();
   testCommands();
   testOutbox();
+  testOta();
   printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }
