@@ -92,6 +92,7 @@
 #include "fw_outbox.h"
 #include "fw_socket.h"
 #include "fw_time.h"
+#include "fw_update.h"
 
 // ===================================================================================
 // 2. Protocol constants
@@ -130,6 +131,11 @@ Preferences prefs;
 fw::Backoff backoff(kBackoffBaseMs, kBackoffCapMs);
 fw::Outbox<FW_OUTBOX_SIZE> outbox;  // telemetry waiting for its ack
 fw::CommandLedger ledger;           // the last 16 commands, for deduplication
+fw::FirmwareUpdater ota;            // firmware updates (fw_update.h)
+
+// The Arduino core marks a new image valid before setup() unless this says "later":
+// here it is marked valid only once the server acknowledged our version (fw_update.h).
+extern "C" bool verifyRollbackLater() { return true; }
 
 // From the welcome frame.
 uint32_t serverHeartbeatS = kDefaultHeartbeatS;
@@ -445,9 +451,10 @@ void sendStatus() {
   doc["state"] = "running";
   doc["uptime"] = millis() / 1000;
   doc["firmware"] = FW_FIRMWARE_VERSION;
+  doc["firmware_version"] = FW_FIRMWARE_VERSION;  // what completes a firmware update
   doc["reset_reason"] = resetReasonName();
   if (configVersion >= 0) doc["config_version"] = configVersion;
-  sendJson(doc);
+  if (sendJson(doc)) ota.statusSent(id);  // its ack confirms a new image (fw_update.h)
 }
 
 // ===================================================================================
@@ -703,8 +710,9 @@ uint32_t telemetrySeq(const char* ref) {
 // The readings are committed: the sample can go.
 void handleAck(JsonDocument& frame) {
   const char* ref = frame["ref"];
+  ota.acked(ref);  // a status or firmware_state frame
   const uint32_t seq = telemetrySeq(ref);
-  if (seq == 0) return;  // a heartbeat or status ack: nothing to do
+  if (seq == 0) return;  // a heartbeat or status ack: nothing more to do
   if (!outbox.remove(seq)) return;  // a late ack for a frame already given up
   JsonArrayConst rejected = frame["rejected"];
   LOGF("ack %s: %d accepted, %d duplicates, %u rejected", ref, frame["accepted"] | 0,
@@ -754,6 +762,8 @@ void handleText(uint8_t* payload, size_t length) {
     handleCommand(frame);
   } else if (strcmp(type, "config") == 0) {
     handleConfig(frame);
+  } else if (strcmp(type, "firmware_update") == 0) {
+    ota.take(frame);
   } else if (strcmp(type, "error") == 0) {
     handleError(frame);
   } else {
@@ -900,6 +910,7 @@ void setup() {
 #endif
   loadSettings();
   if (configVersion >= 0) LOGF("config version %ld loaded from flash", configVersion);
+  ota.begin(sendJson, FW_FIRMWARE_VERSION);  // a new image on trial, an update to continue
 
   WiFi.mode(WIFI_STA);
   WiFi.setAutoReconnect(true);
@@ -932,7 +943,9 @@ void loop() {
       sendHeartbeat();
     }
     flushOutbox(now);
+    if (ota.wantsStatus()) sendStatus();  // an update to the version we already run
   }
+  ota.loop(now, WiFi.status() == WL_CONNECTED);  // a few KB of a download per loop()
 
   if (rebootPending && (int32_t)(now - rebootAtMs) >= 0) {
     LOGF("rebooting (command)");
