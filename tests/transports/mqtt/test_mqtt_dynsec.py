@@ -15,6 +15,7 @@ import pytest
 
 from conftest import require_dynsec_mosquitto
 from fieldwatch.transports.mqtt import topics
+from fieldwatch.transports.mqtt.acl import dynsec_role_acls
 from fieldwatch.transports.mqtt.dynsec import (
     DEVICE_ROLE_PREFIX,
     LEGACY_PROVISION_USERNAME,
@@ -393,3 +394,28 @@ def test_from_url() -> None:
         DynsecManager.from_url("http://a:b@h")
     with pytest.raises(ValueError):
         DynsecManager.from_url("mqtt://h:1883")
+
+
+async def test_device_roles_made_before_get_the_firmware_topics(
+    manager: DynsecManager, peers: Callable[..., Peer], gateway: Peer
+) -> None:
+    me = new_device()
+    role = DEVICE_ROLE_PREFIX + me
+    old_acls = [a for a in dynsec_role_acls("device", me) if "firmware" not in a["topic"]]
+    await manager.execute(
+        [
+            {"command": "createRole", "rolename": role, "acls": old_acls},
+            {"command": "createClient", "username": me, "password": "tok", "textname": "t",
+             "clientid": me, "roles": [{"rolename": role}]},
+        ]
+    )  # fmt: skip
+    state = topics.firmware_state(me, "u-1")
+    dev = await connect_device(peers, me, "tok")
+    await dev.publish(state, b'{"state": "acknowledged"}')  # refused by the old role
+    assert await manager.refresh_device_roles(page=2) >= 1
+    await dev.publish(state, b'{"state": "downloading", "bytes": 1}')
+    assert await gateway.received(state)
+    assert [p for t, p in gateway.messages if t == state] == [
+        b'{"state": "downloading", "bytes": 1}'
+    ]
+    assert await manager.refresh_device_roles(page=2) == 0  # nothing left to do

@@ -77,6 +77,11 @@ def _require_client_id(username: str, clientid: str, disabled: bool) -> list[dic
     return commands
 
 
+def _acl_set(acls: list[dict[str, Any]]) -> set[tuple[str, str, bool, int]]:
+    return {(str(a.get("acltype")), str(a.get("topic")), bool(a.get("allow")),
+             int(a.get("priority") or 0)) for a in acls}  # fmt: skip
+
+
 def _fingerprint(secret: str) -> str:
     """Tells whether a stored password changed, without revealing it."""
     return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:16]
@@ -187,6 +192,31 @@ class DynsecManager(DynsecAdmin):
             if commands:
                 await self.execute(commands)
             if len(clients) < page:
+                return changed
+            offset += page
+
+    async def refresh_device_roles(self, page: int = 1000) -> int:
+        """Give every device role the ACLs of this version (the device's topics grow
+        with the protocol, e.g. firmware update reports); returns how many changed."""
+        changed, offset = 0, 0
+        while True:
+            listed = await self._one(
+                {"command": "listRoles", "verbose": True, "count": page, "offset": offset}
+            )
+            roles = listed.get("data", {}).get("roles") or []
+            commands: list[dict[str, Any]] = []
+            for role in roles:
+                name = str(role.get("rolename", ""))
+                device_id = name.removeprefix(DEVICE_ROLE_PREFIX)
+                if device_id == name or not topics.is_valid_id(device_id):
+                    continue
+                acls = dynsec_role_acls("device", device_id)
+                if _acl_set(role.get("acls") or []) != _acl_set(acls):
+                    commands.append({"command": "modifyRole", "rolename": name, "acls": acls})
+            if commands:
+                await self.execute(commands)
+                changed += len(commands)
+            if len(roles) < page:
                 return changed
             offset += page
 

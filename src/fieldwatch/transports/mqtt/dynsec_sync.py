@@ -2,7 +2,8 @@
 broker with ``FIELDWATCH_MQTT_DYNSEC``):
 
 - a device token issued here becomes the device's broker password (the broker holds the
-  newest one per device), with the device id as its only client id; revoking that token
+  newest one per device), with the device id as its only client id; at start every
+  device's role gets this version's topics; revoking that token
   or retiring the device disables the device there (which also ends its session);
 - a provisioning key created or rotated here becomes a login of its own (username = the
   key's prefix), so the keys of every workspace work side by side; a revoked or rotated
@@ -51,6 +52,9 @@ class DynsecSync:
         fixed = await manager.require_device_client_ids()
         if fixed:
             log.info("MQTT broker: %d device logins now accept only their device id", fixed)
+        refreshed = await manager.refresh_device_roles()
+        if refreshed:
+            log.info("MQTT broker: %d device roles given this version's topics", refreshed)
         secret = load_or_create_secret(self.edge.settings).encode()
         password = hmac.new(secret, b"fieldwatch mqtt gateway", hashlib.sha256).hexdigest()
         await manager.upsert_service_client(service_username, password, "service")
