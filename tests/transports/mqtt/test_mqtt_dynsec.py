@@ -371,6 +371,7 @@ async def test_ensure_roles_is_idempotent_and_denies_by_default(
     assert {a["topic"] for a in role["data"]["role"]["acls"]} == {
         "iot/devices/control/+/command",
         "iot/devices/control/+/config",
+        "iot/devices/firmware/+/update",
     }
 
 
