@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fieldwatch.transports.mqtt import topics
@@ -170,16 +171,25 @@ class DynsecManager(DynsecAdmin):
         if await self._ensure_client(device_id, token, role, token_id, clientid=device_id):
             log.info("MQTT broker: device %s now uses token %s", device_id, token_id)
 
+    async def _listed(self, command: str, key: str, page: int) -> AsyncIterator[list[Any]]:
+        """Every item of a ``listClients``/``listRoles`` answer, a page at a time."""
+        offset = 0
+        while True:
+            listed = await self._one(
+                {"command": command, "verbose": True, "count": page, "offset": offset}
+            )
+            items = listed.get("data", {}).get(key) or []
+            yield items
+            if len(items) < page:
+                return
+            offset += page
+
     async def require_device_client_ids(self, page: int = 1000) -> int:
         """Make every device client (one with its ``fieldwatch-device-`` role) accept only
         its device id as client id, dropping sessions made with another one: devices
         created before the broker required it. Returns how many were changed."""
-        changed, offset = 0, 0
-        while True:
-            listed = await self._one(
-                {"command": "listClients", "verbose": True, "count": page, "offset": offset}
-            )
-            clients = listed.get("data", {}).get("clients") or []
+        changed = 0
+        async for clients in self._listed("listClients", "clients", page):
             commands: list[dict[str, Any]] = []
             for client in clients:
                 name = str(client.get("username", ""))
@@ -191,19 +201,13 @@ class DynsecManager(DynsecAdmin):
                     changed += 1
             if commands:
                 await self.execute(commands)
-            if len(clients) < page:
-                return changed
-            offset += page
+        return changed
 
     async def refresh_device_roles(self, page: int = 1000) -> int:
         """Give every device role the ACLs of this version (the device's topics grow
         with the protocol, e.g. firmware update reports); returns how many changed."""
-        changed, offset = 0, 0
-        while True:
-            listed = await self._one(
-                {"command": "listRoles", "verbose": True, "count": page, "offset": offset}
-            )
-            roles = listed.get("data", {}).get("roles") or []
+        changed = 0
+        async for roles in self._listed("listRoles", "roles", page):
             commands: list[dict[str, Any]] = []
             for role in roles:
                 name = str(role.get("rolename", ""))
@@ -216,9 +220,7 @@ class DynsecManager(DynsecAdmin):
             if commands:
                 await self.execute(commands)
                 changed += len(commands)
-            if len(roles) < page:
-                return changed
-            offset += page
+        return changed
 
     async def device_token_id(self, device_id: str) -> str | None:
         """The id of the token the broker holds for ``device_id``, if any."""
