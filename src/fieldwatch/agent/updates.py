@@ -7,8 +7,8 @@ wired to the agent's connection.
 - MQTT: update messages on ``iot/devices/{id}/firmware/update/{update_id}``; reports to
   ``…/{update_id}/state`` (QoS 1); the version in the ``online`` status message and in
   heartbeats.
-- HTTP: reports to ``POST /api/v1/device/firmware/updates/{update_id}/state``; the
-  version in heartbeats.
+- HTTP: ``poll()`` asks ``GET /api/v1/device/firmware/next``; reports to
+  ``POST /api/v1/device/firmware/updates/{update_id}/state``; the version in heartbeats.
 
 The default "reboot" takes the new version and reconnects: the device comes back and
 reports the version it runs, which is what completes the update on the server. Give
@@ -104,6 +104,22 @@ class AgentFirmware:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+    async def poll(self) -> float:
+        """Over HTTP: ask whether an update waits (saying the version running, which is
+        a version report) and take it in the background; returns the seconds the server
+        asks to wait before the next poll."""
+        agent = self.agent
+        if agent._http is None:
+            raise RuntimeError("polling for updates is for the HTTP transport")
+        params = {"version": agent.firmware_version} if agent.firmware_version else {}
+        r = await agent._http.get("/api/v1/device/firmware/next", params=params)
+        if r.status_code != 200:
+            raise RuntimeError(f"{r.status_code}: {r.text}")
+        body = r.json()
+        if body.get("action") == "update" and isinstance(body.get("update"), dict):
+            self.take(body["update"])
+        return float(body.get("poll_after_s") or 60)
 
     # --- out ----------------------------------------------------------------------------
 
