@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from firmware_helpers import FakeFieldwatch, ImageServer, signing_key, update_message
+from agent_firmware_helpers import FakeFieldwatch, ImageServer, signing_key, update_message
 
 from fieldwatch.agent.fetch import partial_path
 from fieldwatch.agent.firmware import (

@@ -247,11 +247,12 @@ class Platform:
 
     async def update_outcome(self, update_id: str) -> str | None:
         """``completed`` or ``failed`` once the server has finished the update, else None."""
-        r = await self.request("GET", f"/api/v1/commands/{update_id}", ok=(200, 404))
-        status = r.json().get("status") if r.status_code == 200 else None
-        if status in ("failed", "expired", "cancelled"):
+        path = f"/api/v1/firmware/updates/{update_id}"
+        r = await self.request("GET", path, ok=(200, 404))
+        state = r.json().get("state") if r.status_code == 200 else None
+        if state in ("failed", "expired", "cancelled"):
             return "failed"
-        return "completed" if status == "completed" else None
+        return "completed" if state == "completed" else None
 
     # --- reading back -------------------------------------------------------------------
 
