@@ -374,3 +374,26 @@ async def test_simulated_updates_fail_as_asked(
     else:  # it reboots, and comes back on the old version: the server's to call rolled_back
         assert reports[-1]["state"] == "rebooting"
         assert fake.versions == ["1.4.0", "1.4.0"]
+
+
+def test_the_simulator_reports_only_what_the_server_confirmed() -> None:
+    from fieldwatch.agent.progress import Figures
+    from fieldwatch.agent.sim_firmware import UpdateTally
+    from fieldwatch.agent.simulator import Stats
+
+    tally = UpdateTally()
+    for update_id in ("u1", "u2", "u3"):
+        tally.seen(update_id)
+    tally.outcome = {"u1": "completed", "u2": "failed"}  # u3: the server has not finished it
+    tally.power_losses = 1
+    stats = Stats(transport="ws", devices=3, updates=tally)
+    confirmed = Figures(stats, updates_confirmed=True)
+    assert "3 firmware updates taken (1 completed, 1 failed per the server)" in confirmed.line()
+    assert confirmed.summary(None)[-1] == (
+        "  Firmware: 3 firmware updates taken (1 completed, 1 failed per the server); "
+        "1 power cuts mid-download."
+    )
+    unknown = Figures(stats, updates_confirmed=False)
+    assert "outcome not confirmed" in unknown.line()
+    assert "completed" not in unknown.line()
+    assert Figures(Stats(transport="ws", devices=1)).summary(None)[-1].startswith("Done:")
