@@ -156,3 +156,56 @@ class FakeFieldwatch:
             if frame["type"] == "status" and len(self.frames) == 1:
                 for _ in range(2):  # a resend must not start a second download
                     await ws.send(json.dumps({"type": "firmware_update", **self.update}))
+
+
+class CuttingProxy:
+    """A TCP proxy in front of a real server that drops its first connection after
+    ``cut`` bytes of response body, and keeps each request's head (to read its Range)."""
+
+    def __init__(self, target_port: int, cut: int) -> None:
+        self.target_port = target_port
+        self.cut = cut
+        self.heads: list[str] = []
+        self.bodies: list[int] = []  # response body bytes passed on, per connection
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    def range_starts(self) -> list[int | None]:
+        starts: list[int | None] = []
+        for head in self.heads:
+            line = next((x for x in head.split("\r\n") if x.lower().startswith("range:")), None)
+            starts.append(int(line.split("=")[1].split("-")[0]) if line else None)
+        return starts
+
+    async def _serve(self, down_r: asyncio.StreamReader, down_w: asyncio.StreamWriter) -> None:
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        head = await down_r.readuntil(b"\r\n\r\n")  # GET: no request body
+        self.heads.append(head.decode("latin-1"))
+        first = len(self.heads) == 1
+        up_w.write(head)
+        await up_w.drain()
+        self.bodies.append(0)
+        answer = await up_r.readuntil(b"\r\n\r\n")
+        down_w.write(answer)
+        try:
+            while chunk := await up_r.read(4096):
+                if first and self.bodies[-1] + len(chunk) > self.cut:
+                    chunk = chunk[: self.cut - self.bodies[-1]]
+                    down_w.write(chunk)
+                    self.bodies[-1] += len(chunk)
+                    await down_w.drain()
+                    break  # the connection drops mid-body
+                down_w.write(chunk)
+                self.bodies[-1] += len(chunk)
+                await down_w.drain()
+        finally:
+            for writer in (down_w, up_w):
+                writer.close()

@@ -13,8 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_firmware_helpers import FakeFieldwatch, ImageServer, signing_key, update_message
+from agent_firmware_helpers import (
+    CuttingProxy,
+    FakeFieldwatch,
+    ImageServer,
+    signing_key,
+    update_message,
+)
 
+from artifact_helpers import uploaded
+from conftest import Actor, Served
 from fieldwatch.agent.fetch import partial_path
 from fieldwatch.agent.firmware import (
     PENDING,
@@ -24,6 +32,7 @@ from fieldwatch.agent.firmware import (
     fingerprint,
     load_public_key,
 )
+from telemetry_helpers import device_with_token
 
 IMAGE = os.urandom(300_000)
 SHA = hashlib.sha256(IMAGE).hexdigest()
@@ -397,3 +406,31 @@ def test_the_simulator_reports_only_what_the_server_confirmed() -> None:
     assert "outcome not confirmed" in unknown.line()
     assert "completed" not in unknown.line()
     assert Figures(Stats(transport="ws", devices=1)).summary(None)[-1].startswith("Done:")
+
+
+# --- against Fieldwatch's own download endpoint -------------------------------------------
+
+
+async def test_a_dropped_download_from_fieldwatch_resumes_by_range(
+    served: Served, operator: Actor, tmp_path: Path
+) -> None:
+    from urllib.parse import urlsplit
+
+    image = os.urandom(600_000)
+    artifact = await uploaded(served.http, operator, image, version="1.5.0")
+    _, headers = await device_with_token(served.http, operator, type="esp32")
+    proxy = CuttingProxy(int(urlsplit(served.base_url).port or 0), cut=250_000)
+    base = await proxy.start()
+    update = update_message(image, f"{base}/nowhere")
+    update["download_path"] = f"/api/v1/device/firmware/artifacts/{artifact['id']}"
+    device_ = Device()
+    token = headers["Authorization"].split()[1]
+    try:
+        await FirmwareUpdater(tmp_path, device_.hooks(), server=base, token=token).handle(update)
+    finally:
+        await proxy.stop()
+    assert proxy.bodies[0] == 250_000  # what came before the drop
+    assert proxy.range_starts() == [None, 250_000]  # the rest was asked for, from there
+    assert f'if-range: "{artifact["sha256"]}"' in proxy.heads[1].lower()
+    assert proxy.bodies[1] == len(image) - 250_000
+    assert device_.installed == [image] and device_.states()[-1] == "rebooting"
