@@ -1,11 +1,13 @@
-"""Firmware updates over MQTT, the gateway's side: what devices and control services
-publish about them, checked and translated for the update service.
+"""Firmware updates over MQTT, the gateway's side: the topic of update messages, and
+what devices and control services publish about updates, handed to the update service.
 
+- ``iot/devices/{id}/firmware/update/{update_id}``: the update message (the ledger's
+  ``firmware_update`` command, sent by ``MqttChannel``);
 - ``iot/devices/{id}/firmware/update/{update_id}/state`` (a device):
-  ``{"state", "bytes"?, "reason"?, "detail"?}``;
+  ``{"state", "bytes"?, "reason"?, "detail"?}``, the update id from the topic;
 - ``iot/devices/firmware/{id}/update`` (a trusted service): ``{"version", "checksum"?,
-  "url"?}``, ``checksum`` a SHA-256 (hex, optionally ``sha256:``-prefixed), ``url``
-  ignored (the server sends its own);
+  "url"?}``; ``checksum`` a SHA-256 (hex, optionally ``sha256:``-prefixed) that must be
+  the artifact's; ``url`` ignored (the device downloads from Fieldwatch);
 - the running version in register, heartbeat and status payloads (``firmware_version``,
   or ``firmware``).
 """
@@ -13,25 +15,17 @@ publish about them, checked and translated for the update service.
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
-#: The states a device may report (``completed`` is the server's to decide).
-DEVICE_STATES = frozenset({"acknowledged", "downloading", "downloaded", "verified",
-                           "installing", "rebooting", "failed"})  # fmt: skip
-MAX_DETAIL = 1000
-MAX_VERSION = 50
+from fieldwatch.auth.principal import Principal
+from fieldwatch.firmware.updates.messages import MAX_VERSION, parse_state
+from fieldwatch.firmware.updates.service import UpdateService
+from fieldwatch.firmware.updates.sweeper import FirmwareUpdates
+from fieldwatch.transports.mqtt import topics
+
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_REASON = re.compile(r"[a-z_]{1,30}")
-
-
-@dataclass(frozen=True, slots=True)
-class StateReport:
-    update_id: str
-    state: str
-    bytes: int | None = None
-    reason: str | None = None
-    detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,24 +34,9 @@ class UpdateRequest:
     checksum: str | None = None
 
 
-def state_report(update_id: str, payload: dict[str, Any]) -> StateReport:
-    """A device's state report; ``ValueError`` says what is wrong with it."""
-    state = payload.get("state")
-    if state not in DEVICE_STATES:
-        raise ValueError(f"state must be one of {', '.join(sorted(DEVICE_STATES))}")
-    count = payload.get("bytes")
-    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
-        raise ValueError("bytes must be a whole number ≥ 0")
-    reason = payload.get("reason")
-    if state == "failed":
-        if not isinstance(reason, str) or not _REASON.fullmatch(reason):
-            raise ValueError("a failed state needs its reason")
-    elif reason is not None:
-        raise ValueError("only a failed state has a reason")
-    detail = payload.get("detail")
-    if detail is not None and not isinstance(detail, str):
-        raise ValueError("detail must be text")
-    return StateReport(update_id, state, count, reason, detail[:MAX_DETAIL] if detail else None)
+def update_topic(device_id: str, message: dict[str, Any]) -> str:
+    """Where an update message goes (``inbound.FRAME_TOPICS``)."""
+    return topics.firmware_update(device_id, str(message["update_id"]))
 
 
 def update_request(payload: dict[str, Any]) -> UpdateRequest:
@@ -76,10 +55,25 @@ def update_request(payload: dict[str, Any]) -> UpdateRequest:
     return UpdateRequest(version.strip(), digest)
 
 
-def reported_version(payload: dict[str, Any]) -> str | None:
-    """The firmware version a register, heartbeat or status payload says the device runs."""
-    for key in ("firmware_version", "firmware"):
-        value = payload.get(key)
-        if isinstance(value, str) and 0 < len(value.strip()) <= MAX_VERSION:
-            return value.strip()
-    return None
+async def state_reported(
+    firmware: FirmwareUpdates, device_id: uuid.UUID, update_id: str, payload: dict[str, Any]
+) -> None:
+    """A device's state report, committed; ``ValueError`` for a malformed one or an
+    update the device does not have."""
+    report = parse_state(payload, update_id=update_id)
+    if await firmware.report(device_id, report) is None:
+        raise ValueError(f"device {device_id} has no firmware update {update_id}")
+
+
+async def start_requested(
+    service: UpdateService, principal: Principal, device_id: uuid.UUID, payload: dict[str, Any]
+) -> None:
+    """A control service asks for an update to a version of the workspace's firmware
+    (the same checks as through the API; refusals raise)."""
+    request = update_request(payload)
+    artifact = await service.artifact(principal, None, request.version)
+    if request.checksum is not None and request.checksum != artifact.sha256.lower():
+        raise ValueError(f"checksum is not that of firmware {request.version}")
+    await service.start_for(
+        principal, device_id, artifact_id=artifact.id, version=None, ttl_s=None, max_tries=None
+    )

@@ -9,7 +9,8 @@ data is committed. Any message from a device marks it seen and opens its command
 commands and configuration waiting for it are published to its topics; its last will
 (``{"status": "offline"}`` on its status topic) marks it offline at once. A device's
 messages over its rate limit are dropped before they are decoded, and readings refused
-one by one are reported to the device (``guard``).
+one by one are reported to the device (``guard``). Firmware update reports and requests,
+and the versions devices say they run, go to the update service (``firmware``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from fieldwatch.core.errors import AppError
 from fieldwatch.db.faults import RETRY_AFTER_S, outages
 from fieldwatch.devices.provisioning import ProvisioningService
 from fieldwatch.devices.schemas import ProvisionRequest
+from fieldwatch.firmware.updates.messages import FRAME as FIRMWARE_FRAME
+from fieldwatch.firmware.updates.messages import version_in
 from fieldwatch.monitoring.presence import OFFLINE
 from fieldwatch.telemetry.ingest.batch import Batch
 from fieldwatch.telemetry.ingest.parse import (
@@ -45,7 +48,7 @@ from fieldwatch.telemetry.ingest.parse import (
 )
 from fieldwatch.telemetry.ingest.service import Incoming
 from fieldwatch.transports.edge import DeviceEdge
-from fieldwatch.transports.mqtt import topics
+from fieldwatch.transports.mqtt import firmware, topics
 from fieldwatch.transports.mqtt.authority import DeviceWorkspaces, FieldwatchAuthority
 from fieldwatch.transports.mqtt.guard import DeviceGuard
 from fieldwatch.transports.mqtt.link import IncomingMessage, MqttLink, MqttLinkError
@@ -64,13 +67,16 @@ MIN_REQUEST_ID = 32
 
 DEVICE_KINDS = frozenset(
     {Kind.HEARTBEAT, Kind.DATA, Kind.STATUS, Kind.COMMAND_ACK, Kind.COMMAND_RESULT,
-     Kind.CONFIG_APPLIED, Kind.UNREGISTER}
+     Kind.CONFIG_APPLIED, Kind.UNREGISTER, Kind.FIRMWARE_STATE}
 )  # fmt: skip
+CONTROL_KINDS = frozenset({Kind.CONTROL_COMMAND, Kind.CONTROL_CONFIG, Kind.CONTROL_FIRMWARE})
 
 
 #: The topic of each command kind's message (``commands.kinds.CommandKind.frame``):
 #: (device id, message) → topic.
-FRAME_TOPICS: dict[str, Callable[[str, dict[str, Any]], str]] = {}
+FRAME_TOPICS: dict[str, Callable[[str, dict[str, Any]], str]] = {
+    FIRMWARE_FRAME: firmware.update_topic
+}
 
 
 class MqttChannel:
@@ -117,6 +123,7 @@ class _Inbox:
     stamp: str = field(init=False)  # the same, as a reading's timestamp
     data: dict[uuid.UUID, Batch] = field(default_factory=lambda: defaultdict(Batch))
     heard: dict[uuid.UUID, dict[uuid.UUID, str]] = field(default_factory=lambda: defaultdict(dict))
+    versions: dict[uuid.UUID, str] = field(default_factory=dict)  # device -> version it runs
 
     def __post_init__(self) -> None:
         self.stamp = self.now.isoformat()
@@ -185,6 +192,8 @@ class MqttInbound:
                 Incoming(workspace_id, batch, "mqtt", heard=heard)
             )
             await self._report(result.rejected, batch.owners)
+        for device_id, version in inbox.versions.items():  # after the readings' commit
+            await self.edge.firmware.version_reported(device_id, version)
         assert self.link is not None
         self.link.ack(messages)
 
@@ -217,7 +226,7 @@ class MqttInbound:
         if kind is Kind.REGISTER:
             await self._register(topic.device_id, payload)
             return
-        if kind in (Kind.CONTROL_COMMAND, Kind.CONTROL_CONFIG):
+        if kind in CONTROL_KINDS:
             await self._control(topic, payload)
             return
         if kind not in DEVICE_KINDS:
@@ -244,6 +253,11 @@ class MqttInbound:
             readings = device_message(kind.value, payload, device_id, inbox.now)
             if readings.total:
                 inbox.data[workspace_id].add_item(readings, device_id)
+            if (version := version_in(payload)) is not None:
+                inbox.versions[device_id] = version
+        elif kind is Kind.FIRMWARE_STATE:
+            assert topic.update_id is not None
+            await firmware.state_reported(self.edge.firmware, device_id, topic.update_id, payload)
         elif kind is Kind.UNREGISTER:
             self._detach(device_id)
             async with self.edge.uow() as uow:
@@ -307,6 +321,8 @@ class MqttInbound:
             return
         body = answer.model_dump(mode="json")
         await self.link.publish(topics.register_response(request_id), orjson.dumps(body), qos=1)
+        if (version := version_in(payload)) is not None:
+            await self.edge.firmware.version_reported(uuid.UUID(str(answer.device_id)), version)
 
     async def _reply(self, topic: str, message: str) -> None:
         assert self.link is not None
@@ -321,7 +337,11 @@ class MqttInbound:
             return
         async with self.edge.uow() as uow:
             principal = await acting_for(uow.session, workspace_id, "api_key", "mqtt control")
-            if topic.kind is Kind.CONTROL_COMMAND:
+            if topic.kind is Kind.CONTROL_FIRMWARE:
+                await firmware.start_requested(
+                    self.edge.firmware.service(uow), principal, device_id, payload
+                )
+            elif topic.kind is Kind.CONTROL_COMMAND:
                 body = CommandCreate.model_validate(
                     {"command": payload.get("command"),
                      "params": payload.get("parameters", payload.get("params", {})),
