@@ -1,6 +1,7 @@
 /* The alerts page, live: it listens to alert events only (of the filtered device, or of
    the workspace) and fetches its list again when a new alert is raised or a shown one
-   changes, keeping the ticked boxes and the focus. "Select all" ticks the shown rows. */
+   changes, keeping the ticked boxes and the focus (every control in a row has an id, so a
+   row's button keeps the focus across a refresh). "Select all" ticks the shown rows. */
 (function () {
   "use strict";
   var form = document.getElementById("alerts-form");
