@@ -2,7 +2,8 @@
 
 The interface other domains call (rollouts, the MQTT control topic)::
 
-    service = UpdateService(uow, commands, settings)   # commands: CommandDispatcher.service(uow)
+    service = UpdateService(uow, commands, settings, signer)
+    # commands: CommandDispatcher.service(uow); signer: the runtime's FirmwareFiles.signer
     update = await service.start(
         workspace_id=..., device=device, artifact=artifact, created_by="user:ann",
         rollout_id=None, wave=None, max_tries=None, expires_at=None,
@@ -266,7 +267,7 @@ class UpdateService(UpdateMachine):
             await self.uow.session.refresh(update)
         elif command.status != ledger.ACKNOWLEDGED:
             return None, False
-        url = messages.url_for(self.settings, command)
+        url = messages.url_for(self.settings, self.signer, command)
         return messages.update_message(command, url=url, attempt=update.tries), True
 
     async def sweep_one(self, update: FirmwareUpdate) -> FirmwareUpdate | None:
