@@ -150,6 +150,14 @@ async def test_on_failure_abort_cancels_what_has_not_started(
     }  # fmt: skip
     r = await client.get(f"/api/v1/commands/{waiting.command_id}", headers=operator.headers)
     assert r.json()["status"] == "cancelled"
+    # Cancelled the way an operator's cancel is: the update's own detail and its
+    # "cancelled" transition name the rollout.
+    r = await client.get(f"/api/v1/firmware/updates/{waiting.command_id}",
+                         headers=operator.headers)  # fmt: skip
+    cancelled = r.json()
+    assert (cancelled["state"], cancelled["detail"]) == ("cancelled", f"cancelled by rollout:{rid}")
+    last = cancelled["transitions"][-1]
+    assert (last["to_status"], last["detail"]) == ("cancelled", f"cancelled by rollout:{rid}")
     await runtime.rollouts.run()
     assert len(await updates_of(runtime, rid)) == 3
     figures = (await read(client, operator, rid))["figures"]
@@ -170,6 +178,14 @@ async def test_manual_pause_resume_and_abort(client, operator: Actor, runtime: R
     await act(client, operator, rid, "abort")
     states = sorted(u.state for u in await updates_of(runtime, rid))
     assert states == ["cancelled", "cancelled", "installing"]  # mid-update: it finishes
+    for withdrawn in released[1:]:
+        r = await client.get(f"/api/v1/firmware/updates/{withdrawn.command_id}",
+                             headers=operator.headers)  # fmt: skip
+        detail = f"cancelled by rollout:{rid}, aborted by user:{operator.email}"
+        assert r.json()["detail"] == detail
+        assert [(t["to_status"], t["detail"]) for t in r.json()["transitions"][-1:]] == [
+            ("cancelled", detail)
+        ]
     await device_runs(runtime, released[0].device_id, "2.0.0")
     figures = (await read(client, operator, rid))["figures"]
     assert (figures["completed"], figures["cancelled"]) == (1, 2)
