@@ -102,6 +102,9 @@ async def update_end_to_end(
             await reboot.rebooting.wait()
         held = await wait_for(served, operator, update_id, {"rebooting"})
         assert held["state"] == "rebooting"  # not completed while the device is away
+        if poll_updates:  # a poll now would say 1.0.0 runs: to the server, a rollback
+            await asyncio.sleep(2.5)  # (a few of the server's poll intervals)
+            assert (await read(served, operator, update_id))["state"] == "rebooting"
         reboot.go.set()
         done = await wait_for(served, operator, update_id, FINAL)
     assert done["state"] == "completed", done

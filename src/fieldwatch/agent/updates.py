@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 #: How long ``keep_polling`` waits after a poll that failed (no answer, or not a 200).
 POLL_RETRY_S = 30.0
+#: How often ``keep_polling`` looks whether the update being worked on is done with.
+WORKING_CHECK_S = 1.0
 
 
 async def announce(agent: DeviceAgent) -> None:
@@ -138,14 +140,20 @@ class AgentFirmware:
     async def keep_polling(self) -> None:
         """Over HTTP: ``poll()`` until cancelled (``stop``), each time after the seconds
         the server asked for; after a failed poll, after ``POLL_RETRY_S``. An update
-        handed out is taken by the updater (the same update again is not taken twice)."""
+        handed out is taken by the updater. No poll while the updater works on an
+        update: the device has what it needs, and a poll names the version running,
+        which the server would take for the device back from its reboot."""
+        wait = 0.0
         while True:
+            await asyncio.sleep(max(0.0, wait))
+            if self.updater.working:  # asked again once the update is done with
+                wait = max(wait, WORKING_CHECK_S)
+                continue
             try:
                 wait = await self.poll()
             except (httpx.HTTPError, RuntimeError, ValueError) as exc:
                 log.info("polling for firmware updates failed: %s", exc)
                 wait = POLL_RETRY_S
-            await asyncio.sleep(max(0.0, wait))
 
     # --- out ----------------------------------------------------------------------------
 
