@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import os
 import random
@@ -121,6 +122,25 @@ def cpu_of(pid: int) -> float:
     return total
 
 
+def cpu_of_database(name: str) -> float:
+    """CPU seconds so far of the PostgreSQL backends serving database ``name`` (those
+    alive now; a backend that ended meanwhile is not counted)."""
+    total = 0.0
+    for p in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(p.info["cmdline"] or [])
+        if p.info["name"] == "postgres" and f" {name} " in cmdline:
+            with contextlib.suppress(psutil.Error):
+                times = p.cpu_times()
+                total += times.user + times.system
+    return total
+
+
+def cpu_of_machine() -> float:
+    """CPU seconds the whole machine has been busy (everyone's processes, interrupts)."""
+    t = psutil.cpu_times()
+    return float(sum(getattr(t, f) for f in ("user", "nice", "system", "irq", "softirq")))
+
+
 def warm_up(target: Target, token: str) -> None:
     """One download outside the measurement (first-request costs), checked."""
     r = httpx.get(
@@ -149,6 +169,7 @@ def summarise(
         "max_ms": max(latencies, default=float("nan")),
         "busy_503": sum(o.busy for o in outcomes),
         "devices_with_503": sum(1 for o in outcomes if o.busy),
+        "busy_types": dict(sum((Counter(o.busy_types) for o in outcomes), Counter())),
         "retries": sum(o.retries for o in outcomes),
         "resumed_with_range": sum(o.resumed for o in outcomes),
         "errors": dict(Counter(o.error for o in outcomes if not o.verified)),
@@ -158,7 +179,11 @@ def summarise(
 
 def report_mode(lines: list[str], name: str, what: str, m: dict[str, Any]) -> None:
     cpu = m["cpu_s"]
-    cpu_text = ", ".join(f"{k} {v:.1f} s" for k, v in cpu.items())
+    cpu_text = ", ".join(f"{k} {v:.2f} s" for k, v in cpu.items() if k != "machine")
+    cpu_text += (
+        f"; the machine was busy {cpu['machine']:.1f} s of {m['cpu_capacity_s']:.1f} s "
+        f"(load average {m['load_before']:.1f} before)"
+    )
     errors = sum(m["errors"].values())
     say(lines, f"{name}: {what}")
     say(
@@ -169,7 +194,8 @@ def report_mode(lines: list[str], name: str, what: str, m: dict[str, Any]) -> No
     )
     say(
         lines,
-        f"  503s {m['busy_503']:,} (devices {m['devices_with_503']:,}), retries "
+        f"  503s {m['busy_503']:,}{' ' + str(m['busy_types']) if m['busy_503'] else ''} "
+        f"(devices {m['devices_with_503']:,}), retries "
         f"{m['retries']:,} (with Range {m['resumed_with_range']:,}), errors {errors:,}"
         f"{' ' + str(m['errors']) if errors else ''}; CPU: {cpu_text}",
     )
@@ -178,9 +204,10 @@ def report_mode(lines: list[str], name: str, what: str, m: dict[str, Any]) -> No
 class Run:
     """The database's environment, the fleet's tokens, the artifact, the figures."""
 
-    def __init__(self, args: argparse.Namespace, env: dict[str, str]) -> None:
+    def __init__(self, args: argparse.Namespace, env: dict[str, str], database: str) -> None:
         self.args = args
         self.env = env
+        self.database = database
         self.tokens: list[str] = []
         self.artifact: Artifact | None = None
         self.lines: list[str] = []
@@ -209,11 +236,19 @@ class Run:
     ) -> None:
         warm_up(target, self.tokens[0])
         devices = self.tokens[1:]
+        meters = meters | {"machine": cpu_of_machine}
+        if any(k == "fieldwatch" for k in meters):
+            meters["postgresql"] = lambda: cpu_of_database(self.database)
+        load = os.getloadavg()[0]
+        t0 = time.perf_counter()
         before = {k: f() for k, f in meters.items()}
         start, outcomes, client_cpu = run_clients(target, devices, self.args.client_processes)
         cpu = {k: f() - before[k] for k, f in meters.items()} | {"clients": client_cpu}
+        capacity = (time.perf_counter() - t0) * (os.cpu_count() or 1)
         result = summarise(start, outcomes, target.size, cpu)
         result["what"] = what
+        result["load_before"] = load
+        result["cpu_capacity_s"] = capacity
         self.modes[name] = result
         report_mode(self.lines, name, what, result)
 
@@ -273,7 +308,7 @@ def main() -> None:
     with ScratchDatabase("fieldwatch_bench_downloads") as db:
         env = env_for(db, FIELDWATCH_MQTT_EMBEDDED="false", FIELDWATCH_ACCESS_TOKEN_TTL_S="86400")
         set_up(env, EMAIL, "bench")
-        run = Run(args, env)
+        run = Run(args, env, db.name)
         run.prepare()
         for name in args.modes:
             run.mode(name)

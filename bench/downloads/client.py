@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import multiprocessing as mp
 import random
 import resource
@@ -143,6 +144,7 @@ class Outcome:
     end: float = 0.0
     verified: bool = False
     busy: int = 0  # 503 answers
+    busy_types: dict[str, int] = field(default_factory=dict)  # their problem types
     retries: int = 0  # requests after the first
     resumed: int = 0  # of those, with Range
     error: str = ""
@@ -160,6 +162,18 @@ def request_for(target: Target, token: str, held: Held) -> bytes:
         if held.etag:
             lines.append(f"If-Range: {held.etag}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def problem_type(body: bytes) -> str:
+    """The ``type`` of an RFC 9457 problem body (its last part) and the start of its
+    ``detail``, or what it is."""
+    try:
+        problem = json.loads(body)
+        kind = str(problem["type"]).rsplit(":", 1)[-1]
+    except (ValueError, KeyError, TypeError):
+        return "not a problem document"
+    detail = str(problem.get("detail", ""))
+    return f"{kind}: {detail[:60]}" if detail else kind
 
 
 async def _attempt(target: Target, token: str, held: Held, view: memoryview) -> Answer:
@@ -191,6 +205,8 @@ async def download(target: Target, token: str, view: memoryview, start: float) -
             continue
         if answer.status == 503:
             outcome.busy += 1
+            kind = problem_type(bytes(answer.other))
+            outcome.busy_types[kind] = outcome.busy_types.get(kind, 0) + 1
             retry_after = float(answer.headers.get("retry-after", "1") or 1)
             await asyncio.sleep(retry_after + random.uniform(0.0, 1.0))
             continue
