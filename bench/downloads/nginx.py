@@ -150,6 +150,7 @@ class Nginx:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)  # its configuration, logs, temp files
 
     def __enter__(self) -> Nginx:
         return self.start()
