@@ -22,8 +22,9 @@ artifact's; 503s are retried after ``Retry-After`` and broken transfers resumed 
 Per mode: total time (common start to last verified byte), throughput (MiB/s of
 verified downloads and downloads/s), per-download latency p50/p99/max (from the common
 start, retries and waits included), 503s and retries, errors, and the CPU seconds of
-the Fieldwatch process, of nginx (master and workers) and of the client processes.
-PostgreSQL's CPU (one token lookup per download) is not counted.
+the Fieldwatch process, of nginx (master and workers), of the scratch database's
+PostgreSQL backends (Fieldwatch modes) and of the client processes, and how busy the
+whole machine was meanwhile (the cores are shared: other work shows there).
 
 Usage: .venv/bin/python bench/bench_downloads.py [--devices 1000] [--size 1048576]
        [--client-processes 2] [--modes nginx,fieldwatch,fieldwatch-cap,accel]
@@ -180,9 +181,11 @@ def summarise(
 def report_mode(lines: list[str], name: str, what: str, m: dict[str, Any]) -> None:
     cpu = m["cpu_s"]
     cpu_text = ", ".join(f"{k} {v:.2f} s" for k, v in cpu.items() if k != "machine")
+    ours = sum(v for k, v in cpu.items() if k != "machine")
     cpu_text += (
-        f"; the machine was busy {cpu['machine']:.1f} s of {m['cpu_capacity_s']:.1f} s "
-        f"(load average {m['load_before']:.1f} before)"
+        f"; the machine was busy {cpu['machine']:.1f} s of {m['cpu_capacity_s']:.1f} s, "
+        f"{cpu['machine'] - ours:.1f} s of it not the above (other work, the kernel; load "
+        f"average {m['load_before']:.1f} before)"
     )
     errors = sum(m["errors"].values())
     say(lines, f"{name}: {what}")
