@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-console bench-devices chaos clean
+.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-console bench-devices bench-downloads chaos clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,12 @@ bench-console: $(STAMP)
 ## ingest, reconnect storm. Choose with BENCH_DEVICES_ARGS='--parts rtt,storm'.
 bench-devices: $(STAMP)
 	$(BIN)/python bench/bench_devices.py $(BENCH_DEVICES_ARGS)
+
+## Firmware downloads (needs nginx: Debian's `nginx-light` or `nginx`): a 1 MiB artifact to
+## 1,000 devices at once from nginx (static), Fieldwatch (cap 64, cap raised) and nginx in
+## front of Fieldwatch (X-Accel-Redirect), in one run. Options: BENCH_DOWNLOADS_ARGS.
+bench-downloads: $(STAMP)
+	$(BIN)/python bench/bench_downloads.py $(BENCH_DOWNLOADS_ARGS)
 
 ## Chaos (needs PostgreSQL and mosquitto; not part of `make test`): kill -9 of the server
 ## during HTTP, WebSocket and MQTT ingest, and a PostgreSQL outage; prints acknowledged /
