@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     )
 
     jwt_secret: str | None = None
+    encryption_key: str | None = Field(
+        default=None,
+        description="Keys that encrypt vendor-cloud credentials at rest: comma-separated "
+        "base64url 32-byte keys, the newest first (older ones still decrypt); default: a "
+        "key generated into the data directory",
+    )
     jwt_audience: str = "fieldwatch"
     jwt_issuer: str = "fieldwatch"
     access_token_ttl_s: int = 15 * 60
@@ -197,7 +203,7 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = 10.0
     webhook_batch_size: int = 10
 
-    @field_validator("jwt_secret")
+    @field_validator("jwt_secret", "encryption_key")
     @classmethod
     def _strip(cls, value: str | None) -> str | None:
         return value.strip() if value is not None else None
