@@ -39,6 +39,8 @@ from fieldwatch.firmware.rollouts.dependencies import ROLLOUT_ENGINE
 from fieldwatch.firmware.rollouts.engine import RolloutEngine
 from fieldwatch.firmware.updates.dependencies import FIRMWARE_UPDATES
 from fieldwatch.firmware.updates.sweeper import FirmwareUpdates
+from fieldwatch.integrations.crypto import KeyRing, load_key_ring
+from fieldwatch.integrations.dependencies import KEY_RING
 from fieldwatch.monitoring.dependencies import LIMITS, PRESENCE
 from fieldwatch.monitoring.limits import RATE_LIMITS_CHANGED, DeviceLimiter
 from fieldwatch.monitoring.presence import PresenceTracker
@@ -78,6 +80,8 @@ class Runtime:
     ingest: TelemetryService
     #: Firmware blobs, download-link signer and download cap.
     firmware_files: FirmwareFiles
+    #: Seals vendor-cloud credentials at rest.
+    key_ring: KeyRing
     #: Called after commit when a device token or a provisioning key is issued: an
     #: external broker that checks logins itself learns the secret here (in process:
     #: secrets never go through the event bus).
@@ -208,6 +212,7 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
         ),
         ingest=TelemetryService(telemetry, presence, bus, alerts),
         firmware_files=FirmwareFiles.build(settings, secret),
+        key_ring=load_key_ring(settings),
         redis=redis,
         principals=TTLCache(settings.auth_cache_s),
     )
@@ -240,3 +245,4 @@ def install(app: Starlette, runtime: Runtime) -> None:
     WEBHOOKS.put(app, runtime.webhooks)
     REDIS.put(app, runtime.redis)
     FIRMWARE_FILES.put(app, runtime.firmware_files)
+    KEY_RING.put(app, runtime.key_ring)
