@@ -7,45 +7,21 @@ import json
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlparse
 
-import httpx
 import pytest
 from sqlalchemy import select
 
-from conftest import Actor, problem
-from fieldwatch.core.settings import Settings, VendorApp
+from conftest import problem
+from fieldwatch.core.settings import Settings
 from fieldwatch.integrations.models import Connection, OAuthState
 from fieldwatch.runtime import Runtime
-from standins.oura import oura_app
-from standins.server import serve
+from integration_helpers import API, connect, consent, oura_standin
 from standins.vendor import Vendor
-
-API = "/api/v1/integrations"
 
 
 @pytest.fixture
 async def oura(settings: Settings) -> AsyncIterator[Vendor]:
-    vendor = Vendor(users=["oura-user-7"])
-    async with serve(oura_app(vendor)) as base:
-        settings.oura = VendorApp(client_id=vendor.client_id, client_secret=vendor.client_secret,
-                                  auth_url=base, api_url=base)  # fmt: skip
+    async with oura_standin(settings, users=["oura-user-7"]) as vendor:
         yield vendor
-
-
-async def _consent(url: str) -> dict[str, str]:
-    """What the account holder's browser does at the vendor: consent, get sent back."""
-    async with httpx.AsyncClient() as browser:
-        answer = await browser.get(url)
-    assert answer.status_code == 302
-    location = urlparse(answer.headers["location"])
-    assert location.path == "/api/v1/integrations/oura/callback"
-    return {k: v[0] for k, v in parse_qs(location.query).items()}
-
-
-async def connect(client: httpx.AsyncClient, actor: Actor, **body: object) -> httpx.Response:
-    started = await client.post(f"{API}/oura/auth", json=body, headers=actor.headers)
-    assert started.status_code == 200, started.text
-    back = await _consent(started.json()["authorization_url"])
-    return await client.get(f"{API}/oura/callback", params=back)
 
 
 async def test_catalogue_shows_what_can_be_connected_and_why_not(client, admin, oura) -> None:
@@ -82,7 +58,7 @@ async def test_oauth_round_trip_with_pkce_seals_the_tokens(
     assert query["client_id"] == [oura.client_id] and "state" in query
     assert query["redirect_uri"] == [started.json()["redirect_uri"]]
 
-    back = await _consent(started.json()["authorization_url"])
+    back = await consent(started.json()["authorization_url"])
     answer = await client.get(f"{API}/oura/callback", params=back)
     assert answer.status_code == 200, answer.text
     body = answer.json()

@@ -45,6 +45,15 @@ def redirect_uri(settings: Settings, kind: str) -> str:
     return f"{settings.resolved_public_url}/api/v1/integrations/{kind}/callback"
 
 
+def _oauth_error(answer: httpx.Response) -> str:
+    """The OAuth error code of a refusal (``invalid_grant``…), else its HTTP status."""
+    try:
+        error = answer.json().get("error")
+    except ValueError:
+        error = None
+    return str(error) if isinstance(error, str) and error else f"http_{answer.status_code}"
+
+
 class OAuthFlow:
     def __init__(self, settings: Settings, connector: Connector, app: VendorApp) -> None:
         self.settings = settings
@@ -97,6 +106,11 @@ class OAuthFlow:
             token = await pending
         except OAuthError as exc:
             raise VendorRefused(exc.error or "oauth_error", exc.description) from None
+        except httpx.HTTPStatusError as exc:
+            answer = exc.response
+            if answer.status_code == 429 or answer.status_code >= 500:
+                raise VendorUnreachable(f"HTTP {answer.status_code}") from None
+            raise VendorRefused(_oauth_error(answer), None) from None
         except httpx.TransportError as exc:
             raise VendorUnreachable(type(exc).__name__) from None
         return dict(token)

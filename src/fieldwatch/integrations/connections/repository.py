@@ -103,14 +103,13 @@ class ConnectionRepository:
         status: str,
         reason: str | None,
     ) -> bool:
-        """Store refreshed tokens (or the loss of the grant) and end the lease: only by
-        the lease's holder."""
+        """Store refreshed tokens (or forget dead ones: ``credentials=None``) and end the
+        lease: only by the lease's holder."""
         values: dict[str, object] = {
             "status": status, "status_reason": reason, "refreshing_by": None,
             "refreshing_until": None, "token_version": Connection.token_version + 1,
+            "credentials": credentials, "token_expires_at": expires_at,
         }  # fmt: skip
-        if credentials is not None:
-            values.update(credentials=credentials, token_expires_at=expires_at)
         result = await self.session.execute(
             update(Connection)
             .where(Connection.id == connection_id, Connection.refreshing_by == owner)

@@ -44,7 +44,7 @@ def verifier_context(digest: str) -> str:
     return f"oauth-state:{digest}"
 
 
-def _expiry(token: dict[str, Any]) -> datetime | None:
+def token_expiry(token: dict[str, Any]) -> datetime | None:
     if token.get("expires_at"):
         return datetime.fromtimestamp(float(token["expires_at"]), UTC)
     return None
@@ -181,7 +181,7 @@ class ConnectionService:
         scopes = str(token.get("scope") or " ".join(flow.connector.scopes)).split()
         connection.scopes = scopes
         connection.status, connection.status_reason = "active", None
-        connection.token_expires_at = _expiry(token)
+        connection.token_expires_at = token_expiry(token)
         connection.credentials = self.ring.seal(
             json.dumps(token).encode(), credentials_context(connection)
         )
