@@ -44,3 +44,28 @@ async def connect(
     assert started.status_code == 200, started.text
     back = await consent(started.json()["authorization_url"], kind)
     return await client.get(f"{API}/{kind}/callback", params=back)
+
+
+async def connect_as(client: httpx.AsyncClient, actor: Actor, user: str) -> str:
+    """Connect the stand-in's account ``user`` (the consent page's login hint); its
+    connection id."""
+    started = await client.post(f"{API}/oura/auth", json={}, headers=actor.headers)
+    assert started.status_code == 200, started.text
+    back = await consent(started.json()["authorization_url"] + f"&login_hint={user}")
+    answer = await client.get(f"{API}/oura/callback", params=back)
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["id"])
+
+
+async def import_ring(
+    client: httpx.AsyncClient, actor: Actor, connection_id: str, **sync_settings: object
+) -> str:
+    """Import the account's ring; its Fieldwatch device id."""
+    listed = await client.get(f"{API}/oura/devices", params={"connection_id": connection_id},
+                              headers=actor.headers)  # fmt: skip
+    assert listed.status_code == 200, listed.text
+    ring = listed.json()[0]["vendor_device_id"]
+    body = {"connection_id": connection_id, "devices": [ring], "sync_settings": sync_settings}
+    answer = await client.post(f"{API}/oura/import", json=body, headers=actor.headers)
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()[0]["device_id"])

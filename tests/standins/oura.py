@@ -50,6 +50,14 @@ def oura_app(vendor: Vendor, *, now: datetime | None = None) -> FastAPI:
         user = vendor.user_of(request)
         return {"id": user, "age": 40, "email": f"{user}@example.com"}
 
+    @app.get("/v2/usercollection/ring_configuration")
+    async def ring_configuration(request: Request) -> dict[str, Any]:
+        user = vendor.user_of(request)
+        ring = {"id": f"ring-{user}", "color": "stealth_black", "design": "heritage",
+                "firmware_version": "2.9.1", "hardware_type": "gen3", "size": 9,
+                "set_up_at": "2026-01-05T10:00:00+00:00"}  # fmt: skip
+        return {"data": [ring], "next_token": None}
+
     @app.get("/v2/usercollection/heartrate")
     async def heartrate(
         request: Request,

@@ -30,7 +30,8 @@ class Grant:
 
 @dataclass
 class Fault:
-    """The next ``times`` requests under ``path`` get this answer (or a delay)."""
+    """The next ``times`` requests under ``path`` (after ``after`` of them went through:
+    a page that fails mid-sync) get this answer (or a delay)."""
 
     path: str
     status: int = 500
@@ -38,6 +39,7 @@ class Fault:
     retry_after: int | None = None
     delay_s: float = 0.0
     body: dict[str, Any] | None = None
+    after: int = 0
 
 
 @dataclass
@@ -114,6 +116,9 @@ def oauth_app(vendor: Vendor, *, authorize: str, token: str) -> FastAPI:
         vendor.calls.append((request.url.path, request.url.query))
         for fault in list(vendor.faults):
             if request.url.path.startswith(fault.path):
+                if fault.after > 0:
+                    fault.after -= 1
+                    continue
                 fault.times -= 1
                 if fault.times <= 0:
                     vendor.faults.remove(fault)

@@ -230,6 +230,15 @@ class Settings(BaseSettings):
     sync_historical_days: int = Field(default=30, ge=0, le=3650)
     max_sync_retries: int = Field(default=3, ge=0, le=20)
     sync_timeout_s: float = 300.0
+    #: How often the sync engine looks for due and claimable runs.
+    sync_tick_s: float = Field(default=5.0, gt=0)
+    #: Runs one process executes at once.
+    sync_concurrency: int = Field(default=4, ge=1, le=64)
+    #: A running run's claim, renewed while it runs; another process takes it over once
+    #: it has run out (the first process died).
+    sync_lease_s: float = Field(default=60.0, ge=2)
+    #: The first retry's wait; each further retry waits twice as long (at most an hour).
+    sync_retry_base_s: float = Field(default=60.0, ge=0)
 
     def vendor_app(self, connector: str) -> VendorApp:
         app = getattr(self, connector, None)

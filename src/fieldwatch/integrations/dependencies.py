@@ -1,4 +1,5 @@
-"""Integrations' request dependencies: the key ring sealing credentials."""
+"""Integrations' request dependencies: the key ring sealing credentials, the sync
+engine (its token source and clock), the services."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from fieldwatch.core.components import SettingsDep, Slot
 from fieldwatch.db.dependencies import UowDep
 from fieldwatch.integrations.connections.service import ConnectionService
 from fieldwatch.integrations.crypto import KeyRing
+from fieldwatch.integrations.sync.engine import SyncEngine
+from fieldwatch.integrations.sync.imports import DeviceImport
+from fieldwatch.integrations.sync.service import SyncService
 
 KEY_RING: Slot[KeyRing] = Slot("key_ring")
 KeyRingDep = Annotated[KeyRing, Depends(KEY_RING)]
@@ -22,3 +26,21 @@ async def get_connection_service(
 
 
 ConnectionServiceDep = Annotated[ConnectionService, Depends(get_connection_service)]
+
+
+SYNC_ENGINE: Slot[SyncEngine] = Slot("sync_engine")
+SyncEngineDep = Annotated[SyncEngine, Depends(SYNC_ENGINE)]
+
+
+async def get_sync_service(uow: UowDep) -> SyncService:
+    return SyncService(uow)
+
+
+async def get_device_import(
+    uow: UowDep, settings: SettingsDep, engine: SyncEngineDep
+) -> DeviceImport:
+    return DeviceImport(uow, settings, engine.tokens)
+
+
+SyncServiceDep = Annotated[SyncService, Depends(get_sync_service)]
+DeviceImportDep = Annotated[DeviceImport, Depends(get_device_import)]

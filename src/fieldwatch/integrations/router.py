@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -17,7 +18,8 @@ from fieldwatch.integrations.connections.schemas import (
     ConnectionRead,
     IntegrationRead,
 )
-from fieldwatch.integrations.dependencies import ConnectionServiceDep
+from fieldwatch.integrations.dependencies import ConnectionServiceDep, DeviceImportDep
+from fieldwatch.integrations.sync.schemas import ImportedDevice, ImportRequest, VendorDeviceRead
 
 router = APIRouter(prefix="/api/v1/integrations", tags=["integrations"])
 
@@ -74,3 +76,22 @@ async def authorization_callback(
         query = urlencode({"connection": str(connection.id), "status": connection.status})
         return RedirectResponse(f"{return_to}?{query}", status_code=303)
     return connection
+
+
+@router.get("/{kind}/devices", response_model=list[VendorDeviceRead])
+async def vendor_devices(
+    kind: str, connection_id: uuid.UUID, principal: Viewer, imports: DeviceImportDep
+):
+    """The devices of a connection's vendor account (Oura: the ring), each with the
+    Fieldwatch device it was imported as, if it was."""
+    return await imports.vendor_devices(principal, kind, connection_id)
+
+
+@router.post("/{kind}/import", response_model=list[ImportedDevice], status_code=201)
+async def import_devices(
+    kind: str, body: ImportRequest, principal: Operator, uow: WriteUow, imports: DeviceImportDep
+):
+    """Create a Fieldwatch device for each vendor device, fed by the connection with
+    these sync settings; its first sync (a backfill of `sync_historical_days`) is due at
+    once when `auto_sync` is on. A device imported before is answered as it is."""
+    return await imports.import_devices(principal, kind, body)

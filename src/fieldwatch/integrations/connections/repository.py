@@ -78,6 +78,15 @@ class ConnectionRepository:
         result = await self.session.execute(delete(OAuthState).where(OAuthState.expires_at <= now))
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
+    async def expire_token(self, connection_id: uuid.UUID, now: datetime) -> None:
+        """The vendor refused the access token before its expiry (revoked, rotated): the
+        next use refreshes it."""
+        await self.session.execute(
+            update(Connection)
+            .where(Connection.id == connection_id, Connection.status == "active")
+            .values(token_expires_at=now)
+        )
+
     # --- the refresh lease ------------------------------------------------------------
 
     async def take_refresh_lease(

@@ -106,6 +106,12 @@ class TokenSource:
                 raise RefreshFailed("another process has been refreshing for too long")
             await asyncio.sleep(WAIT_STEP_S)  # another process refreshes: read its result
 
+    async def invalidate(self, connection_id: uuid.UUID) -> None:
+        """The vendor answered 401 to the access token: refresh it before the next use."""
+        async with self.uow_factory() as uow:
+            await ConnectionRepository(uow.session).expire_token(connection_id, self.clock())
+            await uow.commit()
+
     async def _refresh_holding_lease(self, connection_id: uuid.UUID) -> dict[str, Any]:
         try:
             connection = await self._read(connection_id)

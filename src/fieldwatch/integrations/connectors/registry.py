@@ -1,13 +1,19 @@
-"""The connectors that can be connected to (OAuth), by type."""
+"""The connectors that can be connected to (OAuth), by type, and those Fieldwatch can
+sync data from."""
 
 from __future__ import annotations
 
-from fieldwatch.integrations.connectors.base import Connector
+from fieldwatch.integrations.connectors.base import Connector, DataConnector
 from fieldwatch.integrations.connectors.oura import OuraConnector
 
-CONNECTOR_CLASSES: dict[str, type[Connector]] = {"oura": OuraConnector}
+CONNECTOR_CLASSES: dict[str, type[DataConnector]] = {"oura": OuraConnector}
 
 
 def oauth_connector(kind: str) -> Connector | None:
+    cls = CONNECTOR_CLASSES.get(kind)
+    return cls() if cls is not None else None
+
+
+def data_connector(kind: str) -> DataConnector | None:
     cls = CONNECTOR_CLASSES.get(kind)
     return cls() if cls is not None else None
