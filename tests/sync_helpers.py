@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 
 from fieldwatch.core.clock import utcnow
-from fieldwatch.integrations.models import DeviceSync, SyncCursor, SyncRun
+from fieldwatch.integrations.models import DeviceSync, Segment, SyncCursor, SyncRun
 from fieldwatch.runtime import Runtime
 from fieldwatch.telemetry.models import Reading, Series
 
@@ -59,3 +59,9 @@ async def make_due(runtime: Runtime, run_id: uuid.UUID) -> None:
 async def count_runs(runtime: Runtime) -> int:
     async with runtime.uow() as uow:
         return int(await uow.session.scalar(select(func.count()).select_from(SyncRun)) or 0)
+
+
+async def segments_of(runtime: Runtime, run_id: uuid.UUID) -> list[Segment]:
+    async with runtime.uow() as uow:
+        rows = await uow.session.scalars(select(Segment).where(Segment.run_id == run_id))
+        return list(rows.all())

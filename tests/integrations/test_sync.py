@@ -3,6 +3,7 @@ sync with overlap and no duplicates, the readings in the telemetry API, the sync
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -16,10 +17,11 @@ from fieldwatch.core.settings import Settings
 from fieldwatch.integrations.sync.events import SYNC_CHANGED
 from fieldwatch.integrations.sync.runner import OVERLAP
 from fieldwatch.runtime import Runtime
+from fieldwatch.telemetry.ingest.service import TELEMETRY_RECEIVED
 from integration_helpers import API, connect_as, import_ring, oura_standin
-from standins.oura import heart_rate
+from standins.oura import PAGE, heart_rate
 from standins.vendor import Vendor
-from sync_helpers import cursor, device_sync, readings, runs
+from sync_helpers import count_runs, cursor, device_sync, readings, runs, segments_of
 
 USER = "oura-user-7"
 HR = "/v2/usercollection/heartrate"
@@ -89,6 +91,12 @@ async def test_backfill_then_incremental_sync_without_duplicates(
     assert (sync.sync_status, sync.last_run_id, sync.failures) == ("ok", backfill.id, 0)
     assert sync.next_sync_at is not None and sync.next_sync_at >= before + timedelta(minutes=29)
     assert await cursor(runtime, device, "heart_rate") == hr[-1]
+    segments = await segments_of(runtime, backfill.id)
+    assert sum(s.count for s in segments if s.metric == "heart_rate") == len(hr)
+    assert {(s.connector, s.quality, s.tz_offset_min) for s in segments} == {
+        ("oura", 1.0, 0),
+        ("oura", 1.0, 120),
+    }  # heart rate in UTC, days in local time
     statuses = [(e.payload["sync_id"], e.payload["status"]) for e in events]
     assert statuses == [(str(backfill.id), s) for s in ("queued", "running", "completed")]
 
@@ -161,3 +169,65 @@ async def test_one_open_run_per_device(client, operator, oura, runtime) -> None:
                                params={"device_id": device, "status": "completed"})  # fmt: skip
     assert [r["sync_id"] for r in history.json()["items"]] == [first.json()["sync_id"]]
     assert history.json()["items"][0]["records_synced"] > 0
+
+
+async def test_a_retired_device_is_not_synced_any_more(client, operator, oura, runtime) -> None:
+    connection = await connect_as(client, operator, USER)
+    device = await import_ring(client, operator, connection, sync_historical_days=1)
+    retired = await client.delete(f"/api/v1/devices/{device}", headers=operator.headers)
+    assert retired.status_code in (200, 204), retired.text
+    await runtime.sync.run_once()
+    assert await runs(runtime, device) == [] and await readings(runtime, device, "heart_rate") == []
+    asked = await client.post(f"/api/v1/devices/{device}/sync", headers=operator.headers)
+    assert asked.status_code == 202  # asked for anyway: ingestion refuses, the run says so
+    await runtime.sync.run_once()
+    (run,) = await runs(runtime, device)
+    assert run.status == "failed" and "retired" in (run.error_message or "")
+    assert await count_runs(runtime) == 1  # not retried
+
+
+async def test_cancelling_runs(client, operator, oura, runtime) -> None:
+    connection = await connect_as(client, operator, USER)
+    device = await import_ring(client, operator, connection, auto_sync=False,
+                               sync_historical_days=1)  # fmt: skip
+    asked = (await client.post(f"/api/v1/devices/{device}/sync", headers=operator.headers)).json()
+    cancelled = await client.post(f"/api/v1/sync/{asked['sync_id']}/cancel",
+                                  headers=operator.headers)  # fmt: skip
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["error_message"].startswith("cancelled by user:")
+    await runtime.sync.run_once()
+    assert runtime.sync.executed == [] and await readings(runtime, device, "heart_rate") == []
+    again = await client.post(f"/api/v1/sync/{asked['sync_id']}/cancel", headers=operator.headers)
+    assert problem(again, 409)["sync_status"] == "cancelled"
+    retried = await client.post(f"/api/v1/sync/retry/{asked['sync_id']}", headers=operator.headers)
+    assert retried.status_code == 202 and retried.json()["retry_of"] == asked["sync_id"]
+    await runtime.sync.run_once()
+    assert (await runs(runtime, device))[-1].status == "completed"
+
+
+async def test_a_running_run_cancelled_stops_at_its_next_page(
+    client, operator, oura, runtime
+) -> None:
+    connection = await connect_as(client, operator, USER)
+    device = await import_ring(client, operator, connection, auto_sync=False,
+                               sync_historical_days=1)  # fmt: skip
+    asked = (await client.post(f"/api/v1/devices/{device}/sync", headers=operator.headers)).json()
+    oura.fail("/v2/usercollection/heartrate", delay_s=3, after=1)  # the second page is slow
+    first_page = asyncio.Event()
+
+    async def stored(event: Event) -> None:
+        first_page.set()
+
+    runtime.bus.subscribe(TELEMETRY_RECEIVED, stored)
+    await runtime.sync.tick()
+    async with asyncio.timeout(20):
+        await first_page.wait()
+    assert len(await readings(runtime, device, "heart_rate")) == PAGE
+    cancelled = await client.post(f"/api/v1/sync/{asked['sync_id']}/cancel",
+                                  headers=operator.headers)  # fmt: skip
+    assert cancelled.json()["status"] == "cancelled"
+    await runtime.sync.drain()
+    (run,) = await runs(runtime, device)
+    assert run.status == "cancelled"  # the runner did not overwrite it
+    assert len(await readings(runtime, device, "heart_rate")) <= 2 * PAGE < 24 * 60

@@ -126,3 +126,15 @@ async def test_a_run_over_the_timeout_fails_as_such(client, operator, oura, runt
     (run, retry) = await runs(runtime, device)
     assert run.status == "failed" and (run.error_message or "").startswith("timeout")
     assert retry.status == "retry_wait"
+
+
+async def test_a_token_refused_before_its_expiry_is_refreshed_once(
+    client, operator, oura, runtime
+) -> None:
+    device = await _ring(client, operator)
+    (token,) = list(oura.grants)
+    oura.grants.pop(token)  # the vendor no longer takes it (the grant itself is fine)
+    await runtime.sync.run_once()
+    (run,) = await runs(runtime, device)
+    assert run.status == "completed" and run.records_synced > 0
+    assert [c["grant_type"] for c in oura.token_calls].count("refresh_token") == 1

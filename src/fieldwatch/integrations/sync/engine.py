@@ -140,11 +140,13 @@ class SyncEngine:
             for run_id in await repo.claimable(now, free * 2):
                 if len(claimed) >= free:
                     break
+                before = await repo.run(None, run_id)
+                was = before.status if before is not None else None
                 if await repo.claim(run_id, self.owner, now, now + self.lease):
                     claimed.append(run_id)
                     run = await repo.run(None, run_id)
-                    if run is not None:
-                        uow.emit(sync_event(run, "queued"))
+                    if run is not None and was != "running":  # a resumed run says nothing
+                        uow.emit(sync_event(run, was))
             await uow.commit()
         for run_id in claimed:
             self.executed.append(run_id)

@@ -3,7 +3,7 @@
 Each page of samples becomes one ingestion batch of one metric (its UCUM unit, UTC
 times) and one quality score, kept on the page's ``Segment``:
 
-- completeness: the share of samples that carry a value;
+- completeness: the share of samples (of distinct times) that carry a value;
 - plausibility: the share of those within the metric's plausible range
   (``HealthMetric.plausible``);
 - duplicates: 1 − the share of samples repeating a time already in the page;
@@ -88,7 +88,7 @@ def normalise(device_id: uuid.UUID, metric: HealthMetric, samples: list[Sample])
         )
     n = len(samples)
     parts = {
-        "completeness": round(valued / n, 4),
+        "completeness": round(valued / (n - repeated), 4),
         "plausibility": round(plausible / valued, 4) if valued else 0.0,
         "duplicates": round(1 - repeated / n, 4),
         "gaps": round(_gaps(sorted(seen)), 4),

@@ -83,12 +83,14 @@ class SyncRepository:
         return [(s, n) for s, n in rows.all()], int(total or 0)
 
     async def due(self, now: datetime, limit: int) -> Sequence[DeviceSync]:
-        """Device syncs whose automatic sync is due, on an active connection."""
+        """Device syncs whose automatic sync is due, on an active connection, of
+        devices that are not retired (ingestion would refuse their readings)."""
         rows = await self.session.scalars(
             select(DeviceSync)
             .join(Connection, Connection.id == DeviceSync.connection_id)
+            .join(Device, Device.id == DeviceSync.device_id)
             .where(DeviceSync.auto_sync.is_(True), DeviceSync.next_sync_at <= now,
-                   Connection.status == "active")
+                   Connection.status == "active", Device.status != "retired")
             .order_by(DeviceSync.next_sync_at).limit(limit)
         )  # fmt: skip
         return rows.all()

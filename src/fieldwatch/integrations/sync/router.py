@@ -84,3 +84,11 @@ async def sync_retry(sync_id: uuid.UUID, principal: Operator, uow: WriteUow,
     """Retry a failed, partial, cancelled or auth_required run (the last once the
     connection is authorised again): a new run (`retry_of`) resuming from the cursors."""
     return await service.retry(principal, sync_id)
+
+
+@router.post("/sync/{sync_id}/cancel", response_model=SyncRunRead)
+async def sync_cancel(sync_id: uuid.UUID, principal: Operator, uow: WriteUow,
+                      service: SyncServiceDep):  # fmt: skip
+    """Cancel a queued, waiting or running run (a running one stops at its next page;
+    what it committed stays). 409 once it has ended."""
+    return await service.cancel(principal, sync_id)

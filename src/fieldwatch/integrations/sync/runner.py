@@ -220,5 +220,5 @@ def _outcome(exc: Exception, where: dict[str, Any]) -> Outcome | None:
         return Outcome("failed", "the telemetry write path is saturated", details,
                        retry_after=float(exc.retry_after))  # fmt: skip
     if isinstance(exc, ReadingsRefused | UnknownDevice):
-        return Outcome("failed", f"readings refused: {exc}", details, retry=False)
+        return Outcome("failed", str(exc), details, retry=False)  # "Readings refused: …"
     return None

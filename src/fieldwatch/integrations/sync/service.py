@@ -8,15 +8,18 @@ import uuid
 from collections.abc import Sequence
 
 from fieldwatch.auth.principal import Principal
+from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import AppError, BadRequest, Conflict, NotFound
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.integrations.connections.repository import ConnectionRepository
 from fieldwatch.integrations.connectors.registry import data_connector
 from fieldwatch.integrations.models import DeviceSync, SyncRun
+from fieldwatch.integrations.sync.events import sync_event
 from fieldwatch.integrations.sync.repository import SyncRepository
 from fieldwatch.integrations.sync.runs import SyncInProgress, open_run
 from fieldwatch.integrations.sync.schemas import (
+    OPEN,
     RETRYABLE,
     BulkSkipped,
     BulkSyncRead,
@@ -127,6 +130,27 @@ class SyncService:
         await self._check_connection(sync)
         return await open_run(self.uow, sync, run.sync_type, principal.actor,
                               data_types=run.data_types, retry_of=run)  # fmt: skip
+
+    async def cancel(self, principal: Principal, sync_id: uuid.UUID) -> SyncRun:
+        """End a queued, waiting or running run as ``cancelled``. A running one stops at
+        its next page: the process running it finds the run no longer its own; what it
+        committed stays, and the cursors say so."""
+        run = await self.repo.run(principal.workspace_id, sync_id)
+        if run is None:
+            raise NotFound(f"No sync {sync_id} in this workspace.")
+        if run.status not in OPEN:
+            raise Conflict(f"A {run.status} sync has ended already.", sync_status=run.status)
+        was, now = run.status, utcnow()
+        started = run.start_time or now
+        run.status, run.end_time, run.claimed_until = "cancelled", now, None
+        run.duration_seconds = round((now - started).total_seconds(), 3)
+        run.error_message = f"cancelled by {principal.actor}"
+        sync = await self.repo.device_sync(principal.workspace_id, run.device_id)
+        if sync is not None and sync.sync_status == "syncing":
+            sync.sync_status = "ok" if sync.last_sync_at else "pending"
+        await self.uow.session.flush()
+        self.uow.emit(sync_event(run, was))
+        return run
 
     async def history(
         self,
