@@ -16,6 +16,7 @@ from conftest import problem
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.settings import Settings
 from fieldwatch.integrations.models import SyncRun
+from fieldwatch.integrations.sync.engine import SyncEngine
 from fieldwatch.runtime import Runtime, build_runtime
 from integration_helpers import API, connect_as, import_ring, oura_standin
 from standins.vendor import Vendor
@@ -127,3 +128,26 @@ async def test_answers_carry_no_credentials(client, operator, oura, runtime) -> 
     ]  # fmt: skip
     secrets = {*oura.grants, *oura.refresh, oura.client_secret}
     assert secrets and not any(s in text for s in secrets for text in texts)
+
+
+async def test_a_long_run_keeps_its_claim_by_renewing_it(
+    client, operator, oura, runtime: Runtime
+) -> None:
+    runtime.settings.sync_lease_s = 2  # renewed every ⅔ s; the slow page takes 3 s
+    connection = await connect_as(client, operator, USERS[0])
+    device = await import_ring(client, operator, connection, auto_sync=False,
+                               sync_historical_days=1)  # fmt: skip
+    await client.post(f"/api/v1/devices/{device}/sync", headers=operator.headers)
+    oura.fail(HR, delay_s=3, after=1)
+    other = SyncEngine(runtime.uow, runtime.settings, runtime.ingest, runtime.key_ring,
+                       owner="another-process")  # fmt: skip
+    await runtime.sync.tick()
+    assert len(runtime.sync.executed) == 1
+    work = asyncio.ensure_future(runtime.sync.drain())
+    while not work.done():  # the other process keeps looking for claimable runs meanwhile
+        await other.claim()
+        await asyncio.sleep(0.2)
+    await work
+    assert other.executed == []
+    (run,) = await runs(runtime, device)
+    assert (run.status, run.claimed_by) == ("completed", runtime.sync.owner)
