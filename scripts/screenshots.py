@@ -2,9 +2,10 @@
 
 Starts ``fieldwatch serve --init`` in a temporary data directory on a free port, signs in
 with the admin password it prints, runs the simulator for a while (so devices appear and
-their charts move), moves a few devices through their lifecycle over the API, then
-opens the console in headless Chromium and saves the overview, inventory and device
-pages as PNG files under ``docs/screenshots/``.
+their charts move), moves a few devices through their lifecycle over the API, uploads a
+firmware for the simulated devices and starts a rollout of it to the deployed ones
+(they take it), then opens the console in headless Chromium and saves the overview,
+inventory, device and rollout pages as PNG files under ``docs/screenshots/``.
 
     .venv/bin/python scripts/screenshots.py [--seconds 60] [--devices 12]
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -69,13 +72,20 @@ def wait_up(base: str) -> None:
     raise SystemExit("the server did not become ready")
 
 
-def shape_the_fleet(base: str, password: str) -> str:
-    """Deploy, reserve and service a few of the simulator's devices; the id of one
-    deployed device (the device page's screenshot)."""
+@contextlib.contextmanager
+def signed_in(base: str, password: str) -> Iterator[httpx.Client]:
+    """An API client signed in as the admin."""
     with httpx.Client(base_url=base + "/api/v1", timeout=10) as http:
         r = http.post("/auth/login", json={"email": "admin@example.com", "password": password})
         r.raise_for_status()
         http.headers["Authorization"] = "Bearer " + r.json()["access_token"]
+        yield http
+
+
+def shape_the_fleet(base: str, password: str) -> str:
+    """Deploy, reserve and service a few of the simulator's devices; the id of one
+    deployed device (the device page's screenshot)."""
+    with signed_in(base, password) as http:
         devices = http.get("/devices", params={"limit": 100, "sort": "name"}).json()["items"]
         sites = ["Plant A · Line 1", "Plant A · Line 2", "Cold store B", "Roof C"]
         for i, device in enumerate(devices[:8]):
@@ -89,7 +99,26 @@ def shape_the_fleet(base: str, password: str) -> str:
         return str(devices[0]["id"])
 
 
-async def shoot(base: str, password: str, device_id: str) -> None:
+def start_a_rollout(base: str, password: str) -> str:
+    """Firmware 1.1.0 for the simulated devices, rolled out to the deployed ones: a
+    canary, then half of the rest, then the others, soaking 30 s after each wave; its id."""
+    with signed_in(base, password) as http:
+        files = {"file": ("sim-1.1.0.bin", os.urandom(256 * 1024), "application/octet-stream")}
+        form = {"version": "1.1.0", "device_types": "simulated", "notes": "faster sampling"}
+        r = http.post("/firmware/artifacts", data=form, files=files)
+        r.raise_for_status()
+        body = {"name": "1.1.0 to the field", "artifact_id": r.json()["id"],
+                "target": {"filter": {"type": "simulated", "status": ["deployed"]}},
+                "canary": 1, "percentages": [50, 100], "soak_s": 30, "failure_threshold": 0.2,
+                "min_finished": 2, "rate_per_minute": 30}  # fmt: skip
+        r = http.post("/firmware/rollouts", json=body)
+        r.raise_for_status()
+        rollout_id = str(r.json()["id"])
+        http.post(f"/firmware/rollouts/{rollout_id}/start").raise_for_status()
+        return rollout_id
+
+
+async def shoot(base: str, password: str, device_id: str, rollout_id: str) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM)
@@ -108,8 +137,12 @@ async def shoot(base: str, password: str, device_id: str) -> None:
         await page.wait_for_timeout(4000)  # the charts draw and take live readings
         clip = {"x": 0, "y": 0, "width": 1280, "height": 1700}  # identity to the charts
         await page.screenshot(path=OUT / "device.png", full_page=True, clip=clip)
+        await page.goto(base + f"/console/firmware/rollouts/{rollout_id}")
+        await expect(page.locator("#live")).to_have_text("Live", timeout=10_000)
+        await page.wait_for_timeout(1500)
+        await page.screenshot(path=OUT / "rollout.png", full_page=True)
         await browser.close()
-    for name in ("overview", "inventory", "device"):
+    for name in ("overview", "inventory", "device", "rollout"):
         print(f"saved {OUT / (name + '.png')}")
 
 
@@ -130,12 +163,15 @@ def main() -> None:
                  "admin@example.com", "--devices", str(args.devices), "--interval", "1"],
                 env=env, stdout=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
-            time.sleep(min(10.0, args.seconds))
-            device_id = shape_the_fleet(base, password)
-            time.sleep(max(0.0, args.seconds - 10))
-            asyncio.run(shoot(base, password, device_id))
-            os.killpg(sim.pid, signal.SIGINT)
-            sim.wait(timeout=30)
+            try:
+                time.sleep(min(10.0, args.seconds))
+                device_id = shape_the_fleet(base, password)
+                rollout_id = start_a_rollout(base, password)
+                time.sleep(max(0.0, args.seconds - 10))
+                asyncio.run(shoot(base, password, device_id, rollout_id))
+            finally:
+                os.killpg(sim.pid, signal.SIGINT)
+                sim.wait(timeout=30)
         finally:
             os.killpg(server.pid, signal.SIGINT)
             server.wait(timeout=30)

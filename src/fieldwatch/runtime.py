@@ -190,7 +190,8 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
     alerts.subscribe(bus)
     commands = CommandDispatcher(settings, sessionmaker, bus)
     commands.subscribe(bus)
-    firmware = FirmwareUpdates(settings, sessionmaker, bus, commands)
+    firmware_files = FirmwareFiles.build(settings, secret)
+    firmware = FirmwareUpdates(settings, sessionmaker, bus, commands, firmware_files.signer)
     limits = DeviceLimiter(settings, sessionmaker)
     bus.subscribe(RATE_LIMITS_CHANGED, limits.on_changed)
     bus.subscribe(DEVICE_UPDATED, limits.on_device_changed)
@@ -218,7 +219,7 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
             interval_s=settings.firmware_rollout_tick_s,
         ),
         ingest=ingest,
-        firmware_files=FirmwareFiles.build(settings, secret),
+        firmware_files=firmware_files,
         key_ring=ring,
         sync=SyncEngine(lambda: UnitOfWork(sessionmaker, bus), settings, ingest, ring),
         redis=redis,

@@ -398,6 +398,7 @@ def test_the_simulator_reports_only_what_the_server_confirmed() -> None:
     stats = Stats(transport="ws", devices=3, updates=tally)
     confirmed = Figures(stats, updates_confirmed=True)
     assert "3 firmware updates taken (1 completed, 1 failed per the server)" in confirmed.line()
+    assert confirmed.line().endswith(", 1 power cuts mid-download")  # live, not only at the end
     assert confirmed.summary(None)[-1] == (
         "  Firmware: 3 firmware updates taken (1 completed, 1 failed per the server); "
         "1 power cuts mid-download."
@@ -406,6 +407,10 @@ def test_the_simulator_reports_only_what_the_server_confirmed() -> None:
     assert "outcome not confirmed" in unknown.line()
     assert "completed" not in unknown.line()
     assert Figures(Stats(transport="ws", devices=1)).summary(None)[-1].startswith("Done:")
+    # No cut yet: named when the run cuts power, left out when it does not.
+    tally.power_losses = 0
+    assert Figures(stats, power_cuts=True).line().endswith(", 0 power cuts mid-download")
+    assert "power cuts" not in Figures(stats).line()
 
 
 # --- against Fieldwatch's own download endpoint -------------------------------------------

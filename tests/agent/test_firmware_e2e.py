@@ -14,6 +14,7 @@ from typing import Any
 from artifact_helpers import Signer, register_key, uploaded
 from conftest import Actor, Served
 from fieldwatch.agent import DeviceAgent
+from fieldwatch.runtime import Runtime
 from fieldwatch.transports.mqtt.gateway import MqttGateway
 from mqtt_peers import eventually, gateway
 from telemetry_helpers import device_with_token
@@ -74,7 +75,13 @@ class HeldReboot:
 
 
 async def update_end_to_end(
-    served: Served, operator: Actor, admin: Actor, tmp_path: Path, **options: Any
+    served: Served,
+    operator: Actor,
+    admin: Actor,
+    tmp_path: Path,
+    *,
+    poll_updates: bool = False,
+    **options: Any,
 ) -> None:
     signer = Signer()
     await register_key(served.http, admin, signer)
@@ -85,16 +92,19 @@ async def update_end_to_end(
                         **options)  # fmt: skip
     reboot = HeldReboot(agent)
     agent.enable_firmware_updates(tmp_path, public_keys=[signer.raw], require_signature=True,
-                                  reboot=reboot)  # fmt: skip
+                                  reboot=reboot, poll_updates=poll_updates)  # fmt: skip
     async with agent:
         update_id = await start(served, operator, device["id"], "1.5.0")
-        if options.get("transport") == "http":  # a device that polls
+        if options.get("transport") == "http" and not poll_updates:  # it polls when told
             assert agent.firmware is not None
             assert await agent.firmware.poll() > 0
         async with asyncio.timeout(30):
             await reboot.rebooting.wait()
         held = await wait_for(served, operator, update_id, {"rebooting"})
         assert held["state"] == "rebooting"  # not completed while the device is away
+        if poll_updates:  # a poll now would say 1.0.0 runs: to the server, a rollback
+            await asyncio.sleep(2.5)  # (a few of the server's poll intervals)
+            assert (await read(served, operator, update_id))["state"] == "rebooting"
         reboot.go.set()
         done = await wait_for(served, operator, update_id, FINAL)
     assert done["state"] == "completed", done
@@ -116,6 +126,14 @@ async def test_an_update_polled_over_http_completes_once_the_device_is_back(
     served: Served, operator: Actor, admin: Actor, tmp_path: Path
 ) -> None:
     await update_end_to_end(served, operator, admin, tmp_path, transport="http")
+
+
+async def test_an_http_agent_told_to_poll_takes_its_update_by_itself(
+    served: Served, runtime: Runtime, operator: Actor, admin: Actor, tmp_path: Path
+) -> None:
+    runtime.settings.firmware_poll_interval_s = 1  # its first poll finds nothing yet
+    await update_end_to_end(served, operator, admin, tmp_path, transport="http",
+                            poll_updates=True)  # fmt: skip
 
 
 async def test_an_update_over_mqtt_completes_once_the_device_is_back(
@@ -185,3 +203,60 @@ async def test_the_simulator_counts_what_the_server_confirms(
         assert state == "failed"
     finally:
         await platform.close()
+
+
+async def test_a_rollout_reaches_simulated_devices_that_poll_over_http(
+    served: Served, runtime: Runtime, operator: Actor, admin: Actor, tmp_path: Path
+) -> None:
+    """Simulated HTTP devices are not pushed to: they poll ``firmware/next`` by
+    themselves, at the interval the server answers, and take what it hands out."""
+    from fieldwatch.agent.platform import Credentials, Platform
+    from fieldwatch.agent.sim_firmware import FirmwareSim, UpdateTally
+    from fieldwatch.agent.simulator import simulate
+
+    runtime.settings.firmware_poll_interval_s = 1  # the answer the devices go by
+    artifact = await uploaded(served.http, operator, IMAGE, version="1.5.0")
+    device, token = await device_and_token(served, operator)
+    r = await served.http.put(f"/api/v1/devices/{device['id']}/deploy", json={"location": "roof"},
+                              headers=operator.headers)  # fmt: skip
+    assert r.status_code == 200, r.text
+    r = await served.http.post("/api/v1/api-keys", json={"name": "sim", "role": "operator"},
+                               headers=admin.headers)  # fmt: skip
+    platform = Platform(served.base_url)
+    await platform.sign_in(Credentials(api_key=r.json()["key"]))
+    tally, stop = UpdateTally(), asyncio.Event()
+    sim = FirmwareSim(install_s=0.1, directory=tmp_path)
+    run = asyncio.create_task(
+        simulate(served.base_url, [token], transport="http", interval=0.2, report_every=0.2,
+                 stop=stop, firmware=sim, versions=["1.0.0"], tally=tally)
+    )  # fmt: skip
+    try:
+        rollout = {"name": "to the pollers", "artifact_id": artifact["id"], "canary": 0,
+                   "target": {"device_ids": [device["id"]]}}  # fmt: skip
+        r = await served.http.post("/api/v1/firmware/rollouts", json=rollout,
+                                   headers=operator.headers)  # fmt: skip
+        assert r.status_code == 201, r.text
+        rid = r.json()["id"]
+        r = await served.http.post(f"/api/v1/firmware/rollouts/{rid}/start",
+                                   headers=operator.headers)  # fmt: skip
+        assert r.status_code == 200, r.text
+        await runtime.rollouts.run()
+
+        async def settled() -> bool:
+            await tally.check(platform)
+            return bool(tally.outcome)
+
+        await eventually(settled, within=30)
+    finally:
+        stop.set()
+        await run
+        await platform.close()
+    (update_id,) = tally.taken
+    assert tally.outcome == {update_id: "completed"}
+    done = await read(served, operator, update_id)
+    assert (done["state"], done["rollout_id"]) == ("completed", rid)
+    assert transitions(done)[-2:] == ["rebooting", "completed"]
+    command = await served.http.get(f"/api/v1/commands/{update_id}", headers=operator.headers)
+    assert command.json()["transport"] == "http"  # handed out by a poll, not pushed
+    r = await served.http.get(f"/api/v1/devices/{device['id']}", headers=operator.headers)
+    assert r.json()["firmware_version"] == "1.5.0"

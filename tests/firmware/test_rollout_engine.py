@@ -30,6 +30,7 @@ from rollout_helpers import (
     launch,
     make_artifact,
     make_devices,
+    open_update,
     read,
     rollout_events,
     running,
@@ -150,6 +151,14 @@ async def test_on_failure_abort_cancels_what_has_not_started(
     }  # fmt: skip
     r = await client.get(f"/api/v1/commands/{waiting.command_id}", headers=operator.headers)
     assert r.json()["status"] == "cancelled"
+    # Cancelled the way an operator's cancel is: the update's own detail and its
+    # "cancelled" transition name the rollout.
+    r = await client.get(f"/api/v1/firmware/updates/{waiting.command_id}",
+                         headers=operator.headers)  # fmt: skip
+    cancelled = r.json()
+    assert (cancelled["state"], cancelled["detail"]) == ("cancelled", f"cancelled by rollout:{rid}")
+    last = cancelled["transitions"][-1]
+    assert (last["to_status"], last["detail"]) == ("cancelled", f"cancelled by rollout:{rid}")
     await runtime.rollouts.run()
     assert len(await updates_of(runtime, rid)) == 3
     figures = (await read(client, operator, rid))["figures"]
@@ -170,6 +179,14 @@ async def test_manual_pause_resume_and_abort(client, operator: Actor, runtime: R
     await act(client, operator, rid, "abort")
     states = sorted(u.state for u in await updates_of(runtime, rid))
     assert states == ["cancelled", "cancelled", "installing"]  # mid-update: it finishes
+    for withdrawn in released[1:]:
+        r = await client.get(f"/api/v1/firmware/updates/{withdrawn.command_id}",
+                             headers=operator.headers)  # fmt: skip
+        detail = f"cancelled by rollout:{rid}, aborted by user:{operator.email}"
+        assert r.json()["detail"] == detail
+        assert [(t["to_status"], t["detail"]) for t in r.json()["transitions"][-1:]] == [
+            ("cancelled", detail)
+        ]
     await device_runs(runtime, released[0].device_id, "2.0.0")
     figures = (await read(client, operator, rid))["figures"]
     assert (figures["completed"], figures["cancelled"]) == (1, 2)
@@ -202,6 +219,43 @@ async def test_jitter_spreads_a_wave_over_its_seconds(
         await runtime.rollouts.run()
         released = {u.device_id for u in await updates_of(runtime, rid)}
         assert released == {d for d, s in offsets.items() if s <= at}
+
+
+async def test_devices_no_longer_eligible_at_release_are_skipped_with_their_reason(
+    client, operator: Actor, runtime: Runtime
+) -> None:
+    _, ids, rid = await running(client, runtime, operator, 4, canary=0)
+    in_repair, busy, current, fine = ids
+    async with runtime.uow() as uow:  # what changed between the start and the release
+        await uow.session.execute(
+            update(Device).where(Device.id == in_repair).values(status="maintenance")
+        )
+        await uow.session.execute(
+            update(Device).where(Device.id == current).values(firmware_version="2.0.0")
+        )
+        await uow.commit()
+    rollout = await read(client, operator, rid)
+    await open_update(runtime, operator.workspace_id, busy, uuid.UUID(rollout["artifact_id"]))
+    await runtime.rollouts.run()
+    r = await client.get(f"{ROLLOUTS}/{rid}/devices", params={"state": "skipped"},
+                         headers=operator.headers)  # fmt: skip
+    assert r.status_code == 200, r.text
+    skipped = {
+        uuid.UUID(d["device_id"]): (d["state"], d["reason"], d["detail"], d["update_id"])
+        for d in r.json()["items"]
+    }
+    assert skipped == {
+        in_repair: ("skipped", "not_deployed", "the device is maintenance", None),
+        busy: ("skipped", "open_update", skipped[busy][2], None),
+        current: ("skipped", "already_on_version", "the device already runs 2.0.0", None),
+    }
+    assert "still downloading on this device" in skipped[busy][2]
+    r = await client.get(f"{ROLLOUTS}/{rid}/devices", headers=operator.headers)
+    [released] = [d for d in r.json()["items"] if d["state"] != "skipped"]
+    assert (released["device_id"], released["state"], released["reason"]) == (
+        str(fine), "pending", None,
+    )  # fmt: skip
+    assert (await read(client, operator, rid))["figures"]["skipped"] == 3
 
 
 async def test_a_window_bounds_releases_and_updates(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from urllib.parse import urlsplit
+import time
+import uuid
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
 from artifact_helpers import uploaded
 from conftest import Actor, Factory, create_device, problem
+from fieldwatch.commands.models import Command
 from fieldwatch.runtime import Runtime
 from firmware_helpers import add_artifact, read_command, read_update, start_update
 from telemetry_helpers import device_with_token
@@ -205,3 +208,31 @@ async def test_the_update_message_links_download_the_uploaded_file(
     forged = message["url"].replace("sig=", "sig=0")
     link = urlsplit(forged)
     assert (await client.get(f"{link.path}?{link.query}")).status_code == 403
+
+
+async def test_links_are_signed_by_the_process_signer_not_the_secret_read_again(
+    client: httpx.AsyncClient, runtime: Runtime, operator: Actor, monkeypatch
+):
+    """The links of a poll and of a pushed message are signed with the runtime's one
+    signer (the one that checks them): the installation secret is not looked up again at
+    each send, so a secret changed under a running process does not matter here."""
+    data = bytes(range(256)) * 100
+    device, headers = await polling_device(client, operator)
+    await uploaded(client, operator, data, version="1.5.0", device_types="sensor")
+    update_id = (await start_update(client, operator, device["id"], version="1.5.0"))["update_id"]
+    monkeypatch.setattr(runtime.settings, "jwt_secret", "another-secret-" + "y" * 40)
+    polled = (await client.get(NEXT, headers=headers)).json()["update"]
+    async with runtime.uow() as uow:
+        command = await uow.session.get(Command, uuid.UUID(update_id))
+        assert command is not None
+        pushed = await runtime.firmware.message(command)
+    for message in (polled, pushed):
+        link = urlsplit(message["url"])
+        query = dict(parse_qsl(link.query))
+        assert query["device"] == device["id"]
+        assert runtime.firmware_files.signer.valid(
+            uuid.UUID(link.path.rsplit("/", 1)[1]), uuid.UUID(device["id"]),
+            int(query["expires"]), query["sig"], time.time(),
+        )  # fmt: skip
+        r = await client.get(f"{link.path}?{link.query}")
+        assert (r.status_code, r.content) == (200, data)

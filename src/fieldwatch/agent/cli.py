@@ -126,7 +126,8 @@ async def run(plan: Plan, progress: Progress) -> Figures:
         confirmer = Confirmer(platform) if mqtt and plan.creds.given else None
         tally = UpdateTally()
         figures = Figures(Stats(transport=plan.mode, updates=tally), confirmer,
-                          updates_confirmed=plan.creds.given)  # fmt: skip
+                          updates_confirmed=plan.creds.given,
+                          power_cuts=plan.firmware.power_loss_rate > 0)  # fmt: skip
         stop = asyncio.Event()
         interrupt_sets(stop)
         checks = asyncio.create_task(confirmer.run(CONFIRM_EVERY_S, stop)) if confirmer else None

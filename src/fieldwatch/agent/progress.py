@@ -3,7 +3,7 @@ terminal, one line per report otherwise) and the final summary, each figure name
 what was verified: "stored" only for readings the server acknowledged after its commit
 (WebSocket, HTTP) or that the API shows (MQTT, "confirmed"); "published" for readings
 only an MQTT broker acknowledged. Firmware updates count as completed or failed only
-once the API shows them so."""
+once the API shows them so; power cuts are those the simulator made."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ class Figures:
     stats: Stats
     confirmer: Confirmer | None = None
     updates_confirmed: bool = False  # the API can be asked what became of the updates
+    #: The run cuts power mid-download (``--power-loss-rate``): the live line counts the
+    #: cuts even while there are none.
+    power_cuts: bool = False
 
     @property
     def mqtt(self) -> bool:
@@ -50,6 +53,8 @@ class Figures:
         parts += [f"{s.errors} errors", f"{s.commands} commands answered"]
         if s.updates is not None and s.updates.taken:
             parts.append(self.updates())
+            if self.power_cuts or s.updates.power_losses:
+                parts.append(f"{s.updates.power_losses} power cuts mid-download")
         return ", ".join(parts)
 
     def updates(self) -> str:

@@ -10,6 +10,9 @@ is the share of updates during which the device loses power mid-download: gone f
 
 What the totals say is what the server says: an update counts as completed or failed
 once the API shows it so (``UpdateTally``), never because the device thinks so.
+
+Over WebSocket and MQTT updates are pushed; a device over HTTP polls for them
+(``GET /api/v1/device/firmware/next``) at the interval the server answers.
 """
 
 from __future__ import annotations
@@ -94,7 +97,7 @@ class SimulatedUpdates:
         self.cut_power: set[str] = set()  # updates whose download a power cut interrupts
         root = sim.directory or Path(tempfile.gettempdir()) / "fieldwatch-simulate"
         firmware = agent.enable_firmware_updates(root / name, install=self.install,
-                                                 reboot=self.reboot)  # fmt: skip
+                                                 reboot=self.reboot, poll_updates=True)  # fmt: skip
         self._report = firmware.updater.hooks.report
         firmware.updater.hooks.report = self.report
 

@@ -7,7 +7,9 @@ wired to the agent's connection.
 - MQTT: update messages on ``iot/devices/{id}/firmware/update/{update_id}``; reports to
   ``…/{update_id}/state`` (QoS 1); the version in the ``online`` status message and in
   heartbeats.
-- HTTP: ``poll()`` asks ``GET /api/v1/device/firmware/next``; reports to
+- HTTP: ``poll()`` asks ``GET /api/v1/device/firmware/next`` once; with
+  ``poll_updates=True`` the agent polls by itself after every (re)connect, each time
+  after the ``poll_after_s`` the server answered (``keep_polling``). Reports go to
   ``POST /api/v1/device/firmware/updates/{update_id}/state``; the version in heartbeats.
 
 The default "reboot" takes the new version and reconnects: the device comes back and
@@ -38,6 +40,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: How long ``keep_polling`` waits after a poll that failed (no answer, or not a 200).
+POLL_RETRY_S = 30.0
+#: How often ``keep_polling`` looks whether the update being worked on is done with.
+WORKING_CHECK_S = 1.0
+
 
 async def announce(agent: DeviceAgent) -> None:
     """Tell the server the version running (nothing when it is not known)."""
@@ -63,8 +70,12 @@ class AgentFirmware:
         install: Callable[[Path, dict[str, Any]], Any] | None = None,
         reboot: Callable[[dict[str, Any]], Any] | None = None,
         use_token: bool = True,
+        poll_updates: bool = False,
     ) -> None:
         self.agent = agent
+        #: Over HTTP: poll for updates by itself while connected (``keep_polling``).
+        self.poll_updates = poll_updates
+        self._poller: asyncio.Task[None] | None = None
         hooks = FirmwareHooks(
             report=self.report, version=lambda: agent.firmware_version,
             announce=self.announce, reboot=reboot or self.reboot, install=install,
@@ -84,18 +95,23 @@ class AgentFirmware:
         self._spawn(self.updater.handle(message))
 
     def connected(self) -> None:
-        """After every (re)connect: report the version, continue an interrupted update."""
+        """After every (re)connect: report the version, continue an interrupted update,
+        and over HTTP with ``poll_updates`` poll for updates (one poller at a time)."""
         self._spawn(self._after_connect())
+        polling = self._poller is not None and not self._poller.done()
+        if self.poll_updates and self.agent._http is not None and not polling:
+            self._poller = self._spawn(self.keep_polling())
 
     async def _after_connect(self) -> None:
         with contextlib.suppress(Exception):
             await self.announce()
         await self.updater.resume()
 
-    def _spawn(self, work: Any) -> None:
+    def _spawn(self, work: Any) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def stop(self) -> None:
         """Stop working (as a power cut would: the partial download stays)."""
@@ -120,6 +136,24 @@ class AgentFirmware:
         if body.get("action") == "update" and isinstance(body.get("update"), dict):
             self.take(body["update"])
         return float(body.get("poll_after_s") or 60)
+
+    async def keep_polling(self) -> None:
+        """Over HTTP: ``poll()`` until cancelled (``stop``), each time after the seconds
+        the server asked for; after a failed poll, after ``POLL_RETRY_S``. An update
+        handed out is taken by the updater. No poll while the updater works on an
+        update: the device has what it needs, and a poll names the version running,
+        which the server would take for the device back from its reboot."""
+        wait = 0.0
+        while True:
+            await asyncio.sleep(max(0.0, wait))
+            if self.updater.working:  # asked again once the update is done with
+                wait = max(wait, WORKING_CHECK_S)
+                continue
+            try:
+                wait = await self.poll()
+            except (httpx.HTTPError, RuntimeError, ValueError) as exc:
+                log.info("polling for firmware updates failed: %s", exc)
+                wait = POLL_RETRY_S
 
     # --- out ----------------------------------------------------------------------------
 
@@ -159,7 +193,8 @@ class UpdatesMixin:
 
     def enable_firmware_updates(self, directory: str | Path, **options: Any) -> AgentFirmware:
         """Take firmware updates, downloading to ``directory``; ``options``: those of
-        ``AgentFirmware`` (``public_keys``, ``require_signature``, ``install``, ``reboot``)."""
+        ``AgentFirmware`` (``public_keys``, ``require_signature``, ``install``, ``reboot``,
+        ``poll_updates``: over HTTP, poll for updates by itself)."""
         self.firmware = AgentFirmware(self, directory, **options)  # type: ignore[arg-type]
         return self.firmware
 

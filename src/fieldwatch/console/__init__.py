@@ -22,6 +22,8 @@ from fieldwatch.console import (
     inventory,
     inventory_bulk,
     inventory_import,
+    rollout_new,
+    rollouts,
     rules,
     webhooks,
 )
@@ -79,6 +81,8 @@ ROUTERS = (
             inventory_import,
             groups,
             firmware,
+            rollout_new,  # before rollouts: /new is not a rollout's id
+            rollouts,
             device,
             device_tokens,
             device_history,

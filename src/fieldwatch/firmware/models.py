@@ -214,3 +214,8 @@ class RolloutDevice(IdMixin, Base):
     command_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("commands.id", ondelete="SET NULL")
     )
+    #: Why a released device got no update (it was no longer eligible when released):
+    #: a compatibility reason (``compat``), ``unsigned``, ``open_update``, ``refused``.
+    skip_reason: Mapped[str | None] = mapped_column(String(30))
+    #: … in words.
+    skip_detail: Mapped[str | None] = mapped_column(Text)

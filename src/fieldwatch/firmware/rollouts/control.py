@@ -11,8 +11,7 @@ from typing import Any
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.firmware.models import Rollout, RolloutWave
 from fieldwatch.firmware.rollouts.events import rollout_event
-from fieldwatch.firmware.rollouts.releases import withdraw
-from fieldwatch.firmware.rollouts.repository import RolloutRepository
+from fieldwatch.firmware.rollouts.repository import UNSTARTED, RolloutRepository
 from fieldwatch.firmware.updates.service import UpdateService
 
 log = logging.getLogger(__name__)
@@ -54,8 +53,9 @@ class RolloutControl:
         self, rollout: Rollout, from_statuses: Sequence[str], *, reason: str, by: str
     ) -> Rollout | None:
         """Stop for good: what has not been released stays so, released updates the
-        device has not started on are cancelled; devices mid-update finish (or time
-        out) on their own."""
+        device has not started on are cancelled (``UpdateService.cancel_by``, in the
+        rollout's name: "cancelled by rollout:<id>", and who aborted it when that was
+        not the engine); devices mid-update finish (or time out) on their own."""
         changed = await self.set_status(
             rollout, from_statuses, "aborted", reason=reason, finished_at=self.now
         )
@@ -63,8 +63,11 @@ class RolloutControl:
             return None
         await self.rollouts.halt_waves(rollout.id)
         if self.updates is not None:
+            actor = f"rollout:{rollout.id}"
+            if by != actor:
+                actor += f", aborted by {by}"
             for update in await self.rollouts.unstarted_updates(rollout.id):
-                await withdraw(self.updates, update, by=by)
+                await self.updates.cancel_by(update, actor, from_states=UNSTARTED)
         return changed
 
     async def stop(self, rollout: Rollout, *, on_failure: str, reason: str) -> Rollout | None:

@@ -14,7 +14,8 @@ rollout's row locked (so one process at a time advances a rollout) and:
    process keeps the cap), each no earlier than its jitter offset (a fixed share of
    ``jitter_s`` from the device's id) after the wave started. Each release is claimed
    (``released_at IS NULL``) and creates the device's update through the update service
-   (it expires with the window); a device no longer eligible is skipped;
+   (it expires with the window); a device no longer eligible is skipped, with its
+   reason kept on its row (``skip_reason``, ``skip_detail``);
 4. a wave whose devices are all released and whose updates are all final is judged once
    more (only completed updates count as success: failed and expired ones against the
    threshold, however few), then soaks ``soak_s`` or, the last one, completes the rollout.
@@ -42,15 +43,19 @@ from fieldwatch.firmware.compat import refusal
 from fieldwatch.firmware.models import FirmwareArtifact, Rollout, RolloutWave
 from fieldwatch.firmware.rollouts.control import RolloutControl
 from fieldwatch.firmware.rollouts.figures import fold, judge_ended, judge_running
+from fieldwatch.firmware.rollouts.planning import OPEN_UPDATE
 from fieldwatch.firmware.rollouts.releases import UpdatesFactory
 from fieldwatch.firmware.rollouts.repository import RolloutRepository
 from fieldwatch.firmware.rollouts.schemas import Figures
+from fieldwatch.firmware.updates.errors import UpdateRunning
 from fieldwatch.firmware.updates.repository import UpdateRepository
 from fieldwatch.firmware.updates.service import UpdateService
 
 log = logging.getLogger(__name__)
 
 MINUTE = timedelta(minutes=1)
+#: A skipped device's reason when the update service refused it for another cause.
+REFUSED = "refused"
 
 
 def jitter_offset(rollout_id: uuid.UUID, device_id: uuid.UUID, jitter_s: int) -> timedelta:
@@ -207,10 +212,17 @@ class _Step:
             released += 1
             why = refusal(device, artifact, levels, require_deployed=True)
             if why is not None:
-                log.info("rollout %s: device %s skipped: %s", rollout.id, device.id, why.detail)
+                await self._skip(rollout, target.id, device, why.reason, why.detail)
                 continue
             await self._start_update(rollout, wave, target.id, device, artifact)
         return released
+
+    async def _skip(
+        self, rollout: Rollout, target_id: uuid.UUID, device: Device, reason: str, detail: str
+    ) -> None:
+        """A released device no longer eligible: no update, and why is kept."""
+        log.info("rollout %s: device %s skipped: %s", rollout.id, device.id, detail)
+        await self.rollouts.skip(target_id, reason, detail)
 
     async def _start_update(
         self,
@@ -232,7 +244,11 @@ class _Step:
                     max_tries=rollout.max_tries,
                     expires_at=rollout.window_end,
                 )
-        except AppError as exc:  # no longer eligible (an update of its own, retired…)
-            log.info("rollout %s: device %s skipped: %s", rollout.id, device.id, exc.detail)
+        except AppError as exc:  # no longer eligible (an update of its own, unsigned…)
+            if isinstance(exc, UpdateRunning):
+                reason = OPEN_UPDATE
+            else:
+                reason = str(exc.extra.get("reason") or REFUSED)
+            await self._skip(rollout, target_id, device, reason, exc.detail)
             return
         await self.rollouts.set_update(target_id, update.command_id)

@@ -217,6 +217,14 @@ class RolloutRepository:
             update(RolloutDevice).where(RolloutDevice.id == target_id).values(command_id=command_id)
         )
 
+    async def skip(self, target_id: uuid.UUID, reason: str, detail: str) -> None:
+        """A released target that got no update: why."""
+        await self.session.execute(
+            update(RolloutDevice)
+            .where(RolloutDevice.id == target_id)
+            .values(skip_reason=reason, skip_detail=detail)
+        )
+
     async def unstarted_updates(self, rollout_id: uuid.UUID) -> Sequence[FirmwareUpdate]:
         rows = await self.session.scalars(
             select(FirmwareUpdate).where(

@@ -179,7 +179,12 @@ class RolloutDeviceRead(BaseModel):
     released_at: datetime | None
     update_id: uuid.UUID | None
     state: DeviceState
+    #: A failed update's reason; for a ``skipped`` device, why it got no update (a
+    #: compatibility reason like ``not_deployed`` or ``incompatible_type``, ``unsigned``,
+    #: ``open_update``, ``refused``).
     reason: str | None
+    #: The same in words (the update's last detail; why the device was skipped).
+    detail: str | None = None
     tries: int | None
 
 

@@ -72,7 +72,8 @@ class RolloutViews:
                     released_at=target.released_at,
                     update_id=update.command_id if update is not None else None,
                     state=state_now,
-                    reason=update.reason if update is not None else None,
+                    reason=update.reason if update is not None else target.skip_reason,
+                    detail=update.detail if update is not None else target.skip_detail,
                     tries=update.tries if update is not None else None,
                 )
             )

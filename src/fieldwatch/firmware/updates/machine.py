@@ -18,6 +18,7 @@ from fieldwatch.commands.service import CommandService
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.settings import Settings
 from fieldwatch.db.uow import UnitOfWork
+from fieldwatch.firmware.artifacts.download import DownloadSigner
 from fieldwatch.firmware.models import FirmwareUpdate
 from fieldwatch.firmware.updates import states as st
 from fieldwatch.firmware.updates.events import update_event
@@ -28,10 +29,18 @@ LEDGER_ENDS = {ledger.EXPIRED: st.EXPIRED, ledger.CANCELLED: st.CANCELLED, ledge
 
 
 class UpdateMachine:
-    def __init__(self, uow: UnitOfWork, commands: CommandService, settings: Settings) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        commands: CommandService,
+        settings: Settings,
+        signer: DownloadSigner,
+    ) -> None:
         self.uow = uow
         self.commands = commands
         self.settings = settings
+        #: Signs download links (the process's ``FirmwareFiles.signer``).
+        self.signer = signer
         self.updates = UpdateRepository(uow.session)
 
     async def _move(

@@ -8,13 +8,11 @@ update's tries) are added when it is sent.
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fieldwatch.auth.tokens import load_or_create_secret
 from fieldwatch.commands.models import Command
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.settings import Settings
@@ -99,14 +97,9 @@ def parse_state(body: Mapping[str, Any], update_id: Any = None) -> StateReport:
     return StateReport(parsed_id, str(state), size, reason, detail[:MAX_DETAIL] if detail else None)
 
 
-@functools.lru_cache(maxsize=4)
-def _signer(secret: str) -> DownloadSigner:
-    return DownloadSigner(secret)
-
-
-def url_for(settings: Settings, command: Command) -> str:
-    """A fresh signed download URL for the command's artifact and device."""
-    signer = _signer(load_or_create_secret(settings))
+def url_for(settings: Settings, signer: DownloadSigner, command: Command) -> str:
+    """A fresh signed download URL for the command's artifact and device, signed by the
+    process's signer (``FirmwareFiles.signer``: the one that checks the links)."""
     artifact_id = uuid.UUID(command.params["artifact_id"])
     return signer.url(settings, artifact_id, command.device_id, utcnow())
 

@@ -2,7 +2,8 @@
 
 The interface other domains call (rollouts, the MQTT control topic)::
 
-    service = UpdateService(uow, commands, settings)   # commands: CommandDispatcher.service(uow)
+    service = UpdateService(uow, commands, settings, signer)
+    # commands: CommandDispatcher.service(uow); signer: the runtime's FirmwareFiles.signer
     update = await service.start(
         workspace_id=..., device=device, artifact=artifact, created_by="user:ann",
         rollout_id=None, wave=None, max_tries=None, expires_at=None,
@@ -52,6 +53,8 @@ COMMAND = "firmware_update"
 #: How long an update waits for its device by default (the command's TTL).
 DEFAULT_TTL_S = 7 * 24 * 3600
 UNSIGNED = "unsigned"
+#: Where an update can still be cancelled: before the device installs it.
+CANCELLABLE = tuple(s for s in st.OPEN if s not in st.NOT_CANCELLABLE)
 
 
 class UpdateService(UpdateMachine):
@@ -179,16 +182,10 @@ class UpdateService(UpdateMachine):
         )  # fmt: skip
 
     async def cancel(self, principal: Principal, update_id: uuid.UUID) -> FirmwareUpdate:
-        """Stop an update before the device installs it (409 from ``installing`` on, and
-        once it has ended)."""
+        """An operator stops an update before the device installs it (409 from
+        ``installing`` on, and once it has ended)."""
         update = await self.get(principal, update_id)
-        cancellable = tuple(s for s in st.OPEN if s not in st.NOT_CANCELLABLE)
-        changed = None
-        if update.state in cancellable:
-            detail = f"cancelled by {principal.actor}"
-            changed = await self._finish(
-                update, st.CANCELLED, reason=None, detail=detail, from_states=cancellable
-            )
+        changed = await self.cancel_by(update, principal.actor)
         if changed is not None:
             return changed
         await self.uow.session.refresh(update)
@@ -199,6 +196,18 @@ class UpdateService(UpdateMachine):
         raise UpdateNotCancellable(
             f"Update {update_id} can not be cancelled: {message}.", state=update.state
         )
+
+    async def cancel_by(
+        self, update: FirmwareUpdate, actor: str, *, from_states: Sequence[str] = CANCELLABLE
+    ) -> FirmwareUpdate | None:
+        """The one way an update is cancelled, by an operator or by the server (a
+        rollout's abort, ``actor`` naming it): the update and its ledger command end as
+        cancelled, the transition "cancelled by <actor>" is kept and the change published
+        after commit. None when the update is no longer in ``from_states``."""
+        return await self._finish(
+            update, st.CANCELLED, reason=None, detail=f"cancelled by {actor}",
+            from_states=from_states,
+        )  # fmt: skip
 
     # --- devices ------------------------------------------------------------------------
 
@@ -266,7 +275,7 @@ class UpdateService(UpdateMachine):
             await self.uow.session.refresh(update)
         elif command.status != ledger.ACKNOWLEDGED:
             return None, False
-        url = messages.url_for(self.settings, command)
+        url = messages.url_for(self.settings, self.signer, command)
         return messages.update_message(command, url=url, attempt=update.tries), True
 
     async def sweep_one(self, update: FirmwareUpdate) -> FirmwareUpdate | None:

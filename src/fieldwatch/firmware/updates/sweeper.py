@@ -24,6 +24,7 @@ from fieldwatch.core.events import Event, EventBus
 from fieldwatch.core.settings import Settings
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.events import DEVICE_UPDATED
+from fieldwatch.firmware.artifacts.download import DownloadSigner
 from fieldwatch.firmware.models import FirmwareUpdate
 from fieldwatch.firmware.updates import messages
 from fieldwatch.firmware.updates.events import UPDATE_CHANGED
@@ -47,8 +48,12 @@ class FirmwareUpdates:
         sessionmaker: async_sessionmaker[AsyncSession],
         bus: EventBus,
         commands: CommandDispatcher,
+        signer: DownloadSigner,
     ) -> None:
         self.settings = settings
+        #: Signs the download links of update messages (the runtime's
+        #: ``FirmwareFiles.signer``, which checks them too).
+        self.signer = signer
         self.sessionmaker = sessionmaker
         self.bus = bus
         self.commands = commands
@@ -69,7 +74,7 @@ class FirmwareUpdates:
         return UnitOfWork(self.sessionmaker, self.bus)
 
     def service(self, uow: UnitOfWork) -> UpdateService:
-        return UpdateService(uow, self.commands.service(uow), self.settings)
+        return UpdateService(uow, self.commands.service(uow), self.settings, self.signer)
 
     async def start(self) -> None:
         if self._sweeper is None:
@@ -89,7 +94,7 @@ class FirmwareUpdates:
             update = await UpdateRepository(uow.session).by_id(command.id)
         attempt = update.tries if update is not None else 1
         return messages.update_message(
-            command, url=messages.url_for(self.settings, command), attempt=attempt
+            command, url=messages.url_for(self.settings, self.signer, command), attempt=attempt
         )
 
     async def changed(self, uow: UnitOfWork, command: Command, previous: str | None) -> None:

@@ -1,7 +1,7 @@
 """vendor-cloud integrations: connections, device syncs, sync runs, cursors
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-03
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 from fieldwatch.db.base import UTCDateTime
 
 revision = "0018"
-down_revision = "0016"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
