@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -26,6 +27,7 @@ from fieldwatch.integrations.sync.runner import _fetch
 from fieldwatch.integrations.sync.vendor import VendorSession
 from fieldwatch.runtime import Runtime
 from integration_helpers import API, connect_as
+from standins.vendor import Grant
 from standins.withings import PAGE, ZONE, Withings, weight_g
 from sync_helpers import cursor, device_sync, readings, runs, segments_of
 
@@ -226,3 +228,25 @@ async def test_a_refresh_refused_for_now_keeps_the_grant(
     assert row is not None and (row.status, row.refreshing_by) == ("active", None)
     token = await tokens.access_token(cid)  # the next try succeeds
     assert token["access_token"] in withings.grants
+
+
+async def test_the_standin_keeps_an_old_refresh_token_until_the_new_access_token_is_used(
+    withings, settings: Settings
+) -> None:
+    grant = Grant(USER, "user.metrics")
+    withings.issue(grant)
+    old = grant.refresh_token
+    base = str(settings.withings.api_url)
+    form = {"action": "requesttoken", "grant_type": "refresh_token", "refresh_token": old,
+            "client_id": withings.client_id, "client_secret": withings.client_secret}  # fmt: skip
+    async with httpx.AsyncClient(base_url=base) as http:
+        first = (await http.post("/v2/oauth2", data=form)).json()
+        again = (await http.post("/v2/oauth2", data=form)).json()  # within the 8 h
+        assert first["status"] == again["status"] == 0
+        assert first["body"]["expires_in"] == 10800
+        new = again["body"]["access_token"]
+        used = await http.post("/measure", data={"action": "getmeas"},
+                               headers={"Authorization": f"Bearer {new}"})  # fmt: skip
+        assert used.json()["status"] == 0
+        dead = (await http.post("/v2/oauth2", data=form)).json()
+    assert (dead["status"], dead["error"]) == (503, "Invalid Params: invalid refresh_token")
