@@ -73,7 +73,12 @@ async def test_connect_import_backfill_and_incremental(
     client, operator, withings, runtime: Runtime, caplog
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    started = await client.post(f"{API}/{KIND}/auth", json={}, headers=operator.headers)
+    assert "scope=user.info%2Cuser.metrics%2Cuser.activity" in started.json()["authorization_url"]
     connection = await connect_as(client, operator, USER, KIND)
+    async with runtime.uow() as uow:
+        row = await uow.session.get(Connection, uuid.UUID(connection))
+    assert row is not None and row.scopes == ["user.info", "user.metrics", "user.activity"]
     (call,) = withings.token_calls
     assert (call["action"], call["grant_type"]) == ("requesttoken", "authorization_code")
     listed = await client.get(f"{API}/{KIND}/devices", params={"connection_id": connection},

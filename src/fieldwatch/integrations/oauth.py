@@ -64,12 +64,13 @@ class OAuthFlow:
     def _client(self) -> AsyncOAuth2Client:
         """An authlib client with the connector's quirks where it declares some: extra
         token-request fields (``token_params``), how the client authenticates
-        (``token_auth_method``) and a rewrite of the token answer (``token_response``,
-        e.g. Withings' errors inside HTTP 200 bodies)."""
+        (``token_auth_method``), how scopes are joined (``scope_separator``) and a
+        rewrite of the token answer (``token_response``, e.g. Withings' errors inside
+        HTTP 200 bodies)."""
         client = AsyncOAuth2Client(
             client_id=self.app.client_id,
             client_secret=self.app.client_secret,
-            scope=" ".join(self.connector.scopes),
+            scope=getattr(self.connector, "scope_separator", " ").join(self.connector.scopes),
             redirect_uri=redirect_uri(self.settings, self.connector.info.type),
             code_challenge_method="S256",
             timeout=TIMEOUT_S,

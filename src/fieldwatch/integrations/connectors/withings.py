@@ -122,6 +122,7 @@ class WithingsConnector:
     #: credentials in the body, the answer unwrapped.
     token_params: ClassVar[dict[str, str]] = {"action": "requesttoken"}
     token_auth_method: ClassVar[str] = "client_secret_post"
+    scope_separator: ClassVar[str] = ","
     fetchable: ClassVar[tuple[str, ...]] = ("body_weight", "systolic_bp", "diastolic_bp",
                                             "heart_rate", "spo2", "body_temperature",
                                             "steps")  # fmt: skip
