@@ -13,6 +13,7 @@ from fieldwatch.core.settings import Settings, VendorApp
 from standins.oura import oura_app
 from standins.server import serve
 from standins.vendor import Vendor
+from standins.withings import Withings, withings_app
 
 API = "/api/v1/integrations"
 
@@ -24,6 +25,17 @@ async def oura_standin(settings: Settings, **kw: object) -> AsyncIterator[Vendor
     async with serve(oura_app(vendor)) as base:
         settings.oura = VendorApp(client_id=vendor.client_id, client_secret=vendor.client_secret,
                                   auth_url=base, api_url=base)  # fmt: skip
+        yield vendor
+
+
+@contextlib.asynccontextmanager
+async def withings_standin(settings: Settings, **kw: object) -> AsyncIterator[Withings]:
+    """The Withings stand-in, served, and Fieldwatch configured to use it."""
+    vendor = Withings(**kw)  # type: ignore[arg-type]
+    async with serve(withings_app(vendor)) as base:
+        settings.withings = VendorApp(client_id=vendor.client_id,
+                                      client_secret=vendor.client_secret,
+                                      auth_url=base, api_url=base)  # fmt: skip
         yield vendor
 
 
@@ -46,13 +58,13 @@ async def connect(
     return await client.get(f"{API}/{kind}/callback", params=back)
 
 
-async def connect_as(client: httpx.AsyncClient, actor: Actor, user: str) -> str:
+async def connect_as(client: httpx.AsyncClient, actor: Actor, user: str, kind: str = "oura") -> str:
     """Connect the stand-in's account ``user`` (the consent page's login hint); its
     connection id."""
-    started = await client.post(f"{API}/oura/auth", json={}, headers=actor.headers)
+    started = await client.post(f"{API}/{kind}/auth", json={}, headers=actor.headers)
     assert started.status_code == 200, started.text
-    back = await consent(started.json()["authorization_url"] + f"&login_hint={user}")
-    answer = await client.get(f"{API}/oura/callback", params=back)
+    back = await consent(started.json()["authorization_url"] + f"&login_hint={user}", kind)
+    answer = await client.get(f"{API}/{kind}/callback", params=back)
     assert answer.status_code == 200, answer.text
     return str(answer.json()["id"])
 

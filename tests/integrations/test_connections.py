@@ -33,7 +33,10 @@ async def test_catalogue_shows_what_can_be_connected_and_why_not(client, admin, 
     fitbit = by_type["fitbit"]
     assert (fitbit["lifecycle"], fitbit["connectable"]) == ("sunset", False)
     assert "google_health" in fitbit["unavailable_reason"]
-    assert "not available" in by_type["withings"]["unavailable_reason"]
+    assert "not available" in by_type["garmin"]["unavailable_reason"]
+    withings = by_type["withings"]  # connectable once configured
+    assert (withings["configured"], withings["connectable"]) == (False, False)
+    assert "FIELDWATCH_WITHINGS__CLIENT_ID" in withings["unavailable_reason"]
     assert by_type["apple_health"]["mode"] == "upload"
     assert "companion app" in by_type["apple_health"]["unavailable_reason"]
 

@@ -230,6 +230,8 @@ class Settings(BaseSettings):
     sync_historical_days: int = Field(default=30, ge=0, le=3650)
     max_sync_retries: int = Field(default=3, ge=0, le=20)
     sync_timeout_s: float = 300.0
+    #: The share of each vendor quota one process may use (each keeps its own budget).
+    sync_budget_share: float = Field(default=1.0, gt=0, le=1)
     #: How often the sync engine looks for due and claimable runs.
     sync_tick_s: float = Field(default=5.0, gt=0)
     #: Runs one process executes at once.

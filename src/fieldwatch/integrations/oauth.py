@@ -62,14 +62,29 @@ class OAuthFlow:
         self.endpoints = endpoints(connector, app)
 
     def _client(self) -> AsyncOAuth2Client:
-        return AsyncOAuth2Client(
+        """An authlib client with the connector's quirks where it declares some: extra
+        token-request fields (``token_params``), how the client authenticates
+        (``token_auth_method``), how scopes are joined (``scope_separator``) and a
+        rewrite of the token answer (``token_response``, e.g. Withings' errors inside
+        HTTP 200 bodies)."""
+        client = AsyncOAuth2Client(
             client_id=self.app.client_id,
             client_secret=self.app.client_secret,
-            scope=" ".join(self.connector.scopes),
+            scope=getattr(self.connector, "scope_separator", " ").join(self.connector.scopes),
             redirect_uri=redirect_uri(self.settings, self.connector.info.type),
             code_challenge_method="S256",
             timeout=TIMEOUT_S,
+            token_endpoint_auth_method=getattr(self.connector, "token_auth_method", None),
         )
+        rewrite = getattr(self.connector, "token_response", None)
+        if rewrite is not None:
+            client.register_compliance_hook("access_token_response", rewrite)
+            client.register_compliance_hook("refresh_token_response", rewrite)
+        return client
+
+    @property
+    def _extra(self) -> dict[str, str]:
+        return dict(getattr(self.connector, "token_params", None) or {})
 
     def authorization_url(self) -> AuthorizationRequest:
         verifier = generate_token(64)
@@ -82,13 +97,17 @@ class OAuthFlow:
     async def exchange(self, code: str, code_verifier: str) -> dict[str, Any]:
         async with self._client() as client:
             return await self._call(
-                client.fetch_token(self.endpoints.token, code=code, code_verifier=code_verifier)
+                client.fetch_token(
+                    self.endpoints.token, code=code, code_verifier=code_verifier, **self._extra
+                )
             )
 
     async def refresh(self, refresh_token: str) -> dict[str, Any]:
         async with self._client() as client:
             return await self._call(
-                client.refresh_token(self.endpoints.token, refresh_token=refresh_token)
+                client.refresh_token(
+                    self.endpoints.token, refresh_token=refresh_token, **self._extra
+                )
             )
 
     async def account_id(self, token: dict[str, Any]) -> str:

@@ -178,7 +178,8 @@ class ConnectionService:
                 consent=list(flow.connector.info.data_types),
             )  # fmt: skip
             self.repo.add(connection)
-        scopes = str(token.get("scope") or " ".join(flow.connector.scopes)).split()
+        granted = str(token.get("scope") or " ".join(flow.connector.scopes))
+        scopes = granted.replace(",", " ").split()  # Withings separates them with commas
         connection.scopes = scopes
         connection.status, connection.status_reason = "active", None
         connection.token_expires_at = token_expiry(token)

@@ -34,6 +34,9 @@ class VendorDevice:
     model: str | None
     firmware_version: str | None
     title: str
+    #: What it is, where the vendor has several kinds (``scale``, ``bpm``…): the
+    #: imported device's type is then ``<connector>_<kind>``.
+    kind: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from fieldwatch.integrations.connectors.base import Connector, DataConnector
 from fieldwatch.integrations.connectors.oura import OuraConnector
+from fieldwatch.integrations.connectors.withings import WithingsConnector
 
-CONNECTOR_CLASSES: dict[str, type[DataConnector]] = {"oura": OuraConnector}
+CONNECTOR_CLASSES: dict[str, type[DataConnector]] = {
+    "oura": OuraConnector,
+    "withings": WithingsConnector,
+}
 
 
 def oauth_connector(kind: str) -> Connector | None:

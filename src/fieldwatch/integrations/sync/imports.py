@@ -36,6 +36,12 @@ from fieldwatch.integrations.sync.vendor import VendorSession
 DEVICE_TYPES = {"oura": "oura_ring"}
 
 
+def _device_type(kind: str, device: VendorDevice) -> str:
+    if device.kind:
+        return f"{kind}_{device.kind}"
+    return DEVICE_TYPES.get(kind, f"{kind}_device")
+
+
 class DeviceImport:
     def __init__(self, uow: UnitOfWork, settings: Settings, tokens: TokenSource) -> None:
         self.uow = uow
@@ -123,7 +129,7 @@ class DeviceImport:
     ) -> DeviceSync:
         info = connector.info
         device = await DeviceService(self.uow).create(principal, DeviceCreate(
-            name=vendor_device.title, type=DEVICE_TYPES.get(info.type, f"{info.type}_device"),
+            name=vendor_device.title, type=_device_type(info.type, vendor_device),
             manufacturer=info.vendor, model=vendor_device.model,
             firmware_version=vendor_device.firmware_version,
             capabilities=[m for m in connector.fetchable if m in connection.consent],

@@ -43,6 +43,7 @@ from fieldwatch.integrations.connectors.base import (
 from fieldwatch.integrations.connectors.registry import data_connector
 from fieldwatch.integrations.metrics import METRICS
 from fieldwatch.integrations.models import Connection, DeviceSync, Segment, SyncRun
+from fieldwatch.integrations.sync.budget import BudgetExhausted
 from fieldwatch.integrations.sync.finish import Outcome, finish
 from fieldwatch.integrations.sync.normalise import normalise
 from fieldwatch.integrations.sync.repository import SyncRepository
@@ -204,6 +205,10 @@ def _outcome(exc: Exception, where: dict[str, Any]) -> Outcome | None:
     if isinstance(exc, ConnectionUnusable):
         return Outcome("auth_required", f"the connection needs authorising again: "
                        f"{exc.reason}", details, retry=False)  # fmt: skip
+    if isinstance(exc, BudgetExhausted):
+        details |= {"retry_after": exc.retry_after}
+        return Outcome("failed", f"the rate budget for the vendor is spent: {exc}", details,
+                       retry_after=exc.retry_after)  # fmt: skip
     if isinstance(exc, VendorError):
         details |= {"http_status": exc.status, "retry_after": exc.retry_after}
         retry = exc.status in (408, 429) or exc.status >= 500
