@@ -14,7 +14,8 @@ the score is their product (1: complete, plausible, unique and regular). Samples
 repeating a time are dropped (duplicates, like readings stored before); samples
 without a value or out of range are not stored: they are the batch's rejections and
 count as failed records. Readings far from their neighbours are flagged as anomalies
-(a robust z-score, ``integrations.anomalies``). The UTC offset most samples were measured at is kept too.
+(a robust z-score, ``integrations.anomalies``). The UTC offset most samples were
+measured at is kept too.
 """
 
 from __future__ import annotations
