@@ -43,3 +43,12 @@ def test_normalise_keeps_the_flagged_times() -> None:
     out = normalise(uuid.uuid4(), METRICS["heart_rate"], samples)
     assert out.anomalies == [samples[45].ts.isoformat()]
     assert out.quality == 1.0  # an anomaly is plausible data: the score is not lowered
+
+
+def test_a_short_last_window_is_judged_against_a_full_window() -> None:
+    # A 500-reading page of a 40-minute sawtooth: its last 20 readings alone hold a jump
+    # that is ordinary in a full window.
+    values = [55.0 + (i % 40) for i in range(500)]
+    assert flagged(_series(values)) == []
+    values[495] = 300.0
+    assert flagged(_series(values)) == [(T0 + timedelta(minutes=495)).isoformat()]
