@@ -3,6 +3,7 @@ without purge, and the access log of health data reads."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 
@@ -134,3 +135,24 @@ async def test_reads_of_synced_data_are_logged(client, admin, factory, oura,
     other = await factory.user("admin", workspace="elsewhere")
     theirs = await client.get(f"{API}/access-log", headers=other.headers)
     assert theirs.json()["total"] == 0
+
+
+async def test_a_vendor_that_fails_to_revoke_still_ends_the_connection(
+    client, admin, oura, runtime: Runtime, caplog
+) -> None:
+    connection, _ = await synced_ring(client, admin, runtime)
+    async with runtime.uow() as uow:
+        row = await uow.session.get(Connection, uuid.UUID(connection))
+        assert row is not None and row.credentials
+        token = runtime.key_ring.open(row.credentials, f"{row.workspace_id}:{row.id}:credentials")
+    oura.fail("/oauth/revoke", 503)
+    gone = await client.delete(f"{API}/connections/{connection}", headers=admin.headers)
+    assert gone.status_code == 200, gone.text
+    assert (gone.json()["status"], gone.json()["revoked_at_vendor"]) == ("revoked", False)
+    assert oura.revocations == []
+    for secret in json.loads(token).values():
+        if isinstance(secret, str) and len(secret) > 20:
+            assert secret not in caplog.text and secret not in gone.text
+    async with runtime.uow() as uow:
+        row = await uow.session.get(Connection, uuid.UUID(connection))
+    assert row is not None and (row.status, row.credentials) == ("revoked", None)

@@ -170,3 +170,18 @@ async def test_health_errors_and_summary(client, operator, factory, oura, runtim
     assert theirs["sync"] == {} and theirs["devices_with_errors"] == []
     hidden = await client.get(f"{DEVICES}/{device}/health", headers=other.headers)
     problem(hidden, 404)
+
+
+async def test_the_same_account_in_another_workspace_gets_its_own_connection(
+    client, operator, factory, oura, runtime: Runtime
+) -> None:
+    ours = await client.post(DEVICES, json=seed_body(tokens(oura)), headers=operator.headers)
+    other = await factory.user("operator", workspace="elsewhere")
+    theirs = await client.post(DEVICES, json=seed_body(tokens(oura)), headers=other.headers)
+    assert ours.status_code == theirs.status_code == 201, theirs.text
+    assert ours.json()["connection_id"] != theirs.json()["connection_id"]
+    rows = await connections(runtime)
+    assert {r.workspace_id for r in rows} == {operator.workspace_id, other.workspace_id}
+    hidden = await client.get(f"{DEVICES}/{ours.json()['device_id']}/health",
+                              headers=other.headers)  # fmt: skip
+    problem(hidden, 404)
