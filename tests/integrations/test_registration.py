@@ -185,3 +185,12 @@ async def test_the_same_account_in_another_workspace_gets_its_own_connection(
     hidden = await client.get(f"{DEVICES}/{ours.json()['device_id']}/health",
                               headers=other.headers)  # fmt: skip
     problem(hidden, 404)
+
+
+async def test_the_api_description_shows_both_shapes(client) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    body = spec["paths"]["/api/v1/devices"]["post"]["requestBody"]["content"]["application/json"]
+    shapes = {s["title"]: s for s in body["schema"]["anyOf"]}
+    assert set(shapes) == {"DeviceCreate", "DeviceRegistration"}
+    registration = shapes["DeviceRegistration"]["properties"]
+    assert "access_token" in str(registration["credentials"]) and "$ref" not in str(shapes)
