@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
 
 from standins.vendor import Vendor, oauth_app
 
@@ -44,6 +45,21 @@ def _when(text: str | None, default: datetime) -> datetime:
 
 def oura_app(vendor: Vendor, *, now: datetime | None = None) -> FastAPI:
     app = oauth_app(vendor, authorize="/oauth/authorize", token="/oauth/token")
+
+    @app.post("/oauth/revoke")
+    async def revoke(request: Request) -> JSONResponse:
+        """RFC 7009: the grant of the token (access or refresh) ends; unknown tokens are
+        answered 200 too."""
+        basic = request.headers.get("authorization", "")
+        cid, _, secret = base64.b64decode(basic.removeprefix("Basic ")).decode().partition(":")
+        if (cid, secret) != (vendor.client_id, vendor.client_secret):
+            return JSONResponse({"error": "invalid_client"}, 401)
+        token = str((await request.form()).get("token") or "")
+        grant = vendor.grants.get(token) or vendor.refresh.get(token)
+        if grant is not None:
+            grant.revoked = True
+            vendor.revocations.append(grant.user_id)
+        return JSONResponse({})
 
     @app.get("/v2/usercollection/personal_info")
     async def personal_info(request: Request) -> dict[str, Any]:

@@ -60,6 +60,8 @@ class Vendor:
     faults: deque[Fault] = field(default_factory=deque)
     calls: list[tuple[str, str]] = field(default_factory=list)  # (path, query)
     token_calls: list[dict[str, str]] = field(default_factory=list)
+    #: Users whose grant was revoked through the revoke endpoint.
+    revocations: list[str] = field(default_factory=list)
     _hits: dict[str, deque[float]] = field(default_factory=dict)
 
     def fail(self, path: str, status: int = 500, times: int = 1, **kw: Any) -> None:

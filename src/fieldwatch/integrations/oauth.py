@@ -110,6 +110,23 @@ class OAuthFlow:
                 )
             )
 
+    async def revoke(self, token: dict[str, Any]) -> None:
+        """Revoke the grant at the vendor (RFC 7009: the refresh token where there is one,
+        which ends the access tokens issued with it)."""
+        if self.endpoints.revoke is None:
+            return
+        which = "refresh_token" if token.get("refresh_token") else "access_token"
+        async with self._client() as client:
+            try:
+                answer = await client.revoke_token(self.endpoints.revoke, token=token[which],
+                                                   token_type_hint=which)  # fmt: skip
+            except httpx.TransportError as exc:
+                raise VendorUnreachable(type(exc).__name__) from None
+        if answer.status_code == 429 or answer.status_code >= 500:
+            raise VendorUnreachable(f"HTTP {answer.status_code}")
+        if answer.status_code >= 400:
+            raise VendorRefused(_oauth_error(answer))
+
     async def account_id(self, token: dict[str, Any]) -> str:
         async with httpx.AsyncClient(base_url=self.endpoints.api, timeout=TIMEOUT_S) as http:
             try:

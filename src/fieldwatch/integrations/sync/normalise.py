@@ -13,7 +13,9 @@ times) and one quality score, kept on the page's ``Segment``:
 the score is their product (1: complete, plausible, unique and regular). Samples
 repeating a time are dropped (duplicates, like readings stored before); samples
 without a value or out of range are not stored: they are the batch's rejections and
-count as failed records. The UTC offset most samples were measured at is kept too.
+count as failed records. Readings far from their neighbours are flagged as anomalies
+(a robust z-score, ``integrations.anomalies``). The UTC offset most samples were
+measured at is kept too.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from fieldwatch.integrations.anomalies import flagged
 from fieldwatch.integrations.connectors.base import Sample
 from fieldwatch.integrations.metrics import HealthMetric
 from fieldwatch.telemetry.ingest.batch import Batch, Candidate
@@ -41,6 +44,8 @@ class Normalised:
     tz_offset_min: int | None
     quality: float
     parts: dict[str, Any] = field(default_factory=dict)
+    #: Times of readings flagged as anomalies (see ``integrations.anomalies``).
+    anomalies: list[str] = field(default_factory=list)
 
 
 def _gaps(stamps: list[datetime]) -> float:
@@ -97,4 +102,6 @@ def normalise(device_id: uuid.UUID, metric: HealthMetric, samples: list[Sample])
     for value in parts.values():
         quality *= value
     stamps = sorted(seen)
-    return Normalised(batch, stamps[0], stamps[-1], _offset(samples), round(quality, 4), parts)
+    points = sorted((c.ts, c.value) for c in batch.candidates if isinstance(c.value, float | int))
+    return Normalised(batch, stamps[0], stamps[-1], _offset(samples), round(quality, 4), parts,
+                      flagged(points))  # fmt: skip

@@ -53,6 +53,22 @@ class SyncRepository:
             query = query.with_for_update()
         return await self.session.scalar(query.execution_options(populate_existing=True))
 
+    async def status_counts(self, workspace_id: uuid.UUID) -> dict[str, int]:
+        rows = await self.session.execute(
+            select(DeviceSync.sync_status, func.count())
+            .where(DeviceSync.workspace_id == workspace_id)
+            .group_by(DeviceSync.sync_status)
+        )
+        return dict(sorted((str(s), int(n)) for s, n in rows.all()))
+
+    async def auth_required(self, workspace_id: uuid.UUID) -> list[uuid.UUID]:
+        found = await self.session.scalars(
+            select(DeviceSync.device_id).where(
+                DeviceSync.workspace_id == workspace_id, DeviceSync.sync_status == "auth_required"
+            )
+        )
+        return list(found)
+
     async def imported(self, connection_id: uuid.UUID) -> dict[str, uuid.UUID]:
         """Vendor device id → Fieldwatch device of a connection's imported devices."""
         rows = await self.session.execute(

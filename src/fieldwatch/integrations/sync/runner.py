@@ -185,7 +185,7 @@ class SyncRunner:
                 workspace_id=run.workspace_id, device_id=run.device_id, run_id=run.id,
                 connector=ctx.sync.connector, metric=metric, ts_from=normal.ts_from,
                 ts_to=normal.ts_to, tz_offset_min=normal.tz_offset_min, count=len(samples),
-                quality=normal.quality, quality_parts=normal.parts, anomalies=[],
+                quality=normal.quality, quality_parts=normal.parts, anomalies=normal.anomalies,
             ))  # fmt: skip
             await repo.move_cursor(run.device_id, metric, normal.ts_to)
             await uow.commit()
