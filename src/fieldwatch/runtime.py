@@ -39,6 +39,9 @@ from fieldwatch.firmware.rollouts.dependencies import ROLLOUT_ENGINE
 from fieldwatch.firmware.rollouts.engine import RolloutEngine
 from fieldwatch.firmware.updates.dependencies import FIRMWARE_UPDATES
 from fieldwatch.firmware.updates.sweeper import FirmwareUpdates
+from fieldwatch.integrations.crypto import KeyRing, load_key_ring
+from fieldwatch.integrations.dependencies import KEY_RING, SYNC_ENGINE
+from fieldwatch.integrations.sync.engine import SyncEngine
 from fieldwatch.monitoring.dependencies import LIMITS, PRESENCE
 from fieldwatch.monitoring.limits import RATE_LIMITS_CHANGED, DeviceLimiter
 from fieldwatch.monitoring.presence import PresenceTracker
@@ -78,6 +81,10 @@ class Runtime:
     ingest: TelemetryService
     #: Firmware blobs, download-link signer and download cap.
     firmware_files: FirmwareFiles
+    #: Seals vendor-cloud credentials at rest.
+    key_ring: KeyRing
+    #: Runs device syncs from vendor clouds (scheduled, claimed, resumed).
+    sync: SyncEngine
     #: Called after commit when a device token or a provisioning key is issued: an
     #: external broker that checks logins itself learns the secret here (in process:
     #: secrets never go through the event bus).
@@ -128,9 +135,11 @@ class Runtime:
         await self.commands.start()
         await self.firmware.start()
         await self.rollouts.start()
+        await self.sync.start()
 
     async def close(self) -> None:
         try:
+            await self.sync.stop()  # first: its runs write through the telemetry writer
             await self.telemetry.stop()
             await self.presence.stop()
             await self.webhooks.stop()
@@ -188,6 +197,8 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
     bus.subscribe(DEVICE_UPDATED, limits.on_device_changed)
     bus.subscribe(DEVICE_DELETED, limits.on_device_changed)
     presence = PresenceTracker(settings, sessionmaker, bus, redis=redis)
+    ingest = TelemetryService(telemetry, presence, bus, alerts)
+    ring = load_key_ring(settings)
     runtime = Runtime(
         settings=settings,
         engine=engine,
@@ -207,8 +218,10 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
             firmware.service,
             interval_s=settings.firmware_rollout_tick_s,
         ),
-        ingest=TelemetryService(telemetry, presence, bus, alerts),
+        ingest=ingest,
         firmware_files=firmware_files,
+        key_ring=ring,
+        sync=SyncEngine(lambda: UnitOfWork(sessionmaker, bus), settings, ingest, ring),
         redis=redis,
         principals=TTLCache(settings.auth_cache_s),
     )
@@ -241,3 +254,5 @@ def install(app: Starlette, runtime: Runtime) -> None:
     WEBHOOKS.put(app, runtime.webhooks)
     REDIS.put(app, runtime.redis)
     FIRMWARE_FILES.put(app, runtime.firmware_files)
+    KEY_RING.put(app, runtime.key_ring)
+    SYNC_ENGINE.put(app, runtime.sync)

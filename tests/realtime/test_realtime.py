@@ -20,16 +20,20 @@ import uvicorn
 from conftest import Actor, Factory, create_device
 from fieldwatch.app import create_asgi_app
 from fieldwatch.core.events import Event
+from fieldwatch.core.settings import Settings
 from fieldwatch.realtime import RealtimeServer
 from fieldwatch.realtime.messages import merge_telemetry
 from fieldwatch.runtime import Runtime
 from firmware_helpers import add_artifact
+from integration_helpers import connect_as, import_ring, oura_standin
 from telemetry_helpers import device_with_token, iso
 
 PATH = "ws/monitoring"
 QUIET_S = 0.5  # how long "receives nothing" waits
 WAIT_S = 10.0  # the most any expected message may take
-NAMES = ("telemetry", "presence", "device_status", "alert", "command", "config", "firmware")
+NAMES = (
+    "telemetry", "presence", "device_status", "alert", "command", "config", "firmware", "sync",
+)  # fmt: skip
 
 
 async def eventually(check: Callable[[], bool]) -> None:
@@ -621,3 +625,21 @@ async def test_firmware_update_changes_reach_the_workspace(
     assert r.status_code == 200, r.text
     cancelled = await dashboard.wait_for("firmware", lambda m: m["state"] == "cancelled")
     assert (cancelled["update_id"], cancelled["from_state"]) == (update_id, "pending")
+
+
+async def test_sync_changes_reach_the_workspace(
+    served, dashboards, runtime, factory: Factory, settings: Settings
+):
+    op = await factory.user("operator", "acme")
+    async with oura_standin(settings, users=["rt-user"]):
+        connection = await connect_as(served.http, op, "rt-user")
+        device = await import_ring(served.http, op, connection, auto_sync=False,
+                                   sync_historical_days=1)  # fmt: skip
+        dashboard = await connected(served, dashboards, op)
+        r = await served.http.post(f"/api/v1/devices/{device}/sync", headers=op.headers)
+        assert r.status_code == 202, r.text
+        await runtime.sync.run_once()
+        done = await dashboard.wait_for("sync", lambda m: m["status"] == "completed")
+    assert (done["type"], done["sync_id"], done["device_id"]) == (
+        "integration.sync_changed", r.json()["sync_id"], device)  # fmt: skip
+    assert done["records_synced"] > 0 and done["from_status"] == "running"

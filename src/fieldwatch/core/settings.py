@@ -6,14 +6,31 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "jwt-secret", "your-secret-key"}
 
 
+class VendorApp(BaseModel):
+    """Fieldwatch's registration with one vendor cloud (``FIELDWATCH_OURA__CLIENT_ID``…)."""
+
+    client_id: str | None = None
+    client_secret: str | None = None
+    #: Where the vendor's authorization page and its API are (the vendor's own by
+    #: default; another address for a proxy or a local stand-in).
+    auth_url: str | None = None
+    api_url: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.client_id and self.client_secret)
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FIELDWATCH_", env_file=None, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="FIELDWATCH_", env_file=None, extra="ignore", env_nested_delimiter="__"
+    )
 
     env: Literal["development", "production", "test"] = "development"
     data_dir: Path = Path("./data")
@@ -85,6 +102,12 @@ class Settings(BaseSettings):
     )
 
     jwt_secret: str | None = None
+    encryption_key: str | None = Field(
+        default=None,
+        description="Keys that encrypt vendor-cloud credentials at rest: comma-separated "
+        "base64url 32-byte keys, the newest first (older ones still decrypt); default: a "
+        "key generated into the data directory",
+    )
     jwt_audience: str = "fieldwatch"
     jwt_issuer: str = "fieldwatch"
     access_token_ttl_s: int = 15 * 60
@@ -197,7 +220,33 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = 10.0
     webhook_batch_size: int = 10
 
-    @field_validator("jwt_secret")
+    # Vendor clouds (health wearables): the app registration with each, and sync defaults.
+    oura: VendorApp = Field(default_factory=VendorApp)
+    withings: VendorApp = Field(default_factory=VendorApp)
+    google_health: VendorApp = Field(default_factory=VendorApp)
+    garmin: VendorApp = Field(default_factory=VendorApp)
+    oauth_state_ttl_s: int = 600
+    sync_interval_minutes: int = Field(default=15, ge=1, le=7 * 24 * 60)
+    sync_historical_days: int = Field(default=30, ge=0, le=3650)
+    max_sync_retries: int = Field(default=3, ge=0, le=20)
+    sync_timeout_s: float = 300.0
+    #: The share of each vendor quota one process may use (each keeps its own budget).
+    sync_budget_share: float = Field(default=1.0, gt=0, le=1)
+    #: How often the sync engine looks for due and claimable runs.
+    sync_tick_s: float = Field(default=5.0, gt=0)
+    #: Runs one process executes at once.
+    sync_concurrency: int = Field(default=4, ge=1, le=64)
+    #: A running run's claim, renewed while it runs; another process takes it over once
+    #: it has run out (the first process died).
+    sync_lease_s: float = Field(default=60.0, ge=2)
+    #: The first retry's wait; each further retry waits twice as long (at most an hour).
+    sync_retry_base_s: float = Field(default=60.0, ge=0)
+
+    def vendor_app(self, connector: str) -> VendorApp:
+        app = getattr(self, connector, None)
+        return app if isinstance(app, VendorApp) else VendorApp()
+
+    @field_validator("jwt_secret", "encryption_key")
     @classmethod
     def _strip(cls, value: str | None) -> str | None:
         return value.strip() if value is not None else None

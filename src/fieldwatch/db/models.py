@@ -6,6 +6,7 @@ from fieldwatch.commands import models as command_models
 from fieldwatch.db.base import Base
 from fieldwatch.devices import models as device_models
 from fieldwatch.firmware import models as firmware_models
+from fieldwatch.integrations import models as integration_models
 from fieldwatch.monitoring import models as monitoring_models
 from fieldwatch.telemetry import models as telemetry_models
 from fieldwatch.webhooks import models as webhook_models
@@ -17,6 +18,7 @@ __all__ = [
     "command_models",
     "device_models",
     "firmware_models",
+    "integration_models",
     "monitoring_models",
     "telemetry_models",
     "webhook_models",

@@ -2,15 +2,17 @@ from __future__ import annotations
 
 import uuid
 from functools import partial
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from fieldwatch.auth.dependencies import Operator, Viewer
 from fieldwatch.auth.roles import Role
 from fieldwatch.core.clock import utcnow
+from fieldwatch.core.components import SettingsDep
 from fieldwatch.core.paging import Limit, Offset, Page, page_of
+from fieldwatch.core.schemas import inline_schema, parsed
 from fieldwatch.db.dependencies import SessionmakerDep, UowDep, WriteUow
 from fieldwatch.devices.csvio import export_csv
 from fieldwatch.devices.dependencies import CredentialIssuedDep, DeviceAuth
@@ -30,6 +32,13 @@ from fieldwatch.devices.schemas import (
 )
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.devices.transitions import LifecycleService
+from fieldwatch.integrations.dependencies import KeyRingDep
+from fieldwatch.integrations.registration.schemas import (
+    DeviceRegistration,
+    RegistrationRead,
+    is_registration,
+)
+from fieldwatch.integrations.registration.service import RegistrationService
 from fieldwatch.monitoring.dependencies import MonitoringDep, PresenceDep
 from fieldwatch.telemetry.dependencies import HubDep
 
@@ -115,9 +124,31 @@ async def export_devices(principal: Viewer, sessionmaker: SessionmakerDep, flt: 
     )
 
 
-@router.post("/devices", response_model=DeviceRead, status_code=status.HTTP_201_CREATED)
-async def create_device(body: DeviceCreate, principal: Operator, uow: WriteUow):
-    return await DeviceService(uow).create(principal, body)
+#: Either shape (the route checks the body itself: see ``create_device``).
+CREATE_BODY = {"anyOf": [inline_schema(DeviceCreate), inline_schema(DeviceRegistration)]}
+
+
+@router.post(
+    "/devices",
+    response_model=DeviceRead | RegistrationRead,
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": CREATE_BODY}}}},
+)
+async def create_device(
+    body: Annotated[dict[str, Any], Body()],
+    principal: Operator,
+    uow: WriteUow,
+    settings: SettingsDep,
+    ring: KeyRingDep,
+):
+    """Register a device. A body with ``integration_type``, ``credentials`` or
+    ``sync_settings`` is the seed's registration shape (a device fed by a vendor cloud:
+    answers ``device_id``, ``status: registered`` and its sync state); any other is the
+    device registry's own shape (answers the device)."""
+    if is_registration(body):
+        registration = parsed(DeviceRegistration, body)
+        return await RegistrationService(uow, settings, ring).register(principal, registration)
+    return await DeviceService(uow).create(principal, parsed(DeviceCreate, body))
 
 
 @router.get("/devices/{device_id}", response_model=DeviceRead)

@@ -45,6 +45,11 @@ class HealthSummary(BaseModel):
     low_battery: int
     by_type: dict[str, dict[str, int]]
     devices_with_errors: list[uuid.UUID]
+    sync: dict[str, int] = Field(
+        default_factory=dict,
+        description="Devices fed by a vendor cloud by sync status (pending, syncing, ok, error, "
+        "auth_required, paused)",
+    )
 
 
 class ConnectivityEventRead(BaseModel):

@@ -17,6 +17,7 @@ from fieldwatch.devices.models import Device
 from fieldwatch.devices.repository import DeviceFilter
 from fieldwatch.devices.schemas import DeviceListItem
 from fieldwatch.devices.service import DeviceService
+from fieldwatch.integrations.health import sync_counts, sync_health
 from fieldwatch.monitoring.limits import RATE_LIMITS_CHANGED, TRANSPORTS, DeviceLimiter, Rate
 from fieldwatch.monitoring.models import (
     DeviceRateLimit,
@@ -107,6 +108,9 @@ class MonitoringService:
         status = await self.status(principal, device_id)
         device = await self.devices.get(principal, device_id)
         errors, warnings = self._problems(device, status.connectivity, status.battery_level)
+        synced = await sync_health(self.uow.session, principal.workspace_id, device.id)
+        if synced is not None:
+            errors, warnings = errors + synced.errors, warnings + synced.warnings
         return DeviceHealthRead(
             device_id=device.id,
             status=status.connectivity,
@@ -114,6 +118,9 @@ class MonitoringService:
             last_seen=status.last_seen,
             battery_level=status.battery_level,
             signal_strength=status.signal_strength,
+            sync_status=synced.sync_status if synced else None,
+            last_sync=synced.last_sync if synced else None,
+            next_sync=synced.next_sync if synced else None,
             errors=errors,
             warnings=warnings,
         )
@@ -141,6 +148,8 @@ class MonitoringService:
             if status == DeviceStatus.deployed and not online:
                 with_errors.append(device_id)
         online_count = sum(1 for d in ids if d in online_ids)
+        sync, blocked = await sync_counts(self.uow.session, principal.workspace_id)
+        with_errors += [d for d in blocked if d not in with_errors]
         return HealthSummary(
             total=len(rows),
             online=online_count,
@@ -149,6 +158,7 @@ class MonitoringService:
             low_battery=low,
             by_type=dict(sorted(by_type.items())),
             devices_with_errors=with_errors,
+            sync=sync,
         )
 
     async def went_offline(

@@ -17,9 +17,10 @@ ALERT = "alert"
 COMMAND = "command"
 CONFIG = "config"
 FIRMWARE = "firmware"
+SYNC = "sync"
 
 #: The Socket.IO event names a client can receive (and narrow its subscription to).
-NAMES = (TELEMETRY, PRESENCE, DEVICE_STATUS, ALERT, COMMAND, CONFIG, FIRMWARE)
+NAMES = (TELEMETRY, PRESENCE, DEVICE_STATUS, ALERT, COMMAND, CONFIG, FIRMWARE, SYNC)
 
 #: Bus pattern → Socket.IO event name.
 ROUTES: tuple[tuple[str, str], ...] = (
@@ -30,6 +31,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("command.*", COMMAND),
     ("config.*", CONFIG),
     ("firmware.*", FIRMWARE),
+    ("integration.sync_changed", SYNC),
 )
 
 

@@ -39,7 +39,7 @@ from fieldwatch.webhooks.dependencies import WEBHOOKS
 log = logging.getLogger(__name__)
 
 DB_CACHE_S = 5.0
-TRANSPORTS = ("http", "websocket", "mqtt")
+TRANSPORTS = ("http", "websocket", "mqtt", "sync")
 
 
 def counter(

@@ -21,6 +21,7 @@ from fieldwatch.db.dependencies import UowDep, WriteUow
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.firmware.updates.dependencies import FirmwareUpdatesDep
 from fieldwatch.firmware.updates.messages import version_in
+from fieldwatch.integrations.privacy.service import record_reads
 from fieldwatch.telemetry.dependencies import IngestDep, JsonBody, RawBody, TelemetryDep, WriterDep
 from fieldwatch.telemetry.ingest.parse import parse_heartbeat, parse_monitoring, parse_upload
 from fieldwatch.telemetry.ingest.service import Incoming, IngestResult, TelemetryService
@@ -154,6 +155,7 @@ async def device_data(
         series, start=start_time, end=end_time, limit=limit,
         descending=order == "desc", cursor=cursor,
     )  # fmt: skip
+    await record_reads(uow, principal, [device_id], f"data {data_type or 'all'}")
     return {"device_id": device_id, "items": items, "next_cursor": next_cursor}
 
 
@@ -164,6 +166,7 @@ async def device_latest(
     """The latest value of every metric of the device."""
     await DeviceService(uow).get(principal, device_id)
     series = await service.series(device_id, None)
+    await record_reads(uow, principal, [device_id], "data latest")
     return LatestRead(
         device_id=device_id,
         metrics={s.metric: latest_value(s) for s in series if s.last_ts is not None},
@@ -209,6 +212,7 @@ async def device_aggregate(
         raise ValidationFailed(
             str(exc), errors=[{"field": "interval", "message": str(exc)}]
         ) from exc
+    await record_reads(uow, principal, [device_id], f"data aggregate {data_type}")
     return AggregateRead(
         device_id=device_id, data_type=data_type, unit=series[0].unit, agg=agg,
         interval=parsed.label, tz=tz, start_time=start, end_time=end, sources=result.sources,

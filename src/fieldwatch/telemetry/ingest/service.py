@@ -1,7 +1,8 @@
 """Ingestion: the one way in for readings, whatever transport brought them.
 
 The HTTP device API and the WebSocket and MQTT gateways decode what they receive into
-readings (``parse``), wrap them in an ``Incoming`` batch and call ``ingest`` on the
+readings (``parse``), and vendor-cloud syncs normalise what they fetch; all wrap them
+in an ``Incoming`` batch and call ``ingest`` on the
 process's one ``TelemetryService`` (``Runtime.ingest``). There, once for all of them:
 
 - the refusal rules: readings of a device that is not in the workspace, that is retired,
@@ -54,7 +55,8 @@ REFUSED_STATUSES = {DeviceStatus.retired.value: "device is retired"}
 UNKNOWN = "unknown device"
 NOT_OWN = "a device token may only write its own device's data"
 
-Source = Literal["http", "websocket", "mqtt"]
+#: How readings came in: a device transport, or a sync from a vendor cloud.
+Source = Literal["http", "websocket", "mqtt", "sync"]
 Kind = Literal["data", "heartbeat", "status"]
 #: What became of readings, as counted (``TelemetryService.counts``): stored, already
 #: stored, refused by the rules (one by one or with their whole request), or not taken

@@ -1,0 +1,1 @@
+"""Analytics of devices fed by vendor clouds: usage, data quality, sync performance."""

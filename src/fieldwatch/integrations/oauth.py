@@ -1,0 +1,152 @@
+"""OAuth 2 authorization code with PKCE (S256) against a vendor, through authlib.
+
+``authorization_url`` makes the state and the code verifier (the caller keeps both, the
+verifier sealed); ``exchange`` trades the code for tokens; ``refresh`` uses a refresh
+token. Vendor refusals become ``VendorRefused`` (with the OAuth error code, e.g.
+``invalid_grant``), network trouble ``VendorUnreachable``: only the first may cost a
+connection its grant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from authlib.common.security import generate_token
+from authlib.integrations.base_client.errors import OAuthError
+from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+from fieldwatch.core.settings import Settings, VendorApp
+from fieldwatch.integrations.connectors.base import Connector, endpoints
+
+TIMEOUT_S = 20.0
+
+
+class VendorRefused(Exception):
+    def __init__(self, error: str, description: str | None = None) -> None:
+        super().__init__(f"{error}: {description}" if description else error)
+        self.error = error
+        self.description = description
+
+
+class VendorUnreachable(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationRequest:
+    url: str
+    state: str
+    code_verifier: str
+
+
+def redirect_uri(settings: Settings, kind: str) -> str:
+    return f"{settings.resolved_public_url}/api/v1/integrations/{kind}/callback"
+
+
+def _oauth_error(answer: httpx.Response) -> str:
+    """The OAuth error code of a refusal (``invalid_grant``…), else its HTTP status."""
+    try:
+        error = answer.json().get("error")
+    except ValueError:
+        error = None
+    return str(error) if isinstance(error, str) and error else f"http_{answer.status_code}"
+
+
+class OAuthFlow:
+    def __init__(self, settings: Settings, connector: Connector, app: VendorApp) -> None:
+        self.settings = settings
+        self.connector = connector
+        self.app = app
+        self.endpoints = endpoints(connector, app)
+
+    def _client(self) -> AsyncOAuth2Client:
+        """An authlib client with the connector's quirks where it declares some: extra
+        token-request fields (``token_params``), how the client authenticates
+        (``token_auth_method``), how scopes are joined (``scope_separator``) and a
+        rewrite of the token answer (``token_response``, e.g. Withings' errors inside
+        HTTP 200 bodies)."""
+        client = AsyncOAuth2Client(
+            client_id=self.app.client_id,
+            client_secret=self.app.client_secret,
+            scope=getattr(self.connector, "scope_separator", " ").join(self.connector.scopes),
+            redirect_uri=redirect_uri(self.settings, self.connector.info.type),
+            code_challenge_method="S256",
+            timeout=TIMEOUT_S,
+            token_endpoint_auth_method=getattr(self.connector, "token_auth_method", None),
+        )
+        rewrite = getattr(self.connector, "token_response", None)
+        if rewrite is not None:
+            client.register_compliance_hook("access_token_response", rewrite)
+            client.register_compliance_hook("refresh_token_response", rewrite)
+        return client
+
+    @property
+    def _extra(self) -> dict[str, str]:
+        return dict(getattr(self.connector, "token_params", None) or {})
+
+    def authorization_url(self) -> AuthorizationRequest:
+        verifier = generate_token(64)
+        client = self._client()
+        url, state = client.create_authorization_url(
+            self.endpoints.authorize, code_verifier=verifier
+        )
+        return AuthorizationRequest(url, state, verifier)
+
+    async def exchange(self, code: str, code_verifier: str) -> dict[str, Any]:
+        async with self._client() as client:
+            return await self._call(
+                client.fetch_token(
+                    self.endpoints.token, code=code, code_verifier=code_verifier, **self._extra
+                )
+            )
+
+    async def refresh(self, refresh_token: str) -> dict[str, Any]:
+        async with self._client() as client:
+            return await self._call(
+                client.refresh_token(
+                    self.endpoints.token, refresh_token=refresh_token, **self._extra
+                )
+            )
+
+    async def revoke(self, token: dict[str, Any]) -> None:
+        """Revoke the grant at the vendor (RFC 7009: the refresh token where there is one,
+        which ends the access tokens issued with it)."""
+        if self.endpoints.revoke is None:
+            return
+        which = "refresh_token" if token.get("refresh_token") else "access_token"
+        async with self._client() as client:
+            try:
+                answer = await client.revoke_token(self.endpoints.revoke, token=token[which],
+                                                   token_type_hint=which)  # fmt: skip
+            except httpx.TransportError as exc:
+                raise VendorUnreachable(type(exc).__name__) from None
+        if answer.status_code == 429 or answer.status_code >= 500:
+            raise VendorUnreachable(f"HTTP {answer.status_code}")
+        if answer.status_code >= 400:
+            raise VendorRefused(_oauth_error(answer))
+
+    async def account_id(self, token: dict[str, Any]) -> str:
+        async with httpx.AsyncClient(base_url=self.endpoints.api, timeout=TIMEOUT_S) as http:
+            try:
+                return await self.connector.account_id(http, token)
+            except httpx.HTTPStatusError as exc:
+                raise VendorRefused(f"http_{exc.response.status_code}") from None
+            except httpx.TransportError as exc:
+                raise VendorUnreachable(type(exc).__name__) from None
+
+    @staticmethod
+    async def _call(pending: Any) -> dict[str, Any]:
+        try:
+            token = await pending
+        except OAuthError as exc:
+            raise VendorRefused(exc.error or "oauth_error", exc.description) from None
+        except httpx.HTTPStatusError as exc:
+            answer = exc.response
+            if answer.status_code == 429 or answer.status_code >= 500:
+                raise VendorUnreachable(f"HTTP {answer.status_code}") from None
+            raise VendorRefused(_oauth_error(answer), None) from None
+        except httpx.TransportError as exc:
+            raise VendorUnreachable(type(exc).__name__) from None
+        return dict(token)

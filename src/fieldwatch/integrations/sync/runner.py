@@ -1,0 +1,229 @@
+"""Executing one claimed run: for each data type, the vendor's pages from the cursor
+(minus an overlap) or from ``historical_days`` back, to now; each page normalised,
+handed to ingestion (``TelemetryService.ingest``, the one way in) and, once ingestion
+answered (its readings committed), counted and its cursor moved, in one transaction
+that also checks the run is still this process's. A failure keeps what was committed:
+the run ends ``partial`` if any page was, else ``failed``, and a retry starts from the
+cursors. How a run ends:
+
+- ``ConnectionUnusable`` (the grant is gone): ``auth_required``, and the device's sync
+  too; no retry until someone authorises the connection again;
+- vendor 5xx, 429 (its ``Retry-After`` honoured), a failed refresh, network trouble, a
+  saturated write path, a run over ``sync_timeout_s``: failed or partial, and a retry
+  run waits (``retry_wait``) with exponential backoff, up to ``max_sync_retries``;
+- another 4xx, a retired device: failed, no retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from fieldwatch.core.settings import Settings
+from fieldwatch.db.uow import UnitOfWork
+from fieldwatch.integrations.connections.tokens import (
+    ConnectionUnusable,
+    RefreshFailed,
+    TokenSource,
+)
+from fieldwatch.integrations.connectors.base import (
+    DataConnector,
+    DataPage,
+    Sample,
+    VendorError,
+)
+from fieldwatch.integrations.connectors.registry import data_connector
+from fieldwatch.integrations.metrics import METRICS
+from fieldwatch.integrations.models import Connection, DeviceSync, Segment, SyncRun
+from fieldwatch.integrations.sync.budget import BudgetExhausted
+from fieldwatch.integrations.sync.finish import Outcome, finish
+from fieldwatch.integrations.sync.normalise import normalise
+from fieldwatch.integrations.sync.repository import SyncRepository
+from fieldwatch.integrations.sync.vendor import VendorSession
+from fieldwatch.telemetry.errors import ReadingsRefused, UnknownDevice
+from fieldwatch.telemetry.ingest.service import Incoming, TelemetryService
+from fieldwatch.telemetry.ingest.writer import Overloaded
+
+log = logging.getLogger(__name__)
+
+#: Incremental syncs start this long before the cursor: late data the vendor added
+#: meanwhile is caught; what was stored already is a duplicate (dropped).
+OVERLAP = timedelta(hours=1)
+
+
+class LostClaim(Exception):
+    """Another process holds the run now (this one's lease ran out)."""
+
+
+@dataclass
+class _Context:
+    run: SyncRun
+    sync: DeviceSync
+    connection: Connection
+    connector: DataConnector
+    metrics: list[str]
+    starts: dict[str, datetime]
+    now: datetime
+    committed_pages: int = 0
+    where: dict[str, Any] = field(default_factory=dict)
+
+
+class SyncRunner:
+    def __init__(
+        self,
+        uow: Callable[[], UnitOfWork],
+        settings: Settings,
+        tokens: TokenSource,
+        ingest: TelemetryService,
+        *,
+        owner: str,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.uow = uow
+        self.settings = settings
+        self.tokens = tokens
+        self.ingest = ingest
+        self.owner = owner
+        self.clock = clock
+
+    async def execute(self, run_id: uuid.UUID) -> str | None:
+        """Run a run this process has claimed; its final status (None: not ours)."""
+        ctx = await self._load(run_id)
+        if isinstance(ctx, Outcome):
+            return await finish(self.uow, self.settings, run_id, self.owner, ctx, self.clock())
+        if ctx is None:
+            return None
+        try:
+            async with asyncio.timeout(self.settings.sync_timeout_s):
+                await self._sync_all(ctx)
+            outcome = Outcome("completed")
+        except LostClaim:
+            log.info("sync %s: claim lost to another process", run_id)
+            return None
+        except Exception as exc:
+            judged = _outcome(exc, ctx.where)
+            if judged is None:  # a defect: ended, not retried over and over
+                log.exception("sync %s failed unexpectedly", run_id)
+                judged = Outcome(
+                    "failed",
+                    f"internal error ({type(exc).__name__})",
+                    {**ctx.where, "error": type(exc).__name__},
+                    retry=False,
+                )
+            outcome = judged
+        if outcome.status == "failed" and ctx.committed_pages:
+            outcome.status = "partial"
+        return await finish(self.uow, self.settings, run_id, self.owner, outcome, self.clock())
+
+    async def _load(self, run_id: uuid.UUID) -> _Context | Outcome | None:
+        async with self.uow() as uow:
+            repo = SyncRepository(uow.session)
+            run = await repo.run(None, run_id)
+            if run is None or run.claimed_by != self.owner or run.status != "running":
+                return None
+            sync = await repo.device_sync(None, run.device_id)
+            connection = await uow.session.get(Connection, run.connection_id) \
+                if run.connection_id else None  # fmt: skip
+            connector = data_connector(sync.connector) if sync is not None else None
+            if sync is None or connection is None or connector is None:
+                return Outcome("failed", "the device's connection or connector is gone")
+            cursors = await repo.cursors(run.device_id)
+            await repo.set_device_sync(run.device_id, sync_status="syncing", last_run_id=run.id)
+            await uow.commit()
+        now = self.clock()
+        wanted = run.data_types or connection.consent
+        metrics = [m for m in connector.fetchable if m in wanted and m in connection.consent]
+        first = now - timedelta(days=sync.historical_days)
+        starts = {}
+        for metric in metrics:
+            cursor = cursors.get(metric)
+            until = cursor.synced_until if cursor is not None else None
+            starts[metric] = max(first, until - OVERLAP) if until is not None else first
+        return _Context(run, sync, connection, connector, metrics, starts, now)
+
+    async def _sync_all(self, ctx: _Context) -> None:
+        async with VendorSession(self.tokens, self.settings, ctx.connector,
+                                 ctx.connection.id) as vendor:  # fmt: skip
+            for metric in ctx.metrics:
+                token: str | None = None
+                page = 0
+                while True:
+                    ctx.where = {"data_type": metric, "page": page}
+                    fetch: Callable[[httpx.AsyncClient, str], Awaitable[DataPage]] = (
+                        functools.partial(_fetch, ctx.connector, metric, ctx.starts[metric],
+                                          ctx.now, token)
+                    )  # fmt: skip
+                    got = await vendor.call(fetch)
+                    if got.samples:
+                        await self._store(ctx, metric, got.samples)
+                    if not got.next_token:
+                        break
+                    token, page = got.next_token, page + 1
+
+    async def _store(self, ctx: _Context, metric: str, samples: list[Sample]) -> None:
+        run = ctx.run
+        normal = normalise(run.device_id, METRICS[metric], samples)
+        failed = len(normal.batch.rejected)
+        synced = 0
+        if normal.batch.candidates:
+            result = await self.ingest.ingest(Incoming(run.workspace_id, normal.batch, "sync",
+                                                       device_id=run.device_id))  # fmt: skip
+            synced, failed = result.accepted, len(result.rejected)
+        async with self.uow() as uow:  # ingestion answered: its readings are committed
+            repo = SyncRepository(uow.session)
+            if not await repo.count(run.id, self.owner, len(samples), synced, failed):
+                raise LostClaim()
+            uow.session.add(Segment(
+                workspace_id=run.workspace_id, device_id=run.device_id, run_id=run.id,
+                connector=ctx.sync.connector, metric=metric, ts_from=normal.ts_from,
+                ts_to=normal.ts_to, tz_offset_min=normal.tz_offset_min, count=len(samples),
+                quality=normal.quality, quality_parts=normal.parts, anomalies=normal.anomalies,
+            ))  # fmt: skip
+            await repo.move_cursor(run.device_id, metric, normal.ts_to)
+            await uow.commit()
+        ctx.committed_pages += 1
+
+
+async def _fetch(
+    connector: DataConnector, metric: str, start: datetime, end: datetime,
+    page_token: str | None, http: httpx.AsyncClient, token: str,
+) -> DataPage:  # fmt: skip
+    return await connector.fetch(http, token, metric, start, end, page_token)
+
+
+def _outcome(exc: Exception, where: dict[str, Any]) -> Outcome | None:
+    """How a run that raised ``exc`` ends (None: a defect)."""
+    details: dict[str, Any] = {**where, "error": type(exc).__name__}
+    if isinstance(exc, ConnectionUnusable):
+        return Outcome("auth_required", f"the connection needs authorising again: "
+                       f"{exc.reason}", details, retry=False)  # fmt: skip
+    if isinstance(exc, BudgetExhausted):
+        details |= {"retry_after": exc.retry_after}
+        return Outcome("failed", f"the rate budget for the vendor is spent: {exc}", details,
+                       retry_after=exc.retry_after)  # fmt: skip
+    if isinstance(exc, VendorError):
+        details |= {"http_status": exc.status, "retry_after": exc.retry_after}
+        retry = exc.status in (408, 429) or exc.status >= 500
+        return Outcome("failed", f"the vendor answered HTTP {exc.status}", details,
+                       retry=retry, retry_after=exc.retry_after)  # fmt: skip
+    if isinstance(exc, RefreshFailed):
+        return Outcome("failed", f"the token could not be refreshed: {exc}", details)
+    if isinstance(exc, TimeoutError):
+        return Outcome("failed", "timeout: the run took longer than sync_timeout_s", details)
+    if isinstance(exc, httpx.TransportError):
+        return Outcome("failed", f"the vendor could not be reached ({type(exc).__name__})",
+                       details)  # fmt: skip
+    if isinstance(exc, Overloaded):
+        return Outcome("failed", "the telemetry write path is saturated", details,
+                       retry_after=float(exc.retry_after))  # fmt: skip
+    if isinstance(exc, ReadingsRefused | UnknownDevice):
+        return Outcome("failed", str(exc), details, retry=False)  # "Readings refused: …"
+    return None

@@ -1,0 +1,78 @@
+"""Calls to the vendor of one connection with a fresh access token.
+
+Each request first takes its share of the connector's rate budgets (``budget``), and a
+vendor's Retry-After pauses them. A 401 (the vendor revoked or rotated the token before
+its expiry) forces one refresh and one more try; a refresh refused with
+``invalid_grant`` then raises ``ConnectionUnusable`` (the connection needs authorising
+again), vendor trouble ``RefreshFailed``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import TypeVar
+
+import httpx
+
+from fieldwatch.core.settings import Settings
+from fieldwatch.integrations.connections.tokens import TokenSource
+from fieldwatch.integrations.connectors.base import DataConnector, VendorError, endpoints
+from fieldwatch.integrations.sync.budget import BUDGETS, BudgetExhausted, Budgets
+
+T = TypeVar("T")
+TIMEOUT_S = 30.0
+
+
+class VendorSession:
+    def __init__(
+        self,
+        tokens: TokenSource,
+        settings: Settings,
+        connector: DataConnector,
+        connection_id: uuid.UUID,
+        budgets: Budgets = BUDGETS,
+    ) -> None:
+        self.tokens = tokens
+        self.budgets = budgets
+        budgets.share = settings.sync_budget_share
+        self.connector = connector
+        self.connection_id = connection_id
+        app = settings.vendor_app(connector.info.type)
+        self.http = httpx.AsyncClient(
+            base_url=endpoints(connector, app).api, timeout=TIMEOUT_S, follow_redirects=False
+        )
+
+    async def call(self, fn: Callable[[httpx.AsyncClient, str], Awaitable[T]]) -> T:
+        token = await self.tokens.access_token(self.connection_id)
+        try:
+            return await self._budgeted(fn, str(token["access_token"]))
+        except VendorError as exc:
+            if exc.status != 401:
+                raise
+        await self.tokens.invalidate(self.connection_id)
+        token = await self.tokens.access_token(self.connection_id)
+        return await self._budgeted(fn, str(token["access_token"]))
+
+    async def _budgeted(self, fn: Callable[[httpx.AsyncClient, str], Awaitable[T]],
+                        token: str) -> T:  # fmt: skip
+        kind = self.connector.info.type
+        await self.budgets.take(kind, str(self.connection_id))
+        try:
+            return await fn(self.http, token)
+        except VendorError as exc:
+            if exc.retry_after and not isinstance(exc, BudgetExhausted):
+                self.budgets.pause(kind, exc.retry_after)
+            raise
+
+    async def __aenter__(self) -> VendorSession:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.http.aclose()

@@ -1,0 +1,83 @@
+"""Connecting a stand-in vendor's account through Fieldwatch's real OAuth endpoints."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+
+from conftest import Actor
+from fieldwatch.core.settings import Settings, VendorApp
+from standins.oura import oura_app
+from standins.server import serve
+from standins.vendor import Vendor
+from standins.withings import Withings, withings_app
+
+API = "/api/v1/integrations"
+
+
+@contextlib.asynccontextmanager
+async def oura_standin(settings: Settings, **kw: object) -> AsyncIterator[Vendor]:
+    """The Oura stand-in, served, and Fieldwatch configured to use it."""
+    vendor = Vendor(**kw)  # type: ignore[arg-type]
+    async with serve(oura_app(vendor)) as base:
+        settings.oura = VendorApp(client_id=vendor.client_id, client_secret=vendor.client_secret,
+                                  auth_url=base, api_url=base)  # fmt: skip
+        yield vendor
+
+
+@contextlib.asynccontextmanager
+async def withings_standin(settings: Settings, **kw: object) -> AsyncIterator[Withings]:
+    """The Withings stand-in, served, and Fieldwatch configured to use it."""
+    vendor = Withings(**kw)  # type: ignore[arg-type]
+    async with serve(withings_app(vendor)) as base:
+        settings.withings = VendorApp(client_id=vendor.client_id,
+                                      client_secret=vendor.client_secret,
+                                      auth_url=base, api_url=base)  # fmt: skip
+        yield vendor
+
+
+async def consent(url: str, kind: str = "oura") -> dict[str, str]:
+    """What the account holder's browser does at the vendor: consent, get sent back."""
+    async with httpx.AsyncClient() as browser:
+        answer = await browser.get(url)
+    assert answer.status_code == 302, answer.text
+    location = urlparse(answer.headers["location"])
+    assert location.path == f"/api/v1/integrations/{kind}/callback"
+    return {k: v[0] for k, v in parse_qs(location.query).items()}
+
+
+async def connect(
+    client: httpx.AsyncClient, actor: Actor, kind: str = "oura", **body: object
+) -> httpx.Response:
+    started = await client.post(f"{API}/{kind}/auth", json=body, headers=actor.headers)
+    assert started.status_code == 200, started.text
+    back = await consent(started.json()["authorization_url"], kind)
+    return await client.get(f"{API}/{kind}/callback", params=back)
+
+
+async def connect_as(client: httpx.AsyncClient, actor: Actor, user: str, kind: str = "oura") -> str:
+    """Connect the stand-in's account ``user`` (the consent page's login hint); its
+    connection id."""
+    started = await client.post(f"{API}/{kind}/auth", json={}, headers=actor.headers)
+    assert started.status_code == 200, started.text
+    back = await consent(started.json()["authorization_url"] + f"&login_hint={user}", kind)
+    answer = await client.get(f"{API}/{kind}/callback", params=back)
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["id"])
+
+
+async def import_ring(
+    client: httpx.AsyncClient, actor: Actor, connection_id: str, **sync_settings: object
+) -> str:
+    """Import the account's ring; its Fieldwatch device id."""
+    listed = await client.get(f"{API}/oura/devices", params={"connection_id": connection_id},
+                              headers=actor.headers)  # fmt: skip
+    assert listed.status_code == 200, listed.text
+    ring = listed.json()[0]["vendor_device_id"]
+    body = {"connection_id": connection_id, "devices": [ring], "sync_settings": sync_settings}
+    answer = await client.post(f"{API}/oura/import", json=body, headers=actor.headers)
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()[0]["device_id"])
