@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-console bench-devices chaos clean
+.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-console bench-devices bench-rollout chaos clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,11 @@ bench-console: $(STAMP)
 ## ingest, reconnect storm. Choose with BENCH_DEVICES_ARGS='--parts rtt,storm'.
 bench-devices: $(STAMP)
 	$(BIN)/python bench/bench_devices.py $(BENCH_DEVICES_ARGS)
+
+## A firmware rollout: a 1 MiB artifact to 10,000 WebSocket devices in three waves at 200
+## devices/minute (about an hour). Options with BENCH_ROLLOUT_ARGS='--devices 300 --rate 600'.
+bench-rollout: $(STAMP)
+	$(BIN)/python bench/bench_rollout.py $(BENCH_ROLLOUT_ARGS)
 
 ## Chaos (needs PostgreSQL and mosquitto; not part of `make test`): kill -9 of the server
 ## during HTTP, WebSocket and MQTT ingest, and a PostgreSQL outage; prints acknowledged /
