@@ -62,6 +62,7 @@ def parse_args() -> argparse.Namespace:
         "--percentages", default="50,100", help="cumulative %% of the rest, one per wave"
     )
     parser.add_argument("--soak", type=int, default=0, help="seconds after each wave")
+    parser.add_argument("--jitter", type=int, default=0, help="the rollout's jitter_s")
     parser.add_argument("--artifact-bytes", type=int, default=2**20)
     parser.add_argument("--install-s", type=float, default=1.0, help="a device's install")
     parser.add_argument("--reboot-s", type=float, default=2.0, help="a device's reboot")
@@ -72,6 +73,9 @@ def parse_args() -> argparse.Namespace:
         ),
     )
     parser.add_argument("--timeout", type=float, help="give up after (2 × expected + 600 s)")
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile the server (slows it; see the pstats)"
+    )
     parser.add_argument("--name", default="rollout", help="results file name")
     args = parser.parse_args()
     args.percentages = [int(p) for p in args.percentages.split(",") if p.strip()]
@@ -98,6 +102,7 @@ def main() -> None:
         env = env_for(db, FIELDWATCH_MQTT_EMBEDDED="false", FIELDWATCH_ACCESS_TOKEN_TTL_S="86400")
         set_up(env, ADMIN, "bench")
         command = [sys.executable, str(SERVE_TIMED), "--control-dir", str(control)]
+        command += ["--profile"] if args.profile else []
         with Server(env, command=command) as srv:
             admin = login(srv.base, ADMIN)
             t0 = now()
@@ -114,6 +119,7 @@ def main() -> None:
                 "percentages": args.percentages,
                 "soak_s": args.soak,
                 "rate_per_minute": args.rate,
+                "jitter_s": args.jitter,
             }
             made = operator.create(artifact["id"], body)
             plan = made["plan"]
@@ -147,6 +153,8 @@ def main() -> None:
             finally:
                 stats = clients.stop()
     report_run(lines, report, args, run, timings, stats, artifact)
+    if args.profile and (control / "profile.pstats").exists():
+        say(lines, f"profile: {control / 'profile.pstats'} (python -m pstats)")
     write_results(args.name, lines)
     write_json(args.name, report)
     print(f"results: {RESULTS / args.name}.txt, .json")

@@ -118,8 +118,12 @@ class Device:
             attempt += 1
 
     async def _open(self, url: str) -> Any:
-        ws = await connect(
-            url, compression=None, open_timeout=self.options.open_timeout, max_size=2**20
+        ws = await connect(  # keepalive: the server's pings (a device answers them)
+            url,
+            compression=None,
+            open_timeout=self.options.open_timeout,
+            max_size=2**20,
+            ping_interval=None,
         )
         try:
             async with asyncio.timeout(self.options.open_timeout):

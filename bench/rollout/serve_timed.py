@@ -8,14 +8,17 @@ wrapped with a ``perf_counter`` on each side; the time a frame waits in the sock
 event loop before it is read, and the sending of the ack, are not in it (the clients
 measure the whole round trip). Durations are kept per frame type in memory; a watcher
 thread writes them to ``<control-dir>/timings.json`` when the file ``dump`` appears
-there, then writes ``dump.done``.
+there, then writes ``dump.done``. With ``--profile``, cProfile runs from the start and
+its statistics go to ``<control-dir>/profile.pstats`` with each dump (the profiler slows
+the server down: a profiled run's timings are not the benchmark's).
 
-Usage: python bench/rollout/serve_timed.py --port 8123 --control-dir DIR
+Usage: python bench/rollout/serve_timed.py --port 8123 --control-dir DIR [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import threading
 import time
@@ -41,7 +44,7 @@ async def timed_handle(edge: Any, session: Any, frame: gateway.DeviceFrame) -> A
         TIMINGS.setdefault(frame.type, []).append(time.perf_counter() - started)
 
 
-def watch(control: Path) -> None:
+def watch(control: Path, profiler: cProfile.Profile | None) -> None:
     request = control / "dump"
     while True:
         time.sleep(0.2)
@@ -50,6 +53,9 @@ def watch(control: Path) -> None:
         request.unlink()
         copy = {kind: list(values) for kind, values in list(TIMINGS.items())}
         (control / "timings.json").write_text(json.dumps(copy))
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(control / "profile.pstats")
         (control / "dump.done").write_text("ok\n")
 
 
@@ -57,10 +63,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--control-dir", type=Path, required=True)
+    parser.add_argument("--profile", action="store_true", help="cProfile the event loop")
     args = parser.parse_args()
     args.control_dir.mkdir(parents=True, exist_ok=True)
     gateway.handle = timed_handle  # receive_loop looks it up in the module at each frame
-    threading.Thread(target=watch, args=(args.control_dir,), daemon=True).start()
+    profiler = cProfile.Profile() if args.profile else None
+    threading.Thread(target=watch, args=(args.control_dir, profiler), daemon=True).start()
+    if profiler is not None:
+        profiler.enable()
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(

@@ -44,7 +44,7 @@ def watch(
     server_pid: int,
     clients: Any,
     timeout: float,
-    poll_s: float = 2.0,
+    poll_s: float = 5.0,
     print_s: float = 30.0,
 ) -> Run:
     """Start the rollout and poll it until it is completed or aborted, paused, or
