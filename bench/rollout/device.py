@@ -30,6 +30,10 @@ from harness.timing import now
 
 CHUNK = 65_536
 ACK_TIMEOUT_S = 60.0
+#: How long a device waits for the welcome once its WebSocket is open: like the SDK's
+#: client (fieldwatch.agent), patient; a device that gave up sooner and reconnected would
+#: replace its own waiting connection and add to the load.
+WELCOME_TIMEOUT_S = 300.0
 
 
 @dataclass
@@ -44,6 +48,8 @@ class Stats:
     """What the devices of one process saw and did."""
 
     rtt: dict[str, list[float]] = field(default_factory=dict)  # frame → seconds to its ack
+    # connect → welcome, seconds: "first" connects, "after reboot", "retry" after a loss
+    welcome: dict[str, list[float]] = field(default_factory=dict)
     updates: int = 0  # firmware_update frames received
     resends: int = 0  # of those, for an update this device was already doing or had done
     downloads: int = 0  # files fetched whole and checked
@@ -87,14 +93,18 @@ class Device:
     async def run(self, gate: asyncio.Semaphore | None) -> None:
         attempt = 0
         url = f"{self.base.replace('http', 'ws', 1)}/ws/device/{self.token}"
+        kind = "first"
         while True:
             try:
+                started = now()
                 if gate is not None:  # paces the first connects only
                     async with gate:
+                        started = now()
                         ws = await self._open(url)
                     gate = None
                 else:
                     ws = await self._open(url)
+                self.stats.welcome.setdefault(kind, []).append(now() - started)
                 attempt = 0
                 await self._session(ws)
             except asyncio.CancelledError:
@@ -110,8 +120,10 @@ class Device:
                 self.acks.clear()
             if self.rebooting:
                 self.rebooting = False
+                kind = "after reboot"
                 await asyncio.sleep(self.options.reboot_s)
                 continue
+            kind = "retry"
             self.stats.reconnects += 1
             delay = min(30.0, 2.0**attempt)
             await asyncio.sleep(random.uniform(delay / 2, delay))
@@ -126,7 +138,7 @@ class Device:
             ping_interval=None,
         )
         try:
-            async with asyncio.timeout(self.options.open_timeout):
+            async with asyncio.timeout(WELCOME_TIMEOUT_S):
                 welcome = orjson.loads(await ws.recv())
             if welcome.get("type") != "welcome":
                 raise RuntimeError(f"no welcome: {str(welcome)[:200]}")

@@ -110,7 +110,7 @@ def report_run(
         loads=run.loads,
         timeline=run.timeline,
         server_state_handling_ms=states,
-        clients=[{k: v for k, v in s.items() if k != "rtt"} for s in stats],
+        clients=[{k: v for k, v in s.items() if k not in ("rtt", "welcome")} for s in stats],
     )
     figures = [
         Figure(
@@ -180,6 +180,13 @@ def _handling(
     for label in STATES:
         say(lines, _line(label, _spread(rtt.get(label, []))))
     say(lines, _line("heartbeat (version report)", _spread(rtt.get("heartbeat", []))))
+    welcome: dict[str, list[float]] = {}
+    for s in stats:
+        for label, values in s["welcome"].items():
+            welcome.setdefault(label, []).extend(values)
+    say(lines, "  the devices' connects (WebSocket opened → welcome frame read):")
+    for label in ("first", "after reboot", "retry"):
+        say(lines, _line(label, _spread(welcome.get(label, []))))
     return states
 
 

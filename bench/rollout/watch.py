@@ -80,7 +80,8 @@ def watch(
             cpu = server.cpu_times()
             print(
                 f"  {elapsed:7.1f} s  {rollout['status']:<9} wave {rollout['current_wave']}  "
-                f"completed {f['completed']:,}  in progress {f['in_progress_total']:,}  "
+                f"completed {f['completed']:,}  in progress {f['in_progress_total']:,} "
+                f"{f['in_progress'] or ''}  "
                 f"unreleased {f['pending']:,}  failed {f['failed']}  | devices connected "
                 f"{connected:,}, version acked {updated:,}, client errors {errors} | server "
                 f"CPU {cpu.user + cpu.system - cpu0.user - cpu0.system:.0f} s | load "
