@@ -87,6 +87,7 @@ class Device:
         self.rebooting = False
         self.report_version = False
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.heartbeat_s = 60.0  # the welcome's server_config says
 
     # -- the connection ------------------------------------------------------------------
 
@@ -142,6 +143,8 @@ class Device:
                 welcome = orjson.loads(await ws.recv())
             if welcome.get("type") != "welcome":
                 raise RuntimeError(f"no welcome: {str(welcome)[:200]}")
+            config = welcome.get("server_config") or {}
+            self.heartbeat_s = float(config.get("heartbeat_interval") or 60)
         except BaseException:
             await ws.close()
             raise
@@ -152,6 +155,7 @@ class Device:
         self.up.set()
         if self.report_version:
             self._spawn(self._version_report())
+        beats = asyncio.create_task(self._heartbeats())
         try:
             async for raw in ws:
                 message = orjson.loads(raw)
@@ -164,7 +168,17 @@ class Device:
                     self.stats.errors[f"error frame: {message.get('code')}"] += 1
                     self._acked(message)
         finally:
+            beats.cancel()
             await ws.close()
+
+    async def _heartbeats(self) -> None:
+        """A plain heartbeat every ``heartbeat_interval`` (the first at a random point
+        of it), as the protocol asks: a silent device is shown offline after about
+        three intervals even with its socket open."""
+        await asyncio.sleep(random.uniform(0, self.heartbeat_s))
+        while True:
+            await self._request("beat", {"type": "heartbeat"})
+            await asyncio.sleep(self.heartbeat_s)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)

@@ -165,7 +165,8 @@ def _handling(
     )
     states = _spread(timings.get("firmware_state", []))
     say(lines, _line("firmware_state (all)", states))
-    say(lines, _line("heartbeat (version report)", _spread(timings.get("heartbeat", []))))
+    say(lines, _line("heartbeat with the version", _spread(timings.get("version report", []))))
+    say(lines, _line("heartbeat (periodic)", _spread(timings.get("heartbeat", []))))
     rtt: dict[str, list[float]] = {}
     for s in stats:
         for label, values in s["rtt"].items():
@@ -179,7 +180,8 @@ def _handling(
     say(lines, _line("firmware_state (all)", _spread(all_states)))
     for label in STATES:
         say(lines, _line(label, _spread(rtt.get(label, []))))
-    say(lines, _line("heartbeat (version report)", _spread(rtt.get("heartbeat", []))))
+    say(lines, _line("heartbeat with the version", _spread(rtt.get("heartbeat", []))))
+    say(lines, _line("heartbeat (periodic)", _spread(rtt.get("beat", []))))
     welcome: dict[str, list[float]] = {}
     for s in stats:
         for label, values in s["welcome"].items():

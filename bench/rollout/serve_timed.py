@@ -41,7 +41,8 @@ async def timed_handle(edge: Any, session: Any, frame: gateway.DeviceFrame) -> A
     try:
         return await _handle(edge, session, frame)
     finally:
-        TIMINGS.setdefault(frame.type, []).append(time.perf_counter() - started)
+        kind = "version report" if "firmware_version" in frame.body else frame.type
+        TIMINGS.setdefault(kind, []).append(time.perf_counter() - started)
 
 
 def watch(control: Path, profiler: cProfile.Profile | None) -> None:
