@@ -34,6 +34,8 @@ ACK_TIMEOUT_S = 60.0
 #: client (fieldwatch.agent), patient; a device that gave up sooner and reconnected would
 #: replace its own waiting connection and add to the load.
 WELCOME_TIMEOUT_S = 300.0
+#: Error frames that ask for the frame again later (after ``retry_after``).
+RESEND = {"unavailable", "overloaded", "rate_limited"}
 
 
 @dataclass
@@ -200,7 +202,7 @@ class Device:
     async def _request(self, label: str, frame: dict[str, Any]) -> dict[str, Any]:
         """Send ``frame`` once the device is connected and wait for its ack; sent again
         (the reports are idempotent) if the connection drops first."""
-        for _ in range(10):
+        for _ in range(30):
             await self.up.wait()
             self.seq += 1
             ref = f"{label}-{self.seq}"
@@ -215,9 +217,12 @@ class Device:
                 await asyncio.sleep(1.0)
                 continue
             if reply.get("type") == "error":
-                raise RuntimeError(f"{label}: {reply.get('code')}")
+                if reply.get("code") not in RESEND:
+                    raise RuntimeError(f"{label}: {reply.get('code')}")
+                await asyncio.sleep(float(reply.get("retry_after") or 1.0))
+                continue  # nothing was stored: resend, as the protocol says
             return reply
-        raise RuntimeError(f"{label}: no ack after 10 tries")
+        raise RuntimeError(f"{label}: no ack after 30 tries")
 
     async def _report(self, update_id: str, state: str, **extra: Any) -> dict[str, Any]:
         frame = {"type": "firmware_state", "update_id": update_id, "state": state, **extra}
