@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ class Operator:
         self.http = httpx.Client(
             base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60
         )
+        self.unavailable = 0  # 503 answers to the driver's reads
 
     def _check(self, r: httpx.Response, expected: int) -> Any:
         if r.status_code != expected:
@@ -55,5 +57,13 @@ class Operator:
             self._check(self.http.post(f"/api/v1/firmware/rollouts/{rollout_id}/start"), 200)
         )
 
-    def read(self, rollout_id: str) -> dict[str, Any]:
-        return dict(self._check(self.http.get(f"/api/v1/firmware/rollouts/{rollout_id}"), 200))
+    def read(self, rollout_id: str, tries: int = 30) -> dict[str, Any]:
+        """The rollout; a 503 (the server's database pool is busy) is asked again after
+        its Retry-After, and counted in ``unavailable``."""
+        for _ in range(tries - 1):
+            r = self.http.get(f"/api/v1/firmware/rollouts/{rollout_id}")
+            if r.status_code != 503:
+                break
+            self.unavailable += 1
+            time.sleep(float(r.headers.get("retry-after", "1")))
+        return dict(self._check(r, 200))

@@ -97,6 +97,8 @@ def report_run(
         f"(all processes: server, PostgreSQL, clients, others); 1-min load average min "
         f"{min(loads):.2f} / mean {sum(loads) / len(loads):.2f} / max {max(loads):.2f}",
     )
+    if run.unavailable:
+        say(lines, f"  the driver's GET of the rollout was answered 503 {run.unavailable} times")
     states = _handling(lines, timings, stats)
     _clients(lines, stats, artifact)
     met_time = total_s is not None and total_s <= expected_s * 1.1

@@ -28,6 +28,7 @@ class Run:
     machine_busy: float = 0.0  # all cores' busy share over the run, 0…1
     loads: list[float] = field(default_factory=list)  # 1-min load average samples
     timeline: list[dict[str, Any]] = field(default_factory=list)
+    unavailable: int = 0  # 503s to the driver's reads
 
     @property
     def seconds(self) -> float:
@@ -92,6 +93,7 @@ def watch(
         if done or elapsed > timeout:
             break
     run.ended = now() if rollout["status"] in FINAL else None
+    run.unavailable = operator.unavailable
     cpu = server.cpu_times()
     run.server_cpu_s = cpu.user + cpu.system - cpu0.user - cpu0.system
     sys1 = psutil.cpu_times()
