@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-console bench-devices bench-downloads chaos clean
+.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-console bench-devices bench-downloads bench-rollout chaos clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -69,6 +69,11 @@ bench-devices: $(STAMP)
 ## front of Fieldwatch (X-Accel-Redirect), in one run. Options: BENCH_DOWNLOADS_ARGS.
 bench-downloads: $(STAMP)
 	$(BIN)/python bench/bench_downloads.py $(BENCH_DOWNLOADS_ARGS)
+
+## A firmware rollout: a 1 MiB artifact to 10,000 WebSocket devices in three waves at 200
+## devices/minute (about an hour). Options with BENCH_ROLLOUT_ARGS='--devices 300 --rate 600'.
+bench-rollout: $(STAMP)
+	$(BIN)/python bench/bench_rollout.py $(BENCH_ROLLOUT_ARGS)
 
 ## Chaos (needs PostgreSQL and mosquitto; not part of `make test`): kill -9 of the server
 ## during HTTP, WebSocket and MQTT ingest, and a PostgreSQL outage; prints acknowledged /

@@ -16,8 +16,16 @@ class Fleet:
     tokens: list[str]
 
 
-async def make_fleet(base: str, admin: str, count: int, concurrency: int = 24) -> Fleet:
-    """``count`` devices by one CSV import (status in_stock), then a token for each."""
+async def make_fleet(
+    base: str,
+    admin: str,
+    count: int,
+    concurrency: int = 24,
+    columns: dict[str, str] | None = None,
+) -> Fleet:
+    """``count`` devices by one CSV import (status in_stock unless ``columns``, more CSV
+    columns with the same value for every device, say otherwise), then a token for
+    each."""
     headers = {"Authorization": f"Bearer {admin}"}
     async with aiohttp.ClientSession(
         base,
@@ -25,19 +33,23 @@ async def make_fleet(base: str, admin: str, count: int, concurrency: int = 24) -
         connector=aiohttp.TCPConnector(limit=concurrency),
         timeout=aiohttp.ClientTimeout(total=600),
     ) as http:
-        ids = await _import_devices(http, count)
+        ids = await _import_devices(http, count, columns or {})
         tokens = await _issue_tokens(http, ids, concurrency)
     return Fleet(ids, tokens)
 
 
-async def _import_devices(http: aiohttp.ClientSession, count: int) -> list[str]:
+async def _import_devices(
+    http: aiohttp.ClientSession, count: int, columns: dict[str, str]
+) -> list[str]:
     ids: list[str] = []
+    extra = "".join(f",{v}" for v in columns.values())
     for start in range(0, count, IMPORT_ROWS):
         rows = [
-            f"bench-{i:06d},bench_sensor,BENCH-{i:06d}"
+            f"bench-{i:06d},bench_sensor,BENCH-{i:06d}{extra}"
             for i in range(start, min(count, start + IMPORT_ROWS))
         ]
-        body = "name,type,serial_number\n" + "\n".join(rows) + "\n"
+        header = ",".join(["name", "type", "serial_number", *columns])
+        body = header + "\n" + "\n".join(rows) + "\n"
         async with http.post(
             "/api/v1/devices/import", data=body.encode(), headers={"content-type": "text/csv"}
         ) as r:
