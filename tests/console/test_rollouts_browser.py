@@ -103,6 +103,10 @@ async def test_preview_create_start_and_follow_live(
     await page.get_by_role("button", name="Start").click()
     await expect(page.locator("#rollout-status")).to_have_text("running")
     await expect(page.locator("#pause-button")).to_be_focused()  # the new part's button
+    # The start time and the notice belong to the live part: a start shows the time and
+    # drops the draft's notice without a reload.
+    await expect(page.locator("#rollout-started")).not_to_have_text("—")
+    await expect(page.locator("#notice")).to_have_count(0)
     rollout_id = await page.locator("#rollout").get_attribute("data-rollout-id")
     await expect(page.locator("#devices-table tbody tr")).to_have_count(2)
 

@@ -54,8 +54,10 @@
   }
 
   /* An action answered with the live part: its devices have changed too. The button
-     pressed may be gone (Pause becomes Resume): the focus goes to the new one. */
-  document.body.addEventListener("htmx:afterSwap", function (e) {
+     pressed may be gone (Pause becomes Resume): the focus goes to the new one once htmx
+     has settled the new part (its forms are wired then: a key pressed on a button
+     focused earlier would post the plain form and reload the page). */
+  document.body.addEventListener("htmx:afterSettle", function (e) {
     var verb = e.detail.requestConfig ? e.detail.requestConfig.verb : "get";
     if (verb === "get" || e.detail.xhr.status >= 400) { return; }
     var lost = !document.activeElement || document.activeElement === document.body;
