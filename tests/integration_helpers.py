@@ -76,7 +76,7 @@ async def import_ring(
     listed = await client.get(f"{API}/oura/devices", params={"connection_id": connection_id},
                               headers=actor.headers)  # fmt: skip
     assert listed.status_code == 200, listed.text
-    ring = listed.json()[0]["vendor_device_id"]
+    ring = listed.json()["items"][0]["vendor_device_id"]
     body = {"connection_id": connection_id, "devices": [ring], "sync_settings": sync_settings}
     answer = await client.post(f"{API}/oura/import", json=body, headers=actor.headers)
     assert answer.status_code == 201, answer.text

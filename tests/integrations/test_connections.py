@@ -27,7 +27,7 @@ async def oura(settings: Settings) -> AsyncIterator[Vendor]:
 async def test_catalogue_shows_what_can_be_connected_and_why_not(client, admin, oura) -> None:
     answer = await client.get(API, headers=admin.headers)
     assert answer.status_code == 200
-    by_type = {i["type"]: i for i in answer.json()}
+    by_type = {i["type"]: i for i in answer.json()["items"]}
     assert by_type["oura"]["connectable"] and by_type["oura"]["configured"]
     assert by_type["oura"]["quotas"] == [{"requests": 5000, "per_s": 300, "scope": "user"}]
     fitbit = by_type["fitbit"]
@@ -43,7 +43,7 @@ async def test_catalogue_shows_what_can_be_connected_and_why_not(client, admin, 
 
 async def test_an_unconfigured_vendor_says_what_to_set(client, admin) -> None:
     answer = await client.get(API, headers=admin.headers)
-    oura = next(i for i in answer.json() if i["type"] == "oura")
+    oura = next(i for i in answer.json()["items"] if i["type"] == "oura")
     assert (oura["configured"], oura["connectable"]) == (False, False)
     assert "FIELDWATCH_OURA__CLIENT_ID" in oura["unavailable_reason"]
     refused = await client.post(f"{API}/oura/auth", json={}, headers=admin.headers)

@@ -38,7 +38,8 @@ async def test_import_lists_the_ring_and_creates_a_synced_device(client, operato
     listed = await client.get(f"{API}/oura/devices", params={"connection_id": connection},
                               headers=operator.headers)  # fmt: skip
     assert listed.status_code == 200, listed.text
-    (ring,) = listed.json()
+    assert set(listed.json()) == {"items", "total", "limit", "offset"}  # the list envelope
+    (ring,) = listed.json()["items"]
     assert (ring["vendor_device_id"], ring["device_id"]) == (f"ring-{USER}", None)
     body = {"connection_id": connection, "devices": [ring["vendor_device_id"]],
             "sync_settings": {"sync_interval_minutes": 30, "sync_historical_days": 2}}  # fmt: skip
@@ -53,7 +54,7 @@ async def test_import_lists_the_ring_and_creates_a_synced_device(client, operato
     assert again.json()[0] == {**imported, "created": False}
     listed = await client.get(f"{API}/oura/devices", params={"connection_id": connection},
                               headers=operator.headers)  # fmt: skip
-    assert listed.json()[0]["device_id"] == imported["device_id"]
+    assert listed.json()["items"][0]["device_id"] == imported["device_id"]
     wrong = await client.post(f"{API}/oura/import", headers=operator.headers,
                               json={**body, "devices": ["ring-of-someone-else"]})  # fmt: skip
     assert problem(wrong, 400)["vendor_devices"] == [f"ring-{USER}"]

@@ -85,7 +85,8 @@ async def test_connect_import_backfill_and_incremental(
                               headers=operator.headers)  # fmt: skip
     assert listed.status_code == 200, listed.text
     assert "access_token" not in listed.text and "refresh_token" not in listed.text
-    assert {d["vendor_device_id"] for d in listed.json()} == {f"scale-{USER}", f"bpm-{USER}"}
+    vendor_ids = {d["vendor_device_id"] for d in listed.json()["items"]}
+    assert vendor_ids == {f"scale-{USER}", f"bpm-{USER}"}
     device = await _import(client, operator, connection, f"scale-{USER}",
                            sync_historical_days=3)  # fmt: skip
     got = await client.get(f"/api/v1/devices/{device}", headers=operator.headers)

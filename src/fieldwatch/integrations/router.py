@@ -26,12 +26,15 @@ router = APIRouter(prefix="/api/v1/integrations", tags=["integrations"])
 Kind = Annotated[str, Query(max_length=40)]
 
 
-@router.get("", response_model=list[IntegrationRead])
-async def list_integrations(principal: Viewer, service: ConnectionServiceDep):
+@router.get("", response_model=Page[IntegrationRead])
+async def list_integrations(
+    principal: Viewer, service: ConnectionServiceDep, limit: Limit = 50, offset: Offset = 0
+):
     """Every connector: data types, push or poll, quotas, lifecycle (a sunset API shows
     as such), whether it is configured and can be connected, this workspace's
     connections by status."""
-    return await service.catalogue(principal)
+    every = await service.catalogue(principal)
+    return Page(items=every[offset : offset + limit], total=len(every), limit=limit, offset=offset)
 
 
 @router.get("/connections", response_model=Page[ConnectionRead])
@@ -78,13 +81,19 @@ async def authorization_callback(
     return connection
 
 
-@router.get("/{kind}/devices", response_model=list[VendorDeviceRead])
+@router.get("/{kind}/devices", response_model=Page[VendorDeviceRead])
 async def vendor_devices(
-    kind: str, connection_id: uuid.UUID, principal: Viewer, imports: DeviceImportDep
+    kind: str,
+    connection_id: uuid.UUID,
+    principal: Viewer,
+    imports: DeviceImportDep,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ):
     """The devices of a connection's vendor account (Oura: the ring), each with the
-    Fieldwatch device it was imported as, if it was."""
-    return await imports.vendor_devices(principal, kind, connection_id)
+    Fieldwatch device it was imported as, if it was (asked of the vendor each time)."""
+    every = await imports.vendor_devices(principal, kind, connection_id)
+    return Page(items=every[offset : offset + limit], total=len(every), limit=limit, offset=offset)
 
 
 @router.post("/{kind}/import", response_model=list[ImportedDevice], status_code=201)
