@@ -49,10 +49,17 @@
   }
 
   /* A row's button is gone once its alert is acknowledged or cleared: the focus goes to
-     the outcome rather than to the top of the page. */
+     the outcome rather than to the top of the page. Only when the focus was in the list
+     before the swap: a refresh never takes the focus from elsewhere on the page. */
+  var focusWasInList = false;
+  document.body.addEventListener("htmx:beforeSwap", function (e) {
+    if (e.detail.target === list) { focusWasInList = list.contains(document.activeElement); }
+  });
   document.body.addEventListener("htmx:afterSwap", function (e) {
     if (e.detail.target !== list) { return; }
-    var lost = !document.activeElement || document.activeElement === document.body;
+    var lost = focusWasInList &&
+      (!document.activeElement || document.activeElement === document.body);
+    focusWasInList = false;
     var results = document.getElementById("alerts-results");
     if (lost && results) { results.focus(); }
   });
