@@ -25,10 +25,13 @@ run: $(STAMP)
 	$(BIN)/fieldwatch serve $(strip $(RUN_OPTS) --init)
 
 ## The test suite: SQLite always, PostgreSQL too when FIELDWATCH_TEST_DATABASE_URL is set.
+## It runs in one worker process per core (at most 4; each its own databases and ports),
+## a test file at a time per worker; `make test PYTEST_WORKERS=0` runs it in one process.
+PYTEST_WORKERS ?= auto
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -54,51 +54,8 @@ def report_run(
     expected_s = args.devices / args.rate * 60
     total_s = _seconds(rollout["started_at"], rollout["finished_at"])
     f = rollout["figures"]
-    say(lines, "")
-    say(
-        lines,
-        f"rollout {rollout['status']}"
-        + (f" ({rollout['status_reason']})" if rollout["status_reason"] else ""),
-    )
-    if total_s is not None:
-        say(
-            lines,
-            f"  start → completed (the server's started_at → finished_at): "
-            f"{total_s:,.1f} s = {total_s / 60:.1f} min; the cap alone: {args.devices:,} / "
-            f"{args.rate} per min = {expected_s / 60:.1f} min; ratio {total_s / expected_s:.3f}",
-        )
-    else:
-        say(lines, f"  NOT completed after {run.seconds:,.0f} s")
-    say(
-        lines,
-        f"  server's figures: {f['targets']:,} targets, {f['completed']:,} completed, "
-        f"{f['failed']} failed {f['failed_by_reason']}, {f['expired']} expired, "
-        f"{f['cancelled']} cancelled, {f['skipped']} skipped, {f['pending']} unreleased, "
-        f"{f['in_progress_total']} in progress {f['in_progress']}",
-    )
-    for w in rollout["waves"]:
-        wf, d = w["figures"], _seconds(w["started_at"], w["completed_at"])
-        took = f"{d:,.1f} s" if d is not None else "—"
-        say(
-            lines,
-            f"  wave {w['number']}: {w['size']:,} devices, {w['status']}, started → "
-            f"completed {took}; {wf['completed']:,} completed, {wf['failed']} failed",
-        )
-    cpu_pct = run.server_cpu_s / run.seconds * 100 if run.seconds else 0.0
-    loads = run.loads or [0.0]
-    say(
-        lines,
-        f"  server process CPU over the run ({run.seconds:,.0f} s, driver's clock): "
-        f"{run.server_cpu_s:,.1f} s user+sys = {cpu_pct:.1f} % of one core on average",
-    )
-    say(
-        lines,
-        f"  machine (2 cores, shared): {run.machine_busy * 100:.0f} % busy over the run "
-        f"(all processes: server, PostgreSQL, clients, others); 1-min load average min "
-        f"{min(loads):.2f} / mean {sum(loads) / len(loads):.2f} / max {max(loads):.2f}",
-    )
-    if run.unavailable:
-        say(lines, f"  the driver's GET of the rollout was answered 503 {run.unavailable} times")
+    _report_rollout(lines, args, run, expected_s, total_s)
+    cpu_pct = _report_machine(lines, run)
     states = _handling(lines, timings, stats)
     _clients(lines, stats, artifact)
     met_time = total_s is not None and total_s <= expected_s * 1.1
@@ -153,6 +110,66 @@ def report_run(
     say(lines, "")
     for row in table:
         say(lines, row)
+
+
+def _report_rollout(
+    lines: list[str],
+    args: argparse.Namespace,
+    run: Run,
+    expected_s: float,
+    total_s: float | None,
+) -> None:
+    rollout = run.rollout
+    f = rollout["figures"]
+    say(lines, "")
+    say(
+        lines,
+        f"rollout {rollout['status']}"
+        + (f" ({rollout['status_reason']})" if rollout["status_reason"] else ""),
+    )
+    if total_s is not None:
+        say(
+            lines,
+            f"  start → completed (the server's started_at → finished_at): "
+            f"{total_s:,.1f} s = {total_s / 60:.1f} min; the cap alone: {args.devices:,} / "
+            f"{args.rate} per min = {expected_s / 60:.1f} min; ratio {total_s / expected_s:.3f}",
+        )
+    else:
+        say(lines, f"  NOT completed after {run.seconds:,.0f} s")
+    say(
+        lines,
+        f"  server's figures: {f['targets']:,} targets, {f['completed']:,} completed, "
+        f"{f['failed']} failed {f['failed_by_reason']}, {f['expired']} expired, "
+        f"{f['cancelled']} cancelled, {f['skipped']} skipped, {f['pending']} unreleased, "
+        f"{f['in_progress_total']} in progress {f['in_progress']}",
+    )
+    for w in rollout["waves"]:
+        wf, d = w["figures"], _seconds(w["started_at"], w["completed_at"])
+        took = f"{d:,.1f} s" if d is not None else "—"
+        say(
+            lines,
+            f"  wave {w['number']}: {w['size']:,} devices, {w['status']}, started → "
+            f"completed {took}; {wf['completed']:,} completed, {wf['failed']} failed",
+        )
+
+
+def _report_machine(lines: list[str], run: Run) -> float:
+    cpu_pct = run.server_cpu_s / run.seconds * 100 if run.seconds else 0.0
+    loads = run.loads or [0.0]
+    say(
+        lines,
+        f"  server process CPU over the run ({run.seconds:,.0f} s, driver's clock): "
+        f"{run.server_cpu_s:,.1f} s user+sys = {cpu_pct:.1f} % of one core on average",
+    )
+    say(
+        lines,
+        f"  machine (2 cores, shared): {run.machine_busy * 100:.0f} % busy over the run "
+        f"(all processes: server, PostgreSQL, clients, others); 1-min load average min "
+        f"{min(loads):.2f} / mean {sum(loads) / len(loads):.2f} / max {max(loads):.2f}",
+    )
+    if run.unavailable:
+        say(lines, f"  the driver's GET of the rollout was answered 503 {run.unavailable} times")
+    return cpu_pct
 
 
 def _handling(

@@ -3,7 +3,9 @@ appears live and is acknowledged from the page; axe-core's checks in both themes
 
 from __future__ import annotations
 
-from playwright.async_api import Page, expect
+import asyncio
+
+from playwright.async_api import Page, Route, expect
 
 from conftest import Actor, Served
 from console_helpers import browser, page, serious_violations, sign_in
@@ -104,3 +106,55 @@ async def test_selecting_rows_and_acting_on_them(page: Page, served: Served, ope
     await expect(page.locator("#alerts-form [data-errors]")).to_have_text(
         "Select at least one alert."
     )
+
+
+async def test_a_live_refresh_keeps_what_is_ticked(page: Page, served: Served, operator: Actor):
+    """A new alert refreshes the list: the boxes ticked before it, and one ticked while
+    the refresh was on its way (the list answered slowly), are still ticked after it."""
+    http = served.http
+    body = {"name": "Too hot", "metric": "temperature", "operator": ">", "threshold": 30}
+    r = await http.post("/api/v1/alert-rules", json=body, headers=operator.headers)
+    assert r.status_code == 201, r.text
+    tokens = {}
+    for name in ("North", "South", "East"):
+        device, tokens[name] = await device_with_token(http, operator, name=name)
+        r = await http.put(
+            f"/api/v1/devices/{device['id']}/deploy", json={"location": "Field"},
+            headers=operator.headers,
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+        tokens[name] = (device["id"], tokens[name])
+
+    async def too_hot(name: str) -> None:
+        device_id, token = tokens[name]
+        reading = {"data_type": "temperature",
+                   "values": [{"timestamp": iso(recent(2)), "value": 50}]}  # fmt: skip
+        r = await http.post(f"/api/v1/devices/{device_id}/data", json=reading, headers=token)
+        assert r.status_code == 200, r.text
+
+    await too_hot("North")
+    await too_hot("South")
+    await sign_in(page, served, operator)
+    await page.goto(served.base_url + "/console/alerts")
+    await expect(page.locator("#live")).to_have_text("Live")
+    rows = page.locator("#alerts-table tbody tr")
+    await expect(rows).to_have_count(2)
+    await page.get_by_label("Select Too hot on North").check()
+
+    # The refresh's answer is held back until South is ticked.
+    asked, ticked = asyncio.Event(), asyncio.Event()
+
+    async def slow_list(route: Route) -> None:
+        asked.set()
+        await ticked.wait()
+        await route.continue_()
+
+    await page.route("**/console/alerts/list*", slow_list)
+    await too_hot("East")
+    await asyncio.wait_for(asked.wait(), 5)
+    await page.get_by_label("Select Too hot on South").check()
+    ticked.set()
+    await expect(rows).to_have_count(3, timeout=5000)
+    await expect(page.get_by_label("Select Too hot on North")).to_be_checked()
+    await expect(page.get_by_label("Select Too hot on South")).to_be_checked()
+    await expect(page.get_by_label("Select Too hot on East")).not_to_be_checked()

@@ -55,6 +55,7 @@ FAKE_JWT = (
         (credentials.new_secret("fwp_"), "fwp_" + MASK),
         (FAKE_JWT, "eyJ" + MASK),
     ],
+    ids=["device-token", "api-key", "refresh-token", "provisioning-key", "jwt"],
 )
 def test_each_issued_credential_is_masked_by_its_shape(secret: str, shown: str) -> None:
     for line in (
@@ -87,6 +88,19 @@ def test_each_issued_credential_is_masked_by_its_shape(secret: str, shown: str) 
         ("< Authorization: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz", "Authorization: Basic ***"),
         ("< authorization: opaque-value-123", "opaque-value-123", "authorization: ***"),
         ("< Cookie: session=abc123", "abc123", "Cookie: ***"),
+    ],
+    ids=[
+        "postgres-url",
+        "mqtt-url",
+        "amqp-url",
+        "redis-url",
+        "json-password",
+        "repr-passwords",
+        "connect-payload",
+        "webhook-secret",
+        "basic-auth",
+        "authorization",
+        "cookie",
     ],
 )
 def test_passwords_headers_and_named_secrets_are_masked(line: str, secret: str, kept: str) -> None:

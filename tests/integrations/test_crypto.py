@@ -58,7 +58,11 @@ def test_rotation_new_key_seals_old_keys_open() -> None:
         KeyRing.of(old).open(resealed, "c")  # the old ring alone cannot open it
 
 
-@pytest.mark.parametrize("text", ["", "your-encryption-key", "c2hvcnQ", new_key() + ",nope"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "your-encryption-key", "c2hvcnQ", new_key() + ",nope"],
+    ids=["empty", "a-phrase", "too-short", "bad-second-key"],
+)
 def test_bad_keys_are_refused_with_a_clear_message(text: str) -> None:
     with pytest.raises(EncryptionKeyError, match="key"):
         KeyRing.of(text)

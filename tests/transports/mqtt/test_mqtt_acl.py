@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from fieldwatch.transports.mqtt import topics
@@ -16,8 +14,8 @@ from fieldwatch.transports.mqtt.acl import (
 )
 from fieldwatch.transports.mqtt.topics import Kind, Topic
 
-ME = str(uuid.uuid4())
-OTHER = str(uuid.uuid4())
+ME = "7b1c1f52-3f0e-4c2a-9d61-2a3f5e0b9c11"  # fixed: parametrize ids must be stable
+OTHER = "c4e8a9d0-5b7f-4e13-8a22-6f1d0c3b7e42"
 DEVICE = Principal("device", ME)
 SERIAL = "SN-0042.a_b"
 PROVISION = Principal("provision", SERIAL)

@@ -25,9 +25,9 @@ _ACL = load_test_module("transports/mqtt/test_mqtt_acl.py")
 allowed_by_acls = _ACL._allowed_by_acls
 
 IMAGE = os.urandom(50_000)
-ME = str(uuid.uuid4())
-OTHER = str(uuid.uuid4())
-UPDATE = str(uuid.uuid4())
+ME = "7b1c1f52-3f0e-4c2a-9d61-2a3f5e0b9c11"  # fixed: parametrize ids must be stable
+OTHER = "c4e8a9d0-5b7f-4e13-8a22-6f1d0c3b7e42"
+UPDATE = "0e5d2c7a-91b4-4f38-b6a0-3c8e7f1d2a95"
 DEVICE = Principal("device", ME)
 CONTROL = Principal("control", "ops-bot")
 

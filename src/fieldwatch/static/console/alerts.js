@@ -15,25 +15,43 @@
 
   function shown(id) { return id && document.getElementById("alert-" + id) !== null; }
 
+  /* What the person had ticked and where the focus was, taken just before a refresh's
+     list is swapped in (not when it was asked for: a box ticked while the request was
+     on its way stays ticked). */
+  var kept = null;
+
+  function keep() {
+    var all = document.getElementById("select-all");
+    var active = document.activeElement;
+    kept = {
+      ticked: Array.prototype.map.call(
+        list.querySelectorAll('input[name="ids"]:checked'), function (el) { return el.value; }),
+      all: Boolean(all && all.checked),
+      focused: active && list.contains(active) ? active.id : ""
+    };
+  }
+
+  function restore() {
+    if (kept === null) { return; }
+    kept.ticked.forEach(function (id) {
+      var box = document.getElementById("sel-" + id);
+      if (box) { box.checked = true; }
+    });
+    var all = document.getElementById("select-all");
+    if (all) { all.checked = kept.all; }
+    if (kept.focused && document.getElementById(kept.focused)) {
+      document.getElementById(kept.focused).focus();
+    }
+    kept = null;
+  }
+
   function refresh() {
     if (busy) { again = true; return; }
     busy = true;
-    var ticked = Array.prototype.map.call(
-      list.querySelectorAll('input[name="ids"]:checked'), function (el) { return el.value; });
-    var focused = document.activeElement && list.contains(document.activeElement) ? document.activeElement.id : "";
-    var all = document.getElementById("select-all");
-    var allTicked = Boolean(all && all.checked);
     window.htmx.ajax("GET", "/console/alerts/list" + (query ? "?" + query : ""),
                      /* from outside the form: a message next to its buttons stays */
-                     {source: status, target: list, swap: "innerHTML"}).then(function () {
-      ticked.forEach(function (id) {
-        var box = document.getElementById("sel-" + id);
-        if (box) { box.checked = true; }
-      });
-      var allAgain = document.getElementById("select-all");
-      if (allAgain) { allAgain.checked = allTicked; }
-      if (focused && document.getElementById(focused)) { document.getElementById(focused).focus(); }
-    }).finally(function () {
+                     {source: status, target: list, swap: "innerHTML"}).then(restore).finally(function () {
+      kept = null;
       busy = false;
       if (again) { again = false; refresh(); }
     });
@@ -53,7 +71,10 @@
      before the swap: a refresh never takes the focus from elsewhere on the page. */
   var focusWasInList = false;
   document.body.addEventListener("htmx:beforeSwap", function (e) {
-    if (e.detail.target === list) { focusWasInList = list.contains(document.activeElement); }
+    if (e.detail.target !== list) { return; }
+    focusWasInList = list.contains(document.activeElement);
+    var config = e.detail.requestConfig;
+    if (config && config.elt === status) { keep(); }
   });
   document.body.addEventListener("htmx:afterSwap", function (e) {
     if (e.detail.target !== list) { return; }
