@@ -17,7 +17,7 @@ from sqlalchemy import update
 from conftest import Actor, Factory, Served
 from fieldwatch.core.events import Event
 from fieldwatch.devices.models import Device
-from fieldwatch.firmware.rollouts.engine import jitter_offset
+from fieldwatch.firmware.rollouts.engine import jitter_offset, paced_budget
 from fieldwatch.runtime import Runtime, build_runtime
 from firmware_helpers import report, update_frame
 from rollout_helpers import (
@@ -123,7 +123,10 @@ async def test_failures_above_the_threshold_pause_and_the_next_wave_gets_nothing
     assert (await read(client, operator, rid))["status"] == "paused"
     # Resuming accepts the failures so far: wave 1 is over, wave 2 goes.
     await act(client, operator, rid, "resume")
-    await runtime.rollouts.run()
+    await runtime.rollouts.run()  # wave 1 ends (soaks 0 s)
+    await runtime.rollouts.run()  # wave 2 starts: a first burst of 5 (paced, 60 a minute)
+    assert [u.wave for u in await updates_of(runtime, rid)] == [1] * 4 + [2] * 5
+    clock.advance(1)
     await runtime.rollouts.run()
     assert [u.wave for u in await updates_of(runtime, rid)] == [1] * 4 + [2] * 6
 
@@ -205,6 +208,37 @@ async def test_the_rate_cap_holds_per_minute(client, operator: Actor, runtime: R
         assert sum(1 for t in times[i:] if (t - start).total_seconds() < 60) <= 3
 
 
+def test_the_pace_spreads_the_cap_over_the_minute() -> None:
+    # 200 a minute: a burst of 5, then 10 every 3 s; never more than 5 at one advance.
+    assert paced_budget(200, 0, 0) == 5
+    assert paced_budget(200, 0, 5) == 0
+    assert paced_budget(200, 3, 5) == 5  # 10 due by 3 s (+5 burst), 5 at most at once
+    assert paced_budget(200, 3, 10) == 5
+    assert paced_budget(200, 3, 15) == 0
+    assert paced_budget(200, 30, 105) == 0 and paced_budget(200, 30, 100) == 5
+    # A slow cap releases its minute at once, as before.
+    assert paced_budget(3, 0, 0) == 5
+    # 6,000 a minute: 100 a second is the burst.
+    assert paced_budget(6000, 0, 0) == 100 and paced_budget(6000, 0.5, 100) == 50
+    assert paced_budget(200, -1, 0) == 5  # a clock step back never releases more
+
+
+async def test_a_fast_cap_releases_evenly_over_the_minute(
+    client, operator: Actor, runtime: Runtime
+) -> None:
+    clock, _, rid = await running(client, runtime, operator, 150, canary=0, rate_per_minute=120)
+    counts = []
+    for _ in range(61):
+        await runtime.rollouts.run()
+        counts.append(len(await updates_of(runtime, rid)))
+        clock.advance(1)
+    steps = [b - a for a, b in zip([0, *counts], counts, strict=False)]
+    assert max(steps) == 5 and steps[0] == 5  # never a minute's 120 at once
+    assert counts[29] == 5 + 2 * 29  # 2 a second after the first burst
+    assert counts[59] == 120 and counts[60] == 120  # the minute's cap: the 121st waits
+    assert all(step <= 5 for step in steps)
+
+
 async def test_jitter_spreads_a_wave_over_its_seconds(
     client, operator: Actor, runtime: Runtime
 ) -> None:
@@ -216,7 +250,8 @@ async def test_jitter_spreads_a_wave_over_its_seconds(
     for at in (0, 30, 70, 101):
         clock.now = started
         clock.advance(at)
-        await runtime.rollouts.run()
+        for _ in range(3):  # one advance releases at most 5 (the pace's burst)
+            await runtime.rollouts.run()
         released = {u.device_id for u in await updates_of(runtime, rid)}
         assert released == {d for d, s in offsets.items() if s <= at}
 

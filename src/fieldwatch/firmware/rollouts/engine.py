@@ -11,7 +11,9 @@ rollout's row locked (so one process at a time advances a rollout) and:
    numbers in ``status_reason``, and nothing more is released;
 3. within the window, the wave's devices are released: at most ``rate_per_minute`` in
    any minute (counted from ``released_at`` in the database, so a restart or another
-   process keeps the cap), each no earlier than its jitter offset (a fixed share of
+   process keeps the cap), paced evenly over the minute rather than all at its start
+   (``paced_budget``: a 12,000-an-hour rollout releases a few devices a second, not 200
+   at once every minute), each no earlier than its jitter offset (a fixed share of
    ``jitter_s`` from the device's id) after the wave started. Each release is claimed
    (``released_at IS NULL``) and creates the device's update through the update service
    (it expires with the window); a device no longer eligible is skipped, with its
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import logging
 import uuid
 from collections.abc import Callable
@@ -54,8 +57,20 @@ from fieldwatch.firmware.updates.service import UpdateService
 log = logging.getLogger(__name__)
 
 MINUTE = timedelta(minutes=1)
+#: Devices one advance may release at least (a slow cap releases its minute at once).
+MIN_BURST = 5
 #: A skipped device's reason when the update service refused it for another cause.
 REFUSED = "refused"
+
+
+def paced_budget(rate_per_minute: int, elapsed_s: float, released: int) -> int:
+    """How many more devices a wave may release now so that its releases follow the
+    cap evenly: ``rate_per_minute × elapsed / 60`` since the wave started, plus a burst
+    of ``max(MIN_BURST, rate/60)`` (also the most one advance releases, so a rollout
+    resumed after a pause does not release its whole minute at once)."""
+    burst = max(MIN_BURST, math.ceil(rate_per_minute / 60))
+    paced = math.floor(rate_per_minute * max(elapsed_s, 0.0) / 60) + burst - released
+    return max(0, min(paced, burst))
 
 
 def jitter_offset(rollout_id: uuid.UUID, device_id: uuid.UUID, jitter_s: int) -> timedelta:
@@ -192,6 +207,10 @@ class _Step:
         budget = rollout.rate_per_minute - await self.rollouts.released_since(
             rollout.id, self.now - MINUTE
         )
+        if budget > 0:
+            elapsed_s = (self.now - since).total_seconds()
+            released = await self.rollouts.released_since(rollout.id, since)
+            budget = min(budget, paced_budget(rollout.rate_per_minute, elapsed_s, released))
         if budget <= 0:
             return 0
         fetch = budget if rollout.jitter_s == 0 else max(budget * 4, 200)
