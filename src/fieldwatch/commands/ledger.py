@@ -92,6 +92,13 @@ class CommandLedger:
         row.at, row.attempt, row.detail = utcnow(), command.attempts, detail
         self.commands.add(row)
 
+    def note_by_id(self, command_id: uuid.UUID, previous: str, state: str, detail: str) -> None:
+        """``note`` for a command not loaded here: its attempt number is read by the
+        INSERT itself (one statement, not a SELECT first)."""
+        row = CommandTransition(command_id=command_id, from_status=previous, to_status=state)
+        row.at, row.detail = utcnow(), detail
+        self.commands.add_transition_at_current_attempt(row)
+
     # --- delivery -------------------------------------------------------------------
 
     async def deliverable(self, device_id: uuid.UUID) -> Sequence[Command]:

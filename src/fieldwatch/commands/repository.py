@@ -44,6 +44,13 @@ class CommandRepository:
     def add(self, obj: Any) -> None:
         self.session.add(obj)
 
+    def add_transition_at_current_attempt(self, row: CommandTransition) -> None:
+        """Add ``row`` with its ``attempt`` read from its command by the INSERT itself."""
+        row.attempt = (
+            select(Command.attempts).where(Command.id == row.command_id).scalar_subquery()
+        )
+        self.session.add(row)
+
     async def get(self, workspace_id: uuid.UUID, command_id: uuid.UUID) -> Command | None:
         return await self.session.scalar(
             select(Command).where(Command.id == command_id, Command.workspace_id == workspace_id)

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import math
 import logging
+import math
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta

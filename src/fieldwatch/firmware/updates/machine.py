@@ -86,6 +86,11 @@ class UpdateMachine:
         changed = await self._move(update, (previous,), state, values=values)
         if changed is None:
             return None
+        if previous not in (st.PENDING, st.SENT):
+            # Past sent, its command was acknowledged with it (or requeued with it back
+            # to sent): nothing to acknowledge, and the transition needs no SELECT.
+            self.commands.note_by_id(changed.command_id, previous, state, detail)
+            return changed
         command = await self._command(changed)
         if command.status in (ledger.PENDING, ledger.SENT):
             await self.commands.acknowledge(changed.device_id, command.id)
