@@ -77,7 +77,25 @@ async def import_ring(
                               headers=actor.headers)  # fmt: skip
     assert listed.status_code == 200, listed.text
     ring = listed.json()["items"][0]["vendor_device_id"]
-    body = {"connection_id": connection_id, "devices": [ring], "sync_settings": sync_settings}
-    answer = await client.post(f"{API}/oura/import", json=body, headers=actor.headers)
+    return await import_device(client, actor, connection_id, ring, "oura", **sync_settings)
+
+
+async def import_device(
+    client: httpx.AsyncClient,
+    actor: Actor,
+    connection_id: str,
+    vendor_device_id: str,
+    kind: str = "oura",
+    **sync_settings: object,
+) -> str:
+    """Import the account's device ``vendor_device_id``; its Fieldwatch device id."""
+    body = {"connection_id": connection_id, "devices": [vendor_device_id],
+            "sync_settings": sync_settings}  # fmt: skip
+    answer = await client.post(f"{API}/{kind}/import", json=body, headers=actor.headers)
     assert answer.status_code == 201, answer.text
     return str(answer.json()[0]["device_id"])
+
+
+def refreshes(vendor: Vendor) -> int:
+    """How many times the stand-in was asked to refresh a grant."""
+    return sum(1 for call in vendor.token_calls if call.get("grant_type") == "refresh_token")

@@ -4,28 +4,20 @@ usage, data quality (with anomalies), sync performance; periods; isolation; acce
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 
 from conftest import problem
 from fieldwatch.core.clock import utcnow
-from fieldwatch.core.settings import Settings
 from fieldwatch.integrations.models import Segment, SyncRun
 from fieldwatch.runtime import Runtime
-from integration_helpers import API, connect_as, import_ring, oura_standin
-from standins.vendor import Vendor
+from integration_helpers import API, connect_as, import_ring
 from sync_helpers import readings
 
 USER = "oura-user-analytics"
 A = "/api/v1/analytics"
-
-
-@pytest.fixture
-async def oura(settings: Settings) -> AsyncIterator[Vendor]:
-    async with oura_standin(settings, users=[USER]) as vendor:
-        yield vendor
+STANDIN_USERS = [USER]
 
 
 @pytest.fixture

@@ -4,43 +4,26 @@ schedules a retry; a budget spent for long ends the run for a retry without aski
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
 import pytest
 
-from fieldwatch.core.settings import Settings
 from fieldwatch.integrations.connectors.catalogue import Quota
 from fieldwatch.integrations.sync.budget import BUDGETS, MAX_WAIT_S, BudgetExhausted, Budgets
 from fieldwatch.runtime import Runtime
-from integration_helpers import API, connect_as, withings_standin
+from integration_helpers import connect_as, import_device
 from standins.withings import Withings
 from sync_helpers import runs
 
 USER = "5151"
 KIND = "withings"
+STANDIN_USERS = [USER]
 
-
-@pytest.fixture(autouse=True)
-def fresh_budgets() -> Iterator[None]:
-    """Budgets are kept per process: each test starts with them unspent."""
-    BUDGETS.reset()
-    yield
-    BUDGETS.reset()
-
-
-@pytest.fixture
-async def withings(settings: Settings) -> AsyncIterator[Withings]:
-    async with withings_standin(settings, users=[USER]) as vendor:
-        yield vendor
+pytestmark = pytest.mark.usefixtures("fresh_budgets")
 
 
 async def _scale(client, operator) -> str:
     connection = await connect_as(client, operator, USER, KIND)
-    body = {"connection_id": connection, "devices": [f"scale-{USER}"],
-            "sync_settings": {"sync_historical_days": 1}}  # fmt: skip
-    answer = await client.post(f"{API}/{KIND}/import", json=body, headers=operator.headers)
-    assert answer.status_code == 201, answer.text
-    return str(answer.json()[0]["device_id"])
+    return await import_device(client, operator, connection, f"scale-{USER}", KIND,
+                               sync_historical_days=1)  # fmt: skip
 
 
 def _data_calls(vendor: Withings) -> int:

@@ -4,24 +4,16 @@ the vendor, tokens sealed at rest, the state good once."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlparse
 
-import pytest
 from sqlalchemy import select
 
 from conftest import problem
-from fieldwatch.core.settings import Settings
 from fieldwatch.integrations.models import Connection, OAuthState
 from fieldwatch.runtime import Runtime
-from integration_helpers import API, connect, consent, oura_standin
-from standins.vendor import Vendor
+from integration_helpers import API, connect, consent
 
-
-@pytest.fixture
-async def oura(settings: Settings) -> AsyncIterator[Vendor]:
-    async with oura_standin(settings, users=["oura-user-7"]) as vendor:
-        yield vendor
+STANDIN_USERS = ["oura-user-7"]
 
 
 async def test_catalogue_shows_what_can_be_connected_and_why_not(client, admin, oura) -> None:

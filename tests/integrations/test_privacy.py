@@ -5,27 +5,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest
 from sqlalchemy import func, select
 
 from conftest import create_device, problem
-from fieldwatch.core.settings import Settings
 from fieldwatch.integrations.models import Connection, DeviceSync, Segment
 from fieldwatch.runtime import Runtime
-from integration_helpers import API, connect_as, import_ring, oura_standin
-from standins.vendor import Vendor
+from integration_helpers import API, connect_as, import_ring
 from sync_helpers import readings, runs
 
 USER = "oura-user-priv"
 HR = "/v2/usercollection/heartrate"
-
-
-@pytest.fixture
-async def oura(settings: Settings) -> AsyncIterator[Vendor]:
-    async with oura_standin(settings, users=[USER]) as vendor:
-        yield vendor
+STANDIN_USERS = [USER]
 
 
 async def synced_ring(client, admin, runtime: Runtime) -> tuple[str, str]:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select, update
 
 from conftest import problem
@@ -16,18 +14,12 @@ from fieldwatch.core.clock import utcnow
 from fieldwatch.core.settings import Settings, VendorApp
 from fieldwatch.integrations.models import Connection, DeviceSync
 from fieldwatch.runtime import Runtime
-from integration_helpers import oura_standin
 from standins.vendor import Grant, Vendor
 from sync_helpers import readings
 
 USER = "oura-user-reg"
 DEVICES = "/api/v1/devices"
-
-
-@pytest.fixture
-async def oura(settings: Settings) -> AsyncIterator[Vendor]:
-    async with oura_standin(settings, users=[USER]) as vendor:
-        yield vendor
+STANDIN_USERS = [USER]
 
 
 def tokens(vendor: Vendor, user: str = USER) -> dict[str, str]:

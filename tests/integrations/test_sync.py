@@ -5,32 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
-
-import pytest
 
 from conftest import problem
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.events import Event
-from fieldwatch.core.settings import Settings
 from fieldwatch.integrations.sync.events import SYNC_CHANGED
 from fieldwatch.integrations.sync.runner import OVERLAP
 from fieldwatch.runtime import Runtime
 from fieldwatch.telemetry.ingest.service import TELEMETRY_RECEIVED
-from integration_helpers import API, connect_as, import_ring, oura_standin
+from integration_helpers import API, connect_as, import_ring
 from standins.oura import PAGE, heart_rate
-from standins.vendor import Vendor
 from sync_helpers import count_runs, cursor, device_sync, readings, runs, segments_of
 
 USER = "oura-user-7"
 HR = "/v2/usercollection/heartrate"
-
-
-@pytest.fixture
-async def oura(settings: Settings) -> AsyncIterator[Vendor]:
-    async with oura_standin(settings, users=[USER]) as vendor:
-        yield vendor
+STANDIN_USERS = [USER]
 
 
 async def test_import_lists_the_ring_and_creates_a_synced_device(client, operator, oura) -> None:

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import update
 
 from conftest import problem
@@ -18,18 +16,12 @@ from fieldwatch.core.settings import Settings
 from fieldwatch.integrations.models import SyncRun
 from fieldwatch.integrations.sync.engine import SyncEngine
 from fieldwatch.runtime import Runtime, build_runtime
-from integration_helpers import API, connect_as, import_ring, oura_standin
-from standins.vendor import Vendor
+from integration_helpers import API, connect_as, import_ring
 from sync_helpers import readings, runs
 
 USERS = ["ring-a", "ring-b", "ring-c"]
 HR = "/v2/usercollection/heartrate"
-
-
-@pytest.fixture
-async def oura(settings: Settings) -> AsyncIterator[Vendor]:
-    async with oura_standin(settings, users=USERS) as vendor:
-        yield vendor
+STANDIN_USERS = USERS
 
 
 async def _claimed_by(runtime: Runtime, run_id: str, owner: str, until_s: float) -> None:

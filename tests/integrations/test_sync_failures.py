@@ -4,27 +4,17 @@ too long; what was committed stays, retries resume from the cursors."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest
-
 from conftest import problem
-from fieldwatch.core.settings import Settings
 from fieldwatch.runtime import Runtime
-from integration_helpers import connect_as, import_ring, oura_standin
+from integration_helpers import connect_as, import_ring
 from standins.oura import PAGE
-from standins.vendor import Vendor
 from sync_helpers import count_runs, cursor, device_sync, make_due, readings, runs
 
 USER = "oura-user-9"
 HR = "/v2/usercollection/heartrate"
-
-
-@pytest.fixture
-async def oura(settings: Settings) -> AsyncIterator[Vendor]:
-    async with oura_standin(settings, users=[USER]) as vendor:
-        yield vendor
+STANDIN_USERS = [USER]
 
 
 async def _ring(client, operator, **settings: object) -> str:

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
 
 from fieldwatch.core.clock import utcnow
-from fieldwatch.core.settings import Settings
 from fieldwatch.integrations.connections.tokens import (
     ConnectionUnusable,
     RefreshFailed,
@@ -20,14 +18,7 @@ from fieldwatch.integrations.connections.tokens import (
 )
 from fieldwatch.integrations.models import Connection
 from fieldwatch.runtime import Runtime
-from integration_helpers import connect, oura_standin
-from standins.vendor import Vendor
-
-
-@pytest.fixture
-async def oura(settings: Settings) -> AsyncIterator[Vendor]:
-    async with oura_standin(settings) as vendor:
-        yield vendor
+from integration_helpers import connect, refreshes
 
 
 def source(runtime: Runtime, owner: str) -> TokenSource:
@@ -56,14 +47,10 @@ async def _connected(client, operator, runtime: Runtime) -> uuid.UUID:
     return uuid.UUID(answer.json()["id"])
 
 
-def _refreshes(vendor: Vendor) -> int:
-    return sum(1 for call in vendor.token_calls if call["grant_type"] == "refresh_token")
-
-
 async def test_a_fresh_token_is_used_as_it_is(client, operator, oura, runtime) -> None:
     cid = await _connected(client, operator, runtime)
     token = await source(runtime, "p1").access_token(cid)
-    assert token["access_token"] in oura.grants and _refreshes(oura) == 0
+    assert token["access_token"] in oura.grants and refreshes(oura) == 0
 
 
 async def test_concurrent_refreshes_ask_the_vendor_once(client, operator, oura, runtime) -> None:
@@ -72,7 +59,7 @@ async def test_concurrent_refreshes_ask_the_vendor_once(client, operator, oura, 
     await _expire(runtime, cid)
     one, two = source(runtime, "process-1"), source(runtime, "process-2")
     tokens = await asyncio.gather(*(s.access_token(cid) for s in (one, two, one, two, one)))
-    assert _refreshes(oura) == 1  # single-use refresh tokens: a second refresh would fail
+    assert refreshes(oura) == 1  # single-use refresh tokens: a second refresh would fail
     assert len({t["access_token"] for t in tokens}) == 1
     after = await _row(runtime)
     assert (after.status, after.refreshing_by) == ("active", None)
@@ -92,7 +79,7 @@ async def test_a_revoked_grant_needs_authorising_again(client, operator, oura, r
     assert "invalid_grant" in (row.status_reason or "")
     with pytest.raises(ConnectionUnusable):  # and stays so without asking the vendor again
         await source(runtime, "p2").access_token(cid)
-    assert _refreshes(oura) == 1
+    assert refreshes(oura) == 1
 
 
 @pytest.mark.parametrize("status", [500, 503, 429])

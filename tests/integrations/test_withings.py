@@ -9,7 +9,6 @@ import asyncio
 import functools
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -22,40 +21,19 @@ from fieldwatch.core.settings import Settings
 from fieldwatch.integrations.connections.tokens import RefreshFailed, TokenSource
 from fieldwatch.integrations.connectors.withings import WithingsConnector
 from fieldwatch.integrations.models import Connection
-from fieldwatch.integrations.sync.budget import BUDGETS
 from fieldwatch.integrations.sync.runner import _fetch
 from fieldwatch.integrations.sync.vendor import VendorSession
 from fieldwatch.runtime import Runtime
-from integration_helpers import API, connect_as
+from integration_helpers import API, connect_as, import_device, refreshes
 from standins.vendor import Grant
-from standins.withings import PAGE, ZONE, Withings, weight_g
+from standins.withings import PAGE, ZONE, weight_g
 from sync_helpers import cursor, device_sync, readings, runs, segments_of
 
 USER = "4242"
 KIND = "withings"
+STANDIN_USERS = [USER]
 
-
-@pytest.fixture(autouse=True)
-def fresh_budgets() -> Iterator[None]:
-    """Budgets are kept per process: each test starts with them unspent."""
-    BUDGETS.reset()
-    yield
-    BUDGETS.reset()
-
-
-@pytest.fixture
-async def withings(settings: Settings) -> AsyncIterator[Withings]:
-    from integration_helpers import withings_standin
-
-    async with withings_standin(settings, users=[USER]) as vendor:
-        yield vendor
-
-
-async def _import(client, operator, connection: str, vendor_id: str, **settings: object) -> str:
-    body = {"connection_id": connection, "devices": [vendor_id], "sync_settings": settings}
-    answer = await client.post(f"{API}/{KIND}/import", json=body, headers=operator.headers)
-    assert answer.status_code == 201, answer.text
-    return str(answer.json()[0]["device_id"])
+pytestmark = pytest.mark.usefixtures("fresh_budgets")
 
 
 async def _values(client, operator, device: str, metric: str) -> list[tuple[str, float, str]]:
@@ -63,10 +41,6 @@ async def _values(client, operator, device: str, metric: str) -> list[tuple[str,
                               params={"data_type": metric, "limit": 500})  # fmt: skip
     assert answer.status_code == 200, answer.text
     return [(i["timestamp"], i["value"], i["unit"]) for i in answer.json()["items"]]
-
-
-def _refreshes(vendor: Withings) -> int:
-    return sum(1 for c in vendor.token_calls if c.get("grant_type") == "refresh_token")
 
 
 async def test_connect_import_backfill_and_incremental(
@@ -87,8 +61,8 @@ async def test_connect_import_backfill_and_incremental(
     assert "access_token" not in listed.text and "refresh_token" not in listed.text
     vendor_ids = {d["vendor_device_id"] for d in listed.json()["items"]}
     assert vendor_ids == {f"scale-{USER}", f"bpm-{USER}"}
-    device = await _import(client, operator, connection, f"scale-{USER}",
-                           sync_historical_days=3)  # fmt: skip
+    device = await import_device(client, operator, connection, f"scale-{USER}", KIND,
+                                 sync_historical_days=3)  # fmt: skip
     got = await client.get(f"/api/v1/devices/{device}", headers=operator.headers)
     assert (got.json()["type"], got.json()["manufacturer"]) == ("withings_scale", "Withings")
 
@@ -149,7 +123,8 @@ async def test_values_are_value_times_ten_to_the_unit(
 
 async def test_paging_with_offset_and_more(client, operator, withings, runtime) -> None:
     connection = await connect_as(client, operator, USER, KIND)
-    device = await _import(client, operator, connection, f"bpm-{USER}", sync_historical_days=25)
+    device = await import_device(client, operator, connection, f"bpm-{USER}", KIND,
+                                 sync_historical_days=25)  # fmt: skip
     await runtime.sync.run_once()
     (run,) = await runs(runtime, device)
     assert run.status == "completed", run.error_message
@@ -162,12 +137,13 @@ async def test_paging_with_offset_and_more(client, operator, withings, runtime) 
 
 async def test_a_revoked_grant_ends_in_auth_required(client, operator, withings, runtime) -> None:
     connection = await connect_as(client, operator, USER, KIND)
-    device = await _import(client, operator, connection, f"scale-{USER}", sync_historical_days=1)
+    device = await import_device(client, operator, connection, f"scale-{USER}", KIND,
+                                 sync_historical_days=1)  # fmt: skip
     withings.revoke(USER)
     await runtime.sync.run_once()
     (run,) = await runs(runtime, device)
     assert run.status == "auth_required"
-    assert _refreshes(withings) == 1  # the 200-body 401 forced one refresh, refused
+    assert refreshes(withings) == 1  # the 200-body 401 forced one refresh, refused
     async with runtime.uow() as uow:
         row = await uow.session.get(Connection, uuid.UUID(connection))
     assert row is not None and row.status == "auth_required" and row.credentials is None
@@ -176,7 +152,8 @@ async def test_a_revoked_grant_ends_in_auth_required(client, operator, withings,
 
 async def test_a_601_waits_for_a_retry(client, operator, withings, runtime) -> None:
     connection = await connect_as(client, operator, USER, KIND)
-    device = await _import(client, operator, connection, f"scale-{USER}", sync_historical_days=1)
+    device = await import_device(client, operator, connection, f"scale-{USER}", KIND,
+                                 sync_historical_days=1)  # fmt: skip
     withings.fail("/measure", 200, body={"status": 601, "error": "Too many requests"})
     await runtime.sync.run_once()
     (first, retry) = await runs(runtime, device)
@@ -208,7 +185,7 @@ async def test_token_rotation_raced_by_two_processes(client, operator, withings,
     one, two = (TokenSource(runtime.uow, runtime.settings, runtime.key_ring, owner=o)
                 for o in ("process-1", "process-2"))  # fmt: skip
     tokens = await asyncio.gather(*(s.access_token(cid) for s in (one, two, one, two)))
-    assert _refreshes(withings) == 1 and len({t["access_token"] for t in tokens}) == 1
+    assert refreshes(withings) == 1 and len({t["access_token"] for t in tokens}) == 1
     (call,) = [c for c in withings.token_calls if c.get("grant_type") == "refresh_token"]
     assert (call["action"], call["refresh_token"]) == ("requesttoken", old_refresh)
     assert tokens[0]["refresh_token"] != old_refresh  # rotated, and stored
