@@ -46,9 +46,7 @@ class CommandRepository:
 
     def add_transition_at_current_attempt(self, row: CommandTransition) -> None:
         """Add ``row`` with its ``attempt`` read from its command by the INSERT itself."""
-        row.attempt = (
-            select(Command.attempts).where(Command.id == row.command_id).scalar_subquery()
-        )
+        row.attempt = select(Command.attempts).where(Command.id == row.command_id).scalar_subquery()
         self.session.add(row)
 
     async def get(self, workspace_id: uuid.UUID, command_id: uuid.UUID) -> Command | None:
