@@ -42,7 +42,6 @@
     if (kept.focused && document.getElementById(kept.focused)) {
       document.getElementById(kept.focused).focus();
     }
-    kept = null;
   }
 
   function refresh() {
