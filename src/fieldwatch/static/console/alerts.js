@@ -31,25 +31,28 @@
     };
   }
 
+  /* Put back what was ticked; the focus goes back to the control it was on only when the
+     swap lost it (someone who moved on while the refresh was on its way keeps theirs). */
   function restore() {
-    if (kept === null) { return; }
     kept.ticked.forEach(function (id) {
       var box = document.getElementById("sel-" + id);
       if (box) { box.checked = true; }
     });
     var all = document.getElementById("select-all");
     if (all) { all.checked = kept.all; }
-    if (kept.focused && document.getElementById(kept.focused)) {
-      document.getElementById(kept.focused).focus();
-    }
+    var back = kept.focused && document.getElementById(kept.focused);
+    kept = null;
+    if (back && lostFocus()) { back.focus(); }
   }
+
+  function lostFocus() { return !document.activeElement || document.activeElement === document.body; }
 
   function refresh() {
     if (busy) { again = true; return; }
     busy = true;
     window.htmx.ajax("GET", "/console/alerts/list" + (query ? "?" + query : ""),
                      /* from outside the form: a message next to its buttons stays */
-                     {source: status, target: list, swap: "innerHTML"}).then(restore).finally(function () {
+                     {source: status, target: list, swap: "innerHTML"}).finally(function () {
       kept = null;
       busy = false;
       if (again) { again = false; refresh(); }
@@ -77,11 +80,11 @@
   });
   document.body.addEventListener("htmx:afterSwap", function (e) {
     if (e.detail.target !== list) { return; }
-    var lost = focusWasInList &&
-      (!document.activeElement || document.activeElement === document.body);
+    var wasInList = focusWasInList;
     focusWasInList = false;
+    if (kept !== null) { restore(); }
     var results = document.getElementById("alerts-results");
-    if (lost && results) { results.focus(); }
+    if (wasInList && lostFocus() && results) { results.focus(); }
   });
 
   form.addEventListener("change", function (e) {
