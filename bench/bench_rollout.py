@@ -7,7 +7,9 @@ simulated devices in ``--canary`` + ``--percentages`` waves (100 devices, then 5
 deployed, on version 1.0.0, and a token each) and run in ``--processes`` client
 processes (bench/rollout/: each device speaks the protocol itself: every
 ``firmware_state`` report, a real HTTP download of the file checked against its
-SHA-256, a reboot and a version report on a new connection).
+SHA-256, a reboot and a version report on a new connection). The client processes
+run at ``--client-nice`` 10: they stand in for devices that are elsewhere, and on one
+machine the server and its database come first.
 
 Printed: time from the start to the rollout's completion (the server's own timestamps)
 against devices / rate; each wave's; completed and failed as the server's rollout
@@ -56,6 +58,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--processes", type=int, default=4, help="client processes")
+    parser.add_argument(
+        "--client-nice", type=int, default=10,
+        help="niceness of the client processes (0: the server's own priority)",
+    )  # fmt: skip
     parser.add_argument("--rate", type=int, default=200, help="devices released a minute")
     parser.add_argument("--canary", type=int, default=100, help="devices in the first wave")
     parser.add_argument(
@@ -90,7 +96,8 @@ def main() -> None:
     say(
         lines,
         f"Fieldwatch firmware rollout benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')}: "
-        f"{args.devices:,} WebSocket devices in {args.processes} client processes, a "
+        f"{args.devices:,} WebSocket devices in {args.processes} client processes "
+        f"(nice {args.client_nice}), a "
         f"{args.artifact_bytes:,}-byte artifact, canary {args.canary} then "
         f"{args.percentages} % of the rest, soak {args.soak} s, {args.rate} devices/min "
         f"(PostgreSQL; {os.cpu_count()} CPUs; RLIMIT_NOFILE {nofile}; load average "
@@ -129,7 +136,9 @@ def main() -> None:
                 f"{[w['size'] for w in plan['waves']]}, {plan['excluded']} left out "
                 f"{plan['excluded_by_reason']}",
             )
-            options = Options(install_s=args.install_s, reboot_s=args.reboot_s)
+            options = Options(
+                install_s=args.install_s, reboot_s=args.reboot_s, nice=args.client_nice
+            )
             clients = ClientProcesses(srv.base, fleet.tokens, args.processes, options)
             stats: list[dict[str, Any]] = []
             try:

@@ -43,6 +43,7 @@ class Options:
     install_s: float = 1.0
     reboot_s: float = 2.0
     open_timeout: float = 30.0
+    nice: int = 10  # the client processes' scheduling niceness (0: as the server's)
 
 
 @dataclass

@@ -186,6 +186,9 @@ def _handling(
     say(lines, _line("firmware_state (all)", states))
     say(lines, _line("heartbeat with the version", _spread(timings.get("version report", []))))
     say(lines, _line("heartbeat (periodic)", _spread(timings.get("heartbeat", []))))
+    for kind in sorted(k for k in timings if k.startswith("statement: ")):
+        say(lines, _line(f"  {kind[len('statement: ') :]} (in a report)", _spread(timings[kind])))
+    say(lines, _line("event loop lag (5 ms sleep)", _spread(timings.get("loop lag", []))))
     rtt: dict[str, list[float]] = {}
     for s in stats:
         for label, values in s["rtt"].items():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import os
 import time
 from typing import Any
 
@@ -18,7 +19,12 @@ from rollout.device import Device, Options, Stats
 
 
 def client_process(base: str, tokens: list[str], options: Options, conn: Any) -> None:
+    """The simulated devices yield the CPU to the server and the database (``nice``):
+    on the benchmark's one machine they stand in for devices that are elsewhere, and
+    the server's figures should not include its waits behind them."""
     raise_nofile()
+    if options.nice:
+        os.nice(options.nice)
     uvloop.run(_serve(base, tokens, options, conn))
 
 

@@ -6,7 +6,10 @@ The gateway's ``handle`` (the frame decoded → its reply ready: for a ``firmwar
 frame, parsing the report and the firmware service's transaction up to its commit) is
 wrapped with a ``perf_counter`` on each side; the time a frame waits in the socket or the
 event loop before it is read, and the sending of the ack, are not in it (the clients
-measure the whole round trip). Durations are kept per frame type in memory; a watcher
+measure the whole round trip). Inside a ``firmware_state`` frame each SQL statement is
+timed too (execute → its answer read, the event loop's wait included), and a probe task
+records the event loop's lag (how late a 5 ms sleep wakes up): where a report's time
+goes. Durations are kept per frame type in memory; a watcher
 thread writes them to ``<control-dir>/timings.json`` when the file ``dump`` appears
 there, then writes ``dump.done``. With ``--profile``, cProfile runs from the start and
 its statistics go to ``<control-dir>/profile.pstats`` with each dump (the profiler slows
@@ -18,6 +21,8 @@ Usage: python bench/rollout/serve_timed.py --port 8123 --control-dir DIR [--prof
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextvars
 import cProfile
 import json
 import threading
@@ -26,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 import fieldwatch.transports.websocket as gateway
 from fieldwatch.app import create_asgi_app, server_options
@@ -34,15 +41,58 @@ from fieldwatch.core.settings import get_settings
 
 TIMINGS: dict[str, list[float]] = {}
 _handle = gateway.handle
+#: The frame type being handled, for the statements it runs ("" outside a frame).
+FRAME: contextvars.ContextVar[str] = contextvars.ContextVar("frame", default="")
 
 
 async def timed_handle(edge: Any, session: Any, frame: gateway.DeviceFrame) -> Any:
     started = time.perf_counter()
+    token = FRAME.set(frame.type)
     try:
         return await _handle(edge, session, frame)
     finally:
+        FRAME.reset(token)
         kind = "version report" if "firmware_version" in frame.body else frame.type
         TIMINGS.setdefault(kind, []).append(time.perf_counter() - started)
+
+
+def time_statements() -> None:
+    """Each statement a ``firmware_state`` frame runs, timed from its cursor's execute to
+    its return (the database's answer and the event loop's wait for it):
+    ``statement: SELECT`` and so on in the timings."""
+
+    @event.listens_for(Engine, "before_cursor_execute")
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if FRAME.get() == gateway.STATE_FRAME:
+            conn.info["fw_started"] = time.perf_counter()
+
+    @event.listens_for(Engine, "after_cursor_execute")
+    def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        started = conn.info.pop("fw_started", None)
+        if started is not None:
+            kind = "statement: " + statement.lstrip().split(None, 1)[0].upper()
+            TIMINGS.setdefault(kind, []).append(time.perf_counter() - started)
+
+
+async def probe_lag() -> None:
+    """The event loop's lag: how late a 5 ms sleep wakes up (``loop lag``)."""
+    while True:
+        started = time.perf_counter()
+        await asyncio.sleep(0.005)
+        TIMINGS.setdefault("loop lag", []).append(time.perf_counter() - started - 0.005)
+
+
+class Probed:
+    """The ASGI app, with the lag probe started on its first call (in the server's loop)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.probe: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.probe is None:
+            self.probe = asyncio.create_task(probe_lag())
+        await self.app(scope, receive, send)
 
 
 def watch(control: Path, profiler: cProfile.Profile | None) -> None:
@@ -68,6 +118,7 @@ def main() -> None:
     args = parser.parse_args()
     args.control_dir.mkdir(parents=True, exist_ok=True)
     gateway.handle = timed_handle  # receive_loop looks it up in the module at each frame
+    time_statements()
     profiler = cProfile.Profile() if args.profile else None
     threading.Thread(target=watch, args=(args.control_dir, profiler), daemon=True).start()
     if profiler is not None:
@@ -75,7 +126,10 @@ def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
-        create_asgi_app(settings), host=settings.host, port=args.port, **server_options(settings)
+        Probed(create_asgi_app(settings)),
+        host=settings.host,
+        port=args.port,
+        **server_options(settings),
     )
 
 

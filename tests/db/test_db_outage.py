@@ -150,6 +150,7 @@ async def test_device_websocket_keeps_its_session_through_an_outage(
         reply = await recv(ws)
         assert reply["type"] == "ack", reply
     r = await served.http.get(f"/api/v1/devices/{device.id}/data", headers=admin.headers)
+    assert r.status_code == 200, r.text
     assert [x["value"] for x in r.json()["items"]] == [21.5, 21.5]
     await ws.close()
 

@@ -160,7 +160,11 @@ class Settings(BaseSettings):
     offline_tolerance: float = 3.0
     presence_sweep_s: float = 5.0
     auth_cache_s: float = 2.0
-    device_cache_s: float = 10.0
+    #: A device's lifecycle status on the ingest path. A change evicts it at once (in
+    #: every process when the bus is shared), so this only bounds how long another
+    #: process without a shared bus goes on with the old one; longer than a heartbeat
+    #: interval, or every heartbeat reads the device again.
+    device_cache_s: float = 300.0
     realtime_coalesce_ms: int = 250
     realtime_cors_origins: list[str] = Field(
         default_factory=list,

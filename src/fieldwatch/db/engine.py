@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
-from fieldwatch.db.faults import discard_broken_connections
+from fieldwatch.db.faults import discard_broken_connections, outages
 
 
 def normalize_url(url: str) -> URL:
@@ -40,7 +42,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str | URL, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+#: A pooled connection unused for longer than this is pinged before it is handed out.
+IDLE_PING_S = 5.0
+#: After the database failed anything, every connection is pinged for this long.
+AFTER_FAILURE_S = 30.0
+
+
+def create_engine(
+    url: str | URL, *, pool_size: int = 10, echo: bool = False, idle_ping_s: float = IDLE_PING_S
+) -> AsyncEngine:
     parsed = normalize_url(url) if isinstance(url, str) else url
     # Statement parameters hold stored secrets (webhook signing secrets, password hashes):
     # kept out of the echo and out of database errors' messages, which get logged.
@@ -53,17 +63,49 @@ def create_engine(url: str | URL, *, pool_size: int = 10, echo: bool = False) ->
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     # A connection attempt gives up after 5 s and a wait for a pooled connection after
-    # 10 s: the request then answers 503 (db/faults.py) instead of hanging.
+    # 10 s: the request then answers 503 (db/faults.py) instead of hanging. The most
+    # recently returned connection is handed out first, so under load the same few stay
+    # busy and the rest sit idle (and are checked before use, see ping_when_idle).
     kwargs.update(
         pool_size=pool_size,
         max_overflow=0,
-        pool_pre_ping=True,
+        pool_use_lifo=True,
         pool_timeout=10,
         connect_args={"timeout": 5},
     )
     engine = create_async_engine(parsed, **kwargs)
     discard_broken_connections(engine)
+    ping_when_idle(engine, idle_ping_s)
     return engine
+
+
+def ping_when_idle(engine: AsyncEngine, idle_s: float = IDLE_PING_S) -> None:
+    """Check a connection that sat in the pool for more than ``idle_s`` before handing it
+    out; one that fails is replaced by a new one (a database restarted while the server
+    was quiet costs no request). A connection returned moments ago is handed out as is:
+    the asyncpg ping is three round trips (begin, a query, rollback), which on the ingest
+    path's short transactions was as many as the work itself. Once the process saw the
+    database fail (``faults.outages``: any request, the telemetry writer, a gateway),
+    every connection is checked for the next ``AFTER_FAILURE_S`` seconds: the others may
+    have been cut by the same outage."""
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "checkin")
+    def returned(dbapi_connection: Any, record: Any) -> None:
+        record.info["fieldwatch_returned"] = time.monotonic()
+
+    @event.listens_for(sync_engine, "checkout")
+    def handed_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        returned_at = record.info.get("fieldwatch_returned")
+        now = time.monotonic()
+        if returned_at is None:
+            return  # just connected
+        if now - returned_at < idle_s and now - outages.failed_at > AFTER_FAILURE_S:
+            return
+        try:
+            sync_engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError("the pooled connection did not answer a ping") from exc
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

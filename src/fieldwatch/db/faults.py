@@ -109,6 +109,8 @@ class OutageLog:
         self.window_s = window_s
         self._last = -float("inf")
         self._suppressed = 0
+        #: When the last failure was seen (monotonic), logged or not.
+        self.failed_at = -float("inf")
 
     def reset(self) -> None:
         """Start a new window (the next failure is logged)."""
@@ -116,6 +118,7 @@ class OutageLog:
 
     def failed(self, reason: str, where: str) -> None:
         now = time.monotonic()
+        self.failed_at = now
         if now - self._last < self.window_s:
             self._suppressed += 1
             return
