@@ -59,6 +59,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--processes", type=int, default=4, help="client processes")
     parser.add_argument(
+        "--server-env", action="append", default=[], metavar="NAME=VALUE",
+        help="a FIELDWATCH_ setting for the server (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
         "--client-nice", type=int, default=10,
         help="niceness of the client processes (0: the server's own priority)",
     )  # fmt: skip
@@ -107,6 +111,9 @@ def main() -> None:
     control = Path(tempfile.mkdtemp(prefix="fw-bench-rollout-"))
     with ScratchDatabase("fieldwatch_bench_rollout", base=args.database_url) as db:
         env = env_for(db, FIELDWATCH_MQTT_EMBEDDED="false", FIELDWATCH_ACCESS_TOKEN_TTL_S="86400")
+        env |= dict(item.split("=", 1) for item in args.server_env)
+        if args.server_env:
+            say(lines, "server settings: " + ", ".join(args.server_env))
         set_up(env, ADMIN, "bench")
         command = [sys.executable, str(SERVE_TIMED), "--control-dir", str(control)]
         command += ["--profile"] if args.profile else []

@@ -189,6 +189,8 @@ def _handling(
     for kind in sorted(k for k in timings if k.startswith("statement: ")):
         say(lines, _line(f"  {kind[len('statement: ') :]} (in a report)", _spread(timings[kind])))
     say(lines, _line("event loop lag (5 ms sleep)", _spread(timings.get("loop lag", []))))
+    for kind in sorted(k for k in timings if k.startswith("gc gen")):
+        say(lines, _line(f"{kind} pause", _spread(timings[kind])))
     rtt: dict[str, list[float]] = {}
     for s in stats:
         for label, values in s["rtt"].items():

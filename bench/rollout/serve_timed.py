@@ -8,10 +8,11 @@ wrapped with a ``perf_counter`` on each side; the time a frame waits in the sock
 event loop before it is read, and the sending of the ack, are not in it (the clients
 measure the whole round trip). Inside a ``firmware_state`` frame each SQL statement is
 timed too (execute → its answer read, the event loop's wait included), and a probe task
-records the event loop's lag (how late a 5 ms sleep wakes up): where a report's time
-goes. Durations are kept per frame type in memory; a watcher
-thread writes them to ``<control-dir>/timings.json`` when the file ``dump`` appears
-there, then writes ``dump.done``. With ``--profile``, cProfile runs from the start and
+records the event loop's lag (how late a 5 ms sleep wakes up), and each garbage
+collection's pause is kept by generation: where a report's time goes. Durations are
+kept per frame type in memory; a watcher thread writes them to
+``<control-dir>/timings.json`` when the file ``dump`` appears there, then writes
+``dump.done``. With ``--profile``, cProfile runs from the start and
 its statistics go to ``<control-dir>/profile.pstats`` with each dump (the profiler slows
 the server down: a profiled run's timings are not the benchmark's).
 
@@ -24,6 +25,7 @@ import argparse
 import asyncio
 import contextvars
 import cProfile
+import gc
 import json
 import threading
 import time
@@ -82,6 +84,20 @@ async def probe_lag() -> None:
         TIMINGS.setdefault("loop lag", []).append(time.perf_counter() - started - 0.005)
 
 
+def time_collections() -> None:
+    """Each garbage collection's pause, by generation (``gc gen2`` and so on)."""
+    started = [0.0]
+
+    def callback(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            kind = f"gc gen{info['generation']}"
+            TIMINGS.setdefault(kind, []).append(time.perf_counter() - started[0])
+
+    gc.callbacks.append(callback)
+
+
 class Probed:
     """The ASGI app, with the lag probe started on its first call (in the server's loop)."""
 
@@ -119,6 +135,7 @@ def main() -> None:
     args.control_dir.mkdir(parents=True, exist_ok=True)
     gateway.handle = timed_handle  # receive_loop looks it up in the module at each frame
     time_statements()
+    time_collections()
     profiler = cProfile.Profile() if args.profile else None
     threading.Thread(target=watch, args=(args.control_dir, profiler), daemon=True).start()
     if profiler is not None:

@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 # the young generation grow (telemetry parsing allocates many small
                 # objects per request).
                 gc.freeze()
-                gc.set_threshold(50_000, 20, 100)
+                gc.set_threshold(runtime.settings.gc_young_threshold, 20, 100)
                 await start_gateway(edge)  # MQTT, as the settings say
                 await start_listener(edge)  # the device port, if set
             if realtime is not None:  # Socket.IO push, when served by create_asgi_app

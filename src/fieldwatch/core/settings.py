@@ -165,6 +165,9 @@ class Settings(BaseSettings):
     #: process without a shared bus goes on with the old one; longer than a heartbeat
     #: interval, or every heartbeat reads the device again.
     device_cache_s: float = 300.0
+    #: The cyclic garbage collector's young-generation threshold once the server runs
+    #: (allocations between collections; Python's own is 700).
+    gc_young_threshold: int = Field(default=50_000, ge=100)
     realtime_coalesce_ms: int = 250
     realtime_cors_origins: list[str] = Field(
         default_factory=list,
