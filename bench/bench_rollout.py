@@ -92,6 +92,16 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def server_env(db: ScratchDatabase, settings: list[str], lines: list[str]) -> dict[str, str]:
+    """The server's environment: the scratch database, no MQTT, day-long tokens, and the
+    ``--server-env`` settings (printed)."""
+    env = env_for(db, FIELDWATCH_MQTT_EMBEDDED="false", FIELDWATCH_ACCESS_TOKEN_TTL_S="86400")
+    env |= dict(item.split("=", 1) for item in settings)
+    if settings:
+        say(lines, "server settings: " + ", ".join(settings))
+    return env
+
+
 def main() -> None:
     args = parse_args()
     nofile = raise_nofile()
@@ -110,10 +120,7 @@ def main() -> None:
     report: dict[str, Any] = {"args": vars(args), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     control = Path(tempfile.mkdtemp(prefix="fw-bench-rollout-"))
     with ScratchDatabase("fieldwatch_bench_rollout", base=args.database_url) as db:
-        env = env_for(db, FIELDWATCH_MQTT_EMBEDDED="false", FIELDWATCH_ACCESS_TOKEN_TTL_S="86400")
-        env |= dict(item.split("=", 1) for item in args.server_env)
-        if args.server_env:
-            say(lines, "server settings: " + ", ".join(args.server_env))
+        env = server_env(db, args.server_env, lines)
         set_up(env, ADMIN, "bench")
         command = [sys.executable, str(SERVE_TIMED), "--control-dir", str(control)]
         command += ["--profile"] if args.profile else []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, tzinfo
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -99,3 +100,11 @@ async def import_device(
 def refreshes(vendor: Vendor) -> int:
     """How many times the stand-in was asked to refresh a grant."""
     return sum(1 for call in vendor.token_calls if call.get("grant_type") == "refresh_token")
+
+
+def days_ahead(zone: tzinfo) -> int:
+    """How many days the date in ``zone`` is ahead of UTC's right now (1 in the last
+    hours of a UTC day east of Greenwich): a daily total of "the days that are over"
+    has that many more there."""
+    now = datetime.now(UTC)
+    return (now.astimezone(zone).date() - now.date()).days

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -15,6 +15,9 @@ from fastapi.responses import JSONResponse
 from standins.vendor import Vendor, oauth_app
 
 PAGE = 500  # heart-rate samples per page
+
+#: Where the ring's wearer is: its daily totals are stamped in this zone.
+RING_ZONE = timezone(timedelta(hours=2))
 
 
 def heart_rate(user: str, ts: datetime) -> int:
