@@ -16,6 +16,7 @@ per million readings: client, server and database share the machine's cores.
 
 Usage: .venv/bin/python bench/bench_ingest.py [--requests 2000] [--clients 32]
        [--devices 50] [--client-processes 1] [--workers 1] [--no-floor]
+       [--server-env FIELDWATCH_GC_YOUNG_THRESHOLD=700 ...]
 """
 
 from __future__ import annotations
@@ -261,6 +262,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument("--no-floor", action="store_true",
                         help="skip the minimal HTTP pipelines (parts 2 and 3)")  # fmt: skip
+    parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a FIELDWATCH_ setting for the server (repeatable)")  # fmt: skip
     args = parser.parse_args()
     total = args.requests * PER_REQUEST
     print("Fieldwatch ingest benchmark (PostgreSQL); figures print as they are measured.")
@@ -274,7 +277,9 @@ def main() -> None:
             f"({total:,} rows, one connection, no index)",
         )
 
-        env = env_for(db)
+        env = env_for(db) | dict(item.split("=", 1) for item in args.server_env)
+        if args.server_env:
+            say(lines, "server settings: " + ", ".join(args.server_env))
         set_up(env, "bench@example.com", "bench")
         with server(env, args.workers) as base:
             token = login(base, "bench@example.com")

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import update
 
 from conftest import Actor, Factory, create_device, problem
@@ -18,6 +19,7 @@ from fieldwatch.devices.models import Device
 from fieldwatch.firmware.models import FirmwareArtifact, FirmwarePolicy
 from fieldwatch.firmware.updates.errors import UpdateRunning
 from fieldwatch.firmware.updates.events import UPDATE_CHANGED
+from fieldwatch.firmware.updates.messages import parse_state
 from fieldwatch.runtime import Runtime
 from firmware_helpers import add_artifact, read_command, read_update, start_update
 
@@ -195,3 +197,65 @@ async def test_the_ledger_expiring_the_command_expires_the_update(
     assert (await read_command(client, operator, update_id))["status"] == "expired"
     # Then the device may get another.
     await start_update(client, operator, device["id"], version="1.5.0")
+
+
+async def test_a_report_past_acknowledged_is_one_statement_on_postgresql(
+    client: httpx.AsyncClient, runtime: Runtime, operator: Actor
+):
+    """On PostgreSQL a step forward past ``acknowledged`` (and a download's progress) is
+    one statement that commits on its own: no read first, no BEGIN or COMMIT; the
+    transition is kept all the same. Anything else, and SQLite, take a transaction."""
+    seen: list[Event] = []
+
+    async def record(event: Event) -> None:
+        seen.append(event)
+
+    runtime.bus.subscribe(UPDATE_CHANGED, record)
+    device = await device_on(client, operator, "1.0.0")
+    await add_artifact(runtime, operator.workspace_id, "1.5.0")
+    started = await start_update(client, operator, device["id"], version="1.5.0")
+    device_id, update_id = uuid.UUID(device["id"]), uuid.UUID(started["update_id"])
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement.lstrip().split(None, 1)[0].upper())
+
+    async def send(state: str, **extra: Any) -> tuple[str, int, list[str]]:
+        statements.clear()
+        body = {"state": state, **extra}
+        update = await runtime.firmware.report(device_id, parse_state(body, update_id))
+        assert update is not None
+        return update.state, update.downloaded_bytes, list(statements)
+
+    postgres = runtime.engine.dialect.name == "postgresql"
+    sa_event.listen(runtime.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        state, _, acked = await send("acknowledged")  # from pending: the ledger's too
+        assert state == "acknowledged" and len(acked) >= 3
+        assert await send("downloading", bytes=10) == (
+            "downloading", 10, ["WITH"] if postgres else ["SELECT", "UPDATE", "INSERT"]
+        )  # fmt: skip
+        assert await send("downloading", bytes=20) == (
+            "downloading", 20, ["WITH"] if postgres else ["SELECT", "UPDATE"]
+        )  # fmt: skip
+        # A repeated report changes nothing: on PostgreSQL the statement found no row,
+        # then the transaction read the update; one from before is not even tried so.
+        again = await send("downloading")
+        assert again == ("downloading", 20, ["WITH", "SELECT"] if postgres else ["SELECT"])
+        assert await send("acknowledged") == ("downloading", 20, ["SELECT"])
+        assert (await send("failed", reason="install_failed"))[0] == "failed"
+    finally:
+        sa_event.remove(runtime.engine.sync_engine, "before_cursor_execute", count)
+    detail = await read_update(client, operator, started["update_id"])
+    assert [t["to_status"] for t in detail["transitions"]][-3:] == [
+        "acknowledged", "downloading", "failed"
+    ]  # fmt: skip
+    moved = detail["transitions"][-2]
+    assert (moved["from_status"], moved["detail"]) == ("acknowledged", "reported by the device")
+    command = await read_command(client, operator, started["update_id"])
+    assert moved["attempt"] == detail["transitions"][-3]["attempt"] == command["attempts"]
+    assert [(e.payload["from_state"], e.payload["state"]) for e in seen][-4:] == [
+        ("pending", "acknowledged"), ("acknowledged", "downloading"),
+        ("downloading", "downloading"), ("downloading", "failed"),
+    ]  # fmt: skip
+    assert seen[-2].payload["downloaded_bytes"] == 20

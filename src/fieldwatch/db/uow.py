@@ -58,6 +58,12 @@ class UnitOfWork:
             except Exception:
                 log.exception("a callback failed after commit")
 
+    async def autocommit(self) -> None:
+        """Each statement from here on commits on its own, with no BEGIN and COMMIT
+        around it (one round trip for a change that is one statement). Only before the
+        unit of work ran anything; ``commit()`` then only publishes and calls back."""
+        await self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
     def _forget(self) -> None:
         self._events.clear()
         self._callbacks.clear()

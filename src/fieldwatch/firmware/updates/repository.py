@@ -10,11 +10,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
+from fieldwatch.commands.models import Command, CommandTransition
+from fieldwatch.core.ids import new_id
 from fieldwatch.devices.models import Device
 from fieldwatch.firmware.models import FirmwareArtifact, FirmwarePolicy, FirmwareUpdate, SigningKey
 from fieldwatch.firmware.updates.states import OPEN
@@ -119,6 +122,57 @@ class UpdateRepository:
             .execution_options(synchronize_session=False, populate_existing=True)
         )
         return (await self.session.scalars(stmt)).first()
+
+    def one_statement(self) -> bool:
+        """Whether ``change_and_note`` works here (PostgreSQL's writing CTEs)."""
+        return self.session.get_bind().dialect.name == "postgresql"
+
+    async def change_and_note(
+        self,
+        device_id: uuid.UUID,
+        update_id: uuid.UUID,
+        from_states: Sequence[str],
+        values: dict[str, Any],
+        note: tuple[datetime, str] | None,
+    ) -> tuple[FirmwareUpdate, str] | None:
+        """``change`` of the device's update and, when its state changed, the command's
+        transition at its current attempt (``note``: when, detail), in one statement
+        (PostgreSQL only: ``one_statement``). The updated row and the state it left, or
+        None when the update is not in one of ``from_states`` (or not the device's)."""
+        table, state = cast(Table, FirmwareUpdate.__table__), values["state"]
+        old = (
+            select(table.c.command_id, table.c.state)
+            .where(
+                table.c.command_id == update_id,
+                table.c.device_id == device_id,
+                table.c.state.in_(from_states),
+            )
+            .with_for_update()
+            .cte("old")
+        )
+        changed = (
+            update(table)
+            .where(table.c.command_id == old.c.command_id)
+            .values(**values)
+            .returning(*table.c, old.c.state.label("previous"))
+            .cte("changed")
+        )
+        entity = aliased(FirmwareUpdate, changed)
+        stmt = select(entity, changed.c.previous)
+        if note is not None:
+            attempt = select(Command.attempts).where(Command.id == update_id).scalar_subquery()
+            at, detail = note
+            c = CommandTransition.__table__.c
+            row = select(
+                literal(new_id(), c.id.type), changed.c.command_id, changed.c.previous,
+                literal(state, c.to_status.type), literal(at, c.at.type), attempt,
+                literal(detail, c.detail.type),
+            ).where(changed.c.previous != state)  # fmt: skip
+            columns = ["id", "command_id", "from_status", "to_status", "at", "attempt", "detail"]
+            noted = insert(CommandTransition).from_select(columns, row).cte("noted")
+            stmt = stmt.add_cte(noted)
+        found = (await self.session.execute(stmt)).first()
+        return None if found is None else (found[0], found[1])
 
     async def past_deadline(self, now: datetime, limit: int) -> Sequence[FirmwareUpdate]:
         rows = await self.session.scalars(

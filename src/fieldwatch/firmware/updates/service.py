@@ -241,6 +241,40 @@ class UpdateService(UpdateMachine):
             return moved or update
         return update
 
+    async def report_at_once(
+        self, device_id: uuid.UUID, update_id: uuid.UUID, state: str, bytes: int | None = None,
+        detail: str | None = None,
+    ) -> FirmwareUpdate | None:  # fmt: skip
+        """``report``'s common case, a step forward from past ``sent`` or a download's
+        progress, as one statement that commits on its own (PostgreSQL; this unit of work
+        must not have run anything yet): no read first, no BEGIN, no COMMIT. None when it
+        does not apply (another database, a failure, an update not yet acknowledged, an
+        ended one, a repeated or stale report, another device's): ``report`` answers
+        those in a transaction of its own."""
+        if state == st.FAILED or not self.updates.one_statement():
+            return None
+        low, high = st.RANK[st.SENT], st.RANK[state]
+        from_states = [s for s in st.OPEN if low < st.RANK[s] < high]
+        if state == st.DOWNLOADING and bytes is not None:
+            from_states.append(st.DOWNLOADING)  # progress
+        if not from_states:
+            return None
+        now = utcnow()
+        values: dict[str, Any] = {
+            "state": state, "updated_at": now, "detail": detail,
+            "state_deadline": st.deadline(state, self.settings, now),
+        }  # fmt: skip
+        if bytes is not None:
+            values["downloaded_bytes"] = bytes
+        await self.uow.autocommit()
+        note = (now, detail or "reported by the device")
+        found = await self.updates.change_and_note(device_id, update_id, from_states, values, note)
+        if found is None:
+            return None
+        changed, previous = found
+        self.uow.emit(update_event(changed, previous))
+        return changed
+
     async def version_reported(self, device_id: uuid.UUID, version: str) -> FirmwareUpdate | None:
         """The device runs ``version`` (a heartbeat, status, register or poll said so):
         its open update completes when that is the target version, and fails as rolled

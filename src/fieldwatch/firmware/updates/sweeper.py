@@ -31,7 +31,7 @@ from fieldwatch.firmware.updates.events import UPDATE_CHANGED
 from fieldwatch.firmware.updates.messages import StateReport
 from fieldwatch.firmware.updates.repository import UpdateRepository
 from fieldwatch.firmware.updates.service import COMMAND, UpdateService
-from fieldwatch.firmware.updates.states import FINAL
+from fieldwatch.firmware.updates.states import FAILED, FINAL
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,16 @@ class FirmwareUpdates:
     # --- devices --------------------------------------------------------------------------
 
     async def report(self, device_id: uuid.UUID, report: StateReport) -> FirmwareUpdate | None:
-        """A device's state report, committed. None for an update it does not have."""
+        """A device's state report, committed. None for an update it does not have.
+        Most reports are one statement (``report_at_once``); the rest a transaction."""
+        if report.state != FAILED:
+            async with self.uow() as uow:
+                update = await self.service(uow).report_at_once(
+                    device_id, report.update_id, report.state, report.bytes, report.detail
+                )
+                await uow.commit()
+            if update is not None:
+                return update
         async with self.uow() as uow:
             update = await self.service(uow).report(
                 device_id, report.update_id, report.state, report.bytes, report.reason,
