@@ -184,10 +184,14 @@ def _handling(
     )
     states = _spread(timings.get("firmware_state", []))
     say(lines, _line("firmware_state (all)", states))
+    for kind in sorted(k for k in timings if k.startswith("state: ")):
+        say(lines, _line(f"  {kind[len('state: ') :]}", _spread(timings[kind])))
     say(lines, _line("heartbeat with the version", _spread(timings.get("version report", []))))
     say(lines, _line("heartbeat (periodic)", _spread(timings.get("heartbeat", []))))
     for kind in sorted(k for k in timings if k.startswith("statement: ")):
         say(lines, _line(f"  {kind[len('statement: ') :]} (in a report)", _spread(timings[kind])))
+    for kind in sorted(k for k in timings if k.startswith("phase: ")):
+        say(lines, _line(f"  {kind[len('phase: ') :]} (in a report)", _spread(timings[kind])))
     say(lines, _line("event loop lag (5 ms sleep)", _spread(timings.get("loop lag", []))))
     for kind in sorted(k for k in timings if k.startswith("gc gen")):
         say(lines, _line(f"{kind} pause", _spread(timings[kind])))

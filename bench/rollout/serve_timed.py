@@ -54,8 +54,34 @@ async def timed_handle(edge: Any, session: Any, frame: gateway.DeviceFrame) -> A
         return await _handle(edge, session, frame)
     finally:
         FRAME.reset(token)
+        took = time.perf_counter() - started
         kind = "version report" if "firmware_version" in frame.body else frame.type
-        TIMINGS.setdefault(kind, []).append(time.perf_counter() - started)
+        TIMINGS.setdefault(kind, []).append(took)
+        if frame.type == gateway.STATE_FRAME:
+            TIMINGS.setdefault(f"state: {frame.body.get('state')}", []).append(took)
+
+
+def time_phases() -> None:
+    """The parts of a ``firmware_state`` frame's unit of work (``phase: checkout`` = the
+    pooled connection taken and set to autocommit, ``phase: commit`` = commit and the
+    events published to their handlers, ``phase: close`` = the connection given back)."""
+    from fieldwatch.db.uow import UnitOfWork
+
+    def wrap(name: str, method: Any) -> Any:
+        async def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if FRAME.get() != gateway.STATE_FRAME:
+                return await method(self, *args, **kwargs)
+            started = time.perf_counter()
+            try:
+                return await method(self, *args, **kwargs)
+            finally:
+                TIMINGS.setdefault(f"phase: {name}", []).append(time.perf_counter() - started)
+
+        return timed
+
+    UnitOfWork.autocommit = wrap("checkout", UnitOfWork.autocommit)  # type: ignore[method-assign]
+    UnitOfWork.commit = wrap("commit", UnitOfWork.commit)  # type: ignore[method-assign]
+    UnitOfWork.__aexit__ = wrap("close", UnitOfWork.__aexit__)  # type: ignore[method-assign]
 
 
 def time_statements() -> None:
@@ -135,6 +161,7 @@ def main() -> None:
     args.control_dir.mkdir(parents=True, exist_ok=True)
     gateway.handle = timed_handle  # receive_loop looks it up in the module at each frame
     time_statements()
+    time_phases()
     time_collections()
     profiler = cProfile.Profile() if args.profile else None
     threading.Thread(target=watch, args=(args.control_dir, profiler), daemon=True).start()

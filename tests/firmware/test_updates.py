@@ -12,6 +12,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import update
 
 from conftest import Actor, Factory, create_device, problem
+from fieldwatch.commands.events import COMMAND_UPDATED
 from fieldwatch.commands.models import Command
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.events import Event
@@ -105,6 +106,7 @@ async def test_the_service_interface_and_its_events(
         seen.append(event)
 
     runtime.bus.subscribe(UPDATE_CHANGED, record)
+    runtime.bus.subscribe(COMMAND_UPDATED, record)
     device = await device_on(client, operator, "1.0.0")
     artifact = await add_artifact(runtime, operator.workspace_id, "1.5.0")
     expires_at = utcnow() + timedelta(hours=2)
@@ -211,6 +213,7 @@ async def test_a_report_past_acknowledged_is_one_statement_on_postgresql(
         seen.append(event)
 
     runtime.bus.subscribe(UPDATE_CHANGED, record)
+    runtime.bus.subscribe(COMMAND_UPDATED, record)
     device = await device_on(client, operator, "1.0.0")
     await add_artifact(runtime, operator.workspace_id, "1.5.0")
     started = await start_update(client, operator, device["id"], version="1.5.0")
@@ -231,7 +234,10 @@ async def test_a_report_past_acknowledged_is_one_statement_on_postgresql(
     sa_event.listen(runtime.engine.sync_engine, "before_cursor_execute", count)
     try:
         state, _, acked = await send("acknowledged")  # from pending: the ledger's too
-        assert state == "acknowledged" and len(acked) >= 3
+        assert state == "acknowledged"
+        assert acked == ["WITH"] if postgres else len(acked) >= 3
+        command = await read_command(client, operator, started["update_id"])
+        assert (command["status"], command["acknowledged_at"] is not None) == ("acknowledged", True)
         assert await send("downloading", bytes=10) == (
             "downloading", 10, ["WITH"] if postgres else ["SELECT", "UPDATE", "INSERT"]
         )  # fmt: skip
@@ -242,7 +248,8 @@ async def test_a_report_past_acknowledged_is_one_statement_on_postgresql(
         # then the transaction read the update; one from before is not even tried so.
         again = await send("downloading")
         assert again == ("downloading", 20, ["WITH", "SELECT"] if postgres else ["SELECT"])
-        assert await send("acknowledged") == ("downloading", 20, ["SELECT"])
+        late = ["WITH", "SELECT"] if postgres else ["SELECT"]
+        assert await send("acknowledged") == ("downloading", 20, late)
         assert (await send("failed", reason="install_failed"))[0] == "failed"
     finally:
         sa_event.remove(runtime.engine.sync_engine, "before_cursor_execute", count)
@@ -250,10 +257,19 @@ async def test_a_report_past_acknowledged_is_one_statement_on_postgresql(
     assert [t["to_status"] for t in detail["transitions"]][-3:] == [
         "acknowledged", "downloading", "failed"
     ]  # fmt: skip
+    acknowledged = detail["transitions"][-3]
+    assert (acknowledged["from_status"], acknowledged["detail"]) == (
+        "pending", "acknowledged by the device"
+    )  # fmt: skip
     moved = detail["transitions"][-2]
     assert (moved["from_status"], moved["detail"]) == ("acknowledged", "reported by the device")
     command = await read_command(client, operator, started["update_id"])
     assert moved["attempt"] == detail["transitions"][-3]["attempt"] == command["attempts"]
+    ledger = [e for e in seen if e.type == COMMAND_UPDATED]
+    assert [(e.payload.get("from_status"), e.payload.get("status")) for e in ledger][:1] == [
+        ("pending", "acknowledged")
+    ]
+    seen = [e for e in seen if e.type == UPDATE_CHANGED]
     assert [(e.payload["from_state"], e.payload["state"]) for e in seen][-4:] == [
         ("pending", "acknowledged"), ("acknowledged", "downloading"),
         ("downloading", "downloading"), ("downloading", "failed"),

@@ -216,6 +216,15 @@ class CommandLedger:
             self.uow.after_commit(partial(self.sender.delivered, delay))
         return changed
 
+    def changed_elsewhere(self, command: Command, previous: str, at: datetime) -> None:
+        """A change another domain's statement made to ``command`` together with its
+        own (its transition row included): the event, and the delivery figure for an
+        acknowledgement. The command kind is not told: that domain made the change."""
+        self.uow.emit(events.command_event(events.COMMAND_UPDATED, command, previous))
+        if command.status == ACKNOWLEDGED and self.sender is not None:
+            delay = (at - command.created_at).total_seconds()
+            self.uow.after_commit(partial(self.sender.delivered, delay))
+
     async def _tell_kind(self, command: Command, previous: str | None) -> None:
         kind = self.kinds.get(command.command)
         if kind is not None:

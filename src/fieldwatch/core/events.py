@@ -7,7 +7,6 @@ implement the same ``EventBus`` interface.
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import logging
 import uuid
@@ -56,8 +55,9 @@ class InProcessEventBus:
     """Delivers each event to every handler whose pattern matches its type (``device.*``).
 
     A failing handler is logged and does not affect the publisher or other handlers.
-    Which handlers an event type reaches is worked out once per type (telemetry
-    publishes an event per device and request: this is a hot path).
+    Handlers run one after the other, in the order they subscribed. Which handlers an
+    event type reaches is worked out once per type (telemetry publishes an event per
+    device and request: this is a hot path).
     """
 
     def __init__(self) -> None:
@@ -86,19 +86,15 @@ class InProcessEventBus:
         return found
 
     async def publish(self, event: Event) -> None:
-        handlers = self.handlers(event.type)
-        if not handlers:
-            return
-        if len(handlers) == 1:  # no tasks to gather
+        # One handler after the other, in the publisher's task: most handlers only
+        # update memory and finish without giving up the event loop, so publishing costs
+        # no turn of the loop (gathering them as tasks cost one per event, several ms
+        # under load, on every committed change).
+        for handler in self.handlers(event.type):
             try:
-                await handlers[0](event)
+                await handler(event)
             except Exception as exc:
                 self._failed(event, exc)
-            return
-        results = await asyncio.gather(*(h(event) for h in handlers), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                self._failed(event, result)
 
     def _failed(self, event: Event, exc: BaseException) -> None:
         self.failures["handler"] += 1

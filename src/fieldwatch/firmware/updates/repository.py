@@ -16,7 +16,7 @@ from sqlalchemy import Table, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from fieldwatch.commands.models import Command, CommandTransition
+from fieldwatch.commands.models import ACKNOWLEDGED, PENDING, SENT, Command, CommandTransition
 from fieldwatch.core.ids import new_id
 from fieldwatch.devices.models import Device
 from fieldwatch.firmware.models import FirmwareArtifact, FirmwarePolicy, FirmwareUpdate, SigningKey
@@ -173,6 +173,69 @@ class UpdateRepository:
             stmt = stmt.add_cte(noted)
         found = (await self.session.execute(stmt)).first()
         return None if found is None else (found[0], found[1])
+
+    async def acknowledge_with_command(
+        self,
+        device_id: uuid.UUID,
+        update_id: uuid.UUID,
+        values: dict[str, Any],
+        note: tuple[datetime, str],
+    ) -> tuple[FirmwareUpdate, str, Command | None, str | None] | None:
+        """The device's first report on its update: the update (pending or sent) moves
+        to ``values``, its ledger command (pending or sent) to acknowledged with the
+        command's transition (``note``: when, detail), in one statement (PostgreSQL
+        only). The update and the state it left, the command and the status it left
+        (None when the command was past sent already); None when the update is not the
+        device's or is past sent."""
+        from_states = (PENDING, SENT)  # the same names in the ledger and here
+        table, commands = cast(Table, FirmwareUpdate.__table__), cast(Table, Command.__table__)
+        old = (
+            select(table.c.command_id, table.c.state)
+            .where(
+                table.c.command_id == update_id,
+                table.c.device_id == device_id,
+                table.c.state.in_(from_states),
+            )
+            .with_for_update()
+            .cte("old")
+        )
+        changed = (
+            update(table)
+            .where(table.c.command_id == old.c.command_id)
+            .values(**values)
+            .returning(*table.c, old.c.state.label("previous"))
+            .cte("changed")
+        )
+        at, detail = note
+        prior = (
+            select(commands.c.id, commands.c.status)
+            .where(commands.c.id == update_id, commands.c.status.in_(from_states))
+            .with_for_update()
+            .subquery("prior")
+        )
+        acked = (
+            update(commands)
+            .where(commands.c.id == prior.c.id, prior.c.id.in_(select(changed.c.command_id)))
+            .values(status=ACKNOWLEDGED, acknowledged_at=at, updated_at=at)
+            .returning(*commands.c, prior.c.status.label("command_previous"))
+            .cte("acked")
+        )
+        c = CommandTransition.__table__.c
+        row = select(
+            literal(new_id(), c.id.type), acked.c.id, acked.c.command_previous, acked.c.status,
+            literal(at, c.at.type), acked.c.attempts, literal(detail, c.detail.type),
+        )  # fmt: skip
+        columns = ["id", "command_id", "from_status", "to_status", "at", "attempt", "detail"]
+        noted = insert(CommandTransition).from_select(columns, row).cte("noted")
+        entities = (aliased(FirmwareUpdate, changed), aliased(Command, acked))
+        stmt = (
+            select(entities[0], changed.c.previous, entities[1], acked.c.command_previous)
+            .select_from(changed)
+            .outerjoin(acked, acked.c.id == changed.c.command_id)
+            .add_cte(noted)
+        )
+        found = (await self.session.execute(stmt)).first()
+        return None if found is None else (found[0], found[1], found[2], found[3])
 
     async def past_deadline(self, now: datetime, limit: int) -> Sequence[FirmwareUpdate]:
         rows = await self.session.scalars(

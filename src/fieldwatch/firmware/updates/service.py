@@ -253,6 +253,8 @@ class UpdateService(UpdateMachine):
         those in a transaction of its own."""
         if state == st.FAILED or not self.updates.one_statement():
             return None
+        if state == st.ACKNOWLEDGED:
+            return await self._acknowledge_at_once(device_id, update_id, detail)
         low, high = st.RANK[st.SENT], st.RANK[state]
         from_states = [s for s in st.OPEN if low < st.RANK[s] < high]
         if state == st.DOWNLOADING and bytes is not None:
@@ -273,6 +275,28 @@ class UpdateService(UpdateMachine):
             return None
         changed, previous = found
         self.uow.emit(update_event(changed, previous))
+        return changed
+
+    async def _acknowledge_at_once(
+        self, device_id: uuid.UUID, update_id: uuid.UUID, detail: str | None
+    ) -> FirmwareUpdate | None:
+        """A device's first report (``acknowledged``) in one statement: the update and its
+        ledger command both acknowledged, the command's transition kept, as ``report``
+        does in a transaction. None when it does not apply (see ``report_at_once``)."""
+        now = utcnow()
+        values: dict[str, Any] = {
+            "state": st.ACKNOWLEDGED, "updated_at": now, "detail": detail,
+            "state_deadline": st.deadline(st.ACKNOWLEDGED, self.settings, now),
+        }  # fmt: skip
+        await self.uow.autocommit()
+        note = (now, "acknowledged by the device")
+        found = await self.updates.acknowledge_with_command(device_id, update_id, values, note)
+        if found is None:
+            return None
+        changed, previous, command, command_previous = found
+        self.uow.emit(update_event(changed, previous))
+        if command is not None and command_previous is not None:
+            self.commands.changed_elsewhere(command, command_previous, now)
         return changed
 
     async def version_reported(self, device_id: uuid.UUID, version: str) -> FirmwareUpdate | None:
