@@ -14,7 +14,8 @@ from fieldwatch.integrations.dependencies import SyncEngineDep
 from fieldwatch.integrations.garmin.service import GarminCallbacks
 from fieldwatch.integrations.sync.pushed import PushedRuns
 
-router = APIRouter(prefix="/api/v1/integrations/garmin", tags=["integrations"])
+#: Included in the integrations router (``/api/v1/integrations/garmin/…``).
+router = APIRouter(prefix="/garmin", tags=["integrations"])
 
 Payload = Annotated[dict[str, Any], Body()]
 ClientId = Annotated[str | None, Header(alias="garmin-client-id", max_length=200)]
