@@ -25,7 +25,7 @@ async def test_catalogue_shows_what_can_be_connected_and_why_not(client, admin, 
     fitbit = by_type["fitbit"]
     assert (fitbit["lifecycle"], fitbit["connectable"]) == ("sunset", False)
     assert "google_health" in fitbit["unavailable_reason"]
-    assert "not available" in by_type["garmin"]["unavailable_reason"]
+    assert "FIELDWATCH_GARMIN__CLIENT_ID" in by_type["garmin"]["unavailable_reason"]
     withings = by_type["withings"]  # connectable once configured
     assert (withings["configured"], withings["connectable"]) == (False, False)
     assert "FIELDWATCH_WITHINGS__CLIENT_ID" in withings["unavailable_reason"]

@@ -19,9 +19,11 @@ from fieldwatch.integrations.connections.schemas import (
     IntegrationRead,
 )
 from fieldwatch.integrations.dependencies import ConnectionServiceDep, DeviceImportDep
+from fieldwatch.integrations.garmin.router import router as garmin_router
 from fieldwatch.integrations.sync.schemas import ImportedDevice, ImportRequest, VendorDeviceRead
 
 router = APIRouter(prefix="/api/v1/integrations", tags=["integrations"])
+router.include_router(garmin_router)  # Garmin's callbacks
 
 Kind = Annotated[str, Query(max_length=40)]
 

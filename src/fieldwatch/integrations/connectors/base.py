@@ -122,7 +122,10 @@ def endpoints(connector: Connector, app: VendorApp) -> Endpoints:
     auth = (app.auth_url or connector.auth_base).rstrip("/")
     api = (app.api_url or connector.api_base).rstrip("/")
     revoke = f"{api}{connector.revoke_path}" if connector.revoke_path else None
-    return Endpoints(f"{auth}{connector.authorize_path}", f"{api}{connector.token_path}",
+    # A connector whose token endpoint is on its authorization server declares where.
+    token_base = getattr(connector, "token_base", None)
+    token = (app.auth_url or token_base).rstrip("/") if token_base else api
+    return Endpoints(f"{auth}{connector.authorize_path}", f"{token}{connector.token_path}",
                      revoke, api)  # fmt: skip
 
 

@@ -4,12 +4,14 @@ sync data from."""
 from __future__ import annotations
 
 from fieldwatch.integrations.connectors.base import Connector, DataConnector
+from fieldwatch.integrations.connectors.garmin import GarminConnector
 from fieldwatch.integrations.connectors.oura import OuraConnector
 from fieldwatch.integrations.connectors.withings import WithingsConnector
 
 CONNECTOR_CLASSES: dict[str, type[DataConnector]] = {
     "oura": OuraConnector,
     "withings": WithingsConnector,
+    "garmin": GarminConnector,
 }
 
 

@@ -34,6 +34,7 @@ from fieldwatch.core.clock import utcnow
 from fieldwatch.core.settings import Settings
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.integrations.connections.tokens import TokenSource
+from fieldwatch.integrations.connectors.registry import data_connector
 from fieldwatch.integrations.crypto import KeyRing
 from fieldwatch.integrations.sync.events import sync_event
 from fieldwatch.integrations.sync.repository import SyncRepository
@@ -116,7 +117,12 @@ class SyncEngine:
             repo = SyncRepository(uow.session)
             for sync in await repo.due(now, SCHEDULE_BATCH):
                 step = timedelta(minutes=sync.interval_minutes)
-                if not await repo.advance_next(sync.device_id, sync.next_sync_at, now + step):
+                # A connector that fetches nothing is fed by its vendor's pushes: only
+                # its first run (the backfill request) is scheduled.
+                connector = data_connector(sync.connector)
+                pushed = connector is not None and not connector.fetchable
+                next_at = None if pushed else now + step
+                if not await repo.advance_next(sync.device_id, sync.next_sync_at, next_at):
                     continue  # another process scheduled it
                 kind = "backfill" if sync.last_sync_at is None else "automatic"
                 try:

@@ -112,7 +112,7 @@ class SyncRepository:
         return rows.all()
 
     async def advance_next(
-        self, device_id: uuid.UUID, seen: datetime | None, next_at: datetime
+        self, device_id: uuid.UUID, seen: datetime | None, next_at: datetime | None
     ) -> bool:
         """Move a due sync's next time on, if nobody else did since it was read."""
         result = await self.session.execute(

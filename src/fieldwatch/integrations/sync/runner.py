@@ -152,6 +152,12 @@ class SyncRunner:
     async def _sync_all(self, ctx: _Context) -> None:
         async with VendorSession(self.tokens, self.settings, ctx.connector,
                                  ctx.connection.id) as vendor:  # fmt: skip
+            backfill = getattr(ctx.connector, "backfill", None)
+            if backfill is not None and ctx.run.sync_type == "backfill":
+                # A vendor that pushes its data is asked to send the history again.
+                ctx.where = {"backfill_days": ctx.sync.historical_days}
+                start = ctx.now - timedelta(days=ctx.sync.historical_days)
+                await vendor.call(functools.partial(backfill, start, ctx.now))
             for metric in ctx.metrics:
                 token: str | None = None
                 page = 0

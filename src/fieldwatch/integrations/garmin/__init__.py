@@ -1,0 +1,1 @@
+"""Garmin Health API's callbacks: pushed summaries, pings to pull, deregistrations."""
