@@ -106,7 +106,9 @@ class ConnectionService:
             raise NotFound(f"No integration {kind!r}; see GET /api/v1/integrations.")
         why = self._unavailable(info, utcnow())
         if why is not None or connector is None:
-            raise Conflict(f"{info.title} cannot be connected: {why}.", integration=kind)
+            successor = {"successor": info.successor} if info.successor else {}
+            raise Conflict(f"{info.title} cannot be connected: {why}.", integration=kind,
+                           **successor)  # fmt: skip
         return OAuthFlow(self.settings, connector, self.settings.vendor_app(kind))
 
     # --- authorising ------------------------------------------------------------------
