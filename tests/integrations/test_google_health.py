@@ -30,6 +30,7 @@ from fieldwatch.runtime import Runtime
 from integration_helpers import API, connect_as, import_device, refreshes
 from standins.google_health import GoogleHealth, google_health_app, heart_rate, weight_g
 from standins.server import serve
+from standins.vendor import Grant
 from sync_helpers import cursor, make_due, readings, runs, segments_of
 
 USER = "ghu-31"
@@ -291,3 +292,22 @@ async def test_legacy_fitbit_is_refused_in_favour_of_google_health(client, opera
     assert refused["successor"] == "google_health" and refused["integration"] == "fitbit"
     assert "sunset" in refused["detail"] and "google_health" in refused["detail"]
     assert by_type["google_health"]["lifecycle"] == "active"
+
+
+async def test_registration_with_tokens_picks_google_health_by_device_type(
+    client, operator, google, runtime: Runtime
+) -> None:
+    issued = google.issue(Grant(USER, " ".join(GoogleHealthConnector.scopes)))
+    expires = utcnow() + timedelta(seconds=issued["expires_in"])
+    body = {"device_type": "google_health_account", "device_name": "My Google Health",
+            "integration_type": "api", "sync_settings": {"sync_historical_days": 1},
+            "credentials": {"access_token": issued["access_token"],
+                            "refresh_token": issued["refresh_token"],
+                            "expires_at": expires.isoformat()}}  # fmt: skip
+    answer = await client.post("/api/v1/devices", json=body, headers=operator.headers)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["connector"] == KIND and issued["access_token"] not in answer.text
+    await runtime.sync.run_once()
+    (run,) = await runs(runtime, answer.json()["device_id"])
+    assert run.status == "completed", run.error_message
+    assert 1439 <= len(await readings(runtime, answer.json()["device_id"], "heart_rate")) <= 1441
