@@ -235,13 +235,12 @@ class SyncRepository:
     ) -> None:
         """The vendor's record ids of stored readings (provenance): a record kept before
         stays as it was (a page read again stores nothing twice)."""
-        rows = {vendor_id: ts for vendor_id, ts in records if vendor_id}
-        if not rows:
-            return
-        await self.session.execute(
-            insert_for(self.session, VendorRecord)
-            .values([{"connection_id": connection_id, "data_type": metric,
-                      "vendor_id": vendor_id[:200], "device_id": device_id,
-                      "metric": metric, "ts": ts} for vendor_id, ts in rows.items()])
-            .on_conflict_do_nothing()
-        )  # fmt: skip
+        rows = [{"connection_id": connection_id, "data_type": metric,
+                 "vendor_id": vendor_id[:200], "device_id": device_id, "metric": metric,
+                 "ts": ts} for vendor_id, ts in dict(records).items() if vendor_id]  # fmt: skip
+        for start in range(0, len(rows), 1000):  # within the databases' parameter limits
+            await self.session.execute(
+                insert_for(self.session, VendorRecord)
+                .values(rows[start : start + 1000])
+                .on_conflict_do_nothing()
+            )
