@@ -155,6 +155,26 @@ async def test_google_keeps_the_refresh_token_across_refreshes(
     assert all(token in google.grants for token in seen[-1:])
 
 
+async def test_a_rotated_refresh_token_is_stored_and_used_next(
+    client, operator, runtime: Runtime, settings
+) -> None:
+    async with google_standin(settings, rotate_refresh=True) as google:
+        cid = uuid.UUID(await connect_as(client, operator, USER, KIND))
+        tokens = TokenSource(runtime.uow, runtime.settings, runtime.key_ring, owner="p1")
+        for _ in range(2):
+            async with runtime.uow() as uow:
+                row = await uow.session.get(Connection, cid)
+                assert row is not None
+                row.token_expires_at = utcnow() - timedelta(minutes=1)
+                await uow.commit()
+            await tokens.access_token(cid)
+        calls = [c for c in google.token_calls if c.get("grant_type") == "refresh_token"]
+        (grant,) = {id(g): g for g in google.grants.values()}.values()
+    assert len(calls) == 2 and calls[0]["refresh_token"] != calls[1]["refresh_token"]
+    assert calls[1]["refresh_token"] not in google.refresh  # single-use: spent
+    assert grant.refresh_token in google.refresh  # the newest is the live one
+
+
 async def test_backfill_then_incremental_with_overlap_and_no_duplicates(
     client, operator, google, runtime: Runtime
 ) -> None:
