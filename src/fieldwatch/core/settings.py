@@ -21,6 +21,9 @@ class VendorApp(BaseModel):
     #: default; another address for a proxy or a local stand-in).
     auth_url: str | None = None
     api_url: str | None = None
+    #: Where the token (and revocation) endpoint is, for vendors that keep it on a host
+    #: of its own (Google); unset: the connector's own, else ``api_url``.
+    token_url: str | None = None
 
     @property
     def configured(self) -> bool:

@@ -87,10 +87,13 @@ class OAuthFlow:
         return dict(getattr(self.connector, "token_params", None) or {})
 
     def authorization_url(self) -> AuthorizationRequest:
+        """The consent page's address, with the connector's extra parameters where it
+        declares some (``authorize_params``, e.g. Google's ``access_type=offline``)."""
         verifier = generate_token(64)
         client = self._client()
+        extra = dict(getattr(self.connector, "authorize_params", None) or {})
         url, state = client.create_authorization_url(
-            self.endpoints.authorize, code_verifier=verifier
+            self.endpoints.authorize, code_verifier=verifier, **extra
         )
         return AuthorizationRequest(url, state, verifier)
 

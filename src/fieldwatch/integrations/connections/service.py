@@ -106,7 +106,10 @@ class ConnectionService:
             raise NotFound(f"No integration {kind!r}; see GET /api/v1/integrations.")
         why = self._unavailable(info, utcnow())
         if why is not None or connector is None:
-            raise Conflict(f"{info.title} cannot be connected: {why}.", integration=kind)
+            refusal = Conflict(f"{info.title} cannot be connected: {why}.", integration=kind)
+            if info.successor:
+                refusal.extra["successor"] = info.successor
+            raise refusal
         return OAuthFlow(self.settings, connector, self.settings.vendor_app(kind))
 
     # --- authorising ------------------------------------------------------------------

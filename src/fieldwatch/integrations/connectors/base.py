@@ -119,12 +119,14 @@ class DataConnector(Connector, Protocol):
 
 
 def endpoints(connector: Connector, app: VendorApp) -> Endpoints:
+    """The vendor's addresses. The token and revocation endpoints are on the API's host
+    unless the connector names another (``token_base``, e.g. Google's) or the app's
+    ``token_url`` does; with ``api_url`` set and no ``token_url``, they follow it."""
     auth = (app.auth_url or connector.auth_base).rstrip("/")
     api = (app.api_url or connector.api_base).rstrip("/")
-    revoke = f"{api}{connector.revoke_path}" if connector.revoke_path else None
-    # A connector whose token endpoint is on its authorization server declares where.
-    token_base = getattr(connector, "token_base", None)
-    token = (app.auth_url or token_base).rstrip("/") if token_base else api
+    own_token = None if app.api_url else getattr(connector, "token_base", None)
+    token = (app.token_url or own_token or api).rstrip("/")
+    revoke = f"{token}{connector.revoke_path}" if connector.revoke_path else None
     return Endpoints(f"{auth}{connector.authorize_path}", f"{token}{connector.token_path}",
                      revoke, api)  # fmt: skip
 

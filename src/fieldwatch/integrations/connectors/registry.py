@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from fieldwatch.integrations.connectors.base import Connector, DataConnector
 from fieldwatch.integrations.connectors.garmin import GarminConnector
+from fieldwatch.integrations.connectors.google_health import GoogleHealthConnector
 from fieldwatch.integrations.connectors.oura import OuraConnector
 from fieldwatch.integrations.connectors.withings import WithingsConnector
 
 CONNECTOR_CLASSES: dict[str, type[DataConnector]] = {
+    "google_health": GoogleHealthConnector,
     "oura": OuraConnector,
     "withings": WithingsConnector,
     "garmin": GarminConnector,

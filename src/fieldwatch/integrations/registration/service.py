@@ -2,7 +2,8 @@
 cloud, a connection holding the given tokens (sealed) and the device's sync settings.
 
 The connector is the ``connector`` field, else ``integration_type`` when it names one,
-else the device type's prefix (``oura_ring`` → ``oura``). The access token is checked
+else the connector the device type starts with (``oura_ring`` → ``oura``,
+``google_health_account`` → ``google_health``). The access token is checked
 with the vendor (the account's id); a vendor that can not be reached leaves the
 connection ``pending`` (it syncs once it is authorised through the OAuth flow). A
 registration of an account already connected in the workspace reuses its connection,
@@ -42,7 +43,11 @@ def connector_name(body: DeviceRegistration) -> str:
         return body.connector
     if body.integration_type in CONNECTORS:
         return body.integration_type
-    return body.device_type.split("_", 1)[0].lower()
+    kind = body.device_type.lower()  # the longest connector it starts with: google_health_…
+    for name in sorted(CONNECTORS, key=len, reverse=True):
+        if kind == name or kind.startswith(f"{name}_"):
+            return name
+    return kind.split("_", 1)[0]
 
 
 def _token(body: DeviceRegistration) -> dict[str, Any]:

@@ -16,8 +16,15 @@ from typing import Any
 from sqlalchemy import and_, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fieldwatch.db.upsert import insert_for
 from fieldwatch.devices.models import Device
-from fieldwatch.integrations.models import Connection, DeviceSync, SyncCursor, SyncRun
+from fieldwatch.integrations.models import (
+    Connection,
+    DeviceSync,
+    SyncCursor,
+    SyncRun,
+    VendorRecord,
+)
 from fieldwatch.integrations.sync.schemas import OPEN
 
 
@@ -218,3 +225,22 @@ class SyncRepository:
                                         synced_until=until))  # fmt: skip
         elif cursor.synced_until is None or cursor.synced_until < until:
             cursor.synced_until = until
+
+    async def keep_vendor_records(
+        self,
+        connection_id: uuid.UUID,
+        device_id: uuid.UUID,
+        metric: str,
+        records: Sequence[tuple[str, datetime]],
+    ) -> None:
+        """The vendor's record ids of stored readings (provenance): a record kept before
+        stays as it was (a page read again stores nothing twice)."""
+        rows = [{"connection_id": connection_id, "data_type": metric,
+                 "vendor_id": vendor_id[:200], "device_id": device_id, "metric": metric,
+                 "ts": ts} for vendor_id, ts in dict(records).items() if vendor_id]  # fmt: skip
+        for start in range(0, len(rows), 1000):  # within the databases' parameter limits
+            await self.session.execute(
+                insert_for(self.session, VendorRecord)
+                .values(rows[start : start + 1000])
+                .on_conflict_do_nothing()
+            )

@@ -194,6 +194,8 @@ class SyncRunner:
                 quality=normal.quality, quality_parts=normal.parts, anomalies=normal.anomalies,
             ))  # fmt: skip
             await repo.move_cursor(run.device_id, metric, normal.ts_to)
+            named = [(s.vendor_id or "", s.ts) for s in samples]
+            await repo.keep_vendor_records(ctx.connection.id, run.device_id, metric, named)
             await uow.commit()
         ctx.committed_pages += 1
 
