@@ -171,11 +171,11 @@ async def sync_now(
         run = await sync.request(user.principal, device_id)
     except AppError as exc:
         await uow.rollback()
-        extra = {"problem": problem_message(exc), "problem_of": str(device_id)}
-        return await _connections_page(request, user, service, sync, extra, exc.status)
+        refused = {"problem": problem_message(exc), "problem_of": str(device_id)}
+        return await _connections_page(request, user, service, sync, refused, exc.status)
     await uow.commit()
-    extra = {"notice": "A sync of the device is queued.", "queued_run": run.id}
-    return await _connections_page(request, user, service, sync, extra)
+    queued = {"notice": "A sync of the device is queued.", "queued_run": run.id}
+    return await _connections_page(request, user, service, sync, queued)
 
 
 @router.post(CONNECTIONS + "/{connection_id}/disconnect", dependencies=[CsrfChecked])
