@@ -176,6 +176,22 @@ async def test_sync_now_then_retry_a_failed_run_and_cancel_an_open_one(
     assert f"run-{manual.id}" in types.text and f"run-{failed.id}" not in types.text
     by_device = await client.get(f"{BASE}/sync/runs", params={"device": str(uuid.uuid4())})
     assert "no-runs" in by_device.text
+    api = await client.get(
+        "/api/v1/sync/history",
+        headers=operator.headers,
+        params={"sync_type": "manual", "connection_id": synced.connection_id},
+    )
+    assert [r["sync_id"] for r in api.json()["items"]] == [
+        str(manual.id),
+        str(retry.id),
+        str(failed.id),
+    ]  # a retry keeps the type
+    other = await client.get(
+        "/api/v1/sync/history",
+        headers=operator.headers,
+        params={"connection_id": str(uuid.uuid4())},
+    )
+    assert other.json()["total"] == 0
 
 
 async def test_viewers_read_without_buttons_and_are_refused_changes(

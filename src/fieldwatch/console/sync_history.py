@@ -86,6 +86,7 @@ async def runs_context(
         "can_operate": user.principal.role.allows(Role.operator),
         "filter_query": _query(chosen, offset=False), "refresh_query": _query(chosen),
         "any_open": any(r.status in OPEN for r in rows),
+        "busy": {d.device_id for d in devices if d.open_runs},  # a retry would be refused
     }  # fmt: skip
 
 
