@@ -94,6 +94,21 @@ async def test_the_catalogue_warns_of_fitbit_and_connects_oura_through_the_vendo
     assert notice == f"Oura {USER} is connected (active): import its devices to start syncing."
     listed = await client.get("/api/v1/integrations/connections", headers=operator.headers)
     assert [c["status"] for c in listed.json()["items"]] == ["active"]
+    connection = listed.json()["items"][0]["id"]
+
+    imported = await client.post(f"{BASE}/connections/{connection}/import",
+                                 data={"csrf_token": csrf, "connector": "oura"})  # fmt: skip
+    assert imported.status_code == 200, imported.text
+    notice = plain(section(imported.text, "notice"))
+    assert notice == "1 device imported: the first sync is due now."
+    card = section(imported.text, f"connection-{connection}")
+    assert "Oura ring gen3" in card and 'data-sync-status="pending"' in card
+    again = await client.post(f"{BASE}/connections/{connection}/import",
+                              data={"csrf_token": csrf, "connector": "oura"})  # fmt: skip
+    assert "Every device of this account is imported already." in again.text
+    sunset = await client.post(f"{BASE}/fitbit/connect", data={"csrf_token": csrf})
+    assert sunset.status_code == 409
+    assert "Fitbit Web API (legacy) cannot be connected" in html_lib.unescape(sunset.text)
 
 
 async def test_pages_show_a_real_sync(
@@ -240,3 +255,20 @@ async def test_admins_disconnect_and_purge(
     card = section(shown.text, f"connection-{synced.connection_id}")
     assert 'data-status="revoked"' in card and f"disconnected by user:{admin.email}" in card
     assert "Disconnect</button>" not in card and "Sync now" not in card
+
+
+async def test_another_workspace_sees_none_of_it(
+    client: httpx.AsyncClient, operator: Actor, factory: Factory, oura: Vendor, runtime: Runtime
+) -> None:
+    synced = await synced_ring(client, operator, runtime)
+    stranger = await factory.user("admin", workspace="elsewhere")
+    csrf = await console_as(client, stranger)
+    assert "no-connections" in (await client.get(f"{BASE}/connections")).text
+    assert "no-runs" in (await client.get(f"{BASE}/sync")).text
+    assert "no-quality" in (await client.get(f"{BASE}/quality")).text
+    retry = await client.post(f"{BASE}/sync/{synced.run.id}/retry", data={"csrf_token": csrf})
+    assert retry.status_code == 404
+    gone = await client.post(f"{BASE}/connections/{synced.connection_id}/disconnect",
+                             data={"csrf_token": csrf, "purge": "on"})  # fmt: skip
+    assert gone.status_code == 404
+    assert len(await readings(runtime, synced.device_id, "heart_rate")) > 1000

@@ -94,7 +94,8 @@ async def _connections_page(
     extra: dict[str, Any],
     status: int = 200,
 ) -> Response:
-    offset = max(0, min(int(request.query_params.get("offset") or 0), 10_000_000))
+    raw = request.query_params.get("offset") or ""
+    offset = min(int(raw), 10_000_000) if raw.isdigit() and len(raw) < 10 else 0
     rows, total = await service.page(user.principal, None, limit=PAGE_SIZE, offset=offset)
     devices: dict[uuid.UUID | None, list[DeviceSyncStatus]] = defaultdict(list)
     for item in await synced_devices(sync, user):
