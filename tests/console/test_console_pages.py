@@ -109,6 +109,9 @@ def has_page(path: str) -> bool:
     return False
 
 
+INTEGRATIONS = [f"/console/integrations{p}" for p in ("", "/connections", "/sync", "/quality")]
+
+
 def pages_of(fleet: Fleet, admin: bool) -> list[str]:
     inventory = ["/console/inventory", "/console/inventory/stock"]
     if admin:
@@ -125,6 +128,7 @@ def pages_of(fleet: Fleet, admin: bool) -> list[str]:
         "/console/groups",
         *[f"/console/groups/{group_id}" for group_id in fleet.group_ids],
         "/console/firmware",
+        *[path for path in INTEGRATIONS if has_page(path)],
     ]
     return pages + (["/console/admin"] if admin else [])
 

@@ -19,12 +19,14 @@ from fieldwatch.console import (
     device_tokens,
     firmware,
     groups,
+    integrations,
     inventory,
     inventory_bulk,
     inventory_import,
     rollout_new,
     rollouts,
     rules,
+    sync_history,
     webhooks,
 )
 from fieldwatch.console.access import CsrfRefused, LoginRequired, PageForbidden, to_login
@@ -92,6 +94,8 @@ ROUTERS = (
             alerts,
             rules,
             webhooks,
+            integrations,
+            sync_history,
             admin,
         )
     ),

@@ -159,12 +159,15 @@ class SyncRepository:
         status: str | None,
         limit: int,
         offset: int,
+        sync_type: str | None = None,
+        connection_id: uuid.UUID | None = None,
     ) -> tuple[Sequence[SyncRun], int]:
         where = [SyncRun.workspace_id == workspace_id]
-        if device_id is not None:
-            where.append(SyncRun.device_id == device_id)
-        if status is not None:
-            where.append(SyncRun.status == status)
+        for column, value in ((SyncRun.device_id, device_id), (SyncRun.status, status),
+                              (SyncRun.sync_type, sync_type),
+                              (SyncRun.connection_id, connection_id)):  # fmt: skip
+            if value is not None:
+                where.append(column == value)
         total = await self.session.scalar(select(func.count()).where(*where)
                                           .select_from(SyncRun))  # fmt: skip
         rows = await self.session.scalars(

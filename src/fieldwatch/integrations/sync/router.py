@@ -18,6 +18,7 @@ from fieldwatch.integrations.sync.schemas import (
     RunStatus,
     SyncRequest,
     SyncRunRead,
+    SyncType,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["sync"])
@@ -67,13 +68,17 @@ async def sync_history(
     service: SyncServiceDep,
     device_id: uuid.UUID | None = None,
     status: Annotated[RunStatus | None, Query()] = None,
+    sync_type: Annotated[SyncType | None, Query()] = None,
+    connection_id: uuid.UUID | None = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ):
-    """Sync runs, newest first: start, end, duration, records processed, synced
-    (stored new) and failed, error message and details."""
+    """Sync runs, newest first (of a device, a status, a type, a connection): start,
+    end, duration, records processed, synced (stored new) and failed, error message and
+    details."""
     rows, total = await service.history(principal, device_id=device_id, status=status,
-                                        limit=limit, offset=offset)  # fmt: skip
+                                        limit=limit, offset=offset, sync_type=sync_type,
+                                        connection_id=connection_id)  # fmt: skip
     return Page(items=[SyncRunRead.model_validate(r) for r in rows], total=total,
                 limit=limit, offset=offset)  # fmt: skip
 

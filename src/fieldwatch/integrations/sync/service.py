@@ -160,9 +160,13 @@ class SyncService:
         status: str | None,
         limit: int,
         offset: int,
+        sync_type: str | None = None,
+        connection_id: uuid.UUID | None = None,
     ) -> tuple[Sequence[SyncRun], int]:
         return await self.repo.history(principal.workspace_id, device_id=device_id,
-                                       status=status, limit=limit, offset=offset)  # fmt: skip
+                                       status=status, limit=limit, offset=offset,
+                                       sync_type=sync_type,
+                                       connection_id=connection_id)  # fmt: skip
 
     async def status(
         self, principal: Principal, device_id: uuid.UUID | None, *, limit: int, offset: int
