@@ -11,7 +11,7 @@ import httpx
 
 from conftest import Actor
 from fieldwatch.core.settings import Settings, VendorApp
-from standins.oura import oura_app
+from standins.oura import Oura, oura_app
 from standins.server import serve
 from standins.vendor import Vendor
 from standins.withings import Withings, withings_app
@@ -20,9 +20,9 @@ API = "/api/v1/integrations"
 
 
 @contextlib.asynccontextmanager
-async def oura_standin(settings: Settings, **kw: object) -> AsyncIterator[Vendor]:
+async def oura_standin(settings: Settings, **kw: object) -> AsyncIterator[Oura]:
     """The Oura stand-in, served, and Fieldwatch configured to use it."""
-    vendor = Vendor(**kw)  # type: ignore[arg-type]
+    vendor = Oura(**kw)  # type: ignore[arg-type]
     async with serve(oura_app(vendor)) as base:
         settings.oura = VendorApp(client_id=vendor.client_id, client_secret=vendor.client_secret,
                                   auth_url=base, api_url=base)  # fmt: skip

@@ -3,7 +3,9 @@
 tokens that rotate, the old one still good for 8 h or until the new access token is
 used), ``getmeas`` paged with ``offset``/``more`` and values as ``value × 10^unit``,
 ``getactivity`` by date, ``getdevice``, and an app-wide budget of 120 requests a minute
-answered ``status: 601`` in a 200."""
+answered ``status: 601`` in a 200; Notify (``/notify``: subscribe after a HEAD to the
+callback answered 200, revoke, list) and unsigned notifications sent to the
+subscriptions (``Withings.notify``)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
@@ -35,6 +38,18 @@ class Withings(Vendor):
     app_hits: deque[float] = field(default_factory=deque)
     #: How many requests were answered 601 (over the app's budget).
     refused: int = 0
+    #: How Withings reaches the subscribers' callbacks (a client of the app under test).
+    callback: httpx.AsyncClient | None = None
+    #: Notify subscriptions: (userid, appli, callbackurl).
+    notify_subs: list[tuple[str, int, str]] = field(default_factory=list)
+
+    async def notify(self, user: str, appli: int, start: int, end: int) -> list[httpx.Response]:
+        """Send a notification (a form, unsigned) to the user's subscriptions to ``appli``."""
+        assert self.callback is not None
+        form = {"userid": user, "appli": str(appli), "startdate": str(start),
+                "enddate": str(end)}  # fmt: skip
+        return [await self.callback.post(url, data=form)
+                for u, a, url in list(self.notify_subs) if (u, a) == (user, appli)]
 
 
 def weight_g(user: str, day: date) -> int:
@@ -192,6 +207,31 @@ def withings_app(vendor: Withings) -> FastAPI:
         items = [{"date": d.isoformat(), "timezone": ZONE, "deviceid": f"dev-{user}",
                   "steps": steps(d), "brand": 18} for d in page]  # fmt: skip
         return _ok({"activities": items, **paging})
+
+    @app.post("/notify")
+    async def notify(request: Request) -> JSONResponse:
+        user = user_of(request)
+        if isinstance(user, JSONResponse):
+            return user
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        action, url = form.get("action"), form.get("callbackurl", "")
+        if action == "list":
+            return _ok({"profiles": [{"appli": a, "callbackurl": c}
+                                     for u, a, c in vendor.notify_subs if u == user]})
+        if action not in ("subscribe", "revoke") or not form.get("appli", "").isdigit():
+            return _error(503, "Invalid Params")
+        key = (user, int(form["appli"]), url)
+        if action == "revoke":
+            if key not in vendor.notify_subs:
+                return _error(286, "No such subscription was found")
+            vendor.notify_subs.remove(key)
+            return _ok({})
+        assert vendor.callback is not None
+        if (await vendor.callback.head(url)).status_code != 200:
+            return _error(293, "The callback URL is either absent or incorrect")
+        if key not in vendor.notify_subs:
+            vendor.notify_subs.append(key)
+        return _ok({})
 
     @app.post("/v2/user")
     async def user_api(request: Request) -> JSONResponse:

@@ -251,6 +251,15 @@ class Settings(BaseSettings):
     sync_lease_s: float = Field(default=60.0, ge=2)
     #: The first retry's wait; each further retry waits twice as long (at most an hour).
     sync_retry_base_s: float = Field(default=60.0, ge=0)
+    #: Subscribe to the vendors' notifications (Oura webhooks, Withings Notify): they
+    #: call ``public_url``, which must be reachable from the internet over HTTPS.
+    vendor_webhooks: bool = False
+    #: How often a process checks the subscriptions (create, renew, re-point).
+    vendor_webhook_check_s: float = Field(default=300.0, gt=0)
+    #: A subscription that expires is renewed this long before it does.
+    vendor_webhook_renew_before_s: float = Field(default=3 * 24 * 3600.0, ge=0)
+    #: A signed notification older (or newer) than this is refused (replays).
+    vendor_webhook_max_age_s: float = Field(default=300.0, gt=0)
 
     def vendor_app(self, connector: str) -> VendorApp:
         app = getattr(self, connector, None)

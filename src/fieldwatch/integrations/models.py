@@ -127,6 +127,8 @@ class SyncRun(IdMixin, Base):
     data_types: Mapped[list[str]] = mapped_column(JSONType, default=list)
     #: Not to be started before (a retry's backoff, a vendor's Retry-After).
     not_before: Mapped[datetime | None]
+    #: Fetch from no later than this (a vendor's notification named the window).
+    since: Mapped[datetime | None]
     #: The process running it and how long its claim lasts (renewed while it runs).
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     claimed_until: Mapped[datetime | None]
@@ -236,3 +238,39 @@ class HealthAccess(IdMixin, Base):
     action: Mapped[str] = mapped_column(String(12))
     what: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookSubscription(IdMixin, Base):
+    """A subscription to a vendor's notifications: Oura's are the app's (one per event
+    and data type, ``scope`` "app"), Withings' one per connection and ``appli``
+    (``scope`` the connection's id). Kept by ``integrations.webhooks.keeper``."""
+
+    __tablename__ = "integration_webhook_subscriptions"
+    __table_args__ = (
+        UniqueConstraint("connector", "scope", "topic"),
+        Index(None, "status", "expires_at"),
+    )
+
+    connector: Mapped[str] = mapped_column(String(40))
+    scope: Mapped[str] = mapped_column(String(64))
+    connection_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("integration_connections.id", ondelete="CASCADE")
+    )
+    #: Oura ``<event_type>:<data_type>``, Withings ``appli:<n>``.
+    topic: Mapped[str] = mapped_column(String(80))
+    #: pending | active | failed | revoked
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    vendor_id: Mapped[str | None] = mapped_column(String(200))
+    #: SHA-256 of the verification token the vendor echoes back (Oura); never the token.
+    token_digest: Mapped[str | None] = mapped_column(String(64))
+    expires_at: Mapped[datetime | None]
+    #: The process working on it and until when (several processes keep subscriptions).
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_until: Mapped[datetime | None]
+    #: Not to be worked on before (a failed attempt's backoff).
+    not_before: Mapped[datetime | None]
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

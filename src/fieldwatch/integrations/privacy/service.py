@@ -2,8 +2,9 @@
 
 - Consent: which data types of a connection are shared; later syncs fetch only those
   (the runner fetches ``connector.fetchable ∩ consent``).
-- Disconnecting: the grant is revoked at the vendor where it has a revoke endpoint
-  (RFC 7009), the connection is marked ``revoked`` and its tokens are dropped, its
+- Disconnecting: the vendor's notifications of the connection are revoked (Withings),
+  the grant is revoked at the vendor where it has a revoke endpoint (RFC 7009), the
+  connection is marked ``revoked`` and its tokens are dropped, its
   devices' syncs stop (paused, waiting runs cancelled); with ``purge`` the synced
   readings of its devices are deleted through the telemetry service (rollups rebuilt),
   and so are their segments, cursors and vendor ids.
@@ -33,6 +34,8 @@ from fieldwatch.integrations.models import Connection, HealthAccess
 from fieldwatch.integrations.oauth import OAuthFlow, VendorRefused, VendorUnreachable
 from fieldwatch.integrations.privacy.repository import PrivacyRepository
 from fieldwatch.integrations.privacy.schemas import ConsentRead, ConsentUpdate, DisconnectRead
+from fieldwatch.integrations.webhooks.repository import WebhookRepository
+from fieldwatch.integrations.webhooks.revoke import revoke_notifications
 from fieldwatch.telemetry.query.queries import TelemetryQueries
 
 log = logging.getLogger(__name__)
@@ -110,8 +113,11 @@ class PrivacyService:
         telemetry: TelemetryQueries,
     ) -> DisconnectRead:  # fmt: skip
         connection = await self._connection(principal, connection_id)
+        await revoke_notifications(self.uow, self.settings, self.ring, connection)
+        connection = await self._connection(principal, connection_id)
         revoked = await self._revoke_at_vendor(connection)
         connection = await self._connection(principal, connection_id)
+        await WebhookRepository(self.uow.session).revoke_all(connection.id)
         now = utcnow()
         connection.status, connection.status_reason = (
             "revoked",

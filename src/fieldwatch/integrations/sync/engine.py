@@ -11,7 +11,9 @@ Every ``sync_tick_s`` it
    ``sync_concurrency`` at once in this process, each by a conditional UPDATE that one
    process wins;
 3. executes them (``SyncRunner``), renewing each claim every third of ``sync_lease_s``;
-   a claim that could not be renewed (another process took the run) stops the work.
+   a claim that could not be renewed (another process took the run) stops the work;
+4. keeps the vendors' notification subscriptions (every ``vendor_webhook_check_s``,
+   ``integrations.webhooks.keeper``).
 
 Stopping the engine gives its runs' claims back (their lease ends now), so another
 process resumes them at once. Readings are idempotent anyway (deduplicated on device,
@@ -40,6 +42,7 @@ from fieldwatch.integrations.sync.events import sync_event
 from fieldwatch.integrations.sync.repository import SyncRepository
 from fieldwatch.integrations.sync.runner import SyncRunner
 from fieldwatch.integrations.sync.runs import SyncInProgress, open_run
+from fieldwatch.integrations.webhooks.keeper import SubscriptionKeeper
 from fieldwatch.telemetry.ingest.service import TelemetryService
 
 log = logging.getLogger(__name__)
@@ -69,6 +72,9 @@ class SyncEngine:
         self.tokens = TokenSource(uow, settings, ring, owner=self.owner, clock=clock)
         self.runner = SyncRunner(uow, settings, self.tokens, ingest, owner=self.owner,
                                  clock=clock)  # fmt: skip
+        #: Keeps the vendors' notification subscriptions (``integrations.webhooks``).
+        self.subscriptions = SubscriptionKeeper(uow, settings, self.tokens, owner=self.owner,
+                                                clock=clock)  # fmt: skip
         self._task: asyncio.Task[None] | None = None
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
         #: Runs this process executed (claimed and ran), for tests and figures.
@@ -99,6 +105,7 @@ class SyncEngine:
     async def tick(self) -> None:
         await self.schedule()
         await self.claim()
+        await self.subscriptions.maybe_run()
 
     async def run_once(self) -> None:
         """Schedule, claim and wait for what was claimed to finish (tests, the CLI)."""

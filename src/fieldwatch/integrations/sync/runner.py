@@ -147,6 +147,8 @@ class SyncRunner:
             cursor = cursors.get(metric)
             until = cursor.synced_until if cursor is not None else None
             starts[metric] = max(first, until - OVERLAP) if until is not None else first
+            if run.since is not None:  # a vendor's notification named an older window
+                starts[metric] = max(first, min(starts[metric], run.since))
         return _Context(run, sync, connection, connector, metrics, starts, now)
 
     async def _sync_all(self, ctx: _Context) -> None:

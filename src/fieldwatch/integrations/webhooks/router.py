@@ -1,0 +1,64 @@
+"""HTTP: where the vendors call Fieldwatch (no login: Oura's calls are verified by their
+signature or verification token; Withings' are hints only). The address to register is
+``$FIELDWATCH_PUBLIC_URL/api/v1/integrations/{oura|withings}/webhook``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from fieldwatch.core.components import SettingsDep
+from fieldwatch.core.errors import NotFound
+from fieldwatch.db.dependencies import UowDep, WriteUow
+from fieldwatch.integrations.webhooks.service import HintService
+from fieldwatch.telemetry.dependencies import TelemetryDep
+
+router = APIRouter(prefix="/api/v1/integrations", tags=["integrations"])
+
+NOTIFIED = ("oura", "withings")
+
+
+async def get_hints(uow: UowDep, settings: SettingsDep) -> HintService:
+    return HintService(uow, settings)
+
+
+HintsDep = Annotated[HintService, Depends(get_hints)]
+
+
+def _known(kind: str) -> None:
+    if kind not in NOTIFIED:
+        raise NotFound(f"No notifications from {kind!r}.")
+
+
+@router.api_route("/{kind}/webhook", methods=["GET", "HEAD"], response_model=None)
+async def webhook_check(
+    kind: str,
+    hints: HintsDep,
+    verification_token: Annotated[str | None, Query(max_length=500)] = None,
+    challenge: Annotated[str | None, Query(max_length=500)] = None,
+) -> dict[str, str] | Response:
+    """The vendor checks its callback: Oura sends the verification token given when
+    subscribing and a challenge, answered back; Withings asks (HEAD, GET) for a 200."""
+    _known(kind)
+    if kind == "oura" and (verification_token is not None or challenge is not None):
+        return {"challenge": await hints.oura_challenge(verification_token or "",
+                                                        challenge or "")}  # fmt: skip
+    return Response(status_code=200)
+
+
+@router.post("/{kind}/webhook", status_code=204, response_class=Response)
+async def webhook_notification(
+    kind: str, request: Request, uow: WriteUow, hints: HintsDep, telemetry: TelemetryDep
+) -> Response:
+    """A notification: Oura's signed (a refused signature is a 401 and nothing is
+    queued), Withings' a form (``userid``, ``appli``, ``startdate``, ``enddate``). It
+    queues a `webhook` sync of the account's devices, merged into one queued already."""
+    _known(kind)
+    if kind == "oura":
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        await hints.oura(await request.body(), headers, telemetry)
+        return Response(status_code=204)
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    await hints.withings(form)
+    return Response(status_code=200)

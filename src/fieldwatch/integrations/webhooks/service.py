@@ -1,0 +1,143 @@
+"""What a vendor's notification does. Notifications are hints, never data: a hint
+queues a ``webhook`` sync run of the connection's devices (the run asks the vendor for
+the data, as any sync does); the scheduled syncs catch whatever a lost hint missed.
+
+- Coalesced: a device with a run queued or waiting gets no second one; the hint's data
+  types and window are merged into it. A running run takes no hint (its overlap and
+  the next sync catch data the vendor added meanwhile).
+- Oura's are signed (``oura.verify``): a refused signature is a 401 and nothing is
+  queued. A ``delete`` removes the readings stored from that vendor record (the runs
+  keep each record's id) and nothing is fetched.
+- Withings' are unsigned: the account (``userid``) and the window (``startdate``) only
+  choose what to sync; a forged one costs a sync, never data.
+- The account is looked up in every workspace it is connected in; each gets its own run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from fieldwatch.core.clock import utcnow
+from fieldwatch.core.errors import AppError, BadRequest
+from fieldwatch.core.settings import Settings
+from fieldwatch.db.uow import UnitOfWork
+from fieldwatch.integrations.connectors.registry import data_connector
+from fieldwatch.integrations.models import Connection, DeviceSync
+from fieldwatch.integrations.sync.runs import open_run
+from fieldwatch.integrations.webhooks import oura, withings
+from fieldwatch.integrations.webhooks.repository import WebhookRepository
+from fieldwatch.telemetry.query.queries import TelemetryQueries
+
+log = logging.getLogger(__name__)
+
+#: A reading's time is exact to the microsecond: [ts, ts + 1 µs) is that reading.
+_TICK = timedelta(microseconds=1)
+
+
+class BadSignature(AppError):
+    status, slug, title = 401, "bad-signature", "Not signed by the vendor"
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class HintService:
+    def __init__(self, uow: UnitOfWork, settings: Settings) -> None:
+        self.uow = uow
+        self.settings = settings
+        self.repo = WebhookRepository(uow.session)
+
+    async def oura_challenge(self, verification_token: str, challenge: str) -> str:
+        """Oura checks a new subscription's callback: the token must be one Fieldwatch
+        gave when subscribing."""
+        if not await self.repo.knows_token("oura", token_digest(verification_token)):
+            raise BadSignature("Unknown verification token.")
+        return challenge
+
+    async def oura(self, body: bytes, headers: dict[str, str],
+                   telemetry: TelemetryQueries) -> int:  # fmt: skip
+        """A signed Oura notification; how many devices it concerned."""
+        why = oura.verify(self.settings.oura.client_secret or "",
+                          headers.get("x-oura-timestamp"), headers.get("x-oura-signature"),
+                          body, self.settings.vendor_webhook_max_age_s)  # fmt: skip
+        if why is not None:
+            log.warning("oura notification refused", extra={"reason": why})
+            raise BadSignature(f"The notification is refused: {why}.")
+        try:
+            note = json.loads(body)
+            event, kind = str(note["event_type"]), str(note["data_type"])
+            user, object_id = str(note["user_id"]), str(note.get("object_id") or "")
+        except (ValueError, KeyError, TypeError):
+            raise BadRequest("Not an Oura notification.") from None
+        metrics = oura.DATA_TYPES.get(kind, ())
+        touched = 0
+        for connection in await self.repo.accounts("oura", user):
+            if event == "delete":
+                touched += await self._delete(connection, metrics, object_id, telemetry)
+            elif event in ("create", "update"):
+                touched += await self._hint(connection, metrics, None)
+        return touched
+
+    async def withings(self, form: dict[str, str]) -> int:
+        """An unsigned Withings notification: a hint for the account and window."""
+        try:
+            user, appli = form["userid"], int(form["appli"])
+            since = datetime.fromtimestamp(int(form["startdate"]), UTC) \
+                if form.get("startdate") else None  # fmt: skip
+        except (KeyError, ValueError, OverflowError, OSError):
+            raise BadRequest("Not a Withings notification.") from None
+        metrics = withings.APPLI.get(appli, ())
+        touched = 0
+        for connection in await self.repo.accounts("withings", user):
+            touched += await self._hint(connection, metrics, since)
+        return touched
+
+    async def _hint(self, connection: Connection, metrics: Sequence[str],
+                    since: datetime | None) -> int:  # fmt: skip
+        connector = data_connector(connection.connector)
+        fetchable = connector.fetchable if connector is not None else ()
+        wanted = sorted(m for m in metrics if m in connection.consent and m in fetchable)
+        if not wanted:
+            return 0
+        syncs = await self.repo.syncs_of(connection.id)
+        for sync in syncs:
+            await self._queue(connection, sync, wanted, since)
+        return len(syncs)
+
+    async def _queue(self, connection: Connection, sync: DeviceSync, wanted: list[str],
+                     since: datetime | None) -> None:  # fmt: skip
+        run = await self.repo.open_run(sync.device_id)
+        if run is None:
+            run = await open_run(self.uow, sync, "webhook", f"webhook:{connection.connector}",
+                                 data_types=wanted)  # fmt: skip
+            run.since = since
+        elif run.status in ("queued", "retry_wait"):
+            if run.data_types:  # an empty list is every type already
+                run.data_types = sorted(set(run.data_types) | set(wanted))
+            if since is not None and (run.since is None or since < run.since):
+                run.since = since
+        await self.uow.session.flush()
+
+    async def _delete(self, connection: Connection, metrics: Sequence[str], object_id: str,
+                      telemetry: TelemetryQueries) -> int:  # fmt: skip
+        if not object_id or not metrics:
+            return 0
+        records = await self.repo.records(connection.id, metrics, object_id)
+        now = utcnow()
+        for record in records:
+            series = await telemetry.series(record.device_id, record.metric)
+            await telemetry.delete(series, record.ts, record.ts + _TICK)
+            record.deleted_at = now
+            self.uow.after_commit(partial(telemetry.hub.latest.reload_device,
+                                          connection.workspace_id, record.device_id))  # fmt: skip
+        await self.uow.session.flush()
+        if records:
+            log.info("vendor record deleted", extra={"connection": str(connection.id),
+                                                     "records": len(records)})  # fmt: skip
+        return len(records)
+
