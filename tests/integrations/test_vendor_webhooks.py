@@ -68,7 +68,9 @@ async def test_subscriptions_are_made_after_the_challenge(client, admin, hooked,
     assert await runtime.sync.subscriptions.run() == 6
     made = hooked.subscriptions.values()
     assert {(s["event_type"], s["data_type"], s["callback_url"]) for s in made} == {
-        (e, d, HOOK) for e in ("create", "update", "delete") for d in ("daily_activity", "heartrate")
+        (e, d, HOOK)
+        for e in ("create", "update", "delete")
+        for d in ("daily_activity", "heartrate")
     }
     rows = await _subscriptions(runtime)
     assert {r.status for r in rows} == {"active"} and len(rows) == 6
@@ -110,7 +112,10 @@ async def test_hints_coalesce_into_one_webhook_run_that_syncs(
         assert answer.status_code == 204, answer.text
     (_, hinted) = await runs(runtime, device)
     assert (hinted.sync_type, hinted.status, hinted.requested_by) == (
-        "webhook", "queued", "webhook:oura")
+        "webhook",
+        "queued",
+        "webhook:oura",
+    )
     assert hinted.data_types == ["heart_rate", "steps"]
     asked = _calls(hooked, "/v2/usercollection/heartrate")
     await asyncio.sleep(1.1)  # a new minute's reading may appear at the stand-in
@@ -214,8 +219,10 @@ async def test_withings_hints_sync_the_window_and_disconnect_revokes(
     (_, hinted) = await runs(runtime, device)
     assert (hinted.sync_type, hinted.data_types) == ("webhook", ["body_weight"])
     assert hinted.since == datetime.fromtimestamp(start, UTC)
-    unknown = await client.post(hook, data={"userid": "nobody", "appli": "1",
-                                            "startdate": str(start), "enddate": str(start)})
+    unknown = await client.post(
+        hook,
+        data={"userid": "nobody", "appli": "1", "startdate": str(start), "enddate": str(start)},
+    )
     assert unknown.status_code == 200 and len(await runs(runtime, device)) == 2
     await runtime.sync.run_once()
     (_, ran) = await runs(runtime, device)

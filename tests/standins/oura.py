@@ -188,8 +188,10 @@ def _webhooks(app: FastAPI, vendor: Oura) -> None:
         body = await request.json()
         challenge = secrets.token_urlsafe(12)
         assert vendor.callback is not None
-        check = await vendor.callback.get(body["callback_url"], params={
-            "verification_token": body["verification_token"], "challenge": challenge})
+        check = await vendor.callback.get(
+            body["callback_url"],
+            params={"verification_token": body["verification_token"], "challenge": challenge},
+        )
         if check.status_code != 200 or check.json().get("challenge") != challenge:
             raise HTTPException(422, "the callback did not answer the challenge")
         sub_id = secrets.token_hex(8)

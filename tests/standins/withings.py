@@ -48,8 +48,11 @@ class Withings(Vendor):
         assert self.callback is not None
         form = {"userid": user, "appli": str(appli), "startdate": str(start),
                 "enddate": str(end)}  # fmt: skip
-        return [await self.callback.post(url, data=form)
-                for u, a, url in list(self.notify_subs) if (u, a) == (user, appli)]
+        return [
+            await self.callback.post(url, data=form)
+            for u, a, url in list(self.notify_subs)
+            if (u, a) == (user, appli)
+        ]
 
 
 def weight_g(user: str, day: date) -> int:
@@ -216,8 +219,15 @@ def withings_app(vendor: Withings) -> FastAPI:
         form = {k: str(v) for k, v in (await request.form()).items()}
         action, url = form.get("action"), form.get("callbackurl", "")
         if action == "list":
-            return _ok({"profiles": [{"appli": a, "callbackurl": c}
-                                     for u, a, c in vendor.notify_subs if u == user]})
+            return _ok(
+                {
+                    "profiles": [
+                        {"appli": a, "callbackurl": c}
+                        for u, a, c in vendor.notify_subs
+                        if u == user
+                    ]
+                }
+            )
         if action not in ("subscribe", "revoke") or not form.get("appli", "").isdigit():
             return _error(503, "Invalid Params")
         key = (user, int(form["appli"]), url)

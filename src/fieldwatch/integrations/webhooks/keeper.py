@@ -17,12 +17,15 @@ process (each ``vendor_webhook_check_s``), safe with several processes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
+
+import httpx
 
 from fieldwatch.core.settings import Settings
 from fieldwatch.db.uow import UnitOfWork
@@ -113,6 +116,8 @@ class SubscriptionKeeper:
             return await WebhookRepository(uow.session).due(now, renew_by, kinds, BATCH)
 
     async def work(self, sub: WebhookSubscription, url: str, token: str) -> None:
+        vendor_id: str | None
+        expires: datetime | None
         try:
             if sub.connector == "oura":
                 vendor_id, expires = await self._oura(sub, url, token)
@@ -131,7 +136,7 @@ class SubscriptionKeeper:
                                                     "topic": sub.topic})  # fmt: skip
 
     async def _failed(self, sub: WebhookSubscription, exc: Exception) -> None:
-        wait = min(60.0 * 2 ** sub.failures, MAX_BACKOFF_S)
+        wait = min(60.0 * 2**sub.failures, MAX_BACKOFF_S)
         error = str(exc) if isinstance(exc, VendorError) else type(exc).__name__
         status = "active" if sub.status == "active" else "failed"  # it may not have expired
         async with self.uow() as uow:
@@ -140,8 +145,10 @@ class SubscriptionKeeper:
                 last_error=error[:500], not_before=self.clock() + timedelta(seconds=wait),
             )  # fmt: skip
             await uow.commit()
-        log.warning("vendor subscription failed", extra={"connector": sub.connector,
-                                                         "topic": sub.topic, "error": error})
+        log.warning(
+            "vendor subscription failed",
+            extra={"connector": sub.connector, "topic": sub.topic, "error": error},
+        )
 
     async def _oura(self, sub: WebhookSubscription, url: str,
                     token: str) -> tuple[str, datetime | None]:  # fmt: skip
@@ -171,17 +178,15 @@ class SubscriptionKeeper:
         async with VendorSession(self.tokens, self.settings, connector,
                                  sub.connection_id) as vendor:  # fmt: skip
             if sub.callback_url and sub.callback_url != url:
-                try:
+                with contextlib.suppress(VendorError):  # forgotten either way
                     await vendor.call(partial(_revoke, sub.callback_url, appli))
-                except VendorError:
-                    pass  # the old address is forgotten either way
             await vendor.call(partial(_subscribe, url, appli))
         return None, None
 
 
-async def _subscribe(url: str, appli: int, http: object, token: str) -> None:
-    await withings.subscribe(http, token, url, appli)  # type: ignore[arg-type]
+async def _subscribe(url: str, appli: int, http: httpx.AsyncClient, token: str) -> None:
+    await withings.subscribe(http, token, url, appli)
 
 
-async def _revoke(url: str, appli: int, http: object, token: str) -> None:
-    await withings.revoke(http, token, url, appli)  # type: ignore[arg-type]
+async def _revoke(url: str, appli: int, http: httpx.AsyncClient, token: str) -> None:
+    await withings.revoke(http, token, url, appli)

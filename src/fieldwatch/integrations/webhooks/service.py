@@ -21,6 +21,7 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
+
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import AppError, BadRequest
 from fieldwatch.core.settings import Settings
@@ -140,4 +141,3 @@ class HintService:
             log.info("vendor record deleted", extra={"connection": str(connection.id),
                                                      "records": len(records)})  # fmt: skip
         return len(records)
-

@@ -46,9 +46,11 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_integration_webhook_subscriptions")),
         sa.UniqueConstraint(
-            "connector", "scope", "topic",
+            "connector",
+            "scope",
+            "topic",
             name=op.f("uq_integration_webhook_subscriptions_connector_scope_topic"),
-        ),  # fmt: skip
+        ),
     )
     op.create_index(
         op.f("ix_integration_webhook_subscriptions_status_expires_at"),
