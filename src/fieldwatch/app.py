@@ -37,7 +37,6 @@ from fieldwatch.integrations.analytics.router import router as analytics_router
 from fieldwatch.integrations.privacy.router import router as privacy_router
 from fieldwatch.integrations.router import router as integrations_router
 from fieldwatch.integrations.sync.router import router as sync_router
-from fieldwatch.integrations.webhooks.router import router as vendor_webhooks_router
 from fieldwatch.inventory.router import router as inventory_router
 from fieldwatch.monitoring.limits import LimitsCollector
 from fieldwatch.monitoring.router import router as monitoring_router
@@ -139,7 +138,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(privacy_router)
     app.include_router(analytics_router)
     app.include_router(integrations_router)
-    app.include_router(vendor_webhooks_router)
     app.include_router(sync_router)
     console.install(app)  # the web console at /console/
     device_gateway.install(app)  # WS /ws/device: the device gateway

@@ -21,6 +21,7 @@ from fieldwatch.integrations.connections.schemas import (
 from fieldwatch.integrations.dependencies import ConnectionServiceDep, DeviceImportDep
 from fieldwatch.integrations.garmin.router import router as garmin_router
 from fieldwatch.integrations.sync.schemas import ImportedDevice, ImportRequest, VendorDeviceRead
+from fieldwatch.integrations.webhooks.router import router as vendor_webhooks
 
 router = APIRouter(prefix="/api/v1/integrations", tags=["integrations"])
 router.include_router(garmin_router)  # Garmin's callbacks
@@ -106,3 +107,6 @@ async def import_devices(
     these sync settings; its first sync (a backfill of `sync_historical_days`) is due at
     once when `auto_sync` is on. A device imported before is answered as it is."""
     return await imports.import_devices(principal, kind, body)
+
+
+router.include_router(vendor_webhooks)  # where the vendors call: /{kind}/webhook

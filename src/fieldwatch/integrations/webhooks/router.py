@@ -14,7 +14,8 @@ from fieldwatch.db.dependencies import UowDep, WriteUow
 from fieldwatch.integrations.webhooks.service import HintService
 from fieldwatch.telemetry.dependencies import TelemetryDep
 
-router = APIRouter(prefix="/api/v1/integrations", tags=["integrations"])
+#: Included by the integrations router (under its ``/api/v1/integrations``).
+router = APIRouter()
 
 NOTIFIED = ("oura", "withings")
 
@@ -31,7 +32,7 @@ def _known(kind: str) -> None:
         raise NotFound(f"No notifications from {kind!r}.")
 
 
-@router.api_route("/{kind}/webhook", methods=["GET", "HEAD"], response_model=None)
+@router.get("/{kind}/webhook", response_model=None)
 async def webhook_check(
     kind: str,
     hints: HintsDep,
@@ -39,11 +40,18 @@ async def webhook_check(
     challenge: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, str] | Response:
     """The vendor checks its callback: Oura sends the verification token given when
-    subscribing and a challenge, answered back; Withings asks (HEAD, GET) for a 200."""
+    subscribing and a challenge, answered back; Withings asks for a 200."""
     _known(kind)
     if kind == "oura" and (verification_token is not None or challenge is not None):
         return {"challenge": await hints.oura_challenge(verification_token or "",
                                                         challenge or "")}  # fmt: skip
+    return Response(status_code=200)
+
+
+@router.head("/{kind}/webhook", response_class=Response)
+async def webhook_head(kind: str) -> Response:
+    """Withings checks its callback answers (HEAD) before subscribing."""
+    _known(kind)
     return Response(status_code=200)
 
 
