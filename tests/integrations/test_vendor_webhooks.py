@@ -235,3 +235,26 @@ async def test_withings_hints_sync_the_window_and_disconnect_revokes(
     await withings.notify(user, 1, start, start + 3600)  # nothing subscribed: nothing sent
     late = await client.post(hook, data={"userid": user, "appli": "1", "startdate": str(start)})
     assert late.status_code == 200 and len(await runs(runtime, device)) == 2
+
+
+async def test_a_hinted_window_survives_a_retry(client, admin, withings, settings, runtime) -> None:
+    settings.vendor_webhooks, settings.public_url = True, PUBLIC
+    withings.callback = client
+    user = withings.users[0]
+    connection = await connect_as(client, admin, user, "withings")
+    device = await import_device(client, admin, connection, f"scale-{user}", "withings",
+                                 sync_historical_days=3, sync_interval_minutes=60)  # fmt: skip
+    await runtime.sync.run_once()
+    start = int((utcnow() - timedelta(days=2)).timestamp())
+    (answer,) = await withings.notify(user, 4, start, start + 3600)
+    assert answer.status_code == 200
+    withings.fail("/measure", 500)
+    await runtime.sync.run_once()
+    (_, failed, retry) = await runs(runtime, device)
+    assert (failed.sync_type, failed.status) == ("webhook", "failed")
+    assert (retry.status, retry.retry_of, retry.data_types) == (
+        "retry_wait",
+        failed.id,
+        ["diastolic_bp", "heart_rate", "spo2", "systolic_bp"],
+    )
+    assert retry.since == failed.since == datetime.fromtimestamp(start, UTC)

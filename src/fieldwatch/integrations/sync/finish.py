@@ -70,9 +70,10 @@ async def finish(
             sync = await repo.device_sync(None, run.device_id)
             wait = backoff_s(settings, run.attempt, outcome.retry_after)
             if sync is not None:
-                await open_run(uow, sync, run.sync_type, f"retry:{run.id}",
-                               data_types=run.data_types, retry_of=run,
-                               not_before=now + timedelta(seconds=wait))  # fmt: skip
+                retry = await open_run(uow, sync, run.sync_type, f"retry:{run.id}",
+                                       data_types=run.data_types, retry_of=run,
+                                       not_before=now + timedelta(seconds=wait))  # fmt: skip
+                retry.since = run.since  # the window a notification named, still wanted
         await uow.commit()
     log.info("sync %s %s", run_id, outcome.status,
              extra={"sync_id": str(run_id), "status": outcome.status})  # fmt: skip
