@@ -25,6 +25,7 @@ from fieldwatch.integrations.webhooks.router import router as vendor_webhooks
 
 router = APIRouter(prefix="/api/v1/integrations", tags=["integrations"])
 router.include_router(garmin_router)  # Garmin's callbacks
+router.include_router(vendor_webhooks)  # Oura's and Withings' notifications: /{kind}/webhook
 
 Kind = Annotated[str, Query(max_length=40)]
 
@@ -107,6 +108,3 @@ async def import_devices(
     these sync settings; its first sync (a backfill of `sync_historical_days`) is due at
     once when `auto_sync` is on. A device imported before is answered as it is."""
     return await imports.import_devices(principal, kind, body)
-
-
-router.include_router(vendor_webhooks)  # where the vendors call: /{kind}/webhook
