@@ -139,24 +139,8 @@ class UpdateRepository:
         transition at its current attempt (``note``: when, detail), in one statement
         (PostgreSQL only: ``one_statement``). The updated row and the state it left, or
         None when the update is not in one of ``from_states`` (or not the device's)."""
-        table, state = cast(Table, FirmwareUpdate.__table__), values["state"]
-        old = (
-            select(table.c.command_id, table.c.state)
-            .where(
-                table.c.command_id == update_id,
-                table.c.device_id == device_id,
-                table.c.state.in_(from_states),
-            )
-            .with_for_update()
-            .cte("old")
-        )
-        changed = (
-            update(table)
-            .where(table.c.command_id == old.c.command_id)
-            .values(**values)
-            .returning(*table.c, old.c.state.label("previous"))
-            .cte("changed")
-        )
+        state = values["state"]
+        changed = _locked_change(device_id, update_id, from_states, values)
         entity = aliased(FirmwareUpdate, changed)
         stmt = select(entity, changed.c.previous)
         if note is not None:
@@ -188,24 +172,8 @@ class UpdateRepository:
         (None when the command was past sent already); None when the update is not the
         device's or is past sent."""
         from_states = (PENDING, SENT)  # the same names in the ledger and here
-        table, commands = cast(Table, FirmwareUpdate.__table__), cast(Table, Command.__table__)
-        old = (
-            select(table.c.command_id, table.c.state)
-            .where(
-                table.c.command_id == update_id,
-                table.c.device_id == device_id,
-                table.c.state.in_(from_states),
-            )
-            .with_for_update()
-            .cte("old")
-        )
-        changed = (
-            update(table)
-            .where(table.c.command_id == old.c.command_id)
-            .values(**values)
-            .returning(*table.c, old.c.state.label("previous"))
-            .cte("changed")
-        )
+        commands = cast(Table, Command.__table__)
+        changed = _locked_change(device_id, update_id, from_states, values)
         at, detail = note
         prior = (
             select(commands.c.id, commands.c.status)
@@ -283,3 +251,29 @@ class UpdateRepository:
     async def key_fingerprint(self, key_id: uuid.UUID) -> str | None:
         stmt = select(SigningKey.fingerprint).where(SigningKey.id == key_id)
         return await self.session.scalar(stmt)
+
+
+def _locked_change(
+    device_id: uuid.UUID, update_id: uuid.UUID, from_states: Sequence[str], values: dict[str, Any]
+) -> Any:
+    """The CTE ``changed``: the device's update, locked if it is in one of
+    ``from_states``, updated with ``values``; its rows with the state it left
+    (``previous``)."""
+    table = cast(Table, FirmwareUpdate.__table__)
+    old = (
+        select(table.c.command_id, table.c.state)
+        .where(
+            table.c.command_id == update_id,
+            table.c.device_id == device_id,
+            table.c.state.in_(from_states),
+        )
+        .with_for_update()
+        .cte("old")
+    )
+    return (
+        update(table)
+        .where(table.c.command_id == old.c.command_id)
+        .values(**values)
+        .returning(*table.c, old.c.state.label("previous"))
+        .cte("changed")
+    )
