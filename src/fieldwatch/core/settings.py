@@ -260,6 +260,10 @@ class Settings(BaseSettings):
     vendor_webhook_renew_before_s: float = Field(default=3 * 24 * 3600.0, ge=0)
     #: A signed notification older (or newer) than this is refused (replays).
     vendor_webhook_max_age_s: float = Field(default=300.0, gt=0)
+    #: Health exports uploaded in bulk (Apple Health, Health Connect): the largest upload,
+    #: and the most a zip's export may unpack to.
+    health_export_max_bytes: int = Field(default=2 * 1024**3, ge=1024)
+    health_export_max_unpacked_bytes: int = Field(default=16 * 1024**3, ge=1024)
 
     def vendor_app(self, connector: str) -> VendorApp:
         app = getattr(self, connector, None)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldwatch.core.clock import utcnow
 from fieldwatch.integrations.connections.repository import ConnectionRepository
-from fieldwatch.integrations.connectors.catalogue import CONNECTORS
+from fieldwatch.integrations.connectors.catalogue import CONNECTORS, takes_uploads
 from fieldwatch.integrations.models import Connection, DeviceSync
 from fieldwatch.integrations.sync.repository import SyncRepository
 
@@ -84,7 +84,8 @@ async def sync_health(
     connection = None
     if sync.connection_id is not None:
         connection = await ConnectionRepository(session).get(workspace_id, sync.connection_id)
-    _connection_problems(connection, out)
+    if not takes_uploads(sync.connector):
+        _connection_problems(connection, out)
     _connector_problems(sync.connector, out)
     _run_problems(sync, utcnow(), out)
     return out

@@ -206,6 +206,8 @@ class Segment(IdMixin, Base):
     quality_parts: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     #: Readings flagged as anomalies (robust z-score): their times.
     anomalies: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    #: The app or device that measured, where the data says (an export's sourceName).
+    source: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

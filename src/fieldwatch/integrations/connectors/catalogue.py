@@ -121,3 +121,9 @@ CONNECTORS: dict[str, ConnectorInfo] = {
 
 def connector(kind: str) -> ConnectorInfo | None:
     return CONNECTORS.get(kind)
+
+
+def takes_uploads(kind: str) -> bool:
+    """The connector has no cloud API: its data is uploaded (a companion app, exports)."""
+    info = CONNECTORS.get(kind)
+    return info is not None and info.auth == "upload"

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,7 +41,10 @@ from fieldwatch.integrations.connectors.base import (
     Sample,
     VendorError,
 )
+from fieldwatch.integrations.connectors.catalogue import takes_uploads
 from fieldwatch.integrations.connectors.registry import data_connector
+from fieldwatch.integrations.exports.base import Chunk, InvalidExport, kept_export
+from fieldwatch.integrations.exports.process import read_export
 from fieldwatch.integrations.metrics import METRICS
 from fieldwatch.integrations.models import Connection, DeviceSync, Segment, SyncRun
 from fieldwatch.integrations.sync.budget import BudgetExhausted
@@ -67,13 +71,15 @@ class LostClaim(Exception):
 class _Context:
     run: SyncRun
     sync: DeviceSync
-    connection: Connection
-    connector: DataConnector
+    connection: Connection | None
+    connector: DataConnector | None
     metrics: list[str]
     starts: dict[str, datetime]
     now: datetime
     committed_pages: int = 0
     where: dict[str, Any] = field(default_factory=dict)
+    #: An uploaded export's kept file (runs of upload connectors read it, not a vendor).
+    export: Path | None = None
 
 
 class SyncRunner:
@@ -121,7 +127,10 @@ class SyncRunner:
             outcome = judged
         if outcome.status == "failed" and ctx.committed_pages:
             outcome.status = "partial"
-        return await finish(self.uow, self.settings, run_id, self.owner, outcome, self.clock())
+        status = await finish(self.uow, self.settings, run_id, self.owner, outcome, self.clock())
+        if ctx.export is not None and (status == "completed" or not outcome.retry):
+            ctx.export.unlink(missing_ok=True)  # read whole, or never readable: not kept
+        return status
 
     async def _load(self, run_id: uuid.UUID) -> _Context | Outcome | None:
         async with self.uow() as uow:
@@ -133,12 +142,16 @@ class SyncRunner:
             connection = await uow.session.get(Connection, run.connection_id) \
                 if run.connection_id else None  # fmt: skip
             connector = data_connector(sync.connector) if sync is not None else None
-            if sync is None or connection is None or connector is None:
+            upload = sync is not None and takes_uploads(sync.connector)
+            if sync is None or (not upload and (connection is None or connector is None)):
                 return Outcome("failed", "the device's connection or connector is gone")
             cursors = await repo.cursors(run.device_id)
             await repo.set_device_sync(run.device_id, sync_status="syncing", last_run_id=run.id)
             await uow.commit()
         now = self.clock()
+        if upload or connection is None or connector is None:
+            export = kept_export(self.settings, run.bulk_id) if run.bulk_id else None
+            return _Context(run, sync, connection, None, [], {}, now, export=export)
         wanted = run.data_types or connection.consent
         metrics = [m for m in connector.fetchable if m in wanted and m in connection.consent]
         first = now - timedelta(days=sync.historical_days)
@@ -152,9 +165,13 @@ class SyncRunner:
         return _Context(run, sync, connection, connector, metrics, starts, now)
 
     async def _sync_all(self, ctx: _Context) -> None:
+        if ctx.connector is None or ctx.connection is None:
+            await self._read_export(ctx)
+            return
         async with VendorSession(self.tokens, self.settings, ctx.connector,
                                  ctx.connection.id) as vendor:  # fmt: skip
-            backfill = getattr(ctx.connector, "backfill", None)
+            connector = ctx.connector
+            backfill = getattr(connector, "backfill", None)
             if backfill is not None and ctx.run.sync_type == "backfill":
                 # A vendor that pushes its data is asked to send the history again.
                 ctx.where = {"backfill_days": ctx.sync.historical_days}
@@ -166,7 +183,7 @@ class SyncRunner:
                 while True:
                     ctx.where = {"data_type": metric, "page": page}
                     fetch: Callable[[httpx.AsyncClient, str], Awaitable[DataPage]] = (
-                        functools.partial(_fetch, ctx.connector, metric, ctx.starts[metric],
+                        functools.partial(_fetch, connector, metric, ctx.starts[metric],
                                           ctx.now, token)
                     )  # fmt: skip
                     got = await vendor.call(fetch)
@@ -176,7 +193,19 @@ class SyncRunner:
                         break
                     token, page = got.next_token, page + 1
 
-    async def _store(self, ctx: _Context, metric: str, samples: list[Sample]) -> None:
+    async def _read_export(self, ctx: _Context) -> None:
+        """An uploaded export, read chunk by chunk (each stored like a vendor's page)."""
+
+        async def store(chunk: Chunk) -> None:
+            ctx.where = {"data_type": chunk.metric, "chunk": ctx.committed_pages}
+            await self._store(ctx, chunk.metric, chunk.samples, chunk.source)
+
+        await read_export(ctx.export, ctx.sync.connector,
+                          self.settings.health_export_max_unpacked_bytes, store)  # fmt: skip
+
+    async def _store(
+        self, ctx: _Context, metric: str, samples: list[Sample], source: str | None = None
+    ) -> None:
         run = ctx.run
         normal = normalise(run.device_id, METRICS[metric], samples)
         failed = len(normal.batch.rejected)
@@ -194,6 +223,7 @@ class SyncRunner:
                 connector=ctx.sync.connector, metric=metric, ts_from=normal.ts_from,
                 ts_to=normal.ts_to, tz_offset_min=normal.tz_offset_min, count=len(samples),
                 quality=normal.quality, quality_parts=normal.parts, anomalies=normal.anomalies,
+                source=source,
             ))  # fmt: skip
             await repo.move_cursor(run.device_id, metric, normal.ts_to)
             named = [(s.vendor_id or "", s.ts) for s in samples]
@@ -234,6 +264,8 @@ def _outcome(exc: Exception, where: dict[str, Any]) -> Outcome | None:
     if isinstance(exc, Overloaded):
         return Outcome("failed", "the telemetry write path is saturated", details,
                        retry_after=float(exc.retry_after))  # fmt: skip
+    if isinstance(exc, InvalidExport):
+        return Outcome("failed", f"the export cannot be read: {exc.detail}", details, retry=False)
     if isinstance(exc, ReadingsRefused | UnknownDevice):
         return Outcome("failed", str(exc), details, retry=False)  # "Readings refused: …"
     return None

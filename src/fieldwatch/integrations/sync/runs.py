@@ -56,7 +56,8 @@ async def open_run(
         connection_id=sync.connection_id, sync_type=sync_type,
         status="retry_wait" if not_before is not None else "queued",
         attempt=retry_of.attempt + 1 if retry_of is not None else 1,
-        retry_of=retry_of.id if retry_of is not None else None, bulk_id=bulk_id,
+        retry_of=retry_of.id if retry_of is not None else None,
+        bulk_id=bulk_id if bulk_id is not None or retry_of is None else retry_of.bulk_id,
         requested_by=requested_by, data_types=list(data_types), not_before=not_before,
         records_processed=0, records_synced=0, records_failed=0,
     )  # fmt: skip

@@ -13,6 +13,7 @@ from fieldwatch.core.errors import AppError, BadRequest, Conflict, NotFound
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.integrations.connections.repository import ConnectionRepository
+from fieldwatch.integrations.connectors.catalogue import takes_uploads
 from fieldwatch.integrations.connectors.registry import data_connector
 from fieldwatch.integrations.models import DeviceSync, SyncRun
 from fieldwatch.integrations.sync.events import sync_event
@@ -49,6 +50,8 @@ class SyncService:
         return sync
 
     async def _check_connection(self, sync: DeviceSync) -> None:
+        if takes_uploads(sync.connector):
+            return  # fed by uploads: no connection to check
         connection = (
             await self.connections.get(sync.workspace_id, sync.connection_id)
             if sync.connection_id is not None
@@ -87,6 +90,9 @@ class SyncService:
         bulk_id: uuid.UUID | None = None,
     ) -> SyncRun:
         sync = await self._sync_of(principal, device_id)
+        if takes_uploads(sync.connector):
+            raise NotSynced(f"Device {device_id} is fed by uploads: upload an export "
+                            f"(POST /api/v1/integrations/{sync.connector}/upload).")  # fmt: skip
         types = self._data_types(sync, data_types)
         await self._check_connection(sync)
         return await open_run(self.uow, sync, sync_type, principal.actor, data_types=types,
