@@ -84,8 +84,9 @@ def health_connect_db(path: Path, rows: dict[str, list[tuple[Any, ...]]]) -> byt
 async def upload(client: httpx.AsyncClient, actor: Actor, kind: str, device_id: str | None,
                  filename: str, data: bytes) -> httpx.Response:  # fmt: skip
     fields = {"device_id": device_id} if device_id is not None else {}
+    files = {"file": (filename, data, "application/octet-stream")}
     return await client.post(f"{API}/{kind}/upload", headers=actor.headers, data=fields,
-                             files={"file": (filename, data, "application/octet-stream")})  # fmt: skip
+                             files=files)  # fmt: skip
 
 
 async def values(client: httpx.AsyncClient, actor: Actor, device_id: str,

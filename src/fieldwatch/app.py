@@ -34,7 +34,6 @@ from fieldwatch.firmware.rollouts.router import router as rollouts_router
 from fieldwatch.firmware.updates.device_router import router as firmware_device_router
 from fieldwatch.firmware.updates.router import router as firmware_updates_router
 from fieldwatch.integrations.analytics.router import router as analytics_router
-from fieldwatch.integrations.exports.router import router as exports_router
 from fieldwatch.integrations.privacy.router import router as privacy_router
 from fieldwatch.integrations.router import router as integrations_router
 from fieldwatch.integrations.sync.router import router as sync_router
@@ -139,7 +138,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(privacy_router)
     app.include_router(analytics_router)
     app.include_router(integrations_router)
-    app.include_router(exports_router)
     app.include_router(sync_router)
     console.install(app)  # the web console at /console/
     device_gateway.install(app)  # WS /ws/device: the device gateway

@@ -177,11 +177,19 @@ async def test_wrong_types_and_files_are_refused(
     as_apple = await upload(client, operator, "apple_health", phone, "export.db", database)
     assert "Apple Health" in problem(as_apple, 422)["detail"]
     other_root = apple_xml([], root="ClinicalDocument", dtd="")
-    assert "<ClinicalDocument>" in problem(
-        await upload(client, operator, "apple_health", phone, "x.xml", other_root), 422)["detail"]
+    assert (
+        "<ClinicalDocument>"
+        in problem(await upload(client, operator, "apple_health", phone, "x.xml", other_root), 422)[
+            "detail"
+        ]
+    )
     no_member = zipped("photos/cat.jpg", b"\xff\xd8")
-    assert "export.xml" in problem(
-        await upload(client, operator, "apple_health", phone, "e.zip", no_member), 422)["detail"]
+    assert (
+        "export.xml"
+        in problem(await upload(client, operator, "apple_health", phone, "e.zip", no_member), 422)[
+            "detail"
+        ]
+    )
     hc_device = await _phone(client, operator, "health_connect")
     hc_xml = await upload(client, operator, "health_connect", hc_device, "export.xml", export)
     assert "Health Connect" in problem(hc_xml, 422)["detail"]
@@ -260,7 +268,9 @@ async def test_health_connect_db_and_zip(
     assert await values(client, operator, device, "sleep_duration") == [
         (utc(at(-480)), 435.0, "min")]  # fmt: skip
     async with runtime.uow() as uow:
-        segments = (await uow.session.scalars(select(Segment).where(Segment.run_id == done.id))).all()
+        segments = (
+            await uow.session.scalars(select(Segment).where(Segment.run_id == done.id))
+        ).all()
     assert {(s.metric, s.source, s.tz_offset_min) for s in segments} >= {
         ("heart_rate", "com.sec.android.app.shealth", 60),
         ("body_weight", "com.withings.wiscale2", 60),
@@ -287,10 +297,17 @@ async def test_a_cancelled_upload_is_retried_from_the_kept_file(
     assert len(_kept(settings)) == 1  # kept for a retry
     retry = await client.post(f"/api/v1/sync/retry/{sync_id}", headers=operator.headers)
     assert retry.status_code == 202, retry.text
-    assert (retry.json()["retry_of"], retry.json()["bulk_id"]) == (sync_id, answer.json()["bulk_id"])
+    assert (retry.json()["retry_of"], retry.json()["bulk_id"]) == (
+        sync_id,
+        answer.json()["bulk_id"],
+    )
     await runtime.sync.run_once()
     first, second = await runs(runtime, device)
-    assert (first.status, second.status, second.records_synced) == ("cancelled", "completed", STORED)
+    assert (first.status, second.status, second.records_synced) == (
+        "cancelled",
+        "completed",
+        STORED,
+    )
     assert _kept(settings) == []
     gone = await client.post(f"/api/v1/sync/retry/{second.id}", headers=operator.headers)
     assert problem(gone, 409)  # a completed run is not retried

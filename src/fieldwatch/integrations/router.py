@@ -19,6 +19,7 @@ from fieldwatch.integrations.connections.schemas import (
     IntegrationRead,
 )
 from fieldwatch.integrations.dependencies import ConnectionServiceDep, DeviceImportDep
+from fieldwatch.integrations.exports.router import router as exports_router
 from fieldwatch.integrations.garmin.router import router as garmin_router
 from fieldwatch.integrations.sync.schemas import ImportedDevice, ImportRequest, VendorDeviceRead
 from fieldwatch.integrations.webhooks.router import router as vendor_webhooks
@@ -26,6 +27,7 @@ from fieldwatch.integrations.webhooks.router import router as vendor_webhooks
 router = APIRouter(prefix="/api/v1/integrations", tags=["integrations"])
 router.include_router(garmin_router)  # Garmin's callbacks
 router.include_router(vendor_webhooks)  # Oura's and Withings' notifications: /{kind}/webhook
+router.include_router(exports_router)  # POST /{kind}/upload: health exports in bulk
 
 Kind = Annotated[str, Query(max_length=40)]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO
@@ -45,8 +45,8 @@ QUANTITIES = {
     "HKQuantityTypeIdentifierBodyTemperature": "body_temperature",
 }
 SLEEP = "HKCategoryTypeIdentifierSleepAnalysis"
-ASLEEP = {f"HKCategoryValueSleepAnalysis{v}"
-          for v in ("Asleep", "AsleepUnspecified", "AsleepCore", "AsleepDeep", "AsleepREM")}  # fmt: skip
+_STAGES = ("Asleep", "AsleepUnspecified", "AsleepCore", "AsleepDeep", "AsleepREM")
+ASLEEP = {f"HKCategoryValueSleepAnalysis{v}" for v in _STAGES}
 
 
 def _scale(factor: float) -> Callable[[float], float]:
@@ -150,7 +150,7 @@ def _sample(elem: Element) -> tuple[str, Sample] | None:
     return metric, Sample(start, round(convert(value), 4))
 
 
-def read(path: Path, max_unpacked: int) -> Iterator[Chunk]:
+def read(path: Path, max_unpacked: int) -> Generator[Chunk]:
     """The export's readings, chunk by chunk, in the order of the file."""
     chunker = Chunker()
     depth = 0

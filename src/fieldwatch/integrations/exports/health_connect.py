@@ -24,7 +24,7 @@ import shutil
 import sqlite3
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -94,9 +94,10 @@ def _unpack(path: Path, to: Path, max_unpacked: int) -> None:
             members = [i for i in archive.infolist() if i.filename.rsplit("/", 1)[-1] == MEMBER]
             if not members:
                 raise InvalidExport(f"The zip holds no {MEMBER}.")
-            if members[0].file_size > max_unpacked:
-                raise InvalidExport(f"{MEMBER} unpacks to {members[0].file_size} bytes, over "
-                                    f"the {max_unpacked} byte limit.", limit=max_unpacked)  # fmt: skip
+            size = members[0].file_size
+            if size > max_unpacked:
+                raise InvalidExport(f"{MEMBER} unpacks to {size} bytes, over the "
+                                    f"{max_unpacked} byte limit.", limit=max_unpacked)  # fmt: skip
             with archive.open(members[0]) as src, to.open("wb") as dst:
                 shutil.copyfileobj(src, dst, 1024 * 1024)
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
@@ -118,8 +119,11 @@ def check(path: Path, max_unpacked: int) -> None:
         names = _known(db)
     readable = {t.name for t in TABLES} | {"heart_rate_record_series_table"}
     if not names & readable:
-        raise InvalidExport("Not a Health Connect export: the database has none of the "
-                            "tables read (e.g. steps_record_table).", tables_read=sorted(readable))  # fmt: skip
+        raise InvalidExport(
+            "Not a Health Connect export: the database has none of the tables read "
+            "(e.g. steps_record_table).",
+            tables_read=sorted(readable),
+        )
 
 
 def _ts(millis: object, offset: object) -> datetime | None:
@@ -140,14 +144,17 @@ def _sources(db: sqlite3.Connection, names: set[str]) -> dict[object, str]:
     return dict(db.execute("SELECT row_id, package_name FROM application_info_table"))
 
 
-def _rows(db: sqlite3.Connection, names: set[str]) -> Iterator[tuple[str, object, object, object, object]]:  # noqa: E501
-    """(metric, time ms, offset s, value, app id) of every readable row."""
+def _rows(
+    db: sqlite3.Connection, names: set[str]
+) -> Iterator[tuple[str, object, object, object, object]]:
+    """(metric, time ms, offset s, value, app id) of every readable row. The SQL is
+    built from this module's own table and column names only (never from the file)."""
     if {"heart_rate_record_series_table", "heart_rate_record_table"} <= names:
         parent = _columns(db, "heart_rate_record_table")
         offset = "p.start_zone_offset" if "start_zone_offset" in parent else "NULL"
         app = "p.app_info_id" if "app_info_id" in parent else "NULL"
         for row in db.execute(
-            f"SELECT s.epoch_millis, {offset}, s.beats_per_minute, {app} "
+            f"SELECT s.epoch_millis, {offset}, s.beats_per_minute, {app} "  # noqa: S608
             "FROM heart_rate_record_series_table s "
             "JOIN heart_rate_record_table p ON p.row_id = s.parent_key ORDER BY s.epoch_millis"
         ):
@@ -161,14 +168,14 @@ def _rows(db: sqlite3.Connection, names: set[str]) -> Iterator[tuple[str, object
         offset = table.offset if table.offset in cols else "NULL"
         app = "app_info_id" if "app_info_id" in cols else "NULL"
         for row in db.execute(
-            f"SELECT {table.time}, {offset}, {table.value}, {app} FROM {table.name} "
+            f"SELECT {table.time}, {offset}, {table.value}, {app} FROM {table.name} "  # noqa: S608
             f"ORDER BY {table.time}"
         ):
             value = row[2] * table.scale if isinstance(row[2], int | float) else None
             yield table.metric, row[0], row[1], value, row[3]
 
 
-def read(path: Path, max_unpacked: int) -> Iterator[Chunk]:
+def read(path: Path, max_unpacked: int) -> Generator[Chunk]:
     chunker = Chunker()
     with open_db(path, max_unpacked) as db:
         names = _known(db)

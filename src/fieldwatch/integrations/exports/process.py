@@ -4,7 +4,7 @@ same normalisation, ingestion, counts and quality as a vendor's page)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
 
 import anyio.to_thread
@@ -12,7 +12,7 @@ import anyio.to_thread
 from fieldwatch.integrations.exports import apple, health_connect
 from fieldwatch.integrations.exports.base import Chunk, InvalidExport
 
-READERS: dict[str, Callable[[Path, int], Iterator[Chunk]]] = {
+READERS: dict[str, Callable[[Path, int], Generator[Chunk]]] = {
     "apple_health": apple.read,
     "health_connect": health_connect.read,
 }

@@ -12,7 +12,8 @@ from fieldwatch.integrations.exports.service import ExportKind, ExportService
 from fieldwatch.integrations.exports.upload import read_export_upload
 from fieldwatch.integrations.sync.schemas import SyncRunRead
 
-router = APIRouter(prefix="/api/v1/integrations", tags=["integrations"])
+#: Mounted under ``/api/v1/integrations`` by the integrations router.
+router = APIRouter()
 
 
 @router.post("/{kind}/upload", response_model=SyncRunRead, status_code=202)

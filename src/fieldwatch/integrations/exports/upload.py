@@ -17,7 +17,12 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from fieldwatch.core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from fieldwatch.core.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 
 FILE_FIELD = "file"
 MAX_FIELDS = 16
