@@ -23,6 +23,12 @@ DTD = """<!DOCTYPE HealthData [
 <!ATTLIST Record type CDATA #REQUIRED unit CDATA #IMPLIED value CDATA #IMPLIED>
 ]>"""
 APPLE_DATE = "%Y-%m-%d %H:%M:%S %z"
+#: Nested entities (the "billion laughs" expansion): refused before anything is read.
+BILLION_LAUGHS = """<!DOCTYPE HealthData [
+ <!ENTITY lol "lol">
+ <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+]>"""
 
 
 def record(kind: str, start: datetime, value: str, unit: str | None = None,

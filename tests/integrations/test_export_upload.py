@@ -14,7 +14,15 @@ import pytest
 from sqlalchemy import select
 
 from conftest import create_device, problem
-from export_helpers import apple_xml, health_connect_db, record, upload, values, zipped
+from export_helpers import (
+    BILLION_LAUGHS,
+    apple_xml,
+    health_connect_db,
+    record,
+    upload,
+    values,
+    zipped,
+)
 from fieldwatch.core.settings import Settings
 from fieldwatch.integrations.exports.base import exports_dir
 from fieldwatch.integrations.models import Segment
@@ -143,11 +151,6 @@ async def test_the_same_export_twice_adds_nothing(client, operator, runtime: Run
         assert await values(client, operator, device, metric) == expected, metric
 
 
-BILLION_LAUGHS = """<!DOCTYPE HealthData [
- <!ENTITY lol "lol">
- <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
- <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
-]>"""
 XXE = '<!DOCTYPE HealthData [ <!ENTITY secret SYSTEM "file:///etc/passwd"> ]>'
 
 

@@ -34,6 +34,7 @@ from fieldwatch.devices.lifecycle import DeviceStatus, allowed_targets
 from fieldwatch.devices.models import Device
 from fieldwatch.devices.schemas import DeviceUpdate
 from fieldwatch.devices.service import DeviceService
+from fieldwatch.integrations.exports.service import export_kind
 from fieldwatch.monitoring.dependencies import PresenceDep
 from fieldwatch.monitoring.presence import PresenceTracker
 from fieldwatch.telemetry.dependencies import TelemetryDep
@@ -46,6 +47,7 @@ HELPERS: dict[str, Any] = {
     "number": parts.number,
     "shown": parts.shown,
     "token_lifetimes": parts.TOKEN_LIFETIMES,
+    "export_kind": export_kind,  # a device fed by uploads shows the health export part
 }
 LogBefore = Annotated[int | None, Query(ge=1)]
 

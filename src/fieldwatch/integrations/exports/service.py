@@ -49,6 +49,14 @@ def fed_by(device: Device, kind: str, sync: DeviceSync | None) -> bool:
     )
 
 
+def export_kind(device: Device) -> ExportKind | None:
+    """The kind of export the device takes (by its specs or type), if any."""
+    for kind in ("apple_health", "health_connect"):
+        if fed_by(device, kind, None):
+            return kind  # type: ignore[return-value]
+    return None
+
+
 class ExportService:
     def __init__(self, uow: UnitOfWork, settings: Settings) -> None:
         self.uow = uow
