@@ -53,7 +53,7 @@ def export_kind(device: Device) -> ExportKind | None:
     """The kind of export the device takes (by its specs or type), if any."""
     for kind in ("apple_health", "health_connect"):
         if fed_by(device, kind, None):
-            return kind  # type: ignore[return-value]
+            return kind
     return None
 
 
