@@ -261,9 +261,10 @@ class Settings(BaseSettings):
     #: A signed notification older (or newer) than this is refused (replays).
     vendor_webhook_max_age_s: float = Field(default=300.0, gt=0)
     #: Health exports uploaded in bulk (Apple Health, Health Connect): the largest upload,
-    #: and the most a zip's export may unpack to.
+    #: the most a zip's export may unpack to, and how long reading one may take.
     health_export_max_bytes: int = Field(default=2 * 1024**3, ge=1024)
     health_export_max_unpacked_bytes: int = Field(default=16 * 1024**3, ge=1024)
+    health_export_timeout_s: float = Field(default=3600.0, gt=0)
 
     def vendor_app(self, connector: str) -> VendorApp:
         app = getattr(self, connector, None)

@@ -113,7 +113,8 @@ CONNECTORS: dict[str, ConnectorInfo] = {
         ConnectorInfo(
             "health_connect", "Android Health Connect (companion app upload)", "Google",
             "upload", "upload", (*_ACTIVITY, "spo2", "body_weight"), None,
-            notes="On the phone only: a companion app uploads to the device data API.",
+            notes="On the phone only: a companion app uploads to the device data API, or "
+            "an export is uploaded in bulk.",
         ),
     )
 }  # fmt: skip

@@ -108,7 +108,10 @@ class SyncRunner:
         if ctx is None:
             return None
         try:
-            async with asyncio.timeout(self.settings.sync_timeout_s):
+            limit = self.settings.sync_timeout_s
+            if ctx.connector is None:  # an uploaded export: read whole, a larger limit
+                limit = self.settings.health_export_timeout_s
+            async with asyncio.timeout(limit):
                 await self._sync_all(ctx)
             outcome = Outcome("completed")
         except LostClaim:
