@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import zipfile
+import zlib
 from collections.abc import Callable, Generator, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -106,7 +107,7 @@ def _events(stream: IO[bytes]) -> Iterator[tuple[str, Element]]:
                             f"refused ({type(exc).__name__}).") from None  # fmt: skip
     except ParseError as exc:
         raise InvalidExport(f"The XML is not well-formed: {exc}.") from None
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
         raise InvalidExport(f"The zip cannot be read ({exc}).") from None
 
 

@@ -24,6 +24,7 @@ import shutil
 import sqlite3
 import uuid
 import zipfile
+import zlib
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -100,7 +101,7 @@ def _unpack(path: Path, to: Path, max_unpacked: int) -> None:
                                     f"{max_unpacked} byte limit.", limit=max_unpacked)  # fmt: skip
             with archive.open(members[0]) as src, to.open("wb") as dst:
                 shutil.copyfileobj(src, dst, 1024 * 1024)
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
         to.unlink(missing_ok=True)
         raise InvalidExport(f"The zip cannot be read ({exc}).") from None
 
