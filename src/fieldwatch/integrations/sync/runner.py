@@ -229,8 +229,9 @@ class SyncRunner:
                 source=source,
             ))  # fmt: skip
             await repo.move_cursor(run.device_id, metric, normal.ts_to)
-            named = [(s.vendor_id or "", s.ts) for s in samples]
-            await repo.keep_vendor_records(ctx.connection.id, run.device_id, metric, named)
+            if ctx.connection is not None:  # an uploaded export has no vendor records
+                named = [(s.vendor_id or "", s.ts) for s in samples]
+                await repo.keep_vendor_records(ctx.connection.id, run.device_id, metric, named)
             await uow.commit()
         ctx.committed_pages += 1
 
