@@ -234,7 +234,8 @@ async def simulate(
     ``stop`` is set (forever without either); ``report`` gets the running totals every
     ``report_every`` seconds. With ``firmware`` the devices take firmware updates, starting
     from ``versions`` (one per token), counted in ``tally``. Raises ``AgentError`` when
-    every device has tried to connect and none could (the error says why)."""
+    every device has tried to connect and none could, or when the run ends with none
+    ever connected and connection errors seen (the error says why)."""
     stats = Stats(transport=transport, devices=len(tokens))
     stats.updates = (tally or UpdateTally()) if firmware is not None else None
     stop = stop or asyncio.Event()
@@ -261,6 +262,10 @@ async def simulate(
                 raise AgentError(stats.last_error or "no device could connect")
             if report is not None:
                 report(stats)
+        if not any(d.ever_online for d in fleet) and any(d.failures for d in fleet):
+            # The run ended before every device's first try had failed (a slow connect):
+            # none came online all the same.
+            raise AgentError(stats.last_error or "no device could connect")
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
