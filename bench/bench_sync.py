@@ -77,6 +77,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up after (s)")
     parser.add_argument("--name", default="sync", help="results file name")
+    parser.add_argument(
+        "--profile", metavar="PSTATS", help="cProfile the server into this file (slows it)"
+    )
     return parser.parse_args()
 
 
@@ -216,7 +219,11 @@ def main() -> None:
             )  # fmt: skip
             say(lines, "server settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
             set_up(env, ADMIN, "bench")
-            with Server(env) as srv:
+            command = None
+            if args.profile:
+                command = [sys.executable, "-m", "cProfile", "-o", args.profile,
+                           "-m", "fieldwatch", "serve"]  # fmt: skip
+            with Server(env, command=command) as srv:
                 measure(args, lines, report, srv, standin, db, expected)
     finally:
         standin.stop()
