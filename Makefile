@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-console bench-devices bench-downloads bench-rollout chaos clean
+.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-console bench-devices bench-downloads bench-rollout bench-sync chaos clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -77,6 +77,11 @@ bench-downloads: $(STAMP)
 ## devices/minute (about an hour). Options with BENCH_ROLLOUT_ARGS='--devices 300 --rate 600'.
 bench-rollout: $(STAMP)
 	$(BIN)/python bench/bench_rollout.py $(BENCH_ROLLOUT_ARGS)
+
+## The vendor backfill: 100 Oura connections × 30 days of minute heart rate from the
+## stand-in (BENCH_SYNC_ARGS="--connections 5 --days 2" for a quick run).
+bench-sync: $(STAMP)
+	$(BIN)/python bench/bench_sync.py $(BENCH_SYNC_ARGS)
 
 ## Chaos (needs PostgreSQL and mosquitto; not part of `make test`): kill -9 of the server
 ## during HTTP, WebSocket and MQTT ingest, and a PostgreSQL outage; prints acknowledged /

@@ -1,0 +1,1 @@
+"""The vendor sync benchmark's parts: the Oura stand-in in a process of its own."""
