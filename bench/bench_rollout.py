@@ -86,6 +86,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--profile", action="store_true", help="cProfile the server (slows it; see the pstats)"
     )
+    parser.add_argument(
+        "--garbage", action="store_true",
+        help="count the types of the server's cyclic garbage once (see garbage.json)",
+    )  # fmt: skip
     parser.add_argument("--name", default="rollout", help="results file name")
     args = parser.parse_args()
     args.percentages = [int(p) for p in args.percentages.split(",") if p.strip()]
@@ -124,6 +128,7 @@ def main() -> None:
         set_up(env, ADMIN, "bench")
         command = [sys.executable, str(SERVE_TIMED), "--control-dir", str(control)]
         command += ["--profile"] if args.profile else []
+        command += ["--garbage"] if args.garbage else []
         with Server(env, command=command) as srv:
             admin = login(srv.base, ADMIN)
             t0 = now()
@@ -176,6 +181,8 @@ def main() -> None:
             finally:
                 stats = clients.stop()
     report_run(lines, report, args, run, timings, stats, artifact)
+    if args.garbage and (control / "garbage.json").exists():
+        say(lines, f"cyclic garbage by type: {control / 'garbage.json'}")
     if args.profile and (control / "profile.pstats").exists():
         say(lines, f"profile: {control / 'profile.pstats'} (python -m pstats)")
     write_results(args.name, lines)

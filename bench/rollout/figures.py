@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from harness.results import Figure, figure_table, percentile, say
 from rollout.watch import Run
@@ -195,6 +195,14 @@ def _handling(
     say(lines, _line("event loop lag (5 ms sleep)", _spread(timings.get("loop lag", []))))
     for kind in sorted(k for k in timings if k.startswith("gc gen")):
         say(lines, _line(f"{kind} pause", _spread(timings[kind])))
+    counts = cast(dict[str, list[int]], timings.get("counts", {}))
+    for kind in sorted(counts):  # objects a pass looked at, objects it freed
+        values = sorted(counts[kind])
+        say(
+            lines,
+            f"    {kind:<28}{len(values):>7,}  p50 {values[len(values) // 2]:>9,}  "
+            f"max {values[-1]:>9,}",
+        )
     rtt: dict[str, list[float]] = {}
     for s in stats:
         for label, values in s["rtt"].items():

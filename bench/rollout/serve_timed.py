@@ -42,6 +42,8 @@ from fieldwatch.core.observability import configure_logging
 from fieldwatch.core.settings import get_settings
 
 TIMINGS: dict[str, list[float]] = {}
+#: Counts kept beside the timings (objects a collection looked at, and freed).
+COUNTS: dict[str, list[int]] = {}
 _handle = gateway.handle
 #: The frame type being handled, for the statements it runs ("" outside a frame).
 FRAME: contextvars.ContextVar[str] = contextvars.ContextVar("frame", default="")
@@ -115,11 +117,16 @@ def time_collections() -> None:
     started = [0.0]
 
     def callback(phase: str, info: dict[str, Any]) -> None:
+        generation = info["generation"]
         if phase == "start":
+            if generation < 2:  # how many objects the pass will look at (not timed)
+                young = sum(len(gc.get_objects(g)) for g in range(generation + 1))
+                COUNTS.setdefault(f"gc gen{generation} objects", []).append(young)
             started[0] = time.perf_counter()
         else:
-            kind = f"gc gen{info['generation']}"
+            kind = f"gc gen{generation}"
             TIMINGS.setdefault(kind, []).append(time.perf_counter() - started[0])
+            COUNTS.setdefault(f"gc gen{generation} collected", []).append(info["collected"])
 
     gc.callbacks.append(callback)
 
@@ -137,6 +144,27 @@ class Probed:
         await self.app(scope, receive, send)
 
 
+def sample_garbage(control: Path, after_s: float = 60, window_s: float = 10) -> None:
+    """``--garbage``: what the cyclic collector frees. After ``after_s`` every freed
+    object is kept for ``window_s`` instead (``gc.DEBUG_SAVEALL``), then counted by type
+    into ``<control-dir>/garbage.json``: which code leaves reference cycles behind."""
+    time.sleep(after_s)
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    time.sleep(window_s)
+    gc.collect()
+    gc.set_debug(0)
+    kinds: dict[str, int] = {}
+    for obj in gc.garbage:
+        name = f"{type(obj).__module__}.{type(obj).__qualname__}"
+        kinds[name] = kinds.get(name, 0) + 1
+    total = len(gc.garbage)
+    gc.garbage.clear()
+    top = dict(sorted(kinds.items(), key=lambda kv: -kv[1])[:60])
+    (control / "garbage.json").write_text(
+        json.dumps({"window_s": window_s, "objects": total, "top": top}, indent=1)
+    )
+
+
 def watch(control: Path, profiler: cProfile.Profile | None) -> None:
     request = control / "dump"
     while True:
@@ -144,7 +172,8 @@ def watch(control: Path, profiler: cProfile.Profile | None) -> None:
         if not request.exists():
             continue
         request.unlink()
-        copy = {kind: list(values) for kind, values in list(TIMINGS.items())}
+        copy: dict[str, Any] = {kind: list(values) for kind, values in list(TIMINGS.items())}
+        copy["counts"] = {kind: list(values) for kind, values in list(COUNTS.items())}
         (control / "timings.json").write_text(json.dumps(copy))
         if profiler is not None:
             profiler.disable()
@@ -157,6 +186,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--control-dir", type=Path, required=True)
     parser.add_argument("--profile", action="store_true", help="cProfile the event loop")
+    parser.add_argument(
+        "--garbage", action="store_true", help="count the cyclic garbage's types once"
+    )
     args = parser.parse_args()
     args.control_dir.mkdir(parents=True, exist_ok=True)
     gateway.handle = timed_handle  # receive_loop looks it up in the module at each frame
@@ -165,6 +197,8 @@ def main() -> None:
     time_collections()
     profiler = cProfile.Profile() if args.profile else None
     threading.Thread(target=watch, args=(args.control_dir, profiler), daemon=True).start()
+    if args.garbage:
+        threading.Thread(target=sample_garbage, args=(args.control_dir,), daemon=True).start()
     if profiler is not None:
         profiler.enable()
     settings = get_settings()

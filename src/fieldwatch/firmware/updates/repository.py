@@ -10,16 +10,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, func, insert, literal, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
-from fieldwatch.commands.models import ACKNOWLEDGED, PENDING, SENT, Command, CommandTransition
+from fieldwatch.commands.models import Command
 from fieldwatch.core.ids import new_id
 from fieldwatch.devices.models import Device
 from fieldwatch.firmware.models import FirmwareArtifact, FirmwarePolicy, FirmwareUpdate, SigningKey
+from fieldwatch.firmware.updates import statements
 from fieldwatch.firmware.updates.states import OPEN
 
 
@@ -139,23 +139,10 @@ class UpdateRepository:
         transition at its current attempt (``note``: when, detail), in one statement
         (PostgreSQL only: ``one_statement``). The updated row and the state it left, or
         None when the update is not in one of ``from_states`` (or not the device's)."""
-        state = values["state"]
-        changed = _locked_change(device_id, update_id, from_states, values)
-        entity = aliased(FirmwareUpdate, changed)
-        stmt = select(entity, changed.c.previous)
-        if note is not None:
-            attempt = select(Command.attempts).where(Command.id == update_id).scalar_subquery()
-            at, detail = note
-            c = CommandTransition.__table__.c
-            row = select(
-                literal(new_id(), c.id.type), changed.c.command_id, changed.c.previous,
-                literal(state, c.to_status.type), literal(at, c.at.type), attempt,
-                literal(detail, c.detail.type),
-            ).where(changed.c.previous != state)  # fmt: skip
-            columns = ["id", "command_id", "from_status", "to_status", "at", "attempt", "detail"]
-            noted = insert(CommandTransition).from_select(columns, row).cte("noted")
-            stmt = stmt.add_cte(noted)
-        found = (await self.session.execute(stmt)).first()
+        stmt = statements.change_and_note(tuple(values), tuple(from_states), note is not None)
+        noted = None if note is None else (new_id(), *note)
+        params = statements.change_params(device_id, update_id, values, noted)
+        found = (await self.session.execute(stmt, params)).first()
         return None if found is None else (found[0], found[1])
 
     async def acknowledge_with_command(
@@ -171,38 +158,9 @@ class UpdateRepository:
         only). The update and the state it left, the command and the status it left
         (None when the command was past sent already); None when the update is not the
         device's or is past sent."""
-        from_states = (PENDING, SENT)  # the same names in the ledger and here
-        commands = cast(Table, Command.__table__)
-        changed = _locked_change(device_id, update_id, from_states, values)
-        at, detail = note
-        prior = (
-            select(commands.c.id, commands.c.status)
-            .where(commands.c.id == update_id, commands.c.status.in_(from_states))
-            .with_for_update()
-            .subquery("prior")
-        )
-        acked = (
-            update(commands)
-            .where(commands.c.id == prior.c.id, prior.c.id.in_(select(changed.c.command_id)))
-            .values(status=ACKNOWLEDGED, acknowledged_at=at, updated_at=at)
-            .returning(*commands.c, prior.c.status.label("command_previous"))
-            .cte("acked")
-        )
-        c = CommandTransition.__table__.c
-        row = select(
-            literal(new_id(), c.id.type), acked.c.id, acked.c.command_previous, acked.c.status,
-            literal(at, c.at.type), acked.c.attempts, literal(detail, c.detail.type),
-        )  # fmt: skip
-        columns = ["id", "command_id", "from_status", "to_status", "at", "attempt", "detail"]
-        noted = insert(CommandTransition).from_select(columns, row).cte("noted")
-        entities = (aliased(FirmwareUpdate, changed), aliased(Command, acked))
-        stmt = (
-            select(entities[0], changed.c.previous, entities[1], acked.c.command_previous)
-            .select_from(changed)
-            .outerjoin(acked, acked.c.id == changed.c.command_id)
-            .add_cte(noted)
-        )
-        found = (await self.session.execute(stmt)).first()
+        stmt = statements.acknowledge_with_command(tuple(values))
+        params = statements.change_params(device_id, update_id, values, (new_id(), *note))
+        found = (await self.session.execute(stmt, params)).first()
         return None if found is None else (found[0], found[1], found[2], found[3])
 
     async def past_deadline(self, now: datetime, limit: int) -> Sequence[FirmwareUpdate]:
@@ -251,29 +209,3 @@ class UpdateRepository:
     async def key_fingerprint(self, key_id: uuid.UUID) -> str | None:
         stmt = select(SigningKey.fingerprint).where(SigningKey.id == key_id)
         return await self.session.scalar(stmt)
-
-
-def _locked_change(
-    device_id: uuid.UUID, update_id: uuid.UUID, from_states: Sequence[str], values: dict[str, Any]
-) -> Any:
-    """The CTE ``changed``: the device's update, locked if it is in one of
-    ``from_states``, updated with ``values``; its rows with the state it left
-    (``previous``)."""
-    table = cast(Table, FirmwareUpdate.__table__)
-    old = (
-        select(table.c.command_id, table.c.state)
-        .where(
-            table.c.command_id == update_id,
-            table.c.device_id == device_id,
-            table.c.state.in_(from_states),
-        )
-        .with_for_update()
-        .cte("old")
-    )
-    return (
-        update(table)
-        .where(table.c.command_id == old.c.command_id)
-        .values(**values)
-        .returning(*table.c, old.c.state.label("previous"))
-        .cte("changed")
-    )
