@@ -181,13 +181,18 @@ def main() -> None:
             finally:
                 stats = clients.stop()
     report_run(lines, report, args, run, timings, stats, artifact)
+    point_at_files(lines, args, control)
+    write_results(args.name, lines)
+    write_json(args.name, report)
+    print(f"results: {RESULTS / args.name}.txt, .json")
+
+
+def point_at_files(lines: list[str], args: argparse.Namespace, control: Path) -> None:
+    """Where ``--garbage`` and ``--profile`` left their files."""
     if args.garbage and (control / "garbage.json").exists():
         say(lines, f"cyclic garbage by type: {control / 'garbage.json'}")
     if args.profile and (control / "profile.pstats").exists():
         say(lines, f"profile: {control / 'profile.pstats'} (python -m pstats)")
-    write_results(args.name, lines)
-    write_json(args.name, report)
-    print(f"results: {RESULTS / args.name}.txt, .json")
 
 
 def server_timings(control: Path, timeout: float = 30) -> dict[str, list[float]]:
