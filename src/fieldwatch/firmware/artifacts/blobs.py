@@ -2,9 +2,11 @@
 
 A blob is named by the SHA-256 of its bytes (``sha256/ab/<hex>``). It is written to a
 temporary file in the store's own directory while it is hashed and counted, then
-renamed into place (atomic: a reader sees the whole file or none). Writes refuse to
-grow beyond a limit as they go, so nothing ever holds a whole file in memory; the disk
-work runs in worker threads, a chunk at a time, off the event loop.
+renamed into place (atomic: a reader sees the whole file or none), readable by all
+(0644: a web server's workers, under a user of their own, send blobs when downloads are
+handed over with ``X-Accel-Redirect``; the directory decides who reaches them). Writes
+refuse to grow beyond a limit as they go, so nothing ever holds a whole file in memory;
+the disk work runs in worker threads, a chunk at a time, off the event loop.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from fieldwatch.core.errors import PayloadTooLarge
 
 #: Bytes gathered before one write to disk (one hop to a worker thread).
 WRITE_BUFFER = 1024 * 1024
+#: A stored blob's permissions (see the module's docstring).
+BLOB_MODE = 0o644
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -103,6 +107,7 @@ class LocalWriter:
             self._file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in finish/abort)
                 dir=self.store.tmp_dir, prefix="upload-", delete=False
             )
+            os.fchmod(self._file.fileno(), BLOB_MODE)  # mkstemp's is 0600
         self._hash.update(chunk)
         self._file.write(chunk)
 
