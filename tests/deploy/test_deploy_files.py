@@ -99,8 +99,8 @@ def test_compose_services_dependencies_and_healthchecks() -> None:
             assert service.get("restart") == "no", f"{name}: only one-shots go unchecked"
         else:
             assert check["test"][0] in {"CMD", "CMD-SHELL"}, name
-    assert "/health/ready" in " ".join(services["api"]["healthcheck"]["test"])
-    assert "/health/ready" in " ".join(services["gateway"]["healthcheck"]["test"])
+    for name in ("api", "gateway", "worker"):
+        assert "/health/ready" in " ".join(services[name]["healthcheck"]["test"]), name
 
 
 def test_compose_optional_parts_are_profiles() -> None:
@@ -148,10 +148,16 @@ def test_compose_secrets_come_from_the_env_file_without_defaults() -> None:
     documented = set(re.findall(r"^#? ?([A-Z_][A-Z0-9_]*)=", example, re.MULTILINE))
     assert set(seen) <= documented, set(seen) - documented
     assert not re.search(r"^(?:POSTGRES|REDIS|RABBITMQ|MOSQUITTO)\w*=\S", example, re.MULTILINE)
-    # Production mode, and no password written into the file itself.
-    env = compose()["x-fieldwatch"]["environment"]
-    assert env["FIELDWATCH_ENV"] == "production"
-    assert "password" not in text.lower().replace("_password", "").replace("password in", "")
+    # Production mode, and no secret written into the file itself: every setting named
+    # like one is an interpolation from .env.
+    model = compose()
+    assert model["x-fieldwatch"]["environment"]["FIELDWATCH_ENV"] == "production"
+    for name, service in model["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            if re.search(r"PASS|SECRET|_KEY|AUTH", key):
+                assert re.fullmatch(r"\$\{[A-Z_]+(:\?[^}]*|:-)\}", str(value)), (name, key)
+            if key.endswith("_URL") and "@" in str(value):
+                assert re.search(r":\$\{[A-Z_]+:\?[^}]*\}@", str(value)), (name, key)
 
 
 def test_make_env_writes_every_secret_fresh(tmp_path: Path) -> None:
@@ -230,8 +236,7 @@ def test_a_deployment_per_role_with_probes_resources_and_a_graceful_stop() -> No
         role = name.removeprefix("fieldwatch-")
         assert {"name": "FIELDWATCH_ROLE", "value": role} in container["env"]
         assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
-        ready = "/health/ready" if role != "worker" else "/health/live"
-        assert container["readinessProbe"]["httpGet"]["path"] == ready
+        assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
         for part in ("requests", "limits"):
             assert set(container["resources"][part]) == {"cpu", "memory"}, name
         assert pod["securityContext"]["runAsNonRoot"] is True
@@ -375,7 +380,7 @@ def test_what_the_dockerfile_copies_exists_and_holds_the_console() -> None:
         assert name in (ROOT / "Dockerfile").read_text()  # the build checks them too
 
 
-async def test_the_image_healthcheck_command_checks_liveness(served) -> None:
+async def test_the_healthcheck_commands_ask_a_live_server(served) -> None:
     (health,) = [s for s in instructions() if s.cmd == "HEALTHCHECK"]
     command = list(health.value[1:])
     assert command[:2] == ["python", "-c"]
@@ -385,10 +390,18 @@ async def test_the_image_healthcheck_command_checks_liveness(served) -> None:
         argv = [sys.executable, *command[1:]]
         return subprocess.run(argv, env=env, capture_output=True, timeout=20)
 
-    ok = await asyncio.to_thread(run, served.base_url.rsplit(":", 1)[1])
+    port = served.base_url.rsplit(":", 1)[1]
+    ok = await asyncio.to_thread(run, port)
     assert ok.returncode == 0, ok.stderr
     down = await asyncio.to_thread(run, str(free_port()))  # nothing listens there
     assert down.returncode != 0
+
+    # compose's readiness check of the Fieldwatch services, on this server's port.
+    ready = compose()["services"]["api"]["healthcheck"]["test"]
+    assert ready[:3] == ["CMD", "python", "-c"] and ":8000/health/ready" in ready[3]
+    argv = [sys.executable, "-c", ready[3].replace(":8000/", f":{port}/")]
+    done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, timeout=20)
+    assert done.returncode == 0, done.stderr
 
 
 # --- Mosquitto ------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """The shipped nginx configuration (``deploy/nginx/``): ``nginx -t`` passes on it, and a
 real nginx started from it in front of a real Fieldwatch server proxies the API, the
-health endpoints, device WebSockets (idle ones stay, a server restart reaches them as
-1012), Socket.IO, uploads within their limits and firmware downloads sent by nginx
-through X-Accel-Redirect, with no secret in its access log. Needs Debian's nginx
-(``apt-get install nginx-light``): skipped without it, failed in CI."""
+health endpoints, device WebSockets (a server restart reaches them as 1012), Socket.IO,
+uploads within their limits and firmware downloads sent by nginx through
+X-Accel-Redirect, with no secret in its access log. Needs Debian's nginx (``apt-get
+install nginx-light``): skipped without it, failed in CI."""
 
 from __future__ import annotations
 
@@ -163,12 +163,12 @@ async def test_device_websocket_through_nginx(proxied, admin: Actor) -> None:
     assert "/ws/device" in log and device.token not in log
 
 
-async def test_an_idle_device_outlives_nginx_default_timeouts_and_sees_1012_on_restart(
+async def test_a_device_behind_nginx_gets_1012_when_its_server_stops(
     runtime: Runtime, settings: Settings, admin: Actor
 ) -> None:
-    """nginx's default proxy_read_timeout is 60 s; the device location's is an hour, so an
-    idle device stays. Here: silent for a while, then its server stops: the close code
-    the device gets through nginx is the server's restart code, 1012."""
+    """A device connected through nginx, quiet for a moment; then its server stops (a
+    restart, a pod going away): the close code that reaches the device through nginx is
+    the server's restart code, 1012, which tells it to reconnect."""
     nginx: Nginx | None = None
     try:
         async with serve_runtime(runtime) as served:
