@@ -11,6 +11,8 @@ import httpx
 
 from conftest import Actor
 from fieldwatch.core.settings import Settings, VendorApp
+from standins.garmin import Garmin, garmin_app
+from standins.google_health import GoogleHealth, google_health_app
 from standins.oura import Oura, oura_app
 from standins.server import serve
 from standins.vendor import Vendor
@@ -37,6 +39,29 @@ async def withings_standin(settings: Settings, **kw: object) -> AsyncIterator[Wi
         settings.withings = VendorApp(client_id=vendor.client_id,
                                       client_secret=vendor.client_secret,
                                       auth_url=base, api_url=base)  # fmt: skip
+        yield vendor
+
+
+@contextlib.asynccontextmanager
+async def garmin_standin(settings: Settings, **kw: object) -> AsyncIterator[Garmin]:
+    """The Garmin stand-in, served, and Fieldwatch configured to use it."""
+    vendor = Garmin(**kw)  # type: ignore[arg-type]
+    async with serve(garmin_app(vendor)) as base:
+        vendor.base_url = base
+        settings.garmin = VendorApp(client_id=vendor.client_id, client_secret=vendor.client_secret,
+                                    auth_url=base, api_url=base)  # fmt: skip
+        yield vendor
+
+
+@contextlib.asynccontextmanager
+async def google_health_standin(settings: Settings, **kw: object) -> AsyncIterator[GoogleHealth]:
+    """The Google Health stand-in (consent page, token and revocation endpoints and the
+    API on one address), served, and Fieldwatch configured to use it."""
+    vendor = GoogleHealth(**kw)  # type: ignore[arg-type]
+    async with serve(google_health_app(vendor)) as base:
+        settings.google_health = VendorApp(client_id=vendor.client_id,
+                                           client_secret=vendor.client_secret,
+                                           auth_url=base, api_url=base, token_url=base)  # fmt: skip
         yield vendor
 
 

@@ -2,9 +2,11 @@
 token endpoint with the client's credentials in the body), the user's id, backfill
 requests (202; a range asked for already 409; more than 90 days 400) and the pull
 addresses a ping names (``/wellness-api/rest/{type}?…&token=…``: a pull token good for
-its user only). The summaries it serves and pushes are made by ``daily``, ``sleep``,
-``pulse_ox``, ``respiration`` and ``body_comp``; ``ping`` and ``push`` build the
-bodies Garmin sends to Fieldwatch's callbacks."""
+its user only), and the deletion of a user's registration (``DELETE
+/wellness-api/rest/user/registration``: 204, the grant ends). The summaries it serves
+and pushes are made by ``daily``, ``sleep``, ``pulse_ox``, ``respiration`` and
+``body_comp``; ``ping``, ``push`` and ``permissions_change`` build the bodies Garmin
+sends to Fieldwatch's callbacks."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from standins.vendor import Vendor, oauth_app
 
@@ -80,6 +82,13 @@ def body_comp(user: str, day: date) -> dict[str, Any]:
             "bodyFatInPercent": 18.5}  # fmt: skip
 
 
+def permissions_change(user: str, permissions: list[str], at: int = 0) -> dict[str, Any]:
+    """The body of Garmin's ``userPermissionsChange`` notification."""
+    return {"userPermissionsChange": [{
+        "userId": user, "summaryId": f"x{user}-{at:x}", "permissions": permissions,
+        "changeTimeInSeconds": at or int(datetime.now(UTC).timestamp())}]}  # fmt: skip
+
+
 def push(**summaries: list[dict[str, Any]]) -> dict[str, Any]:
     """A push body: ``push(dailies=[…], sleeps=[…])``."""
     return dict(summaries)
@@ -114,6 +123,13 @@ def garmin_app(vendor: Garmin) -> FastAPI:
     @app.get("/wellness-api/rest/user/id")
     async def user_id(request: Request) -> dict[str, Any]:
         return {"userId": vendor.user_of(request)}
+
+    @app.delete("/wellness-api/rest/user/registration")
+    async def deregister(request: Request) -> Response:
+        user = vendor.user_of(request)
+        vendor.revoke(user)
+        vendor.revocations.append(user)
+        return Response(status_code=204)
 
     @app.get("/wellness-api/rest/backfill/{kind}")
     async def backfill(
@@ -157,6 +173,7 @@ __all__ = [
     "days_back",
     "garmin_app",
     "heart_rate",
+    "permissions_change",
     "pulse_ox",
     "push",
     "respiration",

@@ -18,7 +18,7 @@ from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from fieldwatch.core.settings import Settings, VendorApp
-from fieldwatch.integrations.connectors.base import Connector, endpoints
+from fieldwatch.integrations.connectors.base import Connector, VendorError, endpoints
 
 TIMEOUT_S = 20.0
 
@@ -129,6 +129,35 @@ class OAuthFlow:
             raise VendorUnreachable(f"HTTP {answer.status_code}")
         if answer.status_code >= 400:
             raise VendorRefused(_oauth_error(answer))
+
+    @property
+    def can_end_grant(self) -> bool:
+        """The vendor has a way to end the grant: RFC 7009 revocation, or its own
+        deregistration of the user (``deregister``, Garmin's)."""
+        return self.endpoints.revoke is not None or hasattr(self.connector, "deregister")
+
+    async def end_grant(self, token: dict[str, Any]) -> None:
+        """End the grant at the vendor: its ``deregister`` with the access token (once
+        more with a refreshed one if that has expired), else ``revoke``."""
+        deregister = getattr(self.connector, "deregister", None)
+        if deregister is None:
+            await self.revoke(token)
+            return
+        async with httpx.AsyncClient(base_url=self.endpoints.api, timeout=TIMEOUT_S) as http:
+            try:
+                try:
+                    await deregister(http, str(token.get("access_token") or ""))
+                except VendorError as exc:
+                    if exc.status != 401 or not token.get("refresh_token"):
+                        raise
+                    fresh = await self.refresh(str(token["refresh_token"]))
+                    await deregister(http, str(fresh.get("access_token") or ""))
+            except VendorError as exc:
+                if exc.status == 429 or exc.status >= 500:
+                    raise VendorUnreachable(f"HTTP {exc.status}") from None
+                raise VendorRefused(f"http_{exc.status}") from None
+            except httpx.TransportError as exc:
+                raise VendorUnreachable(type(exc).__name__) from None
 
     async def account_id(self, token: dict[str, Any]) -> str:
         async with httpx.AsyncClient(base_url=self.endpoints.api, timeout=TIMEOUT_S) as http:

@@ -7,6 +7,12 @@ fetched on a schedule (``fetchable`` is empty): a device's first sync asks Garmi
 send ``sync_historical_days`` of history again (``backfill``, at most 90 days a
 request per summary type), which arrives as pushes or pings. Garmin has no device
 list in this API: the account is imported as one device (``garmin_wearable``).
+
+The user's grant has permissions (``HEALTH_EXPORT``, ``ACTIVITY_EXPORT``…) the user
+may withdraw at Garmin (a ``userPermissionsChange`` notification): every summary type
+read here needs ``HEALTH_EXPORT``. Disconnecting deletes the user's registration
+(``DELETE /wellness-api/rest/user/registration``, answered 204; Garmin then sends a
+deregistration notification and stops sending the user's data).
 """
 
 from __future__ import annotations
@@ -27,10 +33,22 @@ from fieldwatch.integrations.connectors.base import (
 from fieldwatch.integrations.connectors.catalogue import CONNECTORS, ConnectorInfo
 
 USER_ID = "/wellness-api/rest/user/id"
+REGISTRATION = "/wellness-api/rest/user/registration"
 BACKFILL = "/wellness-api/rest/backfill/{kind}"
 #: Summary types Fieldwatch reads: the name in a push or ping body → in the API's paths.
 SUMMARY_TYPES = {"dailies": "dailies", "sleeps": "sleeps", "pulseox": "pulseOx",
                  "allDayRespiration": "respiration", "bodyComps": "bodyComps"}  # fmt: skip
+#: The metrics each summary type brings (``garmin.summaries``).
+SUMMARY_METRICS: dict[str, tuple[str, ...]] = {
+    "dailies": ("heart_rate", "steps", "distance", "resting_heart_rate"),
+    "sleeps": ("sleep_duration",), "pulseox": ("spo2",),
+    "allDayRespiration": ("respiratory_rate",), "bodyComps": ("body_weight",),
+}  # fmt: skip
+#: The permission of the user's grant each summary type needs.
+HEALTH_EXPORT = "HEALTH_EXPORT"
+#: Every permission a Garmin grant names (a list without one of them withdrew it).
+PERMISSIONS = ("ACTIVITY_EXPORT", HEALTH_EXPORT, "WORKOUT_IMPORT", "COURSE_IMPORT",
+               "MCT_EXPORT")  # fmt: skip
 #: The longest range one backfill request may cover.
 BACKFILL_MAX = timedelta(days=90)
 
@@ -52,6 +70,26 @@ def same_origin(url: str, base: str) -> bool:
 
 def _port(scheme: str) -> int | None:
     return {"https": 443, "http": 80}.get(scheme)
+
+
+def permitted(permissions: list[str] | None) -> set[str]:
+    """The metrics a grant with these permissions may bring (None: not known yet, so
+    every one, as at connection)."""
+    if permissions is None or HEALTH_EXPORT in permissions:
+        return {m for ms in SUMMARY_METRICS.values() for m in ms}
+    return set()
+
+
+def known_permissions(scopes: list[str]) -> list[str] | None:
+    """The Garmin permissions among a connection's scopes, where Garmin reported them
+    (None: none recorded: the grant as given at connection)."""
+    found = [s for s in scopes if s in PERMISSIONS]
+    return found or None
+
+
+def summary_kinds(metrics: list[str] | tuple[str, ...]) -> list[str]:
+    """The summary types (as named in a push) that bring any of ``metrics``."""
+    return [k for k, ms in SUMMARY_METRICS.items() if set(ms) & set(metrics)]
 
 
 class GarminConnector:
@@ -91,13 +129,15 @@ class GarminConnector:
         raise ValueError(f"Garmin pushes its data: {metric} is not fetched")
 
     async def backfill(
-        self, start: datetime, end: datetime, http: httpx.AsyncClient, token: str
-    ) -> int:
-        """Ask Garmin to send the summaries from ``start`` to ``end`` again (each type,
-        in ranges of at most 90 days); the number of requests Garmin accepted (202; a
-        range asked for already answers 409 and counts as done)."""
+        self, start: datetime, end: datetime, metrics: list[str], http: httpx.AsyncClient,
+        token: str,
+    ) -> int:  # fmt: skip
+        """Ask Garmin to send the summaries from ``start`` to ``end`` again (each type
+        bringing one of ``metrics``, the consented ones, in ranges of at most 90 days);
+        the number of requests Garmin accepted (202; a range asked for already answers
+        409 and counts as done)."""
         accepted = 0
-        for kind in SUMMARY_TYPES.values():
+        for kind in (SUMMARY_TYPES[k] for k in summary_kinds(metrics)):
             left = start
             while left < end:
                 right = min(end, left + BACKFILL_MAX)
@@ -111,6 +151,13 @@ class GarminConnector:
                 left = right
         return accepted
 
+    async def deregister(self, http: httpx.AsyncClient, token: str) -> None:
+        """End the user's registration with the app (the grant, at Garmin): 204; one
+        that is gone already (404) counts as done."""
+        answer = await http.delete(REGISTRATION, headers=_auth(token))
+        if answer.status_code >= 300 and answer.status_code != 404:
+            raise VendorError(answer.status_code, retry_after(answer))
+
     async def pull(self, url: str, http: httpx.AsyncClient, token: str) -> list[dict[str, Any]]:
         """The summaries at a ping's callback address (checked by the caller to be on
         the configured API host)."""
@@ -123,4 +170,12 @@ class GarminConnector:
         return [item for item in body if isinstance(item, dict)]
 
 
-__all__ = ["SUMMARY_TYPES", "GarminConnector", "same_origin"]
+__all__ = [
+    "SUMMARY_METRICS",
+    "SUMMARY_TYPES",
+    "GarminConnector",
+    "known_permissions",
+    "permitted",
+    "same_origin",
+    "summary_kinds",
+]

@@ -64,3 +64,15 @@ async def deregistration(
     callbacks.check_sender(client_id)
     await callbacks.deregister(body)
     return {"status": "accepted"}
+
+
+@router.post("/permissions")
+async def permissions(
+    body: Payload, callbacks: Callbacks, client_id: ClientId = None
+) -> dict[str, str]:
+    """Garmin's `userPermissionsChange`: the permissions the user's grant has now. Data
+    types they no longer allow leave the connection's consent (nothing of them is stored
+    or pulled any more)."""
+    callbacks.check_sender(client_id)
+    await callbacks.permissions(body)
+    return {"status": "accepted"}

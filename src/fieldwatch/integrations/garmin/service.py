@@ -1,5 +1,5 @@
 """Garmin's callbacks: pushed summaries stored, pinged ones pulled and stored, users
-who deregistered revoked.
+who deregistered revoked, permissions the user withdrew reflected in the consent.
 
 A callback names Garmin's user (``userId``), not a workspace: its data goes to every
 active connection of that user (one per workspace that connected the account), to
@@ -10,6 +10,12 @@ ignored. A ping's callback address is pulled only when it is on the configured G
 API host (scheme, host and port), with the connection's token: anything else is
 refused, so a forged ping cannot make Fieldwatch call another host. Neither tokens
 nor callback addresses (they carry a token) are logged.
+
+A ``userPermissionsChange`` names the permissions the user's grant has now: they are
+kept as the connection's scopes and the consent loses the data types they no longer
+allow (every summary read here needs ``HEALTH_EXPORT``), so nothing of them is pulled,
+stored or asked for again; granted again at Garmin, an admin shares them again
+(``PUT …/consent``).
 """
 
 from __future__ import annotations
@@ -27,7 +33,13 @@ from fieldwatch.core.settings import Settings
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.integrations.connections.tokens import TokenSource
 from fieldwatch.integrations.connectors.base import Sample, VendorError, endpoints
-from fieldwatch.integrations.connectors.garmin import SUMMARY_TYPES, GarminConnector, same_origin
+from fieldwatch.integrations.connectors.garmin import (
+    SUMMARY_METRICS,
+    SUMMARY_TYPES,
+    GarminConnector,
+    permitted,
+    same_origin,
+)
 from fieldwatch.integrations.garmin.repository import GarminRepository
 from fieldwatch.integrations.garmin.summaries import Summary, summary
 from fieldwatch.integrations.models import Connection, DeviceSync, VendorRecord
@@ -111,6 +123,10 @@ class GarminCallbacks:
         return ok
 
     async def _new(self, connection: Connection, summaries: list[Summary]) -> list[Summary]:
+        """The summaries not stored before that bring a consented metric (one bringing
+        none is not noted as seen: shared again later, Garmin's next copy is stored)."""
+        summaries = [s for s in summaries
+                     if any(m in connection.consent for m, _ in s.samples)]  # fmt: skip
         kinds: dict[str, list[str]] = defaultdict(list)
         for item in summaries:
             kinds[item.kind].append(item.record_id)
@@ -188,6 +204,10 @@ class GarminCallbacks:
             log.info("garmin: a ping for a connection with no imported device, ignored",
                      extra={"connection": str(connection.id)})  # fmt: skip
             return
+        if not set(SUMMARY_METRICS[ping.kind]) & set(connection.consent):
+            extra = {"connection": str(connection.id), "summary_type": ping.kind}
+            log.info("garmin: a ping for data not consented to, not pulled", extra=extra)
+            return
         opened = [(sync, await self.runs.open(sync, "garmin:ping")) for sync in syncs]
         try:
             async with VendorSession(self.tokens, self.settings, self.connector,
@@ -226,3 +246,38 @@ class GarminCallbacks:
                     revoked += 1
             await uow.commit()
         return revoked
+
+    # --- permissions ------------------------------------------------------------------
+
+    async def permissions(self, body: dict[str, Any]) -> int:
+        """Users whose grant's permissions changed at Garmin: the connections' scopes
+        become them and their consent loses what they no longer allow; how many
+        connections changed."""
+        latest: dict[str, tuple[float, list[str]]] = {}
+        for item in body.get("userPermissionsChange") or []:
+            if not isinstance(item, dict) or not item.get("userId"):
+                continue
+            perms = item.get("permissions")
+            if not isinstance(perms, list):
+                raise BadRequest("A userPermissionsChange without its permissions.")
+            at = float(item.get("changeTimeInSeconds") or 0)
+            user = str(item["userId"])
+            if user not in latest or at >= latest[user][0]:
+                latest[user] = (at, [str(p) for p in perms])
+        changed = 0
+        async with self.uow() as uow:
+            repo = GarminRepository(uow.session)
+            for user_id, (_, perms) in sorted(latest.items()):
+                for connection in await repo.connections(user_id):
+                    if connection.status == "revoked":
+                        continue
+                    allowed = permitted(perms)
+                    dropped = [m for m in connection.consent if m not in allowed]
+                    connection.scopes = perms
+                    connection.consent = [m for m in connection.consent if m in allowed]
+                    changed += 1
+                    log.info("garmin: the user's permissions changed", extra={
+                        "connection": str(connection.id), "permissions": perms,
+                        "consent_dropped": dropped})  # fmt: skip
+            await uow.commit()
+        return changed

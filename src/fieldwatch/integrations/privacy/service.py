@@ -2,8 +2,12 @@
 
 - Consent: which data types of a connection are shared; later syncs fetch only those
   (the runner fetches ``connector.fetchable ∩ consent``).
+- Consent is capped by what the grant at the vendor still allows (Garmin's users
+  withdraw permissions there: ``garmin.service`` narrows the consent; an admin cannot
+  widen it past them).
 - Disconnecting: the vendor's notifications of the connection are revoked (Withings),
-  the grant is revoked at the vendor where it has a revoke endpoint (RFC 7009), the
+  the grant is ended at the vendor where it can be (RFC 7009 revocation: Oura, Google;
+  Garmin's deregistration of the user), the
   connection is marked ``revoked`` and its tokens are dropped, its
   devices' syncs stop (paused, waiting runs cancelled); with ``purge`` the synced
   readings of its devices are deleted through the telemetry service (rollups rebuilt),
@@ -27,6 +31,7 @@ from fieldwatch.core.settings import Settings
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.integrations.connections.repository import ConnectionRepository
 from fieldwatch.integrations.connections.service import credentials_context
+from fieldwatch.integrations.connectors import garmin
 from fieldwatch.integrations.connectors.catalogue import CONNECTORS
 from fieldwatch.integrations.connectors.registry import oauth_connector
 from fieldwatch.integrations.crypto import KeyRing
@@ -57,6 +62,14 @@ async def record_reads(
     await uow.commit()
 
 
+def vendor_permitted(connection: Connection) -> set[str]:
+    """The data types the grant at the vendor still allows: Garmin's users withdraw
+    permissions at Garmin (``userPermissionsChange``); other vendors' grants are whole."""
+    if connection.connector == "garmin":
+        return garmin.permitted(garmin.known_permissions(list(connection.scopes or [])))
+    return set(CONNECTORS[connection.connector].data_types)
+
+
 class PrivacyService:
     def __init__(self, uow: UnitOfWork, settings: Settings, ring: KeyRing) -> None:
         self.uow = uow
@@ -81,6 +94,14 @@ class PrivacyService:
             message = f"{info.title} shares no {', '.join(unknown)}: choose among its data types."
             raise ValidationFailed(message, errors=[{"field": "data_types", "message": message}],
                                    data_types=list(info.data_types))  # fmt: skip
+        withdrawn = [t for t in body.data_types if t not in vendor_permitted(connection)]
+        if withdrawn:
+            message = (
+                f"The account holder withdrew {', '.join(withdrawn)} at {info.vendor}: "
+                "they can be shared again once the permission is granted there."
+            )
+            raise ValidationFailed(message, errors=[{"field": "data_types", "message": message}],
+                                   withdrawn=withdrawn)  # fmt: skip
         connection.consent = list(dict.fromkeys(body.data_types))
         await self.uow.session.flush()
         log.info("consent changed", extra={"connection": str(connection.id),
@@ -95,13 +116,15 @@ class PrivacyService:
 
     async def _revoke_at_vendor(self, connection: Connection) -> bool:
         connector = oauth_connector(connection.connector)
-        if connector is None or not connector.revoke_path or not connection.credentials:
+        if connector is None or not connection.credentials:
+            return False
+        flow = OAuthFlow(self.settings, connector, self.settings.vendor_app(connection.connector))
+        if not flow.can_end_grant:
             return False
         token = json.loads(self.ring.open(connection.credentials, credentials_context(connection)))
-        flow = OAuthFlow(self.settings, connector, self.settings.vendor_app(connection.connector))
         await self.uow.release()  # no pooled connection held while the vendor answers
         try:
-            await flow.revoke(token)
+            await flow.end_grant(token)
         except (VendorRefused, VendorUnreachable) as exc:
             log.warning("vendor revoke failed", extra={"connection": str(connection.id),
                                                        "error": type(exc).__name__})  # fmt: skip

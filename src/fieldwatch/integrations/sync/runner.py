@@ -179,7 +179,9 @@ class SyncRunner:
                 # A vendor that pushes its data is asked to send the history again.
                 ctx.where = {"backfill_days": ctx.sync.historical_days}
                 start = ctx.now - timedelta(days=ctx.sync.historical_days)
-                await vendor.call(functools.partial(backfill, start, ctx.now))
+                await vendor.call(
+                    functools.partial(backfill, start, ctx.now, list(ctx.connection.consent))
+                )
             for metric in ctx.metrics:
                 token: str | None = None
                 page = 0
