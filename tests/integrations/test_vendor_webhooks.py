@@ -141,7 +141,12 @@ async def test_a_delete_removes_the_vendor_record(client, admin, hooked, runtime
     async with runtime.uow() as uow:
         row = await uow.session.get(VendorRecord, (uuid.UUID(await _connection_of(runtime,
                                                    device)), "steps", record))  # fmt: skip
-    assert row is not None and row.deleted_at is not None
+    assert row is None  # its provenance is forgotten with it
+    log = await client.get(f"{API}/access-log", params={"device_id": device},
+                           headers=admin.headers)  # fmt: skip
+    assert [(e["actor"], e["action"], e["what"]) for e in log.json()["items"]
+            if e["action"] == "delete"] == [("vendor:oura", "delete",
+                                             "steps deleted at the vendor")]  # fmt: skip
     assert len(await runs(runtime, device)) == 1  # a delete fetches nothing
     manual = await client.post(f"/api/v1/devices/{device}/sync", headers=admin.headers)
     assert manual.status_code == 202

@@ -4,7 +4,8 @@ endpoint (client credentials in the body; a refresh keeps the refresh token, Goo
 way, unless ``rotate_refresh``), revocation, the user's identity and data points per
 data type filtered on a time range (AIP-160, as Google documents it) and paged with
 ``pageSize``/``pageToken``. Faults are scripted as for every stand-in (429 with
-Retry-After, 500, a revoked grant)."""
+Retry-After, 500, a revoked grant). Data the user deleted (``delete``) is no longer
+served; ``notification`` builds the deliveries Google sends to a subscriber."""
 
 from __future__ import annotations
 
@@ -42,6 +43,31 @@ class GoogleHealth(Vendor):
     max_page: int = MAX_PAGE
     #: The ``access_type`` and ``prompt`` each consent was asked with.
     consents: list[dict[str, str]] = field(default_factory=list)
+    #: Data the user deleted: (data type, start, end); not served any more.
+    deleted: list[tuple[str, datetime, datetime]] = field(default_factory=list)
+
+    def delete(self, data_type: str, start: datetime, end: datetime) -> None:
+        self.deleted.append((data_type, start, end))
+
+
+def notification(user: str, operation: str, data_type: str, start: datetime,
+                 end: datetime) -> list[dict[str, Any]]:  # fmt: skip
+    """A delivery as Google sends it: a JSON array of notifications (one here)."""
+    interval = {"physicalTimeInterval": {"startTime": _stamp(start), "endTime": _stamp(end)}}
+    return [{"data": {"version": "1", "clientProvidedSubscriptionName": "fieldwatch",
+                      "healthUserId": user, "operation": operation, "dataType": data_type,
+                      "intervals": [interval]}}]  # fmt: skip
+
+
+def _point_time(point: dict[str, Any]) -> datetime | None:
+    inner = next((v for k, v in point.items() if k != "name"), None)
+    if not isinstance(inner, dict):
+        return None
+    if "sampleTime" in inner:
+        return datetime.fromisoformat(inner["sampleTime"]["physicalTime"].replace("Z", "+00:00"))
+    if "interval" in inner:
+        return datetime.fromisoformat(inner["interval"]["startTime"].replace("Z", "+00:00"))
+    return None
 
 
 def heart_rate(user: str, ts: datetime) -> int:
@@ -261,6 +287,9 @@ def google_health_app(vendor: GoogleHealth) -> FastAPI:
             points = _sample_points(user, data_type, low, high)
         else:
             points = _interval_points(user, data_type, low, high)
+        gone = [(a, b) for kind, a, b in vendor.deleted if kind == data_type]
+        points = [p for p in points
+                  if not any(a <= (_point_time(p) or b) < b for a, b in gone)]  # fmt: skip
         cap = SESSION_MAX_PAGE if record == "session" else vendor.max_page
         size = max(1, min(pageSize, cap, vendor.max_page))
         offset = _offset(pageToken)
@@ -271,4 +300,5 @@ def google_health_app(vendor: GoogleHealth) -> FastAPI:
     return app
 
 
-__all__ = ["OFFSET", "GoogleHealth", "google_health_app", "heart_rate", "steps", "weight_g"]
+__all__ = ["OFFSET", "GoogleHealth", "google_health_app", "heart_rate", "notification", "steps",
+           "weight_g"]

@@ -24,6 +24,10 @@ class VendorApp(BaseModel):
     #: Where the token (and revocation) endpoint is, for vendors that keep it on a host
     #: of its own (Google); unset: the connector's own, else ``api_url``.
     token_url: str | None = None
+    #: The secret the vendor sends in ``Authorization`` with its notifications, where
+    #: the subscriber is registered at the vendor by hand (Google Health's
+    #: ``endpointAuthorization.secret``); unset: its notifications are refused.
+    webhook_secret: str | None = None
 
     @property
     def configured(self) -> bool:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldwatch.db.upsert import insert_for
@@ -17,6 +17,7 @@ from fieldwatch.devices.models import Device
 from fieldwatch.integrations.models import (
     Connection,
     DeviceSync,
+    HealthAccess,
     SyncRun,
     VendorRecord,
     WebhookSubscription,
@@ -161,3 +162,26 @@ class WebhookRepository:
             )
         )  # fmt: skip
         return rows.all()
+
+    async def devices_of(self, connection_id: uuid.UUID) -> list[uuid.UUID]:
+        """Every device the connection feeds (a deletion concerns them all)."""
+        rows = await self.session.scalars(
+            select(DeviceSync.device_id).where(DeviceSync.connection_id == connection_id)
+        )
+        return list(rows.all())
+
+    async def forget_records(self, records: Sequence[VendorRecord]) -> None:
+        for record in records:
+            await self.session.delete(record)
+
+    async def forget_between(self, connection_id: uuid.UUID, metric: str, start: datetime,
+                             end: datetime) -> None:  # fmt: skip
+        """The vendor ids of readings of ``metric`` from ``start`` to ``end`` (deleted)."""
+        await self.session.execute(
+            delete(VendorRecord).where(
+                VendorRecord.connection_id == connection_id, VendorRecord.metric == metric,
+                VendorRecord.ts >= start, VendorRecord.ts < end)
+        )  # fmt: skip
+
+    def log(self, rows: Sequence[HealthAccess]) -> None:
+        self.session.add_all(list(rows))

@@ -1,6 +1,7 @@
 """HTTP: where the vendors call Fieldwatch (no login: Oura's calls are verified by their
-signature or verification token; Withings' are hints only). The address to register is
-``$FIELDWATCH_PUBLIC_URL/api/v1/integrations/{oura|withings}/webhook``."""
+signature or verification token, Google Health's by the subscriber's secret; Withings'
+are hints only). The address to register is
+``$FIELDWATCH_PUBLIC_URL/api/v1/integrations/{oura|withings|google_health}/webhook``."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from fieldwatch.telemetry.dependencies import TelemetryDep
 #: Included by the integrations router (under its ``/api/v1/integrations``).
 router = APIRouter()
 
-NOTIFIED = ("oura", "withings")
+NOTIFIED = ("oura", "withings", "google_health")
 
 
 async def get_hints(uow: UowDep, settings: SettingsDep) -> HintService:
@@ -60,13 +61,21 @@ async def webhook_notification(
     kind: str, request: Request, uow: WriteUow, hints: HintsDep, telemetry: TelemetryDep
 ) -> Response:
     """A notification: Oura's signed (a refused signature is a 401 and nothing is
-    queued), Withings' a form (``userid``, ``appli``, ``startdate``, ``enddate``). It
-    queues a `webhook` sync of the account's devices, merged into one queued already."""
+    queued), Withings' a form (``userid``, ``appli``, ``startdate``, ``enddate``),
+    Google Health's a JSON array with the subscriber's secret in ``Authorization`` (its
+    endpoint check, ``{"type": "verification"}``, is answered 201). It queues a
+    `webhook` sync of the account's devices, merged into one queued already; a deletion
+    at the vendor removes what was stored of it."""
     _known(kind)
     if kind == "oura":
         headers = {k.lower(): v for k, v in request.headers.items()}
         await hints.oura(await request.body(), headers, telemetry)
         return Response(status_code=204)
+    if kind == "google_health":
+        verified = await hints.google_health_delivery(
+            await request.body(), request.headers.get("authorization"), telemetry
+        )
+        return Response(status_code=201 if verified else 204)
     form = {k: str(v) for k, v in (await request.form()).items()}
     await hints.withings(form)
     return Response(status_code=200)

@@ -7,7 +7,12 @@ the data, as any sync does); the scheduled syncs catch whatever a lost hint miss
   the next sync catch data the vendor added meanwhile).
 - Oura's are signed (``oura.verify``): a refused signature is a 401 and nothing is
   queued. A ``delete`` removes the readings stored from that vendor record (the runs
-  keep each record's id) and nothing is fetched.
+  keep each record's id) through the telemetry service (rollups rebuilt), forgets the
+  record's id and fetches nothing.
+- Google Health's carry the subscriber's secret (``google_health.authorised``): an
+  ``UPSERT`` is a hint for its data type from its intervals' start; a ``DELETE``
+  removes the readings of that data type stored in its intervals, and their ids.
+- Every deletion is in the access log (``delete``, by ``vendor:<connector>``).
 - Withings' are unsigned: the account (``userid``) and the window (``startdate``) only
   choose what to sync; a forged one costs a sync, never data.
 - The account is looked up in every workspace it is connected in; each gets its own run.
@@ -18,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -27,9 +33,9 @@ from fieldwatch.core.errors import AppError, BadRequest
 from fieldwatch.core.settings import Settings
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.integrations.connectors.registry import data_connector
-from fieldwatch.integrations.models import Connection, DeviceSync
+from fieldwatch.integrations.models import Connection, DeviceSync, HealthAccess
 from fieldwatch.integrations.sync.runs import open_run
-from fieldwatch.integrations.webhooks import oura, withings
+from fieldwatch.integrations.webhooks import google_health, oura, withings
 from fieldwatch.integrations.webhooks.repository import WebhookRepository
 from fieldwatch.telemetry.query.queries import TelemetryQueries
 
@@ -84,6 +90,23 @@ class HintService:
                 touched += await self._hint(connection, metrics, None)
         return touched
 
+    async def google_health_delivery(self, body: bytes, authorization: str | None,
+                                     telemetry: TelemetryQueries) -> bool:  # fmt: skip
+        """A Google Health delivery; True for its endpoint check (answered 201)."""
+        if not google_health.authorised(self.settings.google_health.webhook_secret,
+                                        authorization):  # fmt: skip
+            log.warning("google health notification refused: not authorised")
+            raise BadSignature("The notification does not carry the subscriber's secret.")
+        try:
+            parsed = json.loads(body)
+            if google_health.is_verification(parsed):
+                return True
+            found = google_health.changes(parsed)
+        except ValueError:
+            raise BadRequest("Not a Google Health notification.") from None
+        await self.google_health(found, telemetry)
+        return False
+
     async def withings(self, form: dict[str, str]) -> int:
         """An unsigned Withings notification: a hint for the account and window."""
         try:
@@ -124,18 +147,58 @@ class HintService:
                 run.since = since
         await self.uow.session.flush()
 
+    async def google_health(self, changes: Sequence[google_health.Change],
+                            telemetry: TelemetryQueries) -> int:  # fmt: skip
+        """Google Health's notifications (their secret checked by the caller)."""
+        touched = 0
+        for change in changes:
+            for connection in await self.repo.accounts("google_health", change.user_id):
+                if change.operation == "DELETE":
+                    touched += await self._delete_windows(connection, change.metric,
+                                                          change.windows, telemetry)  # fmt: skip
+                elif change.windows:
+                    since = min(start for start, _ in change.windows)
+                    touched += await self._hint(connection, [change.metric], since)
+        return touched
+
+    async def _delete_windows(self, connection: Connection, metric: str,
+                              windows: Sequence[tuple[datetime, datetime]],
+                              telemetry: TelemetryQueries) -> int:  # fmt: skip
+        """Remove the readings of ``metric`` the connection's devices have in ``windows``."""
+        devices = await self.repo.devices_of(connection.id)
+        deleted = 0
+        for device_id in devices:
+            series = await telemetry.series(device_id, metric)
+            for start, end in windows:
+                deleted += await telemetry.delete(series, start, end)
+            self._deleted(connection, device_id, metric, telemetry)
+        for start, end in windows:
+            await self.repo.forget_between(connection.id, metric, start, end)
+        await self.uow.session.flush()
+        log.info("vendor data deleted", extra={"connection": str(connection.id),
+                                               "metric": metric, "readings": deleted})  # fmt: skip
+        return deleted
+
+    def _deleted(self, connection: Connection, device_id: uuid.UUID, metric: str,
+                 telemetry: TelemetryQueries) -> None:  # fmt: skip
+        """Rebuild the device's latest values once committed; note it in the access log."""
+        self.uow.after_commit(partial(telemetry.hub.latest.reload_device,
+                                      connection.workspace_id, device_id))  # fmt: skip
+        self.repo.log([HealthAccess(
+            workspace_id=connection.workspace_id, device_id=device_id,
+            actor=f"vendor:{connection.connector}", action="delete",
+            what=f"{metric} deleted at the vendor", at=utcnow())])  # fmt: skip
+
     async def _delete(self, connection: Connection, metrics: Sequence[str], object_id: str,
                       telemetry: TelemetryQueries) -> int:  # fmt: skip
         if not object_id or not metrics:
             return 0
         records = await self.repo.records(connection.id, metrics, object_id)
-        now = utcnow()
         for record in records:
             series = await telemetry.series(record.device_id, record.metric)
             await telemetry.delete(series, record.ts, record.ts + _TICK)
-            record.deleted_at = now
-            self.uow.after_commit(partial(telemetry.hub.latest.reload_device,
-                                          connection.workspace_id, record.device_id))  # fmt: skip
+            self._deleted(connection, record.device_id, record.metric, telemetry)
+        await self.repo.forget_records(records)
         await self.uow.session.flush()
         if records:
             log.info("vendor record deleted", extra={"connection": str(connection.id),

@@ -1,0 +1,119 @@
+"""Google Health's notifications against its stand-in: the subscriber endpoint check
+(201 with the secret, 401 without), an UPSERT queuing a webhook sync from its
+interval's start, a DELETE removing the readings stored in its interval (rollups
+rebuilt, in the access log, not back on the next sync), and deliveries without the
+secret or of another shape refused."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from conftest import problem
+from fieldwatch.core.settings import Settings
+from fieldwatch.runtime import Runtime
+from integration_helpers import API, connect_as, google_health_standin, import_device
+from standins.google_health import GoogleHealth, notification
+from sync_helpers import readings, runs
+
+USER = "ghu-notify-1"
+KIND = "google_health"
+HOOK = f"{API}/google_health/webhook"
+SECRET = "subscriber-secret-0123456789"
+AUTH = {"authorization": f"Bearer {SECRET}"}
+
+pytestmark = pytest.mark.usefixtures("fresh_budgets")
+
+
+@pytest.fixture
+async def google(settings: Settings) -> AsyncIterator[GoogleHealth]:
+    async with google_health_standin(settings, users=[USER]) as vendor:
+        settings.google_health.webhook_secret = SECRET
+        yield vendor
+
+
+async def _synced(client, actor, runtime: Runtime) -> tuple[str, str]:
+    connection = await connect_as(client, actor, USER, KIND)
+    device = await import_device(client, actor, connection, USER, KIND, sync_historical_days=1)
+    await runtime.sync.run_once()
+    (run,) = await runs(runtime, device)
+    assert run.status == "completed", run
+    return connection, device
+
+
+async def _day_steps(client, actor, device: str, start: datetime) -> float:
+    params = {"data_type": "steps", "interval": "1d", "agg": "sum",
+              "start_time": start.isoformat(), "end_time": (start + timedelta(days=1)).isoformat()}
+    answer = await client.get(f"/api/v1/devices/{device}/data/aggregate", params=params,
+                              headers=actor.headers)  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    return sum(b["value"] or 0 for b in answer.json()["buckets"])
+
+
+async def test_the_endpoint_check_needs_the_secret(client, google) -> None:
+    check = {"type": "verification"}
+    assert (await client.post(HOOK, json=check, headers=AUTH)).status_code == 201
+    assert (await client.post(HOOK, json=check, headers={"authorization": SECRET})).status_code \
+        == 201  # fmt: skip
+    problem(await client.post(HOOK, json=check), 401)
+    problem(await client.post(HOOK, json=check, headers={"authorization": "Bearer no"}), 401)
+
+
+async def test_an_upsert_queues_a_webhook_sync_from_its_interval(
+    client, admin, google, runtime: Runtime
+) -> None:
+    _, device = await _synced(client, admin, runtime)
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
+    body = notification(USER, "UPSERT", "steps", start, start + timedelta(minutes=15))
+    answer = await client.post(HOOK, json=body, headers=AUTH)
+    assert answer.status_code == 204, answer.text
+    (_, hinted) = await runs(runtime, device)
+    assert (hinted.sync_type, hinted.status, hinted.data_types) == ("webhook", "queued", ["steps"])
+    assert hinted.since == start
+    ignored = notification(USER, "UPSERT", "floors", start, start + timedelta(minutes=5))
+    assert (await client.post(HOOK, json=ignored, headers=AUTH)).status_code == 204
+    assert len(await runs(runtime, device)) == 2  # a type not synced queues nothing
+    await runtime.sync.run_once()
+    assert (await runs(runtime, device))[-1].status == "completed"
+
+
+async def test_a_delete_removes_the_readings_of_its_interval(
+    client, admin, google, runtime: Runtime
+) -> None:
+    _, device = await _synced(client, admin, runtime)
+    before = await readings(runtime, device, "steps")
+    first = before[0]
+    day = datetime.combine(first.astimezone(UTC).date(), datetime.min.time(), UTC)
+    total = await _day_steps(client, admin, device, day)
+    start, end = first, first + timedelta(hours=1)  # four 15-minute intervals
+    gone = [t for t in before if start <= t < end]
+    assert len(gone) == 4
+    google.delete("steps", start, end)
+    answer = await client.post(HOOK, json=notification(USER, "DELETE", "steps", start, end),
+                               headers=AUTH)  # fmt: skip
+    assert answer.status_code == 204, answer.text
+    assert await readings(runtime, device, "steps") == [t for t in before if t not in gone]
+    assert await _day_steps(client, admin, device, day) < total  # the rollups rebuilt
+    assert len(await runs(runtime, device)) == 1  # a delete fetches nothing
+    log = await client.get(f"{API}/access-log", params={"device_id": device},
+                           headers=admin.headers)  # fmt: skip
+    assert ("vendor:google_health", "delete", "steps deleted at the vendor") in [
+        (e["actor"], e["action"], e["what"]) for e in log.json()["items"]]  # fmt: skip
+    assert await client.post(f"/api/v1/devices/{device}/sync", headers=admin.headers)
+    await runtime.sync.run_once()
+    assert not [t for t in await readings(runtime, device, "steps") if t in gone]  # not back
+
+
+async def test_refused_deliveries_change_nothing(client, admin, google, runtime) -> None:
+    _, device = await _synced(client, admin, runtime)
+    before = await readings(runtime, device, "steps")
+    start = before[0]
+    body = notification(USER, "DELETE", "steps", start, start + timedelta(hours=1))
+    problem(await client.post(HOOK, json=body), 401)
+    problem(await client.post(HOOK, json={"not": "a list"}, headers=AUTH), 400)
+    google_other = notification("someone-else", "DELETE", "steps", start,
+                                start + timedelta(hours=1))  # fmt: skip
+    assert (await client.post(HOOK, json=google_other, headers=AUTH)).status_code == 204
+    assert await readings(runtime, device, "steps") == before
