@@ -23,11 +23,13 @@ from fieldwatch.integrations.exports.router import router as exports_router
 from fieldwatch.integrations.garmin.router import router as garmin_router
 from fieldwatch.integrations.sync.schemas import ImportedDevice, ImportRequest, VendorDeviceRead
 from fieldwatch.integrations.webhooks.router import router as vendor_webhooks
+from fieldwatch.integrations.webhooks.subscriptions import router as subscriptions_router
 
 router = APIRouter(prefix="/api/v1/integrations", tags=["integrations"])
 router.include_router(garmin_router)  # Garmin's callbacks
 router.include_router(vendor_webhooks)  # Oura's and Withings' notifications: /{kind}/webhook
 router.include_router(exports_router)  # POST /{kind}/upload: health exports in bulk
+router.include_router(subscriptions_router)  # GET /subscriptions: the vendors' (admins)
 
 Kind = Annotated[str, Query(max_length=40)]
 
