@@ -21,6 +21,7 @@ from fieldwatch.console import (
     firmware,
     groups,
     integrations,
+    integrations_admin,
     inventory,
     inventory_bulk,
     inventory_import,
@@ -97,6 +98,7 @@ ROUTERS = (
             rules,
             webhooks,
             integrations,
+            integrations_admin,
             sync_history,
             admin,
         )

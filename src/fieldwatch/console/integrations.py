@@ -51,6 +51,7 @@ MAX_DEVICES = 500
 NOTICES = {
     "disconnected": "The connection is disconnected: its devices no longer sync.",
     "purged": "The connection is disconnected and its devices' synced data deleted.",
+    "consent": "The consent is saved: later syncs fetch only the data types shared.",
 }
 
 
@@ -106,9 +107,13 @@ async def _connections_page(
     if back.get("connection") and back.get("status"):
         found = [c for c in rows if str(c.id) == back.get("connection")]
         connected = found[0] if found else None
+    from fieldwatch.console.integrations_admin import consent_choices  # (it imports us)
+
+    choices = {c.id: consent_choices(c.connector, c.scopes, c.consent) for c in rows}
     context.update(
         connections=rows, total=total, offset=offset, page_size=PAGE_SIZE, devices=devices,
         connected=connected, notice=NOTICES.get(back.get("done") or ""), tab="connections",
+        consent_choices=choices,
     )  # fmt: skip
     context.update(extra)
     return render(request, "connections.html", context, status_code=status)

@@ -41,11 +41,16 @@ class PrivacyRepository:
         self.session.add_all(list(rows))
 
     async def access_log(
-        self, workspace_id: uuid.UUID, device_id: uuid.UUID | None, *, limit: int, offset: int
-    ) -> tuple[Sequence[HealthAccess], int]:
+        self, workspace_id: uuid.UUID, device_id: uuid.UUID | None, *, limit: int, offset: int,
+        actor: str | None = None,
+    ) -> tuple[Sequence[HealthAccess], int]:  # fmt: skip
+        """Newest first; ``actor``: those whose actor contains it (any case)."""
         where = [HealthAccess.workspace_id == workspace_id]
         if device_id is not None:
             where.append(HealthAccess.device_id == device_id)
+        if actor:
+            escaped = actor.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append(HealthAccess.actor.ilike(f"%{escaped}%", escape="\\"))
         total = await self.session.scalar(select(func.count()).select_from(HealthAccess)
                                           .where(*where))  # fmt: skip
         rows = await self.session.scalars(

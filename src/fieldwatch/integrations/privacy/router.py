@@ -64,9 +64,12 @@ async def access_log(
     principal: Admin,
     service: PrivacyDep,
     device_id: uuid.UUID | None = None,
+    actor: Annotated[str | None, Query(max_length=200, description="Actor contains this")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ):
-    """Reads and purges of health data (devices fed by a vendor cloud), newest first."""
-    rows, total = await service.access_log(principal, device_id, limit=limit, offset=offset)
+    """Reads, purges and vendor deletions of health data (devices fed by a vendor
+    cloud), newest first; ``actor`` keeps those whose actor contains it (any case)."""
+    rows, total = await service.access_log(principal, device_id, limit=limit, offset=offset,
+                                           actor=actor)  # fmt: skip
     return page_of(HealthAccessRead, rows, total, limit=limit, offset=offset)

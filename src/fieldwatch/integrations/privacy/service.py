@@ -62,12 +62,13 @@ async def record_reads(
     await uow.commit()
 
 
-def vendor_permitted(connection: Connection) -> set[str]:
+def vendor_permitted(connector: str, scopes: list[str] | None) -> set[str]:
     """The data types the grant at the vendor still allows: Garmin's users withdraw
     permissions at Garmin (``userPermissionsChange``); other vendors' grants are whole."""
-    if connection.connector == "garmin":
-        return garmin.permitted(garmin.known_permissions(list(connection.scopes or [])))
-    return set(CONNECTORS[connection.connector].data_types)
+    if connector == "garmin":
+        return garmin.permitted(garmin.known_permissions(list(scopes or [])))
+    info = CONNECTORS.get(connector)
+    return set(info.data_types) if info is not None else set()
 
 
 class PrivacyService:
@@ -94,7 +95,8 @@ class PrivacyService:
             message = f"{info.title} shares no {', '.join(unknown)}: choose among its data types."
             raise ValidationFailed(message, errors=[{"field": "data_types", "message": message}],
                                    data_types=list(info.data_types))  # fmt: skip
-        withdrawn = [t for t in body.data_types if t not in vendor_permitted(connection)]
+        allowed = vendor_permitted(connection.connector, connection.scopes)
+        withdrawn = [t for t in body.data_types if t not in allowed]
         if withdrawn:
             message = (
                 f"The account holder withdrew {', '.join(withdrawn)} at {info.vendor}: "
@@ -177,7 +179,8 @@ class PrivacyService:
         return deleted
 
     async def access_log(
-        self, principal: Principal, device_id: uuid.UUID | None, *, limit: int, offset: int
-    ) -> tuple[Sequence[HealthAccess], int]:
+        self, principal: Principal, device_id: uuid.UUID | None, *, limit: int, offset: int,
+        actor: str | None = None,
+    ) -> tuple[Sequence[HealthAccess], int]:  # fmt: skip
         return await self.repo.access_log(principal.workspace_id, device_id, limit=limit,
-                                          offset=offset)  # fmt: skip
+                                          offset=offset, actor=actor)  # fmt: skip
