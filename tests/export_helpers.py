@@ -32,8 +32,14 @@ BILLION_LAUGHS = """<!DOCTYPE HealthData [
 
 
 def record(kind: str, start: datetime, value: str, unit: str | None = None,
-           end: datetime | None = None, source: str = "Ana's Apple Watch") -> str:  # fmt: skip
+           end: datetime | None = None, source: str = "Ana's Apple Watch",
+           device: str | None = None) -> str:  # fmt: skip
+    """A ``Record``; ``device``: the model (``Watch``, ``iPhone``) its device attribute
+    names, as Apple writes it (HTML-escaped)."""
     unit_attr = f' unit="{unit}"' if unit is not None else ""
+    if device is not None:
+        unit_attr += (f' device="&lt;&lt;HKDevice: 0x600001&gt;, name:{device}, '
+                      f'manufacturer:Apple Inc., model:{device}, software:17.1&gt;"')  # fmt: skip
     finish = (end or start).strftime(APPLE_DATE)
     return (f'<Record type="{kind}" sourceName="{source}" sourceVersion="11.1"{unit_attr} '
             f'creationDate="{finish}" startDate="{start.strftime(APPLE_DATE)}" '

@@ -269,6 +269,9 @@ class Settings(BaseSettings):
     health_export_max_bytes: int = Field(default=2 * 1024**3, ge=1024)
     health_export_max_unpacked_bytes: int = Field(default=16 * 1024**3, ge=1024)
     health_export_timeout_s: float = Field(default=3600.0, gt=0)
+    #: A kept export (a failed run keeps it for its retry) older than this is deleted
+    #: once no run of it is open (``integrations.exports.cleanup``).
+    health_export_keep_hours: float = Field(default=168.0, ge=0)
 
     def vendor_app(self, connector: str) -> VendorApp:
         app = getattr(self, connector, None)

@@ -9,7 +9,9 @@ the metrics catalogue, converted to its units (pounds to kg, Apple's oxygen satu
 fraction 0.97 to 97 %, °F to °C, miles to m…), at their ``startDate`` with its UTC offset;
 the ``sourceName`` is kept as the provenance. Sleep: each asleep interval of
 ``HKCategoryTypeIdentifierSleepAnalysis`` (not in bed, not awake) is a
-``sleep_duration`` reading of its minutes at its start.
+``sleep_duration`` reading of its minutes at its start. Where sources overlap (the
+iPhone and the Apple Watch both counting a walk), steps, distance and sleep count once,
+by Apple's default order of sources (``overlap``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import contextlib
 import zipfile
 import zlib
 from collections.abc import Callable, Generator, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO
 from xml.etree.ElementTree import Element, ParseError
@@ -28,6 +30,7 @@ from defusedxml.ElementTree import iterparse
 
 from fieldwatch.integrations.connectors.base import Sample
 from fieldwatch.integrations.exports.base import Chunk, Chunker, InvalidExport, sniff
+from fieldwatch.integrations.exports.overlap import CUMULATIVE, Resolver
 
 ROOT = "HealthData"
 MEMBER = "export.xml"
@@ -124,6 +127,13 @@ def check(path: Path, max_unpacked: int) -> None:
     raise InvalidExport("The XML has no root element.")
 
 
+def _end(elem: Element, start: datetime) -> datetime:
+    try:
+        return max(start, datetime.strptime(elem.get("endDate", ""), DATE))
+    except ValueError:
+        return start
+
+
 def _sample(elem: Element) -> tuple[str, Sample] | None:
     kind = elem.get("type", "")
     try:
@@ -152,8 +162,24 @@ def _sample(elem: Element) -> tuple[str, Sample] | None:
 
 
 def read(path: Path, max_unpacked: int) -> Generator[Chunk]:
-    """The export's readings, chunk by chunk, in the order of the file."""
+    """The export's readings, chunk by chunk: in the order of the file, then steps,
+    distance and sleep with their overlapping sources resolved (``overlap``)."""
     chunker = Chunker()
+    resolver = Resolver(path.parent)
+    try:
+        yield from _records(path, max_unpacked, chunker, resolver)
+        yield from chunker.rest()
+        for metric, source, sample in resolver.resolved():
+            chunk = chunker.add(metric, source, sample)
+            if chunk is not None:
+                yield chunk
+        yield from chunker.rest()
+    finally:
+        resolver.close()
+
+
+def _records(path: Path, max_unpacked: int, chunker: Chunker,
+             resolver: Resolver) -> Generator[Chunk]:  # fmt: skip
     depth = 0
     root: Element | None = None
     with open_xml(path, max_unpacked) as stream:
@@ -167,10 +193,17 @@ def read(path: Path, max_unpacked: int) -> Generator[Chunk]:
                 continue
             if elem.tag == "Record":
                 found = _sample(elem)
-                if found is not None:
-                    chunk = chunker.add(found[0], elem.get("sourceName"), found[1])
+                source = elem.get("sourceName")
+                if found is not None and found[0] in CUMULATIVE and found[1].value is not None:
+                    metric, sample = found
+                    end = _end(elem, sample.ts)
+                    if metric == "sleep_duration":  # its value is its length: whole minutes
+                        end = sample.ts + timedelta(minutes=float(sample.value or 0))
+                    resolver.add(metric, sample.ts, end, float(sample.value or 0), source,
+                                 elem.get("device"))  # fmt: skip
+                elif found is not None:
+                    chunk = chunker.add(found[0], source, found[1])
                     if chunk is not None:
                         yield chunk
             if root is not None:
                 root.clear()  # what was read is dropped: memory stays flat
-    yield from chunker.rest()

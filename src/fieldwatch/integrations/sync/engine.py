@@ -13,7 +13,9 @@ Every ``sync_tick_s`` it
 3. executes them (``SyncRunner``), renewing each claim every third of ``sync_lease_s``;
    a claim that could not be renewed (another process took the run) stops the work;
 4. keeps the vendors' notification subscriptions (every ``vendor_webhook_check_s``,
-   ``integrations.webhooks.keeper``).
+   ``integrations.webhooks.keeper``);
+5. deletes kept health exports past ``health_export_keep_hours`` (every ten minutes,
+   ``integrations.exports.cleanup``).
 
 Stopping the engine gives its runs' claims back (their lease ends now), so another
 process resumes them at once. Readings are idempotent anyway (deduplicated on device,
@@ -38,6 +40,7 @@ from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.integrations.connections.tokens import TokenSource
 from fieldwatch.integrations.connectors.registry import data_connector
 from fieldwatch.integrations.crypto import KeyRing
+from fieldwatch.integrations.exports.cleanup import ExportCleanup
 from fieldwatch.integrations.sync.events import sync_event
 from fieldwatch.integrations.sync.repository import SyncRepository
 from fieldwatch.integrations.sync.runner import SyncRunner
@@ -75,6 +78,8 @@ class SyncEngine:
         #: Keeps the vendors' notification subscriptions (``integrations.webhooks``).
         self.subscriptions = SubscriptionKeeper(uow, settings, self.tokens, owner=self.owner,
                                                 clock=clock)  # fmt: skip
+        #: Deletes uploaded exports kept past their time (``integrations.exports``).
+        self.exports = ExportCleanup(uow, settings, clock)
         self._task: asyncio.Task[None] | None = None
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
         #: Runs this process executed (claimed and ran), for tests and figures.
@@ -106,6 +111,7 @@ class SyncEngine:
         await self.schedule()
         await self.claim()
         await self.subscriptions.maybe_run()
+        await self.exports.maybe_run()
 
     async def run_once(self) -> None:
         """Schedule, claim and wait for what was claimed to finish (tests, the CLI)."""

@@ -199,11 +199,21 @@ class SyncRunner:
                     token, page = got.next_token, page + 1
 
     async def _read_export(self, ctx: _Context) -> None:
-        """An uploaded export, read chunk by chunk (each stored like a vendor's page)."""
+        """An uploaded export, read chunk by chunk (each stored like a vendor's page). A
+        run resumed after its process died skips the chunks it committed: a file is read
+        in the same order every time, and each chunk's samples were counted in
+        ``records_processed`` with its commit, so that many samples are passed over (not
+        stored nor counted twice)."""
+        skip = ctx.run.records_processed
 
         async def store(chunk: Chunk) -> None:
+            nonlocal skip
+            if skip >= len(chunk.samples):
+                skip -= len(chunk.samples)
+                return
+            samples, skip = chunk.samples[skip:], 0
             ctx.where = {"data_type": chunk.metric, "chunk": ctx.committed_pages}
-            await self._store(ctx, chunk.metric, chunk.samples, chunk.source)
+            await self._store(ctx, chunk.metric, samples, chunk.source)
 
         await read_export(ctx.export, ctx.sync.connector,
                           self.settings.health_export_max_unpacked_bytes, store)  # fmt: skip
