@@ -7,6 +7,7 @@ subscriptions page; operators and viewers get none of it."""
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -41,7 +42,7 @@ async def console_as(client: httpx.AsyncClient, actor: Actor) -> str:
 
 
 def checked(text: str, connection: str) -> list[str]:
-    form = text[text.index(f'id="consent-{connection}"'):]
+    form = text[text.index(f'id="consent-{connection}"') :]
     form = form[: form.index("</form>")]
     return re.findall(r'value="(\w+)" id="consent-[^"]+"[^>]*\bchecked', form)
 
@@ -62,7 +63,7 @@ async def test_an_admin_edits_the_consent(
     assert "Consent saved: steps, spo2." in saved.text
     assert checked(saved.text, synced.connection_id) == ["steps", "spo2"]
     async with runtime.uow() as uow:
-        row = await uow.session.get(Connection, __import__("uuid").UUID(synced.connection_id))
+        row = await uow.session.get(Connection, uuid.UUID(synced.connection_id))
     assert row is not None and row.consent == ["steps", "spo2"]
     api = await client.get(f"/api/v1/integrations/connections/{synced.connection_id}/consent",
                            headers=admin.headers)  # fmt: skip

@@ -44,8 +44,13 @@ async def _synced(client, actor, runtime: Runtime) -> tuple[str, str]:
 
 
 async def _day_steps(client, actor, device: str, start: datetime) -> float:
-    params = {"data_type": "steps", "interval": "1d", "agg": "sum",
-              "start_time": start.isoformat(), "end_time": (start + timedelta(days=1)).isoformat()}
+    params = {
+        "data_type": "steps",
+        "interval": "1d",
+        "agg": "sum",
+        "start_time": start.isoformat(),
+        "end_time": (start + timedelta(days=1)).isoformat(),
+    }
     answer = await client.get(f"/api/v1/devices/{device}/data/aggregate", params=params,
                               headers=actor.headers)  # fmt: skip
     assert answer.status_code == 200, answer.text

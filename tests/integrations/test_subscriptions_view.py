@@ -91,7 +91,8 @@ async def test_withings_subscriptions_per_connection_do_not_expire(
     connection = await connect_as(client, admin, withings.users[0], "withings")
     assert await runtime.sync.subscriptions.run() > 0
     items = (await client.get(URL, headers=admin.headers)).json()["items"]
-    assert items and {(i["connector"], i["scope"], i["connection_id"], i["renewal"])
-                      for i in items} == {("withings", "connection", connection, "not_needed")}
+    assert items and {
+        (i["connector"], i["scope"], i["connection_id"], i["renewal"]) for i in items
+    } == {("withings", "connection", connection, "not_needed")}
     elsewhere = await factory.user("admin", workspace="elsewhere")
     assert (await client.get(URL, headers=elsewhere.headers)).json()["total"] == 0

@@ -300,5 +300,12 @@ def google_health_app(vendor: GoogleHealth) -> FastAPI:
     return app
 
 
-__all__ = ["OFFSET", "GoogleHealth", "google_health_app", "heart_rate", "notification", "steps",
-           "weight_g"]
+__all__ = [
+    "OFFSET",
+    "GoogleHealth",
+    "google_health_app",
+    "heart_rate",
+    "notification",
+    "steps",
+    "weight_g",
+]

@@ -124,5 +124,3 @@ async def list_subscriptions(
     items, total = await subscriptions(uow, settings, principal, connector=connector,
                                        status=status, limit=limit, offset=offset)  # fmt: skip
     return Page(items=items, total=total, limit=limit, offset=offset)
-
-
