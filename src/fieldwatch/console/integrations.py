@@ -29,13 +29,14 @@ from fieldwatch.console.pages import Admin, Operator, Viewer, page_context, prob
 from fieldwatch.core.components import SettingsDep
 from fieldwatch.core.errors import AppError
 from fieldwatch.db.dependencies import WriteUow
+from fieldwatch.integrations.connectors.catalogue import CONNECTORS
 from fieldwatch.integrations.dependencies import (
     ConnectionServiceDep,
     DeviceImportDep,
     KeyRingDep,
     SyncServiceDep,
 )
-from fieldwatch.integrations.privacy.service import PrivacyService
+from fieldwatch.integrations.privacy.service import PrivacyService, vendor_permitted
 from fieldwatch.integrations.sync.imports import DeviceImport
 from fieldwatch.integrations.sync.schemas import DeviceSyncStatus, ImportRequest
 from fieldwatch.integrations.sync.service import SyncService
@@ -53,6 +54,16 @@ NOTICES = {
     "purged": "The connection is disconnected and its devices' synced data deleted.",
     "consent": "The consent is saved: later syncs fetch only the data types shared.",
 }
+
+
+def consent_choices(connector: str, scopes: list[str] | None,
+                    consent: list[str]) -> list[dict[str, Any]]:  # fmt: skip
+    """The connector's data types for the consent form: shared or not, and whether the
+    grant at the vendor still allows them."""
+    info = CONNECTORS.get(connector)
+    allowed = vendor_permitted(connector, scopes)
+    return [{"metric": m, "label": m.replace("_", " "), "shared": m in consent,
+             "allowed": m in allowed} for m in (info.data_types if info else ())]  # fmt: skip
 
 
 async def synced_devices(sync: SyncService, user: ConsoleUser) -> list[DeviceSyncStatus]:
@@ -107,8 +118,6 @@ async def _connections_page(
     if back.get("connection") and back.get("status"):
         found = [c for c in rows if str(c.id) == back.get("connection")]
         connected = found[0] if found else None
-    from fieldwatch.console.integrations_admin import consent_choices  # (it imports us)
-
     choices = {c.id: consent_choices(c.connector, c.scopes, c.consent) for c in rows}
     context.update(
         connections=rows, total=total, offset=offset, page_size=PAGE_SIZE, devices=devices,

@@ -14,20 +14,24 @@ of health data and the vendors' notification subscriptions.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from fieldwatch.console.access import CsrfChecked
-from fieldwatch.console.integrations import CATALOGUE, CONNECTIONS, synced_devices
+from fieldwatch.console.integrations import (
+    CATALOGUE,
+    CONNECTIONS,
+    consent_choices,
+    synced_devices,
+)
 from fieldwatch.console.pages import Admin, page_context, render
 from fieldwatch.core.components import SettingsDep
 from fieldwatch.db.dependencies import UowDep, WriteUow
 from fieldwatch.integrations.connectors.catalogue import CONNECTORS
 from fieldwatch.integrations.dependencies import KeyRingDep, SyncServiceDep
 from fieldwatch.integrations.privacy.schemas import ConsentUpdate
-from fieldwatch.integrations.privacy.service import PrivacyService, vendor_permitted
+from fieldwatch.integrations.privacy.service import PrivacyService
 from fieldwatch.integrations.webhooks.subscriptions import subscriptions
 
 router = APIRouter(include_in_schema=False)
@@ -35,16 +39,6 @@ router = APIRouter(include_in_schema=False)
 ACCESS_LOG = CATALOGUE + "/access-log"
 SUBSCRIPTIONS = CATALOGUE + "/subscriptions"
 PAGE_SIZE = 50
-
-
-def consent_choices(connector: str, scopes: list[str] | None,
-                    consent: list[str]) -> list[dict[str, Any]]:  # fmt: skip
-    """The connector's data types for the consent form: shared or not, and whether the
-    grant at the vendor still allows them."""
-    info = CONNECTORS.get(connector)
-    allowed = vendor_permitted(connector, scopes)
-    return [{"metric": m, "label": m.replace("_", " "), "shared": m in consent,
-             "allowed": m in allowed} for m in (info.data_types if info else ())]  # fmt: skip
 
 
 def _offset(raw: str | None) -> int:
@@ -121,4 +115,4 @@ async def subscriptions_page(
     return render(request, "subscriptions.html", context)
 
 
-__all__ = ["consent_choices", "router"]
+__all__ = ["router"]
