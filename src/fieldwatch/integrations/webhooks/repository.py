@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldwatch.db.upsert import insert_for
@@ -98,6 +98,30 @@ class WebhookRepository:
             ).limit(1)
         )  # fmt: skip
         return found is not None
+
+    async def listing(
+        self, workspace_id: uuid.UUID, *, connector: str | None, status: str | None, limit: int,
+        offset: int,
+    ) -> tuple[Sequence[WebhookSubscription], int]:  # fmt: skip
+        """The subscriptions serving a workspace: its connections' and, once it has a
+        connection of that vendor, the app's own; by connector, connection and topic."""
+        ours = select(Connection.id).where(Connection.workspace_id == workspace_id)
+        same_vendor = Connection.connector == WebhookSubscription.connector
+        vendor_used = exists().where(Connection.workspace_id == workspace_id, same_vendor)
+        where = [or_(WebhookSubscription.connection_id.in_(ours),
+                     and_(WebhookSubscription.connection_id.is_(None), vendor_used))]  # fmt: skip
+        if connector is not None:
+            where.append(WebhookSubscription.connector == connector)
+        if status is not None:
+            where.append(WebhookSubscription.status == status)
+        total = await self.session.scalar(select(func.count()).select_from(WebhookSubscription)
+                                          .where(*where))  # fmt: skip
+        rows = await self.session.scalars(
+            select(WebhookSubscription).where(*where)
+            .order_by(WebhookSubscription.connector, WebhookSubscription.connection_id,
+                      WebhookSubscription.topic).limit(limit).offset(offset)
+        )  # fmt: skip
+        return rows.all(), int(total or 0)
 
     async def of_connection(self, connection_id: uuid.UUID) -> Sequence[WebhookSubscription]:
         rows = await self.session.scalars(

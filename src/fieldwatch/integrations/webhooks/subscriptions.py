@@ -21,7 +21,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy import and_, exists, func, or_, select
 
 from fieldwatch.auth.dependencies import Admin
 from fieldwatch.auth.principal import Principal
@@ -31,7 +30,8 @@ from fieldwatch.core.paging import Limit, Offset, Page
 from fieldwatch.core.settings import Settings
 from fieldwatch.db.dependencies import UowDep
 from fieldwatch.db.uow import UnitOfWork
-from fieldwatch.integrations.models import Connection, WebhookSubscription
+from fieldwatch.integrations.models import WebhookSubscription
+from fieldwatch.integrations.webhooks.repository import WebhookRepository
 
 Renewal = Literal["not_needed", "scheduled", "due", "expired", "retrying", "none"]
 Status = Literal["pending", "active", "failed", "revoked"]
@@ -88,25 +88,11 @@ async def subscriptions(
 ) -> tuple[list[SubscriptionRead], int]:  # fmt: skip
     """The workspace's subscriptions (see the module's description), by connector and
     topic."""
-    ours = select(Connection.id).where(Connection.workspace_id == principal.workspace_id)
-    vendor_used = exists().where(Connection.workspace_id == principal.workspace_id,
-                                 Connection.connector == WebhookSubscription.connector)  # fmt: skip
-    where = [or_(WebhookSubscription.connection_id.in_(ours),
-                 and_(WebhookSubscription.connection_id.is_(None), vendor_used))]  # fmt: skip
-    if connector is not None:
-        where.append(WebhookSubscription.connector == connector)
-    if status is not None:
-        where.append(WebhookSubscription.status == status)
-    session = uow.session
-    total = await session.scalar(select(func.count()).select_from(WebhookSubscription)
-                                 .where(*where))  # fmt: skip
-    rows = await session.scalars(
-        select(WebhookSubscription).where(*where)
-        .order_by(WebhookSubscription.connector, WebhookSubscription.connection_id,
-                  WebhookSubscription.topic).limit(limit).offset(offset)
-    )  # fmt: skip
+    rows, total = await WebhookRepository(uow.session).listing(
+        principal.workspace_id, connector=connector, status=status, limit=limit, offset=offset
+    )
     now = utcnow()
-    return [read(s, now, settings) for s in rows.all()], int(total or 0)
+    return [read(s, now, settings) for s in rows], total
 
 
 @router.get("/subscriptions", response_model=Page[SubscriptionRead])
