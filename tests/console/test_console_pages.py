@@ -110,6 +110,8 @@ def has_page(path: str) -> bool:
 
 
 INTEGRATIONS = [f"/console/integrations{p}" for p in ("", "/connections", "/sync", "/quality")]
+#: The integrations pages for admins alone.
+INTEGRATIONS_ADMIN = [f"/console/integrations{p}" for p in ("/subscriptions", "/access-log")]
 
 
 def pages_of(fleet: Fleet, admin: bool) -> list[str]:
@@ -130,7 +132,8 @@ def pages_of(fleet: Fleet, admin: bool) -> list[str]:
         "/console/firmware",
         *[path for path in INTEGRATIONS if has_page(path)],
     ]
-    return pages + (["/console/admin"] if admin else [])
+    extra = [path for path in INTEGRATIONS_ADMIN if has_page(path)] if admin else []
+    return pages + extra + (["/console/admin"] if admin else [])
 
 
 async def settled(page: Page) -> None:
