@@ -1,19 +1,20 @@
-"""The sync engine: a task of every process that runs device syncs.
+"""The sync engine runs device syncs. Its periodic jobs (a worker's; ``tick`` does all
+three once):
 
-Every ``sync_tick_s`` it
-
-1. schedules: each device sync with ``auto_sync`` whose ``next_sync_at`` has come (on
-   an active connection) gets a run — ``backfill`` for a device never synced, else
-   ``automatic`` — and its next time moves ``sync_interval_minutes`` on; the move is a
-   conditional UPDATE, so with several processes one of them creates the run;
-2. claims runnable runs — queued, waiting ones whose backoff is over, and running ones
-   whose lease ran out (their process died: the run resumes from its cursors) — up to
-   ``sync_concurrency`` at once in this process, each by a conditional UPDATE that one
-   process wins;
+1. ``schedule``, every ``sync_tick_s``, each tick claimed by one process: each device
+   sync with ``auto_sync`` whose ``next_sync_at`` has come (on an active connection)
+   gets a run — ``backfill`` for a device never synced, else ``automatic`` — and its
+   next time moves ``sync_interval_minutes`` on; the move is a conditional UPDATE, so
+   with several processes one of them creates the run;
+2. ``claim``, every ``sync_tick_s`` in each process: claims runnable runs — queued,
+   waiting ones whose backoff is over, and running ones whose lease ran out (their
+   process died: the run resumes from its cursors) — up to ``sync_concurrency`` at once
+   in this process, each by a conditional UPDATE that one process wins;
 3. executes them (``SyncRunner``), renewing each claim every third of ``sync_lease_s``;
    a claim that could not be renewed (another process took the run) stops the work;
-4. keeps the vendors' notification subscriptions (every ``vendor_webhook_check_s``,
-   ``integrations.webhooks.keeper``).
+4. ``subscriptions.run_if_on``, every ``vendor_webhook_check_s``, each tick claimed by
+   one process: keeps the vendors' notification subscriptions
+   (``integrations.webhooks.keeper``).
 
 Stopping the engine gives its runs' claims back (their lease ends now), so another
 process resumes them at once. Readings are idempotent anyway (deduplicated on device,
@@ -31,7 +32,6 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from fieldwatch.core import tasks
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.settings import Settings
 from fieldwatch.db.uow import UnitOfWork
@@ -75,7 +75,6 @@ class SyncEngine:
         #: Keeps the vendors' notification subscriptions (``integrations.webhooks``).
         self.subscriptions = SubscriptionKeeper(uow, settings, self.tokens, owner=self.owner,
                                                 clock=clock)  # fmt: skip
-        self._task: asyncio.Task[None] | None = None
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
         #: Runs this process executed (claimed and ran), for tests and figures.
         self.executed: list[uuid.UUID] = []
@@ -84,13 +83,8 @@ class SyncEngine:
     def lease(self) -> timedelta:
         return timedelta(seconds=self.settings.sync_lease_s)
 
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = tasks.every(self.settings.sync_tick_s, self.tick, name="sync-engine")
-
     async def stop(self) -> None:
-        await tasks.cancel(self._task)
-        self._task = None
+        """Stop this process's runs and give their claims back."""
         running = dict(self._running)
         for task in running.values():
             task.cancel()
