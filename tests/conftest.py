@@ -126,7 +126,7 @@ TABLES = [
     "alerts", "alert_rules",
     "webhook_deliveries", "webhooks",
     "command_transitions", "commands", "config_versions", "device_configs",
-    "provisioning_keys",
+    "provisioning_keys", "periodic_jobs",
     "devices", "users", "workspaces",
 ]  # fmt: skip
 

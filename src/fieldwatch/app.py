@@ -21,6 +21,7 @@ from fieldwatch.core.observability import (
     ObservabilityMiddleware,
     configure_logging,
 )
+from fieldwatch.core.process_roles import duties_of
 from fieldwatch.core.settings import Settings, get_settings
 from fieldwatch.db.faults import quiet_event_loop
 from fieldwatch.db.uow import UnitOfWork
@@ -44,12 +45,13 @@ from fieldwatch.realtime import RealtimeServer
 from fieldwatch.runtime import Runtime, build_runtime, install
 from fieldwatch.system import docs as api_docs
 from fieldwatch.system.dependencies import EDGE
+from fieldwatch.system.jobs import JobsCollector
 from fieldwatch.system.metrics import FIGURES, PlatformFigures
 from fieldwatch.system.router import router as system_router
 from fieldwatch.telemetry.router import router as telemetry_router
 from fieldwatch.transports import websocket as device_gateway
 from fieldwatch.transports.edge import DeviceEdge
-from fieldwatch.transports.mqtt.gateway import start_gateway
+from fieldwatch.transports.mqtt.gateway import start_credential_sync, start_gateway
 from fieldwatch.transports.ws_listener import start_listener
 from fieldwatch.webhooks.router import router as webhooks_router
 
@@ -64,9 +66,13 @@ Errors are RFC 9457 problem documents (`application/problem+json`).
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """Build the app. Pass a ``runtime`` to share one (tests, embedding); otherwise one is
-    built from ``settings`` at start-up and closed at shutdown."""
+    built from ``settings`` at start-up and closed at shutdown. What it serves follows
+    the settings' role (``core.process_roles``): every process answers ``/health``,
+    ``/health/live``, ``/health/ready`` and ``/metrics``; an api the API, its docs and the
+    console; a gateway the device WebSocket path."""
     settings = settings or (runtime.settings if runtime else get_settings())
     owns_runtime = runtime is None
+    duties = duties_of(settings.role)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -86,8 +92,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 # objects per request).
                 gc.freeze()
                 gc.set_threshold(runtime.settings.gc_young_threshold, 20, 100)
-                await start_gateway(edge)  # MQTT, as the settings say
-                await start_listener(edge)  # the device port, if set
+                if duties.devices:
+                    await start_gateway(edge)  # MQTT, as the settings say
+                    await start_listener(edge)  # the device port, if set
+                elif duties.api:  # credentials issued here reach an external broker
+                    await start_credential_sync(edge)
             if realtime is not None:  # Socket.IO push, when served by create_asgi_app
                 await realtime.start(runtime)
             yield
@@ -113,6 +122,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         LimitsCollector(lambda: getattr(getattr(app.state, "runtime", None), "limits", None))
     )
     metrics.registry.register(DownloadsCollector(lambda: FIRMWARE_FILES.get(app)))
+    metrics.registry.register(
+        JobsCollector(lambda: getattr(getattr(app.state, "runtime", None), "jobs", None))
+    )
     figures = PlatformFigures(app)
     metrics.registry.register(figures)
     METRICS.put(app, metrics)
@@ -120,6 +132,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     install_error_handlers(app)
     app.include_router(system_router)
+    if duties.api:
+        install_api(app)
+    if duties.devices:
+        device_gateway.install(app)  # WS /ws/device: the device gateway
+    return app
+
+
+def install_api(app: FastAPI) -> None:
+    """The API (device uploads and downloads included), its docs and the console."""
     api_docs.install(app)
     app.include_router(telemetry_router)  # first: the ingest hot path matches sooner
     app.include_router(auth_router)
@@ -140,8 +161,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(integrations_router)
     app.include_router(sync_router)
     console.install(app)  # the web console at /console/
-    device_gateway.install(app)  # WS /ws/device: the device gateway
-    return app
 
 
 def device_edge(runtime: Runtime) -> DeviceEdge:
@@ -162,19 +181,40 @@ def device_edge(runtime: Runtime) -> DeviceEdge:
     )
 
 
-def create_asgi_app(
-    settings: Settings | None = None, runtime: Runtime | None = None
-) -> device_gateway.DeviceSocketsFirst:
+class AppFront:
+    """ASGI: ``app`` (the FastAPI app, or what is in front of it), with the FastAPI app
+    at hand as ``fastapi_app`` (as ``DeviceSocketsFirst`` has it): a process without
+    device sessions."""
+
+    def __init__(self, app: Any, fastapi_app: FastAPI) -> None:
+        self.app = app
+        self.fastapi_app = fastapi_app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+ServedApp = device_gateway.DeviceSocketsFirst | AppFront
+
+
+def create_asgi_app(settings: Settings | None = None, runtime: Runtime | None = None) -> ServedApp:
     """What ``fieldwatch serve`` runs: the FastAPI app with Socket.IO in front of it at
-    ``/ws/monitoring`` (dashboards' live push), and the device WebSockets in front of
-    both. Same arguments as ``create_app``."""
+    ``/ws/monitoring`` (dashboards' live push; an api), and the device WebSockets in front
+    of both (a gateway). Same arguments as ``create_app``."""
     app = create_app(settings, runtime)
-    realtime = RealtimeServer(settings or (runtime.settings if runtime else get_settings()))
-    app.state.realtime = realtime
-    return device_gateway.DeviceSocketsFirst(realtime.asgi_app(app), app)
+    settings = settings or (runtime.settings if runtime else get_settings())
+    duties = duties_of(settings.role)
+    front: Any = app
+    if duties.api:
+        realtime = RealtimeServer(settings)
+        app.state.realtime = realtime
+        front = realtime.asgi_app(app)
+    if duties.devices:
+        return device_gateway.DeviceSocketsFirst(front, app)
+    return AppFront(front, app)
 
 
-def create_worker_app() -> device_gateway.DeviceSocketsFirst:
+def create_worker_app() -> ServedApp:
     """What each process of ``fieldwatch serve --workers N`` runs. A worker is a fresh
     (spawned) interpreter without the parent's logging set-up: it configures its own
     first, so its records are written, and with their secrets masked."""

@@ -26,6 +26,7 @@ from fieldwatch.commands.dependencies import COMMANDS
 from fieldwatch.core.components import BUS, SETTINGS
 from fieldwatch.core.credentials import CredentialListener
 from fieldwatch.core.events import CREDENTIALS_CHANGED, Event, EventBus, InProcessEventBus
+from fieldwatch.core.process_roles import Duties, duties_of
 from fieldwatch.core.settings import Settings
 from fieldwatch.core.ttlcache import TTLCache
 from fieldwatch.db.dependencies import ENGINE, SESSIONMAKER
@@ -41,11 +42,13 @@ from fieldwatch.firmware.updates.dependencies import FIRMWARE_UPDATES
 from fieldwatch.firmware.updates.sweeper import FirmwareUpdates
 from fieldwatch.integrations.crypto import KeyRing, load_key_ring
 from fieldwatch.integrations.dependencies import KEY_RING, SYNC_ENGINE
+from fieldwatch.integrations.exports.cleanup import PERIOD as EXPORT_CLEANUP_PERIOD
 from fieldwatch.integrations.sync.engine import SyncEngine
 from fieldwatch.monitoring.dependencies import LIMITS, PRESENCE
 from fieldwatch.monitoring.limits import RATE_LIMITS_CHANGED, DeviceLimiter
 from fieldwatch.monitoring.presence import PresenceTracker
 from fieldwatch.system.dependencies import REDIS
+from fieldwatch.system.jobs import JobRunner
 from fieldwatch.telemetry.dependencies import HUB, INGEST
 from fieldwatch.telemetry.hub import TelemetryHub
 from fieldwatch.telemetry.ingest.service import TelemetryService
@@ -85,6 +88,8 @@ class Runtime:
     key_ring: KeyRing
     #: Runs device syncs from vendor clouds (scheduled, claimed, resumed).
     sync: SyncEngine
+    #: The periodic jobs this process runs (``start``: by its role).
+    jobs: JobRunner
     #: Called after commit when a device token or a provisioning key is issued: an
     #: external broker that checks logins itself learns the secret here (in process:
     #: secrets never go through the event bus).
@@ -120,6 +125,11 @@ class Runtime:
     def backend(self) -> str:
         return self.engine.dialect.name
 
+    @property
+    def duties(self) -> Duties:
+        """What this process runs, by its role (``FIELDWATCH_ROLE``)."""
+        return duties_of(self.settings.role)
+
     async def start_bus(self) -> None:
         """Connect a broker-backed bus (the in-process one needs nothing)."""
         start = getattr(self.bus, "start", None)
@@ -127,25 +137,22 @@ class Runtime:
             await start()
 
     async def start(self) -> None:
-        """Start what needs the event loop: the bus, the telemetry writer, presence."""
+        """Start what needs the event loop: the bus, the telemetry writer, presence, and
+        the background work of this process's role (``schedule_jobs``)."""
         await self.start_bus()
         await self.telemetry.start()
         await self.presence.start()
-        await self.webhooks.start()
-        await self.commands.start()
-        await self.firmware.start()
-        await self.rollouts.start()
-        await self.sync.start()
+        if self.duties.jobs:
+            await self.webhooks.start()
+        schedule_jobs(self)
 
     async def close(self) -> None:
         try:
+            await self.jobs.stop()
             await self.sync.stop()  # first: its runs write through the telemetry writer
             await self.telemetry.stop()
             await self.presence.stop()
             await self.webhooks.stop()
-            await self.commands.stop()
-            await self.firmware.stop()
-            await self.rollouts.stop()
             close_bus = getattr(self.bus, "close", None)
             if close_bus is not None:
                 await close_bus()
@@ -155,6 +162,32 @@ class Runtime:
                     await self.redis.aclose()
             finally:
                 await self.engine.dispose()
+
+
+def schedule_jobs(rt: Runtime) -> None:
+    """Start the periodic jobs of the process's role (``system.jobs``): a gateway resends
+    what its devices did not acknowledge; a worker runs the rest, each tick of a shared
+    job in one worker (claimed on PostgreSQL)."""
+    settings, jobs, duties = rt.settings, rt.jobs, rt.duties
+    if duties.devices:
+        jobs.start("command-resend", settings.command_sweep_s, rt.commands.resend_due,
+                   shared=False)  # fmt: skip
+    if not duties.jobs:
+        return
+    jobs.start("presence-sweep", settings.presence_sweep_s, rt.presence.sweep_and_flush,
+               shared=rt.redis is not None)  # in memory: each process's own  # fmt: skip
+    jobs.start("telemetry-retention", settings.retention_interval_s,
+               rt.telemetry.retention.run_and_log)  # fmt: skip
+    jobs.start("command-expiry", settings.command_sweep_s, rt.commands.expire_due)
+    jobs.start("firmware-deadlines", settings.firmware_sweep_s, rt.firmware.sweep)
+    jobs.start("rollouts", rt.rollouts.interval_s, rt.rollouts.run)
+    jobs.start("sync-schedule", settings.sync_tick_s, rt.sync.schedule)
+    jobs.start("sync-claim", settings.sync_tick_s, rt.sync.claim, shared=False)
+    if settings.vendor_webhooks:
+        jobs.start("vendor-subscriptions", settings.vendor_webhook_check_s,
+                   rt.sync.subscriptions.run_if_on)  # fmt: skip
+    jobs.start("health-export-cleanup", EXPORT_CLEANUP_PERIOD.total_seconds(),
+               rt.sync.exports.run_safely)  # fmt: skip
 
 
 def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime:
@@ -184,12 +217,16 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
     telemetry.subscribe(bus)
     if redis is not None:
         telemetry.latest.use_redis(redis, settings.redis_prefix)
+    duties = duties_of(settings.role)
     webhooks = WebhookDispatcher(settings, sessionmaker)
-    webhooks.subscribe(bus)
     alerts = AlertEngine(sessionmaker, bus)
     alerts.subscribe(bus)
+    if duties.jobs:
+        webhooks.subscribe(bus)
+        alerts.subscribe_jobs(bus)
     commands = CommandDispatcher(settings, sessionmaker, bus)
-    commands.subscribe(bus)
+    if duties.devices:  # a command created elsewhere reaches the process holding its device
+        commands.subscribe(bus)
     firmware_files = FirmwareFiles.build(settings, secret)
     firmware = FirmwareUpdates(settings, sessionmaker, bus, commands, firmware_files.signer)
     limits = DeviceLimiter(settings, sessionmaker)
@@ -222,6 +259,7 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
         firmware_files=firmware_files,
         key_ring=ring,
         sync=SyncEngine(lambda: UnitOfWork(sessionmaker, bus), settings, ingest, ring),
+        jobs=JobRunner(sessionmaker, claims=engine.dialect.name == "postgresql"),
         redis=redis,
         principals=TTLCache(settings.auth_cache_s),
     )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
 from conftest import Actor, Factory, problem
+from fieldwatch.alerts.service import AlertService
 from telemetry_helpers import device_with_token, iso, recent
 
 
@@ -232,3 +234,18 @@ async def test_alerts_and_their_events_name_the_device(client, operator: Actor, 
     ]  # fmt: skip
     assert all(e.payload["device"] == expected for e in seen), [e.payload for e in seen]
     assert all(e.payload["device_id"] == device["id"] for e in seen)
+
+
+async def test_processes_finding_no_offline_rule_at_once_make_one(runtime, factory) -> None:
+    """Workers receive each presence event together: the first for a workspace has them
+    all find no offline rule; one is made, and all of them use it."""
+    workspace_id = await factory.workspace("racing")
+
+    async def ensure() -> uuid.UUID:
+        async with runtime.uow() as uow:
+            rule = await AlertService(uow).ensure_offline_rule(workspace_id)
+            await uow.commit()
+            return rule.id
+
+    made = await asyncio.gather(*(ensure() for _ in range(4)))
+    assert len(set(made)) == 1

@@ -344,7 +344,7 @@ async def test_a_lost_ack_is_resent_then_fails_undelivered(
 ):
     runtime.settings.command_ack_timeout_s = 1.0
     runtime.settings.command_max_attempts = 2
-    await runtime.commands.stop()  # only this test's sweeps: no background one races them
+    await runtime.jobs.stop()  # only this test's sweeps: no background one races them
     op = await factory.user("operator", "acme")
     device = await make_device(served, op)
     ws = await connected(served, device)

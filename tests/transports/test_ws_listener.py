@@ -87,8 +87,8 @@ async def test_stopping_the_listener_does_not_mark_devices_offline(
     ws = await connected(Served(served.http, f"ws://127.0.0.1:{own.bound_port}", own.edge), device)
     assert (await runtime.presence.connectivity_of([dev]))[dev] == ONLINE
     await own.stop()
-    code, _reason = await closed_with(ws)
-    assert code == 1001  # going away
+    code, reason = await closed_with(ws)
+    assert (code, reason) == (1012, "server restart")  # as on the API's port: reconnect
     await asyncio.sleep(0.2)
     assert (await runtime.presence.connectivity_of([dev]))[dev] == ONLINE
     r = await served.http.get(f"/api/v1/devices/{device.id}/connectivity", headers=admin.headers)

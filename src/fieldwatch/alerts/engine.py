@@ -9,7 +9,9 @@ devices raise them.
 
 The rules and the set of open alerts are cached per workspace for a short time and
 dropped on rule changes. The "condition holding since" clock is per process: with several
-processes, a duration rule sees the readings each process handles.
+processes, a duration rule sees the readings each process handles. Offline alerts and
+clearing on lifecycle changes follow events, in the processes that run jobs
+(``subscribe_jobs``).
 """
 
 from __future__ import annotations
@@ -59,10 +61,15 @@ class AlertEngine:
         self._pending: dict[Key, datetime] = {}
 
     def subscribe(self, bus: EventBus) -> None:
+        """What every process that evaluates readings follows (its caches)."""
         bus.subscribe(events.RULES_CHANGED, self._on_rules_changed)
+        bus.subscribe(events.ALERT_CLEARED, self._on_cleared)
+
+    def subscribe_jobs(self, bus: EventBus) -> None:
+        """Offline alerts and clearing on lifecycle changes: a worker's work. Every worker
+        receives each event (fan-out): a repeat is recognised and changes nothing."""
         bus.subscribe("device.presence_changed", self._on_presence)
         bus.subscribe("device.status_changed", self._on_status)
-        bus.subscribe(events.ALERT_CLEARED, self._on_cleared)
 
     def _uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessionmaker, self.bus)
@@ -218,11 +225,18 @@ class AlertEngine:
                 or not rule.applies_to(device_id, device.type)
             ):
                 return
-            await service.trigger(
-                event.workspace_id, rule, device_id, value=None, at=event.occurred_at,
-                details={"last_seen": event.payload.get("last_seen")},
-            )  # fmt: skip
-            await uow.commit()
+            repo = AlertRepository(uow.session)
+            if await repo.triggered_since(rule.id, device_id, event.occurred_at):
+                return  # this transition was counted (by another worker): a repeat
+            try:
+                await service.trigger(
+                    event.workspace_id, rule, device_id, value=None, at=event.occurred_at,
+                    details={"last_seen": event.payload.get("last_seen")},
+                )  # fmt: skip
+                await uow.commit()
+            except IntegrityError:  # another worker opened it at the same moment
+                log.info("offline alert of device %s opened by another process", device_id)
+                return
         state.active.add((rule.id, device_id))
 
     async def _on_status(self, event: Event) -> None:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldwatch.alerts.models import Alert, AlertRule
 from fieldwatch.db.paging import scalars_page
 from fieldwatch.devices.models import Device
+
+#: The advisory-lock space of ``lock_offline_rule`` ("fwof").
+OFFLINE_RULE_LOCK = 0x66776F66
 
 
 class AlertRepository:
@@ -55,10 +59,25 @@ class AlertRepository:
         )
 
     async def offline_rule(self, workspace_id: uuid.UUID) -> AlertRule | None:
+        """The workspace's offline rule (the oldest, should a race ever have made two)."""
         return await self.session.scalar(
-            select(AlertRule).where(
-                AlertRule.workspace_id == workspace_id, AlertRule.kind == "offline"
-            )
+            select(AlertRule)
+            .where(AlertRule.workspace_id == workspace_id, AlertRule.kind == "offline")
+            .order_by(AlertRule.created_at, AlertRule.id)
+            .limit(1)
+        )
+
+    async def lock_offline_rule(self, workspace_id: uuid.UUID) -> None:
+        """PostgreSQL: hold the workspace's offline-rule lock until the transaction ends,
+        so processes that find no rule at once create one, not one each (SQLite has one
+        writer)."""
+        assert self.session.bind is not None
+        if self.session.bind.dialect.name != "postgresql":
+            return
+        key = int.from_bytes(workspace_id.bytes[:4], "big", signed=True)
+        await self.session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, :key)"),
+            {"space": OFFLINE_RULE_LOCK, "key": key},
         )
 
     async def delete_rule(self, rule: AlertRule) -> None:
@@ -75,6 +94,20 @@ class AlertRepository:
                 Alert.rule_id == rule_id, Alert.device_id == device_id, Alert.status == "active"
             )
         )
+
+    async def triggered_since(self, rule_id: uuid.UUID, device_id: uuid.UUID, at: datetime) -> bool:
+        """Whether an alert of the rule for the device (open or not) was triggered at or
+        after ``at``."""
+        found = await self.session.scalar(
+            select(Alert.id)
+            .where(
+                Alert.device_id == device_id,
+                Alert.rule_id == rule_id,
+                Alert.last_triggered_at >= at,
+            )
+            .limit(1)
+        )
+        return found is not None
 
     async def active_for_device(
         self, device_id: uuid.UUID, rule_id: uuid.UUID | None = None

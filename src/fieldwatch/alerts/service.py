@@ -42,6 +42,9 @@ class AlertService:
 
     async def ensure_offline_rule(self, workspace_id: uuid.UUID) -> AlertRule:
         rule = await self.repo.offline_rule(workspace_id)
+        if rule is None:  # made once, however many processes find none at once
+            await self.repo.lock_offline_rule(workspace_id)
+            rule = await self.repo.offline_rule(workspace_id)
         if rule is None:
             rule = AlertRule(
                 workspace_id=workspace_id, name=OFFLINE_RULE_NAME, kind="offline",

@@ -22,7 +22,12 @@ _LOGIN_SQLSTATES = ("28", "3D000")
 
 
 class CliError(Exception):
-    """A failure the operator can act on: its message says what failed and what to do."""
+    """A failure the operator can act on: its message says what failed and what to do.
+    ``exit_code``: 1, or 2 for a configuration the command refuses to run with."""
+
+    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass
@@ -99,4 +104,4 @@ def report(exc: BaseException) -> int:
         if not OPTIONS.debug:
             message += "\nRun it again as `fieldwatch --debug …` to see the traceback."
     typer.secho(f"Error: {message}", fg=typer.colors.RED, err=True)
-    return 1
+    return exc.exit_code if isinstance(exc, CliError) else 1

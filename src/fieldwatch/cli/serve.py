@@ -1,8 +1,10 @@
-"""``fieldwatch serve``: the whole platform in one process (or N workers)."""
+"""``fieldwatch serve``: the whole platform in one process (or N workers), or one part of
+it (``--role``, ``core.process_roles``)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from typing import Annotated
 
@@ -11,6 +13,7 @@ import typer
 from fieldwatch.auth.roles import Role
 from fieldwatch.cli.database import require_schema, upgrade_schema
 from fieldwatch.cli.errors import CliError, load_settings
+from fieldwatch.core.process_roles import ProcessRole, duties_of, missing_shared, unshared_secrets
 from fieldwatch.core.settings import Settings
 
 
@@ -50,6 +53,41 @@ async def _bootstrap_admin(settings: Settings) -> None:
     typer.echo("Sign in to the console with it; change it with POST /api/v1/auth/password.\n")
 
 
+def check_role(settings: Settings) -> None:
+    """Refuse a role without the shared components it needs (exit code 2), before
+    anything is started; warn about keys each process would generate on its own."""
+    missing = missing_shared(settings)
+    if missing:
+        lines = "\n".join(f"  {item}" for item in missing)
+        raise CliError(
+            f"Role {settings.role} (--role, FIELDWATCH_ROLE) runs one part of a scaled-out "
+            f"installation and needs the components its processes share. Not set:\n{lines}\n"
+            "Set them, or run the whole platform in one process (--role all).",
+            exit_code=2,
+        )
+    for name in unshared_secrets(settings):
+        typer.echo(
+            f"Warning: {name} is not set: every process of the installation must then "
+            "share FIELDWATCH_DATA_DIR (the key generated there), or set the same value "
+            "in each.",
+            err=True,
+        )
+
+
+def _banner(settings: Settings, host: str, port: int) -> str:
+    base = f"http://{host}:{port}"
+    duties = duties_of(settings.role)
+    if duties.api:
+        first = f"Fieldwatch on {base}  (console: {base}/console/, API docs: {base}/docs)"
+        return first if duties.devices else first.replace("Fieldwatch", "Fieldwatch API", 1)
+    if duties.devices:
+        where = [f"ws://{host}:{port}/ws/device"]
+        if settings.device_ws_port:
+            where.append(f"ws://{settings.device_ws_host}:{settings.device_ws_port}/ws/device")
+        return f"Fieldwatch gateway on {base}  (devices: {', '.join(where)})"
+    return f"Fieldwatch worker  (health: {base}/health/ready)"
+
+
 def _run_workers(settings: Settings, host: str, port: int, workers: int) -> None:
     import uvicorn
 
@@ -60,12 +98,13 @@ def _run_workers(settings: Settings, host: str, port: int, workers: int) -> None
         ("FIELDWATCH_RABBITMQ_URL", settings.rabbitmq_url),
         ("FIELDWATCH_MQTT_URL", settings.mqtt_url or not settings.mqtt_embedded),
     ) if not value]  # fmt: skip
-    if missing:
+    if missing and settings.role == ProcessRole.all:  # a part was checked (check_role)
         typer.echo(
             f"Warning: {workers} workers without {', '.join(missing)}: each worker then "
             "has its own devices' presence, sessions and events.",
             err=True,
         )
+    os.environ["FIELDWATCH_ROLE"] = settings.role  # each worker reads its settings anew
     uvicorn.run(
         "fieldwatch.app:create_worker_app", factory=True, workers=workers,
         host=host, port=port, **server_options(settings),
@@ -88,18 +127,31 @@ def serve(
             "one worker only).",
         ),
     ] = 1,
+    role: Annotated[
+        ProcessRole | None,
+        typer.Option(
+            case_sensitive=False,
+            help="What this process runs: all (default, FIELDWATCH_ROLE), or one part of a "
+            "scaled-out installation: api (HTTP API, console, Socket.IO), gateway (device "
+            "WebSockets, MQTT) or worker (periodic and background jobs). A part needs "
+            "PostgreSQL, RabbitMQ and Redis (a gateway with MQTT: FIELDWATCH_MQTT_URL).",
+        ),
+    ] = None,
 ) -> None:
-    """Run the whole platform in one process."""
+    """Run the whole platform in one process, or one part of it (--role)."""
     import uvicorn
 
     from fieldwatch.app import create_asgi_app, server_options
     from fieldwatch.core.observability import configure_logging
 
     settings = load_settings()
+    if role is not None:
+        settings = settings.model_copy(update={"role": role.value})
+    check_role(settings)
     host = host or settings.host
     port = port or settings.port
     ensure_port_free(host, port)
-    if settings.device_ws_port:
+    if settings.device_ws_port and duties_of(settings.role).devices:
         ensure_port_free(settings.device_ws_host, settings.device_ws_port, "device WebSockets")
     configure_logging(settings.log_level, settings.log_format)
     if init:
@@ -107,10 +159,7 @@ def serve(
         asyncio.run(_bootstrap_admin(settings))
     else:
         asyncio.run(require_schema(settings))
-    typer.echo(
-        f"Fieldwatch on http://{host}:{port}  (console: http://{host}:{port}/console/, "
-        f"API docs: http://{host}:{port}/docs)"
-    )
+    typer.echo(_banner(settings, host, port))
     if workers > 1:
         _run_workers(settings, host, port, workers)
     else:

@@ -14,8 +14,10 @@ is claimed in the database first (a conditional UPDATE), so two processes never 
 the same attempt. What devices report (acks, results, configuration applied) comes in
 as typed messages (``messages``) and is recorded by ``record``.
 
-A sweeper expires commands past their TTL, resends commands whose ack is overdue (to
-devices connected here) and fails them as ``undelivered`` after ``max_attempts`` sends.
+Two periodic jobs (``sweep`` runs both): ``expire_due`` expires commands past their TTL
+and fails as ``undelivered`` those still unacknowledged after ``max_attempts`` sends (a
+worker's, once per tick over the installation); ``resend_due`` resends the overdue ones of
+the devices connected here (a gateway's, in each gateway process).
 Nothing lives only in memory: after a restart the next connect or sweep picks up where
 the database says.
 
@@ -39,7 +41,6 @@ from fieldwatch.commands.kinds import COMMAND_FRAME, CommandKind
 from fieldwatch.commands.messages import CommandAck, ConfigApplied, DeviceReport
 from fieldwatch.commands.models import SENT, Command, ConfigVersion
 from fieldwatch.commands.service import CommandService
-from fieldwatch.core import tasks
 from fieldwatch.core.batching import Batcher
 from fieldwatch.core.events import Event, EventBus
 from fieldwatch.core.observability import Distribution
@@ -98,7 +99,6 @@ class CommandDispatcher:
         #: Command name → its kind (``register``).
         self.kinds: dict[str, CommandKind] = {}
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
-        self._sweeper: asyncio.Task[None] | None = None
         self._arrivals = Batcher(self._waiting, name="command-arrivals")
         #: Seconds from a command's creation to the device's acknowledgement (or result).
         self.delivery = Distribution(DELIVERY_BUCKETS)
@@ -139,16 +139,6 @@ class CommandDispatcher:
     def delivered(self, seconds: float) -> None:
         """A command reached its device (committed): how long it took."""
         self.delivery.observe(seconds)
-
-    async def start(self) -> None:
-        if self._sweeper is None:
-            self._sweeper = tasks.every(
-                self.settings.command_sweep_s, self.sweep, name="command-sweeper"
-            )
-
-    async def stop(self) -> None:
-        await tasks.cancel(self._sweeper)
-        self._sweeper = None
 
     # --- channels -------------------------------------------------------------------
 
@@ -278,7 +268,13 @@ class CommandDispatcher:
     # --- sweeping -------------------------------------------------------------------
 
     async def sweep(self) -> None:
-        """Expire commands past their TTL; resend or fail those whose ack is overdue."""
+        """Expire, fail and resend what is due (``expire_due``, then ``resend_due``)."""
+        await self.expire_due()
+        await self.resend_due()
+
+    async def expire_due(self) -> None:
+        """Expire commands past their TTL; fail as ``undelivered`` those whose ack is
+        overdue after their last attempt. Database work only: a worker's periodic job."""
         async with self.uow() as uow:
             service = self.service(uow)
             for command in await service.past_ttl(SWEEP_BATCH):
@@ -286,10 +282,18 @@ class CommandDispatcher:
             await uow.commit()
         async with self.uow() as uow:
             service = self.service(uow)
-            overdue = await service.overdue(SWEEP_BATCH)
-            for command in overdue:
+            for command in await service.overdue(SWEEP_BATCH):
                 if command.attempts >= command.max_attempts:
                     await service.fail_undelivered(command)
             await uow.commit()
-        for device_id in {c.device_id for c in overdue if c.attempts < c.max_attempts}:
+
+    async def resend_due(self) -> None:
+        """Resend the overdue commands of the devices connected to this process (each
+        send is claimed: a device's commands go out from the process holding it)."""
+        if not self.channels:
+            return
+        async with self.uow() as uow:
+            overdue = await self.service(uow).overdue(SWEEP_BATCH)
+        due = {c.device_id for c in overdue if c.attempts < c.max_attempts}
+        for device_id in due & self.channels.keys():
             await self.flush(device_id)

@@ -44,6 +44,8 @@ from fieldwatch.core.events import Event, Handler
 log = logging.getLogger(__name__)
 
 DEFAULT_EXCHANGE = "fieldwatch.events"
+#: At close, how long binding changes still under way may take before they are cut off.
+SYNC_WAIT_S = 2.0
 _MAGIC = frozenset("*?[")
 
 
@@ -205,6 +207,8 @@ class RabbitMQEventBus:
         if connection is None:
             return
         tasks = list(self._tasks)
+        if tasks:  # bindings of unsubscribes just made: cut off mid-call, the channel closes
+            await asyncio.wait(tasks, timeout=SYNC_WAIT_S)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -40,6 +40,14 @@ class Settings(BaseSettings):
     )
 
     env: Literal["development", "production", "test"] = "development"
+    role: Literal["all", "api", "gateway", "worker"] = Field(
+        default="all",
+        description="What `fieldwatch serve` runs (``core.process_roles``): everything "
+        "(all), or one part of a scaled-out installation: api (HTTP, console, Socket.IO), "
+        "gateway (device sessions: WebSocket, MQTT) or worker (periodic and background "
+        "work); a part needs PostgreSQL, RabbitMQ and Redis (a gateway with MQTT: an "
+        "external broker)",
+    )
     data_dir: Path = Path("./data")
     database_url: str | None = Field(
         default=None, description="SQLAlchemy/PostgreSQL URL; default: SQLite file in data_dir"

@@ -8,6 +8,7 @@ from fieldwatch.devices import models as device_models
 from fieldwatch.firmware import models as firmware_models
 from fieldwatch.integrations import models as integration_models
 from fieldwatch.monitoring import models as monitoring_models
+from fieldwatch.system import models as system_models
 from fieldwatch.telemetry import models as telemetry_models
 from fieldwatch.webhooks import models as webhook_models
 
@@ -20,6 +21,7 @@ __all__ = [
     "firmware_models",
     "integration_models",
     "monitoring_models",
+    "system_models",
     "telemetry_models",
     "webhook_models",
 ]

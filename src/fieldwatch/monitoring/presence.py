@@ -31,7 +31,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.events import EventBus
 from fieldwatch.core.settings import Settings
-from fieldwatch.core.tasks import cancel, every
 from fieldwatch.monitoring.models import DevicePresence
 from fieldwatch.monitoring.presence_redis import RedisPresence
 from fieldwatch.monitoring.presence_state import (
@@ -81,27 +80,22 @@ class PresenceTracker:
         self._loaded = False
         self._lock = asyncio.Lock()
         self.writer = PresenceWriter(settings, sessionmaker, bus, self.state)
-        self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     # --- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
         await self._load()
-        if self._task is None:
-            self._task = every(
-                self.settings.presence_sweep_s, self._sweep_once, name="presence-sweeper"
-            )
 
     async def stop(self) -> None:
-        await cancel(self._task)
-        self._task = None
         await self.writer.drain()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self.flush()
 
-    async def _sweep_once(self) -> None:
+    async def sweep_and_flush(self) -> None:
+        """The periodic job (every ``presence_sweep_s``): ``sweep``, then ``flush``. In
+        Redis it is shared (one process per tick); in memory, each process's own."""
         if self._memory is None:
             self._loaded = False  # check that Redis was not emptied meanwhile
         await self.sweep()

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fieldwatch import __version__
+from fieldwatch.core.components import SettingsDep
 from fieldwatch.core.observability import METRICS
 from fieldwatch.db.dependencies import EngineDep
 from fieldwatch.system import health as checks
@@ -23,12 +24,13 @@ router = APIRouter(tags=["system"])
 
 
 @router.get("/health")
-async def health(request: Request, engine: EngineDep) -> JSONResponse:
-    """Every configured component (database, MQTT, Redis, RabbitMQ) with its state; 503
-    when the database is not reachable with a current schema."""
+async def health(request: Request, engine: EngineDep, settings: SettingsDep) -> JSONResponse:
+    """Every configured component (database, MQTT, Redis, RabbitMQ) with its state, and the
+    process's role; 503 when the database is not reachable with a current schema."""
     found, _failing = await checks.report(request.app, engine)
     ok = found["database"]["status"] == "ok"
-    body = {"status": "ok" if ok else "error", "version": __version__, "checks": found}
+    body = {"status": "ok" if ok else "error", "version": __version__, "role": settings.role,
+            "checks": found}  # fmt: skip
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
@@ -39,13 +41,14 @@ async def live() -> dict[str, str]:
 
 
 @router.get("/health/ready")
-async def ready(request: Request, engine: EngineDep) -> JSONResponse:
+async def ready(request: Request, engine: EngineDep, settings: SettingsDep) -> JSONResponse:
     """Readiness: the database answers with a current schema, and each configured MQTT
     gateway, Redis and RabbitMQ is up; else 503, with the failing ones in ``failing``."""
     found, failing = await checks.report(request.app, engine)
     body = {
         "status": "error" if failing else "ok",
         "version": __version__,
+        "role": settings.role,
         "checks": found,
         "failing": failing,
     }

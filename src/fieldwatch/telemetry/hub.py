@@ -62,9 +62,8 @@ class TelemetryHub:
         #: per device in the database, see ``TelemetryRepository.lock_series_of``).
         self.series_lock = asyncio.Lock()
         self.latest = LatestValues(sessionmaker)
-        self.retention = RetentionManager(
-            engine, sessionmaker, settings.retention_days, settings.retention_interval_s
-        )
+        #: Maintenance: a worker's periodic job (``RetentionManager.run_and_log``).
+        self.retention = RetentionManager(engine, sessionmaker, settings.retention_days)
         self._retention: dict[uuid.UUID, tuple[int, float]] = {}
         # Hot-path caches, a couple of seconds long; dropped at once on the events that
         # change what they hold (in every process, when the bus is RabbitMQ).
@@ -91,10 +90,8 @@ class TelemetryHub:
             await self.store.start()
         self.writer.start()
         await self.latest.start()
-        self.retention.start()
 
     async def stop(self) -> None:
-        await self.retention.stop()
         await self.latest.stop()
         await self.writer.stop()
 

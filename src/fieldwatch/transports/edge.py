@@ -33,6 +33,7 @@ from fieldwatch.telemetry.ingest.service import TelemetryService
 from fieldwatch.transports.sessions import SessionRegistry
 
 if TYPE_CHECKING:
+    from fieldwatch.transports.mqtt.dynsec_sync import DynsecSync
     from fieldwatch.transports.mqtt.gateway import MqttGateway
     from fieldwatch.transports.ws_listener import DeviceListener
 
@@ -67,6 +68,9 @@ class DeviceEdge:
     #: MQTT is to run in this process (``start_gateway`` was asked to start it).
     mqtt_expected: bool = False
     listener: DeviceListener | None = None  # when the device port is on (``start_listener``)
+    #: Passes credentials issued here on to an external broker, in a process without
+    #: MQTT (``start_credential_sync``).
+    credential_sync: DynsecSync | None = None
 
     def __post_init__(self) -> None:
         self.sessions = SessionRegistry(self.uow, self.bus)
@@ -105,4 +109,7 @@ class DeviceEdge:
         if self.mqtt is not None:
             await self.mqtt.stop()
             self.mqtt = None
+        if self.credential_sync is not None:
+            await self.credential_sync.stop()
+            self.credential_sync = None
         self.sessions.close()

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 #: handshake's headers and every frame at DEBUG): warnings only, unless this logger is
 #: set lower; secrets are masked in them.
 protocol_log = logging.getLogger(__name__ + ".protocol")
+#: At shutdown, how long devices have to answer the close frame.
+CLOSE_WAIT_S = 5.0
 protocol_log.setLevel(logging.WARNING)
 protocol_log.addFilter(RedactSecrets())
 
@@ -116,7 +118,17 @@ class DeviceListener:
         if self._server is None:
             return
         self.stopping = True
-        self._server.close()  # closes every connection (1001), then waits for handlers
+        # Tell each device this server restarts (1012, as uvicorn tells those on the
+        # API's port), so it reconnects, to another gateway behind the balancer; then
+        # stop (what is still open gets 1001) and wait for the handlers.
+        connections = list(self._server.connections)
+        if connections:
+            await asyncio.wait(
+                [asyncio.create_task(c.close(CLOSE_SERVER_RESTART, "server restart"))
+                 for c in connections],
+                timeout=CLOSE_WAIT_S,
+            )  # fmt: skip
+        self._server.close()
         await self._server.wait_closed()
         self._server = None
 

@@ -1,7 +1,8 @@
-"""The rollout engine: a task of every process that advances running rollouts.
+"""The rollout engine advances running rollouts: ``run``, a worker's periodic job.
 
-Every ``interval_s`` it takes each running rollout in a transaction of its own, with the
-rollout's row locked (so one process at a time advances a rollout) and:
+Every ``interval_s`` (each tick claimed by one process) it takes each running rollout in
+a transaction of its own, with the rollout's row locked (so one process at a time
+advances a rollout) and:
 
 1. a soaking wave whose soak is over completes; the next wave starts (after the last
    one, the rollout completes);
@@ -29,7 +30,6 @@ the database.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import math
@@ -37,7 +37,6 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from fieldwatch.core import tasks
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import AppError
 from fieldwatch.db.uow import UnitOfWork
@@ -94,15 +93,6 @@ class RolloutEngine:
         self.interval_s = interval_s
         #: The time rollouts go by (tests move it; routes use it too).
         self.clock = clock
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = tasks.every(self.interval_s, self.run, name="rollout-engine")
-
-    async def stop(self) -> None:
-        await tasks.cancel(self._task)
-        self._task = None
 
     async def run(self) -> None:
         """Advance every running rollout once."""

@@ -1,9 +1,10 @@
 """The process's part of firmware updates (``Runtime.firmware``): the ledger's
 ``firmware_update`` command kind (its message, and the update following its command),
-device reports, version reports kept cheap, the deadline sweeper and HTTP polling.
+device reports, version reports kept cheap, the deadline sweep (``sweep``, a worker's
+periodic job) and HTTP polling.
 
-Everything lives in the database: a restart loses nothing, and the sweeper of each
-process handles an update past its deadline only if its conditional UPDATE wins.
+Everything lives in the database: a restart loses nothing, and a sweep handles an update
+past its deadline only if its conditional UPDATE wins.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fieldwatch.commands.delivery import CommandDispatcher
 from fieldwatch.commands.models import Command
-from fieldwatch.core import tasks
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import ConcurrentModification
 from fieldwatch.core.events import Event, EventBus
@@ -65,7 +65,6 @@ class FirmwareUpdates:
         self.open_devices: set[uuid.UUID] = set()
         self._loaded = False
         self._load_lock = asyncio.Lock()
-        self._sweeper: asyncio.Task[None] | None = None
         commands.register(COMMAND, self)
         bus.subscribe(UPDATE_CHANGED, self._on_changed)
         bus.subscribe(DEVICE_UPDATED, self._on_device_updated)
@@ -75,16 +74,6 @@ class FirmwareUpdates:
 
     def service(self, uow: UnitOfWork) -> UpdateService:
         return UpdateService(uow, self.commands.service(uow), self.settings, self.signer)
-
-    async def start(self) -> None:
-        if self._sweeper is None:
-            self._sweeper = tasks.every(
-                self.settings.firmware_sweep_s, self.sweep, name="firmware-sweeper"
-            )
-
-    async def stop(self) -> None:
-        await tasks.cancel(self._sweeper)
-        self._sweeper = None
 
     # --- the ledger's command kind --------------------------------------------------------
 

@@ -62,6 +62,10 @@ class ExportCleanup:
         if self._last is not None and now - self._last < PERIOD:
             return 0
         self._last = now
+        return await self.run_safely()
+
+    async def run_safely(self) -> int:
+        """``run`` as a periodic job's tick: how many were deleted; failures logged."""
         try:
             return len(await self.run())
         except Exception:

@@ -1,21 +1,22 @@
-"""The sync engine: a task of every process that runs device syncs.
+"""The sync engine runs device syncs. Its periodic jobs (a worker's; ``tick`` does them
+all once):
 
-Every ``sync_tick_s`` it
-
-1. schedules: each device sync with ``auto_sync`` whose ``next_sync_at`` has come (on
-   an active connection) gets a run — ``backfill`` for a device never synced, else
-   ``automatic`` — and its next time moves ``sync_interval_minutes`` on; the move is a
-   conditional UPDATE, so with several processes one of them creates the run;
-2. claims runnable runs — queued, waiting ones whose backoff is over, and running ones
-   whose lease ran out (their process died: the run resumes from its cursors) — up to
-   ``sync_concurrency`` at once in this process, each by a conditional UPDATE that one
-   process wins;
+1. ``schedule``, every ``sync_tick_s``, each tick claimed by one process: each device
+   sync with ``auto_sync`` whose ``next_sync_at`` has come (on an active connection)
+   gets a run — ``backfill`` for a device never synced, else ``automatic`` — and its
+   next time moves ``sync_interval_minutes`` on; the move is a conditional UPDATE, so
+   with several processes one of them creates the run;
+2. ``claim``, every ``sync_tick_s`` in each process: claims runnable runs — queued,
+   waiting ones whose backoff is over, and running ones whose lease ran out (their
+   process died: the run resumes from its cursors) — up to ``sync_concurrency`` at once
+   in this process, each by a conditional UPDATE that one process wins;
 3. executes them (``SyncRunner``), renewing each claim every third of ``sync_lease_s``;
    a claim that could not be renewed (another process took the run) stops the work;
-4. keeps the vendors' notification subscriptions (every ``vendor_webhook_check_s``,
-   ``integrations.webhooks.keeper``);
-5. deletes kept health exports past ``health_export_keep_hours`` (every ten minutes,
-   ``integrations.exports.cleanup``).
+4. ``subscriptions.run_if_on``, every ``vendor_webhook_check_s``, each tick claimed by
+   one process: keeps the vendors' notification subscriptions
+   (``integrations.webhooks.keeper``);
+5. ``exports.run_safely``, every ten minutes, each tick claimed by one process: deletes
+   kept health exports past ``health_export_keep_hours`` (``integrations.exports.cleanup``).
 
 Stopping the engine gives its runs' claims back (their lease ends now), so another
 process resumes them at once. Readings are idempotent anyway (deduplicated on device,
@@ -33,7 +34,6 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from fieldwatch.core import tasks
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.settings import Settings
 from fieldwatch.db.uow import UnitOfWork
@@ -80,7 +80,6 @@ class SyncEngine:
                                                 clock=clock)  # fmt: skip
         #: Deletes uploaded exports kept past their time (``integrations.exports``).
         self.exports = ExportCleanup(uow, settings, clock)
-        self._task: asyncio.Task[None] | None = None
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
         #: Runs this process executed (claimed and ran), for tests and figures.
         self.executed: list[uuid.UUID] = []
@@ -89,13 +88,8 @@ class SyncEngine:
     def lease(self) -> timedelta:
         return timedelta(seconds=self.settings.sync_lease_s)
 
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = tasks.every(self.settings.sync_tick_s, self.tick, name="sync-engine")
-
     async def stop(self) -> None:
-        await tasks.cancel(self._task)
-        self._task = None
+        """Stop this process's runs and give their claims back."""
         running = dict(self._running)
         for task in running.values():
             task.cancel()

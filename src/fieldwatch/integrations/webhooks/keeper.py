@@ -1,5 +1,5 @@
-"""Keeping the vendors' subscriptions: a periodic job of the sync engine in every
-process (each ``vendor_webhook_check_s``), safe with several processes.
+"""Keeping the vendors' subscriptions: a worker's periodic job (each
+``vendor_webhook_check_s``, ``run_if_on``), safe with several processes.
 
 1. plan: the subscriptions wanted become rows — Oura's six (create, update, delete ×
    daily_activity, heartrate) for the app once an Oura account is connected, and one
@@ -69,9 +69,15 @@ class SubscriptionKeeper:
         """Run if it is on and its period has passed since this process last ran it."""
         now = self.clock()
         period = timedelta(seconds=self.settings.vendor_webhook_check_s)
-        if not self.settings.vendor_webhooks or (self._last and now - self._last < period):
+        if self._last and now - self._last < period:
             return 0
         self._last = now
+        return await self.run_if_on()
+
+    async def run_if_on(self) -> int:
+        """Run if vendor notifications are on (a periodic job's tick); failures logged."""
+        if not self.settings.vendor_webhooks:
+            return 0
         try:
             return await self.run()
         except Exception:

@@ -4,14 +4,14 @@ Each workspace keeps readings for ``retention_days`` (default 365, seed 002's
 ``DATA_RETENTION_DAYS``). On PostgreSQL whole weekly partitions are dropped once they are
 older than the longest retention of all workspaces (cheap, no dead rows); workspaces with
 a shorter window have their older rows deleted in batches. Rollups follow the same
-windows. Maintenance also creates the coming weeks' partitions ahead of time. It runs in
-the background every ``retention_interval_s`` and, on PostgreSQL, in one process at a
-time (an advisory lock).
+windows. Maintenance also creates the coming weeks' partitions ahead of time. It is a
+worker's periodic job (every ``retention_interval_s``, each tick claimed by one process)
+and, on PostgreSQL, runs in one process at a time (an advisory lock) even when a run
+outlasts its interval.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from fieldwatch.auth.models import Workspace
 from fieldwatch.core.clock import utcnow
-from fieldwatch.core.tasks import cancel, every
 from fieldwatch.telemetry.models import (
     Reading,
     Rollup1h,
@@ -51,25 +50,14 @@ class RetentionManager:
         engine: AsyncEngine,
         sessionmaker: async_sessionmaker[AsyncSession],
         default_days: int,
-        interval_s: float,
     ) -> None:
         self.engine = engine
         self.sessionmaker = sessionmaker
         self.default_days = default_days
-        self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        if self._task is None and self.interval_s > 0:
-            # Not at start-up: the writer creates the partitions it needs on its own, and
-            # a restart should not pay for a full maintenance run.
-            self._task = every(self.interval_s, self._run_and_log, name="telemetry-retention")
-
-    async def stop(self) -> None:
-        await cancel(self._task)
-        self._task = None
-
-    async def _run_and_log(self) -> None:
+    async def run_and_log(self) -> None:
+        """The periodic job's tick (not at start-up: the writer creates the partitions it
+        needs on its own, and a restart should not pay for a full maintenance run)."""
         report = await self.run()
         if report.dropped_partitions or report.deleted_readings:
             log.info(

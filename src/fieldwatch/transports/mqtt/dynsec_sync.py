@@ -67,6 +67,12 @@ class DynsecSync:
         ]
         return password
 
+    async def start_issuing(self) -> None:
+        """Only pass the credentials this process issues on to the broker: an api process
+        (the gateways set the broker up and follow revocations)."""
+        await self.manager.start()
+        self.edge.credential_listeners.append(self.credential_issued)
+
     async def stop(self) -> None:
         for unsubscribe in self._unsubscribe:
             unsubscribe()

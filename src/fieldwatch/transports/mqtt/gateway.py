@@ -182,3 +182,28 @@ async def start_gateway(edge: DeviceEdge) -> MqttGateway | None:
         return None
     edge.mqtt = gateway
     return gateway
+
+
+async def start_credential_sync(edge: DeviceEdge) -> DynsecSync | None:
+    """In a process without MQTT that issues credentials (an api process), with an
+    external broker whose logins Fieldwatch manages (``FIELDWATCH_MQTT_DYNSEC``): pass the
+    device tokens and provisioning keys issued here on to the broker (the edge's
+    ``credential_sync``, stopped with it). None when there is no such broker or it could
+    not be reached (logged: the API serves on; tokens issued meanwhile reach the broker
+    only when issued again)."""
+    settings = edge.settings
+    if not settings.mqtt_url or not settings.mqtt_dynsec:
+        return None
+    from fieldwatch.transports.mqtt.dynsec import DynsecError, DynsecManager
+    from fieldwatch.transports.mqtt.dynsec_sync import DynsecSync
+
+    sync = DynsecSync(edge, DynsecManager.from_url(settings.mqtt_url))
+    try:
+        await sync.start_issuing()
+    except (DynsecError, OSError) as exc:
+        log.error("MQTT broker unreachable: device credentials issued here do not reach it "
+                  "(%s)", exc)  # fmt: skip
+        await sync.stop()
+        return None
+    edge.credential_sync = sync
+    return sync
