@@ -11,7 +11,9 @@ Every ``sync_tick_s`` it
    ``sync_concurrency`` at once in this process, each by a conditional UPDATE that one
    process wins;
 3. executes them (``SyncRunner``), renewing each claim every third of ``sync_lease_s``;
-   a claim that could not be renewed (another process took the run) stops the work;
+   a claim that could not be renewed (another process took the run) stops the work; a
+   run that ends frees its slot for the next runnable run at once (while the engine
+   runs), not at the next tick;
 4. keeps the vendors' notification subscriptions (every ``vendor_webhook_check_s``,
    ``integrations.webhooks.keeper``).
 
@@ -77,6 +79,9 @@ class SyncEngine:
                                                 clock=clock)  # fmt: skip
         self._task: asyncio.Task[None] | None = None
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
+        #: One claim at a time in this process (a tick's, or a freed slot's).
+        self._claiming = asyncio.Lock()
+        self._refill: asyncio.Task[None] | None = None
         #: Runs this process executed (claimed and ran), for tests and figures.
         self.executed: list[uuid.UUID] = []
 
@@ -91,6 +96,7 @@ class SyncEngine:
     async def stop(self) -> None:
         await tasks.cancel(self._task)
         self._task = None
+        await tasks.cancel(self._refill)
         running = dict(self._running)
         for task in running.values():
             task.cancel()
@@ -143,6 +149,10 @@ class SyncEngine:
 
     async def claim(self) -> list[uuid.UUID]:
         """Claim runnable runs up to the free slots and start executing them."""
+        async with self._claiming:
+            return await self._claim()
+
+    async def _claim(self) -> list[uuid.UUID]:
         free = self.settings.sync_concurrency - len(self._running)
         if free <= 0:
             return []
@@ -181,6 +191,15 @@ class SyncEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await renew
             self._running.pop(run_id, None)
+            if self._task is not None and (self._refill is None or self._refill.done()):
+                self._refill = asyncio.create_task(self._claim_freed(), name="sync-refill")
+
+    async def _claim_freed(self) -> None:
+        """A slot was freed while the engine runs: the next runnable run takes it now."""
+        try:
+            await self.claim()
+        except Exception:
+            log.exception("claiming sync runs failed")
 
     async def _renew(self, run_id: uuid.UUID, work: asyncio.Task[object] | None) -> None:
         while True:
