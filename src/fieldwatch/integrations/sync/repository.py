@@ -14,13 +14,13 @@ the cursor, only while the run is still the process's) in one statement on Postg
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, insert, literal, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Table, and_, bindparam, func, insert, literal, or_, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -238,9 +238,13 @@ class SyncRepository:
         ``segment`` (the ``Segment``'s columns but its id and creation time) inserted,
         and the cursor of its device and metric moved forward to its ``ts_to`` (never
         back: a resumed run may commit an older page)."""
-        runs = cast(Table, SyncRun.__table__)
-        segments, cursors = cast(Table, Segment.__table__), cast(Table, SyncCursor.__table__)
         processed, synced, failed = counts
+        row = {**segment, "id": new_id(), "created_at": now}
+        if self.one_statement():
+            params = {**row, "processed": processed, "synced": synced, "failed": failed,
+                      "owner": owner}  # fmt: skip
+            return bool(await self.session.scalar(_record_page_sql(), params))
+        runs = cast(Table, SyncRun.__table__)
         claimed = (
             update(runs)
             .where(runs.c.id == run_id, runs.c.claimed_by == owner, runs.c.status == "running")
@@ -248,22 +252,14 @@ class SyncRepository:
                     records_synced=runs.c.records_synced + synced,
                     records_failed=runs.c.records_failed + failed)
         )  # fmt: skip
-        row = {**segment, "id": new_id(), "created_at": now}
+        if not (await self.session.execute(claimed)).rowcount:  # type: ignore[attr-defined]
+            return False
         cursor = {"device_id": segment["device_id"], "data_type": segment["metric"],
                   "synced_until": segment["ts_to"], "updated_at": now}  # fmt: skip
-        if not self.one_statement():
-            if not (await self.session.execute(claimed)).rowcount:  # type: ignore[attr-defined]
-                return False
-            await self.session.execute(insert(segments).values(row))
-            await self.session.execute(_move_cursor(sqlite_insert(cursors).values(cursor)))
-            return True
-        done = claimed.returning(runs.c.id).cte("claimed")
-        added = insert(segments).from_select(list(row), _row_of(segments, row, done)).cte("added")
-        moved = _move_cursor(
-            pg_insert(cursors).from_select(list(cursor), _row_of(cursors, cursor, done))
-        ).cte("moved")
-        stmt = select(func.count()).select_from(done).add_cte(added).add_cte(moved)
-        return bool(await self.session.scalar(stmt))
+        segments, cursors = cast(Table, Segment.__table__), cast(Table, SyncCursor.__table__)
+        await self.session.execute(insert(segments).values(row))
+        await self.session.execute(_move_cursor(sqlite_insert(cursors).values(cursor)))
+        return True
 
     # --- cursors ------------------------------------------------------------------------
 
@@ -302,9 +298,43 @@ class SyncRepository:
             )
 
 
-def _row_of(table: Any, values: dict[str, Any], source: Any) -> Any:
-    """SELECT ``values`` (typed as ``table``'s columns) for each row of ``source``."""
-    return select(*(literal(v, table.c[k].type) for k, v in values.items())).select_from(source)
+#: ``record_page`` on PostgreSQL: the claimed run's counts, its segment and its cursor
+#: in one statement. Written out, not built: the dialect's INSERT … ON CONFLICT is not
+#: cached by SQLAlchemy, so a built statement would be compiled again for every page.
+RECORD_PAGE_SQL = """
+WITH claimed AS (
+    UPDATE integration_sync_runs
+    SET records_processed = records_processed + :processed,
+        records_synced = records_synced + :synced,
+        records_failed = records_failed + :failed
+    WHERE id = :run_id AND claimed_by = :owner AND status = 'running'
+    RETURNING id
+), added AS (
+    INSERT INTO integration_segments (id, workspace_id, device_id, run_id, connector, metric,
+        ts_from, ts_to, tz_offset_min, count, quality, quality_parts, anomalies, source,
+        created_at)
+    SELECT :id, :workspace_id, :device_id, :run_id, :connector, :metric, :ts_from, :ts_to,
+        :tz_offset_min, :count, :quality, :quality_parts, :anomalies, :source, :created_at
+    FROM claimed
+), moved AS (
+    INSERT INTO integration_sync_cursors AS c (device_id, data_type, synced_until, updated_at)
+    SELECT :device_id, :metric, :ts_to, :created_at FROM claimed
+    ON CONFLICT (device_id, data_type) DO UPDATE
+    SET synced_until = excluded.synced_until, updated_at = excluded.updated_at
+    WHERE c.synced_until IS NULL OR c.synced_until < excluded.synced_until
+)
+SELECT count(*) FROM claimed
+"""
+
+
+@functools.cache
+def _record_page_sql() -> Any:
+    segments, runs = cast(Table, Segment.__table__), cast(Table, SyncRun.__table__)
+    typed = [bindparam(c.name, type_=c.type) for c in segments.c]
+    typed += [bindparam(n, type_=runs.c.records_processed.type)
+              for n in ("processed", "synced", "failed")]  # fmt: skip
+    typed.append(bindparam("owner", type_=runs.c.claimed_by.type))
+    return text(RECORD_PAGE_SQL).bindparams(*typed)
 
 
 def _move_cursor(stmt: Any) -> Any:
