@@ -56,7 +56,9 @@ class VendorSession:
         self.connection_id = connection_id
         app = settings.vendor_app(connector.info.type)
         self.http = httpx.AsyncClient(
-            base_url=endpoints(connector, app).api, timeout=TIMEOUT_S, follow_redirects=False,
+            base_url=endpoints(connector, app).api,
+            timeout=TIMEOUT_S,
+            follow_redirects=False,
             verify=_tls(),
         )
         self._token: str | None = None
