@@ -55,3 +55,10 @@ def test_a_page_with_nothing_to_store_has_no_upload_but_its_rejections() -> None
                                                                   (1, "heart_rate")]  # fmt: skip
     assert (out.parts["completeness"], out.parts["plausibility"]) == (0.5, 0.0)
     assert out.tz_offset_min == 120
+
+
+def test_a_value_that_is_not_a_number_is_refused_like_an_implausible_one() -> None:
+    out = normalise(uuid.uuid4(), METRICS["heart_rate"], _minutes(60, float("nan"), 62))
+    assert out.upload is not None and out.upload.values == [60, 62]
+    assert [r["index"] for r in out.rejected] == [1]
+    assert "plausible range" in out.rejected[0]["reason"]

@@ -22,12 +22,13 @@ measured at is kept too.
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from datetime import UTC, datetime, timezone
+from typing import Any, cast
 
 from fieldwatch.integrations.anomalies import flagged
 from fieldwatch.integrations.connectors.base import Sample
@@ -66,17 +67,31 @@ def _gaps(times: list[datetime]) -> float:
     return max(0.0, 1.0 - lost / span)
 
 
-def _offset(samples: list[Sample]) -> int | None:
-    """The UTC offset most samples were measured at (minutes)."""
-    zones = Counter([s.ts.tzinfo for s in samples])
-    if all(isinstance(z, timezone) for z in zones):  # fixed offsets: no time needed
-        offsets: Counter[timedelta | None] = Counter()
-        for zone, n in zones.items():
-            offsets[zone.utcoffset(None) if zone is not None else None] += n
+def _offset(samples: list[Sample], zones: set[Any]) -> int | None:
+    """The UTC offset most samples were measured at (minutes); ``zones``: their tzinfos."""
+    if len(zones) == 1 and isinstance(next(iter(zones)), timezone):
+        common = next(iter(zones)).utcoffset(None)  # one fixed offset: no counting
     else:
         offsets = Counter(s.ts.utcoffset() for s in samples)
-    common = offsets.most_common(1)[0][0] if offsets else None
+        common = offsets.most_common(1)[0][0] if offsets else None
     return int(common.total_seconds() // 60) if common is not None else None
+
+
+def _plain(
+    samples: list[Sample], zones: set[Any], low: float, high: float
+) -> tuple[list[datetime], list[float]] | None:
+    """The page's UTC times and values when it is plain (distinct times, every value
+    given, finite and plausible), found with scans in C; None: one sample at a time."""
+    stamps = [s.ts for s in samples]
+    if zones != {UTC}:
+        stamps = [t.astimezone(UTC) for t in stamps]
+    values = [s.value for s in samples]
+    if None in values or len(set(stamps)) != len(stamps):
+        return None
+    numbers = cast(list[float], values)
+    if not math.isfinite(sum(numbers)) or not low <= min(numbers) <= max(numbers) <= high:
+        return None
+    return stamps, list(map(float, numbers))
 
 
 def normalise(device_id: uuid.UUID, metric: HealthMetric, samples: list[Sample]) -> Normalised:
@@ -87,7 +102,13 @@ def normalise(device_id: uuid.UUID, metric: HealthMetric, samples: list[Sample])
     seen: set[datetime] = set()
     valued = 0
     low, high, name = metric.low, metric.high, metric.name
-    for index, sample in enumerate(samples):
+    zones = {s.ts.tzinfo for s in samples}
+    plain = _plain(samples, zones, low, high)
+    if plain is not None:
+        stamps, values = plain
+        seen.update(stamps)
+        valued = len(values)
+    for index, sample in enumerate(samples if plain is None else ()):
         ts = sample.ts
         if ts.tzinfo is not UTC:
             ts = ts.astimezone(UTC)
@@ -123,5 +144,5 @@ def normalise(device_id: uuid.UUID, metric: HealthMetric, samples: list[Sample])
         upload = SeriesUpload(device_id, name, stamps, values, None, metric.unit, None,
                               min(stamps), max(stamps))  # fmt: skip
     anomalies = flagged(sorted(zip(stamps, values, strict=True)))
-    return Normalised(upload, rejected, times[0], times[-1], _offset(samples),
+    return Normalised(upload, rejected, times[0], times[-1], _offset(samples, zones),
                       round(quality, 4), parts, anomalies)  # fmt: skip
