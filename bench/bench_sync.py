@@ -220,16 +220,20 @@ def wait_runs(http: httpx.Client, count: int, timeout: float, pg: PgBackends) ->
     raise SystemExit(f"the runs did not end in {timeout:.0f} s")
 
 
-async def count_readings(dsn: str) -> dict[str, int]:
+async def count_readings(dsn: str) -> tuple[dict[str, int], list[int]]:
+    """Readings per metric, and how many runs each server process executed."""
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
             "SELECT s.metric, count(*) AS n FROM readings r "
             "JOIN series s ON s.id = r.series_id GROUP BY s.metric"
         )
+        owners = await conn.fetch(
+            "SELECT claimed_by, count(*) AS n FROM integration_sync_runs GROUP BY claimed_by"
+        )
     finally:
         await conn.close()
-    return {r["metric"]: int(r["n"]) for r in rows}
+    return {r["metric"]: int(r["n"]) for r in rows}, sorted(int(o["n"]) for o in owners)
 
 
 def when(text: str) -> datetime:
@@ -295,7 +299,9 @@ def measure(
         done = wait_runs(http, queued, args.timeout, pg)
         polled = now() - t1
         cpu, vendor = tree_cpu_s(srv.pid) - cpu0, cpu_s(standin.proc.pid) - vendor0
-    counted = asyncio.run(count_readings(db.dsn))
+    counted, owners = asyncio.run(count_readings(db.dsn))
+    say(lines, f"runs executed per server process: {owners}")
+    report["runs_per_process"] = owners
     report_figures(lines, report, done, counted, expected, polled, cpu, vendor, pg.total())
 
 
