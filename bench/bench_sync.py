@@ -16,6 +16,12 @@ next to ``--database-url``, its Oura app pointed at the stand-in
 (``FIELDWATCH_OURA__API_URL``/``__AUTH_URL``); the engine's settings are printed (the
 defaults unless ``--server-env`` says otherwise).
 
+With ``--workers N`` (N > 1) the server is ``fieldwatch serve --workers N`` with Redis
+and RabbitMQ (``--redis-url``, ``--rabbitmq-url``; a key prefix and an exchange of the
+run's own), as the README's configuration asks for several processes: each worker runs
+the sync engine, and they share the runs through their claims. Its CPU is that of the
+whole process tree.
+
 Printed: readings committed (counted in the database afterwards, against connections ×
 days × 1,440) and the runs' records; the wall time from the bulk request to the last
 run's end (the server's timestamps) and readings a second; the server process's CPU
@@ -23,7 +29,7 @@ seconds and CPU seconds per million readings; the stand-in's CPU; the CPU of the
 PostgreSQL backends serving the scratch database; the runs' end states.
 
 Usage: .venv/bin/python bench/bench_sync.py [--connections 100] [--days 30]
-       [--server-env FIELDWATCH_SYNC_CONCURRENCY=8]
+       [--server-env FIELDWATCH_SYNC_CONCURRENCY=8] [--workers 2]
        [--database-url postgresql://postgres@127.0.0.1:5432/test]
 """
 
@@ -83,6 +89,9 @@ def parse_args() -> argparse.Namespace:
             "FIELDWATCH_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
         ),
     )
+    parser.add_argument("--workers", type=int, default=1, help="serve --workers N")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--rabbitmq-url", default="amqp://guest:guest@127.0.0.1:5672/")
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up after (s)")
     parser.add_argument("--name", default="sync", help="results file name")
     parser.add_argument(
@@ -116,6 +125,30 @@ class StandIn:
 def cpu_s(pid: int) -> float:
     t = psutil.Process(pid).cpu_times()
     return float(t.user + t.system)
+
+
+def tree_cpu_s(pid: int) -> float:
+    """The CPU of ``pid`` and of its descendants alive now (a server's workers)."""
+    parent = psutil.Process(pid)
+    total = 0.0
+    for p in [parent, *parent.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += float(t.user + t.system)
+    return total
+
+
+def several(args: argparse.Namespace) -> dict[str, str]:
+    """What ``serve --workers N`` needs to be one installation: Redis and RabbitMQ, with
+    a key prefix and an exchange of this run's own."""
+    if args.workers <= 1:
+        return {}
+    tag = f"bench-sync-{os.getpid()}"
+    return {"FIELDWATCH_REDIS_URL": args.redis_url, "FIELDWATCH_REDIS_PREFIX": tag,
+            "FIELDWATCH_RABBITMQ_URL": args.rabbitmq_url,
+            "FIELDWATCH_RABBITMQ_EXCHANGE": f"fieldwatch.{tag}"}  # fmt: skip
 
 
 class PgBackends:
@@ -187,16 +220,20 @@ def wait_runs(http: httpx.Client, count: int, timeout: float, pg: PgBackends) ->
     raise SystemExit(f"the runs did not end in {timeout:.0f} s")
 
 
-async def count_readings(dsn: str) -> dict[str, int]:
+async def count_readings(dsn: str) -> tuple[dict[str, int], list[int]]:
+    """Readings per metric, and how many runs each server process executed."""
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
             "SELECT s.metric, count(*) AS n FROM readings r "
             "JOIN series s ON s.id = r.series_id GROUP BY s.metric"
         )
+        owners = await conn.fetch(
+            "SELECT claimed_by, count(*) AS n FROM integration_sync_runs GROUP BY claimed_by"
+        )
     finally:
         await conn.close()
-    return {r["metric"]: int(r["n"]) for r in rows}
+    return {r["metric"]: int(r["n"]) for r in rows}, sorted(int(o["n"]) for o in owners)
 
 
 def when(text: str) -> datetime:
@@ -218,19 +255,22 @@ def main() -> None:
     standin = StandIn()
     try:
         with ScratchDatabase("fieldwatch_bench_sync", base=args.database_url) as db:
-            settings = ENGINE | dict(item.split("=", 1) for item in args.server_env)
+            settings = ENGINE | several(args)
+            settings |= dict(item.split("=", 1) for item in args.server_env)
             env = env_for(
                 db, FIELDWATCH_MQTT_EMBEDDED="false", FIELDWATCH_ACCESS_TOKEN_TTL_S="86400",
                 FIELDWATCH_OURA__CLIENT_ID=CLIENT_ID, FIELDWATCH_OURA__CLIENT_SECRET=CLIENT_SECRET,
                 FIELDWATCH_OURA__API_URL=standin.base, FIELDWATCH_OURA__AUTH_URL=standin.base,
                 **settings,
             )  # fmt: skip
-            say(lines, "server settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+            say(lines, f"server: {args.workers} process(es); settings: "
+                       + ", ".join(f"{k}={v}" for k, v in settings.items()))  # fmt: skip
             set_up(env, ADMIN, "bench")
             command = None
             if args.profile:
                 command = [sys.executable, "-c", PROFILED, args.profile]
-            with Server(env, command=command) as srv:
+            serve_args = ["--workers", str(args.workers)] if args.workers > 1 else None
+            with Server(env, command=command, serve_args=serve_args) as srv:
                 measure(args, lines, report, srv, standin, db, expected)
     finally:
         standin.stop()
@@ -252,14 +292,16 @@ def measure(
                    f"in {now() - t0:.1f} s")  # fmt: skip
         pg = PgBackends(db.name)
         pg.start()
-        cpu0, vendor0, t1 = cpu_s(srv.pid), cpu_s(standin.proc.pid), now()
+        cpu0, vendor0, t1 = tree_cpu_s(srv.pid), cpu_s(standin.proc.pid), now()
         bulk = http.post("/api/v1/sync/bulk", json={"all": True})
         assert bulk.status_code == 202, bulk.text
         queued = len(bulk.json()["runs"])
         done = wait_runs(http, queued, args.timeout, pg)
         polled = now() - t1
-        cpu, vendor = cpu_s(srv.pid) - cpu0, cpu_s(standin.proc.pid) - vendor0
-    counted = asyncio.run(count_readings(db.dsn))
+        cpu, vendor = tree_cpu_s(srv.pid) - cpu0, cpu_s(standin.proc.pid) - vendor0
+    counted, owners = asyncio.run(count_readings(db.dsn))
+    say(lines, f"runs executed per server process: {owners}")
+    report["runs_per_process"] = owners
     report_figures(lines, report, done, counted, expected, polled, cpu, vendor, pg.total())
 
 

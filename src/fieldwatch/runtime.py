@@ -183,6 +183,7 @@ def schedule_jobs(rt: Runtime) -> None:
     jobs.start("rollouts", rt.rollouts.interval_s, rt.rollouts.run)
     jobs.start("sync-schedule", settings.sync_tick_s, rt.sync.schedule)
     jobs.start("sync-claim", settings.sync_tick_s, rt.sync.claim, shared=False)
+    rt.sync.refill_freed_slots = True
     if settings.vendor_webhooks:
         jobs.start("vendor-subscriptions", settings.vendor_webhook_check_s,
                    rt.sync.subscriptions.run_if_on)  # fmt: skip

@@ -21,9 +21,13 @@ def test_a_clean_page_scores_one_and_keeps_its_offset() -> None:
     device = uuid.uuid4()
     out = normalise(device, METRICS["heart_rate"], _minutes(60, 61, 62, 63))
     assert out.quality == 1.0 and out.tz_offset_min == 120
-    assert [(c.metric, c.unit, c.value) for c in out.batch.candidates] == [
-        ("heart_rate", "/min", v) for v in (60, 61, 62, 63)]  # fmt: skip
-    assert out.batch.candidates[0].ts == datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+    upload = out.upload
+    assert upload is not None and out.rejected == []
+    assert (upload.device_id, upload.metric, upload.unit) == (device, "heart_rate", "/min")
+    assert upload.values == [60, 61, 62, 63]
+    assert upload.stamps[0] == datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+    assert upload.stamps[0].utcoffset() == timedelta(0)  # stored in UTC
+    assert (upload.oldest, upload.newest) == (T0, T0 + timedelta(minutes=3))
     assert (out.ts_from, out.ts_to) == (T0, T0 + timedelta(minutes=3))
 
 
@@ -32,9 +36,9 @@ def test_missing_implausible_repeated_and_gappy_samples_lower_the_score() -> Non
     samples.append(Sample(samples[-1].ts, 62))  # the same time twice
     samples.append(Sample(T0 + timedelta(minutes=13), 70))  # 10 minutes missing
     out = normalise(uuid.uuid4(), METRICS["heart_rate"], samples)
-    assert [c.value for c in out.batch.candidates] == [60, 62, 70]
-    assert [r["index"] for r in out.batch.rejected] == [1, 2]
-    assert "plausible range 25–250" in out.batch.rejected[1]["reason"]
+    assert out.upload is not None and out.upload.values == [60, 62, 70]
+    assert [r["index"] for r in out.rejected] == [1, 2]
+    assert "plausible range 25–250" in out.rejected[1]["reason"]
     parts = out.parts
     assert (parts["completeness"], parts["plausibility"]) == (0.8, 0.75)
     assert parts["duplicates"] == round(5 / 6, 4)
@@ -42,3 +46,19 @@ def test_missing_implausible_repeated_and_gappy_samples_lower_the_score() -> Non
     assert out.quality == round(
         parts["completeness"] * parts["plausibility"] * parts["duplicates"] * parts["gaps"], 4
     )
+
+
+def test_a_page_with_nothing_to_store_has_no_upload_but_its_rejections() -> None:
+    out = normalise(uuid.uuid4(), METRICS["heart_rate"], _minutes(None, 400))
+    assert out.upload is None
+    assert [(r["index"], r["metric"]) for r in out.rejected] == [(0, "heart_rate"),
+                                                                  (1, "heart_rate")]  # fmt: skip
+    assert (out.parts["completeness"], out.parts["plausibility"]) == (0.5, 0.0)
+    assert out.tz_offset_min == 120
+
+
+def test_a_value_that_is_not_a_number_is_refused_like_an_implausible_one() -> None:
+    out = normalise(uuid.uuid4(), METRICS["heart_rate"], _minutes(60, float("nan"), 62))
+    assert out.upload is not None and out.upload.values == [60, 62]
+    assert [r["index"] for r in out.rejected] == [1]
+    assert "plausible range" in out.rejected[0]["reason"]

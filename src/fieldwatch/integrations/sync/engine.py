@@ -11,7 +11,9 @@ all once):
    process died: the run resumes from its cursors) — up to ``sync_concurrency`` at once
    in this process, each by a conditional UPDATE that one process wins;
 3. executes them (``SyncRunner``), renewing each claim every third of ``sync_lease_s``;
-   a claim that could not be renewed (another process took the run) stops the work;
+   a claim that could not be renewed (another process took the run) stops the work; a
+   run that ends frees its slot for the next runnable run at once (in a process whose
+   claim job runs: ``refill_freed_slots``), not at the next tick;
 4. ``subscriptions.run_if_on``, every ``vendor_webhook_check_s``, each tick claimed by
    one process: keeps the vendors' notification subscriptions
    (``integrations.webhooks.keeper``);
@@ -34,6 +36,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from fieldwatch.core import tasks
 from fieldwatch.core.clock import utcnow
 from fieldwatch.core.settings import Settings
 from fieldwatch.db.uow import UnitOfWork
@@ -81,6 +84,11 @@ class SyncEngine:
         #: Deletes uploaded exports kept past their time (``integrations.exports``).
         self.exports = ExportCleanup(uow, settings, clock)
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
+        #: One claim at a time in this process (a tick's, or a freed slot's).
+        self._claiming = asyncio.Lock()
+        self._refill: asyncio.Task[None] | None = None
+        #: A run that ends claims the next at once (set where the claim job runs).
+        self.refill_freed_slots = False
         #: Runs this process executed (claimed and ran), for tests and figures.
         self.executed: list[uuid.UUID] = []
 
@@ -90,6 +98,8 @@ class SyncEngine:
 
     async def stop(self) -> None:
         """Stop this process's runs and give their claims back."""
+        self.refill_freed_slots = False
+        await tasks.cancel(self._refill)
         running = dict(self._running)
         for task in running.values():
             task.cancel()
@@ -143,6 +153,10 @@ class SyncEngine:
 
     async def claim(self) -> list[uuid.UUID]:
         """Claim runnable runs up to the free slots and start executing them."""
+        async with self._claiming:
+            return await self._claim()
+
+    async def _claim(self) -> list[uuid.UUID]:
         free = self.settings.sync_concurrency - len(self._running)
         if free <= 0:
             return []
@@ -181,6 +195,15 @@ class SyncEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await renew
             self._running.pop(run_id, None)
+            if self.refill_freed_slots and (self._refill is None or self._refill.done()):
+                self._refill = asyncio.create_task(self._claim_freed(), name="sync-refill")
+
+    async def _claim_freed(self) -> None:
+        """A slot was freed while the engine runs: the next runnable run takes it now."""
+        try:
+            await self.claim()
+        except Exception:
+            log.exception("claiming sync runs failed")
 
     async def _renew(self, run_id: uuid.UUID, work: asyncio.Task[object] | None) -> None:
         while True:

@@ -17,12 +17,12 @@ from fieldwatch.core.settings import Settings
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.integrations.connectors.base import Sample
 from fieldwatch.integrations.metrics import METRICS
-from fieldwatch.integrations.models import DeviceSync, Segment, SyncRun
+from fieldwatch.integrations.models import DeviceSync, SyncRun
 from fieldwatch.integrations.sync.events import sync_event
 from fieldwatch.integrations.sync.finish import Outcome, finish
-from fieldwatch.integrations.sync.normalise import normalise
+from fieldwatch.integrations.sync.pages import store_page
 from fieldwatch.integrations.sync.repository import SyncRepository
-from fieldwatch.telemetry.ingest.service import Incoming, TelemetryService
+from fieldwatch.telemetry.ingest.service import TelemetryService
 
 log = logging.getLogger(__name__)
 
@@ -64,24 +64,12 @@ class PushedRuns:
         self, run_id: uuid.UUID, sync: DeviceSync, metric: str, samples: list[Sample]
     ) -> int:
         """One metric's samples stored for the run; the readings stored new."""
-        normal = normalise(sync.device_id, METRICS[metric], samples)
-        failed, synced = len(normal.batch.rejected), 0
-        if normal.batch.candidates:
-            result = await self.ingest.ingest(Incoming(sync.workspace_id, normal.batch, "sync",
-                                                       device_id=sync.device_id))  # fmt: skip
-            synced, failed = result.accepted, len(result.rejected)
-        async with self.uow() as uow:
-            repo = SyncRepository(uow.session)
-            await repo.count(run_id, self.owner, len(samples), synced, failed)
-            uow.session.add(Segment(
-                workspace_id=sync.workspace_id, device_id=sync.device_id, run_id=run_id,
-                connector=sync.connector, metric=metric, ts_from=normal.ts_from,
-                ts_to=normal.ts_to, tz_offset_min=normal.tz_offset_min, count=len(samples),
-                quality=normal.quality, quality_parts=normal.parts, anomalies=normal.anomalies,
-            ))  # fmt: skip
-            await repo.move_cursor(sync.device_id, metric, normal.ts_to)
-            await uow.commit()
-        return synced
+        stored = await store_page(self.uow, self.ingest, run_id, self.owner, sync, metric,
+                                  samples)  # fmt: skip
+        if not stored.held:
+            log.warning("webhook sync %s: claim lost, the page's readings are stored but "
+                        "not recorded on the run", run_id)  # fmt: skip
+        return stored.synced
 
     async def run(
         self,

@@ -3,24 +3,34 @@
 Claims are conditional UPDATEs: a run is taken by the process whose UPDATE still finds
 it claimable (queued or waiting and due, or running with its lease run out), which on
 PostgreSQL re-checks the condition on the locked row, so two processes never both get
-it; SQLite serves one process.
+it; the candidates are read with ``FOR UPDATE SKIP LOCKED`` there, so a process passes
+over the runs another one is claiming at that moment instead of waiting for it. SQLite
+serves one process.
+
+A stored page is recorded (``record_page``: the run's counts, the page's segment and
+the cursor, only while the run is still the process's) in one statement on PostgreSQL
+(writing CTEs), in three in one transaction on SQLite.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, literal, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, literal, or_, select, text, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fieldwatch.core.ids import new_id
 from fieldwatch.db.upsert import insert_for
 from fieldwatch.devices.models import Device
 from fieldwatch.integrations.models import (
     Connection,
     DeviceSync,
+    Segment,
     SyncCursor,
     SyncRun,
     VendorRecord,
@@ -177,9 +187,12 @@ class SyncRepository:
         return rows.all(), int(total or 0)
 
     async def claimable(self, now: datetime, limit: int) -> list[uuid.UUID]:
+        """Runnable runs, oldest first; on PostgreSQL locked until the transaction ends,
+        skipping those another process has locked (it is claiming them)."""
         rows = await self.session.scalars(
             select(SyncRun.id).where(_claimable(now))
             .order_by(SyncRun.created_at).limit(limit)
+            .with_for_update(skip_locked=True)
         )  # fmt: skip
         return list(rows.all())
 
@@ -211,6 +224,42 @@ class SyncRepository:
             records_synced=SyncRun.records_synced + synced,
             records_failed=SyncRun.records_failed + failed,
         )  # fmt: skip
+
+    def one_statement(self) -> bool:
+        """Whether ``record_page`` is one statement here (PostgreSQL's writing CTEs)."""
+        return self.session.get_bind().dialect.name == "postgresql"
+
+    async def record_page(
+        self, run_id: uuid.UUID, owner: str, counts: tuple[int, int, int],
+        segment: dict[str, Any], now: datetime,
+    ) -> bool:  # fmt: skip
+        """A stored page, if the run is still ``owner``'s (False: its claim was lost,
+        nothing recorded): ``counts`` (processed, synced, failed) added to the run's,
+        ``segment`` (the ``Segment``'s columns but its id and creation time) inserted,
+        and the cursor of its device and metric moved forward to its ``ts_to`` (never
+        back: a resumed run may commit an older page)."""
+        processed, synced, failed = counts
+        row = {**segment, "id": new_id(), "created_at": now}
+        if self.one_statement():
+            params = {**row, "processed": processed, "synced": synced, "failed": failed,
+                      "owner": owner}  # fmt: skip
+            return bool(await self.session.scalar(_record_page_sql(), params))
+        runs = cast(Table, SyncRun.__table__)
+        claimed = (
+            update(runs)
+            .where(runs.c.id == run_id, runs.c.claimed_by == owner, runs.c.status == "running")
+            .values(records_processed=runs.c.records_processed + processed,
+                    records_synced=runs.c.records_synced + synced,
+                    records_failed=runs.c.records_failed + failed)
+        )  # fmt: skip
+        if not (await self.session.execute(claimed)).rowcount:  # type: ignore[attr-defined]
+            return False
+        cursor = {"device_id": segment["device_id"], "data_type": segment["metric"],
+                  "synced_until": segment["ts_to"], "updated_at": now}  # fmt: skip
+        segments, cursors = cast(Table, Segment.__table__), cast(Table, SyncCursor.__table__)
+        await self.session.execute(insert(segments).values(row))
+        await self.session.execute(_move_cursor(sqlite_insert(cursors).values(cursor)))
+        return True
 
     # --- cursors ------------------------------------------------------------------------
 
@@ -247,3 +296,53 @@ class SyncRepository:
                 .values(rows[start : start + 1000])
                 .on_conflict_do_nothing()
             )
+
+
+#: ``record_page`` on PostgreSQL: the claimed run's counts, its segment and its cursor
+#: in one statement. Written out, not built: the dialect's INSERT … ON CONFLICT is not
+#: cached by SQLAlchemy, so a built statement would be compiled again for every page.
+RECORD_PAGE_SQL = """
+WITH claimed AS (
+    UPDATE integration_sync_runs
+    SET records_processed = records_processed + :processed,
+        records_synced = records_synced + :synced,
+        records_failed = records_failed + :failed
+    WHERE id = :run_id AND claimed_by = :owner AND status = 'running'
+    RETURNING id
+), added AS (
+    INSERT INTO integration_segments (id, workspace_id, device_id, run_id, connector, metric,
+        ts_from, ts_to, tz_offset_min, count, quality, quality_parts, anomalies, source,
+        created_at)
+    SELECT :id, :workspace_id, :device_id, :run_id, :connector, :metric, :ts_from, :ts_to,
+        :tz_offset_min, :count, :quality, :quality_parts, :anomalies, :source, :created_at
+    FROM claimed
+), moved AS (
+    INSERT INTO integration_sync_cursors AS c (device_id, data_type, synced_until, updated_at)
+    SELECT :device_id, :metric, :ts_to, :created_at FROM claimed
+    ON CONFLICT (device_id, data_type) DO UPDATE
+    SET synced_until = excluded.synced_until, updated_at = excluded.updated_at
+    WHERE c.synced_until IS NULL OR c.synced_until < excluded.synced_until
+)
+SELECT count(*) FROM claimed
+"""
+
+
+@functools.cache
+def _record_page_sql() -> Any:
+    segments, runs = cast(Table, Segment.__table__), cast(Table, SyncRun.__table__)
+    typed = [bindparam(c.name, type_=c.type) for c in segments.c]
+    typed += [bindparam(n, type_=runs.c.records_processed.type)
+              for n in ("processed", "synced", "failed")]  # fmt: skip
+    typed.append(bindparam("owner", type_=runs.c.claimed_by.type))
+    return text(RECORD_PAGE_SQL).bindparams(*typed)
+
+
+def _move_cursor(stmt: Any) -> Any:
+    """An INSERT of a cursor that, for one already there, moves it only forward."""
+    table = stmt.table
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.device_id, table.c.data_type],
+        set_={"synced_until": stmt.excluded.synced_until, "updated_at": stmt.excluded.updated_at},
+        where=or_(table.c.synced_until.is_(None),
+                  table.c.synced_until < stmt.excluded.synced_until),
+    )  # fmt: skip

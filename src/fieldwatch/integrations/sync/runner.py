@@ -1,10 +1,10 @@
 """Executing one claimed run: for each data type, the vendor's pages from the cursor
 (minus an overlap) or from ``historical_days`` back, to now; each page normalised,
 handed to ingestion (``TelemetryService.ingest``, the one way in) and, once ingestion
-answered (its readings committed), counted and its cursor moved, in one transaction
-that also checks the run is still this process's. A failure keeps what was committed:
-the run ends ``partial`` if any page was, else ``failed``, and a retry starts from the
-cursors. How a run ends:
+answered (its readings committed), counted and its cursor moved, in one statement or
+transaction that also checks the run is still this process's (``pages``). A failure
+keeps what was committed: the run ends ``partial`` if any page was, else ``failed``,
+and a retry starts from the cursors. How a run ends:
 
 - ``ConnectionUnusable`` (the grant is gone): ``auth_required``, and the device's sync
   too; no retry until someone authorises the connection again;
@@ -45,15 +45,14 @@ from fieldwatch.integrations.connectors.catalogue import takes_uploads
 from fieldwatch.integrations.connectors.registry import data_connector
 from fieldwatch.integrations.exports.base import Chunk, InvalidExport, kept_export
 from fieldwatch.integrations.exports.process import read_export
-from fieldwatch.integrations.metrics import METRICS
-from fieldwatch.integrations.models import Connection, DeviceSync, Segment, SyncRun
+from fieldwatch.integrations.models import Connection, DeviceSync, SyncRun
 from fieldwatch.integrations.sync.budget import BudgetExhausted
 from fieldwatch.integrations.sync.finish import Outcome, finish
-from fieldwatch.integrations.sync.normalise import normalise
+from fieldwatch.integrations.sync.pages import store_page
 from fieldwatch.integrations.sync.repository import SyncRepository
 from fieldwatch.integrations.sync.vendor import VendorSession
 from fieldwatch.telemetry.errors import ReadingsRefused, UnknownDevice
-from fieldwatch.telemetry.ingest.service import Incoming, TelemetryService
+from fieldwatch.telemetry.ingest.service import TelemetryService
 from fieldwatch.telemetry.ingest.writer import Overloaded
 
 log = logging.getLogger(__name__)
@@ -221,30 +220,12 @@ class SyncRunner:
     async def _store(
         self, ctx: _Context, metric: str, samples: list[Sample], source: str | None = None
     ) -> None:
-        run = ctx.run
-        normal = normalise(run.device_id, METRICS[metric], samples)
-        failed = len(normal.batch.rejected)
-        synced = 0
-        if normal.batch.candidates:
-            result = await self.ingest.ingest(Incoming(run.workspace_id, normal.batch, "sync",
-                                                       device_id=run.device_id))  # fmt: skip
-            synced, failed = result.accepted, len(result.rejected)
-        async with self.uow() as uow:  # ingestion answered: its readings are committed
-            repo = SyncRepository(uow.session)
-            if not await repo.count(run.id, self.owner, len(samples), synced, failed):
-                raise LostClaim()
-            uow.session.add(Segment(
-                workspace_id=run.workspace_id, device_id=run.device_id, run_id=run.id,
-                connector=ctx.sync.connector, metric=metric, ts_from=normal.ts_from,
-                ts_to=normal.ts_to, tz_offset_min=normal.tz_offset_min, count=len(samples),
-                quality=normal.quality, quality_parts=normal.parts, anomalies=normal.anomalies,
-                source=source,
-            ))  # fmt: skip
-            await repo.move_cursor(run.device_id, metric, normal.ts_to)
-            if ctx.connection is not None:  # an uploaded export has no vendor records
-                named = [(s.vendor_id or "", s.ts) for s in samples]
-                await repo.keep_vendor_records(ctx.connection.id, run.device_id, metric, named)
-            await uow.commit()
+        connection = ctx.connection.id if ctx.connection is not None else None
+        stored = await store_page(self.uow, self.ingest, ctx.run.id, self.owner, ctx.sync,
+                                  metric, samples, source=source,
+                                  connection_id=connection)  # fmt: skip
+        if not stored.held:
+            raise LostClaim()
         ctx.committed_pages += 1
 
 
