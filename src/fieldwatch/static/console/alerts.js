@@ -41,8 +41,12 @@
     var all = document.getElementById("select-all");
     if (all) { all.checked = kept.all; }
     var back = kept.focused && document.getElementById(kept.focused);
+    var vanished = kept.focused && !back;
     kept = null;
     if (back && lostFocus()) { back.focus(); }
+    /* the control's row went (its alert acknowledged or cleared meanwhile): the outcome */
+    var results = document.getElementById("alerts-results");
+    if (vanished && lostFocus() && results) { results.focus(); }
   }
 
   function lostFocus() { return !document.activeElement || document.activeElement === document.body; }
@@ -74,7 +78,9 @@
   var focusWasInList = false;
   document.body.addEventListener("htmx:beforeSwap", function (e) {
     if (e.detail.target !== list) { return; }
-    focusWasInList = list.contains(document.activeElement);
+    /* in the list, or on the outcome, which a bulk answer replaces (out of band) */
+    var active = document.activeElement;
+    focusWasInList = list.contains(active) || (active !== null && active.id === "alerts-results");
     var config = e.detail.requestConfig;
     if (config && config.elt === status) { keep(); }
   });
