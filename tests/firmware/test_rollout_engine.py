@@ -317,7 +317,17 @@ async def test_a_window_bounds_releases_and_updates(
     ended = await read(client, operator, rid)
     assert ended["status"] == "aborted"
     assert "with 3 devices not released" in ended["status_reason"]
-    assert len(await updates_of(runtime, rid)) == 1
+    [expired] = await updates_of(runtime, rid)
+    assert (expired.command_id, expired.state) == (first.command_id, "expired")
+    r = await client.get(f"/api/v1/firmware/updates/{first.command_id}", headers=operator.headers)
+    ends = f"expired: the rollout's window ended at {window['window_end'][:19]}"
+    assert r.json()["state"] == "expired" and r.json()["detail"].startswith(ends)
+    last = r.json()["transitions"][-1]
+    assert last["to_status"] == "expired" and last["detail"].startswith(ends)
+    r = await client.get(f"/api/v1/commands/{first.command_id}", headers=operator.headers)
+    assert r.json()["status"] == "expired"
+    figures = (await read(client, operator, rid))["figures"]
+    assert (figures["expired"], figures["cancelled"], figures["pending"]) == (1, 0, 3)
 
 
 async def test_a_restart_loses_nothing_and_releases_nothing_twice(

@@ -222,6 +222,38 @@ async def test_a_start_with_no_eligible_device_is_refused(
     rid = (await create(client, operator, body(artifact, devices)))["id"]
     found = await act(client, operator, rid, "start", 409)
     assert found["excluded_by_reason"] == {"already_on_version": 2}
+    assert found["reason"] == "no_eligible_device"
+    r = await client.get(f"{ROLLOUTS}/{rid}", headers=operator.headers)
+    assert r.json()["status"] == "draft"
+
+
+async def test_unsigned_firmware_where_signatures_are_required_updates_nobody(
+    client, operator: Actor, admin: Actor, runtime: Runtime
+) -> None:
+    ws = operator.workspace_id
+    artifact = await make_artifact(runtime, ws)  # no signature
+    devices = await make_devices(runtime, ws, 3)
+    devices += await make_devices(runtime, ws, 1, firmware_version="2.0.0")
+    data = body(artifact, devices)
+    r = await client.post(f"{ROLLOUTS}/dry-run", json=data, headers=operator.headers)
+    assert (r.json()["included"], r.json()["excluded_by_reason"]) == (
+        3, {"already_on_version": 1},
+    )  # fmt: skip
+    r = await client.put("/api/v1/firmware/policy", json={"require_signed": True},
+                         headers=admin.headers)  # fmt: skip
+    assert r.json()["require_signed"] is True
+    r = await client.post(f"{ROLLOUTS}/dry-run", json=data, headers=operator.headers)
+    dry = r.json()
+    assert (dry["included"], dry["waves"]) == (0, [])
+    assert dry["excluded_by_reason"] == {"already_on_version": 1, "unsigned": 3}
+    unsigned = [d for d in dry["items"] if d["reason"] == "unsigned"]
+    assert {d["device_id"] for d in unsigned} == {str(d) for d in devices[:3]}
+    assert "requires signed firmware" in unsigned[0]["detail"]
+    rid = (await create(client, operator, data))["id"]
+    found = await act(client, operator, rid, "start", 409)
+    assert found["reason"] == "unsigned"
+    assert "not signed" in found["detail"]
+    assert found["excluded_by_reason"] == {"already_on_version": 1, "unsigned": 3}
     r = await client.get(f"{ROLLOUTS}/{rid}", headers=operator.headers)
     assert r.json()["status"] == "draft"
 

@@ -92,6 +92,8 @@ async def test_the_policy_can_require_signed_firmware(
     started = await start_update(client, operator, device["id"], artifact_id=signed["id"])
     command = await read_command(client, operator, started["update_id"])
     assert command["params"]["signature"] == "c2lnbmF0dXJl"
+    body = problem(await start(client, operator, device["id"], version="1.6.0"), 409)
+    assert (body["reason"], body["update_id"]) == ("update_running", started["update_id"])
     assert set(command["params"]) == {
         "artifact_id", "version", "sha256", "size", "signature", "signing_key", "manifest"
     }  # fmt: skip

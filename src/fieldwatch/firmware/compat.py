@@ -22,10 +22,13 @@ ALREADY_ON_VERSION = "already_on_version"
 ANTI_ROLLBACK = "anti_rollback"
 RETIRED = "retired"
 NOT_DEPLOYED = "not_deployed"
+#: Not a property of the device: the workspace requires signed firmware and the
+#: artifact has no signature (``UpdateService._check``, ``planning.plan``).
+UNSIGNED = "unsigned"
 
 REASONS = (
     INCOMPATIBLE_TYPE, INCOMPATIBLE_HARDWARE, BELOW_MIN_FROM_VERSION, ALREADY_ON_VERSION,
-    ANTI_ROLLBACK, RETIRED, NOT_DEPLOYED,
+    ANTI_ROLLBACK, RETIRED, NOT_DEPLOYED, UNSIGNED,
 )  # fmt: skip
 
 

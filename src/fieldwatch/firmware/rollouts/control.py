@@ -50,12 +50,19 @@ class RolloutControl:
         return changed
 
     async def abort(
-        self, rollout: Rollout, from_statuses: Sequence[str], *, reason: str, by: str
+        self,
+        rollout: Rollout,
+        from_statuses: Sequence[str],
+        *,
+        reason: str,
+        by: str,
+        expire: str | None = None,
     ) -> Rollout | None:
         """Stop for good: what has not been released stays so, released updates the
         device has not started on are cancelled (``UpdateService.cancel_by``, in the
         rollout's name: "cancelled by rollout:<id>", and who aborted it when that was
-        not the engine); devices mid-update finish (or time out) on their own."""
+        not the engine) or, with ``expire`` (the detail: the window ended), expire;
+        devices mid-update finish (or time out) on their own."""
         changed = await self.set_status(
             rollout, from_statuses, "aborted", reason=reason, finished_at=self.now
         )
@@ -67,7 +74,10 @@ class RolloutControl:
             if by != actor:
                 actor += f", aborted by {by}"
             for update in await self.rollouts.unstarted_updates(rollout.id):
-                await self.updates.cancel_by(update, actor, from_states=UNSTARTED)
+                if expire is not None:
+                    await self.updates.expire_by(update, expire, from_states=UNSTARTED)
+                else:
+                    await self.updates.cancel_by(update, actor, from_states=UNSTARTED)
         return changed
 
     async def stop(self, rollout: Rollout, *, on_failure: str, reason: str) -> Rollout | None:

@@ -155,10 +155,12 @@ class _Step:
         if rollout.window_end is not None and self.now >= rollout.window_end:
             left = await self.rollouts.count_unreleased(rollout.id)
             if left:
+                ended = f"the window ended at {rollout.window_end.isoformat()}"
                 await self.control.abort(
                     rollout, ("running",), by=f"rollout:{rollout.id}",
-                    reason=f"the window ended at {rollout.window_end.isoformat()} with "
-                    f"{left} devices not released",
+                    reason=f"{ended} with {left} devices not released",
+                    expire=f"expired: the rollout's window ended at "
+                    f"{rollout.window_end.isoformat()} before the device started",
                 )  # fmt: skip
                 return
         if rollout.window_start is None or self.now >= rollout.window_start:

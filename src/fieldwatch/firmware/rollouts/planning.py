@@ -3,8 +3,9 @@
 The one rule for the dry run and the start, so a rollout started from a dry run's body
 updates the devices the dry run showed (as long as the fleet did not change between).
 
-- Left out: what ``compat.refusal`` refuses (``require_deployed=True``), and devices
-  that have an update in progress (``open_update``).
+- Left out: what ``compat.refusal`` refuses (``require_deployed=True``), devices
+  that have an update in progress (``open_update``), and, when the workspace requires
+  signed firmware and the artifact has no signature, every other device (``unsigned``).
 - Order: by SHA-256 of the artifact's id and the device's id: deterministic (the dry run
   and the start agree, a second dry run too), spread over the fleet, and another
   artifact picks other canaries. The first ``canary`` devices are wave 1.
@@ -19,9 +20,10 @@ import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from fieldwatch.firmware.compat import ArtifactLike, Refusal, refusal
+from fieldwatch.firmware.compat import UNSIGNED, ArtifactLike, Refusal, refusal
 
 OPEN_UPDATE = "open_update"
+NO_ELIGIBLE_DEVICE = "no_eligible_device"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,13 @@ class Plan:
     @property
     def targets(self) -> int:
         return self.included + len(self.excluded)
+
+    def why_none(self) -> str:
+        """Why no device is included: ``unsigned`` when the artifact's missing signature
+        left out a device that could have taken it, else ``no_eligible_device``."""
+        if any(why.reason == UNSIGNED for _, why in self.excluded):
+            return UNSIGNED
+        return NO_ELIGIBLE_DEVICE
 
     def excluded_by_reason(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -83,13 +92,19 @@ def plan(
     *,
     canary: int,
     percentages: Sequence[int],
+    unsigned_refused: bool = False,
 ) -> Plan:
+    """``unsigned_refused``: the workspace requires signed firmware and ``artifact`` has
+    no signature."""
     result = Plan()
     eligible: list[Candidate] = []
     for device in devices:
         why = refusal(device, artifact, security_versions, require_deployed=True)
         if why is None and device.id in open_updates:
             why = Refusal(OPEN_UPDATE, "the device has an update in progress")
+        if why is None and unsigned_refused:
+            why = Refusal(UNSIGNED, "the artifact is not signed and this workspace requires "
+                          "signed firmware")  # fmt: skip
         if why is None:
             eligible.append(device)
         else:

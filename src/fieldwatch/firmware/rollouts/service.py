@@ -150,10 +150,13 @@ class RolloutService:
         ids = await targets.device_ids(self.uow.session, workspace_id, dict(target))
         devices = await self.rollouts.candidates(workspace_id, ids)
         busy = await self.rollouts.with_open_updates(workspace_id, ids)
-        levels = await UpdateRepository(self.uow.session).security_versions(workspace_id)
+        repository = UpdateRepository(self.uow.session)
+        levels = await repository.security_versions(workspace_id)
+        unsigned = artifact.signature is None and await repository.require_signed(workspace_id)
         return planning.plan(
-            devices, artifact, artifact.id, levels, busy, canary=canary, percentages=percentages
-        )
+            devices, artifact, artifact.id, levels, busy, canary=canary,
+            percentages=percentages, unsigned_refused=unsigned,
+        )  # fmt: skip
 
     # --- start, pause, resume, abort --------------------------------------------------
 
@@ -171,8 +174,14 @@ class RolloutService:
         found = await self._plan(rollout.workspace_id, artifact, rollout.target, rollout.canary,
                                  rollout.percentages)  # fmt: skip
         if found.included == 0:
+            reason = found.why_none()
+            because = (
+                ": it is not signed and this workspace requires signed firmware"
+                if reason == planning.UNSIGNED else ""
+            )  # fmt: skip
             raise NothingToUpdate(
-                f"None of the {found.targets} target devices can take {artifact.version}.",
+                f"None of the {found.targets} target devices can take {artifact.version}{because}.",
+                reason=reason,
                 excluded_by_reason=found.excluded_by_reason(),
             )
         await self.rollouts.insert_targets(

@@ -108,16 +108,17 @@ class UpdateMachine:
         from_states: Sequence[str] = st.OPEN,
         due: bool = False,
     ) -> FirmwareUpdate | None:
-        """End the update (and its command): completed, failed, cancelled."""
+        """End the update (and its command): completed, failed, cancelled, expired."""
         changed = await self._move(
             update, from_states, state, values={"reason": reason, "detail": detail}, due=due
         )
         if changed is None:
             return None
         command = await self._command(changed)
-        status = {st.COMPLETED: ledger.COMPLETED, st.CANCELLED: ledger.CANCELLED}.get(
-            state, ledger.FAILED
-        )
+        status = {
+            st.COMPLETED: ledger.COMPLETED, st.CANCELLED: ledger.CANCELLED,
+            st.EXPIRED: ledger.EXPIRED,
+        }.get(state, ledger.FAILED)  # fmt: skip
         if await self.commands.close(command, status, detail=detail, reason=reason) is None:
             self.commands.note(command, command.status, state, detail)  # ended meanwhile
         return changed

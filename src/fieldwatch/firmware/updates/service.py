@@ -52,7 +52,8 @@ from fieldwatch.firmware.updates.machine import UpdateMachine
 COMMAND = "firmware_update"
 #: How long an update waits for its device by default (the command's TTL).
 DEFAULT_TTL_S = 7 * 24 * 3600
-UNSIGNED = "unsigned"
+UNSIGNED = compat.UNSIGNED
+UPDATE_RUNNING = "update_running"
 #: Where an update can still be cancelled: before the device installs it.
 CANCELLABLE = tuple(s for s in st.OPEN if s not in st.NOT_CANCELLABLE)
 
@@ -125,6 +126,7 @@ class UpdateService(UpdateMachine):
             raise UpdateRunning(
                 f"Update {running.command_id} to {running.target_version} is still "
                 f"{running.state} on this device; cancel it or wait for it to end.",
+                reason=UPDATE_RUNNING,
                 update_id=str(running.command_id),
             )
 
@@ -208,6 +210,16 @@ class UpdateService(UpdateMachine):
             update, st.CANCELLED, reason=None, detail=f"cancelled by {actor}",
             from_states=from_states,
         )  # fmt: skip
+
+    async def expire_by(
+        self, update: FirmwareUpdate, detail: str, *, from_states: Sequence[str]
+    ) -> FirmwareUpdate | None:
+        """The server ends an update that may no longer start (a rollout's window
+        ended): the update and its ledger command end as expired, ``detail`` kept with
+        the transition. None when the update is no longer in ``from_states``."""
+        return await self._finish(
+            update, st.EXPIRED, reason=None, detail=detail, from_states=from_states
+        )
 
     # --- devices ------------------------------------------------------------------------
 
