@@ -1,5 +1,6 @@
 """Helpers of the console's tests: signing in over HTTP, and a real browser (Debian's
-headless Chromium driven by Playwright) with axe-core's accessibility checks."""
+headless Chromium driven by Playwright) with axe-core's accessibility checks and the
+page's JavaScript errors."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from axe_playwright_python.async_playwright import Axe
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
 from conftest import PASSWORD, Actor, Served, missing
 
@@ -53,6 +54,20 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
         yield await context.new_page()
     finally:
         await context.close()
+
+
+def script_errors(page: Page) -> list[str]:
+    """The page's JavaScript errors from now on (a refused request's status, which the
+    browser also logs as "Failed to load resource", is expected and shown on the page)."""
+    seen: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            seen.append(message.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: seen.append(str(exc)))
+    return seen
 
 
 async def serious_violations(page: Page) -> list[dict[str, Any]]:

@@ -1,16 +1,18 @@
-"""What the console's integrations tests share: the Oura stand-in served for a test, an
+"""What the console's integrations tests share: the Oura stand-in served for a test (the
+``oura`` fixture: a test module imports it), signing in to the integrations pages, an
 account connected and its ring synced for real (Fieldwatch's OAuth endpoints, the
 import API, the sync engine's run), and a failed run to retry."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
+import pytest
 
 from conftest import Actor
+from console_helpers import csrf_of, sign_in_http
 from fieldwatch.core.settings import Settings
 from fieldwatch.integrations.models import SyncRun
 from fieldwatch.runtime import Runtime
@@ -20,12 +22,23 @@ from sync_helpers import runs
 
 USER = "oura-console-1"
 HR = "/v2/usercollection/heartrate"
+BASE = "/console/integrations"
 
 
-@contextlib.asynccontextmanager
-async def standin(settings: Settings) -> AsyncIterator[Vendor]:
+@pytest.fixture
+async def oura(settings: Settings) -> AsyncIterator[Vendor]:
+    """The Oura stand-in, with the account of ``USER``."""
     async with oura_standin(settings, users=[USER]) as vendor:
         yield vendor
+
+
+async def console_as(client: httpx.AsyncClient, actor: Actor) -> str:
+    """Sign ``client`` in as ``actor``; the session's CSRF token."""
+    signed = await sign_in_http(client, actor.email)
+    assert signed.status_code == 303, signed.text
+    page = await client.get(BASE)
+    assert page.status_code == 200, page.text
+    return csrf_of(page.text)
 
 
 @dataclass

@@ -5,37 +5,15 @@ paged back, the subscriptions tab; axe-core's checks and no JavaScript errors.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-from playwright.async_api import ConsoleMessage, Page, expect
+from playwright.async_api import Page, expect
 
 from conftest import Actor, Factory, Served
-from console_helpers import browser, page, serious_violations, sign_in
-from console_sync_helpers import standin, synced_ring
-from fieldwatch.core.settings import Settings
+from console_helpers import browser, page, script_errors, serious_violations, sign_in
+from console_sync_helpers import oura, synced_ring
 from fieldwatch.runtime import Runtime
 from standins.vendor import Vendor
 
-__all__ = ["browser", "page"]  # the fixtures
-
-
-@pytest.fixture
-async def oura(settings: Settings) -> AsyncIterator[Vendor]:
-    async with standin(settings) as vendor:
-        yield vendor
-
-
-def script_errors(page: Page) -> list[str]:
-    seen: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error" and not message.text.startswith("Failed to load resource"):
-            seen.append(message.text)
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: seen.append(str(exc)))
-    return seen
+__all__ = ["browser", "oura", "page"]  # the fixtures
 
 
 async def test_consent_and_the_access_log(

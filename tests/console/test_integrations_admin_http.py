@@ -8,37 +8,20 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 from sqlalchemy import func, select
 
 from conftest import Actor, Factory
-from console_helpers import csrf_of
-from console_helpers import sign_in_http as sign_in
-from console_sync_helpers import standin, synced_ring
+from console_sync_helpers import BASE, console_as, oura, synced_ring
 from fieldwatch.core.settings import Settings
 from fieldwatch.integrations.models import Connection, HealthAccess
 from fieldwatch.runtime import Runtime
 from standins.vendor import Vendor
 
-BASE = "/console/integrations"
+__all__ = ["oura"]  # the fixture
+
 HTMX = {"hx-request": "true"}
-
-
-@pytest.fixture
-async def oura(settings: Settings) -> AsyncIterator[Vendor]:
-    async with standin(settings) as vendor:
-        yield vendor
-
-
-async def console_as(client: httpx.AsyncClient, actor: Actor) -> str:
-    signed = await sign_in(client, actor.email)
-    assert signed.status_code == 303, signed.text
-    page = await client.get(BASE)
-    assert page.status_code == 200, page.text
-    return csrf_of(page.text)
 
 
 def checked(text: str, connection: str) -> list[str]:

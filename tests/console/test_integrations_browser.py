@@ -7,40 +7,18 @@ and no JavaScript errors."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-from playwright.async_api import ConsoleMessage, Dialog, Page, expect
+from playwright.async_api import Dialog, Page, expect
 
 from conftest import Actor, Factory, Served
-from console_helpers import browser, page, serious_violations, sign_in
-from console_sync_helpers import failed_run, standin, synced_ring
-from fieldwatch.core.settings import Settings
+from console_helpers import browser, page, script_errors, serious_violations, sign_in
+from console_sync_helpers import failed_run, oura, synced_ring
 from fieldwatch.runtime import Runtime
 from standins.vendor import Vendor
 from sync_helpers import runs
 
-__all__ = ["browser", "page"]  # the fixtures
+__all__ = ["browser", "oura", "page"]  # the fixtures
 
 LIVE_MS = 5000
-
-
-@pytest.fixture
-async def oura(settings: Settings) -> AsyncIterator[Vendor]:
-    async with standin(settings) as vendor:
-        yield vendor
-
-
-def script_errors(page: Page) -> list[str]:
-    seen: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error" and not message.text.startswith("Failed to load resource"):
-            seen.append(message.text)
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: seen.append(str(exc)))
-    return seen
 
 
 async def test_catalogue_sync_now_live_history_and_retry(

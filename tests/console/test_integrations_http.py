@@ -9,37 +9,18 @@ from __future__ import annotations
 import html as html_lib
 import re
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 
 from conftest import Actor, Factory
-from console_helpers import csrf_of
-from console_helpers import sign_in_http as sign_in
-from console_sync_helpers import USER, failed_run, standin, synced_ring
+from console_sync_helpers import BASE, USER, console_as, failed_run, oura, synced_ring
 from fieldwatch.core.settings import Settings
 from fieldwatch.runtime import Runtime
 from integration_helpers import consent
 from standins.vendor import Vendor
 from sync_helpers import readings, runs
 
-BASE = "/console/integrations"
-
-
-@pytest.fixture
-async def oura(settings: Settings) -> AsyncIterator[Vendor]:
-    async with standin(settings) as vendor:
-        yield vendor
-
-
-async def console_as(client: httpx.AsyncClient, actor: Actor) -> str:
-    """Sign ``client`` in as ``actor``; the session's CSRF token."""
-    signed = await sign_in(client, actor.email)
-    assert signed.status_code == 303, signed.text
-    page = await client.get(BASE)
-    assert page.status_code == 200, page.text
-    return csrf_of(page.text)
+__all__ = ["oura"]  # the fixture
 
 
 def section(text: str, element_id: str) -> str:

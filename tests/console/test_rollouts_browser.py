@@ -11,11 +11,11 @@ import asyncio
 import json
 import uuid
 
-from playwright.async_api import ConsoleMessage, Page, expect
+from playwright.async_api import Page, expect
 from sqlalchemy import update
 
 from conftest import Actor, Served
-from console_helpers import browser, page, serious_violations, sign_in
+from console_helpers import browser, page, script_errors, serious_violations, sign_in
 from fieldwatch.devices.models import Device
 from fieldwatch.runtime import Runtime
 from firmware_helpers import report, update_frame
@@ -27,20 +27,6 @@ from ws_helpers import connected, recv
 __all__ = ["browser", "page"]  # the fixtures
 
 LIVE_MS = 5000
-
-
-def script_errors(page: Page) -> list[str]:
-    """The page's JavaScript errors from now on (a refused request's status, which the
-    browser also logs as "Failed to load resource", is expected and shown on the page)."""
-    seen: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error" and not message.text.startswith("Failed to load resource"):
-            seen.append(message.text)
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: seen.append(str(exc)))
-    return seen
 
 
 async def ws_device(served: Served, who: Actor, name: str) -> WsDevice:
