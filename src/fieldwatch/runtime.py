@@ -194,8 +194,9 @@ def schedule_jobs(rt: Runtime) -> None:
 def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime:
     settings.check_production_safety()
     engine = create_engine(
-        settings.resolved_database_url, pool_size=settings.db_pool_size, echo=settings.db_echo
-    )
+        settings.resolved_database_url, pool_size=settings.db_pool_size, echo=settings.db_echo,
+        pgbouncer=settings.db_pgbouncer,
+    )  # fmt: skip
     secret = load_or_create_secret(settings)
     codec = TokenCodec(
         secret,

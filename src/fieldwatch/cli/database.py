@@ -29,7 +29,7 @@ HOW_TO_MIGRATE = "run `fieldwatch db upgrade` (or `fieldwatch serve --init`) fir
 
 async def upgrade_schema(settings: Settings) -> str | None:
     """Migrate to head; the new revision, or ``None`` if it was current already."""
-    engine = create_engine(settings.resolved_database_url)
+    engine = create_engine(settings.resolved_database_url, pgbouncer=settings.db_pgbouncer)
     try:
         before = await migrate.current_revision(engine)
         await migrate.upgrade(engine)
@@ -58,7 +58,7 @@ async def require_schema(settings: Settings) -> None:
     missing = _missing_sqlite_file(url)
     if missing:
         raise CliError(f"No database at {missing}: {HOW_TO_MIGRATE}.")
-    engine = create_engine(url)
+    engine = create_engine(url, pgbouncer=settings.db_pgbouncer)
     try:
         current = await migrate.current_revision(engine)
     finally:

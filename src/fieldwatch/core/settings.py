@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy/PostgreSQL URL; default: SQLite file in data_dir"
     )
     db_pool_size: int = 20
+    db_pgbouncer: bool = Field(
+        default=False,
+        description="The database URL points at PgBouncer in transaction mode: no cached "
+        "prepared statements, no session state kept between transactions",
+    )
     db_echo: bool = False
 
     rabbitmq_url: str | None = Field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +49,30 @@ IDLE_PING_S = 5.0
 AFTER_FAILURE_S = 30.0
 
 
+def unique_statement_name() -> str:
+    """A prepared statement's name no other statement ever had: behind PgBouncer in
+    transaction mode a server connection outlives the client connection that prepared a
+    statement on it, and asyncpg's own names (a per-connection counter) would collide."""
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
+def pgbouncer_connect_args() -> dict[str, Any]:
+    """asyncpg's arguments for PgBouncer in transaction mode: no statement cache (a
+    transaction may run on another server connection than the one that prepared it)."""
+    return {"statement_cache_size": 0, "prepared_statement_name_func": unique_statement_name}
+
+
 def create_engine(
-    url: str | URL, *, pool_size: int = 10, echo: bool = False, idle_ping_s: float = IDLE_PING_S
+    url: str | URL,
+    *,
+    pool_size: int = 10,
+    echo: bool = False,
+    idle_ping_s: float = IDLE_PING_S,
+    pgbouncer: bool = False,
 ) -> AsyncEngine:
+    """``pgbouncer``: the URL points at PgBouncer in transaction mode (or another pooler
+    that hands each transaction any server connection): no cached prepared statements,
+    in asyncpg nor in SQLAlchemy's dialect."""
     parsed = normalize_url(url) if isinstance(url, str) else url
     # Statement parameters hold stored secrets (webhook signing secrets, password hashes):
     # kept out of the echo and out of database errors' messages, which get logged.
@@ -73,6 +95,8 @@ def create_engine(
         pool_timeout=10,
         connect_args={"timeout": 5},
     )
+    if pgbouncer:  # asyncpg's cache and SQLAlchemy dialect's own
+        kwargs["connect_args"].update(pgbouncer_connect_args(), prepared_statement_cache_size=0)
     engine = create_async_engine(parsed, **kwargs)
     discard_broken_connections(engine)
     ping_when_idle(engine, idle_ping_s)

@@ -44,7 +44,9 @@ class TelemetryHub:
         store: ReadingStore
         if engine.dialect.name == "postgresql":
             dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-            store = PostgresReadingStore(dsn, connections=settings.ingest_writers)
+            store = PostgresReadingStore(
+                dsn, connections=settings.ingest_writers, pgbouncer=settings.db_pgbouncer
+            )
         else:
             store = SqliteReadingStore(engine)
         self.store = store

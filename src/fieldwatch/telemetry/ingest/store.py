@@ -14,6 +14,10 @@ values, so the writer only has to insert. Two ways in:
   keys of those that were (usually none), for the per-request split of new and
   duplicate readings.
 
+Behind PgBouncer in transaction mode (``pgbouncer``) nothing may outlive a transaction:
+no statement cache, every query in a transaction of its own, and the staging table is
+made in the careful write's transaction and dropped at its commit.
+
 SQLite: multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` through SQLAlchemy, and
 rollups and latest values computed here.
 """
@@ -110,10 +114,17 @@ def split_counts(chunks: Sequence[Chunk], total: int, distinct: int, stored: set
     return counts
 
 
+STAGE_COLUMNS = (
+    "(series_id bigint NOT NULL, ts timestamptz NOT NULL, value float8, text_value text, "
+    "quality int2)"
+)
+
+
 class PostgresReadingStore:
-    def __init__(self, dsn: str, *, connections: int = 2) -> None:
+    def __init__(self, dsn: str, *, connections: int = 2, pgbouncer: bool = False) -> None:
         self.dsn = dsn
         self.connections = connections
+        self.pgbouncer = pgbouncer
         self._pool: Any = None
         self.partitions = partitions.PartitionManager()
         #: How many writes took each path (for tests and the benchmark's curiosity).
@@ -131,20 +142,22 @@ class PostgresReadingStore:
 
         async def setup(conn: Any) -> None:
             await conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS readings_stage (series_id bigint NOT NULL, "
-                "ts timestamptz NOT NULL, value float8, text_value text, quality int2) "
+                f"CREATE TEMP TABLE IF NOT EXISTS readings_stage {STAGE_COLUMNS} "
                 "ON COMMIT DELETE ROWS"
             )
 
+        options: dict[str, Any] = {"init": setup}
+        if self.pgbouncer:
+            options = {"statement_cache_size": 0}
         self._pool = await asyncpg.create_pool(
             self.dsn,
             min_size=0,  # no background reconnect loop (and its tracebacks) in an outage
             max_size=self.connections,
             command_timeout=60,
-            init=setup,
             server_settings={"timezone": "UTC", "application_name": "fieldwatch-writer"},
+            **options,
         )
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire() as conn, conn.transaction():
             await self.partitions.load(conn)
             now = datetime.now().astimezone()
             await self._ensure_partitions(conn, now, now + timedelta(weeks=2))
@@ -166,7 +179,8 @@ class PostgresReadingStore:
             try:
                 await self.partitions.ensure(conn, weeks)
             except asyncpg.DuplicateTableError:
-                await self.partitions.load(conn)  # another process made it meanwhile
+                async with conn.transaction():  # another process made it meanwhile
+                    await self.partitions.load(conn)
 
     async def write(self, chunks: Sequence[Chunk]) -> list[int]:
         import asyncpg
@@ -193,6 +207,10 @@ class PostgresReadingStore:
                     self.fast_writes += 1
                     return [len(c.rows) for c in chunks]
             async with conn.transaction():
+                if self.pgbouncer:
+                    await conn.execute(
+                        f"CREATE TEMP TABLE readings_stage {STAGE_COLUMNS} ON COMMIT DROP"
+                    )
                 await conn.copy_records_to_table("readings_stage", records=records, columns=COLUMNS)
                 distinct, _inserted, dup_series, dup_ts = await conn.fetchrow(DEDUP_SQL)
         self.careful_writes += 1
