@@ -394,17 +394,20 @@ def test_the_simulator_reports_only_what_the_server_confirmed() -> None:
     for update_id in ("u1", "u2", "u3"):
         tally.seen(update_id)
     tally.outcome = {"u1": "completed", "u2": "failed"}  # u3: the server has not finished it
+    tally.reasons = {"u2": "signature_invalid"}
     tally.power_losses = 1
     stats = Stats(transport="ws", devices=3, updates=tally)
     confirmed = Figures(stats, updates_confirmed=True)
     assert "3 firmware updates taken (1 completed, 1 failed per the server)" in confirmed.line()
     assert confirmed.line().endswith(", 1 power cuts mid-download")  # live, not only at the end
-    assert confirmed.summary(None)[-1] == (
+    assert confirmed.summary(None)[-2:] == [
         "  Firmware: 3 firmware updates taken (1 completed, 1 failed per the server); "
-        "1 power cuts mid-download."
-    )
+        "1 power cuts mid-download.",
+        "  Why they failed, per the server: 1 signature_invalid.",
+    ]
     unknown = Figures(stats, updates_confirmed=False)
     assert "outcome not confirmed" in unknown.line()
+    assert "Why they failed" not in "\n".join(unknown.summary(None))
     assert "completed" not in unknown.line()
     assert Figures(Stats(transport="ws", devices=1)).summary(None)[-1].startswith("Done:")
     # No cut yet: named when the run cuts power, left out when it does not.

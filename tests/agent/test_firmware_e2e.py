@@ -201,6 +201,7 @@ async def test_the_simulator_counts_what_the_server_confirms(
         assert (tally.completed, tally.failed) == (0, 1)
         (state,) = tally.outcome.values()
         assert state == "failed"
+        assert list(tally.reasons.values()) == ["rolled_back"]  # the server's reason
     finally:
         await platform.close()
 

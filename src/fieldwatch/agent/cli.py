@@ -14,7 +14,8 @@ import contextlib
 import signal
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
@@ -28,6 +29,7 @@ from fieldwatch.agent.progress import Figures, Progress
 from fieldwatch.agent.sim_firmware import FirmwareSim, UpdateTally
 from fieldwatch.agent.simulator import Stats, simulate
 from fieldwatch.core.settings import Settings, get_settings
+from fieldwatch.firmware.artifacts.signing import fingerprint, parse_public_key
 
 #: Bind addresses meaning "every interface", and the address to connect to instead.
 ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104
@@ -35,6 +37,25 @@ ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S1
 SETTLE_S = 15.0
 #: How often readings published over MQTT are looked for through the API.
 CONFIRM_EVERY_S = 5.0
+
+
+def share(text: str) -> Any:
+    """An option that is a share, 0 to 1."""
+    return typer.Option(min=0, max=1, help=text)
+
+
+TrustKeys = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--trust-key",
+        metavar="FILE",
+        exists=True,
+        dir_okay=False,
+        help="An Ed25519 public key (PEM, or base64 of the raw 32 bytes: what the workspace's "
+        "signing keys take) to check firmware signatures with; repeatable. With it the devices "
+        "take only firmware signed with one of these keys",
+    ),
+]
 
 
 class TransportName(StrEnum):
@@ -102,6 +123,26 @@ async def prepare(platform: Platform, plan: Plan) -> tuple[str, list[SimDevice]]
     return where, await platform.fleet(plan.devices)
 
 
+def read_trust_key(path: Path) -> bytes:
+    """The raw Ed25519 public key in the file ``path``, written as the workspace's key
+    registration takes it (PEM, or base64 of the raw 32 bytes); ValueError naming the
+    file when it holds no such key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"--trust-key {path}: not a text file; expected an Ed25519 "
+                         "public key as PEM, or base64 of its raw 32 bytes") from None  # fmt: skip
+    except OSError as exc:
+        raise ValueError(f"--trust-key {path}: cannot read it ({exc.strerror})") from None
+    if "PRIVATE KEY" in text:
+        raise ValueError(f"--trust-key {path}: a private key; give the devices its public key "
+                         f"(openssl pkey -in {path} -pubout)")  # fmt: skip
+    try:
+        return parse_public_key(text)
+    except ValueError as exc:
+        raise ValueError(f"--trust-key {path}: {exc}") from None
+
+
 def interrupt_sets(stop: asyncio.Event) -> None:
     """The first Ctrl-C ends the run gracefully (the summary is printed); a second one
     interrupts."""
@@ -122,6 +163,9 @@ async def run(plan: Plan, progress: Progress) -> Figures:
         broker = f" ({plan.mqtt_url})" if plan.transport is TransportName.mqtt else ""
         progress.note(f"{len(fleet)} simulated devices {where}, over {plan.transport.value}"
                       f"{broker}, every {plan.interval:g} s.")  # fmt: skip
+        if keys := plan.firmware.public_keys:
+            progress.note("They take only firmware signed with one of these keys: "
+                          + ", ".join(fingerprint(key) for key in keys) + ".")  # fmt: skip
         mqtt = plan.transport is TransportName.mqtt
         confirmer = Confirmer(platform) if mqtt and plan.creds.given else None
         tally = UpdateTally()
@@ -167,6 +211,16 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def firmware_sim(failure_rate: float, power_loss_rate: float, trust: list[Path]) -> FirmwareSim:
+    """How the devices take updates; exits with 2 when a ``--trust-key`` file holds no key."""
+    try:
+        keys = tuple(dict.fromkeys(read_trust_key(path) for path in trust))
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    return FirmwareSim(failure_rate=failure_rate, power_loss_rate=power_loss_rate,
+                       public_keys=keys)  # fmt: skip
+
+
 def simulate_command(
     devices: Annotated[int, typer.Option(min=1, help="How many virtual devices")] = 10,
     transport: Annotated[TransportName, typer.Option(help="ws, mqtt or http")] = TransportName.ws,
@@ -198,27 +252,23 @@ def simulate_command(
     ] = None,
     update_failure_rate: Annotated[
         float,
-        typer.Option(
-            min=0,
-            max=1,
-            help="Share of firmware updates that fail at install or come back on the old version",
-        ),
+        share("Share of firmware updates that fail at install or come back on the old version"),
     ] = 0.0,
     power_loss_rate: Annotated[
         float,
-        typer.Option(
-            min=0,
-            max=1,
-            help="Share of firmware updates whose download a power "
-            "cut interrupts (the device comes back and resumes)",
+        share(
+            "Share of firmware updates whose download a power cut interrupts (the "
+            "device comes back and resumes)"
         ),
     ] = 0.0,
+    trust_key: TrustKeys = None,
 ) -> None:
     """Run a fleet of virtual devices (temperature, humidity, draining battery, occasional
     spikes) against a running server, through its API: the devices SIM-00000… are
     created the first time and get fresh tokens each run (earlier simulator tokens are
     revoked). They answer the commands ping, reboot and set_reporting_interval, apply
-    pushed configuration and take firmware updates."""
+    pushed configuration and take firmware updates (checking their signatures with the
+    --trust-key keys)."""
     try:
         settings = get_settings()
     except ValidationError as exc:
@@ -229,7 +279,7 @@ def simulate_command(
         raise fail("--email needs --password (or FIELDWATCH_PASSWORD).", 2)
     if not creds.given and not provisioning_key:
         raise fail(needs_credentials(target), 2)
-    firmware = FirmwareSim(failure_rate=update_failure_rate, power_loss_rate=power_loss_rate)
+    firmware = firmware_sim(update_failure_rate, power_loss_rate, trust_key or [])
     plan = Plan(target, creds, provisioning_key, transport, devices, interval, duration,
                 mqtt_url or default_mqtt_url(settings, target), firmware)  # fmt: skip
     progress = Progress()

@@ -245,14 +245,17 @@ class Platform:
 
         return await bounded(serials(count), register)
 
-    async def update_outcome(self, update_id: str) -> str | None:
-        """``completed`` or ``failed`` once the server has finished the update, else None."""
+    async def update_outcome(self, update_id: str) -> tuple[str, str | None] | None:
+        """``("completed", None)``, or ``("failed", reason)`` (the server's reason, else
+        the state: ``expired``, ``cancelled``), once the server has finished the update;
+        else None."""
         path = f"/api/v1/firmware/updates/{update_id}"
         r = await self.request("GET", path, ok=(200, 404))
-        state = r.json().get("state") if r.status_code == 200 else None
+        body = r.json() if r.status_code == 200 else {}
+        state = body.get("state")
         if state in ("failed", "expired", "cancelled"):
-            return "failed"
-        return "completed" if state == "completed" else None
+            return "failed", str(body.get("reason") or state)
+        return ("completed", None) if state == "completed" else None
 
     # --- reading back -------------------------------------------------------------------
 

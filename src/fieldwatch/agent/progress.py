@@ -3,7 +3,8 @@ terminal, one line per report otherwise) and the final summary, each figure name
 what was verified: "stored" only for readings the server acknowledged after its commit
 (WebSocket, HTTP) or that the API shows (MQTT, "confirmed"); "published" for readings
 only an MQTT broker acknowledged. Firmware updates count as completed or failed only
-once the API shows them so; power cuts are those the simulator made."""
+once the API shows them so (with the reasons it gives for the failures); power cuts are
+those the simulator made."""
 
 from __future__ import annotations
 
@@ -97,6 +98,9 @@ class Figures:
         if tally is None or not tally.taken:
             return []
         lines = [f"  Firmware: {self.updates()}; {tally.power_losses} power cuts mid-download."]
+        if self.updates_confirmed and (reasons := tally.failure_reasons()):
+            told = ", ".join(f"{count} {reason}" for reason, count in reasons)
+            lines.append(f"  Why they failed, per the server: {told}.")
         if tally.last_error:
             lines.append(f"  Asking the API about them failed: {tally.last_error}")
         return lines

@@ -6,10 +6,14 @@ then it restarts and comes back on the new version. ``failure_rate`` is the shar
 updates that go wrong, half of them at install (``install_failed``), half by coming
 back on the old version (the server marks those ``rolled_back``). ``power_loss_rate``
 is the share of updates during which the device loses power mid-download: gone for
-``power_loss_s`` seconds, it comes back and continues its download by Range.
+``power_loss_s`` seconds, it comes back and continues its download by Range. With
+``public_keys`` (raw Ed25519 public keys) a device takes only firmware signed with one of
+them: any other, or an unsigned one, fails with ``signature_invalid``; without them it
+takes unsigned firmware and fails signed firmware (it knows no key to check it with).
 
 What the totals say is what the server says: an update counts as completed or failed
-once the API shows it so (``UpdateTally``), never because the device thinks so.
+once the API shows it so (``UpdateTally``, with the reason the server gives for each
+failure), never because the device thinks so.
 
 Over WebSocket and MQTT updates are pushed; a device over HTTP polls for them
 (``GET /api/v1/device/firmware/next``) at the interval the server answers.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import random
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +45,7 @@ class FirmwareSim:
     install_s: float = 3.0
     power_loss_s: float = 3.0
     directory: Path | None = None  # where downloads go (default: a temporary directory)
+    public_keys: tuple[bytes, ...] = ()  # the keys firmware must be signed with, when given
 
 
 class UpdateTally:
@@ -48,6 +54,7 @@ class UpdateTally:
     def __init__(self) -> None:
         self.taken: set[str] = set()
         self.outcome: dict[str, str] = {}  # update id -> completed | failed (per the API)
+        self.reasons: dict[str, str] = {}  # update id -> why it failed (per the API)
         self.last_error: str | None = None
         self.power_losses = 0
 
@@ -62,6 +69,10 @@ class UpdateTally:
     def failed(self) -> int:
         return sum(1 for state in self.outcome.values() if state != "completed")
 
+    def failure_reasons(self) -> list[tuple[str, int]]:
+        """The reasons the server gave for the failed updates, most frequent first."""
+        return Counter(self.reasons.values()).most_common()
+
     async def check(self, platform: Platform) -> None:
         """Ask the API about the updates not yet finished."""
         for update_id in sorted(self.taken - set(self.outcome)):
@@ -71,7 +82,9 @@ class UpdateTally:
                 self.last_error = str(exc)
                 return
             if final is not None:
-                self.outcome[update_id] = final
+                self.outcome[update_id], reason = final
+                if reason is not None:
+                    self.reasons[update_id] = reason
         self.last_error = None
 
     async def run(self, platform: Platform, every_s: float, stop: asyncio.Event) -> None:
@@ -96,8 +109,10 @@ class SimulatedUpdates:
         self.doomed: dict[str, str] = {}  # update id -> how it goes wrong
         self.cut_power: set[str] = set()  # updates whose download a power cut interrupts
         root = sim.directory or Path(tempfile.gettempdir()) / "fieldwatch-simulate"
-        firmware = agent.enable_firmware_updates(root / name, install=self.install,
-                                                 reboot=self.reboot, poll_updates=True)  # fmt: skip
+        firmware = agent.enable_firmware_updates(
+            root / name, install=self.install, reboot=self.reboot, poll_updates=True,
+            public_keys=sim.public_keys, require_signature=bool(sim.public_keys),
+        )  # fmt: skip
         self._report = firmware.updater.hooks.report
         firmware.updater.hooks.report = self.report
 
