@@ -108,9 +108,11 @@ def test_serve_init_bootstraps_a_working_platform(env: dict[str, str], tmp_path:
     assert password.group(1) not in output.split("password:")[1].split("\n", 1)[1]  # printed once
 
     # Second start: no new admin, nothing printed; the credentials from the first work.
+    # The public address (OAuth callbacks) is the one --port chose.
+    oura = {"FIELDWATCH_OURA__CLIENT_ID": "cid", "FIELDWATCH_OURA__CLIENT_SECRET": "s" * 16}
     proc = subprocess.Popen(
         [*FIELDWATCH, "serve", "--init", "--port", str(port)],
-        env=env,
+        env={**env, **oura},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -125,6 +127,11 @@ def test_serve_init_bootstraps_a_working_platform(env: dict[str, str], tmp_path:
         token = r.json()["access_token"]
         me = httpx.get(f"{base}/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
         assert me.json()["workspace"]["name"] == "default"
+        auth = httpx.post(f"{base}/api/v1/integrations/oura/auth", json={},
+                          headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        assert auth.status_code == 200, auth.text
+        callback = f":{port}/api/v1/integrations/oura/callback"
+        assert auth.json()["redirect_uri"].endswith(callback), auth.json()
         proc.terminate()
         second = proc.communicate(timeout=15)[0]
     finally:

@@ -105,6 +105,7 @@ def _run_workers(settings: Settings, host: str, port: int, workers: int) -> None
             err=True,
         )
     os.environ["FIELDWATCH_ROLE"] = settings.role  # each worker reads its settings anew
+    os.environ["FIELDWATCH_HOST"], os.environ["FIELDWATCH_PORT"] = host, str(port)
     uvicorn.run(
         "fieldwatch.app:create_worker_app", factory=True, workers=workers,
         host=host, port=port, **server_options(settings),
@@ -150,6 +151,9 @@ def serve(
     check_role(settings)
     host = host or settings.host
     port = port or settings.port
+    # What the process listens on is what the settings say: the public address
+    # (FIELDWATCH_PUBLIC_URL's default: OAuth callbacks, signed download links) follows it.
+    settings = settings.model_copy(update={"host": host, "port": port})
     ensure_port_free(host, port)
     if settings.device_ws_port and duties_of(settings.role).devices:
         ensure_port_free(settings.device_ws_host, settings.device_ws_port, "device WebSockets")
