@@ -12,7 +12,7 @@ import httpx
 from conftest import Actor
 from fieldwatch.core.settings import Settings, VendorApp
 from standins.garmin import Garmin, garmin_app
-from standins.google_health import GoogleHealth, google_health_app
+from standins.google_health import KEYSET_PATH, GoogleHealth, google_health_app
 from standins.oura import Oura, oura_app
 from standins.server import serve
 from standins.vendor import Vendor
@@ -61,7 +61,8 @@ async def google_health_standin(settings: Settings, **kw: object) -> AsyncIterat
     async with serve(google_health_app(vendor)) as base:
         settings.google_health = VendorApp(client_id=vendor.client_id,
                                            client_secret=vendor.client_secret,
-                                           auth_url=base, api_url=base, token_url=base)  # fmt: skip
+                                           auth_url=base, api_url=base, token_url=base,
+                                           webhook_keyset_url=f"{base}{KEYSET_PATH}")  # fmt: skip
         yield vendor
 
 

@@ -41,9 +41,10 @@ from fieldwatch.firmware.rollouts.engine import RolloutEngine
 from fieldwatch.firmware.updates.dependencies import FIRMWARE_UPDATES
 from fieldwatch.firmware.updates.sweeper import FirmwareUpdates
 from fieldwatch.integrations.crypto import KeyRing, load_key_ring
-from fieldwatch.integrations.dependencies import KEY_RING, SYNC_ENGINE
+from fieldwatch.integrations.dependencies import GOOGLE_HEALTH_KEYS, KEY_RING, SYNC_ENGINE
 from fieldwatch.integrations.exports.cleanup import PERIOD as EXPORT_CLEANUP_PERIOD
 from fieldwatch.integrations.sync.engine import SyncEngine
+from fieldwatch.integrations.webhooks.google_signature import SignatureKeys
 from fieldwatch.monitoring.dependencies import LIMITS, PRESENCE
 from fieldwatch.monitoring.limits import RATE_LIMITS_CHANGED, DeviceLimiter
 from fieldwatch.monitoring.presence import PresenceTracker
@@ -296,3 +297,4 @@ def install(app: Starlette, runtime: Runtime) -> None:
     FIRMWARE_FILES.put(app, runtime.firmware_files)
     KEY_RING.put(app, runtime.key_ring)
     SYNC_ENGINE.put(app, runtime.sync)
+    GOOGLE_HEALTH_KEYS.put(app, SignatureKeys())

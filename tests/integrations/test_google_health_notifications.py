@@ -1,8 +1,11 @@
-"""Google Health's notifications against its stand-in: the subscriber endpoint check
-(201 with the secret, 401 without), an UPSERT queuing a webhook sync from its
-interval's start, a DELETE removing the readings stored in its interval (rollups
-rebuilt, in the access log, not back on the next sync), and deliveries without the
-secret or of another shape refused."""
+"""Google Health's notifications against its stand-in, signed as Google's webhooks
+service signs them (a Tink ECDSA P-256 signature of the body in
+``GOOGLE-HEALTH-API-SIGNATURE``, checked against the keyset the stand-in publishes): the
+subscriber endpoint check (201 with the secret, 401 without), an UPSERT queuing a
+webhook sync from its interval's start, a DELETE removing the readings stored in its
+interval (rollups rebuilt, in the access log, not back on the next sync), deliveries
+unsigned, forged, tampered with, with a wrong secret or of another shape refused, a key
+rotation followed, and keys that cannot be fetched answered 503."""
 
 from __future__ import annotations
 
@@ -13,9 +16,11 @@ import pytest
 
 from conftest import problem
 from fieldwatch.core.settings import Settings
+from fieldwatch.integrations.dependencies import GOOGLE_HEALTH_KEYS
+from fieldwatch.integrations.webhooks.google_signature import REFETCH_S, REFRESH_S, SignatureKeys
 from fieldwatch.runtime import Runtime
 from integration_helpers import API, connect_as, google_health_standin, import_device
-from standins.google_health import GoogleHealth, notification
+from standins.google_health import SIGNATURE_HEADER, GoogleHealth, notification
 from sync_helpers import readings, runs
 
 USER = "ghu-notify-1"
@@ -32,6 +37,14 @@ async def google(settings: Settings) -> AsyncIterator[GoogleHealth]:
     async with google_health_standin(settings, users=[USER]) as vendor:
         settings.google_health.webhook_secret = SECRET
         yield vendor
+
+
+async def _post(client, google: GoogleHealth, delivery: object,
+                auth: dict[str, str] | None = None):  # fmt: skip
+    """``delivery`` as Google sends it: signed; with the secret only if ``auth``."""
+    body, signed = google.signed(delivery)
+    headers = {"content-type": "application/json", **signed, **(auth or {})}
+    return await client.post(HOOK, content=body, headers=headers)
 
 
 async def _synced(client, actor, runtime: Runtime) -> tuple[str, str]:
@@ -72,13 +85,13 @@ async def test_an_upsert_queues_a_webhook_sync_from_its_interval(
     _, device = await _synced(client, admin, runtime)
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
     body = notification(USER, "UPSERT", "steps", start, start + timedelta(minutes=15))
-    answer = await client.post(HOOK, json=body, headers=AUTH)
+    answer = await _post(client, google, body)  # Google sends no Authorization then
     assert answer.status_code == 204, answer.text
     (_, hinted) = await runs(runtime, device)
     assert (hinted.sync_type, hinted.status, hinted.data_types) == ("webhook", "queued", ["steps"])
     assert hinted.since == start
     ignored = notification(USER, "UPSERT", "floors", start, start + timedelta(minutes=5))
-    assert (await client.post(HOOK, json=ignored, headers=AUTH)).status_code == 204
+    assert (await _post(client, google, ignored, AUTH)).status_code == 204
     assert len(await runs(runtime, device)) == 2  # a type not synced queues nothing
     await runtime.sync.run_once()
     assert (await runs(runtime, device))[-1].status == "completed"
@@ -96,8 +109,7 @@ async def test_a_delete_removes_the_readings_of_its_interval(
     gone = [t for t in before if start <= t < end]
     assert gone == last
     google.delete("steps", start, end)
-    answer = await client.post(HOOK, json=notification(USER, "DELETE", "steps", start, end),
-                               headers=AUTH)  # fmt: skip
+    answer = await _post(client, google, notification(USER, "DELETE", "steps", start, end))
     assert answer.status_code == 204, answer.text
     assert await readings(runtime, device, "steps") == [t for t in before if t not in gone]
     assert await _day_steps(client, admin, device, day) < total  # the rollups rebuilt
@@ -119,9 +131,86 @@ async def test_refused_deliveries_change_nothing(client, admin, google, runtime)
     before = await readings(runtime, device, "steps")
     start = before[0]
     body = notification(USER, "DELETE", "steps", start, start + timedelta(hours=1))
-    problem(await client.post(HOOK, json=body), 401)
-    problem(await client.post(HOOK, json={"not": "a list"}, headers=AUTH), 400)
+    signed, signature = google.signed(body)
+    plain = {"content-type": "application/json"}
+
+    unsigned = problem(await client.post(HOOK, content=signed, headers={**plain, **AUTH}), 401)
+    assert unsigned["type"].endswith("bad-signature") and "no signature" in unsigned["detail"]
+    forger = GoogleHealth()  # a key of its own, not in Google's keyset
+    _, forged = forger.signed(body)
+    refused = problem(await client.post(HOOK, content=signed, headers={**plain, **forged}), 401)
+    assert "does not match" in refused["detail"]
+    tampered = signed.replace(b'"DELETE"', b'"UPSERT"')
+    problem(await client.post(HOOK, content=tampered, headers={**plain, **signature}), 401)
+    garbled = {SIGNATURE_HEADER: "not base64!"}
+    problem(await client.post(HOOK, content=signed, headers={**plain, **garbled}), 401)
+    wrong = {"authorization": "Bearer not-the-secret"}  # signed, but a wrong secret
+    problem(await client.post(HOOK, content=signed, headers={**plain, **signature, **wrong}),
+            401)  # fmt: skip
+    assert await readings(runtime, device, "steps") == before
+    assert len(await runs(runtime, device)) == 1
+
+    problem(await _post(client, google, {"not": "a list"}), 400)
     google_other = notification("someone-else", "DELETE", "steps", start,
                                 start + timedelta(hours=1))  # fmt: skip
-    assert (await client.post(HOOK, json=google_other, headers=AUTH)).status_code == 204
+    assert (await _post(client, google, google_other)).status_code == 204
     assert await readings(runtime, device, "steps") == before
+    assert (await _post(client, google, body)).status_code == 204  # the genuine one
+    assert await readings(runtime, device, "steps") == [
+        t for t in before if t >= start + timedelta(hours=1)
+    ]
+
+
+async def test_a_rotated_key_is_fetched_once(client, app, admin, google, runtime) -> None:
+    clock = [1000.0]
+    GOOGLE_HEALTH_KEYS.put(app, SignatureKeys(clock=lambda: clock[0]))
+    _, device = await _synced(client, admin, runtime)
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=2)
+    hint = notification(USER, "UPSERT", "steps", start, start + timedelta(minutes=15))
+    assert (await _post(client, google, hint)).status_code == 204
+    clock[0] += REFETCH_S
+    assert (await _post(client, google, hint)).status_code == 204
+    assert google.keyset_fetches == 1  # kept between notifications
+    google.rotate(keep_old=False)  # Google signs with a new key, the old one withdrawn
+    rotated = await _post(client, google, hint)
+    assert rotated.status_code == 204, rotated.text
+    assert google.keyset_fetches == 2  # the unknown key id fetched the keyset again
+    clock[0] += REFRESH_S  # an hour on: fetched again, whatever the key
+    assert (await _post(client, google, hint)).status_code == 204
+    assert google.keyset_fetches == 3
+    _, forged = GoogleHealth().signed(hint)  # another unknown key id, right after
+    body, _ = google.signed(hint)
+    problem(
+        await client.post(
+            HOOK, content=body, headers={"content-type": "application/json", **forged}
+        ),
+        401,
+    )
+    assert google.keyset_fetches == 3  # not fetched again at a forger's bidding
+    (_, hinted) = await runs(runtime, device)
+    assert hinted.sync_type == "webhook"
+
+
+async def test_keys_that_cannot_be_fetched_answer_503(client, admin, google, settings,
+                                                      runtime) -> None:  # fmt: skip
+    await _synced(client, admin, runtime)
+    settings.google_health.webhook_keyset_url += ".missing"  # the keyset answers 404
+    hint = notification(USER, "UPSERT", "steps", datetime.now(UTC) - timedelta(hours=1),
+                        datetime.now(UTC))  # fmt: skip
+    answer = await _post(client, google, hint)
+    problem(answer, 503)
+    assert answer.headers["retry-after"] == "60"  # Google delivers it again later
+
+
+async def test_without_signature_checks_the_secret_alone_decides(
+    client, admin, google, settings, runtime
+) -> None:
+    settings.google_health.webhook_verify_signature = False
+    _, device = await _synced(client, admin, runtime)
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=2)
+    body = notification(USER, "UPSERT", "steps", start, start + timedelta(minutes=15))
+    problem(await client.post(HOOK, json=body), 401)
+    assert (await client.post(HOOK, json=body, headers=AUTH)).status_code == 204
+    assert google.keyset_fetches == 0
+    (_, hinted) = await runs(runtime, device)
+    assert hinted.sync_type == "webhook"

@@ -5,7 +5,11 @@ way, unless ``rotate_refresh``), revocation, the user's identity and data points
 data type filtered on a time range (AIP-160, as Google documents it) and paged with
 ``pageSize``/``pageToken``. Faults are scripted as for every stand-in (429 with
 Retry-After, 500, a revoked grant). Data the user deleted (``delete``) is no longer
-served; ``notification`` builds the deliveries Google sends to a subscriber."""
+served; ``notification`` builds the deliveries Google sends to a subscriber, and
+``signed`` signs one as Google's webhooks service does: a Tink ECDSA P-256 signature of
+the body, base64, in ``GOOGLE-HEALTH-API-SIGNATURE``, checked against the public keyset
+served at ``KEYSET_PATH`` (``rotate`` puts a new signing key in front, as Google's
+30-day rotation does)."""
 
 from __future__ import annotations
 
@@ -18,8 +22,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+import tink
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from tink import json_proto_keyset_format, signature
 
 from standins.vendor import Grant, Vendor, _challenge, oauth_app
 
@@ -32,6 +38,8 @@ _TERM = re.compile(r'^\s*(\w+)\.([\w.]+)\s*(>=|<)\s*"([^"]+)"\s*$')
 RECORDS = {"heart-rate": "sample", "oxygen-saturation": "sample", "weight": "sample",
            "steps": "interval", "distance": "interval", "sleep": "session",
            "daily-resting-heart-rate": "daily", "daily-respiratory-rate": "daily"}  # fmt: skip
+KEYSET_PATH = "/googlehealthapi/webhooks/webhooks_public_keyset.json"
+SIGNATURE_HEADER = "google-health-api-signature"
 _FILTER_ON = {"sample": "sample_time.physical_time", "interval": "interval.start_time",
               "session": "interval.start_time", "daily": "date"}  # fmt: skip
 
@@ -46,8 +54,42 @@ class GoogleHealth(Vendor):
     #: Data the user deleted: (data type, start, end); not served any more.
     deleted: list[tuple[str, datetime, datetime]] = field(default_factory=list)
 
+    #: The webhooks service's signing keys (Tink, ECDSA P-256); the public half is served.
+    signing: tink.KeysetHandle = field(default_factory=lambda: _new_signing_key())
+    #: Keys no longer used to sign, still published (a rotation's old key).
+    retired: list[tink.KeysetHandle] = field(default_factory=list)
+    keyset_fetches: int = 0
+
     def delete(self, data_type: str, start: datetime, end: datetime) -> None:
         self.deleted.append((data_type, start, end))
+
+    def signed(self, delivery: Any) -> tuple[bytes, dict[str, str]]:
+        """The body of ``delivery`` (JSON) and its signature header, as Google sends them."""
+        body = json.dumps(delivery, separators=(",", ":")).encode()
+        sign = self.signing.primitive(signature.PublicKeySign)
+        return body, {SIGNATURE_HEADER: base64.b64encode(sign.sign(body)).decode()}
+
+    def rotate(self, keep_old: bool = True) -> None:
+        """Sign with a new key from now on; the old one stays published if ``keep_old``."""
+        if keep_old:
+            self.retired.append(self.signing)
+        self.signing = _new_signing_key()
+
+    def public_keyset(self) -> str:
+        """The published keyset: every key's public half, the signing key primary."""
+        keys, primary = [], None
+        for handle in (self.signing, *self.retired):
+            published = json.loads(
+                json_proto_keyset_format.serialize_without_secret(handle.public_keyset_handle())
+            )
+            primary = primary or published["primaryKeyId"]
+            keys.extend(published["key"])
+        return json.dumps({"primaryKeyId": primary, "key": keys})
+
+
+def _new_signing_key() -> tink.KeysetHandle:
+    signature.register()
+    return tink.new_keyset_handle(signature.signature_key_templates.ECDSA_P256)
 
 
 def notification(user: str, operation: str, data_type: str, start: datetime,
@@ -266,6 +308,11 @@ def google_health_app(vendor: GoogleHealth) -> FastAPI:
         vendor.revocations.append(grant.user_id)
         return JSONResponse({})
 
+    @app.get(KEYSET_PATH)
+    async def keyset() -> Response:
+        vendor.keyset_fetches += 1
+        return Response(vendor.public_keyset(), media_type="application/json")
+
     @app.get("/v4/users/me/identity")
     async def identity(request: Request) -> dict[str, Any]:
         user = vendor.user_of(request)
@@ -301,7 +348,9 @@ def google_health_app(vendor: GoogleHealth) -> FastAPI:
 
 
 __all__ = [
+    "KEYSET_PATH",
     "OFFSET",
+    "SIGNATURE_HEADER",
     "GoogleHealth",
     "google_health_app",
     "heart_rate",

@@ -28,6 +28,12 @@ class VendorApp(BaseModel):
     #: the subscriber is registered at the vendor by hand (Google Health's
     #: ``endpointAuthorization.secret``); unset: its notifications are refused.
     webhook_secret: str | None = None
+    #: Notifications must carry the vendor's signature of their body, checked with its
+    #: published public keys (Google Health); false: the secret alone is checked.
+    webhook_verify_signature: bool = True
+    #: Where those public keys are published (Google Health's Tink keyset); unset: the
+    #: vendor's own address.
+    webhook_keyset_url: str | None = None
 
     @property
     def configured(self) -> bool:

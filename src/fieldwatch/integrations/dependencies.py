@@ -14,6 +14,7 @@ from fieldwatch.integrations.crypto import KeyRing
 from fieldwatch.integrations.sync.engine import SyncEngine
 from fieldwatch.integrations.sync.imports import DeviceImport
 from fieldwatch.integrations.sync.service import SyncService
+from fieldwatch.integrations.webhooks.google_signature import SignatureKeys
 
 KEY_RING: Slot[KeyRing] = Slot("key_ring")
 KeyRingDep = Annotated[KeyRing, Depends(KEY_RING)]
@@ -27,6 +28,10 @@ async def get_connection_service(
 
 ConnectionServiceDep = Annotated[ConnectionService, Depends(get_connection_service)]
 
+
+#: Google Health's public keys (kept per process), checking its notifications' signatures.
+GOOGLE_HEALTH_KEYS: Slot[SignatureKeys] = Slot("google_health_keys")
+GoogleHealthKeysDep = Annotated[SignatureKeys, Depends(GOOGLE_HEALTH_KEYS)]
 
 SYNC_ENGINE: Slot[SyncEngine] = Slot("sync_engine")
 SyncEngineDep = Annotated[SyncEngine, Depends(SYNC_ENGINE)]

@@ -10,9 +10,9 @@ POSTs of ``{"type": "verification"}``: with ``Authorization`` set to the secret 
 removed there); each interval has its ``physicalTimeInterval`` (``startTime``,
 ``endTime``, RFC 3339).
 
-Authenticity rests on the secret, compared in constant time, over HTTPS. Google also
-signs each body (an ECDSA P-256 signature in a header, checked with Google's published
-public key); that check needs the key at hand and is not made here.
+Google signs the body of each request (``google_signature``): that signature is what
+makes a notification authentic. The secret (compared in constant time) answers the
+endpoint check; with a notification it must be right where Google sends it.
 """
 
 from __future__ import annotations

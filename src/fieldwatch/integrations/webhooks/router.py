@@ -1,6 +1,6 @@
 """HTTP: where the vendors call Fieldwatch (no login: Oura's calls are verified by their
-signature or verification token, Google Health's by the subscriber's secret; Withings'
-are hints only). The address to register is
+signature or verification token, Google Health's by Google's signature and the
+subscriber's secret; Withings' are hints only). The address to register is
 ``$FIELDWATCH_PUBLIC_URL/api/v1/integrations/{oura|withings|google_health}/webhook``."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fieldwatch.core.components import SettingsDep
 from fieldwatch.core.errors import NotFound
 from fieldwatch.db.dependencies import UowDep, WriteUow
+from fieldwatch.integrations.dependencies import GoogleHealthKeysDep
 from fieldwatch.integrations.webhooks.service import HintService
 from fieldwatch.telemetry.dependencies import TelemetryDep
 
@@ -58,24 +59,29 @@ async def webhook_head(kind: str) -> Response:
 
 @router.post("/{kind}/webhook", status_code=204, response_class=Response)
 async def webhook_notification(
-    kind: str, request: Request, uow: WriteUow, hints: HintsDep, telemetry: TelemetryDep
+    kind: str,
+    request: Request,
+    uow: WriteUow,
+    hints: HintsDep,
+    telemetry: TelemetryDep,
+    google_keys: GoogleHealthKeysDep,
 ) -> Response:
     """A notification: Oura's signed (a refused signature is a 401 and nothing is
     queued), Withings' a form (``userid``, ``appli``, ``startdate``, ``enddate``),
-    Google Health's a JSON array with the subscriber's secret in ``Authorization`` (its
-    endpoint check, ``{"type": "verification"}``, is answered 201). It queues a
+    Google Health's a JSON array signed by Google (``GOOGLE-HEALTH-API-SIGNATURE``; an
+    unsigned or forged one is a 401; its endpoint check, ``{"type": "verification"}``,
+    is answered 201 with the subscriber's secret in ``Authorization``). It queues a
     `webhook` sync of the account's devices, merged into one queued already; a deletion
     at the vendor removes what was stored of it."""
     _known(kind)
+    headers = {k.lower(): v for k, v in request.headers.items()}
     if kind == "oura":
-        headers = {k.lower(): v for k, v in request.headers.items()}
         await hints.oura(await request.body(), headers, telemetry)
         return Response(status_code=204)
     if kind == "google_health":
-        verified = await hints.google_health_delivery(
-            await request.body(), request.headers.get("authorization"), telemetry
-        )
-        return Response(status_code=201 if verified else 204)
+        checked = await hints.google_health_delivery(await request.body(), headers,
+                                                     google_keys, telemetry)  # fmt: skip
+        return Response(status_code=201 if checked else 204)
     form = {k: str(v) for k, v in (await request.form()).items()}
     await hints.withings(form)
     return Response(status_code=200)

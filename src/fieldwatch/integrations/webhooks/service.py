@@ -9,9 +9,12 @@ the data, as any sync does); the scheduled syncs catch whatever a lost hint miss
   queued. A ``delete`` removes the readings stored from that vendor record (the runs
   keep each record's id) through the telemetry service (rollups rebuilt), forgets the
   record's id and fetches nothing.
-- Google Health's carry the subscriber's secret (``google_health.authorised``): an
-  ``UPSERT`` is a hint for its data type from its intervals' start; a ``DELETE``
-  removes the readings of that data type stored in its intervals, and their ids.
+- Google Health's are signed by Google (``google_signature``: a missing or refused
+  signature is a 401, keys that cannot be fetched a 503 Google retries); the
+  subscriber's secret, where Google sends it, must be right, and alone answers the
+  endpoint check. An ``UPSERT`` is a hint for its data type from its intervals' start;
+  a ``DELETE`` removes the readings of that data type stored in its intervals, and
+  their ids.
 - Every deletion is in the access log (``delete``, by ``vendor:<connector>``).
 - Withings' are unsigned: the account (``userid``) and the window (``startdate``) only
   choose what to sync; a forged one costs a sync, never data.
@@ -29,13 +32,19 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from fieldwatch.core.clock import utcnow
-from fieldwatch.core.errors import AppError, BadRequest
+from fieldwatch.core.errors import AppError, BadRequest, ServiceUnavailable
 from fieldwatch.core.settings import Settings
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.integrations.connectors.registry import data_connector
 from fieldwatch.integrations.models import Connection, DeviceSync, HealthAccess
 from fieldwatch.integrations.sync.runs import open_run
 from fieldwatch.integrations.webhooks import google_health, oura, withings
+from fieldwatch.integrations.webhooks.google_signature import (
+    KeysUnavailable,
+    SignatureKeys,
+    Unverified,
+    signature_of,
+)
 from fieldwatch.integrations.webhooks.repository import WebhookRepository
 from fieldwatch.telemetry.query.queries import TelemetryQueries
 
@@ -90,22 +99,43 @@ class HintService:
                 touched += await self._hint(connection, metrics, None)
         return touched
 
-    async def google_health_delivery(self, body: bytes, authorization: str | None,
+    async def google_health_delivery(self, body: bytes, headers: dict[str, str],
+                                     keys: SignatureKeys,
                                      telemetry: TelemetryQueries) -> bool:  # fmt: skip
         """A Google Health delivery; True for its endpoint check (answered 201)."""
-        if not google_health.authorised(self.settings.google_health.webhook_secret,
-                                        authorization):  # fmt: skip
+        app = self.settings.google_health
+        authorization = headers.get("authorization")
+        secret_ok = google_health.authorised(app.webhook_secret, authorization)
+        if not app.webhook_secret or (authorization is not None and not secret_ok):
             log.warning("google health notification refused: not authorised")
             raise BadSignature("The notification does not carry the subscriber's secret.")
         try:
             parsed = json.loads(body)
-            if google_health.is_verification(parsed):
-                return True
+        except ValueError:
+            parsed = None
+        if google_health.is_verification(parsed):
+            if not secret_ok:
+                raise BadSignature("The endpoint check does not carry the subscriber's secret.")
+            return True
+        if app.webhook_verify_signature:
+            await self._google_signed(keys, body, signature_of(headers))
+        elif not secret_ok:
+            raise BadSignature("The notification does not carry the subscriber's secret.")
+        try:
             found = google_health.changes(parsed)
         except ValueError:
             raise BadRequest("Not a Google Health notification.") from None
         await self.google_health(found, telemetry)
         return False
+
+    async def _google_signed(self, keys: SignatureKeys, body: bytes, header: str | None) -> None:
+        try:
+            await keys.verify(self.settings.google_health.webhook_keyset_url, header, body)
+        except Unverified as why:
+            log.warning("google health notification refused", extra={"reason": str(why)})
+            raise BadSignature(f"The notification is refused: {why}.") from None
+        except KeysUnavailable as exc:
+            raise ServiceUnavailable(str(exc), headers={"Retry-After": "60"}) from None
 
     async def withings(self, form: dict[str, str]) -> int:
         """An unsigned Withings notification: a hint for the account and window."""
