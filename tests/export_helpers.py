@@ -64,8 +64,8 @@ def zipped(name: str, data: bytes, *extra: tuple[str, bytes]) -> bytes:
 
 
 def health_connect_db(path: Path, rows: dict[str, list[tuple[Any, ...]]]) -> bytes:
-    """A database with the tables Health Connect exports hold (the columns read), and
-    ``rows`` in them; its bytes."""
+    """A database with the tables Health Connect exports hold (the columns read, and the
+    user's app priority per data category), and ``rows`` in them; its bytes."""
     db = sqlite3.connect(path)
     db.executescript("""
         CREATE TABLE application_info_table (row_id INTEGER PRIMARY KEY, package_name TEXT,
@@ -83,6 +83,10 @@ def health_connect_db(path: Path, rows: dict[str, list[tuple[Any, ...]]]) -> byt
             zone_offset INTEGER, percentage REAL, app_info_id INTEGER);
         CREATE TABLE sleep_session_record_table (row_id INTEGER PRIMARY KEY, start_time INTEGER,
             start_zone_offset INTEGER, end_time INTEGER, app_info_id INTEGER);
+        CREATE TABLE distance_record_table (row_id INTEGER PRIMARY KEY, start_time INTEGER,
+            start_zone_offset INTEGER, end_time INTEGER, distance REAL, app_info_id INTEGER);
+        CREATE TABLE health_data_category_priority_table (row_id INTEGER PRIMARY KEY
+            AUTOINCREMENT, health_data_category INTEGER UNIQUE, app_id_priority_order TEXT);
     """)
     for table, values in rows.items():
         for row in values:

@@ -30,7 +30,7 @@ from defusedxml.ElementTree import iterparse
 
 from fieldwatch.integrations.connectors.base import Sample
 from fieldwatch.integrations.exports.base import Chunk, Chunker, InvalidExport, sniff
-from fieldwatch.integrations.exports.overlap import CUMULATIVE, Resolver
+from fieldwatch.integrations.exports.overlap import CUMULATIVE, Resolver, rank
 
 ROOT = "HealthData"
 MEMBER = "export.xml"
@@ -200,7 +200,7 @@ def _records(path: Path, max_unpacked: int, chunker: Chunker,
                     if metric == "sleep_duration":  # its value is its length: whole minutes
                         end = sample.ts + timedelta(minutes=float(sample.value or 0))
                     resolver.add(metric, sample.ts, end, float(sample.value or 0), source,
-                                 elem.get("device"))  # fmt: skip
+                                 rank(source, elem.get("device")))  # fmt: skip
                 elif found is not None:
                     chunk = chunker.add(found[0], source, found[1])
                     if chunk is not None:

@@ -10,11 +10,21 @@ app from ``application_info_table``):
 |---|---|---|
 | ``heart_rate_record_series_table`` (+ ``heart_rate_record_table``) | ``parent_key``, ``epoch_millis``, ``beats_per_minute`` (+ ``row_id``, ``start_zone_offset``, ``app_info_id``) | ``heart_rate`` |
 | ``resting_heart_rate_record_table`` | ``time``, ``zone_offset``, ``beats_per_minute`` | ``resting_heart_rate`` |
-| ``steps_record_table`` | ``start_time``, ``start_zone_offset``, ``count`` | ``steps`` |
-| ``distance_record_table`` | ``start_time``, ``start_zone_offset``, ``distance`` (m) | ``distance`` |
+| ``steps_record_table`` | ``start_time``, ``end_time``, ``start_zone_offset``, ``count`` | ``steps`` |
+| ``distance_record_table`` | ``start_time``, ``end_time``, ``start_zone_offset``, ``distance`` (m) | ``distance`` |
 | ``weight_record_table`` | ``time``, ``zone_offset``, ``weight`` (grams) | ``body_weight`` (kg) |
 | ``oxygen_saturation_record_table`` | ``time``, ``zone_offset``, ``percentage`` | ``spo2`` |
 | ``sleep_session_record_table`` | ``start_time``, ``end_time``, ``start_zone_offset`` | ``sleep_duration`` (min) |
+
+**Source priority.** Several apps write the same data (Samsung Health and Fitbit both
+count a walk). Health Connect counts, for any stretch of time, only the app highest in
+the user's *App priority* for that data category, and its database keeps that order:
+``health_data_category_priority_table`` (``health_data_category``: Android's
+``HealthDataCategory``, 1 activity, 5 sleep; ``app_id_priority_order``: the
+``application_info_table`` row ids, comma-separated, the first the highest). Steps,
+distance (activity) and time asleep (sleep) are resolved by that order as Apple
+exports are (``overlap``); apps not in the list come after those in it, and apps of
+the same rank by package name.
 """  # noqa: E501
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from pathlib import Path
 
 from fieldwatch.integrations.connectors.base import Sample
 from fieldwatch.integrations.exports.base import Chunk, Chunker, InvalidExport, sniff
+from fieldwatch.integrations.exports.overlap import CUMULATIVE, Resolver
 
 MEMBER = "health_connect_export.db"
 
@@ -44,18 +55,25 @@ class _Table:
     offset: str
     value: str
     scale: float = 1.0
+    end: str | None = None
 
 
 TABLES = (
     _Table("resting_heart_rate_record_table", "resting_heart_rate", "time", "zone_offset",
            "beats_per_minute"),
-    _Table("steps_record_table", "steps", "start_time", "start_zone_offset", "count"),
-    _Table("distance_record_table", "distance", "start_time", "start_zone_offset", "distance"),
+    _Table("steps_record_table", "steps", "start_time", "start_zone_offset", "count",
+           end="end_time"),
+    _Table("distance_record_table", "distance", "start_time", "start_zone_offset", "distance",
+           end="end_time"),
     _Table("weight_record_table", "body_weight", "time", "zone_offset", "weight", 0.001),
     _Table("oxygen_saturation_record_table", "spo2", "time", "zone_offset", "percentage"),
     _Table("sleep_session_record_table", "sleep_duration", "start_time", "start_zone_offset",
-           "(end_time - start_time)", 1 / 60000),
+           "(end_time - start_time)", 1 / 60000, end="end_time"),
 )  # fmt: skip
+PRIORITY_TABLE = "health_data_category_priority_table"
+#: Android's ``HealthDataCategory`` of the metrics whose sources overlap.
+ACTIVITY, SLEEP = 1, 5
+CATEGORY = {"steps": ACTIVITY, "distance": ACTIVITY, "sleep_duration": SLEEP}
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -145,11 +163,34 @@ def _sources(db: sqlite3.Connection, names: set[str]) -> dict[object, str]:
     return dict(db.execute("SELECT row_id, package_name FROM application_info_table"))
 
 
+def _priorities(db: sqlite3.Connection, names: set[str]) -> dict[int, list[int]]:
+    """The user's app priority per data category: app ids, the highest first."""
+    if PRIORITY_TABLE not in names:
+        return {}
+    if not {"health_data_category", "app_id_priority_order"} <= _columns(db, PRIORITY_TABLE):
+        return {}
+    out: dict[int, list[int]] = {}
+    for category, order in db.execute(
+        f"SELECT health_data_category, app_id_priority_order FROM {PRIORITY_TABLE}"  # noqa: S608
+    ):
+        ids = [int(part) for part in str(order or "").split(",") if part.strip().isdigit()]
+        if isinstance(category, int):
+            out[category] = ids
+    return out
+
+
+def _rank(priorities: dict[int, list[int]], metric: str, app: object) -> int:
+    """Where ``app`` is in the priority of ``metric``'s category (lower counts first);
+    after every app listed when it is not."""
+    order = priorities.get(CATEGORY.get(metric, -1), [])
+    return order.index(app) if isinstance(app, int) and app in order else len(order)
+
+
 def _rows(
     db: sqlite3.Connection, names: set[str]
-) -> Iterator[tuple[str, object, object, object, object]]:
-    """(metric, time ms, offset s, value, app id) of every readable row. The SQL is
-    built from this module's own table and column names only (never from the file)."""
+) -> Iterator[tuple[str, object, object, object, object, object]]:
+    """(metric, time ms, offset s, value, app id, end ms) of every readable row. The SQL
+    is built from this module's own table and column names only (never from the file)."""
     if {"heart_rate_record_series_table", "heart_rate_record_table"} <= names:
         parent = _columns(db, "heart_rate_record_table")
         offset = "p.start_zone_offset" if "start_zone_offset" in parent else "NULL"
@@ -159,7 +200,7 @@ def _rows(
             "FROM heart_rate_record_series_table s "
             "JOIN heart_rate_record_table p ON p.row_id = s.parent_key ORDER BY s.epoch_millis"
         ):
-            yield ("heart_rate", *row)
+            yield ("heart_rate", *row, None)
     for table in TABLES:
         if table.name not in names:
             continue
@@ -168,28 +209,52 @@ def _rows(
             continue
         offset = table.offset if table.offset in cols else "NULL"
         app = "app_info_id" if "app_info_id" in cols else "NULL"
+        end = table.end if table.end in cols else "NULL"
         for row in db.execute(
-            f"SELECT {table.time}, {offset}, {table.value}, {app} FROM {table.name} "  # noqa: S608
-            f"ORDER BY {table.time}"
+            f"SELECT {table.time}, {offset}, {table.value}, {app}, {end} "  # noqa: S608
+            f"FROM {table.name} ORDER BY {table.time}"
         ):
             value = row[2] * table.scale if isinstance(row[2], int | float) else None
-            yield table.metric, row[0], row[1], value, row[3]
+            yield table.metric, row[0], row[1], value, row[3], row[4]
 
 
 def read(path: Path, max_unpacked: int) -> Generator[Chunk]:
+    """The export's readings, chunk by chunk: in the order of the tables, then steps,
+    distance and sleep with their overlapping apps resolved by the user's app priority."""
     chunker = Chunker()
-    with open_db(path, max_unpacked) as db:
-        names = _known(db)
-        sources = _sources(db, names)
-        try:
-            for metric, millis, offset, value, app in _rows(db, names):
-                ts = _ts(millis, offset)
-                if ts is None:
-                    continue
-                number = round(float(value), 4) if isinstance(value, int | float) else None
-                chunk = chunker.add(metric, sources.get(app), Sample(ts, number))
-                if chunk is not None:
-                    yield chunk
-        except sqlite3.DatabaseError as exc:
-            raise InvalidExport(f"The database cannot be read ({exc}).") from None
-    yield from chunker.rest()
+    resolver = Resolver(path.parent)
+    try:
+        with open_db(path, max_unpacked) as db:
+            yield from _records(db, chunker, resolver)
+        yield from chunker.rest()
+        for metric, source, sample in resolver.resolved():
+            chunk = chunker.add(metric, source, sample)
+            if chunk is not None:
+                yield chunk
+        yield from chunker.rest()
+    finally:
+        resolver.close()
+
+
+def _records(db: sqlite3.Connection, chunker: Chunker, resolver: Resolver) -> Generator[Chunk]:
+    names = _known(db)
+    sources = _sources(db, names)
+    priorities = _priorities(db, names)
+    try:
+        for metric, millis, offset, value, app, end_ms in _rows(db, names):
+            ts = _ts(millis, offset)
+            if ts is None:
+                continue
+            number = round(float(value), 4) if isinstance(value, int | float) else None
+            if metric in CUMULATIVE and number is not None:
+                end = max(ts, _ts(end_ms, offset) or ts)
+                if metric == "sleep_duration":  # its value is its length: whole minutes
+                    end = ts + timedelta(minutes=number)
+                resolver.add(metric, ts, end, number, sources.get(app),
+                             _rank(priorities, metric, app))  # fmt: skip
+                continue
+            chunk = chunker.add(metric, sources.get(app), Sample(ts, number))
+            if chunk is not None:
+                yield chunk
+    except sqlite3.DatabaseError as exc:
+        raise InvalidExport(f"The database cannot be read ({exc}).") from None

@@ -1,17 +1,20 @@
-"""Sources that overlap in an Apple Health export: the iPhone and the Apple Watch (and
-apps) each record the steps they counted, so the same walk is in the export twice and
-summing every record double counts it. Apple's Health app shows one figure by giving
-the sources an order (Health → a data type → Data Sources & Access; the user can change
-it): for any stretch of time only the highest source counts.
+"""Sources that overlap in a health export: the iPhone and the Apple Watch (or, on
+Android, Samsung Health and Fitbit) each record the steps they counted, so the same walk
+is in the export twice and summing every record double counts it. Apple's Health app
+and Android's Health Connect both show one figure by giving the sources an order (Apple:
+Health → a data type → Data Sources & Access; Health Connect: Data and access → App
+priority, per data category): for any stretch of time only the highest source counts.
 
-The export does not carry the user's order, so Fieldwatch applies Apple's default one:
-**an Apple Watch before an iPhone before any other device or app** (a record's
-``device`` attribute says ``model:Watch`` or ``model:iPhone``; without one, its
-``sourceName`` naming a Watch or an iPhone), and sources of the same rank by name. A
-record of a lower source counts only for the part of its time no higher source covers,
-its value pro-rated over its length (linearly), at the start of that part; wholly
-covered, it is dropped. Records of one source never cancel each other out. This holds
-for the cumulative types, where overlaps add up: steps, distance and time asleep.
+Each reader gives its records a rank (lower counts first; sources of the same rank by
+name): Apple's export does not carry the user's order, so ``rank`` below applies Apple's
+default one, **an Apple Watch before an iPhone before any other device or app** (a
+record's ``device`` attribute says ``model:Watch`` or ``model:iPhone``; without one, its
+``sourceName`` naming a Watch or an iPhone); Health Connect's export carries the user's
+app priority (``health_connect``). A record of a lower source counts only for the part
+of its time no higher source covers, its value pro-rated over its length (linearly), at
+the start of that part; wholly covered, it is dropped. Records of one source never
+cancel each other out. This holds for the cumulative types, where overlaps add up:
+steps, distance and time asleep.
 
 Memory stays flat whatever the export's size: the records of those types wait in a
 temporary SQLite database beside the export and are resolved at the end in one pass in
@@ -40,7 +43,7 @@ WATCH, PHONE, OTHER = 0, 1, 2
 
 
 def rank(source: str | None, device: str | None) -> int:
-    """The default priority of a source (lower counts first)."""
+    """Apple's default priority of a source (lower counts first)."""
     found = _MODEL.search(device or "")
     model = found.group(1).lower() if found else ""
     name = (source or "").lower()
@@ -93,11 +96,11 @@ class Resolver:
         self.count = 0
 
     def add(self, metric: str, start: datetime, end: datetime, value: float, source: str | None,
-            device: str | None) -> None:  # fmt: skip
+            rank: int) -> None:  # fmt: skip
+        """A record of ``source``, ranked ``rank`` (lower counts first)."""
         offset = start.utcoffset() or timedelta()
         self.pending.append((metric, start.timestamp(), max(end, start).timestamp(), value,
-                             rank(source, device), source or "",
-                             int(offset.total_seconds())))  # fmt: skip
+                             rank, source or "", int(offset.total_seconds())))  # fmt: skip
         if len(self.pending) >= 5000:
             self._flush()
 
