@@ -41,12 +41,10 @@
     var all = document.getElementById("select-all");
     if (all) { all.checked = kept.all; }
     var back = kept.focused && document.getElementById(kept.focused);
-    var vanished = kept.focused && !back;
     kept = null;
     if (back && lostFocus()) { back.focus(); }
-    /* the control's row went (its alert acknowledged or cleared meanwhile): the outcome */
-    var results = document.getElementById("alerts-results");
-    if (vanished && lostFocus() && results) { results.focus(); }
+    /* the control's row went (its alert acknowledged or cleared meanwhile): the caller
+       puts the focus on the outcome (landOnOutcome) */
   }
 
   function lostFocus() { return !document.activeElement || document.activeElement === document.body; }
@@ -72,26 +70,34 @@
     if (message.type === "alert.raised" || shown(message.alert_id)) { soon(); }
   }
 
-  /* A row's button is gone once its alert is acknowledged or cleared: the focus goes to
-     the outcome rather than to the top of the page. Only when the focus was in the list
-     before the swap: a refresh never takes the focus from elsewhere on the page. */
-  var focusWasInList = false;
+  /* A row's button is gone once its alert is acknowledged or cleared, and an answer's
+     outcome replaces the outcome element: either way the focused element leaves the page
+     and the focus falls to the body without a focusin. Where the focus last went
+     (focusin: the list or the outcome) is kept, so after any swap — the answer's, its
+     out-of-band outcome, or a live refresh that came first and removed the button that
+     asked (htmx does not tell the page about an answer to a removed element) — the focus
+     lands on the outcome instead of the top of the page. A refresh never takes the focus
+     from elsewhere on the page. */
+  var focusInArea = false;
+  document.addEventListener("focusin", function (e) {
+    focusInArea = list.contains(e.target) || e.target.id === "alerts-results";
+  });
+  function landOnOutcome() {
+    var results = document.getElementById("alerts-results");
+    if (focusInArea && lostFocus() && results) { results.focus(); }
+  }
   document.body.addEventListener("htmx:beforeSwap", function (e) {
     if (e.detail.target !== list) { return; }
-    /* in the list, or on the outcome, which a bulk answer replaces (out of band) */
-    var active = document.activeElement;
-    focusWasInList = list.contains(active) || (active !== null && active.id === "alerts-results");
     var config = e.detail.requestConfig;
     if (config && config.elt === status) { keep(); }
   });
   document.body.addEventListener("htmx:afterSwap", function (e) {
     if (e.detail.target !== list) { return; }
-    var wasInList = focusWasInList;
-    focusWasInList = false;
     if (kept !== null) { restore(); }
-    var results = document.getElementById("alerts-results");
-    if (wasInList && lostFocus() && results) { results.focus(); }
+    landOnOutcome();
   });
+  document.body.addEventListener("htmx:oobAfterSwap", landOnOutcome);
+  document.body.addEventListener("htmx:afterSettle", landOnOutcome);
 
   form.addEventListener("change", function (e) {
     if (e.target.id !== "select-all") { return; }
