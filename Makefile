@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-console bench-devices bench-downloads bench-rollout bench-sync chaos clean
+.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-console bench-devices bench-downloads bench-rollout bench-sync chaos topology clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,15 @@ RUN_OPTS = $(if $(filter command line,$(origin HOST)),--host $(HOST)) \
 ## Start the whole platform (SQLite under ./data by default).
 run: $(STAMP)
 	$(BIN)/fieldwatch serve $(strip $(RUN_OPTS) --init)
+
+## The scaled-out installation of deploy/compose/ as local processes: a migration, 2 api
+## processes, a gateway and a worker behind nginx (the shipped deploy/nginx/fieldwatch.conf),
+## over this machine's PostgreSQL, Redis and RabbitMQ and a Mosquitto with dynamic security
+## it starts. Prints the URLs and the admin's login; Ctrl-C stops it and drops its database.
+## Needs Debian's nginx-light and mosquitto. Options: TOPOLOGY_ARGS='--port 8080 --workers 2'
+## (--help lists them).
+topology: $(STAMP)
+	$(BIN)/python -m fieldwatch.devtools topology $(TOPOLOGY_ARGS)
 
 ## The test suite: SQLite always, PostgreSQL too when FIELDWATCH_TEST_DATABASE_URL is set.
 ## It runs in one worker process per core (at most 4; each its own databases and ports),
