@@ -12,11 +12,14 @@ from collections.abc import AsyncIterator
 import aio_pika
 import pytest
 
+from fieldwatch.core.bus_groups import queue_name
 from fieldwatch.core.bus_rabbitmq import mask_url
+from fieldwatch.core.events import WORKERS
 
 RABBIT_URL = os.environ.get("FIELDWATCH_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 RUN_ID = uuid.uuid4().hex[:10]
+GROUPS = (WORKERS, "testers")
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +43,8 @@ async def exchange(rabbit_url: str) -> AsyncIterator[str]:
     connection = await aio_pika.connect(rabbit_url)
     try:
         channel = await connection.channel()
+        for group in GROUPS:  # the durable queues of subscription groups outlive processes
+            await channel.queue_delete(queue_name(name, group))
         await channel.exchange_delete(name)
     finally:
         await connection.close()

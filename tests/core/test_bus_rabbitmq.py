@@ -215,6 +215,35 @@ async def test_fan_out_to_every_process(make_bus: Callable[[], RabbitMQEventBus]
     assert await next_event(got_second) == sent
 
 
+async def test_a_group_handles_each_event_once_and_keeps_what_came_while_it_was_away(
+    make_bus: Callable[[], RabbitMQEventBus],
+) -> None:
+    publisher, first, second = make_bus(), make_bus(), make_bus()
+    await publisher.start()
+    got_first, handler_first = collector()
+    first.subscribe("device.*", handler_first, group="testers")
+    await first.start()
+    early = [make_event("device.status_changed", subject=uuid.uuid4()) for _ in range(3)]
+    await first.close()  # the group's only process goes away; its queue stays
+    for event in early:
+        await publisher.publish(event)
+    got_second, handler_second = collector()
+    second.subscribe("device.*", handler_second, group="testers")
+    await second.start()  # a new process of the group gets what came meanwhile
+    assert [await next_event(got_second) for _ in early] == early
+    third = make_bus()
+    third.subscribe("device.*", handler_second, group="testers")  # both into one queue
+    await third.start()
+    later = [make_event("device.created", subject=uuid.uuid4()) for _ in range(20)]
+    for event in later:
+        await publisher.publish(event)
+    seen = [await next_event(got_second) for _ in later]
+    await asyncio.sleep(0.5)  # a second copy of any would have come by now
+    assert got_second.empty()
+    assert sorted(e.id for e in seen) == sorted(e.id for e in later)  # each once
+    assert got_first.empty()
+
+
 async def test_failing_handler_does_not_stop_delivery(
     make_bus: Callable[[], RabbitMQEventBus], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -32,7 +32,7 @@ from fieldwatch.alerts.repository import AlertRepository
 from fieldwatch.alerts.rules import RuleView
 from fieldwatch.alerts.service import AlertService, view
 from fieldwatch.core.clock import utcnow
-from fieldwatch.core.events import Event, EventBus
+from fieldwatch.core.events import WORKERS, Event, EventBus
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.lifecycle import DeviceStatus
 from fieldwatch.devices.models import Device
@@ -66,10 +66,11 @@ class AlertEngine:
         bus.subscribe(events.ALERT_CLEARED, self._on_cleared)
 
     def subscribe_jobs(self, bus: EventBus) -> None:
-        """Offline alerts and clearing on lifecycle changes: a worker's work. Every worker
-        receives each event (fan-out): a repeat is recognised and changes nothing."""
-        bus.subscribe("device.presence_changed", self._on_presence)
-        bus.subscribe("device.status_changed", self._on_status)
+        """Offline alerts and clearing on lifecycle changes: a worker's work. One worker
+        handles each event, and events that came while none ran wait for one
+        (``events.WORKERS``); a repeat (a redelivery) is recognised and changes nothing."""
+        bus.subscribe("device.presence_changed", self._on_presence, group=WORKERS)
+        bus.subscribe("device.status_changed", self._on_status, group=WORKERS)
 
     def _uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessionmaker, self.bus)

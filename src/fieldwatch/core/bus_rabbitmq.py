@@ -10,6 +10,12 @@ of the matching events, and the exact pattern is applied again locally with
 ``fnmatch.fnmatchcase``, so a pattern matches exactly what it matches on
 ``InProcessEventBus``. Every process that subscribes to an event receives it (fan-out);
 events published while a process is disconnected are not kept for it.
+
+A subscription with a ``group`` goes to the group's own queue instead (``groups``): one
+durable quorum queue per group that every process of the group consumes, so each event
+is handled by one of them, and events published while none runs wait for the next
+(the worker role's webhook queueing and offline alerts: a restarted worker loses
+nothing).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from aio_pika.abc import (
 )
 from yarl import URL
 
+from fieldwatch.core.bus_groups import GroupQueues
 from fieldwatch.core.events import Event, Handler
 
 log = logging.getLogger(__name__)
@@ -144,6 +151,7 @@ class RabbitMQEventBus:
         self._close_timeout_s = close_timeout_s
         self._queue_name = f"fieldwatch.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         self._subs: list[tuple[str, Handler]] = []
+        self._groups = GroupQueues(exchange)
         self._connection: AbstractRobustConnection | None = None
         self._exchange: AbstractExchange | None = None
         self._queue: AbstractQueue | None = None
@@ -213,11 +221,15 @@ class RabbitMQEventBus:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         queue, tag = self._queue, self._consumer_tag
-        if queue is not None and tag is not None and connection.connected.is_set():
+        consumers = [(queue, tag), *self._groups.consumers()]
+        for queue, tag in consumers:
+            if queue is None or tag is None or not connection.connected.is_set():
+                continue
             try:
                 await queue.cancel(tag)
             except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError):
                 log.warning("could not cancel the event consumer", exc_info=True)
+        self._groups.forget()
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=self._close_timeout_s)
         self._connection = self._exchange = self._queue = None
@@ -226,14 +238,17 @@ class RabbitMQEventBus:
         await connection.close()
         log.info("event bus disconnected from %s", self.url)
 
-    def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]:
+    def subscribe(
+        self, pattern: str, handler: Handler, *, group: str | None = None
+    ) -> Callable[[], None]:
+        subs = self._subs if group is None else self._groups.subs.setdefault(group, [])
         entry = (pattern, handler)
-        self._subs.append(entry)
+        subs.append(entry)
         self._schedule_sync()
 
         def unsubscribe() -> None:
-            if entry in self._subs:
-                self._subs.remove(entry)
+            if entry in subs:
+                subs.remove(entry)
                 self._schedule_sync()
 
         return unsubscribe
@@ -310,9 +325,10 @@ class RabbitMQEventBus:
             if connection is None:
                 return
             wanted = {binding_key(pattern) for pattern, _ in self._subs}
+            if self._queue is None and not wanted:
+                await self._groups.sync(connection, self._prefetch, self._on_message)
+                return
             if self._queue is None:
-                if not wanted:
-                    return
                 channel = await connection.channel(publisher_confirms=False)
                 await channel.set_qos(prefetch_count=self._prefetch)
                 # Declared here too so a restored connection rebinds to an existing exchange.
@@ -330,6 +346,7 @@ class RabbitMQEventBus:
             for key in sorted(self._bound - wanted):
                 await self._queue.unbind(self._exchange_name, routing_key=key)
                 self._bound.discard(key)
+            await self._groups.sync(connection, self._prefetch, self._on_message)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         task = asyncio.current_task()
@@ -352,7 +369,9 @@ class RabbitMQEventBus:
             )
             await self._settle(message, ack=False)
             return
-        handlers = [h for p, h in list(self._subs) if fnmatch.fnmatchcase(event.type, p)]
+        group_subs = self._groups.subs_for(message)
+        subs = self._subs if group_subs is None else group_subs
+        handlers = [h for p, h in list(subs) if fnmatch.fnmatchcase(event.type, p)]
         if handlers:
             results = await asyncio.gather(
                 *(_call(h, event) for h in handlers), return_exceptions=True

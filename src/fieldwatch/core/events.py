@@ -45,10 +45,18 @@ class Event:
 Handler = Callable[[Event], Awaitable[None]]
 
 
+#: The group of the worker role's subscriptions (webhook queueing, offline alerts): on a
+#: broker-backed bus one of the group's processes handles each event, and events that
+#: come while none runs wait for one (``RabbitMQEventBus``).
+WORKERS = "workers"
+
+
 class EventBus(Protocol):
     async def publish(self, event: Event) -> None: ...
 
-    def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]: ...
+    def subscribe(
+        self, pattern: str, handler: Handler, *, group: str | None = None
+    ) -> Callable[[], None]: ...
 
 
 class InProcessEventBus:
@@ -66,7 +74,10 @@ class InProcessEventBus:
         #: "handler" → handlers that raised (a broker-backed bus also counts "publish").
         self.failures: Counter[str] = Counter()
 
-    def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]:
+    def subscribe(
+        self, pattern: str, handler: Handler, *, group: str | None = None
+    ) -> Callable[[], None]:
+        """``group`` matters only across processes: one process, one handler per group."""
         entry = (pattern, handler)
         self._subs.append(entry)
         self._by_type.clear()

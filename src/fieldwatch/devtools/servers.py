@@ -18,7 +18,9 @@ import os
 import shutil
 from dataclasses import dataclass
 
+from fieldwatch.core.bus_groups import queue_name
 from fieldwatch.core.bus_rabbitmq import mask_url
+from fieldwatch.core.events import WORKERS
 from fieldwatch.db.engine import normalize_url
 from fieldwatch.devtools.mosquitto import dynsec_plugin, mosquitto_binary
 from fieldwatch.devtools.nginx import nginx_binary
@@ -85,6 +87,7 @@ class Servers:
         connection = await aio_pika.connect(self.rabbitmq_url, timeout=CHECK_TIMEOUT_S)
         try:
             channel = await connection.channel()
+            await channel.queue_delete(queue_name(exchange, WORKERS))  # outlives processes
             await channel.exchange_delete(exchange)
         finally:
             await connection.close()

@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fieldwatch import __version__
 from fieldwatch.core.clock import utcnow
-from fieldwatch.core.events import Event, EventBus
+from fieldwatch.core.events import WORKERS, Event, EventBus
 from fieldwatch.core.settings import Settings
 from fieldwatch.webhooks import signing
 from fieldwatch.webhooks.models import DELIVERED, FAILED, PENDING
@@ -134,8 +134,10 @@ class WebhookDispatcher:
     # --- queueing ---------------------------------------------------------------------
 
     def subscribe(self, bus: EventBus) -> None:
+        """A worker's work: with several workers one of them queues each event (and
+        events that came while none ran wait for one: ``events.WORKERS``)."""
         for pattern in EVENT_PATTERNS:
-            self._unsubscribe.append(bus.subscribe(pattern, self.handle))
+            self._unsubscribe.append(bus.subscribe(pattern, self.handle, group=WORKERS))
 
     async def handle(self, event: Event) -> None:
         """Queue ``event`` for every enabled webhook of its workspace that wants it."""
