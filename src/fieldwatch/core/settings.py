@@ -121,6 +121,13 @@ class Settings(BaseSettings):
         description="At most this many received MQTT messages are stored in one group "
         "commit (and acknowledged after it); per-device work is done once per batch",
     )
+    mqtt_max_readings: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Readings one MQTT data message may carry (an array, several metrics); "
+        "a message with more is refused whole and the device told on its errors topic",
+    )
     mqtt_dynsec: bool = Field(
         default=True,
         description="With mqtt_url: manage device logins and topic rules in Mosquitto's "

@@ -35,7 +35,7 @@ class UpdateRequest:
 
 
 def update_topic(device_id: str, message: dict[str, Any]) -> str:
-    """Where an update message goes (``inbound.FRAME_TOPICS``)."""
+    """Where an update message goes (``channel.FRAME_TOPICS``)."""
     return topics.firmware_update(device_id, str(message["update_id"]))
 
 

@@ -28,9 +28,10 @@ from fieldwatch.transports.mqtt.authority import (
     DeviceWorkspaces,
     FieldwatchAuthority,
 )
+from fieldwatch.transports.mqtt.channel import MqttChannel
 from fieldwatch.transports.mqtt.guard import DeviceGuard
 from fieldwatch.transports.mqtt.identity import claim_client_id
-from fieldwatch.transports.mqtt.inbound import MqttChannel, MqttInbound
+from fieldwatch.transports.mqtt.inbound import MqttInbound
 from fieldwatch.transports.mqtt.link import MqttLink, MqttLinkOptions
 from fieldwatch.transports.mqtt.refusals import RefusedPublishes
 

@@ -16,9 +16,17 @@ refilled. The kick runs beside the batch, so the other devices' messages are not
 up by it.
 
 Readings refused one by one (e.g. beyond the device's limit on distinct metrics) are
-reported on the same topic, one message per device and batch::
+reported on the same topic, one message per device and batch (at most 100 of them;
+``index``: the reading's position in its message, when that was an array)::
 
     {"code": "rejected", "rejected": [{"sensor_type": "m1001", "reason": "…"}], "timestamp": …}
+
+A data message refused whole (``transports.mqtt.data``: not JSON, neither an object nor
+an array, more readings than a message may carry) is told with its topic::
+
+    {"code": "too_many_readings", "message": "…", "topic": "iot/devices/data/…", "limit": 1000,
+     "timestamp": …}
+    {"code": "bad_json", "message": "…", "topic": "iot/devices/data/…", "timestamp": …}
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ log = logging.getLogger(__name__)
 
 Kick = Callable[[str], Awaitable[Any]]
 KICK_DELAY_S = 1.0
+#: Refused readings listed in one report (the others are counted in the metrics only).
+MAX_REPORTED = 100
 
 
 class DeviceGuard:
@@ -86,9 +96,25 @@ class DeviceGuard:
             log.exception("MQTT: disconnecting device %s failed", device_id)
 
     async def report(self, device_id: uuid.UUID, rejected: list[dict[str, Any]]) -> None:
-        """Tell the device which of its readings were refused, and why."""
-        items = [{"sensor_type": r.get("metric"), "reason": r["reason"]} for r in rejected[:100]]
+        """Tell the device which of its readings were refused, and why (``position``:
+        where a reading was in its message's array)."""
+        items = []
+        for r in rejected[:MAX_REPORTED]:
+            item = {"sensor_type": r.get("metric"), "reason": r["reason"]}
+            if "position" in r:
+                item["index"] = r["position"]
+            items.append(item)
         await self.tell(device_id, {"code": "rejected", "rejected": items})
+
+    async def refuse(
+        self, device_id: uuid.UUID, topic: str, code: str, exc: Exception, limit: int | None = None
+    ) -> None:
+        """Tell the device that a message was refused whole (nothing of it stored)."""
+        log.info("MQTT: %s refused: %s", topic, exc)
+        body: dict[str, Any] = {"code": code, "message": str(exc), "topic": topic}
+        if limit is not None:
+            body["limit"] = limit
+        await self.tell(device_id, body)
 
     async def tell(self, device_id: uuid.UUID, body: dict[str, Any]) -> None:
         """Publish on the device's errors topic (QoS 0: advice, not data)."""

@@ -5,11 +5,14 @@ services publish, turned into calls of the services (``MqttGateway`` is an
 Messages arrive in batches. The readings of a batch (sensor data, heartbeats, status
 messages) go to ingestion's one entry point together, one batch per workspace, with
 every device heard from; QoS 1 messages are acknowledged to the broker only after their
-data is committed. Any message from a device marks it seen and opens its command channel, so
-commands and configuration waiting for it are published to its topics; its last will
+data is committed. A data message may carry many readings (``data``): a batch whose
+readings reach ``FIELDWATCH_INGEST_MAX_BATCH`` is stored and acknowledged in parts. Any
+message from a device marks it seen and opens its command channel, so commands and
+configuration waiting for it are published to its topics; its last will
 (``{"status": "offline"}`` on its status topic) marks it offline at once. A device's
-messages over its rate limit are dropped before they are decoded, and readings refused
-one by one are reported to the device (``guard``). Firmware update reports and requests,
+messages over its rate limit are dropped before they are decoded; a data message that
+cannot be read or holds too many readings is refused whole, and readings refused one by
+one are reported to the device (``guard``). Firmware update reports and requests,
 and the versions devices say they run, go to the update service (``firmware``).
 """
 
@@ -20,7 +23,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -36,22 +39,19 @@ from fieldwatch.core.errors import AppError
 from fieldwatch.db.faults import RETRY_AFTER_S, outages
 from fieldwatch.devices.provisioning import ProvisioningService
 from fieldwatch.devices.schemas import ProvisionRequest
-from fieldwatch.firmware.updates.messages import FRAME as FIRMWARE_FRAME
 from fieldwatch.firmware.updates.messages import version_in
 from fieldwatch.monitoring.presence import OFFLINE
 from fieldwatch.telemetry.ingest.batch import Batch
-from fieldwatch.telemetry.ingest.parse import (
-    NotAnObject,
-    add_reading,
-    decode_message,
-    device_message,
-)
+from fieldwatch.telemetry.ingest.parse import NotAnObject, decode_message, device_message
 from fieldwatch.telemetry.ingest.service import Incoming
+from fieldwatch.telemetry.ingest.writer import Overloaded
 from fieldwatch.transports.edge import DeviceEdge
 from fieldwatch.transports.mqtt import firmware, topics
 from fieldwatch.transports.mqtt.authority import DeviceWorkspaces, FieldwatchAuthority
+from fieldwatch.transports.mqtt.channel import MqttChannel
+from fieldwatch.transports.mqtt.data import Positions, TooManyReadings, add_readings, decode_data
 from fieldwatch.transports.mqtt.guard import DeviceGuard
-from fieldwatch.transports.mqtt.link import IncomingMessage, MqttLink, MqttLinkError
+from fieldwatch.transports.mqtt.link import IncomingMessage, MqttLink
 from fieldwatch.transports.mqtt.refusals import RefusedPublishes
 from fieldwatch.transports.mqtt.topics import Kind
 
@@ -72,58 +72,19 @@ DEVICE_KINDS = frozenset(
 CONTROL_KINDS = frozenset({Kind.CONTROL_COMMAND, Kind.CONTROL_CONFIG, Kind.CONTROL_FIRMWARE})
 
 
-#: The topic of each command kind's message (``commands.kinds.CommandKind.frame``):
-#: (device id, message) → topic.
-FRAME_TOPICS: dict[str, Callable[[str, dict[str, Any]], str]] = {
-    FIRMWARE_FRAME: firmware.update_topic
-}
-
-
-class MqttChannel:
-    """The command ledger's way to one device over MQTT (QoS 1 publishes)."""
-
-    transport = "mqtt"
-
-    def __init__(self, link: MqttLink, device_id: str) -> None:
-        self.link = link
-        self.device_id = device_id
-
-    async def _publish(self, topic: str, payload: dict[str, Any]) -> bool:
-        try:
-            await self.link.publish(topic, orjson.dumps(payload), qos=1)
-        except MqttLinkError as exc:
-            log.info("MQTT: could not publish to device %s: %s", self.device_id, exc)
-            return False
-        return True
-
-    async def send_command(self, message: dict[str, Any], frame: str = "command") -> bool:
-        topic_of = FRAME_TOPICS.get(frame)
-        if topic_of is not None:  # a command kind of its own (commands.kinds)
-            payload = {**message, "timestamp": time.time()}
-            return await self._publish(topic_of(self.device_id, message), payload)
-        if frame != "command":
-            log.warning("MQTT: no topic for %s messages (device %s)", frame, self.device_id)
-            return False
-        # Seed 003 names the arguments "parameters"; the WebSocket protocol "params".
-        payload = {**message, "parameters": message["params"], "timestamp": time.time()}
-        return await self._publish(topics.command(self.device_id, message["command_id"]), payload)
-
-    async def send_config(self, message: dict[str, Any]) -> bool:
-        payload = {**message, "updates": message["config"], "timestamp": time.time()}
-        return await self._publish(topics.config(self.device_id, message["config_id"]), payload)
-
-
 @dataclass
 class _Inbox:
-    """What one batch of messages amounts to, per workspace: the readings (each message
-    an item of its device, see ``Batch.owners``), and the devices heard from, with the
-    reason presence records."""
+    """What one batch of messages amounts to, per workspace: the readings (each message,
+    or each element of an array, an item of its device, see ``Batch.owners`` and
+    ``Positions``), and the devices heard from, with the reason presence records."""
 
     now: datetime  # readings without a timestamp: received now
     stamp: str = field(init=False)  # the same, as a reading's timestamp
     data: dict[uuid.UUID, Batch] = field(default_factory=lambda: defaultdict(Batch))
     heard: dict[uuid.UUID, dict[uuid.UUID, str]] = field(default_factory=lambda: defaultdict(dict))
     versions: dict[uuid.UUID, str] = field(default_factory=dict)  # device -> version it runs
+    positions: dict[uuid.UUID, Positions] = field(default_factory=lambda: defaultdict(Positions))
+    readings: int = 0  # in the data messages taken
 
     def __post_init__(self) -> None:
         self.stamp = self.now.isoformat()
@@ -145,31 +106,46 @@ class MqttInbound:
     channels: dict[uuid.UUID, MqttChannel]
 
     async def handle(self, messages: list[IncomingMessage]) -> None:
-        """One batch from the broker, acknowledged once it is stored. While the database
-        is unavailable the batch is retried (with backoff) and stays unacknowledged: the
+        """One batch from the broker, acknowledged once it is stored, in parts of about
+        ``ingest_max_batch`` readings. While the database is unavailable or the write
+        path saturated, a part is retried (with backoff) and stays unacknowledged: the
         broker holds back what follows, and nothing is lost if this process dies."""
+        done = 0
+        while done < len(messages):
+            done += await self._retrying(messages[done:] if done else messages)
+
+    async def _retrying(self, messages: list[IncomingMessage]) -> int:
         delay = 0.2
         while True:
             try:
-                await self._handle_once(messages)
-                return
+                return await self._handle_once(messages)
+            except Overloaded as exc:
+                wait = float(exc.retry_after)
             except Exception as exc:
                 if not outages.record(exc, f"MQTT gateway, {len(messages)} messages held"):
                     raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_AFTER_S)
+                wait, delay = delay, min(delay * 2, RETRY_AFTER_S)
+            await asyncio.sleep(wait)
 
-    async def _handle_once(self, messages: list[IncomingMessage]) -> None:
-        """Raises (so nothing is acknowledged) only when storage fails; a bad message is
-        logged and dropped, a message over its device's rate limit dropped before it is
-        decoded (``guard``)."""
+    async def _handle_once(self, messages: list[IncomingMessage]) -> int:
+        """Stores and acknowledges the first messages, up to those whose readings reach
+        ``ingest_max_batch``; returns how many. Raises (so nothing is acknowledged) only
+        when storage fails; a bad message is logged and dropped, a message over its
+        device's rate limit dropped before it is decoded (``guard``)."""
         inbox = _Inbox(utcnow())
-        for message in messages:
+        limit, taken = self.edge.settings.ingest_max_batch, len(messages)
+        for i, message in enumerate(messages):
+            if i and inbox.readings >= limit:
+                taken = i
+                break
             topic = topics.parse(message.topic)
             if topic is None:
                 self.refusals.refused("(unknown)", message.topic, "topic")
                 continue
             if topic.kind in DEVICE_KINDS and not await self._admit(topic, message.payload):
+                continue
+            if topic.kind is Kind.DATA:
+                await self._data(topic, message, inbox)
                 continue
             try:
                 payload = decode_message(message.payload)
@@ -185,17 +161,47 @@ class MqttInbound:
                 log.info("MQTT: %s refused: %s", message.topic, exc.detail)
             except ValueError as exc:
                 log.info("MQTT: %s refused: %s", message.topic, exc)
+        await self._store(inbox)
+        assert self.link is not None
+        self.link.ack(messages if taken == len(messages) else messages[:taken])
+        return taken
+
+    async def _store(self, inbox: _Inbox) -> None:
         for workspace_id in inbox.workspaces():
             batch = inbox.data.get(workspace_id) or Batch()
             heard = inbox.heard.get(workspace_id, {})
             result = await self.edge.ingest.ingest(
                 Incoming(workspace_id, batch, "mqtt", heard=heard)
             )
-            await self._report(result.rejected, batch.owners)
+            await self._report(result.rejected, batch.owners, inbox.positions.get(workspace_id))
         for device_id, version in inbox.versions.items():  # after the readings' commit
             await self.edge.firmware.version_reported(device_id, version)
-        assert self.link is not None
-        self.link.ack(messages)
+
+    async def _data(self, topic: topics.Topic, message: IncomingMessage, inbox: _Inbox) -> None:
+        """A data message's readings to its workspace's batch; one that cannot be read,
+        or holds too many readings, is refused whole and the device told why."""
+        try:
+            device_id = uuid.UUID(topic.device_id)
+        except ValueError:
+            device_id = None
+        workspace_id = None if device_id is None else await self._workspace_of(device_id)
+        if device_id is None or workspace_id is None:
+            self.refusals.refused(topic.device_id, message.topic, "unknown_device")
+            return
+        assert topic.sensor_type is not None
+        limit = self.edge.settings.mqtt_max_readings
+        try:
+            payload = decode_data(message.payload)
+            inbox.readings += add_readings(
+                inbox.data[workspace_id], inbox.positions[workspace_id], device_id,
+                topic.sensor_type, payload, inbox.stamp, limit,
+            )  # fmt: skip
+        except TooManyReadings as exc:
+            await self.guard.refuse(device_id, message.topic, "too_many_readings", exc, limit)
+        except ValueError as exc:
+            await self.guard.refuse(device_id, message.topic, "bad_json", exc)
+        _heard(inbox, workspace_id, device_id, "mqtt")
+        await self._attach(device_id)
 
     async def _admit(self, topic: topics.Topic, raw: bytes) -> bool:
         """Whether a device's message goes on: within its rate limit, or its last will
@@ -210,14 +216,21 @@ class MqttInbound:
         return topic.kind is Kind.STATUS and _is_last_will(raw)
 
     async def _report(
-        self, rejected: list[dict[str, Any]], owners: Mapping[int, uuid.UUID]
+        self,
+        rejected: list[dict[str, Any]],
+        owners: Mapping[int, uuid.UUID],
+        positions: Positions | None,
     ) -> None:
-        """Tell each device its readings that were refused (``owners``: item → device)."""
+        """Tell each device its readings that were refused (``owners``: item → device;
+        ``positions``: the items that were array elements, and where)."""
         by_device: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
         for item in rejected:
-            device = owners.get(item["index"])
-            if device is not None:
-                by_device[device].append(item)
+            index = item["index"]
+            device = owners.get(index)
+            if device is None:
+                continue
+            position = positions.of(index) if positions is not None else None
+            by_device[device].append(item if position is None else {**item, "position": position})
         for device, items in by_device.items():
             await self.guard.report(device, items)
 
@@ -237,14 +250,7 @@ class MqttInbound:
             self.refusals.refused(topic.device_id, str(topic), "unknown_device")
             return
         reason = "mqtt"
-        if kind is Kind.DATA:
-            batch = inbox.data[workspace_id]
-            add_reading(
-                batch, batch.next_item(device_id), device_id, topic.sensor_type,
-                payload.get("value"), payload.get("timestamp", inbox.stamp),
-                payload.get("unit"), payload.get("quality"), name_metric=True,
-            )  # fmt: skip
-        elif kind is Kind.STATUS and payload.get("status") == OFFLINE:
+        if kind is Kind.STATUS and payload.get("status") == OFFLINE:
             self._detach(device_id)
             await self.edge.presence.gone(workspace_id, device_id, reason="mqtt last will")
             return
@@ -266,9 +272,7 @@ class MqttInbound:
             return
         else:
             await self._ledger(topic, device_id, payload)
-        heard = inbox.heard[workspace_id]
-        if reason != "mqtt" or device_id not in heard:  # a heartbeat's reason goes first
-            heard[device_id] = reason
+        _heard(inbox, workspace_id, device_id, reason)
         await self._attach(device_id)
 
     async def _ledger(
@@ -373,6 +377,12 @@ class MqttInbound:
         channel = self.channels.pop(device_id, None)
         if channel is not None:
             self.edge.commands.detach(device_id, channel)
+
+
+def _heard(inbox: _Inbox, workspace_id: uuid.UUID, device_id: uuid.UUID, reason: str) -> None:
+    heard = inbox.heard[workspace_id]
+    if reason != "mqtt" or device_id not in heard:  # a heartbeat's reason goes first
+        heard[device_id] = reason
 
 
 def _is_last_will(raw: bytes) -> bool:

@@ -23,6 +23,9 @@ Control (trusted services to server)::
     iot/devices/control/{id}/command     iot/devices/control/{id}/config
     iot/devices/firmware/{id}/update
 
+A data message holds one reading, an array of readings, or (on the sensor type
+``metrics``) several metrics at once: see ``transports.mqtt.data``.
+
 ``{id}`` is the device id, except on the register topics used by a provisioning client,
 where it is the device's serial number or a one-time request id.
 """
@@ -41,6 +44,9 @@ MAX_ID = 100
 MAX_SEGMENT = 100
 #: MQTT limits a topic to 65535 bytes of UTF-8; ours are much shorter.
 MAX_TOPIC = 1024
+#: The data topic's sensor type for several metrics at once,
+#: ``iot/devices/data/{id}/metrics`` (see ``transports.mqtt.data``).
+METRICS = "metrics"
 
 _ID = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_ID}}}")
 _FORBIDDEN = re.compile(r"[/+#\x00-\x1f\x7f]")
