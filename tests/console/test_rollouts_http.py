@@ -128,6 +128,10 @@ async def test_a_refused_form_shows_each_message_next_to_its_field(
     r = await post(client, NEW, {**form(artifact, devices, target_kind="group"),
                                  "action": "preview"})  # fmt: skip
     assert r.status_code == 422 and 'id="re-group_id">choose a group<' in r.text
+    r = await post(client, NEW, {**form(artifact, devices), "artifact_id": "",
+                                 "action": "preview"})  # fmt: skip
+    assert r.status_code == 422
+    assert 'id="re-artifact_id">choose the firmware to roll out<' in r.text
     r = await post(client, NEW, {**form(artifact, devices, target_kind="filter"),
                                  "action": "preview"})  # fmt: skip
     assert r.status_code == 422 and "re-filter" in r.text and "needs at least one field" in r.text

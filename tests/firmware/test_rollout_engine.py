@@ -330,6 +330,32 @@ async def test_a_window_bounds_releases_and_updates(
     assert (figures["expired"], figures["cancelled"], figures["pending"]) == (1, 0, 3)
 
 
+async def test_a_window_that_ends_before_released_updates_started_aborts(
+    client, operator: Actor, runtime: Runtime
+) -> None:
+    clock = engine_clock(runtime)
+    artifact = await make_artifact(runtime, operator.workspace_id)
+    devices = await make_devices(runtime, operator.workspace_id, 3)
+    end = clock.now.replace(microsecond=0) + timedelta(seconds=100)
+    data = body(artifact, devices, canary=3, rate_per_minute=60, window_end=end.isoformat())
+    rid = await launch(client, operator, data)
+    await runtime.rollouts.run()
+    released = await updates_of(runtime, rid)
+    assert [u.state for u in released] == ["pending"] * 3  # the devices are offline
+    clock.advance(101)
+    await runtime.rollouts.run()
+    ended = await read(client, operator, rid)
+    assert ended["status"] == "aborted"
+    assert ended["status_reason"] == (
+        f"the window ended at {end.isoformat()} with 3 updates not started"
+    )
+    assert {u.state for u in await updates_of(runtime, rid)} == {"expired"}
+    r = await client.get(f"/api/v1/firmware/updates/{released[0].command_id}",
+                         headers=operator.headers)  # fmt: skip
+    window = f"expired: the rollout's window ended at {end.isoformat()}"
+    assert r.json()["detail"].startswith(window)
+
+
 async def test_a_restart_loses_nothing_and_releases_nothing_twice(
     client, operator: Actor, runtime: Runtime
 ) -> None:

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy import update as sa_update
 
 from conftest import Actor, Factory, problem
 from fieldwatch.core.clock import utcnow
-from fieldwatch.firmware.models import RolloutDevice
+from fieldwatch.firmware.models import Rollout, RolloutDevice
 from fieldwatch.firmware.rollouts.planning import wave_sizes
 from fieldwatch.runtime import Runtime
 from rollout_helpers import (
@@ -223,6 +224,26 @@ async def test_a_start_with_no_eligible_device_is_refused(
     found = await act(client, operator, rid, "start", 409)
     assert found["excluded_by_reason"] == {"already_on_version": 2}
     assert found["reason"] == "no_eligible_device"
+    r = await client.get(f"{ROLLOUTS}/{rid}", headers=operator.headers)
+    assert r.json()["status"] == "draft"
+
+
+async def test_a_draft_whose_window_ended_is_not_started(
+    client, operator: Actor, runtime: Runtime
+) -> None:
+    artifact = await make_artifact(runtime, operator.workspace_id)
+    devices = await make_devices(runtime, operator.workspace_id, 2)
+    soon = (utcnow() + timedelta(hours=1)).isoformat()
+    rid = (await create(client, operator, body(artifact, devices, window_end=soon)))["id"]
+    async with runtime.uow() as uow:  # an hour later
+        await uow.session.execute(
+            sa_update(Rollout).where(Rollout.id == uuid.UUID(rid))
+            .values(window_end=utcnow() - timedelta(seconds=1))
+        )  # fmt: skip
+        await uow.commit()
+    found = await act(client, operator, rid, "start", 409)
+    assert (found["reason"], found["rollout_status"]) == ("window_ended", "draft")
+    assert "window ended" in found["detail"]
     r = await client.get(f"{ROLLOUTS}/{rid}", headers=operator.headers)
     assert r.json()["status"] == "draft"
 

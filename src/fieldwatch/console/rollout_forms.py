@@ -117,6 +117,8 @@ def target_of(values: Mapping[str, Any], device_ids: Sequence[uuid.UUID]) -> dic
 
 def body_of(values: Mapping[str, Any], device_ids: Sequence[uuid.UUID]) -> RolloutCreate:
     """The API's body (``device_ids``: the listed devices, found by the caller)."""
+    if not values["artifact_id"]:
+        raise _wrong("artifact_id", "choose the firmware to roll out")
     body: dict[str, Any] = {
         "name": values["name"], "artifact_id": values["artifact_id"],
         "target": target_of(values, device_ids), "percentages": _percentages(values["percentages"]),

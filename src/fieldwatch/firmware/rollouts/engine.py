@@ -23,9 +23,9 @@ advances a rollout) and:
    more (only completed updates count as success: failed and expired ones against the
    threshold, however few), then soaks ``soak_s`` or, the last one, completes the rollout.
 
-A window that ends with devices still unreleased aborts the rollout (its updates expire
-with the window). Nothing lives in memory: after a restart the next run continues from
-the database.
+A window that ends with devices still unreleased, or updates not started, aborts the
+rollout (its unstarted updates expire, naming the window). Nothing lives in memory:
+after a restart the next run continues from the database.
 """
 
 from __future__ import annotations
@@ -152,17 +152,9 @@ class _Step:
         if verdict.stop and verdict.reason:
             await self.control.stop(rollout, on_failure=rollout.on_failure, reason=verdict.reason)
             return
-        if rollout.window_end is not None and self.now >= rollout.window_end:
-            left = await self.rollouts.count_unreleased(rollout.id)
-            if left:
-                ended = f"the window ended at {rollout.window_end.isoformat()}"
-                await self.control.abort(
-                    rollout, ("running",), by=f"rollout:{rollout.id}",
-                    reason=f"{ended} with {left} devices not released",
-                    expire=f"expired: the rollout's window ended at "
-                    f"{rollout.window_end.isoformat()} before the device started",
-                )  # fmt: skip
-                return
+        end = rollout.window_end
+        if end is not None and self.now >= end and await self._window_ended(rollout, end):
+            return
         if rollout.window_start is None or self.now >= rollout.window_start:
             await self._release(rollout, wave, since)
         whole = await self._figures(rollout, wave, None)
@@ -181,6 +173,26 @@ class _Step:
                 rollout, wave, ("running",), "soaking",
                 soak_until=self.now + timedelta(seconds=rollout.soak_s),
             )  # fmt: skip
+
+    async def _window_ended(self, rollout: Rollout, window_end: datetime) -> bool:
+        """Past the window: abort when devices were not released, or released updates
+        had not started (they expire, naming the window) or expired with it; updates
+        under way finish. False: everything was released and started in time."""
+        left = await self.rollouts.count_unreleased(rollout.id)
+        unstarted = len(await self.rollouts.unstarted_updates(rollout.id))
+        expired = fold(await self.rollouts.state_counts(rollout.id))[0].expired
+        if not (left or unstarted or expired):
+            return False
+        ended = f"the window ended at {window_end.isoformat()}"
+        missed = [f"{n} {what}" for n, what in ((left, "devices not released"),
+                  (unstarted + expired, "updates not started")) if n]  # fmt: skip
+        await self.control.abort(
+            rollout, ("running",), by=f"rollout:{rollout.id}",
+            reason=f"{ended} with {' and '.join(missed)}",
+            expire=f"expired: the rollout's window ended at {window_end.isoformat()} "
+            "before the device started",
+        )  # fmt: skip
+        return True
 
     async def _figures(
         self, rollout: Rollout, wave: RolloutWave, since: datetime | None

@@ -17,3 +17,7 @@ class NothingToUpdate(Conflict):
 
 class TargetInvalid(ValidationFailed):
     slug, title = "rollout-target-invalid", "Invalid rollout target"
+
+
+class WindowInvalid(ValidationFailed):
+    slug, title = "rollout-window-invalid", "Invalid rollout window"

@@ -25,6 +25,7 @@ from fieldwatch.firmware.rollouts.errors import (
     RolloutNotFound,
     RolloutStateConflict,
     TargetInvalid,
+    WindowInvalid,
 )
 from fieldwatch.firmware.rollouts.events import rollout_event
 from fieldwatch.firmware.rollouts.figures import fold, judge
@@ -62,7 +63,7 @@ class RolloutService:
         await targets.check(self.uow.session, principal.workspace_id, target)
         now = self.clock()
         if body.window_end is not None and body.window_end <= now:
-            raise TargetInvalid(
+            raise WindowInvalid(
                 "The window has already ended.",
                 errors=[{"field": "window_end", "message": "in the past", "type": "past"}],
             )
@@ -164,6 +165,16 @@ class RolloutService:
         """Snapshot the eligible targets into waves and set the first one running."""
         rollout = await self.get(principal, rollout_id)
         now = self.clock()
+        if (
+            rollout.status == "draft"
+            and rollout.window_end is not None
+            and (rollout.window_end <= now)
+        ):
+            raise RolloutStateConflict(
+                f"Rollout {rollout.id}'s window ended at {rollout.window_end.isoformat()}: "
+                "create a new rollout with a window ahead.",
+                rollout_status=rollout.status, reason="window_ended",
+            )  # fmt: skip
         control = RolloutControl(self.uow, self.updates, now)
         started = await control.set_status(
             rollout, ("draft",), "running", reason=None, started_at=now
