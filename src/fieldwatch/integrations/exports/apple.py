@@ -30,7 +30,7 @@ from defusedxml.ElementTree import iterparse
 
 from fieldwatch.integrations.connectors.base import Sample
 from fieldwatch.integrations.exports.base import Chunk, Chunker, InvalidExport, sniff
-from fieldwatch.integrations.exports.overlap import CUMULATIVE, Resolver, rank
+from fieldwatch.integrations.exports.overlap import CUMULATIVE, Resolver, rank, resolved_chunks
 
 ROOT = "HealthData"
 MEMBER = "export.xml"
@@ -164,18 +164,9 @@ def _sample(elem: Element) -> tuple[str, Sample] | None:
 def read(path: Path, max_unpacked: int) -> Generator[Chunk]:
     """The export's readings, chunk by chunk: in the order of the file, then steps,
     distance and sleep with their overlapping sources resolved (``overlap``)."""
-    chunker = Chunker()
-    resolver = Resolver(path.parent)
-    try:
-        yield from _records(path, max_unpacked, chunker, resolver)
-        yield from chunker.rest()
-        for metric, source, sample in resolver.resolved():
-            chunk = chunker.add(metric, source, sample)
-            if chunk is not None:
-                yield chunk
-        yield from chunker.rest()
-    finally:
-        resolver.close()
+    return resolved_chunks(
+        path.parent, lambda chunker, resolver: _records(path, max_unpacked, chunker, resolver)
+    )
 
 
 def _records(path: Path, max_unpacked: int, chunker: Chunker,

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from fieldwatch.integrations.connectors.base import Sample
 from fieldwatch.integrations.exports.base import Chunk, Chunker, InvalidExport, sniff
-from fieldwatch.integrations.exports.overlap import CUMULATIVE, Resolver
+from fieldwatch.integrations.exports.overlap import CUMULATIVE, Resolver, resolved_chunks
 
 MEMBER = "health_connect_export.db"
 
@@ -221,19 +221,12 @@ def _rows(
 def read(path: Path, max_unpacked: int) -> Generator[Chunk]:
     """The export's readings, chunk by chunk: in the order of the tables, then steps,
     distance and sleep with their overlapping apps resolved by the user's app priority."""
-    chunker = Chunker()
-    resolver = Resolver(path.parent)
-    try:
+
+    def records(chunker: Chunker, resolver: Resolver) -> Iterator[Chunk]:
         with open_db(path, max_unpacked) as db:
             yield from _records(db, chunker, resolver)
-        yield from chunker.rest()
-        for metric, source, sample in resolver.resolved():
-            chunk = chunker.add(metric, source, sample)
-            if chunk is not None:
-                yield chunk
-        yield from chunker.rest()
-    finally:
-        resolver.close()
+
+    return resolved_chunks(path.parent, records)
 
 
 def _records(db: sqlite3.Connection, chunker: Chunker, resolver: Resolver) -> Generator[Chunk]:

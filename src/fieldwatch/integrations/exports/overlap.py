@@ -29,12 +29,13 @@ import os
 import re
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from fieldwatch.integrations.connectors.base import Sample
+from fieldwatch.integrations.exports.base import Chunk, Chunker
 
 #: Types where sources add up (overlaps double count), by Fieldwatch's metric.
 CUMULATIVE = ("steps", "distance", "sleep_duration")
@@ -175,3 +176,22 @@ def _sweep(rows: Iterator[tuple[float, float, float, int, str, int]]
         heapq.heappush(starts, (start, rec.seq))
         window.append(rec)
     yield from settle(None)
+
+
+def resolved_chunks(
+    directory: Path, records: Callable[[Chunker, Resolver], Iterator[Chunk]]
+) -> Generator[Chunk]:
+    """An export's chunks: what ``records`` yields as it reads (handing overlapping
+    samples to the resolver), then the overlapping samples resolved, in chunks too."""
+    chunker = Chunker()
+    resolver = Resolver(directory)
+    try:
+        yield from records(chunker, resolver)
+        yield from chunker.rest()
+        for metric, source, sample in resolver.resolved():
+            chunk = chunker.add(metric, source, sample)
+            if chunk is not None:
+                yield chunk
+        yield from chunker.rest()
+    finally:
+        resolver.close()

@@ -301,16 +301,23 @@ def parse_monitoring(body: Any, now: datetime) -> Batch:
             batch.reject(i, "unknown device")
             continue
         batch.owners[i] = device_id
-        ts = item.get("timestamp", now_iso)
-        for name, raw in metrics.items():
-            if isinstance(raw, dict):
-                add_reading(
-                    batch, i, device_id, name, raw.get("value"), raw.get("timestamp", ts),
-                    raw.get("unit"), raw.get("quality"), name_metric=True,
-                )  # fmt: skip
-            else:
-                add_reading(batch, i, device_id, name, raw, ts, name_metric=True)
+        add_metrics(batch, i, device_id, metrics, item.get("timestamp", now_iso))
     return batch
+
+
+def add_metrics(
+    batch: Batch, index: int, device_id: uuid.UUID, metrics: dict[str, Any], ts: Any
+) -> None:
+    """A several-metrics object (``{name: value | {value, unit, quality, timestamp}}``)
+    at ``ts`` unless a metric names its own time: a reading each, refused one by one."""
+    for name, raw in metrics.items():
+        if isinstance(raw, dict):
+            add_reading(
+                batch, index, device_id, name, raw.get("value"), raw.get("timestamp", ts),
+                raw.get("unit"), raw.get("quality"), name_metric=True,
+            )  # fmt: skip
+        else:
+            add_reading(batch, index, device_id, name, raw, ts, name_metric=True)
 
 
 def parse_heartbeat(body: Any, device_id: uuid.UUID, now: datetime) -> Batch:

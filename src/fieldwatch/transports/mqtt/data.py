@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from fieldwatch.telemetry.ingest.batch import Batch
-from fieldwatch.telemetry.ingest.parse import NotAnObject, add_reading
+from fieldwatch.telemetry.ingest.parse import NotAnObject, add_metrics, add_reading
 from fieldwatch.transports.mqtt.topics import METRICS, PREFIX
 
 NOT_A_READING = "a reading is an object with a value"
@@ -161,15 +161,7 @@ def _item(
         batch.total += 1
         batch.reject(index, wrong_topic(device_id), sensor_type)
         return
-    ts = item.get("timestamp", stamp)
-    for name, raw in metrics.items():
-        if isinstance(raw, dict):
-            add_reading(
-                batch, index, device_id, name, raw.get("value"), raw.get("timestamp", ts),
-                raw.get("unit"), raw.get("quality"), name_metric=True,
-            )  # fmt: skip
-        else:
-            add_reading(batch, index, device_id, name, raw, ts, name_metric=True)
+    add_metrics(batch, index, device_id, metrics, item.get("timestamp", stamp))
 
 
 def wrong_topic(device_id: uuid.UUID) -> str:
