@@ -511,6 +511,10 @@ async def test_a_wave_that_ends_above_the_threshold_stops_and_a_resume_accepts_i
     assert len(await updates_of(runtime, rid)) == 2
     clock.advance(5)
     await act(client, operator, rid, "resume")
+    # The wave keeps when it started; its failures count from the resume.
+    resumed = (await read(client, operator, rid))["waves"][0]
+    assert resumed["started_at"] == paused["waves"][0]["started_at"]
+    assert resumed["judged_from"] not in (None, resumed["started_at"])
     await runtime.rollouts.run()
     await runtime.rollouts.run()
     assert [u.wave for u in await updates_of(runtime, rid)] == [1, 1, 2, 2]

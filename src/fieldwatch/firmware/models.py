@@ -190,8 +190,15 @@ class RolloutWave(IdMixin, Base):
     size: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(12), default="pending")
     started_at: Mapped[datetime | None]
+    #: Resumed after a stop for failures: the failure share counts from here on.
+    judged_from: Mapped[datetime | None]
     soak_until: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
+
+    @property
+    def since(self) -> datetime | None:
+        """Where the wave's failures are counted from."""
+        return self.judged_from or self.started_at
 
 
 class RolloutDevice(IdMixin, Base):

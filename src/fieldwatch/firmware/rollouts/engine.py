@@ -143,7 +143,7 @@ class _Step:
         await self._running(rollout, wave, is_last=wave.number == waves[-1].number)
 
     async def _running(self, rollout: Rollout, wave: RolloutWave, *, is_last: bool) -> None:
-        since = wave.started_at or self.now
+        since = wave.since or self.now
         judged = await self._figures(rollout, wave, since)
         verdict = judge_running(
             wave.number, judged, threshold=rollout.failure_threshold,

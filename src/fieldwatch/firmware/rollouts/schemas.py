@@ -122,9 +122,11 @@ class WaveRead(BaseModel):
     number: int
     size: int
     status: WaveStatus
-    started_at: datetime | None = Field(
-        description="When it started, or was resumed after a stop for failures (the "
-        "failure share counts the devices released since)"
+    started_at: datetime | None = Field(description="When it started")
+    judged_from: datetime | None = Field(
+        default=None,
+        description="When it was resumed after a stop for failures: its failure share "
+        "counts the devices released since (null: since it started)",
     )
     soak_until: datetime | None
     completed_at: datetime | None

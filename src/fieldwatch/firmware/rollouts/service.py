@@ -230,16 +230,16 @@ class RolloutService:
             raise self._conflict(rollout, "resumed", "a paused")
         wave = next((w for w in await self.rollouts.waves(rollout.id) if w.status == "running"),
                     None)  # fmt: skip
-        if wave is not None and wave.started_at is not None:
+        if wave is not None and wave.since is not None:
             judged = fold(await self.rollouts.state_counts(
-                rollout.id, wave=wave.number, since=wave.started_at))[0]  # fmt: skip
+                rollout.id, wave=wave.number, since=wave.since))[0]  # fmt: skip
             whole = fold(await self.rollouts.state_counts(rollout.id, wave=wave.number))[0]
             verdict = judge(
                 wave.number, judged, whole, threshold=changed.failure_threshold,
                 min_finished=changed.min_finished,
             )  # fmt: skip
             if verdict.stop:  # it would stop again at once: the failures are accepted
-                await self.rollouts.change_wave(wave.id, ("running",), {"started_at": now})
+                await self.rollouts.change_wave(wave.id, ("running",), {"judged_from": now})
         return changed
 
     async def abort(self, principal: Principal, rollout_id: uuid.UUID) -> Rollout:
