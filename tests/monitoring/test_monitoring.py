@@ -287,3 +287,39 @@ async def test_device_list_shows_and_filters_connectivity(client, factory: Facto
     assert (await listed(stranger, connectivity="offline"))[1] == 0
     problem(await client.get("/api/v1/devices", params={"connectivity": "away"},
                              headers=operator.headers), 422)  # fmt: skip
+
+
+async def test_last_seen_of_devices_that_stay_online_is_written_in_one_flush(
+    client, operator: Actor, runtime
+):
+    from sqlalchemy import select
+
+    from fieldwatch.devices.models import Device
+    from fieldwatch.monitoring.models import DevicePresence
+    from fieldwatch.monitoring.presence import FLUSH_S
+    from rollout_helpers import Clock
+
+    runtime.presence.clock = clock = Clock()
+    devices = [uuid.UUID((await create_device(client, operator, name=f"lsf-{i}"))["id"])
+               for i in range(5)]  # fmt: skip
+    await runtime.presence.seen(operator.workspace_id, devices)
+    clock.advance(FLUSH_S + 5)
+    await runtime.presence.seen(operator.workspace_id, devices[:3])  # two went quiet
+    await runtime.presence.flush()
+    async with runtime.sessionmaker() as session:
+        rows = dict((await session.execute(
+            select(DevicePresence.device_id, DevicePresence.last_seen)
+            .where(DevicePresence.device_id.in_(devices)))).tuples().all())  # fmt: skip
+        stored = dict(
+            (
+                await session.execute(
+                    select(Device.id, Device.last_seen).where(Device.id.in_(devices))
+                )
+            )
+            .tuples()
+            .all()
+        )
+    assert {d: rows[d] for d in devices[:3]} == {d: clock.now for d in devices[:3]}
+    assert {d: stored[d] for d in devices[:3]} == {d: clock.now for d in devices[:3]}
+    first = clock.now - timedelta(seconds=FLUSH_S + 5)
+    assert all(rows[d] == first and stored[d] == first for d in devices[3:])

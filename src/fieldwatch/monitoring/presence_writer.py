@@ -23,6 +23,8 @@ from fieldwatch.monitoring.presence_state import ONLINE, PresenceState
 from fieldwatch.monitoring.repository import PresenceRepository
 
 PRESENCE_CHANGED = "device.presence_changed"
+#: Devices whose ``last_seen`` one executemany writes.
+LAST_SEEN_CHUNK = 1000
 
 
 @dataclass(slots=True)
@@ -104,8 +106,8 @@ class PresenceWriter:
     async def write_last_seen(self, stale: Sequence[tuple[uuid.UUID, datetime]]) -> None:
         async with self.sessionmaker() as session:
             repo = PresenceRepository(session)
-            for device_id, last_seen in stale:
-                await repo.write_last_seen(device_id, last_seen)
+            for start in range(0, len(stale), LAST_SEEN_CHUNK):
+                await repo.write_last_seen(stale[start : start + LAST_SEEN_CHUNK])
             await session.commit()
 
     async def _write_changes(self, batch: list[Change]) -> list[list[uuid.UUID]]:

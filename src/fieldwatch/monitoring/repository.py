@@ -295,16 +295,23 @@ class PresenceRepository:
             seen,
         )
 
-    async def write_last_seen(self, device_id: uuid.UUID, last_seen: datetime) -> None:
-        """A device still online: its ``last_seen`` in its presence row and its device row."""
-        await self.session.execute(
-            update(DevicePresence)
-            .where(DevicePresence.device_id == device_id)
-            .values(last_seen=last_seen)
+    async def write_last_seen(self, seen: Sequence[tuple[uuid.UUID, datetime]]) -> None:
+        """Devices still online: their ``last_seen`` in their presence rows and device rows,
+        as two executemany UPDATEs by primary key (pipelined by the driver: a flush of
+        thousands of devices is a few round trips, not two per device)."""
+        if not seen:
+            return
+        rows = [{"p_id": d, "p_ts": ts} for d, ts in seen]
+        tables: tuple[tuple[Table, str], ...] = (
+            (cast(Table, DevicePresence.__table__), "device_id"),
+            (cast(Table, Device.__table__), "id"),
         )
-        await self.session.execute(
-            update(Device)
-            .where(Device.id == device_id)
-            .values(last_seen=last_seen)
-            .execution_options(synchronize_session=False)
-        )
+        for table, key in tables:
+            # The tables, not the ORM: a device row's optimistic lock (its version) is
+            # for edits, not for this bookkeeping.
+            await self.session.execute(
+                update(table)
+                .where(table.c[key] == bindparam("p_id"))
+                .values(last_seen=bindparam("p_ts")),
+                rows,
+            )
