@@ -207,7 +207,7 @@ async def test_wrong_types_and_files_are_refused(
                     422)  # fmt: skip
     assert wrong["errors"][0]["field"] == "device_id"
     cross = problem(await upload(client, operator, "health_connect", phone, "x.db", database), 422)
-    assert "not a health_connect device" in cross["detail"]
+    assert "takes no Health Connect exports: it takes Apple Health exports" in cross["detail"]
     missing = problem(await upload(client, operator, "apple_health", None, "export.xml", export),
                       422)  # fmt: skip
     assert missing["errors"][0]["field"] == "device_id"

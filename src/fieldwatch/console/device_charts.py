@@ -25,6 +25,8 @@ from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import NotFound, ValidationFailed
 from fieldwatch.db.dependencies import UowDep
 from fieldwatch.devices.service import DeviceService
+from fieldwatch.integrations.privacy.service import health_devices, record_reads
+from fieldwatch.integrations.schemas import HealthMetricRead, health_metrics
 from fieldwatch.telemetry.dependencies import TelemetryDep
 from fieldwatch.telemetry.models import Series
 from fieldwatch.telemetry.query.buckets import parse_timezone
@@ -52,15 +54,20 @@ class Metric:
     name: str
     unit: str | None
     kind: str  # number | bool
+    #: The health metric it is, on a health device (its LOINC code and UCUM unit).
+    health: HealthMetricRead | None = None
 
     @property
     def label(self) -> str:
         return f"{self.name} ({self.unit})" if self.unit else self.name
 
 
-def chartable(series: list[Series]) -> tuple[list[Metric], list[str]]:
-    """The metrics drawn as charts (numbers and booleans) and those that are not (text)."""
-    charts = [Metric(s.metric, s.unit, s.kind) for s in series if s.kind != "text"]
+def chartable(series: list[Series], health: bool = False) -> tuple[list[Metric], list[str]]:
+    """The metrics drawn as charts (numbers and booleans) and those that are not (text);
+    ``health``: the device's data is health data (its health metrics are described)."""
+    described = health_metrics(s.metric for s in series) if health else {}
+    charts = [Metric(s.metric, s.unit, s.kind, described.get(s.metric))
+              for s in series if s.kind != "text"]  # fmt: skip
     return charts, [s.metric for s in series if s.kind == "text"]
 
 
@@ -69,7 +76,8 @@ async def charts_section(
     device_id: uuid.UUID, request: Request, user: Viewer, uow: UowDep, telemetry: TelemetryDep
 ) -> Response:
     device = await DeviceService(uow).get(user.principal, device_id)
-    metrics, text = chartable(list(await telemetry.series(device.id, None)))
+    health = bool(await health_devices(uow, user.principal, [device.id]))
+    metrics, text = chartable(list(await telemetry.series(device.id, None)), health)
     context = {
         "device": device,
         "metrics": metrics,
@@ -132,6 +140,8 @@ def series_body(metric: Metric, chart: ChartSeries) -> dict[str, Any]:
         "unit": metric.unit,
         "kind": metric.kind,
         "label": metric.label,
+        "loinc": metric.health.loinc if metric.health else None,
+        "title": metric.health.title if metric.health else None,
         "interval": None if chart.interval is None else chart.interval.label,
         "step": None if chart.interval is None else chart.interval.fixed_seconds,
         "sources": chart.sources,
@@ -162,7 +172,8 @@ async def device_series(
     hours), each sized for a chart: at most ``points`` points (the chart's width in
     pixels: more could not be told apart). ``from``/``to`` without an offset are
     wall-clock times in ``tz``, the zone the buckets follow. One request for all the
-    charts of the page: the session and the device are checked once."""
+    charts of the page: the session and the device are checked once. The read of a
+    health device's readings is recorded in the access log."""
     device = await DeviceService(uow).get(user.principal, device_id)
     try:
         zone = parse_timezone(tz)
@@ -175,8 +186,10 @@ async def device_series(
     if wanted and not series:
         names = ", ".join(repr(m) for m in sorted(wanted))
         raise NotFound(f"The device has no numeric readings of {names}.")
-    metrics, _ = chartable(series)
     charts = [await chart_series(telemetry.repo, s, *window, zone, points) for s in series]
+    what = "console chart " + ", ".join(s.metric for s in series)
+    health = await record_reads(uow, user.principal, [device.id], what) if series else set()
+    metrics, _ = chartable(series, bool(health))
     body = {
         "from": round(window[0].timestamp(), 3),
         "to": round(window[1].timestamp(), 3),

@@ -21,6 +21,8 @@ from fieldwatch.devices.errors import TransitionRefused
 from fieldwatch.devices.lifecycle import NAMED_ACTIONS, Action, DeviceStatus, can_transition
 from fieldwatch.devices.models import AgentToken, Device, DeviceLog
 from fieldwatch.devices.service import DeviceService
+from fieldwatch.integrations.privacy.service import record_reads
+from fieldwatch.integrations.schemas import HealthMetricRead, health_metrics
 from fieldwatch.inventory.schemas import (
     DeployRequest,
     MaintenanceRequest,
@@ -204,6 +206,8 @@ def refused_problem(exc: TransitionRefused, instance: str) -> dict[str, Any]:
 class Reading:
     metric: str
     latest: LatestValue
+    #: The health metric it is, on a health device (its LOINC code and UCUM unit).
+    health: HealthMetricRead | None = None
 
     @property
     def text(self) -> str:
@@ -229,10 +233,13 @@ async def state(
     principal: Principal,
     device_id: uuid.UUID,
 ) -> DeviceState:
-    """``GET /devices/{id}/status`` and ``GET /devices/{id}/data/latest`` together."""
+    """``GET /devices/{id}/status`` and ``GET /devices/{id}/data/latest`` together (the
+    read of a health device's values is recorded in the access log, as there)."""
     status = await MonitoringService(uow, presence).status(principal, device_id)
-    series = await telemetry.series(device_id, None)
-    readings = [Reading(s.metric, latest_value(s)) for s in series if s.last_ts is not None]
+    series = [s for s in await telemetry.series(device_id, None) if s.last_ts is not None]
+    health = await record_reads(uow, principal, [device_id], "console latest values")
+    described = health_metrics(s.metric for s in series) if health else {}
+    readings = [Reading(s.metric, latest_value(s), described.get(s.metric)) for s in series]
     return DeviceState(status, sorted(readings, key=lambda r: r.metric))
 
 

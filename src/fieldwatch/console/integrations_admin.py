@@ -83,16 +83,20 @@ async def access_log_page(
     device_id = _uuid(q.get("device"))
     actor = (q.get("actor") or "").strip()[:200] or None
     offset = _offset(q.get("offset"))
-    rows, total = await PrivacyService(uow, settings, ring).access_log(
+    privacy = PrivacyService(uow, settings, ring)
+    rows, total = await privacy.access_log(
         user.principal, device_id, limit=PAGE_SIZE, offset=offset, actor=actor
     )
     devices = await synced_devices(sync, user)
+    names = {d.device_id: d.device_name for d in devices}
+    # a wearable whose companion app uploads has no sync: named from the registry
+    names |= await privacy.device_names(user.principal, {e.device_id for e in rows} - set(names))
     query = "&".join(f"{k}={v}" for k, v in (("device", device_id), ("actor", actor)) if v)
     context = await page_context(user, "integrations")
     context.update(
         tab="access", entries=rows, total=total, offset=offset, page_size=PAGE_SIZE,
         device_id=device_id, actor=actor or "", devices_list=devices, filter_query=query,
-        names={d.device_id: d.device_name for d in devices},
+        names=names,
     )  # fmt: skip
     return render(request, "access_log.html", context)
 

@@ -11,10 +11,12 @@ from fastapi import APIRouter, Query, Response
 from fieldwatch.auth.dependencies import Operator, Viewer
 from fieldwatch.auth.principal import Principal
 from fieldwatch.core.components import SettingsDep
-from fieldwatch.core.paging import BeforeId, BeforeIdPage, CursorPage
+from fieldwatch.core.paging import BeforeId, BeforeIdPage
 from fieldwatch.db.dependencies import UowDep, WriteUow
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.service import DeviceService
+from fieldwatch.integrations.privacy.service import record_fleet_reads, record_reads
+from fieldwatch.integrations.schemas import health_metrics
 from fieldwatch.monitoring.dependencies import LimitsDep, MonitoringDep, PresenceDep
 from fieldwatch.monitoring.limits import DeviceLimiter
 from fieldwatch.monitoring.schemas import (
@@ -28,9 +30,10 @@ from fieldwatch.monitoring.schemas import (
     RateLimit,
     RateLimitRead,
 )
+from fieldwatch.monitoring.service import window_start
 from fieldwatch.telemetry.dependencies import TelemetryDep
 from fieldwatch.telemetry.query.queries import require_range
-from fieldwatch.telemetry.schemas import MonitoringReading
+from fieldwatch.telemetry.schemas import MonitoringPage
 
 router = APIRouter(prefix="/api/v1", tags=["monitoring"])
 
@@ -196,10 +199,11 @@ async def remove_device_rate_limit(
     return await service.device_rate_limit(principal, device_id, limits)
 
 
-@router.get("/monitoring/data", response_model=CursorPage[MonitoringReading])
+@router.get("/monitoring/data", response_model=MonitoringPage)
 async def monitoring_data(
     principal: Viewer,
     telemetry: TelemetryDep,
+    uow: UowDep,
     device_id: uuid.UUID | None = None,
     type: Annotated[str | None, Query(max_length=100, description="Device type")] = None,
     data_type: Annotated[str | None, Query(max_length=100)] = None,
@@ -209,7 +213,9 @@ async def monitoring_data(
     order: Literal["asc", "desc"] = "desc",
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ):
-    """Readings across the workspace's devices (seed 001), filtered and cursor-paged."""
+    """Readings across the workspace's devices (seed 001), filtered and cursor-paged. The
+    read of health devices' readings in the page is recorded in the access log (one row
+    per device); ``health_metrics`` describes their metrics (LOINC, UCUM)."""
     require_range(start_time, end_time)
     series = await telemetry.repo.workspace_series(
         principal.workspace_id, device_id=device_id, device_type=type, metric=data_type
@@ -218,10 +224,13 @@ async def monitoring_data(
         series, start=start_time, end=end_time, limit=limit,
         descending=order == "desc", cursor=cursor,
     )  # fmt: skip
-    return {"items": items, "next_cursor": next_cursor}
+    read = {item["device_id"] for item in items}
+    health = await record_reads(uow, principal, read, f"monitoring data {data_type or 'all'}")
+    described = health_metrics(i["data_type"] for i in items if i["device_id"] in health)
+    return {"items": items, "next_cursor": next_cursor, "health_metrics": described}
 
 
-@router.get("/monitoring/data/{device_id}", response_model=CursorPage[MonitoringReading])
+@router.get("/monitoring/data/{device_id}", response_model=MonitoringPage)
 async def monitoring_device_data(
     device_id: uuid.UUID,
     principal: Viewer,
@@ -236,7 +245,7 @@ async def monitoring_device_data(
     """One device's readings (seed 001)."""
     await DeviceService(uow).get(principal, device_id)
     return await monitoring_data(
-        principal, telemetry, device_id, None, data_type, start_time, end_time, limit,
+        principal, telemetry, uow, device_id, None, data_type, start_time, end_time, limit,
         "desc", cursor,
     )  # fmt: skip
 
@@ -245,17 +254,21 @@ async def monitoring_device_data(
     "/monitoring/latest",
     response_class=Response,
     responses={200: {"description": "{devices: {device_id: {metric: {timestamp, value, "
-                     "unit, quality}}}, count}", "content": {"application/json": {}}}},
+                     "unit, quality}}}, count, health_metrics: {metric: {name, title, loinc, "
+                     "unit, omh_schema}}}", "content": {"application/json": {}}}},
 )  # fmt: skip
 async def monitoring_latest(
     principal: Viewer,
     telemetry: TelemetryDep,
+    uow: UowDep,
     device_id: Annotated[list[uuid.UUID] | None, Query(description="Repeat for several")] = None,
     type: Annotated[str | None, Query(max_length=100, description="Device type")] = None,
     data_type: Annotated[list[str] | None, Query(description="Metrics; repeat for several")] = None,
 ) -> Response:
     """The latest value of every metric of every device (or of the chosen ones): what a
-    fleet dashboard shows. Served from each series' stored latest value."""
+    fleet dashboard shows. Served from each series' stored latest value. The read of
+    health devices' values is recorded in the access log (one row per device);
+    ``health_metrics`` describes their metrics (LOINC, UCUM)."""
     ids: list[str] | None = [str(d) for d in device_id] if device_id else None
     if type is not None:
         of_type = {
@@ -263,17 +276,26 @@ async def monitoring_latest(
         }
         ids = [d for d in ids if d in of_type] if ids is not None else list(of_type)
     devices = await telemetry.hub.latest.snapshot(principal.workspace_id, ids, data_type or ())
-    return Response(
-        orjson.dumps({"count": len(devices), "devices": devices}), media_type="application/json"
-    )
+    what = f"monitoring latest {','.join(data_type or ()) or 'all'}"
+    health = {str(d) for d in await record_reads(uow, principal, map(uuid.UUID, devices), what)}
+    described = health_metrics(m for d in health for m in devices[d])
+    body = {"count": len(devices), "devices": devices,
+            "health_metrics": {n: h.model_dump() for n, h in described.items()}}  # fmt: skip
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 @router.get("/monitoring/stats", response_model=MonitoringStats)
 async def monitoring_stats(
     principal: Viewer,
     service: MonitoringDep,
+    uow: UowDep,
     window_s: Annotated[int, Query(ge=60, le=31 * 86400, description="Statistics window")] = 3600,
 ):
     """Devices by lifecycle status, online/offline, readings per minute, and per-metric
-    min/avg/max over the window (from the minute rollups)."""
-    return await service.stats(principal, window_s)
+    min/avg/max over the window (from the minute rollups). The figures take in the
+    health devices that sent readings in the window: the read is recorded in the access
+    log for each of them."""
+    stats = await service.stats(principal, window_s)
+    await record_fleet_reads(uow, principal, window_start(stats.generated_at, window_s),
+                             "monitoring stats")  # fmt: skip
+    return stats

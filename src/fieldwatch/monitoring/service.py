@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fieldwatch.auth.principal import Principal
@@ -46,6 +46,11 @@ def _value(series: Series | None) -> Any:
     if series is None or series.last_ts is None:
         return None
     return series.last_text if series.kind == "text" else series.last_value
+
+
+def window_start(now: datetime, window_s: int) -> datetime:
+    """Where the statistics' window starts: ``window_s`` before the current minute."""
+    return now.replace(second=0, microsecond=0) - timedelta(seconds=window_s)
 
 
 class MonitoringService:
@@ -254,6 +259,7 @@ class MonitoringService:
         )
 
     async def stats(self, principal: Principal, window_s: int) -> MonitoringStats:
+        """The figures over ``[window_start(now, window_s), now)``."""
         now = utcnow()
         minute = now.replace(second=0, microsecond=0)
         by_status = dict.fromkeys(DeviceStatus, 0)
@@ -265,7 +271,7 @@ class MonitoringService:
             online_by_status[DeviceStatus(status)] += device_id in online_ids
         active = [r for r in rows if r[1] != DeviceStatus.retired]
         online = sum(1 for r in active if r[0] in online_ids)
-        since = minute - timedelta(seconds=window_s)
+        since = window_start(now, window_s)
         last_minute = await self.repo.readings_per_minute(
             principal.workspace_id, minute - timedelta(minutes=1), minute
         )

@@ -21,7 +21,8 @@ from fieldwatch.db.dependencies import UowDep, WriteUow
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.firmware.updates.dependencies import FirmwareUpdatesDep
 from fieldwatch.firmware.updates.messages import version_in
-from fieldwatch.integrations.privacy.service import record_reads
+from fieldwatch.integrations.privacy.service import record_deletion, record_reads
+from fieldwatch.integrations.schemas import health_metrics
 from fieldwatch.telemetry.dependencies import IngestDep, JsonBody, RawBody, TelemetryDep, WriterDep
 from fieldwatch.telemetry.ingest.parse import parse_heartbeat, parse_monitoring, parse_upload
 from fieldwatch.telemetry.ingest.service import Incoming, IngestResult, TelemetryService
@@ -147,7 +148,9 @@ async def device_data(
     order: Literal["asc", "desc"] = "desc",
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ):
-    """Raw readings, newest first by default; follow ``next_cursor`` for more."""
+    """Raw readings, newest first by default; follow ``next_cursor`` for more. For a
+    health device (a wearable) the read is recorded in the access log and
+    ``health_metrics`` gives its metrics' LOINC codes and UCUM units."""
     await DeviceService(uow).get(principal, device_id)
     require_range(start_time, end_time)
     series = await service.series(device_id, data_type)
@@ -155,22 +158,24 @@ async def device_data(
         series, start=start_time, end=end_time, limit=limit,
         descending=order == "desc", cursor=cursor,
     )  # fmt: skip
-    await record_reads(uow, principal, [device_id], f"data {data_type or 'all'}")
-    return {"device_id": device_id, "items": items, "next_cursor": next_cursor}
+    health = await record_reads(uow, principal, [device_id], f"data {data_type or 'all'}")
+    described = health_metrics(s.metric for s in series) if health else {}
+    return {"device_id": device_id, "items": items, "next_cursor": next_cursor,
+            "health_metrics": described}  # fmt: skip
 
 
 @router.get("/devices/{device_id}/data/latest", response_model=LatestRead)
 async def device_latest(
     device_id: uuid.UUID, principal: Viewer, uow: UowDep, service: TelemetryDep
 ):
-    """The latest value of every metric of the device."""
+    """The latest value of every metric of the device (a health device's: recorded in the
+    access log, its metrics described in ``health_metrics``)."""
     await DeviceService(uow).get(principal, device_id)
     series = await service.series(device_id, None)
-    await record_reads(uow, principal, [device_id], "data latest")
-    return LatestRead(
-        device_id=device_id,
-        metrics={s.metric: latest_value(s) for s in series if s.last_ts is not None},
-    )
+    health = await record_reads(uow, principal, [device_id], "data latest")
+    metrics = {s.metric: latest_value(s) for s in series if s.last_ts is not None}
+    return LatestRead(device_id=device_id, metrics=metrics,
+                      health_metrics=health_metrics(metrics) if health else {})  # fmt: skip
 
 
 @router.get("/devices/{device_id}/data/aggregate", response_model=AggregateRead)
@@ -212,14 +217,15 @@ async def device_aggregate(
         raise ValidationFailed(
             str(exc), errors=[{"field": "interval", "message": str(exc)}]
         ) from exc
-    await record_reads(uow, principal, [device_id], f"data aggregate {data_type}")
+    health = await record_reads(uow, principal, [device_id], f"data aggregate {data_type}")
+    described = health_metrics([data_type]) if health else {}
     return AggregateRead(
         device_id=device_id, data_type=data_type, unit=series[0].unit, agg=agg,
         interval=parsed.label, tz=tz, start_time=start, end_time=end, sources=result.sources,
         buckets=[
             AggregateBucket(start=a.astimezone(zone), end=b.astimezone(zone), value=v, count=n)
             for (a, b), v, n in zip(result.spans, result.values, result.counts, strict=True)
-        ],
+        ], health_metric=described.get(data_type),
     )  # fmt: skip
 
 
@@ -250,10 +256,13 @@ async def delete_device_data(
     start_time: Start = None,
     end_time: End = None,
 ):
-    """Delete readings (admins). Without a range, all of them; rollups are rebuilt."""
+    """Delete readings (admins). Without a range, all of them; rollups are rebuilt. The
+    deletion of a health device's readings is recorded in the access log."""
     await DeviceService(uow).get(principal, device_id)
     require_range(start_time, end_time)
     series = await service.series(device_id, data_type)
     deleted = await service.delete(series, start_time, end_time)
+    if deleted:
+        await record_deletion(uow, principal, device_id, f"data {data_type or 'all'}")
     uow.after_commit(partial(service.hub.latest.reload_device, principal.workspace_id, device_id))
     return DeleteResult(deleted=deleted)

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from fieldwatch.core.paging import CursorPage
+from fieldwatch.integrations.schemas import HealthMetricRead, health_metrics_field
 from fieldwatch.telemetry.query.queries import reading_dict
 
 
@@ -37,10 +38,15 @@ class ReadingRead(BaseModel):
 
 class ReadingPage(CursorPage[ReadingRead]):
     device_id: uuid.UUID | None = None
+    health_metrics: dict[str, HealthMetricRead] = health_metrics_field()
 
 
 class MonitoringReading(ReadingRead):
     device_id: uuid.UUID
+
+
+class MonitoringPage(CursorPage[MonitoringReading]):
+    health_metrics: dict[str, HealthMetricRead] = health_metrics_field()
 
 
 class LatestValue(BaseModel):
@@ -53,6 +59,7 @@ class LatestValue(BaseModel):
 class LatestRead(BaseModel):
     device_id: uuid.UUID
     metrics: dict[str, LatestValue]
+    health_metrics: dict[str, HealthMetricRead] = health_metrics_field()
 
 
 class AggregateBucket(BaseModel):
@@ -73,6 +80,11 @@ class AggregateRead(BaseModel):
     end_time: datetime
     sources: list[str] = Field(description="Where the figures came from: rollup_1h, rollup_1m, raw")
     buckets: list[AggregateBucket]
+    health_metric: HealthMetricRead | None = Field(
+        default=None,
+        description="The metric's LOINC code and UCUM unit, when it is a health "
+        "metric of a health device (a wearable or its uploads)",
+    )
 
 
 class TelemetrySettings(BaseModel):

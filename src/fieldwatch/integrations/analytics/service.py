@@ -35,6 +35,7 @@ from fieldwatch.integrations.analytics.schemas import (
     SyncPerformanceRead,
     UsageRead,
 )
+from fieldwatch.integrations.connectors.catalogue import CONNECTORS
 from fieldwatch.integrations.privacy.service import record_reads
 
 DEFAULT_DAYS = 7
@@ -57,6 +58,16 @@ def period(start: datetime | None, end: datetime | None) -> Period:
         raise ValidationFailed(f"Bad period: {problem}.",
                                errors=[{"field": "start", "message": problem}])  # fmt: skip
     return Period(start=start, end=end)
+
+
+def known_connector(connector: str | None) -> str | None:
+    """``connector`` if it names one (a 422 naming the field otherwise)."""
+    if connector is not None and connector not in CONNECTORS:
+        message = f"no connector {connector!r}; one of {', '.join(sorted(CONNECTORS))}"
+        raise ValidationFailed(f"Unknown connector: {message}.",
+                               errors=[{"field": "connector", "message": message}],
+                               connectors=sorted(CONNECTORS))  # fmt: skip
+    return connector
 
 
 def _percentile(values: list[float], share: float) -> float | None:
@@ -90,6 +101,7 @@ class AnalyticsService:
     async def usage(self, principal: Principal, span: Period, device_id: uuid.UUID | None,
                     connector: str | None) -> UsageRead:  # fmt: skip
         ws = principal.workspace_id
+        connector = known_connector(connector)
         rows = await self.repo.usage(ws, span.start, span.end, device_id, connector)
         connectors = await self.repo.connectors(ws)
         per: dict[uuid.UUID, list[MetricUsage]] = defaultdict(list)
@@ -112,6 +124,7 @@ class AnalyticsService:
 
     async def quality(self, principal: Principal, span: Period, device_id: uuid.UUID | None,
                       connector: str | None) -> QualityRead:  # fmt: skip
+        connector = known_connector(connector)
         rows = await self.repo.segments(principal.workspace_id, span.start, span.end,
                                         device_id, connector)  # fmt: skip
         groups: dict[tuple[uuid.UUID, str, str], list[Any]] = defaultdict(list)
@@ -137,6 +150,7 @@ class AnalyticsService:
     async def sync_performance(self, principal: Principal, span: Period,
                                device_id: uuid.UUID | None,
                                connector: str | None) -> SyncPerformanceRead:  # fmt: skip
+        connector = known_connector(connector)
         rows = await self.repo.runs(principal.workspace_id, span.start, span.end, device_id,
                                     connector)  # fmt: skip
         by_connector: dict[str, list[Any]] = defaultdict(list)

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from fieldwatch.core.schemas import StrictModel
+from fieldwatch.integrations.schemas import HealthMetricRead
 
 
 class QuotaRead(BaseModel):
@@ -26,6 +27,11 @@ class IntegrationRead(BaseModel):
     auth: str
     mode: str
     data_types: list[str]
+    #: Each data type as a health metric: its LOINC code and UCUM unit.
+    metrics: list[HealthMetricRead] = Field(
+        default_factory=list,
+        description="The data types with their LOINC codes and UCUM units, in that order",
+    )
     history_days: int | None
     quotas: list[QuotaRead]
     lifecycle: Literal["active", "deprecated", "sunset"]

@@ -26,8 +26,10 @@ from fieldwatch.integrations.connections.schemas import AuthStarted, Integration
 from fieldwatch.integrations.connectors.catalogue import CONNECTORS, ConnectorInfo
 from fieldwatch.integrations.connectors.registry import oauth_connector
 from fieldwatch.integrations.crypto import KeyRing
+from fieldwatch.integrations.metrics import METRICS
 from fieldwatch.integrations.models import Connection, OAuthState
 from fieldwatch.integrations.oauth import OAuthFlow, VendorRefused, VendorUnreachable, redirect_uri
+from fieldwatch.integrations.schemas import HealthMetricRead
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,7 @@ class ConnectionService:
             out.append(IntegrationRead(
                 type=info.type, title=info.title, vendor=info.vendor, auth=info.auth,
                 mode=info.mode, data_types=list(info.data_types),
+                metrics=[HealthMetricRead.of(METRICS[t]) for t in info.data_types],
                 history_days=info.history_days,
                 quotas=[QuotaRead(requests=q.requests, per_s=q.per_s, scope=q.scope)
                         for q in info.quotas],

@@ -25,6 +25,7 @@ from fieldwatch.core.settings import Settings
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.models import Device
 from fieldwatch.devices.service import DeviceService
+from fieldwatch.integrations.connectors.catalogue import CONNECTORS
 from fieldwatch.integrations.exports import apple, health_connect
 from fieldwatch.integrations.exports.base import exports_dir, sniff
 from fieldwatch.integrations.exports.upload import ExportForm
@@ -49,6 +50,24 @@ def fed_by(device: Device, kind: str, sync: DeviceSync | None) -> bool:
     )
 
 
+#: How the exports are called in messages.
+EXPORT_NAMES = {"apple_health": "Apple Health", "health_connect": "Health Connect"}
+
+
+def _not_fed(device: Device, kind: str, sync: DeviceSync | None) -> str:
+    """Why ``device`` takes no ``kind`` export, and what would make it take one."""
+    name = EXPORT_NAMES.get(kind, kind)
+    refused = f"Device {device.id} takes no {name} exports"
+    if sync is not None:
+        info = CONNECTORS.get(sync.connector)
+        return f"{refused}: its data comes from {info.title if info else sync.connector}."
+    other = export_kind(device)
+    if other is not None:
+        return f"{refused}: it takes {EXPORT_NAMES[other]} exports."
+    return (f"{refused}: register it with integration_type {kind!r} (or give it a type "
+            f"starting with {kind}).")  # fmt: skip
+
+
 def export_kind(device: Device) -> ExportKind | None:
     """The kind of export the device takes (by its specs or type), if any."""
     for kind in ("apple_health", "health_connect"):
@@ -65,16 +84,18 @@ class ExportService:
 
     async def _device(self, principal: Principal, kind: str, form: ExportForm) -> DeviceSync:
         raw = form.fields.get("device_id", "").strip()
+        if not raw:
+            raise _invalid("device_id", "Name the target device: a device_id form field "
+                           "with the device's id.")  # fmt: skip
         try:
             device_id = uuid.UUID(raw)
         except ValueError:
-            raise _invalid("device_id", "Name the target device: a device_id form field "
-                           "with the device's id.") from None  # fmt: skip
+            raise _invalid("device_id", f"device_id {raw[:64]!r} is not a valid device id: "
+                           "a device's id is a UUID.") from None  # fmt: skip
         device = await DeviceService(self.uow).get(principal, device_id)  # 404 elsewhere
         sync = await self.repo.device_sync(principal.workspace_id, device.id, lock=True)
         if not fed_by(device, kind, sync):
-            raise _invalid("device_id", f"Device {device.id} is not a {kind} device (register "
-                           f"it with integration_type {kind!r}).")  # fmt: skip
+            raise _invalid("device_id", _not_fed(device, kind, sync))
         if sync is None:
             sync = DeviceSync(
                 device_id=device.id, workspace_id=principal.workspace_id, connection_id=None,

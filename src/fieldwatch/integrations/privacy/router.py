@@ -68,8 +68,9 @@ async def access_log(
     limit: Limit = 50,
     offset: Offset = 0,
 ):
-    """Reads, purges and vendor deletions of health data (devices fed by a vendor
-    cloud), newest first; ``actor`` keeps those whose actor contains it (any case)."""
+    """Reads, deletions, purges and vendor deletions of health data (devices fed by a
+    vendor cloud or health exports, or registered as wearables), newest first; ``actor``
+    keeps those whose actor contains it (any case)."""
     rows, total = await service.access_log(principal, device_id, limit=limit, offset=offset,
                                            actor=actor)  # fmt: skip
     return page_of(HealthAccessRead, rows, total, limit=limit, offset=offset)

@@ -12,8 +12,10 @@
   devices' syncs stop (paused, waiting runs cancelled); with ``purge`` the synced
   readings of its devices are deleted through the telemetry service (rollups rebuilt),
   and so are their segments, cursors and vendor ids.
-- The access log: reads of a vendor-fed device's data (telemetry API, analytics) and
-  purges are recorded (who, what, when); admins read it.
+- The access log: reads of a health device's data (``PrivacyRepository.health_devices``:
+  fed by a vendor cloud or health exports, or registered as a wearable) are recorded
+  (who, what, when): the telemetry and monitoring APIs, the console's device page and
+  charts, analytics, fleet statistics; so are deletions and purges. Admins read it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime
 from functools import partial
 
 from fieldwatch.auth.principal import Principal
@@ -46,20 +49,60 @@ from fieldwatch.telemetry.query.queries import TelemetryQueries
 log = logging.getLogger(__name__)
 
 
+async def health_devices(
+    uow: UnitOfWork, principal: Principal, device_ids: Collection[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Those of ``device_ids`` whose data is health data (nothing is logged)."""
+    return await PrivacyRepository(uow.session).health_devices(principal.workspace_id,
+                                                               device_ids)  # fmt: skip
+
+
 async def record_reads(
     uow: UnitOfWork, principal: Principal, device_ids: Iterable[uuid.UUID], what: str
-) -> None:
-    """Log a read of these devices' data where they are fed by a vendor cloud, and commit
-    it (reads run in a read transaction: the log is written before the data is answered)."""
+) -> set[uuid.UUID]:
+    """Log a read of these devices' data where it is health data (one row per such
+    device, one query to tell them apart), and commit it (reads run in a read
+    transaction: the log is written before the data is answered). Answers the devices
+    logged: the health devices among them."""
     repo = PrivacyRepository(uow.session)
-    synced = await repo.synced_devices(principal.workspace_id, device_ids)
-    if not synced:
-        return
+    health = await repo.health_devices(principal.workspace_id, set(device_ids))
+    if _log(repo, principal, health, what, "read"):
+        await uow.commit()
+    return health
+
+
+async def record_deletion(
+    uow: UnitOfWork, principal: Principal, device_id: uuid.UUID, what: str
+) -> None:
+    """Log a deletion of a health device's readings, in the deleting transaction."""
+    repo = PrivacyRepository(uow.session)
+    _log(repo, principal, await repo.health_devices(principal.workspace_id, [device_id]),
+         what, "delete")  # fmt: skip
+
+
+async def record_fleet_reads(
+    uow: UnitOfWork, principal: Principal, since: datetime, what: str
+) -> set[uuid.UUID]:
+    """Log a read of figures over the whole workspace's readings since ``since`` (fleet
+    statistics) for each health device that had readings in that time."""
+    repo = PrivacyRepository(uow.session)
+    health = await repo.health_devices(principal.workspace_id, None, fed_since=since)
+    if _log(repo, principal, health, what, "read"):
+        await uow.commit()
+    return health
+
+
+def _log(
+    repo: PrivacyRepository, principal: Principal, devices: set[uuid.UUID], what: str,
+    action: str,
+) -> bool:  # fmt: skip
+    if not devices:
+        return False
     now = utcnow()
     repo.log(HealthAccess(workspace_id=principal.workspace_id, device_id=d,
-                          actor=principal.actor, action="read", what=what[:200], at=now)
-             for d in synced)  # fmt: skip
-    await uow.commit()
+                          actor=principal.actor, action=action, what=what[:200], at=now)
+             for d in sorted(devices))  # fmt: skip
+    return True
 
 
 def vendor_permitted(connector: str, scopes: list[str] | None) -> set[str]:
@@ -184,3 +227,9 @@ class PrivacyService:
     ) -> tuple[Sequence[HealthAccess], int]:  # fmt: skip
         return await self.repo.access_log(principal.workspace_id, device_id, limit=limit,
                                           offset=offset, actor=actor)  # fmt: skip
+
+    async def device_names(
+        self, principal: Principal, device_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, str]:
+        """The names of these devices of the workspace (those of an access log's page)."""
+        return await self.repo.device_names(principal.workspace_id, device_ids)
