@@ -139,6 +139,9 @@ class Devices:
                 raise
             except Exception as exc:  # refused, reset, closed, timed out: back off
                 name = type(exc).__name__
+                rcvd = getattr(exc, "rcvd", None)  # a close frame: say its code
+                if rcvd is not None:
+                    name += f":{rcvd.code}"
                 self.errors[name] = self.errors.get(name, 0) + 1
                 state.failures += 1
             if not self.options.reconnect or self.stopping:
