@@ -175,11 +175,19 @@ class PostgresReadingStore:
         while week < last:
             week += partitions.WEEK
             weeks.add(week)
-        if self.partitions.missing(weeks):
+        for attempt in range(3):
+            if not self.partitions.missing(weeks):
+                return
             try:
-                await self.partitions.ensure(conn, weeks)
-            except asyncpg.DuplicateTableError:
-                async with conn.transaction():  # another process made it meanwhile
+                # A transaction of its own, or a savepoint in the caller's (start-up's):
+                # a refusal rolls back only this, and the caller's transaction goes on.
+                async with conn.transaction():
+                    await self.partitions.ensure(conn, weeks)
+                return
+            except (asyncpg.DuplicateTableError, asyncpg.UniqueViolationError):
+                if attempt == 2:
+                    raise
+                async with conn.transaction():  # another process made one meanwhile
                     await self.partitions.load(conn)
 
     async def write(self, chunks: Sequence[Chunk]) -> list[int]:
