@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-console bench-devices bench-downloads bench-rollout bench-sync chaos topology clean
+.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-console bench-devices bench-downloads bench-rollout bench-sync bench-scaleout chaos topology clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -91,6 +91,12 @@ bench-rollout: $(STAMP)
 ## stand-in (BENCH_SYNC_ARGS="--connections 5 --days 2" for a quick run).
 bench-sync: $(STAMP)
 	$(BIN)/python bench/bench_sync.py $(BENCH_SYNC_ARGS)
+
+## Scale-out on the topology's processes (needs what `make topology` needs): idle WebSocket
+## devices on one gateway and on two (10,000 each), HTTP ingest through nginx with one api
+## process and with two. Options: BENCH_SCALEOUT_ARGS='--part gateways --devices 300'.
+bench-scaleout: $(STAMP)
+	$(BIN)/python bench/bench_scaleout.py $(BENCH_SCALEOUT_ARGS)
 
 ## Chaos (needs PostgreSQL and mosquitto; not part of `make test`): kill -9 of the server
 ## during HTTP, WebSocket and MQTT ingest, and a PostgreSQL outage; prints acknowledged /
