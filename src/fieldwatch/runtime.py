@@ -213,9 +213,14 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
     bus = bus or InProcessEventBus()
     redis: Redis | None = None
     if settings.redis_url:
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
 
-        redis = Redis.from_url(settings.redis_url)
+        # A fixed pool that callers wait on (10 s, then an error): redis-py's default pool
+        # refuses a caller beyond its connections, which a gateway's connect burst hit.
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=settings.redis_pool_size, timeout=10
+        )
+        redis = Redis.from_pool(pool)  # closing the client closes its pool
     telemetry = TelemetryHub(settings, engine, sessionmaker)
     telemetry.subscribe(bus)
     if redis is not None:

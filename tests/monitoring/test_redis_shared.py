@@ -316,6 +316,16 @@ async def test_gone_and_heartbeat_settings_changed_elsewhere(
                                                  ("offline", "session closed")]  # fmt: skip
 
 
+async def test_a_burst_beyond_the_redis_pool_waits_instead_of_failing(runtime: Runtime) -> None:
+    """300 callers at once share the process's 50 connections (a gateway's connect burst
+    once failed on redis-py's default pool with ``Too many connections``)."""
+    assert runtime.redis is not None
+    key = f"{runtime.settings.redis_prefix}:burst"
+    counts = await asyncio.gather(*(runtime.redis.incr(key) for _ in range(300)))
+    assert sorted(counts) == list(range(1, 301))
+    await runtime.redis.delete(key)
+
+
 async def test_last_seen_is_written_by_one_process(
     client: httpx.AsyncClient, operator: Actor, runtime: Runtime, other: Runtime
 ) -> None:

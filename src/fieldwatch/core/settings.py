@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         default="fw",
         description="Namespace of this installation's Redis keys (one per installation)",
     )
+    redis_pool_size: int = Field(
+        default=50,
+        ge=1,
+        description="Redis connections per process; callers beyond them wait for one "
+        "(a burst of device connections queues instead of failing)",
+    )
 
     # MQTT. By default `fieldwatch serve` runs an embedded broker on mqtt_host:mqtt_port;
     # with mqtt_url it uses that broker instead (Mosquitto, EMQX) through shared
