@@ -4,8 +4,9 @@ mqtt5 codec (Rust, sans-IO) reading and writing its packets.
 An ``asyncio.Protocol`` appends what arrives to a bytearray; the packets in it are read
 where they lie (``mqtt5.read`` on a memoryview) and each PUBLISH becomes an
 ``IncomingMessage`` in the inbox straight away, with one clock reading per chunk. Other
-packets go to the link. When the inbox is full, parsing stops where it is and the
-transport stops reading; the bytes not yet parsed wait in the buffer.
+packets go to the link. When the inbox is full, parsing stops at the next PUBLISH (a
+CONNACK, PUBACK or PINGRESP before it is still read) and the transport stops reading;
+the bytes not yet parsed wait in the buffer.
 
 Keepalive: a PINGREQ goes out when nothing was written for half the keepalive; a
 PINGRESP missing for a whole keepalive ends the connection, except while reading is
@@ -201,7 +202,7 @@ class Mqtt5Driver:
         view = memoryview(buffer)
         try:
             while offset < size:
-                if taken >= room:
+                if taken >= room and view[offset] & 0xF0 == 0x30:  # a PUBLISH: no room
                     self.pause_reading(len(inbox))
                     break
                 try:

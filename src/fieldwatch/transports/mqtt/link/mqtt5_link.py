@@ -148,6 +148,8 @@ class Mqtt5Link(MqttLink):
         try:
             await asyncio.wait_for(future, wait)
         except TimeoutError as exc:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._free_slot()  # it got the slot as the time ran out: pass it on
             raise MqttPublishError(
                 f"the broker at {self.where} did not acknowledge {topic!r} within {wait:g}s "
                 f"({self._quota} messages were in flight, its receive maximum)"
