@@ -8,8 +8,14 @@ a. paho-threaded: paho-mqtt 2.x with its network thread (``loop_start``); ``on_m
 b. paho-asyncio: paho-mqtt driven from an asyncio event loop through its socket
    callbacks (``add_reader``/``add_writer``, ``loop_read``/``loop_write``/``loop_misc``).
 c. aiomqtt: ``async for message in client.messages``.
-d. fieldwatch: Fieldwatch's own ``MqttLink`` (paho driven from asyncio, batches to a
-   handler that acknowledges each batch: QoS 1 messages are acked by the application).
+d. gmqtt: gmqtt's asyncio client over MQTT 5 (acknowledges QoS 1 before ``on_message``);
+   optional, measured when importable (see mqtt_clients/subscribers.py).
+e. fieldwatch: Fieldwatch's own ``MqttLink`` (paho driven from asyncio, batches to a
+   handler that acknowledges each batch: QoS 1 messages are acked by the application),
+   MQTT 3.1.1.
+f. fieldwatch-paho5: the same over MQTT 5 with the gateway's receive maximum (10,000).
+g. fieldwatch-mqtt5: ``MqttLink`` on the mqtt5 codec (Rust, sans-IO) over Fieldwatch's
+   own asyncio connection, MQTT 5 with the same receive maximum.
 
 Publishers are separate processes using paho without a network thread, publishing a
 fixed total as fast as they can: JSON readings of about 80 bytes such as
@@ -40,10 +46,10 @@ from harness.broker import BenchBroker
 from harness.results import say, write_json, write_results
 from mqtt_clients.publishers import messages_for
 from mqtt_clients.runs import Run, measure
-from mqtt_clients.subscribers import CANDIDATES
+from mqtt_clients.subscribers import CANDIDATES, available
 
 HEADER = (
-    f"{'candidate':<15} {'mode':<5} {'qos':>3} {'received':>10} {'lost':>7} {'seconds':>8} "
+    f"{'candidate':<16} {'mode':<5} {'qos':>3} {'received':>10} {'lost':>7} {'seconds':>8} "
     f"{'msg/s':>9}   {'runs msg/s':<28} {'publish s':>9}"
 )
 
@@ -54,7 +60,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--publishers", type=int, default=2, help="publisher processes")
     parser.add_argument("--repeat", type=int, default=3, help="runs per row; the median shows")
     parser.add_argument("--qos", type=int, nargs="+", default=[0, 1], choices=[0, 1])
-    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=CANDIDATES)
+    parser.add_argument(
+        "--candidates",
+        nargs="+",
+        default=available(),
+        choices=CANDIDATES,
+        help="default: each whose library is installed (gmqtt is optional)",
+    )
     parser.add_argument("--modes", nargs="+", default=["live", "drain"], choices=["live", "drain"])
     parser.add_argument(
         "--broker-inflight", type=int, help="Mosquitto max_inflight_messages (default 20)"
@@ -69,7 +81,7 @@ def row(runs: list[Run]) -> tuple[str, dict[str, Any]]:
     mid = sorted(runs, key=lambda r: r.rate)[len(runs) // 2]
     each = ", ".join(f"{r.rate:,.0f}" for r in runs)
     line = (
-        f"{mid.candidate:<15} {mid.mode:<5} {mid.qos:>3} {mid.received:>10,} {mid.lost:>7,} "
+        f"{mid.candidate:<16} {mid.mode:<5} {mid.qos:>3} {mid.received:>10,} {mid.lost:>7,} "
         f"{mid.seconds:>8.2f} {mid.rate:>9,.0f}   {each:<28} "
         f"{mid.published_seconds:>9.2f}"
     )

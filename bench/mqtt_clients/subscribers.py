@@ -3,13 +3,26 @@
 a. paho-threaded: paho-mqtt 2.x with its network thread (``loop_start``);
 b. paho-asyncio: paho-mqtt driven from an asyncio event loop through its socket callbacks;
 c. aiomqtt: ``async for message in client.messages``;
-d. fieldwatch: Fieldwatch's own ``MqttLink`` (batches to a handler that acknowledges them).
+d. gmqtt: gmqtt's asyncio client, MQTT 5 (QoS 1 acknowledged before ``on_message``);
+   not a dependency: its 0.8.0 wheel installs top-level ``tests`` and ``examples``
+   packages, which hide this repository's ``tests``. Measured when importable, for
+   example ``pip install --no-deps --target DIR gmqtt==0.8.0``, then delete
+   ``DIR/tests`` and ``DIR/examples`` and put DIR on PYTHONPATH;
+e. fieldwatch: Fieldwatch's own ``MqttLink`` on paho, MQTT 3.1.1 (batches to a handler
+   that acknowledges them);
+f. fieldwatch-paho5: the same over MQTT 5, with the gateway's receive maximum;
+g. fieldwatch-mqtt5: ``MqttLink`` on the mqtt5 codec (MQTT 5, the same receive maximum).
+
+The MQTT 5 candidates announce a receive maximum of ``WINDOW``; the MQTT 3.1.1 ones get
+the broker's ``max_inflight_messages`` (``--broker-inflight``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import functools
+import importlib.util
 import threading
 import time
 import uuid
@@ -23,7 +36,17 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from fieldwatch.transports.mqtt.link import IncomingMessage, MqttLink, MqttLinkOptions
 
-CANDIDATES = ("paho-threaded", "paho-asyncio", "aiomqtt", "fieldwatch")
+CANDIDATES = (
+    "paho-threaded",
+    "paho-asyncio",
+    "aiomqtt",
+    "gmqtt",
+    "fieldwatch",
+    "fieldwatch-paho5",
+    "fieldwatch-mqtt5",
+)
+OPTIONAL = {"gmqtt": "gmqtt"}  # candidate: the library it needs, not a dependency
+WINDOW = 10_000  # the gateway's default receive maximum (FIELDWATCH_MQTT_RECEIVE_MAXIMUM)
 FILTER = "iot/devices/data/+/temperature"
 IDLE_SECONDS = 3.0  # the subscriber gives up this long after its last message
 
@@ -160,8 +183,44 @@ async def sub_aiomqtt(
     return counter
 
 
-async def sub_fieldwatch(
+def available() -> list[str]:
+    """The candidates whose library is installed."""
+    return [c for c in CANDIDATES if c not in OPTIONAL or importlib.util.find_spec(OPTIONAL[c])]
+
+
+async def sub_gmqtt(
     port: int, qos: int, expected: int, ready: MpEvent, gate: MpEvent | None
+) -> Counter:
+    import gmqtt
+
+    counter = Counter(gate)
+    subscribed = asyncio.Event()
+
+    def on_message(_client: Any, topic: str, payload: bytes, qos: int, _props: Any) -> int:
+        counter.seen((topic, payload))
+        return 0  # PUBACK: success
+
+    client = gmqtt.Client(f"bench-sub-{uuid.uuid4().hex[:8]}", receive_maximum=WINDOW)
+    client.on_message = on_message
+    client.on_subscribe = lambda *_: subscribed.set()
+    await client.connect("127.0.0.1", port, keepalive=60, version=gmqtt.constants.MQTTv50)
+    client.subscribe(FILTER, qos=qos)
+    await asyncio.wait_for(subscribed.wait(), 10)
+    ready.set()
+    await wait_finished(counter, expected)
+    await client.disconnect()
+    return counter
+
+
+async def sub_fieldwatch(
+    port: int,
+    qos: int,
+    expected: int,
+    ready: MpEvent,
+    gate: MpEvent | None,
+    *,
+    client: str = "paho",
+    window: int | None = None,
 ) -> Counter:
     counter = Counter(gate)
 
@@ -170,7 +229,13 @@ async def sub_fieldwatch(
             counter.seen(message)
         link.ack(batch)
 
-    options = MqttLinkOptions("127.0.0.1", port, client_id=f"bench-sub-{uuid.uuid4().hex[:8]}")
+    options = MqttLinkOptions(
+        "127.0.0.1",
+        port,
+        client_id=f"bench-sub-{uuid.uuid4().hex[:8]}",
+        client=client,  # type: ignore[arg-type]
+        receive_maximum=window,
+    )
     link = MqttLink(options, handler=handler)
     await link.start()
     await link.subscribe(FILTER, qos)
@@ -183,7 +248,10 @@ async def sub_fieldwatch(
 ASYNC_SUBSCRIBERS = {
     "paho-asyncio": sub_paho_asyncio,
     "aiomqtt": sub_aiomqtt,
+    "gmqtt": sub_gmqtt,
     "fieldwatch": sub_fieldwatch,
+    "fieldwatch-paho5": functools.partial(sub_fieldwatch, window=WINDOW),
+    "fieldwatch-mqtt5": functools.partial(sub_fieldwatch, client="mqtt5", window=WINDOW),
 }
 
 

@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from conftest import Actor, Factory, Served, problem
@@ -348,12 +349,14 @@ async def test_a_flooding_mqtt_device_is_refused_and_dropped_and_others_go_on(
     await eventually(lambda: _equals(connectivity(client, op, flooder_dev["id"]), "offline"))
 
 
+@pytest.mark.parametrize("mqtt_client", ["paho", "mqtt5"])
 async def test_a_flooding_device_is_kicked_from_mosquitto(
-    client, runtime: Runtime, factory: Factory, mosquitto_dynsec
+    client, runtime: Runtime, factory: Factory, mosquitto_dynsec, mqtt_client: str
 ) -> None:
     broker = mosquitto_dynsec
     runtime.settings.device_rate_limit = 50
     runtime.settings.mqtt_url = broker.admin_url
+    runtime.settings.mqtt_client = mqtt_client  # type: ignore[assignment]
     gw = MqttGateway(device_edge(runtime))
     await gw.start()
     made: list[Peer] = []

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "jwt-secret", "your-secret-key"}
@@ -104,6 +104,12 @@ class Settings(BaseSettings):
         description="With mqtt_url: speak MQTT 5 and let the broker have this many QoS 1 "
         "messages in flight to Fieldwatch (acknowledged after commit); 0 speaks MQTT 3.1.1, "
         "where the broker's own limit applies (Mosquitto: max_inflight_messages, 20)",
+    )
+    mqtt_client: Literal["paho", "mqtt5"] = Field(
+        default="paho",
+        description="The MQTT client of the gateway's broker connection: paho (MQTT 3.1.1 "
+        "or 5) or mqtt5 (the mqtt5 codec on Fieldwatch's own asyncio connection; MQTT 5 "
+        "only: it needs mqtt_url and mqtt_receive_maximum > 0)",
     )
     mqtt_client_id: str | None = Field(
         default=None,
@@ -308,6 +314,27 @@ class Settings(BaseSettings):
     def vendor_app(self, connector: str) -> VendorApp:
         app = getattr(self, connector, None)
         return app if isinstance(app, VendorApp) else VendorApp()
+
+    @field_validator("mqtt_client")
+    @classmethod
+    def _mqtt5_needs_mqtt5(cls, value: str, info: ValidationInfo) -> str:
+        """The mqtt5 client speaks MQTT 5 only: refuse it where the gateway would speak
+        MQTT 3.1.1 (the embedded broker, or a receive maximum of 0)."""
+        if value != "mqtt5":
+            return value
+        data = info.data
+        if not data.get("mqtt_url"):
+            if data.get("mqtt_embedded"):
+                raise ValueError(
+                    "mqtt5 speaks MQTT 5 only and the embedded broker speaks MQTT 3.1.1: "
+                    "set FIELDWATCH_MQTT_URL to an MQTT 5 broker, or use paho"
+                )
+        elif not data.get("mqtt_receive_maximum"):
+            raise ValueError(
+                "mqtt5 speaks MQTT 5 only and FIELDWATCH_MQTT_RECEIVE_MAXIMUM=0 asks for "
+                "MQTT 3.1.1: set a receive maximum, or use paho"
+            )
+        return value
 
     @field_validator("jwt_secret", "encryption_key")
     @classmethod

@@ -49,19 +49,22 @@ class Mqtt:
         return peer
 
 
-@pytest.fixture(params=["embedded", "mosquitto"])
+@pytest.fixture(params=["embedded", "mosquitto", "mosquitto-mqtt5"])
 async def mqtt(request: pytest.FixtureRequest, runtime: Runtime) -> AsyncIterator[Mqtt]:
+    """The gateway on the embedded broker, or on Mosquitto with either MQTT client."""
     broker: Mosquitto | None = None
-    if request.param == "mosquitto":
+    if request.param.startswith("mosquitto"):
         require_dynsec_mosquitto()
         broker = Mosquitto(dynsec=True).start()
         runtime.settings.mqtt_url = broker.admin_url
+        runtime.settings.mqtt_client = "mqtt5" if request.param.endswith("mqtt5") else "paho"
     else:
         runtime.settings.mqtt_port = 0  # a free port
     gateway = MqttGateway(device_edge(runtime))
     try:
         await gateway.start()
-        mode = Mqtt(request.param, gateway, broker.port if broker else gateway.broker.port)
+        kind = "embedded" if broker is None else "mosquitto"
+        mode = Mqtt(kind, gateway, broker.port if broker else gateway.broker.port)
         yield mode
         for peer in mode.made:
             peer.client.disconnect()

@@ -292,11 +292,19 @@ def mosquitto() -> Iterator[Mosquitto]:
         yield broker
 
 
+@pytest.mark.parametrize("mqtt_client", ["paho", "mqtt5"])
 async def test_qos1_readings_survive_kill_9_through_mosquitto(
-    runtime: Runtime, factory: Factory, settings: Settings, tmp_path: Path, mosquitto: Mosquitto
+    runtime: Runtime,
+    factory: Factory,
+    settings: Settings,
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    mqtt_client: str,
 ) -> None:
     url = mosquitto.admin_url
-    env = server_env(settings, tmp_path, FIELDWATCH_MQTT_URL=url)
+    env = server_env(
+        settings, tmp_path, FIELDWATCH_MQTT_URL=url, FIELDWATCH_MQTT_CLIENT=mqtt_client
+    )
     server = ServerProcess(env, tmp_path / "server.log", None)
     try:
         await run_crash_scenario(runtime, factory, server, v5=True)

@@ -290,11 +290,13 @@ async def test_agent_and_simulator_over_mqtt(served, runtime: Runtime, factory: 
 # --- an external Mosquitto with dynamic security ------------------------------------------
 
 
+@pytest.mark.parametrize("mqtt_client", ["paho", "mqtt5"])
 async def test_external_mosquitto_with_dynamic_security(
-    client, runtime: Runtime, factory: Factory, mosquitto_dynsec
+    client, runtime: Runtime, factory: Factory, mosquitto_dynsec, mqtt_client: str
 ):
     broker = mosquitto_dynsec
     runtime.settings.mqtt_url = broker.admin_url
+    runtime.settings.mqtt_client = mqtt_client  # type: ignore[assignment]
     gw = MqttGateway(device_edge(runtime))
     await gw.start()
     made: list[Peer] = []

@@ -1,5 +1,6 @@
 """MqttLink against a real Mosquitto started by each test (tests/mqtt_helpers.py), plus a
-tiny scripted broker where the test needs to control when PUBACKs come.
+tiny scripted broker where the test needs to control when PUBACKs come. Each test runs
+on both clients of the link (``mqtt_client``, tests/mqtt_link_helpers.py).
 
 Without the ``mosquitto`` binary the tests are skipped, except in CI, where they fail.
 """
@@ -8,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,76 +21,23 @@ import pytest
 from fieldwatch.transports.mqtt.link import (
     IncomingMessage,
     MqttConnectError,
-    MqttLink,
-    MqttLinkOptions,
     MqttPublishError,
 )
 from mqtt_helpers import Mosquitto, free_port, mosquitto_binary
+from mqtt_link_helpers import (
+    Collector,
+    ScriptedBroker,
+    broker,
+    eventually,
+    mqtt_client,
+    new_link,
+    require,
+    subscriber,
+)
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+__all__ = ["broker", "mqtt_client"]  # the fixtures used here
 
-
-def _require(what: str, present: bool) -> None:
-    if not present:
-        message = f"{what} is not installed"
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-
-
-@pytest.fixture
-def broker() -> Iterator[Mosquitto]:
-    _require("mosquitto", mosquitto_binary() is not None)
-    with Mosquitto() as running:
-        yield running
-
-
-def new_link(port: int, **options: Any) -> MqttLink:
-    options.setdefault("client_id", f"fw-test-{uuid.uuid4().hex[:10]}")
-    options.setdefault("connect_timeout", 5.0)
-    options.setdefault("min_reconnect_delay", 0.1)
-    options.setdefault("max_reconnect_delay", 0.5)
-    handler = options.pop("handler", None)
-    return MqttLink(MqttLinkOptions("127.0.0.1", port, **options), handler=handler)
-
-
-class Collector:
-    """A handler that records every batch and, unless told otherwise, acks it."""
-
-    def __init__(self, ack: Callable[[IncomingMessage], bool] | None = None) -> None:
-        self.link: MqttLink | None = None
-        self.batches: list[list[IncomingMessage]] = []
-        self.should_ack = ack or (lambda _m: True)
-        self.acked = 0
-
-    async def __call__(self, batch: list[IncomingMessage]) -> None:
-        self.batches.append(batch)
-        assert self.link is not None
-        self.acked += self.link.ack([m for m in batch if self.should_ack(m)])
-
-    @property
-    def messages(self) -> list[IncomingMessage]:
-        return [m for batch in self.batches for m in batch]
-
-
-async def eventually(condition: Callable[[], bool], what: str, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        if condition():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-async def subscriber(
-    port: int, topic_filter: str, collector: Collector, **options: Any
-) -> MqttLink:
-    link = new_link(port, handler=collector, **options)
-    collector.link = link
-    await link.start()
-    await link.subscribe(topic_filter, 1)
-    return link
+pytestmark = pytest.mark.usefixtures("mqtt_client")
 
 
 async def test_round_trip_in_order_and_batched(broker: Mosquitto) -> None:
@@ -139,57 +85,6 @@ async def test_publish_returns_when_the_broker_has_it(broker: Mosquitto) -> None
         assert by_topic["fw/retained/qos0"].payload == b"zero"
     finally:
         await sub.stop()
-
-
-class ScriptedBroker:
-    """Just enough MQTT 3.1.1 to accept one client: CONNACK at once, PUBACK after
-    ``delays[topic]`` seconds, or never for topics not listed."""
-
-    def __init__(self, delays: dict[str, float]) -> None:
-        self.delays = delays
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def __aenter__(self) -> ScriptedBroker:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                first = (await reader.readexactly(1))[0]
-                length, shift = 0, 0
-                while True:
-                    byte = (await reader.readexactly(1))[0]
-                    length |= (byte & 0x7F) << shift
-                    shift += 7
-                    if not byte & 0x80:
-                        break
-                body = await reader.readexactly(length)
-                kind = first & 0xF0
-                if kind == 0x10:  # CONNECT
-                    writer.write(b"\x20\x02\x00\x00")
-                elif kind == 0x30 and first & 0x06:  # PUBLISH, QoS > 0
-                    size = int.from_bytes(body[:2], "big")
-                    topic, mid = body[2 : 2 + size].decode(), body[2 + size : 4 + size]
-                    if topic in self.delays:
-                        loop.call_later(self.delays[topic], writer.write, b"\x40\x02" + mid)
-                elif kind == 0xC0:  # PINGREQ
-                    writer.write(b"\xd0\x00")
-                elif kind == 0xE0:  # DISCONNECT
-                    break
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
 
 
 async def test_publish_waits_for_the_puback() -> None:
@@ -428,8 +323,8 @@ class PasswordBroker(Mosquitto):
 
 
 async def test_credentials(caplog: pytest.LogCaptureFixture) -> None:
-    _require("mosquitto", mosquitto_binary() is not None)
-    _require("mosquitto_passwd", shutil.which("mosquitto_passwd") is not None)
+    require("mosquitto", mosquitto_binary() is not None)
+    require("mosquitto_passwd", shutil.which("mosquitto_passwd") is not None)
     with PasswordBroker() as secured:
         wrong = new_link(secured.port, username=secured.username, password="nope-nope")
         t0 = time.perf_counter()
@@ -464,10 +359,14 @@ async def _unacked_in_flight(port: int, **options: Any) -> int:
         await sub.stop()
 
 
-async def test_mqtt5_receive_maximum_widens_the_window(broker: Mosquitto) -> None:
+@pytest.mark.parametrize("mqtt_client", ["paho"], indirect=True)
+async def test_mqtt311_window_is_the_brokers(broker: Mosquitto) -> None:
     """Acknowledging after commit makes the broker's in-flight window the ceiling: over
-    MQTT 3.1.1 Mosquitto allows 20 messages, over MQTT 5 what the link announces."""
+    MQTT 3.1.1 Mosquitto allows 20 messages (MQTT 5: see test_receive_maximum_*)."""
     assert await _unacked_in_flight(broker.port) == 20
+
+
+async def test_mqtt5_receive_maximum_widens_the_window(broker: Mosquitto) -> None:
     assert await _unacked_in_flight(broker.port, receive_maximum=150) == 150
 
 

@@ -13,19 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable
 
-import paho.mqtt.client as paho
-
+from fieldwatch.transports.mqtt.link.driver import LinkDriver
 from fieldwatch.transports.mqtt.link.messages import IncomingMessage, MessageHandler
-from fieldwatch.transports.mqtt.link.socket_driver import SocketDriver
 
 log = logging.getLogger(__name__)
-
-READ_BURST = 256  # packets read per readable event before yielding to the loop
 
 
 class Inbox:
@@ -34,7 +29,7 @@ class Inbox:
 
     def __init__(
         self,
-        driver: SocketDriver,
+        driver: LinkDriver,
         *,
         batch_size: int,
         max_pending: int,
@@ -84,24 +79,9 @@ class Inbox:
                 await self._drainer
             self._drainer = None
 
-    def read(self) -> None:
-        """The socket is readable: read packets until it is empty, a burst is done or
-        the inbox is full (then reading pauses)."""
-        driver = self.driver
-        client = driver.client
-        limit = self.max_pending * 2 if self._publishing() else self.max_pending
-        for _ in range(READ_BURST):
-            if len(self._pending) >= limit:
-                driver.pause_reading(len(self._pending))
-                return
-            before = self.received
-            if client.loop_read() != paho.MQTT_ERR_SUCCESS or self.received == before:
-                break  # not a PUBLISH, or nothing left: the reader fires again if needed
-        sock = client.socket()
-        if driver.reading and (
-            client.buffered() or (isinstance(sock, ssl.SSLSocket) and sock.pending())
-        ):
-            driver.loop.call_soon(self.read)  # read bytes wait
+    def limit(self) -> int:
+        """How many messages may wait before reading pauses."""
+        return self.max_pending * 2 if self._publishing() else self.max_pending
 
     async def _drain(self) -> None:
         pending = self._pending

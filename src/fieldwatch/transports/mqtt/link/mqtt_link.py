@@ -1,19 +1,22 @@
 """``MqttLink``: Fieldwatch's own privileged MQTT connection, as the rest of the code
-sees it (start, stop, subscribe, publish, ack), and paho's protocol callbacks."""
+sees it (start, stop, subscribe, publish, ack).
+
+Two clients implement it, chosen by ``MqttLinkOptions.client``: ``paho``
+(``paho_link.PahoLink``) and ``mqtt5`` (``mqtt5_link.Mqtt5Link``, MQTT 5 only).
+``MqttLink(options, handler)`` makes the one the options name. This module holds what
+both share: the subscriptions, the waits for SUBACK and PUBACK, and what happens when a
+connection comes up or goes away.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Iterable
 from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-
+from fieldwatch.transports.mqtt.link.driver import LinkDriver
 from fieldwatch.transports.mqtt.link.inbox import Inbox
 from fieldwatch.transports.mqtt.link.messages import (
     ConnectHook,
@@ -24,34 +27,37 @@ from fieldwatch.transports.mqtt.link.messages import (
     MqttPublishError,
 )
 from fieldwatch.transports.mqtt.link.options import MqttLinkOptions
-from fieldwatch.transports.mqtt.link.socket_driver import SocketDriver, new_client
 from fieldwatch.transports.mqtt.link.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
 
 class MqttLink:
-    """One MQTT client connection (3.1.1, or 5 with ``receive_maximum``) owned by
-    Fieldwatch.
+    """One MQTT client connection owned by Fieldwatch.
 
     ``handler`` receives batches of messages on the event loop; ``on_connect`` hooks
     run after every successful connect with the broker's session-present flag.
     Every method must be called from the event loop that ran ``start()``.
     """
 
+    _driver: LinkDriver
+
+    def __new__(cls, options: MqttLinkOptions, handler: MessageHandler | None = None) -> Any:
+        if cls is MqttLink:  # the client the options name
+            if options.client == "mqtt5":
+                from fieldwatch.transports.mqtt.link.mqtt5_link import Mqtt5Link
+
+                cls = Mqtt5Link
+            else:
+                from fieldwatch.transports.mqtt.link.paho_link import PahoLink
+
+                cls = PahoLink
+        return super().__new__(cls)
+
     def __init__(self, options: MqttLinkOptions, handler: MessageHandler | None = None) -> None:
+        """A client's ``__init__`` sets ``_driver`` first, then calls this."""
         self.options = options
         self.on_connect: list[ConnectHook] = []
-        client = new_client(options)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_publish = self._on_publish
-        client.on_subscribe = self._on_subscribe
-        self._client = client
-        self._driver = SocketDriver(
-            client, options.where, on_readable=self._on_readable, connected=self._is_connected
-        )
         self._inbox = Inbox(
             self._driver,
             batch_size=options.batch_size,
@@ -153,7 +159,7 @@ class MqttLink:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await runner
         if self._connected:
-            self._client.disconnect()  # written after any queued acks
+            self._send_disconnect()  # written after any queued acks
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._supervisor.lost.wait(), grace)
         driver.close_socket()
@@ -166,11 +172,12 @@ class MqttLink:
     async def subscribe(self, topic_filter: str, qos: int = 1) -> None:
         """Remember a subscription (sent again after every reconnect). When connected,
         wait for the broker's SUBACK and raise if it refuses the filter."""
+        self._check_qos(qos)
         self._subscriptions[topic_filter] = qos
         if not self._connected:
             return
-        rc, mid = self._client.subscribe(topic_filter, qos)
-        if rc != paho.MQTT_ERR_SUCCESS or mid is None:
+        mid = self._send_subscribe([(topic_filter, qos)])
+        if mid is None:
             return  # not connected after all: the next connect subscribes
         future: asyncio.Future[list[int]] = self._driver.loop.create_future()
         self._subacks[mid] = future
@@ -189,7 +196,7 @@ class MqttLink:
         """Forget a subscription and, when connected, tell the broker."""
         self._subscriptions.pop(topic_filter, None)
         if self._connected:
-            self._client.unsubscribe(topic_filter)
+            self._send_unsubscribe(topic_filter)
 
     async def publish(
         self,
@@ -203,14 +210,39 @@ class MqttLink:
         """Return once the broker has the message: PUBACK for QoS 1, written to the
         socket for QoS 0. Raise ``MqttPublishError`` when not connected, when the
         connection drops first (the message may still arrive) or on timeout."""
-        if not self._connected:
-            raise MqttPublishError(f"not connected to the MQTT broker at {self.where}")
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc != paho.MQTT_ERR_SUCCESS:
-            raise MqttPublishError(f"publish to {topic!r} failed: {paho.error_string(info.rc)}")
-        future: asyncio.Future[None] = self._driver.loop.create_future()
-        self._publishes[info.mid] = future
-        wait = self.options.publish_timeout if ack_timeout is None else ack_timeout
+        raise NotImplementedError
+
+    def ack(self, messages: Iterable[IncomingMessage]) -> int:
+        """Acknowledge QoS 1 messages of the current connection, typically after their
+        data is committed. Returns how many were acknowledged. A message from an earlier
+        connection is skipped: its packet id may name another message now."""
+        raise NotImplementedError
+
+    # -- what each client does on the wire ----------------------------------------------
+
+    def _check_qos(self, qos: int) -> None:
+        if qos not in (0, 1, 2):
+            raise ValueError(f"QoS is 0, 1 or 2, not {qos}")
+
+    def _send_subscribe(self, filters: list[tuple[str, int]]) -> int | None:
+        """Send SUBSCRIBE; its packet id, or None when it could not be sent."""
+        raise NotImplementedError
+
+    def _send_unsubscribe(self, topic_filter: str) -> None:
+        raise NotImplementedError
+
+    def _send_disconnect(self) -> None:
+        raise NotImplementedError
+
+    # -- the connection's events, as the clients report them ---------------------------
+
+    def _is_publishing(self) -> bool:
+        return bool(self._publishes)
+
+    async def _wait_puback(
+        self, mid: int, future: asyncio.Future[None], topic: str, wait: float
+    ) -> None:
+        self._publishes[mid] = future
         try:
             await asyncio.wait_for(future, wait)
         except TimeoutError as exc:
@@ -218,32 +250,58 @@ class MqttLink:
                 f"the broker at {self.where} did not acknowledge {topic!r} within {wait:g}s"
             ) from exc
         finally:
-            if self._publishes.get(info.mid) is future:
-                del self._publishes[info.mid]
+            if self._publishes.get(mid) is future:
+                del self._publishes[mid]
 
-    def ack(self, messages: Iterable[IncomingMessage]) -> int:
-        """Acknowledge QoS 1/2 messages of the current connection, typically after their
-        data is committed. Returns how many were acknowledged."""
-        if not self._connected:
-            return 0
-        generation = self._generation
-        acked = 0
-        for message in messages:
-            if message.qos and message.connection == generation:
-                self._client.ack(message.mid, message.qos)
-                acked += 1
-        return acked
+    def _connection_refused(self, reason: str) -> None:
+        connack = self._supervisor.connack
+        if connack is not None and not connack.done():
+            connack.set_exception(MqttConnectError(reason, refused=True))
 
-    # -- state shared with the driver and the inbox ------------------------------------
+    def _connection_up(self, session_present: bool) -> None:
+        """CONNACK with success: subscribe again, then let the supervisor go on."""
+        self._connected = True
+        if self._subscriptions:
+            filters = list(self._subscriptions.items())
+            mid = self._send_subscribe(filters)
+            if mid is not None:
+                self._resubscribes[mid] = [f for f, _ in filters]
+        connack = self._supervisor.connack
+        if connack is not None and not connack.done():
+            connack.set_result(session_present)
 
-    def _on_readable(self) -> None:
-        self._inbox.read()
+    def _connection_down(self, reason: str) -> None:
+        """The connection closed (or never got its CONNACK)."""
+        was_connected = self._connected
+        self._connected = False
+        self._generation += 1
+        connack = self._supervisor.connack
+        if connack is not None and not connack.done():
+            connack.set_exception(MqttConnectError(f"connection closed: {reason}"))
+        self._fail_waiters(f"the connection to {self.where} was lost: {reason}")
+        if was_connected and not self._driver.closing:
+            log.warning("MQTT link to %s disconnected: %s", self.where, reason)
+        self._supervisor.lost.set()
 
-    def _is_connected(self) -> bool:
-        return self._connected
+    def _puback(self, mid: int, refused: str | None) -> None:
+        future = self._publishes.get(mid)
+        if future is None or future.done():
+            return
+        if refused is not None:
+            future.set_exception(MqttPublishError(f"the broker refused the message: {refused}"))
+        else:
+            future.set_result(None)
 
-    def _is_publishing(self) -> bool:
-        return bool(self._publishes)
+    def _suback(self, mid: int, codes: list[int]) -> None:
+        future = self._subacks.pop(mid, None)
+        if future is not None:
+            if not future.done():
+                future.set_result(codes)
+            return
+        filters = self._resubscribes.pop(mid, [])
+        refused = [f for f, code in zip(filters, codes, strict=False) if code >= 0x80]
+        if refused:
+            log.error("MQTT link: the broker at %s refused %s", self.where, refused)
 
     def _fail_waiters(self, reason: str) -> None:
         for publish in self._publishes.values():
@@ -254,110 +312,3 @@ class MqttLink:
                 suback.set_exception(MqttLinkError(reason))
         self._subacks.clear()
         self._resubscribes.clear()
-
-    # -- paho callbacks (on the loop thread, from loop_read/loop_write/loop_misc) -------
-
-    def _on_connect(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        flags: paho.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        connack = self._supervisor.connack
-        if reason.is_failure:
-            if connack is not None and not connack.done():
-                connack.set_exception(
-                    MqttConnectError(f"the broker refused the connection: {reason}", refused=True)
-                )
-            return
-        self._connected = True
-        if self._subscriptions:
-            filters = list(self._subscriptions.items())
-            rc, mid = client.subscribe(filters)
-            if rc == paho.MQTT_ERR_SUCCESS and mid is not None:
-                self._resubscribes[mid] = [f for f, _ in filters]
-        self._driver.start_misc()
-        if connack is not None and not connack.done():
-            connack.set_result(bool(flags.session_present))
-
-    def _on_disconnect(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        flags: paho.DisconnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        was_connected = self._connected
-        self._connected = False
-        self._generation += 1
-        self._driver.stop_misc()
-        connack = self._supervisor.connack
-        if connack is not None and not connack.done():
-            connack.set_exception(MqttConnectError(f"connection closed: {reason}"))
-        self._fail_waiters(f"the connection to {self.where} was lost: {reason}")
-        if was_connected and not self._driver.closing:
-            log.warning("MQTT link to %s disconnected: %s", self.where, reason)
-        self._supervisor.lost.set()
-
-    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        self._inbox.received += 1
-        try:
-            topic = message.topic
-        except UnicodeDecodeError:
-            log.warning("MQTT link: dropped a message whose topic is not UTF-8")
-            if message.qos:
-                client.ack(message.mid, message.qos)
-            return
-        payload = message.payload
-        if not isinstance(payload, bytes):
-            payload = bytes(payload)
-        self._inbox.put(
-            IncomingMessage(
-                topic,
-                payload,
-                message.qos,
-                bool(message.retain),
-                message.mid,
-                bool(message.dup),
-                self._generation,
-                time.monotonic(),
-            )
-        )
-
-    def _on_publish(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        mid: int,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        future = self._publishes.get(mid)
-        if future is None or future.done():
-            return
-        if reason.is_failure:
-            future.set_exception(MqttPublishError(f"the broker refused the message: {reason}"))
-        else:
-            future.set_result(None)
-
-    def _on_subscribe(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        mid: int,
-        reasons: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        codes = [int(r.value) for r in reasons]
-        future = self._subacks.pop(mid, None)
-        if future is not None:
-            if not future.done():
-                future.set_result(codes)
-            return
-        filters = self._resubscribes.pop(mid, [])
-        refused = [f for f, code in zip(filters, codes, strict=False) if code >= 0x80]
-        if refused:
-            log.error("MQTT link: the broker at %s refused %s", self.where, refused)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import KW_ONLY, dataclass
+from typing import Literal
+
+#: The MQTT clients an ``MqttLink`` can run on.
+CLIENTS = ("paho", "mqtt5")
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,6 +18,8 @@ class MqttLinkOptions:
     messages it may have in flight to it at once; ``session_expiry`` (MQTT 5) is how
     long the broker keeps the session when ``clean_session`` is false. The handler gets
     batches of up to ``batch_size`` messages; reading pauses when ``max_pending`` wait.
+    ``client``: ``paho`` (MQTT 3.1.1 or 5) or ``mqtt5`` (the mqtt5 codec on Fieldwatch's
+    own asyncio connection; MQTT 5 only, so it needs ``receive_maximum``).
     """
 
     host: str
@@ -33,6 +39,7 @@ class MqttLinkOptions:
     publish_timeout: float = 10.0
     min_reconnect_delay: float = 0.5
     max_reconnect_delay: float = 30.0
+    client: Literal["paho", "mqtt5"] = "paho"
 
     def __post_init__(self) -> None:
         if not self.client_id:
@@ -41,6 +48,13 @@ class MqttLinkOptions:
             raise ValueError("need 1 <= batch_size <= max_pending")
         if self.receive_maximum is not None and not 1 <= self.receive_maximum <= 65535:
             raise ValueError("receive_maximum is 1 to 65535 (MQTT 5)")
+        if self.client not in CLIENTS:
+            raise ValueError(f"client is one of {', '.join(CLIENTS)}, not {self.client!r}")
+        if self.client == "mqtt5" and self.receive_maximum is None:
+            raise ValueError(
+                "the mqtt5 client speaks MQTT 5 only: it needs receive_maximum (MQTT 3.1.1 "
+                "brokers such as the embedded one need the paho client)"
+            )
 
     @property
     def where(self) -> str:

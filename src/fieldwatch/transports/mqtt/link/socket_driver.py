@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 import threading
@@ -19,6 +20,8 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from fieldwatch.transports.mqtt.link.options import MqttLinkOptions
 
@@ -92,13 +95,14 @@ class SocketDriver:
     def __init__(
         self,
         client: BufferedClient,
-        where: str,
+        options: MqttLinkOptions,
         *,
         on_readable: Callable[[], None],
         connected: Callable[[], bool],
     ) -> None:
         self.client = client
-        self.where = where
+        self.options = options
+        self.where = options.where
         self._on_readable = on_readable
         self._connected = connected
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -110,6 +114,7 @@ class SocketDriver:
         self._writing = False
         self.paused = False
         self.closing = False
+        self.no_connack_hint = ""
         self._last_pause_log = 0.0
         self._misc_handle: asyncio.TimerHandle | None = None
         client.on_socket_open = self._on_socket_open
@@ -129,7 +134,23 @@ class SocketDriver:
             raise RuntimeError("the MQTT link is not started")
         return self._loop
 
-    async def connect(self, connect: Callable[[], Any]) -> None:
+    async def open(self) -> None:
+        """Connect paho (CONNECT is sent; the CONNACK comes through ``loop_read``)."""
+        options = self.options
+        connect = functools.partial(
+            self.client.connect, options.host, options.port, options.keepalive
+        )
+        if options.receive_maximum is not None:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.ReceiveMaximum = options.receive_maximum
+            if not options.clean_session:  # keep the session (and its queue) across drops
+                properties.SessionExpiryInterval = options.session_expiry
+            connect = functools.partial(
+                connect, clean_start=options.clean_session, properties=properties
+            )
+        await self._connect(connect)
+
+    async def _connect(self, connect: Callable[[], Any]) -> None:
         """Run paho's blocking ``connect`` in a worker thread, then apply the socket
         events it reported. A cancellation waits for the thread first: nobody may touch
         the client while it runs."""

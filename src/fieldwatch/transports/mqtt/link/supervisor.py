@@ -5,26 +5,23 @@ connect."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
+import os
 import random
 
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
+from fieldwatch.transports.mqtt.link.driver import LinkDriver
 from fieldwatch.transports.mqtt.link.messages import ConnectHook, MqttConnectError
 from fieldwatch.transports.mqtt.link.options import MqttLinkOptions
-from fieldwatch.transports.mqtt.link.socket_driver import SocketDriver
 
 log = logging.getLogger(__name__)
 
 
 class Supervisor:
-    """Keeps one connection up. The link resolves ``connack`` from paho's CONNACK
-    callback and sets ``lost`` when the connection drops."""
+    """Keeps one connection up. The link resolves ``connack`` when the CONNACK comes
+    and sets ``lost`` when the connection drops."""
 
     def __init__(
-        self, options: MqttLinkOptions, driver: SocketDriver, hooks: list[ConnectHook]
+        self, options: MqttLinkOptions, driver: LinkDriver, hooks: list[ConnectHook]
     ) -> None:
         self.options = options
         self.driver = driver
@@ -84,22 +81,13 @@ class Supervisor:
         driver.detach()
         connack: asyncio.Future[bool] = driver.loop.create_future()
         self.connack = connack
-        connect = functools.partial(
-            driver.client.connect, options.host, options.port, options.keepalive
-        )
-        if options.receive_maximum is not None:
-            properties = Properties(PacketTypes.CONNECT)
-            properties.ReceiveMaximum = options.receive_maximum
-            if not options.clean_session:  # keep the session (and its queue) across drops
-                properties.SessionExpiryInterval = options.session_expiry
-            connect = functools.partial(
-                connect, clean_start=options.clean_session, properties=properties
-            )
-        await driver.connect(connect)
+        await driver.open()
         try:
             return await asyncio.wait_for(connack, options.connect_timeout)
         except TimeoutError as exc:
-            raise MqttConnectError(f"no CONNACK within {options.connect_timeout:g}s") from exc
+            raise MqttConnectError(
+                f"no CONNACK within {options.connect_timeout:g}s{driver.no_connack_hint}"
+            ) from exc
         finally:
             self.connack = None
 
@@ -113,6 +101,8 @@ class Supervisor:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc)
+    if isinstance(exc, ConnectionError) and exc.errno:  # the same words for either client
+        text = f"[Errno {exc.errno}] {os.strerror(exc.errno)}"
     if isinstance(exc, TimeoutError) and not text:
         return "timed out"
     return text or type(exc).__name__
