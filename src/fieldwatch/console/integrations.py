@@ -29,6 +29,7 @@ from fieldwatch.console.pages import Admin, Operator, Viewer, page_context, prob
 from fieldwatch.core.components import SettingsDep
 from fieldwatch.core.errors import AppError
 from fieldwatch.db.dependencies import WriteUow
+from fieldwatch.integrations.connections.service import OAUTH_CODE
 from fieldwatch.integrations.connectors.catalogue import CONNECTORS
 from fieldwatch.integrations.dependencies import (
     ConnectionServiceDep,
@@ -54,6 +55,28 @@ NOTICES = {
     "purged": "The connection is disconnected and its devices' synced data deleted.",
     "consent": "The consent is saved: later syncs fetch only the data types shared.",
 }
+
+#: Why a connect came back without a connection (the callback's ``?error=``).
+CONNECT_ERRORS = {
+    "access_denied": "{title}: the account holder did not grant access, so nothing was connected.",
+    "denied": "{title} did not grant access{code}: nothing was connected.",
+    "expired": "The authorisation request expired or was used already: connect {title} again.",
+    "refused": "{title} refused the authorisation{code}: connect again.",
+    "unreachable": "{title} could not be reached: try connecting again in a moment.",
+    "unavailable": "{title} cannot be connected now: see the integrations page.",
+}
+
+
+def connect_error(query: Any) -> str | None:
+    """The readable sentence for a connect that came back with ``?error=`` (only known
+    reasons and connectors are named; the vendor's code only when it is a plain one)."""
+    template = CONNECT_ERRORS.get(str(query.get("error") or ""))
+    if template is None:
+        return None
+    info = CONNECTORS.get(str(query.get("connector") or ""))
+    code = str(query.get("vendor_error") or "")
+    shown = f" ({code})" if code and OAUTH_CODE.fullmatch(code) else ""
+    return template.format(title=info.title if info else "The vendor", code=shown)
 
 
 def consent_choices(connector: str, scopes: list[str] | None,
@@ -122,6 +145,7 @@ async def _connections_page(
     context.update(
         connections=rows, total=total, offset=offset, page_size=PAGE_SIZE, devices=devices,
         connected=connected, notice=NOTICES.get(back.get("done") or ""), tab="connections",
+        problem=connect_error(back),
         consent_choices=choices,
     )  # fmt: skip
     context.update(extra)
