@@ -58,7 +58,9 @@ async def test_the_catalogue_warns_of_fitbit_and_connects_oura_through_the_vendo
     oura_card = section(page.text, "integration-oura")
     assert 'data-lifecycle="active"' in oura_card and "banner-oura" not in oura_card
     assert "5000 requests per 300 s per user" in plain(oura_card)
-    assert "push or polling" in plain(oura_card) and "body temperature" in plain(oura_card)
+    assert "push or polling" in plain(oura_card) and "heart rate steps" in plain(oura_card)
+    assert "body temperature" not in plain(oura_card) and "spo2" not in plain(oura_card)
+    assert "OAuth 2 with PKCE" in plain(oura_card)
     assert re.search(r'id="connect-oura"\s*>', oura_card)  # enabled
 
     started = await client.post(f"{BASE}/oura/connect", data={"csrf_token": csrf})
@@ -100,9 +102,7 @@ async def test_pages_show_a_real_sync(
     page = await client.get(f"{BASE}/connections")
     card = section(page.text, f"connection-{synced.connection_id}")
     assert 'data-status="active"' in card
-    assert "heart rate, resting heart rate, steps, sleep duration, spo2, body temperature" in (
-        plain(card)
-    )
+    assert "heart rate, steps" in plain(card) and "spo2" not in plain(card)
     row = section(card, f"device-{synced.device_id}")
     assert 'data-sync-status="ok"' in row and "never" not in plain(row)
     assert f'id="sync-{synced.device_id}"' in row and "Disconnect" not in card  # not an admin

@@ -39,3 +39,19 @@ def test_metrics_carry_loinc_ucum_and_ranges() -> None:
     assert hr.plausible(72) and not hr.plausible(400) and not hr.plausible(-1)
     assert (metric("steps").loinc, metric("spo2").unit) == ("55423-8", "%")  # type: ignore[union-attr]
     assert metric("body_weight").loinc == "29463-7"  # type: ignore[union-attr]
+
+
+def test_each_connector_declares_exactly_what_it_syncs() -> None:
+    """A declared data type the connector never fetches (nor takes pushed) would be
+    offered for consent and then silently never synced."""
+    from fieldwatch.integrations.connectors.garmin import SUMMARY_METRICS
+    from fieldwatch.integrations.connectors.registry import CONNECTOR_CLASSES
+
+    for kind, cls in CONNECTOR_CLASSES.items():
+        synced = set(cls.fetchable) or {m for ms in SUMMARY_METRICS.values() for m in ms}
+        assert set(cls.info.data_types) == synced, kind
+        assert len(cls.info.data_types) == len(synced), kind
+    assert connector("oura").data_types == ("heart_rate", "steps")  # type: ignore[union-attr]
+    assert "sleep_duration" not in connector("withings").data_types  # type: ignore[union-attr]
+    # Fieldwatch's OAuth flow sends a PKCE (S256) challenge to every vendor.
+    assert {CONNECTORS[k].auth for k in CONNECTOR_CLASSES} == {"oauth2_pkce"}

@@ -33,7 +33,9 @@ class ConnectorInfo:
     vendor: str
     auth: Auth
     mode: Mode
-    #: Metric names (see ``integrations.metrics``) the connector can bring in.
+    #: Metric names (see ``integrations.metrics``) the connector syncs: exactly what its
+    #: implementation fetches or takes pushed (a test holds them equal), so consent is
+    #: only ever asked for data that is brought in.
     data_types: tuple[str, ...]
     #: How far back a first sync may reach (None: as far as the vendor keeps data).
     history_days: int | None
@@ -81,17 +83,16 @@ CONNECTORS: dict[str, ConnectorInfo] = {
             "(upload) or Google Health in the cloud replace it.",
         ),
         ConnectorInfo(
-            "oura", "Oura API v2", "Oura", "oauth2", "push_or_poll",
-            ("heart_rate", "resting_heart_rate", "steps", "sleep_duration", "spo2",
-             "body_temperature"), None,
+            "oura", "Oura API v2", "Oura", "oauth2_pkce", "push_or_poll",
+            ("heart_rate", "steps"), None,
             quotas=(Quota(5000, 300, "user"),),
             notes="Collections by start_date/end_date with next_token; refresh tokens "
             "are single-use; webhook subscriptions expire and are renewed.",
         ),
         ConnectorInfo(
-            "withings", "Withings Public API", "Withings", "oauth2", "push_or_poll",
+            "withings", "Withings Public API", "Withings", "oauth2_pkce", "push_or_poll",
             ("body_weight", "heart_rate", "systolic_bp", "diastolic_bp", "spo2", "steps",
-             "sleep_duration", "body_temperature"), None,
+             "body_temperature"), None,
             quotas=(Quota(120, 60, "app"),),
             notes="Errors come inside HTTP 200 bodies (status ≠ 0); values are value × "
             "10^unit; access tokens last 3 h; a refresh rotates the refresh token (the "
