@@ -31,7 +31,10 @@ async def test_catalogue_sync_now_live_history_and_retry(
     await page.get_by_role("link", name="Integrations", exact=True).first.click()
     await expect(page.get_by_role("heading", name="Integrations", exact=True)).to_be_visible()
     banner = page.locator("#banner-fitbit")
-    await expect(banner).to_contain_text("This API has been switched off since 2026-09-30.")
+    await expect(banner).to_contain_text(
+        "Support for this API ended on 2026-09-30 and it was switched off in early "
+        "November 2026 (it answers 410 Gone)."
+    )
     await expect(banner).to_contain_text("Its successor is Google Health API")
     await expect(page.locator("#connect-fitbit")).to_be_disabled()
     await expect(page.locator("#why-fitbit")).to_contain_text("sunset; use google_health")

@@ -19,6 +19,9 @@ def test_fitbit_legacy_is_sunset_and_points_to_google_health() -> None:
     fitbit = connector("fitbit")
     assert fitbit is not None
     assert fitbit.lifecycle(date(2026, 9, 29)) == "deprecated"
+    assert (fitbit.support_ended, fitbit.sunset_text) == (date(2026, 9, 30), "early November 2026")
+    assert fitbit.lifecycle(date(2026, 10, 15)) == "deprecated"  # unsupported, still answering
+    assert fitbit.lifecycle(date(2026, 11, 1)) == "sunset"
     assert fitbit.lifecycle(date(2026, 12, 3)) == "sunset"
     assert not fitbit.accepts_connections(date(2026, 12, 3))
     assert fitbit.successor == "google_health"

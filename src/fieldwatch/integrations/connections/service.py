@@ -121,6 +121,7 @@ class ConnectionService:
                 quotas=[QuotaRead(requests=q.requests, per_s=q.per_s, scope=q.scope)
                         for q in info.quotas],
                 lifecycle=info.lifecycle(now.date()), sunset=info.sunset,
+                sunset_text=info.sunset_text, support_ended=info.support_ended,
                 successor=info.successor, notes=info.notes,
                 configured=self.settings.vendor_app(info.type).configured,
                 connectable=why is None, unavailable_reason=why,

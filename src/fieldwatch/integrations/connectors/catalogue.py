@@ -42,6 +42,11 @@ class ConnectorInfo:
     quotas: tuple[Quota, ...] = ()
     #: From this day the vendor no longer answers (the connector is then ``sunset``).
     sunset: date | None = None
+    #: How the switch-off day is known when the vendor gave no exact day ("early
+    #: November 2026"; ``sunset`` is then the first day it may be off).
+    sunset_text: str | None = None
+    #: The day the vendor stopped supporting the API (it may answer for a while still).
+    support_ended: date | None = None
     #: Announced as going away, with no day set or no new users taken.
     deprecated: bool = False
     successor: str | None = None
@@ -51,7 +56,7 @@ class ConnectorInfo:
     def lifecycle(self, today: date) -> Lifecycle:
         if self.sunset is not None and today >= self.sunset:
             return "sunset"
-        if self.deprecated or self.sunset is not None:
+        if self.deprecated or self.sunset is not None or self.support_ended is not None:
             return "deprecated"
         return "active"
 
@@ -72,7 +77,8 @@ CONNECTORS: dict[str, ConnectorInfo] = {
         ),
         ConnectorInfo(
             "fitbit", "Fitbit Web API (legacy)", "Fitbit", "oauth2_pkce", "poll",
-            _ACTIVITY, None, sunset=date(2026, 9, 30), successor="google_health",
+            _ACTIVITY, None, support_ended=date(2026, 9, 30), sunset=date(2026, 11, 1),
+            sunset_text="early November 2026", successor="google_health",
             notes="Support ended 30 Sep 2026 and the API was switched off in early "
             "November 2026 (it answers 410 Gone): move users to Google Health.",
         ),
