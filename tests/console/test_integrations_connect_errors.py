@@ -125,3 +125,21 @@ async def test_api_callers_keep_the_problem_and_the_actor_is_named(
     made = await client.get(CALLBACK, params=await consent(started.json()["authorization_url"]))
     assert made.status_code == 200, made.text
     assert made.json()["created_by"] == f"user:{operator.email}"
+
+
+async def test_each_connect_button_names_its_connector(
+    client: httpx.AsyncClient, operator: Actor, oura: Vendor
+) -> None:
+    await console_as(client, operator)
+    page = await client.get(BASE)
+    names = {
+        kind: plain(section(page.text, f"connect-{kind}"))
+        for kind in ("google_health", "google_fit", "health_connect", "oura")
+    }
+    assert names == {
+        "google_health": "Connect Google (Google Health API)",
+        "google_fit": "Connect Google (Google Fit)",
+        "health_connect": "Connect Google (Android Health Connect (companion app upload))",
+        "oura": "Connect Oura (Oura API v2)",
+    }
+    assert '<span class="visually-hidden"> (Google Health API)</span>' in page.text
