@@ -46,8 +46,8 @@ async def test_the_catalogue_warns_of_fitbit_and_connects_oura_through_the_vendo
     fitbit = section(page.text, "integration-fitbit")
     banner = plain(section(fitbit, "banner-fitbit"))
     assert (
-        "Support for this API ended on 2026-09-30 and it was switched off in early November 2026 (it answers 410 Gone)."
-        in banner
+        "Support for this API ended on 2026-09-30 and it was switched off in early "
+        "November 2026 (it answers 410 Gone)." in banner
     )
     assert "Its successor is Google Health API" in banner
     assert 'id="connect-fitbit" disabled' in fitbit
