@@ -36,21 +36,19 @@ async def test_an_admin_edits_the_consent(
     synced = await synced_ring(client, admin, runtime)
     csrf = await console_as(client, admin)
     page = await client.get(f"{BASE}/connections")
-    assert checked(page.text, synced.connection_id) == [
-        "heart_rate", "resting_heart_rate", "steps", "sleep_duration", "spo2",
-        "body_temperature"]  # fmt: skip
+    assert checked(page.text, synced.connection_id) == ["heart_rate", "steps"]
     url = f"{BASE}/connections/{synced.connection_id}/consent"
-    saved = await client.post(url, data={"csrf_token": csrf, "data_types": ["steps", "spo2"]},
+    saved = await client.post(url, data={"csrf_token": csrf, "data_types": ["steps"]},
                               headers=HTMX)  # fmt: skip
     assert saved.status_code == 200, saved.text
-    assert "Consent saved: steps, spo2." in saved.text
-    assert checked(saved.text, synced.connection_id) == ["steps", "spo2"]
+    assert "Consent saved: steps." in saved.text
+    assert checked(saved.text, synced.connection_id) == ["steps"]
     async with runtime.uow() as uow:
         row = await uow.session.get(Connection, uuid.UUID(synced.connection_id))
-    assert row is not None and row.consent == ["steps", "spo2"]
+    assert row is not None and row.consent == ["steps"]
     api = await client.get(f"/api/v1/integrations/connections/{synced.connection_id}/consent",
                            headers=admin.headers)  # fmt: skip
-    assert api.json()["data_types"] == ["steps", "spo2"]
+    assert api.json()["data_types"] == ["steps"]
 
     plain = await client.post(url, data={"csrf_token": csrf})  # nothing shared, no htmx
     assert plain.status_code == 303
@@ -62,6 +60,9 @@ async def test_an_admin_edits_the_consent(
     bad = await client.post(url, data={"csrf_token": csrf, "data_types": ["blood_glucose"]},
                             headers=HTMX)  # fmt: skip
     assert bad.status_code == 422 and "shares no blood_glucose" in bad.text
+    unsynced = await client.post(url, data={"csrf_token": csrf, "data_types": ["spo2"]},
+                                 headers=HTMX)  # fmt: skip
+    assert unsynced.status_code == 422 and "shares no spo2" in unsynced.text
     forged = await client.post(url, data={"data_types": ["steps"]}, headers=HTMX)
     assert forged.status_code == 403
 

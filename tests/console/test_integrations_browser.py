@@ -31,7 +31,10 @@ async def test_catalogue_sync_now_live_history_and_retry(
     await page.get_by_role("link", name="Integrations", exact=True).first.click()
     await expect(page.get_by_role("heading", name="Integrations", exact=True)).to_be_visible()
     banner = page.locator("#banner-fitbit")
-    await expect(banner).to_contain_text("This API has been switched off since 2026-09-30.")
+    await expect(banner).to_contain_text(
+        "Support for this API ended on 2026-09-30 and it was switched off in early "
+        "November 2026 (it answers 410 Gone)."
+    )
     await expect(banner).to_contain_text("Its successor is Google Health API")
     await expect(page.locator("#connect-fitbit")).to_be_disabled()
     await expect(page.locator("#why-fitbit")).to_contain_text("sunset; use google_health")
@@ -41,6 +44,7 @@ async def test_catalogue_sync_now_live_history_and_retry(
     await page.get_by_role("link", name="Connections").click()
     await page.get_by_role("button", name="Sync Oura ring gen3 now").click()
     await expect(page.locator("#notice")).to_contain_text("A sync of the device is queued.")
+    assert "/connections?done=queued&run=" in page.url  # a reload asks for the page again
     assert await serious_violations(page) == []
     manual = (await runs(runtime, synced.device_id))[-1]
 
@@ -112,7 +116,7 @@ async def test_a_viewer_sees_no_buttons_and_an_admin_disconnects_after_confirmin
     )
     await page.get_by_label("Also delete the synced data (purge)").check()
     await page.get_by_role("button", name="Disconnect").click()
-    await expect(page.locator("#notice")).to_contain_text("synced data deleted")
+    await expect(page.locator("#notice")).to_contain_text("synced readings deleted")
     await expect(page.locator(f"#connection-{synced.connection_id}")).to_have_attribute(
         "data-status", "revoked"
     )

@@ -306,7 +306,8 @@ async def test_legacy_fitbit_is_refused_in_favour_of_google_health(client, opera
     fitbit = by_type["fitbit"]
     assert (fitbit["lifecycle"], fitbit["connectable"], fitbit["successor"]) == (
         "sunset", False, "google_health")  # fmt: skip
-    assert fitbit["sunset"] == date(2026, 9, 30).isoformat()
+    assert fitbit["support_ended"] == date(2026, 9, 30).isoformat()
+    assert (fitbit["sunset"], fitbit["sunset_text"]) == ("2026-11-01", "early November 2026")
     refused = problem(await client.post(f"{API}/fitbit/auth", json={}, headers=operator.headers),
                       409)  # fmt: skip
     assert refused["successor"] == "google_health" and refused["integration"] == "fitbit"

@@ -187,8 +187,11 @@ async def test_the_catalogue_names_loinc_codes_and_ucum_units(client, viewer) ->
         assert [m["name"] for m in item["metrics"]] == item["data_types"]
     oura = {m["name"]: m for m in by_type["oura"]["metrics"]}
     assert oura["heart_rate"] == HEART_RATE
-    assert (oura["spo2"]["loinc"], oura["spo2"]["unit"]) == ("59408-5", "%")
-    assert (oura["sleep_duration"]["loinc"], oura["sleep_duration"]["unit"]) == ("93832-4", "min")
+    assert list(oura) == ["heart_rate", "steps"]  # what Oura is synced for
+    google = {m["name"]: m for m in by_type["google_health"]["metrics"]}
+    assert (google["spo2"]["loinc"], google["spo2"]["unit"]) == ("59408-5", "%")
+    assert (google["sleep_duration"]["loinc"], google["sleep_duration"]["unit"]) == (
+        "93832-4", "min")  # fmt: skip
     withings = {m["name"]: m for m in by_type["withings"]["metrics"]}
     assert (withings["body_weight"]["loinc"], withings["body_weight"]["unit"]) == ("29463-7", "kg")
     assert withings["systolic_bp"]["unit"] == "mm[Hg]"

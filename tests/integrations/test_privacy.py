@@ -38,6 +38,10 @@ async def test_consent_limits_what_later_syncs_fetch(client, admin, factory, our
     assert (await client.get(url, headers=admin.headers)).json()["data_types"] == ["steps"]
     bad = await client.put(url, json={"data_types": ["blood_glucose"]}, headers=admin.headers)
     assert "blood_glucose" in problem(bad, 422)["detail"]
+    unsynced = await client.put(url, json={"data_types": ["spo2"]}, headers=admin.headers)
+    refused = problem(unsynced, 422)
+    assert [e["field"] for e in refused["errors"]] == ["data_types"]
+    assert "spo2" in refused["detail"] and refused["data_types"] == ["heart_rate", "steps"]
     other = await factory.user("admin", workspace="elsewhere")
     problem(await client.put(url, json={"data_types": []}, headers=other.headers), 404)
     operator = await factory.user("operator")

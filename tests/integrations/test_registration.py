@@ -186,3 +186,32 @@ async def test_the_api_description_shows_both_shapes(client) -> None:
     assert set(shapes) == {"DeviceCreate", "DeviceRegistration"}
     registration = shapes["DeviceRegistration"]["properties"]
     assert "access_token" in str(registration["credentials"]) and "$ref" not in str(shapes)
+
+
+async def test_a_registered_ring_is_linked_to_the_vendors_so_import_finds_it(
+    client, operator, oura, runtime: Runtime
+) -> None:
+    made = await client.post(DEVICES, json=seed_body(tokens(oura)), headers=operator.headers)
+    assert made.status_code == 201, made.text
+    device, connection = made.json()["device_id"], made.json()["connection_id"]
+    listed = await client.get("/api/v1/integrations/oura/devices",
+                              params={"connection_id": connection},
+                              headers=operator.headers)  # fmt: skip
+    (ring,) = listed.json()["items"]
+    assert ring["device_id"] == device  # the account's one ring is the registered one
+    imported = await client.post("/api/v1/integrations/oura/import", json={
+        "connection_id": connection, "devices": [ring["vendor_device_id"]]},
+        headers=operator.headers)  # fmt: skip
+    assert imported.status_code == 201, imported.text
+    assert [(i["device_id"], i["created"]) for i in imported.json()] == [(device, False)]
+    everything = await client.get(DEVICES, headers=operator.headers)
+    assert everything.json()["total"] == 1  # no duplicate
+    async with runtime.uow() as uow:
+        sync = await uow.session.get(DeviceSync, uuid.UUID(device))
+    assert sync is not None and sync.vendor_device_id == ring["vendor_device_id"]
+
+    # A second device of the same account: the ring is taken, nothing else to link to.
+    second = await client.post(DEVICES, json=seed_body(tokens(oura)), headers=operator.headers)
+    async with runtime.uow() as uow:
+        other = await uow.session.get(DeviceSync, uuid.UUID(second.json()["device_id"]))
+    assert other is not None and other.vendor_device_id != ring["vendor_device_id"]

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
+from fieldwatch.auth.principal import Principal
 from fieldwatch.auth.roles import Role
 from fieldwatch.console import device_parts as parts
 from fieldwatch.console.access import ConsoleUser, CsrfChecked
@@ -34,7 +35,10 @@ from fieldwatch.devices.lifecycle import DeviceStatus, allowed_targets
 from fieldwatch.devices.models import Device
 from fieldwatch.devices.schemas import DeviceUpdate
 from fieldwatch.devices.service import DeviceService
+from fieldwatch.integrations.connectors.catalogue import takes_uploads
 from fieldwatch.integrations.exports.service import export_kind
+from fieldwatch.integrations.sync.schemas import DeviceSyncStatus
+from fieldwatch.integrations.sync.service import SyncService
 from fieldwatch.monitoring.dependencies import PresenceDep
 from fieldwatch.monitoring.presence import PresenceTracker
 from fieldwatch.telemetry.dependencies import TelemetryDep
@@ -76,6 +80,16 @@ def lifecycle_context(device: Device) -> dict[str, Any]:
     return {"actions": parts.available(current), "targets": allowed_targets(current)}
 
 
+async def vendor_sync(
+    uow: UnitOfWork, principal: Principal, device_id: uuid.UUID
+) -> DeviceSyncStatus | None:
+    """The device's sync from a vendor cloud (its settings form), if it has one; a
+    device fed by uploads has its health export part instead."""
+    items, _total = await SyncService(uow).status(principal, device_id, limit=1, offset=0)
+    found = items[0] if items else None
+    return found if found is not None and not takes_uploads(found.connector) else None
+
+
 @router.get("/console/devices/{device_id}")
 async def device_page(
     device_id: uuid.UUID,
@@ -113,6 +127,8 @@ async def whole_page(
         firmware=await firmware(
             request, principal, uow, device, extra.pop("firmware_problem", None)
         ),
+        vendor_sync=await vendor_sync(uow, principal, device_id),
+        sync_settings_saved=request.query_params.get("sync_settings") == "saved",
         **extra,
     )
     return render(request, "device.html", context)

@@ -20,12 +20,14 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from fieldwatch.console.access import ConsoleUser, CsrfChecked
-from fieldwatch.console.pages import Admin, Operator, Viewer, page_context, problem_message, render
+from fieldwatch.console.integrations_outcome import outcome
+from fieldwatch.console.pages import Admin, Operator, Viewer, page_context, render
 from fieldwatch.core.components import SettingsDep
 from fieldwatch.core.errors import AppError
 from fieldwatch.db.dependencies import WriteUow
@@ -49,11 +51,6 @@ CONNECTIONS = CATALOGUE + "/connections"
 PAGE_SIZE = 50
 #: Devices a page names (their sync status, for the connections and the filters).
 MAX_DEVICES = 500
-NOTICES = {
-    "disconnected": "The connection is disconnected: its devices no longer sync.",
-    "purged": "The connection is disconnected and its devices' synced data deleted.",
-    "consent": "The consent is saved: later syncs fetch only the data types shared.",
-}
 
 
 def consent_choices(connector: str, scopes: list[str] | None,
@@ -121,7 +118,7 @@ async def _connections_page(
     choices = {c.id: consent_choices(c.connector, c.scopes, c.consent) for c in rows}
     context.update(
         connections=rows, total=total, offset=offset, page_size=PAGE_SIZE, devices=devices,
-        connected=connected, notice=NOTICES.get(back.get("done") or ""), tab="connections",
+        connected=connected, tab="connections", **outcome(back, rows),
         consent_choices=choices,
     )  # fmt: skip
     context.update(extra)
@@ -146,14 +143,26 @@ async def _import_all(
     return sum(d.created for d in await imports.import_devices(user.principal, kind, body))
 
 
+def _refusal(exc: AppError) -> str:
+    """The code of a refused import or sync, for the page after the redirect."""
+    if exc.extra.get("sync_id"):
+        return "sync_open"
+    if exc.extra.get("connection_status"):
+        return "needs_auth"
+    return "unreachable" if exc.status == 503 else "refused"
+
+
+def _back(**query: object) -> RedirectResponse:
+    """Post, redirect, get: the connections page says what happened."""
+    return RedirectResponse(f"{CONNECTIONS}?{urlencode(query)}", status_code=303)
+
+
 @router.post(CONNECTIONS + "/{connection_id}/import", dependencies=[CsrfChecked])
 async def import_devices(
     connection_id: uuid.UUID,
     request: Request,
     user: Operator,
     uow: WriteUow,
-    service: ConnectionServiceDep,
-    sync: SyncServiceDep,
     imports: DeviceImportDep,
 ) -> Response:
     """Import the devices of the connection's vendor account not imported yet (default
@@ -163,34 +172,21 @@ async def import_devices(
         made = await _import_all(imports, user, kind, connection_id)
     except AppError as exc:
         await uow.rollback()
-        extra = {"problem": problem_message(exc), "problem_of": str(connection_id)}
-        return await _connections_page(request, user, service, sync, extra, exc.status)
-    await uow.commit()
-    word = "device" if made == 1 else "devices"
-    notice = f"{made} {word} imported: the first sync is due now." if made else None
-    extra = {"notice": notice or "Every device of this account is imported already."}
-    return await _connections_page(request, user, service, sync, extra)
+        return _back(refused=_refusal(exc), of=connection_id)
+    return _back(done="imported", count=made)
 
 
 @router.post(CONNECTIONS + "/devices/{device_id}/sync", dependencies=[CsrfChecked])
 async def sync_now(
-    device_id: uuid.UUID,
-    request: Request,
-    user: Operator,
-    uow: WriteUow,
-    service: ConnectionServiceDep,
-    sync: SyncServiceDep,
+    device_id: uuid.UUID, user: Operator, uow: WriteUow, sync: SyncServiceDep
 ) -> Response:
-    """A manual run of the device (409 while one is open: said next to the button)."""
+    """A manual run of the device (refused while one is open: said next to the button)."""
     try:
         run = await sync.request(user.principal, device_id)
     except AppError as exc:
         await uow.rollback()
-        refused = {"problem": problem_message(exc), "problem_of": str(device_id)}
-        return await _connections_page(request, user, service, sync, refused, exc.status)
-    await uow.commit()
-    queued = {"notice": "A sync of the device is queued.", "queued_run": run.id}
-    return await _connections_page(request, user, service, sync, queued)
+        return _back(refused=_refusal(exc), of=device_id)
+    return _back(done="queued", run=run.id)
 
 
 @router.post(CONNECTIONS + "/{connection_id}/disconnect", dependencies=[CsrfChecked])
@@ -206,8 +202,9 @@ async def disconnect(
     """Disconnect (revoke at the vendor where it can, stop the syncs); with ``purge``
     the synced readings of its devices are deleted too."""
     purge = (await request.form()).get("purge") == "on"
-    await PrivacyService(uow, settings, ring).disconnect(
+    done = await PrivacyService(uow, settings, ring).disconnect(
         user.principal, connection_id, purge=purge, telemetry=telemetry
     )
-    done = "purged" if purge else "disconnected"
-    return RedirectResponse(f"{CONNECTIONS}?done={done}", status_code=303)
+    return _back(done="purged" if purge else "disconnected", of=connection_id,
+                 vendor="revoked" if done.revoked_at_vendor else "kept",
+                 deleted=done.readings_deleted)  # fmt: skip

@@ -37,12 +37,17 @@ class SyncHealth:
 
 
 def _connection_problems(connection: Connection | None, out: SyncHealth) -> None:
+    """A connection that cannot sync makes the device's sync status its own (a device
+    whose last run was fine does not sync while its connection is revoked)."""
     if connection is None:
         out.errors.append("sync: the device's vendor connection was removed")
     elif connection.status == "auth_required":
+        out.sync_status = "auth_required"
         out.errors.append("sync: auth_required — the vendor connection needs authorising again")
     elif connection.status == "revoked":
-        out.errors.append("sync: the vendor connection was disconnected (revoked)")
+        out.sync_status, out.next_sync = "revoked", None
+        out.errors.append("sync: the vendor connection was disconnected (revoked): authorise "
+                          "it again, then turn automatic sync on in the sync settings")  # fmt: skip
     elif connection.status == "pending":
         out.warnings.append("sync: the vendor connection is not verified yet (pending)")
 
@@ -60,6 +65,9 @@ def _connector_problems(kind: str, out: SyncHealth) -> None:
 
 
 def _run_problems(sync: DeviceSync, now: datetime, out: SyncHealth) -> None:
+    if sync.sync_status == "paused" and out.sync_status == "paused":
+        out.warnings.append("sync: paused since its connection was disconnected: turn "
+                            "automatic sync on in the sync settings")  # fmt: skip
     if sync.sync_status == "auth_required" and not any("auth_required" in e for e in out.errors):
         out.errors.append("sync: auth_required — the vendor connection needs authorising again")
     if sync.failures >= REPEATED_FAILURES:

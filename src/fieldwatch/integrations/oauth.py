@@ -18,7 +18,12 @@ from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from fieldwatch.core.settings import Settings, VendorApp
-from fieldwatch.integrations.connectors.base import Connector, VendorError, endpoints
+from fieldwatch.integrations.connectors.base import (
+    Connector,
+    VendorDevice,
+    VendorError,
+    endpoints,
+)
 
 TIMEOUT_S = 20.0
 
@@ -167,6 +172,19 @@ class OAuthFlow:
                 raise VendorRefused(f"http_{exc.response.status_code}") from None
             except httpx.TransportError as exc:
                 raise VendorUnreachable(type(exc).__name__) from None
+
+    async def devices(self, token: dict[str, Any]) -> list[VendorDevice]:
+        """The account's devices (a ring, a scale…) as the vendor lists them (none for a
+        connector Fieldwatch does not sync from)."""
+        devices = getattr(self.connector, "devices", None)
+        if devices is None:
+            return []
+        async with httpx.AsyncClient(base_url=self.endpoints.api, timeout=TIMEOUT_S) as http:
+            try:
+                listed = await devices(http, str(token.get("access_token")))
+            except (VendorError, httpx.HTTPError, ValueError, KeyError) as exc:
+                raise VendorUnreachable(type(exc).__name__) from None
+        return list(listed)
 
     @staticmethod
     async def _call(pending: Any) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from fieldwatch.integrations.connections.schemas import (
     ConnectionRead,
     IntegrationRead,
 )
+from fieldwatch.integrations.connections.service import OAUTH_CODE, CallbackFailed
 from fieldwatch.integrations.dependencies import ConnectionServiceDep, DeviceImportDep
 from fieldwatch.integrations.exports.router import router as exports_router
 from fieldwatch.integrations.garmin.router import router as garmin_router
@@ -80,8 +81,21 @@ async def authorization_callback(
     error: Annotated[str | None, Query(max_length=200)] = None,
 ):
     """Where the vendor sends the browser back: the state (given once, short-lived)
-    identifies the request, so no login is needed here."""
-    connection, return_to = await service.complete(kind, state=state, code=code, error=error)
+    identifies the request, so no login is needed here. A flow started with `return_to`
+    goes back there on success (`?connection=…&status=…`) and on failure too
+    (`?error=access_denied|denied|expired|refused|unreachable|unavailable&connector=…`,
+    with the vendor's OAuth error code as `vendor_error` where it sent a plain one);
+    without it, a failure is a problem document."""
+    try:
+        connection, return_to = await service.complete(kind, state=state, code=code, error=error)
+    except CallbackFailed as failed:
+        if failed.return_to is None:
+            raise failed.problem from None
+        back = {"error": failed.reason, "connector": kind}
+        vendor_error = failed.problem.extra.get("vendor_error")
+        if isinstance(vendor_error, str) and OAUTH_CODE.fullmatch(vendor_error):
+            back["vendor_error"] = vendor_error
+        return RedirectResponse(f"{failed.return_to}?{urlencode(back)}", status_code=303)
     if return_to:
         await uow.session.flush()
         query = urlencode({"connection": str(connection.id), "status": connection.status})

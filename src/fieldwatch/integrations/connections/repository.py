@@ -64,15 +64,14 @@ class ConnectionRepository:
         )
         return {(c, s): n for c, s, n in rows.all()}
 
-    async def take_state(self, digest: str, connector: str, now: datetime) -> OAuthState | None:
-        """The request in flight with this state, removed (a state is good once)."""
+    async def take_state(self, digest: str, connector: str) -> OAuthState | None:
+        """The request in flight with this state, removed (a state is good once); an
+        expired one too (the caller refuses it, knowing where its browser came from)."""
         row = await self.session.get(OAuthState, digest)
         if row is None:
             return None
         await self.session.execute(delete(OAuthState).where(OAuthState.state_digest == digest))
-        if row.connector != connector or row.expires_at <= now:
-            return None
-        return row
+        return row if row.connector == connector else None
 
     async def purge_states(self, now: datetime) -> int:
         result = await self.session.execute(delete(OAuthState).where(OAuthState.expires_at <= now))

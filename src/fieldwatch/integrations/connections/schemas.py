@@ -35,7 +35,17 @@ class IntegrationRead(BaseModel):
     history_days: int | None
     quotas: list[QuotaRead]
     lifecycle: Literal["active", "deprecated", "sunset"]
-    sunset: date | None
+    sunset: date | None = Field(
+        description="The first day the vendor's API may no longer answer (see sunset_text)"
+    )
+    sunset_text: str | None = Field(
+        default=None,
+        description="The switch-off as the vendor announced it, when it gave "
+        "no exact day (e.g. 'early November 2026')",
+    )
+    support_ended: date | None = Field(
+        default=None, description="The day the vendor stopped supporting the API"
+    )
     successor: str | None
     notes: str
     #: Fieldwatch has a client id and secret for this vendor (OAuth connectors).

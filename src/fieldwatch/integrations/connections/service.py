@@ -11,14 +11,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from fieldwatch.auth.models import User
 from fieldwatch.auth.principal import Principal
 from fieldwatch.core.clock import utcnow
-from fieldwatch.core.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
+from fieldwatch.core.errors import (
+    AppError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    ServiceUnavailable,
+)
 from fieldwatch.core.settings import Settings
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.integrations.connections.repository import ConnectionRepository
@@ -32,6 +40,29 @@ from fieldwatch.integrations.oauth import OAuthFlow, VendorRefused, VendorUnreac
 from fieldwatch.integrations.schemas import HealthMetricRead
 
 log = logging.getLogger(__name__)
+
+
+#: An OAuth error code as vendors send them (RFC 6749: printable ASCII; plain ones kept).
+OAUTH_CODE = re.compile(r"[A-Za-z0-9_.-]{1,60}")
+
+
+class CallbackFailed(Exception):
+    """A callback that ended without a connection: the problem (what an API caller is
+    answered), a short reason (``access_denied``, ``denied``, ``expired``, ``refused``,
+    ``unreachable``, ``unavailable``) and the page the flow was started from, if any."""
+
+    def __init__(self, problem: AppError, reason: str, return_to: str | None) -> None:
+        super().__init__(problem.detail)
+        self.problem = problem
+        self.reason = reason
+        self.return_to = return_to
+
+
+class _Ended(Exception):
+    def __init__(self, reason: str, problem: AppError) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.problem = problem
 
 
 def state_digest(state: str) -> str:
@@ -90,6 +121,7 @@ class ConnectionService:
                 quotas=[QuotaRead(requests=q.requests, per_s=q.per_s, scope=q.scope)
                         for q in info.quotas],
                 lifecycle=info.lifecycle(now.date()), sunset=info.sunset,
+                sunset_text=info.sunset_text, support_ended=info.support_ended,
                 successor=info.successor, notes=info.notes,
                 configured=self.settings.vendor_app(info.type).configured,
                 connectable=why is None, unavailable_reason=why,
@@ -148,29 +180,53 @@ class ConnectionService:
         self, kind: str, *, state: str, code: str | None, error: str | None
     ) -> tuple[Connection, str | None]:
         """The callback: the connection (new or re-authorised) and where to send the
-        browser next."""
+        browser next. A request that ends without a connection raises ``CallbackFailed``
+        (its problem and, where the flow named one, the page to go back to)."""
         digest = state_digest(state)
-        pending = await self.repo.take_state(digest, kind, utcnow())
+        pending = await self.repo.take_state(digest, kind)
         if pending is None:
             raise BadRequest("Unknown or expired authorization request: start again.")
+        try:
+            connection = await self._complete(pending, digest, code, error)
+        except _Ended as ended:
+            raise CallbackFailed(ended.problem, ended.reason, pending.return_to) from None
+        return connection, pending.return_to
+
+    async def _complete(
+        self, pending: OAuthState, digest: str, code: str | None, error: str | None
+    ) -> Connection:
+        kind = pending.connector
+        if pending.expires_at <= utcnow():
+            raise _Ended("expired", BadRequest("Unknown or expired authorization request: "
+                                               "start again."))  # fmt: skip
         if error or not code:
-            raise BadRequest(f"The vendor did not grant access: {error or 'no code given'}.",
-                             vendor_error=error)  # fmt: skip
-        flow = self._flow(kind)
+            problem = BadRequest(f"The vendor did not grant access: {error or 'no code given'}.",
+                                 vendor_error=error)  # fmt: skip
+            raise _Ended("access_denied" if error == "access_denied" else "denied", problem)
+        try:
+            flow = self._flow(kind)
+        except AppError as exc:
+            raise _Ended("unavailable", exc) from None
         verifier = self.ring.open(pending.code_verifier, verifier_context(digest)).decode()
         try:
             token = await flow.exchange(code, verifier)
             account = await flow.account_id(token)
         except VendorRefused as exc:
-            raise BadRequest(f"{flow.connector.info.title} refused the authorization: "
-                             f"{exc.error}.", vendor_error=exc.error) from None  # fmt: skip
+            raise _Ended("refused", BadRequest(
+                f"{flow.connector.info.title} refused the authorization: {exc.error}.",
+                vendor_error=exc.error)) from None  # fmt: skip
         except VendorUnreachable as exc:
-            raise ServiceUnavailable(
+            raise _Ended("unreachable", ServiceUnavailable(
                 f"{flow.connector.info.title} could not be reached ({exc}); try again.",
-                headers={"Retry-After": "30"},
-            ) from None
-        connection = await self._upsert(pending, flow, account, token)
-        return connection, pending.return_to
+                headers={"Retry-After": "30"})) from None  # fmt: skip
+        return await self._upsert(pending, flow, account, token)
+
+    async def _actor(self, pending: OAuthState) -> str:
+        """Who started the authorization, named as audit rows name a user."""
+        if pending.user_id is None:
+            return "api"
+        user = await self.uow.session.get(User, pending.user_id)
+        return f"user:{user.email}" if user is not None else f"user:{pending.user_id}"
 
     async def _upsert(
         self, pending: OAuthState, flow: OAuthFlow, account: str, token: dict[str, Any]
@@ -180,7 +236,7 @@ class ConnectionService:
             connection = Connection(
                 id=uuid.uuid4(), workspace_id=pending.workspace_id, connector=pending.connector,
                 label=f"{flow.connector.info.vendor} {account}", external_user_id=account,
-                created_by=f"user:{pending.user_id}" if pending.user_id else "api",
+                created_by=await self._actor(pending),
                 consent=list(flow.connector.info.data_types),
             )  # fmt: skip
             self.repo.add(connection)

@@ -33,13 +33,20 @@ class ConnectorInfo:
     vendor: str
     auth: Auth
     mode: Mode
-    #: Metric names (see ``integrations.metrics``) the connector can bring in.
+    #: Metric names (see ``integrations.metrics``) the connector syncs: exactly what its
+    #: implementation fetches or takes pushed (a test holds them equal), so consent is
+    #: only ever asked for data that is brought in.
     data_types: tuple[str, ...]
     #: How far back a first sync may reach (None: as far as the vendor keeps data).
     history_days: int | None
     quotas: tuple[Quota, ...] = ()
     #: From this day the vendor no longer answers (the connector is then ``sunset``).
     sunset: date | None = None
+    #: How the switch-off day is known when the vendor gave no exact day ("early
+    #: November 2026"; ``sunset`` is then the first day it may be off).
+    sunset_text: str | None = None
+    #: The day the vendor stopped supporting the API (it may answer for a while still).
+    support_ended: date | None = None
     #: Announced as going away, with no day set or no new users taken.
     deprecated: bool = False
     successor: str | None = None
@@ -49,7 +56,7 @@ class ConnectorInfo:
     def lifecycle(self, today: date) -> Lifecycle:
         if self.sunset is not None and today >= self.sunset:
             return "sunset"
-        if self.deprecated or self.sunset is not None:
+        if self.deprecated or self.sunset is not None or self.support_ended is not None:
             return "deprecated"
         return "active"
 
@@ -70,7 +77,8 @@ CONNECTORS: dict[str, ConnectorInfo] = {
         ),
         ConnectorInfo(
             "fitbit", "Fitbit Web API (legacy)", "Fitbit", "oauth2_pkce", "poll",
-            _ACTIVITY, None, sunset=date(2026, 9, 30), successor="google_health",
+            _ACTIVITY, None, support_ended=date(2026, 9, 30), sunset=date(2026, 11, 1),
+            sunset_text="early November 2026", successor="google_health",
             notes="Support ended 30 Sep 2026 and the API was switched off in early "
             "November 2026 (it answers 410 Gone): move users to Google Health.",
         ),
@@ -81,17 +89,16 @@ CONNECTORS: dict[str, ConnectorInfo] = {
             "(upload) or Google Health in the cloud replace it.",
         ),
         ConnectorInfo(
-            "oura", "Oura API v2", "Oura", "oauth2", "push_or_poll",
-            ("heart_rate", "resting_heart_rate", "steps", "sleep_duration", "spo2",
-             "body_temperature"), None,
+            "oura", "Oura API v2", "Oura", "oauth2_pkce", "push_or_poll",
+            ("heart_rate", "steps"), None,
             quotas=(Quota(5000, 300, "user"),),
             notes="Collections by start_date/end_date with next_token; refresh tokens "
             "are single-use; webhook subscriptions expire and are renewed.",
         ),
         ConnectorInfo(
-            "withings", "Withings Public API", "Withings", "oauth2", "push_or_poll",
+            "withings", "Withings Public API", "Withings", "oauth2_pkce", "push_or_poll",
             ("body_weight", "heart_rate", "systolic_bp", "diastolic_bp", "spo2", "steps",
-             "sleep_duration", "body_temperature"), None,
+             "body_temperature"), None,
             quotas=(Quota(120, 60, "app"),),
             notes="Errors come inside HTTP 200 bodies (status ≠ 0); values are value × "
             "10^unit; access tokens last 3 h; a refresh rotates the refresh token (the "

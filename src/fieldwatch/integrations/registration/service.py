@@ -7,7 +7,10 @@ else the connector the device type starts with (``oura_ring`` → ``oura``,
 with the vendor (the account's id); a vendor that can not be reached leaves the
 connection ``pending`` (it syncs once it is authorised through the OAuth flow). A
 registration of an account already connected in the workspace reuses its connection,
-storing the newer tokens. Credentials are never returned nor logged.
+storing the newer tokens. The registered device is linked to its vendor device (the
+account's device whose id is its serial number, else the account's only device not
+linked yet), so importing the account's devices finds it instead of creating it again.
+Credentials are never returned nor logged.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from fieldwatch.devices.schemas import DeviceCreate
 from fieldwatch.devices.service import DeviceService
 from fieldwatch.integrations.connections.repository import ConnectionRepository
 from fieldwatch.integrations.connections.service import credentials_context, token_expiry
-from fieldwatch.integrations.connectors.base import DataConnector
+from fieldwatch.integrations.connectors.base import DataConnector, VendorDevice
 from fieldwatch.integrations.connectors.catalogue import CONNECTORS, ConnectorInfo
 from fieldwatch.integrations.connectors.registry import data_connector
 from fieldwatch.integrations.crypto import KeyRing
@@ -48,6 +51,20 @@ def connector_name(body: DeviceRegistration) -> str:
         if kind == name or kind.startswith(f"{name}_"):
             return name
     return kind.split("_", 1)[0]
+
+
+def linked_vendor_device(
+    devices: list[VendorDevice], serial: str | None, taken: set[str]
+) -> str | None:
+    """The vendor's device a registered device is: the one whose id is its serial
+    number, else the account's only device not linked to a Fieldwatch device yet (an
+    Oura account's ring); None when that can't be told (then importing links nothing
+    and creates the vendor's devices as new ones)."""
+    ids = [d.id for d in devices]
+    if serial and serial in ids:
+        return serial
+    free = [i for i in ids if i not in taken]
+    return free[0] if len(free) == 1 else None
 
 
 def _token(body: DeviceRegistration) -> dict[str, Any]:
@@ -97,9 +114,11 @@ class RegistrationService:
     async def register(self, principal: Principal, body: DeviceRegistration) -> RegistrationRead:
         connection: Connection | None = None
         info: ConnectorInfo | None = None
+        vendor_devices: list[VendorDevice] = []
         if body.credentials is not None:
             info, connector = self._connector(connector_name(body))
-            connection = await self._connection(principal, info, connector, _token(body))
+            connection, vendor_devices = await self._connection(principal, info, connector,
+                                                                _token(body))  # fmt: skip
         device = await DeviceService(self.uow).create(principal, DeviceCreate(
             name=body.device_name, type=body.device_type, manufacturer=body.manufacturer,
             model=body.model, serial_number=body.serial_number,
@@ -111,19 +130,24 @@ class RegistrationService:
         if connection is None or info is None:
             return RegistrationRead(device_id=device.id, sync_status=None, last_sync=None,
                                     next_sync=None, created_at=device.created_at)  # fmt: skip
-        sync = self._device_sync(principal, device.id, connection, info, body)
+        taken = set(await self.syncs.imported(connection.id))
+        vendor_id = linked_vendor_device(vendor_devices, body.serial_number, taken)
+        sync = self._device_sync(principal, device.id, connection, info, body, vendor_id)
         return RegistrationRead(
             device_id=device.id, sync_status=sync.sync_status, last_sync=None,
             next_sync=sync.next_sync_at, created_at=device.created_at,
             connector=info.type, connection_id=connection.id,
         )  # fmt: skip
 
-    async def _account(self, connector: DataConnector, token: dict[str, Any]) -> str | None:
-        """The vendor's account id of the token; None when the vendor can't be reached."""
+    async def _account(
+        self, connector: DataConnector, token: dict[str, Any]
+    ) -> tuple[str | None, list[VendorDevice]]:
+        """The vendor's account id of the token (None when the vendor can't be reached)
+        and the account's devices (to link the registered device to its own)."""
         flow = OAuthFlow(self.settings, connector, self.settings.vendor_app(connector.info.type))
         await self.uow.release()  # no pooled connection held while the vendor answers
         try:
-            return await flow.account_id(token)
+            account = await flow.account_id(token)
         except VendorRefused as exc:
             raise BadRequest(
                 f"{connector.info.title} refused the access token ({exc.error}): "
@@ -131,13 +155,19 @@ class RegistrationService:
                 vendor_error=exc.error,
             ) from None
         except VendorUnreachable:
-            return None
+            return None, []
+        try:
+            return account, await flow.devices(token)
+        except (VendorRefused, VendorUnreachable) as exc:
+            log.info("registration: the vendor's devices could not be listed",
+                     extra={"connector": connector.info.type, "error": str(exc)})  # fmt: skip
+            return account, []
 
     async def _connection(
         self, principal: Principal, info: ConnectorInfo, connector: DataConnector,
         token: dict[str, Any],
-    ) -> Connection:  # fmt: skip
-        account = await self._account(connector, token)
+    ) -> tuple[Connection, list[VendorDevice]]:  # fmt: skip
+        account, devices = await self._account(connector, token)
         connection = None
         if account is not None:
             connection = await self.connections.by_account(principal.workspace_id, info.type,
@@ -163,11 +193,11 @@ class RegistrationService:
         log.info("connection registered with a device",
                  extra={"connection": str(connection.id), "connector": info.type,
                         "verified": account is not None})  # fmt: skip
-        return connection
+        return connection, devices
 
     def _device_sync(
         self, principal: Principal, device_id: uuid.UUID, connection: Connection,
-        info: ConnectorInfo, body: DeviceRegistration,
+        info: ConnectorInfo, body: DeviceRegistration, vendor_device_id: str | None,
     ) -> DeviceSync:  # fmt: skip
         wanted = body.sync_settings
         days = wanted.sync_historical_days
@@ -178,7 +208,7 @@ class RegistrationService:
         sync = DeviceSync(
             device_id=device_id, workspace_id=principal.workspace_id,
             connection_id=connection.id, connector=info.type,
-            vendor_device_id=body.serial_number, auto_sync=wanted.auto_sync,
+            vendor_device_id=vendor_device_id or body.serial_number, auto_sync=wanted.auto_sync,
             interval_minutes=wanted.sync_interval_minutes or self.settings.sync_interval_minutes,
             historical_days=days, sync_status="pending",
             next_sync_at=utcnow() if due else None, failures=0,

@@ -5,7 +5,8 @@ An imported device is created through the devices service (type ``<vendor>_<kind
 e.g. ``oura_ring``; in stock, like any new device: ingestion accepts readings of every
 device that is not retired, and deploying it through the inventory makes alert rules
 apply). Its first sync is due at once and reaches ``sync_historical_days`` back.
-Importing a device again changes nothing and answers the device it became.
+Importing a device again answers the device it became, with the sync settings given
+applied (``updated``: they changed something; see ``sync.settings``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from fieldwatch.integrations.connectors.registry import data_connector
 from fieldwatch.integrations.models import Connection, DeviceSync
 from fieldwatch.integrations.sync.repository import SyncRepository
 from fieldwatch.integrations.sync.schemas import ImportedDevice, ImportRequest, VendorDeviceRead
+from fieldwatch.integrations.sync.settings import change_settings
 from fieldwatch.integrations.sync.vendor import VendorSession
 
 #: A device's type by connector (what the vendor's devices are).
@@ -104,13 +106,17 @@ class DeviceImport:
             raise BadRequest(f"The {kind} account has no device {', '.join(unknown)}.",
                              vendor_devices=sorted(found))  # fmt: skip
         imported = await self.repo.imported(connection.id)
+        given = (body.sync_settings.model_dump(include=body.sync_settings.model_fields_set)
+                 if "sync_settings" in body.model_fields_set else {})  # fmt: skip
         out = []
         for vendor_id in dict.fromkeys(body.devices):
             if vendor_id in imported:
                 sync = await self.repo.device_sync(principal.workspace_id, imported[vendor_id])
                 if sync is not None:
+                    changed = await change_settings(self.uow, principal, sync, given)
                     out.append(ImportedDevice(vendor_device_id=vendor_id, device_id=sync.device_id,
-                                              created=False, sync_status=sync.sync_status,
+                                              created=False, updated=bool(changed),
+                                              sync_status=sync.sync_status,
                                               next_sync=sync.next_sync_at))  # fmt: skip
                     continue
             sync = await self._create(principal, connection, connector, found[vendor_id], body)

@@ -18,6 +18,7 @@ from fieldwatch.integrations.sync.schemas import (
     RunStatus,
     SyncRequest,
     SyncRunRead,
+    SyncSettingsUpdate,
     SyncType,
 )
 
@@ -37,6 +38,21 @@ async def sync_device(
     naming it (`sync_id`)."""
     return await service.request(principal, device_id,
                                  data_types=body.data_types if body else None)  # fmt: skip
+
+
+@router.patch("/devices/{device_id}/sync-settings", response_model=DeviceSyncStatus)
+async def change_sync_settings(
+    device_id: uuid.UUID,
+    body: SyncSettingsUpdate,
+    principal: Operator,
+    uow: WriteUow,
+    service: SyncServiceDep,
+):
+    """Change the device's sync settings: only the fields given change (`auto_sync`,
+    `sync_interval_minutes`, `sync_historical_days`). With `auto_sync` on, the next sync
+    is due an interval after the last one (at once if never synced), while the device's
+    connection is active; off, only manual syncs run. Recorded in the device's log."""
+    return await service.change_settings(principal, device_id, body)
 
 
 @router.get("/sync/status", response_model=Page[DeviceSyncStatus])

@@ -35,6 +35,24 @@ class SyncSettings(StrictModel):
     )  # fmt: skip
 
 
+class SyncSettingsUpdate(StrictModel):
+    """A change of a device's sync settings: only the fields given change."""
+
+    auto_sync: bool | None = None
+    sync_interval_minutes: int | None = Field(default=None, ge=1, le=7 * 24 * 60)
+    sync_historical_days: int | None = Field(
+        default=None, ge=0, le=3650,
+        description="How far back a first sync (or a backfill) reaches; at most what the "
+        "vendor keeps",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _something(self) -> SyncSettingsUpdate:
+        if not self.model_dump(exclude_none=True):
+            raise ValueError("give auto_sync, sync_interval_minutes or sync_historical_days")
+        return self
+
+
 class VendorDeviceRead(BaseModel):
     vendor_device_id: str
     title: str
@@ -53,8 +71,10 @@ class ImportRequest(StrictModel):
 class ImportedDevice(BaseModel):
     vendor_device_id: str
     device_id: uuid.UUID
-    #: False: it had been imported before (nothing changed).
+    #: False: it had been imported before.
     created: bool
+    #: It had been imported before and the sync settings given changed it.
+    updated: bool = False
     sync_status: str
     next_sync: datetime | None
 
@@ -119,6 +139,9 @@ class DeviceSyncStatus(BaseModel):
     device_name: str
     connector: str
     connection_id: uuid.UUID | None
+    #: The connection's status (``active``, ``auth_required``, ``revoked``…); None for
+    #: a device fed by uploads.
+    connection_status: str | None = None
     vendor_device_id: str | None
     auto_sync: bool
     sync_interval_minutes: int

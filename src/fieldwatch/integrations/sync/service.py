@@ -26,7 +26,9 @@ from fieldwatch.integrations.sync.schemas import (
     BulkSyncRead,
     DeviceSyncStatus,
     SyncRunRead,
+    SyncSettingsUpdate,
 )
+from fieldwatch.integrations.sync.settings import change_settings
 
 
 class NotSynced(Conflict):
@@ -62,7 +64,8 @@ class SyncService:
         if connection.status != "active":
             raise Conflict(
                 f"The {connection.connector} connection is {connection.status}: authorise "
-                "it again (POST /api/v1/integrations/{type}/auth with its connection_id).",
+                f"it again (POST /api/v1/integrations/{connection.connector}/auth with its "
+                "connection_id).",
                 connection_id=str(connection.id),
                 connection_status=connection.status,
             )
@@ -158,6 +161,17 @@ class SyncService:
         self.uow.emit(sync_event(run, was))
         return run
 
+    async def change_settings(
+        self, principal: Principal, device_id: uuid.UUID, body: SyncSettingsUpdate
+    ) -> DeviceSyncStatus:
+        """Change the device's sync settings (those given); its status after."""
+        sync = await self._sync_of(principal, device_id)
+        if takes_uploads(sync.connector):
+            raise NotSynced(f"Device {device_id} is fed by uploads: it has no sync schedule.")
+        await change_settings(self.uow, principal, sync, body.model_dump(exclude_none=True))
+        items, _total = await self.status(principal, device_id, limit=1, offset=0)
+        return items[0]
+
     async def history(
         self,
         principal: Principal,
@@ -182,11 +196,18 @@ class SyncService:
         if device_id is not None and not rows:
             await DeviceService(self.uow).get(principal, device_id)  # 404 if not here
         runs = await self.repo.open_runs([s.device_id for s, _name in rows])
+        statuses: dict[uuid.UUID, str] = {}
+        for connection_id in {s.connection_id for s, _name in rows if s.connection_id}:
+            connection = await self.connections.get(principal.workspace_id, connection_id)
+            if connection is not None:
+                statuses[connection_id] = connection.status
         out = []
         for sync, name in rows:
             out.append(DeviceSyncStatus(
                 device_id=sync.device_id, device_name=name, connector=sync.connector,
                 connection_id=sync.connection_id, vendor_device_id=sync.vendor_device_id,
+                connection_status=statuses.get(sync.connection_id)
+                if sync.connection_id else None,
                 auto_sync=sync.auto_sync, sync_interval_minutes=sync.interval_minutes,
                 sync_historical_days=sync.historical_days, sync_status=sync.sync_status,
                 last_sync=sync.last_sync_at, next_sync=sync.next_sync_at,
