@@ -192,6 +192,19 @@ def schedule_jobs(rt: Runtime) -> None:
                rt.sync.exports.run_safely)  # fmt: skip
 
 
+def redis_client(settings: Settings) -> Redis | None:
+    """A fixed pool that callers wait on (10 s, then an error): redis-py's default pool
+    refuses a caller beyond its connections, which a gateway's connect burst hit."""
+    if not settings.redis_url:
+        return None
+    from redis.asyncio import BlockingConnectionPool, Redis
+
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=settings.redis_pool_size, timeout=10
+    )
+    return Redis.from_pool(pool)  # closing the client closes its pool
+
+
 def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime:
     settings.check_production_safety()
     engine = create_engine(
@@ -211,16 +224,7 @@ def build_runtime(settings: Settings, *, bus: EventBus | None = None) -> Runtime
         bus = RabbitMQEventBus(settings.rabbitmq_url, settings.rabbitmq_exchange)
     sessionmaker = create_sessionmaker(engine)
     bus = bus or InProcessEventBus()
-    redis: Redis | None = None
-    if settings.redis_url:
-        from redis.asyncio import BlockingConnectionPool, Redis
-
-        # A fixed pool that callers wait on (10 s, then an error): redis-py's default pool
-        # refuses a caller beyond its connections, which a gateway's connect burst hit.
-        pool = BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=settings.redis_pool_size, timeout=10
-        )
-        redis = Redis.from_pool(pool)  # closing the client closes its pool
+    redis = redis_client(settings)
     telemetry = TelemetryHub(settings, engine, sessionmaker)
     telemetry.subscribe(bus)
     if redis is not None:

@@ -24,10 +24,9 @@ Control (trusted services to server)::
     iot/devices/firmware/{id}/update
 
 A data message holds one reading, an array of readings, or (on the sensor type
-``metrics``) several metrics at once: see ``transports.mqtt.data``.
-
-``{id}`` is the device id, except on the register topics used by a provisioning client,
-where it is the device's serial number or a one-time request id.
+``metrics``) several metrics at once: see ``transports.mqtt.data``. ``{id}`` is the
+device id, except on a provisioning client's register topics: its serial number or a
+one-time request id.
 """
 
 from __future__ import annotations
@@ -44,8 +43,7 @@ MAX_ID = 100
 MAX_SEGMENT = 100
 #: MQTT limits a topic to 65535 bytes of UTF-8; ours are much shorter.
 MAX_TOPIC = 1024
-#: The data topic's sensor type for several metrics at once,
-#: ``iot/devices/data/{id}/metrics`` (see ``transports.mqtt.data``).
+#: The data topic's sensor type for several metrics at once (``transports.mqtt.data``).
 METRICS = "metrics"
 
 _ID = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_ID}}}")
@@ -93,10 +91,8 @@ _FLAT = {k.value: k for k in (Kind.REGISTER, Kind.UNREGISTER, Kind.HEARTBEAT, Ki
 _CONTROL = {"command": Kind.CONTROL_COMMAND, "config": Kind.CONTROL_CONFIG}
 _REGISTER_REPLY = {"response": Kind.REGISTER_RESPONSE, "error": Kind.REGISTER_ERROR}
 _COMMAND_SUFFIX: dict[str | None, Kind] = {
-    None: Kind.COMMAND,
-    "ack": Kind.COMMAND_ACK,
-    "result": Kind.COMMAND_RESULT,
-}
+    None: Kind.COMMAND, "ack": Kind.COMMAND_ACK, "result": Kind.COMMAND_RESULT,
+}  # fmt: skip
 _CONFIG_SUFFIX: dict[str | None, Kind] = {None: Kind.CONFIG, "applied": Kind.CONFIG_APPLIED}
 #: First levels below ``iot/devices/`` with a meaning of their own: never an id.
 RESERVED = frozenset({*_FLAT, "data", "control", "firmware"})
