@@ -68,7 +68,9 @@ async def test_two_runners_split_the_ticks_of_a_shared_job(runtime: Runtime) -> 
     assert min(tried) >= len(ticks) - 1  # each runner tried (nearly) every tick
     async with runtime.sessionmaker() as session:
         row = await JobRepository(session).get("shared")
-    assert row is not None and (row.runs, row.tick_ms) == (len(ticks), ticks[-1])
+    assert row is not None
+    # The row counts what was claimed: a tick claimed as the runners stopped was not run.
+    assert (row.runs, row.tick_ms) in {(len(ticks), ticks[-1]), (len(ticks) + 1, ticks[-1] + step)}
     assert all(n >= 15 for n in local.values()) and len(local) == 2
 
 
