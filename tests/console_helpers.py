@@ -4,6 +4,7 @@ page's JavaScript errors."""
 
 from __future__ import annotations
 
+import html as html_lib
 import os
 import re
 from collections.abc import AsyncIterator
@@ -88,3 +89,17 @@ async def sign_in(page: Page, served: Served, actor: Actor) -> None:
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.get_by_role("heading", name="Fleet overview")).to_be_visible()
+
+
+def section(text: str, element_id: str) -> str:
+    """The element with this id, up to its closing tag of the same name (no nesting of
+    the same tag inside it in these pages)."""
+    found = re.search(rf'<(\w+)[^>]*\bid="{re.escape(element_id)}"', text)
+    assert found, element_id
+    end = text.index(f"</{found.group(1)}>", found.end())
+    return text[found.start() : end]
+
+
+def plain(fragment: str) -> str:
+    """The text of an HTML fragment, its whitespace collapsed."""
+    return " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())

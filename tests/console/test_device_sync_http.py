@@ -4,29 +4,15 @@ says it needs authorising again."""
 
 from __future__ import annotations
 
-import html as html_lib
-import re
-
 import httpx
 
 from conftest import Actor
-from console_helpers import csrf_of
+from console_helpers import csrf_of, plain, section
 from console_sync_helpers import USER, console_as, oura
 from integration_helpers import API, connect_as, import_ring
 from standins.vendor import Vendor
 
 __all__ = ["oura"]  # the fixture
-
-
-def section(text: str, element_id: str) -> str:
-    found = re.search(rf'<(\w+)[^>]*\bid="{re.escape(element_id)}"', text)
-    assert found, element_id
-    end = text.index(f"</{found.group(1)}>", found.end())
-    return text[found.start() : end]
-
-
-def plain(fragment: str) -> str:
-    return " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
 
 
 async def test_an_operator_changes_the_sync_settings_on_the_device_page(

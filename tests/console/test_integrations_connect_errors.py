@@ -5,8 +5,6 @@ problem documents. A connection made through the callback names who started it."
 
 from __future__ import annotations
 
-import html as html_lib
-import re
 from datetime import timedelta
 from urllib.parse import parse_qs, urlparse
 
@@ -14,6 +12,7 @@ import httpx
 from sqlalchemy import select, update
 
 from conftest import Actor, problem
+from console_helpers import plain, section
 from console_sync_helpers import BASE, console_as, oura
 from fieldwatch.core.clock import utcnow
 from fieldwatch.integrations.models import Connection, OAuthState
@@ -22,17 +21,6 @@ from integration_helpers import consent
 from standins.vendor import Vendor
 
 __all__ = ["oura"]  # the fixture
-
-
-def section(text: str, element_id: str) -> str:
-    found = re.search(rf'<(\w+)[^>]*\bid="{re.escape(element_id)}"', text)
-    assert found, element_id
-    end = text.index(f"</{found.group(1)}>", found.end())
-    return text[found.start() : end]
-
-
-def plain(fragment: str) -> str:
-    return " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
 
 
 CALLBACK = "/api/v1/integrations/oura/callback"

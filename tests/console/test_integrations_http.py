@@ -13,6 +13,7 @@ import uuid
 import httpx
 
 from conftest import Actor, Factory
+from console_helpers import plain, section
 from console_sync_helpers import BASE, USER, console_as, failed_run, oura, synced_ring
 from fieldwatch.core.settings import Settings
 from fieldwatch.runtime import Runtime
@@ -21,20 +22,6 @@ from standins.vendor import Vendor
 from sync_helpers import readings, runs
 
 __all__ = ["oura"]  # the fixture
-
-
-def section(text: str, element_id: str) -> str:
-    """The element with this id, up to its closing tag of the same name (no nesting of
-    the same tag inside it in these pages)."""
-    found = re.search(rf'<(\w+)[^>]*\bid="{re.escape(element_id)}"', text)
-    assert found, element_id
-    tag = found.group(1)
-    end = text.index(f"</{tag}>", found.end())
-    return text[found.start() : end]
-
-
-def plain(fragment: str) -> str:
-    return " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
 
 
 async def test_the_catalogue_warns_of_fitbit_and_connects_oura_through_the_vendor(
