@@ -39,3 +39,20 @@ class LinkDriver(Protocol):
 
     def resume_reading(self) -> None:
         """Read again (the inbox has room)."""
+
+
+class LoopBound:
+    """The loop a driver runs on, as ``LinkDriver`` wants it: set by ``bind``."""
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    closing: bool = False
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.closing = False
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError("the MQTT link is not started")
+        return self._loop

@@ -25,6 +25,7 @@ from typing import cast
 
 from mqtt5 import ConnectPacket, Packet, PingReqPacket, PubAckPacket, PublishPacket, read
 
+from fieldwatch.transports.mqtt.link.driver import LoopBound
 from fieldwatch.transports.mqtt.link.inbox import Inbox
 from fieldwatch.transports.mqtt.link.messages import IncomingMessage
 from fieldwatch.transports.mqtt.link.options import MqttLinkOptions
@@ -56,7 +57,7 @@ class _Wire(asyncio.Protocol):
         self.driver.lost(self, exc)
 
 
-class Mqtt5Driver:
+class Mqtt5Driver(LoopBound):
     """The current connection of an ``Mqtt5Link``: open, read, write, pause, close.
 
     ``on_packet`` gets every packet but PUBLISH; ``on_error`` a malformed one (the
@@ -94,16 +95,6 @@ class Mqtt5Driver:
         self._keepalive = 0.0
         self._ping_sent: float | None = None
         self._ticker: asyncio.TimerHandle | None = None
-
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self.closing = False
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            raise RuntimeError("the MQTT link is not started")
-        return self._loop
 
     # -- the connection ------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from fieldwatch.transports.mqtt.link.driver import LoopBound
 from fieldwatch.transports.mqtt.link.options import MqttLinkOptions
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def new_client(options: MqttLinkOptions) -> BufferedClient:
     return client
 
 
-class SocketDriver:
+class SocketDriver(LoopBound):
     """Watches the client's socket on the event loop and pauses or resumes reading.
 
     ``on_readable`` is called when the socket (or the client's buffer) has bytes to
@@ -124,15 +125,8 @@ class SocketDriver:
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Drive the socket from ``loop``, which runs on the calling thread."""
-        self._loop = loop
+        super().bind(loop)
         self._loop_thread = threading.get_ident()
-        self.closing = False
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            raise RuntimeError("the MQTT link is not started")
-        return self._loop
 
     async def open(self) -> None:
         """Connect paho (CONNECT is sent; the CONNACK comes through ``loop_read``)."""
