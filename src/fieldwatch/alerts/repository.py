@@ -68,11 +68,13 @@ class AlertRepository:
         )
 
     async def lock_offline_rule(self, workspace_id: uuid.UUID) -> None:
-        """PostgreSQL: hold the workspace's offline-rule lock until the transaction ends,
-        so processes that find no rule at once create one, not one each (SQLite has one
-        writer)."""
+        """Hold the workspace's offline-rule lock until the transaction ends, so processes
+        that find no rule at once create one, not one each: on PostgreSQL an advisory
+        lock, on SQLite the database's one write lock (a write that changes nothing takes
+        it, and the re-read after it sees every rule committed before)."""
         assert self.session.bind is not None
         if self.session.bind.dialect.name != "postgresql":
+            await self.session.execute(text("UPDATE alert_rules SET id = id WHERE 0"))
             return
         key = int.from_bytes(workspace_id.bytes[:4], "big", signed=True)
         await self.session.execute(
