@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-console bench-devices bench-downloads bench-rollout bench-sync bench-scaleout chaos topology clean
+.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-console bench-devices bench-downloads bench-rollout bench-sync bench-scaleout chaos topology standin clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ run: $(STAMP)
 ## (--help lists them).
 topology: $(STAMP)
 	$(BIN)/python -m fieldwatch.devtools topology $(TOPOLOGY_ARGS)
+
+## A stand-in vendor cloud (the test suite's) to try the health-data connectors without an
+## account at the vendor: VENDOR=oura|withings|google_health|garmin, STANDIN_PORT (8801).
+## Prints the settings to start Fieldwatch with, and writes them to data/standin-VENDOR.env.
+VENDOR ?= oura
+STANDIN_PORT ?= 8801
+standin: $(STAMP)
+	@mkdir -p data
+	$(BIN)/python tests/standins/run.py $(VENDOR) --port $(STANDIN_PORT) --env-file data/standin-$(VENDOR).env
 
 ## The test suite: SQLite always, PostgreSQL too when FIELDWATCH_TEST_DATABASE_URL is set.
 ## It runs in one worker process per core (at most 4; each its own databases and ports),
