@@ -131,3 +131,47 @@ async def test_each_connect_button_names_its_connector(
         "oura": "Connect Oura (Oura API v2)",
     }
     assert '<span class="visually-hidden"> (Google Health API)</span>' in page.text
+
+
+async def test_authorising_again_while_the_vendor_is_unreachable_keeps_the_connection(
+    client: httpx.AsyncClient, operator: Actor, oura: Vendor, runtime: Runtime
+) -> None:
+    """Re-linking a connection that needs authorising: the vendor's token endpoint fails
+    (503), the page says so and offers "Authorise again" still; the next try re-links the
+    same connection (no second one) and makes it active."""
+    csrf = await console_as(client, operator)
+    made = await client.get(CALLBACK, params=await _start(client, csrf))
+    assert made.status_code == 303
+    async with runtime.uow() as uow:
+        connection = await uow.session.scalar(select(Connection))
+        assert connection is not None
+        connection.status, connection.status_reason = "auth_required", "invalid_grant"
+        await uow.commit()
+    page = await client.get(f"{BASE}/connections")
+    assert f'id="reauth-{connection.id}"' in page.text
+
+    async def again() -> dict[str, str]:
+        started = await client.post(
+            f"{BASE}/oura/connect",
+            data={"csrf_token": csrf, "connection_id": str(connection.id)},
+        )
+        assert started.status_code == 303, started.text
+        return await consent(started.headers["location"])
+
+    back = await again()
+    oura.fail("/oauth/token", status=503)
+    query, said = await _back(client, back)
+    assert query["error"] == ["unreachable"]
+    assert said == "Oura API v2 could not be reached: try connecting again in a moment."
+    page = await client.get(f"{BASE}/connections")
+    assert f'id="reauth-{connection.id}"' in page.text
+    async with runtime.uow() as uow:
+        rows = (await uow.session.scalars(select(Connection))).all()
+    assert [(r.id, r.status) for r in rows] == [(connection.id, "auth_required")]
+
+    answer = await client.get(CALLBACK, params=await again())
+    assert answer.status_code == 303
+    assert urlparse(answer.headers["location"]).query.endswith("status=active")
+    async with runtime.uow() as uow:
+        rows = (await uow.session.scalars(select(Connection))).all()
+    assert [(r.id, r.status, r.status_reason) for r in rows] == [(connection.id, "active", None)]

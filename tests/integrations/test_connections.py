@@ -128,3 +128,28 @@ async def test_connections_are_per_workspace(client, operator, factory, oura) ->
     other = await factory.user("admin", workspace="elsewhere")
     listed = await client.get(f"{API}/connections", headers=other.headers)
     assert listed.json()["total"] == 0
+
+
+async def test_a_connection_names_who_started_it_user_or_api_key(
+    client, admin, operator, oura
+) -> None:
+    """``created_by`` names the caller as audit rows do: the user, or the API key a
+    script used (not a bare "api")."""
+    made = await client.post(
+        "/api/v1/api-keys", json={"name": "sync-script", "role": "operator"},
+        headers=admin.headers,
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    key = {"Authorization": f"Bearer {made.json()['key']}"}
+    started = await client.post(f"{API}/oura/auth", json={}, headers=key)
+    assert started.status_code == 200, started.text
+    back = await consent(started.json()["authorization_url"])
+    answer = await client.get(f"{API}/oura/callback", params=back)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["created_by"] == "api_key:sync-script"
+
+    oura.users = ["oura-user-8"]
+    started = await client.post(f"{API}/oura/auth", json={}, headers=operator.headers)
+    back = await consent(started.json()["authorization_url"])
+    answer = await client.get(f"{API}/oura/callback", params=back)
+    assert answer.json()["created_by"] == f"user:{operator.email}"

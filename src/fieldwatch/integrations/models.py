@@ -169,6 +169,8 @@ class OAuthState(Base):
     workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     connector: Mapped[str] = mapped_column(String(40))
     user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
+    #: Who started it, as audit rows name a caller (``user:…``, ``api_key:…``).
+    actor: Mapped[str | None] = mapped_column(String(300))
     #: The connection being (re)authorised.
     connection_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("integration_connections.id", ondelete="CASCADE")

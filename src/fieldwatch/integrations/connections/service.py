@@ -167,7 +167,7 @@ class ConnectionService:
         expires = utcnow() + timedelta(seconds=self.settings.oauth_state_ttl_s)
         self.repo.add(OAuthState(
             state_digest=digest, workspace_id=principal.workspace_id, connector=kind,
-            user_id=principal.user_id, connection_id=connection_id,
+            user_id=principal.user_id, actor=principal.actor, connection_id=connection_id,
             code_verifier=self.ring.seal(request.code_verifier.encode(), verifier_context(digest)),
             redirect_uri=redirect_uri(self.settings, kind), return_to=return_to,
             expires_at=expires,
@@ -222,8 +222,10 @@ class ConnectionService:
         return await self._upsert(pending, flow, account, token)
 
     async def _actor(self, pending: OAuthState) -> str:
-        """Who started the authorization, named as audit rows name a user."""
-        if pending.user_id is None:
+        """Who started the authorization, named as audit rows name a caller."""
+        if pending.actor:
+            return pending.actor
+        if pending.user_id is None:  # started before the actor was kept
             return "api"
         user = await self.uow.session.get(User, pending.user_id)
         return f"user:{user.email}" if user is not None else f"user:{pending.user_id}"
