@@ -7,6 +7,7 @@ import logging
 from datetime import timedelta
 
 from conftest import problem
+from fieldwatch.core.clock import utcnow
 from fieldwatch.runtime import Runtime
 from integration_helpers import connect_as, import_ring
 from standins.oura import PAGE
@@ -98,7 +99,12 @@ async def test_a_revoked_grant_needs_authorising_again_without_retries(
     retry = await client.post(f"/api/v1/sync/retry/{run.id}", headers=operator.headers)
     assert problem(retry, 409)["connection_status"] == "auth_required"
 
+    waited = await device_sync(runtime, device)
     await connect_as(client, operator, USER)  # authorised again: the same connection
+    again = await device_sync(runtime, device)  # no longer waiting for it
+    assert again.sync_status == "pending"
+    assert waited.auto_sync  # imported with automatic sync on: its missed syncs are due at once
+    assert again.next_sync_at is not None and again.next_sync_at <= utcnow()
     retry = await client.post(f"/api/v1/sync/retry/{run.id}", headers=operator.headers)
     assert retry.status_code == 202
     await runtime.sync.run_once()

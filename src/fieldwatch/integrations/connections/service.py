@@ -252,6 +252,7 @@ class ConnectionService:
         )
         connection.token_version = (connection.token_version or 0) + 1
         await self.uow.session.flush()
+        await self.repo.devices_authorised_again(connection.id, utcnow())
         log.info("connection authorised", extra={"connection": str(connection.id),
                                                  "connector": connection.connector})  # fmt: skip
         return connection
