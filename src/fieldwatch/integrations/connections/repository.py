@@ -148,4 +148,3 @@ class ConnectionRepository:
             .execution_options(synchronize_session=False)
         )
         return int(getattr(result, "rowcount", 0) or 0)
-
