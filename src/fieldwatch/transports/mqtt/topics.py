@@ -1,5 +1,4 @@
-"""The MQTT topics of the device protocol (seed 003): builders, a parser and topic-filter
-helpers.
+"""The MQTT topics of the device protocol: builders, a parser and topic-filter helpers.
 
 Device to server::
 
@@ -31,6 +30,7 @@ one-time request id.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -284,8 +284,7 @@ def build(topic: Topic) -> str:
 
 
 # -- parser ----------------------------------------------------------------------------
-
-
+@functools.lru_cache(maxsize=65_536)  # a fleet repeats its topics: mostly one lookup
 def parse(topic: str) -> Topic | None:
     """Parse a Fieldwatch topic; ``None`` for anything else (foreign topics, wildcards,
     invalid ids)."""
