@@ -38,6 +38,18 @@ def mqtt_messages(
     return out
 
 
+def batched(messages: list[tuple[str, bytes]], batch: int) -> list[tuple[str, bytes]]:
+    """One device's messages, ``batch`` readings to a message (a JSON array on the sensor
+    topic, as docs/device-protocol.md describes); 1 leaves them as they are."""
+    if batch <= 1:
+        return messages
+    out = []
+    for i in range(0, len(messages), batch):
+        part = messages[i : i + batch]
+        out.append((part[0][0], b"[" + b",".join(body for _, body in part) + b"]"))
+    return out
+
+
 def mqtt_publisher(
     port: int,
     ids: list[str],
@@ -65,13 +77,15 @@ def raw_publisher(
     start: Any,
     out: Any,
     rate: float = 0.0,
+    batch: int = 1,
 ) -> None:
     """Devices index, index + every, … each on its own connection (client id = device
     id), publishing their share of the ``total`` readings at QoS 1 with pre-encoded
-    packets (bench/harness/mqtt_devices.py): the load costs little CPU, like real devices."""
+    packets (bench/harness/mqtt_devices.py): the load costs little CPU, like real devices.
+    ``rate`` counts messages (each of ``batch`` readings)."""
     n = len(ids)  # reading i goes to device i % n: device j has j, j + n, j + 2n, …
     devices = [
-        mqtt_devices.Device(ids[j], mqtt_messages(ids, j, total - j, base_ts, n))
+        mqtt_devices.Device(ids[j], batched(mqtt_messages(ids, j, total - j, base_ts, n), batch))
         for j in range(index, n, every)
     ]
     for d in devices:
@@ -92,13 +106,18 @@ def publish(
     started: Callable[[], None] | None = None,
     load: str = "raw",
     rate: float = 0.0,
+    batch: int = 1,
 ) -> float:
+    """Publish ``total`` readings; ``batch`` readings to a message (raw load only)."""
+    if batch > 1 and load != "raw":
+        raise SystemExit("batched messages need the raw load (--mqtt-load raw)")
     ctx = mp.get_context("spawn")
     start, out = ctx.Event(), ctx.Queue()
     procs = [
         ctx.Process(
             target=raw_publisher,
-            args=(port, ids, i, publishers, total, base_ts, start, out, rate / publishers),
+            args=(port, ids, i, publishers, total, base_ts, start, out, rate / publishers,
+                  batch),
         )
         if load == "raw"
         else ctx.Process(

@@ -90,6 +90,19 @@ def _mqtt_options(parser: argparse.ArgumentParser) -> None:
         help="mqtt: FIELDWATCH_MQTT_RECEIVE_MAXIMUM for the server (default: its default)",
     )
     parser.add_argument(
+        "--mqtt-client",
+        choices=("paho", "mqtt5"),
+        default="paho",
+        help="mqtt: the server's MQTT client (FIELDWATCH_MQTT_CLIENT); the bare subscriber "
+        "is built on the same library",
+    )
+    parser.add_argument(
+        "--mqtt-batch",
+        type=int,
+        default=1,
+        help="mqtt (raw load): readings per message, a JSON array on the sensor topic",
+    )
+    parser.add_argument(
         "--mqtt-idle",
         type=float,
         default=20.0,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import subprocess
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import paho.mqtt.client as mqtt
 import pytest
 
 from conftest import JWT_SECRET, PASSWORD, Actor, Factory, missing, wait_until_up
@@ -188,7 +190,21 @@ async def test_readings_another_broker_acknowledged_are_not_called_stored(
     with serving(settings, tmp_path) as server, Mosquitto() as other:  # acknowledges anything
         env = clean_env(**server.env, FIELDWATCH_PASSWORD=PASSWORD)
         args = ("--email", operator.email, "--transport", "mqtt", "--mqtt-url", other.url)
-        proc = await simulate(elsewhere, env, *args, "--interval", "0.2", "--duration", "2")
+        seen: list[tuple[str, dict]] = []
+        watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        watcher.on_message = lambda _c, _u, m: seen.append((m.topic, json.loads(m.payload)))
+        watcher.connect("127.0.0.1", other.port)
+        watcher.subscribe("iot/devices/data/#", qos=1)
+        watcher.loop_start()
+        try:
+            proc = await simulate(elsewhere, env, *args, "--interval", "0.2", "--duration", "2")
+        finally:
+            watcher.loop_stop()
+            watcher.disconnect()
+        # a device's temperature, humidity and battery go in one message, not three
+        assert seen and all(topic.endswith("/metrics") for topic, _ in seen)
+        assert all(sorted(body["metrics"]) == ["battery_level", "humidity", "temperature"]
+                   for _, body in seen)  # fmt: skip
         assert proc.returncode == 1, proc.stdout + proc.stderr
         assert figure(r"Done: (\d+) readings published", proc.stdout) > 0
         assert figure(r"(\d+) of the \d+ readings sent are stored", proc.stdout) == 0

@@ -150,13 +150,15 @@ class MqttDeviceLink:
         await self.publish(topics.status(self.device_id), self._online(version))
 
     async def send_readings(self, metrics: dict[str, Any], timestamp: datetime | None) -> int:
+        """One message: a reading on its sensor's topic, several metrics at once on the
+        ``metrics`` topic (as a board with many sensors should)."""
         stamp = {"timestamp": timestamp.isoformat()} if timestamp is not None else {}
-        await asyncio.gather(
-            *(
-                self.publish(topics.data(self.device_id, name), {"value": value, **stamp})
-                for name, value in metrics.items()
-            )
-        )
+        if len(metrics) == 1:
+            ((name, value),) = metrics.items()
+            await self.publish(topics.data(self.device_id, name), {"value": value, **stamp})
+        elif metrics:
+            body = {"metrics": metrics, **stamp}
+            await self.publish(topics.data(self.device_id, topics.METRICS), body)
         return len(metrics)
 
     async def send(self, raw: str) -> None:
