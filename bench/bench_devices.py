@@ -24,6 +24,10 @@ database (FIELDWATCH_BENCH_DATABASE_URL); the devices are created once through t
    paho`` for paho publishers), as fast as the broker takes them or at ``--mqtt-rate``
    readings/s; ``--mqtt-workers`` runs ``serve --workers N`` (shared subscription).
    ``--profile`` samples the server (rtt and mqtt parts) with py-spy meanwhile.
+   mqtt-embedded: the same load through the embedded broker ``make run`` starts (amqtt
+   in the server process), each device with its own token; ``--mqtt-batch N`` sends N
+   readings a message (a JSON array on the sensor topic), in both MQTT parts;
+   ``--mqtt-client mqtt5`` runs the server (and the bare subscriber) on the mqtt5 codec.
 4. storm: ``--storm-devices`` devices with jittered exponential backoff; one command per
    device completed, one more queued per device just before the server is stopped; the
    server is started again on the same port and database: time until every device is
@@ -32,10 +36,11 @@ database (FIELDWATCH_BENCH_DATABASE_URL); the devices are created once through t
 Each part is a module of bench/devices/; the harness (database, server, fleet, broker,
 results) is bench/harness/.
 
-Usage: .venv/bin/python bench/bench_devices.py [--parts memory,rtt,mqtt,storm]
+Usage: .venv/bin/python bench/bench_devices.py [--parts memory,rtt,mqtt,mqtt-embedded,storm]
        [--devices 10000] [--rtt-devices 1000] [--commands 1000] [--mqtt-devices 1000]
        [--readings 300000] [--publishers 2] [--mqtt-load raw|paho] [--mqtt-rate 0]
-       [--mqtt-workers 1] [--mqtt-receive-maximum N] [--storm-devices 5000]
+       [--mqtt-workers 1] [--mqtt-receive-maximum N] [--mqtt-client paho|mqtt5]
+       [--mqtt-batch 1] [--storm-devices 5000]
        [--client-processes 4]
        [--memory-variants wsproto,no-deflate] [--ws-compression none|deflate] [--profile]
 """
@@ -52,6 +57,7 @@ from devices.clients import raise_nofile
 from devices.context import Bench
 from devices.memory import part_memory
 from devices.mqtt import part_mqtt
+from devices.mqtt_embedded import part_mqtt_embedded
 from devices.options import devices_needed, parse_args
 from devices.rtt import part_rtt
 from devices.storm import part_storm
@@ -65,6 +71,7 @@ PARTS: dict[str, Callable[[Bench], None]] = {
     "memory": part_memory,
     "rtt": part_rtt,
     "mqtt": part_mqtt,
+    "mqtt-embedded": part_mqtt_embedded,
     "storm": part_storm,
 }
 

@@ -7,6 +7,7 @@ load."""
 from __future__ import annotations
 
 import asyncio
+import math
 import multiprocessing as mp
 import subprocess
 import threading
@@ -135,7 +136,8 @@ BARE = {"paho": "paho-asyncio", "mqtt5": "fieldwatch-mqtt5"}
 def expected_messages(devices: int, total: int, batch: int) -> int:
     """Messages ``total`` readings make: reading i goes to device i % devices, and each
     device sends its readings ``batch`` to a message."""
-    return sum(-(-(-(-(total - j) // devices)) // batch) for j in range(min(devices, total)))
+    per_device = (math.ceil((total - j) / devices) for j in range(min(devices, total)))
+    return sum(math.ceil(n / batch) for n in per_device)
 
 
 @dataclass

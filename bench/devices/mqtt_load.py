@@ -78,6 +78,7 @@ def raw_publisher(
     out: Any,
     rate: float = 0.0,
     batch: int = 1,
+    tokens: list[str] | None = None,
 ) -> None:
     """Devices index, index + every, … each on its own connection (client id = device
     id), publishing their share of the ``total`` readings at QoS 1 with pre-encoded
@@ -85,7 +86,11 @@ def raw_publisher(
     ``rate`` counts messages (each of ``batch`` readings)."""
     n = len(ids)  # reading i goes to device i % n: device j has j, j + n, j + 2n, …
     devices = [
-        mqtt_devices.Device(ids[j], batched(mqtt_messages(ids, j, total - j, base_ts, n), batch))
+        mqtt_devices.Device(
+            ids[j],
+            batched(mqtt_messages(ids, j, total - j, base_ts, n), batch),
+            tokens[j] if tokens else None,
+        )
         for j in range(index, n, every)
     ]
     for d in devices:
@@ -107,8 +112,10 @@ def publish(
     load: str = "raw",
     rate: float = 0.0,
     batch: int = 1,
+    tokens: list[str] | None = None,
 ) -> float:
-    """Publish ``total`` readings; ``batch`` readings to a message (raw load only)."""
+    """Publish ``total`` readings; ``batch`` readings to a message (raw load only);
+    ``tokens``: the devices' credentials (user name: the device id), in ``ids``' order."""
     if batch > 1 and load != "raw":
         raise SystemExit("batched messages need the raw load (--mqtt-load raw)")
     ctx = mp.get_context("spawn")
@@ -116,8 +123,19 @@ def publish(
     procs = [
         ctx.Process(
             target=raw_publisher,
-            args=(port, ids, i, publishers, total, base_ts, start, out, rate / publishers,
-                  batch),
+            args=(
+                port,
+                ids,
+                i,
+                publishers,
+                total,
+                base_ts,
+                start,
+                out,
+                rate / publishers,
+                batch,
+                tokens,
+            ),
         )
         if load == "raw"
         else ctx.Process(

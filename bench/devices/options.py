@@ -116,7 +116,7 @@ def devices_needed(args: argparse.Namespace, parts: list[str]) -> int:
         [
             args.devices if "memory" in parts else 0,
             args.rtt_devices if "rtt" in parts else 0,
-            args.mqtt_devices if "mqtt" in parts else 0,
+            args.mqtt_devices if {"mqtt", "mqtt-embedded"} & set(parts) else 0,
             args.storm_devices if "storm" in parts else 0,
             100,
         ]

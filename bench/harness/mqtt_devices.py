@@ -36,9 +36,14 @@ def _string(value: bytes) -> bytes:
     return struct.pack("!H", len(value)) + value
 
 
-def connect_packet(client_id: str, keepalive: int = 600) -> bytes:
-    variable = _string(b"MQTT") + bytes([4, 0x02]) + struct.pack("!H", keepalive)
+def connect_packet(client_id: str, keepalive: int = 600, password: str | None = None) -> bytes:
+    """CONNECT with a clean session; with ``password``, the client id as user name (a
+    device's credentials on Fieldwatch's embedded broker)."""
+    flags = 0x02 | (0xC0 if password is not None else 0)
+    variable = _string(b"MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive)
     body = variable + _string(client_id.encode())
+    if password is not None:
+        body += _string(client_id.encode()) + _string(password.encode())
     return b"\x10" + _remaining_length(len(body)) + body
 
 
@@ -48,8 +53,11 @@ def publish_packet(topic: str, payload: bytes, packet_id: int) -> bytes:
 
 
 class Device:
-    def __init__(self, client_id: str, messages: Sequence[tuple[str, bytes]]) -> None:
+    def __init__(
+        self, client_id: str, messages: Sequence[tuple[str, bytes]], password: str | None = None
+    ) -> None:
         self.client_id = client_id
+        self.password = password
         self.count = len(messages)
         # packet ids 1…65535, reused after 65,535 messages (acked long before)
         packets = [publish_packet(t, p, i % 65535 + 1) for i, (t, p) in enumerate(messages)]
@@ -71,7 +79,7 @@ class Device:
     def open(self, host: str, port: int, timeout: float = 10.0) -> None:
         sock = socket.create_connection((host, port), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.sendall(connect_packet(self.client_id))
+        sock.sendall(connect_packet(self.client_id, password=self.password))
         connack = b""
         while len(connack) < 4:
             chunk = sock.recv(4 - len(connack))

@@ -1,0 +1,81 @@
+"""3b. mqtt-embedded: the broker ``make run`` users get (amqtt inside ``fieldwatch serve``,
+acknowledging a device's QoS 1 PUBLISH after the commit). ``--mqtt-devices`` devices,
+each on its own connection with its own credentials (user name: the device id, password:
+its token), publish ``--readings`` readings at QoS 1 (``--mqtt-batch`` to a message);
+readings committed per second, counted in the database, and the server's CPU."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import psutil
+
+from devices.context import Bench
+from devices.mqtt import PollRows, count_readings, steady_rate, wait_rows
+from devices.mqtt_load import publish
+from harness.results import Figure
+from harness.server import Server, free_port
+from harness.timing import now
+
+
+def part_mqtt_embedded(bench: Bench) -> None:
+    args, dsn, total = bench.args, bench.db.dsn, bench.args.readings
+    ids = bench.fleet.ids[: args.mqtt_devices]
+    tokens = bench.fleet.tokens[: args.mqtt_devices]
+    bench.say(
+        f"3b. MQTT ingest through the embedded broker: {total:,} readings at QoS 1 from "
+        f"{len(ids):,} devices, each on its own connection with its token"
+        + (f", {args.mqtt_batch} readings a message" if args.mqtt_batch > 1 else "")
+        + (f", offered at {args.mqtt_rate:,.0f} messages/s" if args.mqtt_rate > 0 else "")
+    )
+    port = free_port()
+    env = {**bench.env, "FIELDWATCH_MQTT_EMBEDDED": "true", "FIELDWATCH_MQTT_PORT": str(port),
+           "FIELDWATCH_DEVICE_RATE_LIMIT": str(10**9)}  # fmt: skip
+    base_ts = int(time.time()) - 3 * 3600
+    with Server(env) as srv:
+        base = asyncio.run(count_readings(dsn))
+        # Untimed warm-up: every device's series exists, as in a running fleet.
+        publish(port, ids, len(ids), args.publishers, base_ts - 7200, tokens=tokens)
+        wait_rows(dsn, base + len(ids), 60)
+        base = asyncio.run(count_readings(dsn))
+        server = psutil.Process(srv.pid)
+        cpu0 = sum(server.cpu_times()[:2])
+        samples: list[tuple[float, int]] = []
+        poll = PollRows(dsn, base, samples)
+        poll.start()
+        t_start: list[float] = []
+        publish_s = publish(
+            port, ids, total, args.publishers, base_ts, lambda: t_start.append(now()),
+            rate=args.mqtt_rate, batch=args.mqtt_batch, tokens=tokens,
+        )  # fmt: skip
+        t_done = poll.wait(base + total, idle=args.mqtt_idle)
+        cpu = sum(server.cpu_times()[:2]) - cpu0
+        rss = srv.rss()
+    persisted = samples[-1][1] - base if samples else 0
+    elapsed = (t_done or (samples[-1][0] if samples else now())) - t_start[0]
+    rate = persisted / elapsed if elapsed > 0 else 0.0
+    steady = steady_rate(samples)
+    per_core = rate / (cpu / elapsed) if cpu > 0 else 0.0
+    bench.say(
+        f"  embedded broker + gateway → PostgreSQL           {rate:>9,.0f} readings/s "
+        f"persisted ({persisted:,}/{total:,} in {elapsed:.2f} s; publishers done after "
+        f"{publish_s:.2f} s; best 5 s window {steady:,.0f}/s; server CPU {cpu:.1f} s "
+        f"= {cpu / elapsed:.0%} of a core, {per_core:,.0f} readings per CPU-second; "
+        f"RSS {rss / 2**20:.0f} MiB)"
+    )
+    bench.report["mqtt_embedded"] = {
+        "readings": total, "devices": len(ids), "batch": args.mqtt_batch,
+        "persisted": persisted, "seconds": elapsed, "rate": rate, "best_5s_rate": steady,
+        "server_cpu_s": cpu, "publish_seconds": publish_s,
+    }  # fmt: skip
+    bench.figures.append(
+        Figure(
+            "MQTT readings persisted, embedded broker",
+            rate,
+            "/s",
+            "the figure",
+            True,
+            f"{persisted:,}/{total:,} persisted, {len(ids):,} devices",
+        )
+    )
