@@ -74,8 +74,8 @@ def part_mqtt_embedded(bench: Bench) -> None:
             "MQTT readings persisted, embedded broker",
             rate,
             "/s",
-            "the figure",
-            True,
+            "",
+            None,
             f"{persisted:,}/{total:,} persisted, {len(ids):,} devices",
         )
     )
