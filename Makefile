@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-console bench-devices bench-downloads bench-rollout bench-sync bench-scaleout chaos topology standin clean
+.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-console bench-devices bench-downloads bench-rollout bench-sync bench-scaleout bench-dynsec chaos topology standin clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -101,11 +101,18 @@ bench-rollout: $(STAMP)
 bench-sync: $(STAMP)
 	$(BIN)/python bench/bench_sync.py $(BENCH_SYNC_ARGS)
 
-## Scale-out on the topology's processes (needs what `make topology` needs): idle WebSocket
-## devices on one gateway and on two (10,000 each), HTTP ingest through nginx with one api
-## process and with two. Options: BENCH_SCALEOUT_ARGS='--part gateways --devices 300'.
+## Scale-out on the topology's processes, without MQTT (needs PostgreSQL, Redis, RabbitMQ
+## and nginx): idle WebSocket devices on one gateway and on two (10,000 each), HTTP ingest
+## through nginx with one api process and with two.
+## Options: BENCH_SCALEOUT_ARGS='--part gateways --devices 300'.
 bench-scaleout: $(STAMP)
 	$(BIN)/python bench/bench_scaleout.py $(BENCH_SCALEOUT_ARGS)
+
+## Device logins in Mosquitto's dynamic security as the broker holds more (needs mosquitto
+## with its plugin): one at a time as the sync sends them, in batches, without TCP_NODELAY.
+## Options: BENCH_DYNSEC_ARGS='--devices 5000 --modes sync'.
+bench-dynsec: $(STAMP)
+	$(BIN)/python bench/bench_dynsec.py $(BENCH_DYNSEC_ARGS)
 
 ## Chaos (needs PostgreSQL and mosquitto; not part of `make test`): kill -9 of the server
 ## during HTTP, WebSocket and MQTT ingest, and a PostgreSQL outage; prints acknowledged /

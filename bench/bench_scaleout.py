@@ -2,14 +2,17 @@
 
 The processes are the deployment's (``fieldwatch.devtools.topology``, as ``make
 topology`` runs them): a scratch PostgreSQL database, the local Redis and RabbitMQ
-(FIELDWATCH_TOPOLOGY_*_URL), Mosquitto with dynamic security, ``db upgrade``, then
-``serve --role api|gateway`` processes and nginx with deploy/nginx/fieldwatch.conf.
+(FIELDWATCH_TOPOLOGY_*_URL), ``db upgrade``, then ``serve --role api|gateway``
+processes and nginx with deploy/nginx/fieldwatch.conf. No MQTT: the devices here use
+WebSocket and HTTP, and without a broker their tokens become no Mosquitto logins (which
+Mosquitto 2.0's dynamic security makes slower with each one: docs/scaling.md).
 
 1. ``--part gateways``: one api process makes 2 × ``--devices`` devices (a CSV import)
    and a token each. One gateway: ``--devices`` idle WebSocket devices connect to its
    device listener (FIELDWATCH_DEVICE_WS_PORT, as bench_devices measures it), from
    ``--client-processes`` processes; its RSS before (after a warm-up) and after
-   (``--settle`` seconds after the last welcome): (after − before) / connected. Then the
+   (``--settle`` seconds after the last welcome): (after − before) / connected; its CPU
+   seconds while they connect, and its share of a core while they sit idle. Then the
    same gateway restarted and a second one, ``--devices`` devices on each. Connected
    means the device received its welcome and is still open. nginx is bypassed for the
    devices (bench/scaleout/gateways.py says why).
@@ -17,7 +20,8 @@ topology`` runs them): a scratch PostgreSQL database, the local Redis and Rabbit
    bench_ingest's load (``POST /api/v1/devices/{id}/data``, 1,000 readings a request,
    ``--clients`` concurrent clients) through nginx; readings/s committed (a reading
    counts once its request was answered 200), CPU seconds per million readings of each
-   api process and of nginx (PostgreSQL's counts every backend of the server).
+   api process and of nginx (PostgreSQL's counts every backend of the server), and the
+   machine's busy cores.
 
 Usage: .venv/bin/python bench/bench_scaleout.py [--part gateways,ingest] [--devices 10000]
        [--client-processes 4] [--settle 5] [--readings 2000000] [--clients 32]

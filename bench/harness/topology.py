@@ -1,7 +1,8 @@
 """The scaled-out topology (``fieldwatch.devtools.topology``: a scratch PostgreSQL
-database, the local Redis and RabbitMQ, Mosquitto, ``db upgrade``, ``serve --role …``
-processes, nginx with the shipped configuration) for the scale-out benchmark, and what
-the benchmark reads of its processes: resident memory and CPU seconds."""
+database, the local Redis and RabbitMQ, Mosquitto if asked for, ``db upgrade``,
+``serve --role …`` processes, nginx with the shipped configuration) for the scale-out
+benchmark, and what the benchmark reads of its processes: resident memory and CPU
+seconds."""
 
 from __future__ import annotations
 
@@ -71,15 +72,22 @@ class BenchTopology(Topology):
 
 
 @contextlib.contextmanager
-def topology(apis: int, gateways: int, workers: int = 0) -> Iterator[BenchTopology]:
+def topology(
+    apis: int, gateways: int, workers: int = 0, mqtt: bool = False
+) -> Iterator[BenchTopology]:
     """A topology with these counts of processes (addresses: ``Servers.from_env()``,
     i.e. FIELDWATCH_TOPOLOGY_*_URL), stopped and removed afterwards. Its processes run
-    between the event loops that start and stop it: the benchmark's load is sync."""
+    between the event loops that start and stop it: the benchmark's load is sync.
+
+    No MQTT unless ``mqtt``: the benchmark's devices use WebSocket and HTTP only, and with
+    Mosquitto's dynamic security every device token would also become a broker login,
+    which Mosquitto 2.0 makes slower with each one (docs/scaling.md, "Mosquitto's dynamic
+    security")."""
     servers = Servers.from_env()
     problems = asyncio.run(servers.unavailable())
     if problems:
         raise SystemExit("Cannot start the topology:\n  " + "\n  ".join(problems))
-    layout = Layout(apis=apis, gateways=gateways, workers=workers, settings=SETTINGS)
+    layout = Layout(apis=apis, gateways=gateways, workers=workers, mqtt=mqtt, settings=SETTINGS)
     running = BenchTopology(servers, layout)
     asyncio.run(running.start())
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from typing import Any
 
 import asyncpg
@@ -58,7 +59,9 @@ def ingest_run(apis: int, requests: int, args: argparse.Namespace, say: Any) -> 
         api_before = {name: cpu_seconds([p]) for name, p in procs.items()}
         nginx_before = cpu_seconds(nginx)
         stored_before = asyncio.run(stored(running.dsn()))
+        machine_before, wall0 = psutil.cpu_times(), time.monotonic()
         run = drive(base, token, bodies, args.clients, args.client_processes, [])
+        busy = busy_cores(machine_before, psutil.cpu_times(), time.monotonic() - wall0)
         stored_after = asyncio.run(stored(running.dsn()))
         api_cpu = {name: cpu_seconds([p]) - api_before[name] for name, p in procs.items()}
         nginx_cpu = cpu_seconds(nginx) - nginx_before
@@ -77,6 +80,7 @@ def ingest_run(apis: int, requests: int, args: argparse.Namespace, say: Any) -> 
         "nginx_cpu_s_per_million": nginx_cpu * per_m,
         "postgres_cpu_s_per_million": run.postgres_cpu * per_m,
         "load_generator_cpu_s_per_million": run.client_cpu * per_m,
+        "machine_busy_cores": busy,
     }
     per_api = ", ".join(f"{n} {c:.2f}" for n, c in row["api_cpu_s_per_million"].items())
     say(
@@ -87,9 +91,20 @@ def ingest_run(apis: int, requests: int, args: argparse.Namespace, say: Any) -> 
     say(
         f"    CPU s per million readings: {per_api}; nginx {row['nginx_cpu_s_per_million']:.2f}; "
         f"PostgreSQL {row['postgres_cpu_s_per_million']:.2f}; load generator "
-        f"{row['load_generator_cpu_s_per_million']:.2f}"
+        f"{row['load_generator_cpu_s_per_million']:.2f}; the machine's {psutil.cpu_count()} "
+        f"cores {busy:.2f} busy on average (every process: RabbitMQ, Redis too)"
     )
     return row
+
+
+def busy_cores(before: Any, after: Any, seconds: float) -> float:
+    """Cores kept busy on average between two ``psutil.cpu_times()`` (all but idle and
+    I/O wait); the window includes starting the load generator's processes."""
+    spent = sum(after) - sum(before)
+    idle = (after.idle - before.idle) + (
+        getattr(after, "iowait", 0.0) - getattr(before, "iowait", 0.0)
+    )
+    return (spent - idle) / seconds if seconds else float("nan")
 
 
 async def stored(dsn: str) -> int:

@@ -46,10 +46,18 @@ def dynsec_plugin() -> str | None:
 class Mosquitto:
     """One broker process. ``dynsec=True`` loads the dynamic-security plugin with one
     admin client (``admin_username``/``admin_password``) allowed to use
-    ``$CONTROL/dynamic-security/#``; anonymous clients are then refused."""
+    ``$CONTROL/dynamic-security/#``; anonymous clients are then refused.
 
-    def __init__(self, *, dynsec: bool = False, port: int | None = None) -> None:
+    ``set_tcp_nodelay`` is on, as in deploy/compose: with Mosquitto's default (off) the
+    answer to a dynamic-security request waits behind its acknowledgement for the
+    client's delayed ACK, about 40 ms a request on Linux (``nodelay=False`` to measure
+    it, bench/bench_dynsec.py)."""
+
+    def __init__(
+        self, *, dynsec: bool = False, port: int | None = None, nodelay: bool = True
+    ) -> None:
         self.dynsec = dynsec
+        self.nodelay = nodelay
         self.port = port or free_port()
         self.admin_username = "fieldwatch-admin"
         self.admin_password = secrets.token_urlsafe(16)
@@ -74,6 +82,7 @@ class Mosquitto:
             "log_type warning",
             "log_type notice",
             "max_queued_messages 100000",
+            f"set_tcp_nodelay {'true' if self.nodelay else 'false'}",
         ]
         if self.dynsec:
             plugin = dynsec_plugin()

@@ -54,13 +54,16 @@ GENERATED_PASSWORD = re.compile(r"Password \(shown only now\): (\S+)")
 
 @dataclass
 class Layout:
-    """How many processes of each role, nginx's port (default: a free one), and further
+    """How many processes of each role, nginx's port (default: a free one), whether there
+    is MQTT (``mqtt=False``: no Mosquitto, and processes without MQTT — for devices that
+    use WebSocket or HTTP only, whose tokens then need no broker login), and further
     ``FIELDWATCH_*`` settings for every process (e.g. a faster presence sweep)."""
 
     apis: int = 2
     gateways: int = 1
     workers: int = 1
     port: int | None = None
+    mqtt: bool = True
     settings: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -104,7 +107,8 @@ class Topology:
     async def _start(self) -> None:
         await self.servers.create_database(self.database)
         self._made += ["database", "shared"]
-        self.broker = await asyncio.to_thread(Mosquitto(dynsec=True).start)
+        if self.layout.mqtt:
+            self.broker = await asyncio.to_thread(Mosquitto(dynsec=True).start)
         self.env = self._environment(self.broker)
         await self.cli("db", "upgrade")  # compose's one-shot `migrate`, before the others
         self.admin_password = await self._admin()
@@ -152,8 +156,9 @@ class Topology:
 
     # --- the pieces -----------------------------------------------------------------------
 
-    def _environment(self, broker: Mosquitto) -> dict[str, str]:
-        """What compose.yaml's ``x-fieldwatch`` environment gives every process."""
+    def _environment(self, broker: Mosquitto | None) -> dict[str, str]:
+        """What compose.yaml's ``x-fieldwatch`` environment gives every process (without
+        a broker: no MQTT at all, neither an external nor the embedded one)."""
         self.firmware_dir.mkdir(parents=True, exist_ok=True)
         for path in (self.firmware_dir.parent, self.firmware_dir):
             path.chmod(0o755)
@@ -167,9 +172,7 @@ class Topology:
             "FIELDWATCH_REDIS_PREFIX": self.redis_prefix,
             "FIELDWATCH_RABBITMQ_URL": self.servers.rabbitmq_url,
             "FIELDWATCH_RABBITMQ_EXCHANGE": self.exchange,
-            "FIELDWATCH_MQTT_URL": broker.admin_url,
-            "FIELDWATCH_MQTT_EMBEDDED": "false",
-            "FIELDWATCH_MQTT_DYNSEC": "true",
+            **_mqtt_environment(broker),
             "FIELDWATCH_JWT_SECRET": secrets.token_urlsafe(32),
             "FIELDWATCH_ENCRYPTION_KEY": secrets.token_urlsafe(32),
             "FIELDWATCH_PUBLIC_URL": self.url,
@@ -240,6 +243,13 @@ class Topology:
             f"RabbitMQ exchange {self.exchange} (all removed on exit).",
         ]
         return "\n".join(lines)
+
+
+def _mqtt_environment(broker: Mosquitto | None) -> dict[str, str]:
+    if broker is None:
+        return {"FIELDWATCH_MQTT_EMBEDDED": "false", "FIELDWATCH_MQTT_DYNSEC": "false"}
+    return {"FIELDWATCH_MQTT_URL": broker.admin_url, "FIELDWATCH_MQTT_EMBEDDED": "false",
+            "FIELDWATCH_MQTT_DYNSEC": "true"}  # fmt: skip
 
 
 @contextlib.contextmanager
