@@ -79,6 +79,7 @@ def raw_publisher(
     rate: float = 0.0,
     batch: int = 1,
     tokens: list[str] | None = None,
+    window: int = 0,
 ) -> None:
     """Devices index, index + every, … each on its own connection (client id = device
     id), publishing their share of the ``total`` readings at QoS 1 with pre-encoded
@@ -96,7 +97,7 @@ def raw_publisher(
     for d in devices:
         d.open("127.0.0.1", port)
     start.wait()
-    seconds = mqtt_devices.run(devices, rate=rate)
+    seconds = mqtt_devices.run(devices, rate=rate, window=window)
     count = sum(d.count for d in devices)
     mqtt_devices.close(devices)
     out.put((count, seconds))
@@ -113,9 +114,11 @@ def publish(
     rate: float = 0.0,
     batch: int = 1,
     tokens: list[str] | None = None,
+    window: int = 0,
 ) -> float:
     """Publish ``total`` readings; ``batch`` readings to a message (raw load only);
-    ``tokens``: the devices' credentials (user name: the device id), in ``ids``' order."""
+    ``tokens``: the devices' credentials (user name: the device id), in ``ids``' order;
+    ``window``: each device's in-flight window (0: none, it writes everything at once)."""
     if batch > 1 and load != "raw":
         raise SystemExit("batched messages need the raw load (--mqtt-load raw)")
     ctx = mp.get_context("spawn")
@@ -135,6 +138,7 @@ def publish(
                 rate / publishers,
                 batch,
                 tokens,
+                window,
             ),
         )
         if load == "raw"

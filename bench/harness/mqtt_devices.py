@@ -97,11 +97,20 @@ def run(
     chunk: int = 16_384,
     timeout: float = 600.0,
     rate: float = 0.0,
+    window: int = 0,
 ) -> float:
     """Write every device's packets, interleaved across devices, until every PUBACK is
     in. ``rate`` > 0: these devices together publish that many messages a second
-    (evenly spread over them), else as fast as the broker takes them. Returns the
-    seconds until the last PUBACK came."""
+    (evenly spread over them), else as fast as the broker takes them. ``window`` > 0: a
+    device has at most that many messages unacknowledged (as a client's in-flight
+    window), else it writes without waiting. Returns the seconds until the last PUBACK
+    came."""
+
+    def cap(d: Device) -> int:  # bytes the device may have written now
+        if not window:
+            return d.allowed
+        return min(d.allowed, d.ends[min(d.acked + window, d.count) - 1])
+
     socks = {d.sock.fileno(): d for d in devices if d.sock is not None}
     per_device = rate / len(socks) if rate > 0 and socks else 0.0
     poller = select.poll()
@@ -127,10 +136,11 @@ def run(
         for fd, mask in poller.poll(5 if per_device and unwritten else 1000):
             d = socks[fd]
             assert d.sock is not None
-            if mask & select.POLLOUT and d.sent < d.allowed:
+            limit = cap(d)
+            if mask & select.POLLOUT and d.sent < limit:
                 with contextlib.suppress(BlockingIOError):
-                    d.sent += d.sock.send(d.data[d.sent : min(d.sent + chunk, d.allowed)])
-                if d.sent >= d.allowed:
+                    d.sent += d.sock.send(d.data[d.sent : min(d.sent + chunk, limit)])
+                if d.sent >= limit:
                     poller.modify(fd, select.POLLIN)
                 if d.sent >= len(d.data):
                     unwritten -= 1
@@ -145,6 +155,8 @@ def run(
                 d.acked_bytes += len(got)
                 if before < d.count <= d.acked:
                     waiting -= 1
+                if window and d.sent < cap(d) and d.sent >= limit:  # the window moved on
+                    poller.modify(fd, select.POLLIN | select.POLLOUT)
     return time.perf_counter() - t0
 
 

@@ -105,11 +105,12 @@ class Settings(BaseSettings):
         "messages in flight to Fieldwatch (acknowledged after commit); 0 speaks MQTT 3.1.1, "
         "where the broker's own limit applies (Mosquitto: max_inflight_messages, 20)",
     )
-    mqtt_client: Literal["paho", "mqtt5"] = Field(
-        default="paho",
+    mqtt_client: Literal["auto", "paho", "mqtt5"] = Field(
+        default="auto",
         description="The MQTT client of the gateway's broker connection: paho (MQTT 3.1.1 "
         "or 5) or mqtt5 (the mqtt5 codec on Fieldwatch's own asyncio connection; MQTT 5 "
-        "only: it needs mqtt_url and mqtt_receive_maximum > 0)",
+        "only: it needs mqtt_url and mqtt_receive_maximum > 0); auto: mqtt5 where the "
+        "gateway speaks MQTT 5 (the faster, measured), else paho",
     )
     mqtt_client_id: str | None = Field(
         default=None,
@@ -340,6 +341,14 @@ class Settings(BaseSettings):
     @classmethod
     def _strip(cls, value: str | None) -> str | None:
         return value.strip() if value is not None else None
+
+    @property
+    def resolved_mqtt_client(self) -> Literal["paho", "mqtt5"]:
+        """``mqtt_client``, with ``auto`` resolved: mqtt5 to an external broker spoken to
+        in MQTT 5, paho to the embedded broker and in MQTT 3.1.1."""
+        if self.mqtt_client != "auto":
+            return self.mqtt_client
+        return "mqtt5" if self.mqtt_url and self.mqtt_receive_maximum else "paho"
 
     @property
     def resolved_public_url(self) -> str:

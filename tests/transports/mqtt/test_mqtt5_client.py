@@ -46,6 +46,15 @@ def test_the_settings_refuse_mqtt5_where_the_gateway_speaks_mqtt311() -> None:
     assert Settings(mqtt_client="mqtt5", mqtt_url=None, mqtt_embedded=False).mqtt_client
 
 
+def test_auto_picks_mqtt5_where_the_gateway_speaks_mqtt5_else_paho() -> None:
+    external = Settings(mqtt_url="mqtt://broker:1883")
+    assert (external.mqtt_client, external.resolved_mqtt_client) == ("auto", "mqtt5")
+    assert Settings(mqtt_url="mqtt://b:1883", mqtt_receive_maximum=0).resolved_mqtt_client == "paho"
+    assert Settings(mqtt_url=None).resolved_mqtt_client == "paho"  # the embedded broker
+    chosen = Settings(mqtt_url="mqtt://broker:1883", mqtt_client="paho")
+    assert chosen.resolved_mqtt_client == "paho"
+
+
 async def test_the_gateway_refuses_mqtt5_with_the_embedded_broker(runtime: Runtime) -> None:
     runtime.settings.mqtt_port = 0
     runtime.settings.mqtt_client = "mqtt5"

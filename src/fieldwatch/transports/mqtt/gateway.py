@@ -97,7 +97,7 @@ class MqttGateway(MqttInbound):
             host, port, client_id=client_id, username=username, password=password, tls=tls,
             clean_session=not keep, session_expiry=settings.mqtt_session_expiry,
             receive_maximum=window or None, batch_size=batch, max_pending=max(10_000, 4 * batch),
-            client=settings.mqtt_client,
+            client=settings.resolved_mqtt_client,
         )  # fmt: skip
         self.link = MqttLink(options, handler=self.handle)
         for topic_filter in topics.SERVER_FILTERS:
