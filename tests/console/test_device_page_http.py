@@ -345,3 +345,20 @@ async def test_another_workspaces_device_is_a_404_in_every_part(
         r = await client.post(url, headers=headers)
         assert r.status_code == 404, url
     assert (await api_device(client, other, foreign["id"]))["status"] == "in_stock"
+
+
+async def test_a_token_for_mqtt_from_the_page(client, operator: Actor):
+    device = await create_device(client, operator, serial_number="SN-TOK-MQTT")
+    await sign_in(client, operator.email)
+    headers = await csrf(client, device["id"])
+    url = f"/console/devices/{device['id']}/tokens"
+    for data in ({"name": "web", "expires_in_days": ""},
+                 {"name": "radio", "expires_in_days": "", "mqtt": "on"}):  # fmt: skip
+        r = await client.post(url, data=data, headers=headers)
+        assert r.status_code == 200, r.text
+    rows = re.findall(r"<tr data-token-id=.*?</tr>", section(r.text, "tokens"), re.S)
+    shown = {text_of(re.findall(r"<th.*?</th>", row, re.S)[0]):
+             text_of(re.findall(r"<td.*?</td>", row, re.S)[1]) for row in rows}  # fmt: skip
+    assert shown == {"web": "no", "radio": "yes"}  # the MQTT column
+    r = await client.get(f"/api/v1/devices/{device['id']}/tokens", headers=operator.headers)
+    assert {t["name"]: t["mqtt"] for t in r.json()["items"]} == {"web": False, "radio": True}

@@ -250,6 +250,23 @@ async def test_agent_tokens(client, operator: Actor, runtime):
     problem(await client.get("/api/v1/device/me", headers=device_headers), 401)
 
 
+async def test_a_token_says_whether_it_was_made_for_mqtt(client, operator: Actor):
+    device = await create_device(client, operator)
+    url = f"/api/v1/devices/{device['id']}/tokens"
+    plain = await client.post(url, headers=operator.headers)
+    for_mqtt = await client.post(url, json={"mqtt": True}, headers=operator.headers)
+    assert (plain.json()["mqtt"], for_mqtt.json()["mqtt"]) == (False, True)
+    for issued, expected in ((plain, False), (for_mqtt, True)):
+        bearer = {"Authorization": f"Bearer {issued.json()['token']}"}
+        assert (await client.get("/api/v1/device/me", headers=bearer)).json()["mqtt"] is expected
+    listed = (await client.get(url, headers=operator.headers)).json()["items"]
+    assert {t["id"]: t["mqtt"] for t in listed} == {
+        plain.json()["id"]: False,
+        for_mqtt.json()["id"]: True,
+    }
+    problem(await client.post(url, json={"mqtt": "perhaps"}, headers=operator.headers), 422)
+
+
 async def test_retiring_revokes_tokens_and_refuses_new_ones(client, operator: Actor):
     device = await create_device(client, operator)
     token = (

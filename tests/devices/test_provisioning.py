@@ -96,6 +96,17 @@ async def test_registering_again_keeps_the_device_and_replaces_its_token(client,
     assert device["firmware_version"] == "1.3.0" and device["name"] == "Temperature Sensor 001"
 
 
+async def test_a_device_that_says_it_speaks_mqtt_gets_a_token_for_mqtt(client, factory):
+    admin = await factory.user("admin", "acme")
+    key = await new_key(client, admin)
+    plain = (await register(client, key["key"], serial_number="SN-HTTP")).json()
+    mqtt = (await register(client, key["key"], serial_number="SN-MQTT", mqtt=True)).json()
+    for answer, expected in ((plain, False), (mqtt, True)):
+        url = f"/api/v1/devices/{answer['device_id']}/tokens"
+        tokens = (await client.get(url, headers=admin.headers)).json()["items"]
+        assert [(t["id"], t["mqtt"]) for t in tokens] == [(answer["token_id"], expected)]
+
+
 async def test_bad_keys_and_payloads_are_refused(client, factory: Factory):
     admin = await factory.user("admin", "acme")
     operator = await factory.user("operator", "acme")

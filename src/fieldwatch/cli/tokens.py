@@ -23,7 +23,7 @@ WorkspaceOption = Annotated[str, typer.Option(help="The device's workspace")]
 
 
 async def _create(
-    workspace: str, device: str, name: str | None, expires: datetime | None
+    workspace: str, device: str, name: str | None, expires: datetime | None, mqtt: bool
 ) -> AgentTokenCreated:
     from fieldwatch.devices.schemas import AgentTokenCreate
     from fieldwatch.devices.service import DeviceService
@@ -33,7 +33,7 @@ async def _create(
         service = DeviceService(uow)
         found = await service.find(principal, device)
         created = await service.issue_token(
-            principal, found.id, AgentTokenCreate(name=name, expires_at=expires)
+            principal, found.id, AgentTokenCreate(name=name, expires_at=expires, mqtt=mqtt)
         )
         await uow.commit()
     return created
@@ -48,11 +48,14 @@ def tokens_create(
         datetime | None,
         typer.Option(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"], help="Expiry (UTC if no zone)"),
     ] = None,
+    mqtt: Annotated[
+        bool, typer.Option("--mqtt", help="For MQTT (see FIELDWATCH_MQTT_DEVICE_LOGINS)")
+    ] = False,
 ) -> None:
     """A new agent token for a device, printed once on stdout (nothing else is)."""
     if expires is not None and expires.tzinfo is None:
         expires = expires.replace(tzinfo=UTC)
-    created = asyncio.run(_create(workspace, device, name, expires))
+    created = asyncio.run(_create(workspace, device, name, expires, mqtt))
     typer.echo(
         f"Token {created.id} for device {created.device_id} (shown only now; "
         f"revoke it with `fieldwatch tokens revoke {created.device_id} {created.id}`):",
@@ -60,7 +63,8 @@ def tokens_create(
     )
     typer.echo(created.token)
     settings = load_settings()
-    if settings.mqtt_url and settings.mqtt_dynsec:
+    for_broker = mqtt or settings.mqtt_device_logins == "all"
+    if settings.mqtt_url and settings.mqtt_dynsec and for_broker:
         typer.echo(
             "Note: the external MQTT broker learns of tokens made through the API only; "
             "this one works over HTTP and WebSocket.",
@@ -126,6 +130,7 @@ def tokens_list(
     if as_json:
         print_json(tokens)
         return
-    keys = ["id", "name", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at"]
-    headers = ["ID", "NAME", "PREFIX", "CREATED", "LAST USED", "EXPIRES", "REVOKED"]
+    keys = ["id", "name", "prefix", "mqtt", "created_at", "last_used_at", "expires_at",
+            "revoked_at"]  # fmt: skip
+    headers = ["ID", "NAME", "PREFIX", "MQTT", "CREATED", "LAST USED", "EXPIRES", "REVOKED"]
     typer.echo(table(headers, [[t.get(k) for k in keys] for t in tokens]))

@@ -61,6 +61,7 @@ def _token_body(form: Any) -> AgentTokenCreate:
         )
     if days:
         fields["expires_at"] = utcnow() + timedelta(days=int(days))
+    fields["mqtt"] = form.get("mqtt") == "on"
     return parts.parse_form(AgentTokenCreate, fields)
 
 

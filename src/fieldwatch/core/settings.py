@@ -146,6 +146,13 @@ class Settings(BaseSettings):
         description="With mqtt_url: manage device logins and topic rules in Mosquitto's "
         "dynamic-security plugin (the URL's user is its admin)",
     )
+    mqtt_device_logins: Literal["all", "on_request"] = Field(
+        default="all",
+        description="Which device tokens log in to the MQTT broker: all (each one becomes a "
+        "broker login with mqtt_dynsec), or on_request (only tokens created with "
+        "'mqtt': true, or by a registration that asked for MQTT; the embedded broker "
+        "refuses the others too)",
+    )
 
     jwt_secret: str | None = None
     encryption_key: str | None = Field(

@@ -4,7 +4,16 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fieldwatch.core.clock import utcnow
@@ -98,6 +107,9 @@ class AgentToken(IdMixin, Base):
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+    #: Created for MQTT: with ``mqtt_device_logins = "on_request"`` only these tokens log
+    #: in to the MQTT broker. Tokens from before the column were all broker logins.
+    mqtt: Mapped[bool] = mapped_column(default=False, server_default=true())
 
 
 class ProvisioningKey(IdMixin, Base):

@@ -183,7 +183,7 @@ class ProvisioningService:
                     credentials_changed(device.workspace_id, "device_re_registered", device.id)
                 )
         token = await devices.issue_token(
-            principal, device.id, AgentTokenCreate(name=PROVISIONED_TOKEN_NAME)
+            principal, device.id, AgentTokenCreate(name=PROVISIONED_TOKEN_NAME, mqtt=request.mqtt)
         )
         if usage_is_stale(key.last_used_at, now):
             key.last_used_at = now

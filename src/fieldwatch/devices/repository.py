@@ -250,6 +250,10 @@ class AgentTokenRepository:
         )
         return await scalars_page(self.session, stmt, limit=limit, offset=offset)
 
+    async def by_ids(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, AgentToken]:
+        found = await self.session.scalars(select(AgentToken).where(AgentToken.id.in_(ids)))
+        return {t.id: t for t in found}
+
     async def get(self, device_id: uuid.UUID, token_id: uuid.UUID) -> AgentToken | None:
         return await self.session.scalar(
             select(AgentToken).where(AgentToken.id == token_id, AgentToken.device_id == device_id)

@@ -244,4 +244,5 @@ async def device_self(device: DeviceAuth):
         type=d.type,
         status=DeviceStatus(d.status),
         token_id=device.token_id,
+        mqtt=device.mqtt,
     )

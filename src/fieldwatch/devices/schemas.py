@@ -216,11 +216,18 @@ class StatusChangeRead(BaseModel):
     at: datetime
 
 
+MQTT_TOKEN = (
+    "The token is for MQTT: with FIELDWATCH_MQTT_DEVICE_LOGINS=on_request only such tokens "
+    "log in to the MQTT broker; with all (the default) every token does"
+)
+
+
 class AgentTokenCreate(StrictModel):
     name: str | None = Field(default=None, max_length=100)
     expires_at: AwareDatetime | None = Field(
         default=None, description="With a timezone, e.g. 2027-01-01T00:00:00Z"
     )
+    mqtt: bool = Field(default=False, description=MQTT_TOKEN)
 
 
 class AgentTokenRead(BaseModel):
@@ -233,6 +240,7 @@ class AgentTokenRead(BaseModel):
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    mqtt: bool = Field(description=MQTT_TOKEN)
 
 
 class AgentTokenCreated(BaseModel):
@@ -242,6 +250,7 @@ class AgentTokenCreated(BaseModel):
     device_id: uuid.UUID
     prefix: str
     expires_at: datetime | None
+    mqtt: bool = Field(description=MQTT_TOKEN)
 
 
 class DeviceSelf(BaseModel):
@@ -253,6 +262,7 @@ class DeviceSelf(BaseModel):
     type: str
     status: DeviceStatus
     token_id: uuid.UUID
+    mqtt: bool = Field(description="This token was made for MQTT")
 
 
 SERIAL_PATTERN = r"^[A-Za-z0-9._:-]{1,100}$"
@@ -298,6 +308,11 @@ class ProvisionRequest(BaseModel):
     hardware_version: str | None = Field(default=None, max_length=50)
     location: str | None = Field(default=None, max_length=200)
     capabilities: list[str] = Field(default_factory=list, max_length=200)
+    mqtt: bool = Field(
+        default=False,
+        description="The device will use MQTT: its token is made for MQTT (always so for a "
+        "registration over MQTT)",
+    )
 
 
 class ServerConfig(BaseModel):

@@ -66,6 +66,7 @@ class DevicePrincipal:
     workspace_id: uuid.UUID
     token_id: uuid.UUID
     device: Device
+    mqtt: bool = True  # the token was created for MQTT
 
 
 async def flush_guarded(uow: UnitOfWork) -> None:
@@ -243,6 +244,7 @@ class DeviceService:
             token_digest=issued.digest,
             created_by=principal.user_id,
             expires_at=data.expires_at,
+            mqtt=data.mqtt,
         )
         self.tokens.add(token)
         await self.uow.session.flush()
@@ -256,6 +258,7 @@ class DeviceService:
             device_id=device.id,
             prefix=token.prefix,
             expires_at=token.expires_at,
+            mqtt=token.mqtt,
         )
 
     async def list_tokens(
@@ -320,7 +323,11 @@ class DeviceService:
             else:
                 if usage_is_stale(agent_token.last_used_at, now):
                     stale.add(agent_token.id)
-                out.append(DevicePrincipal(device.id, device.workspace_id, agent_token.id, device))
+                out.append(
+                    DevicePrincipal(
+                        device.id, device.workspace_id, agent_token.id, device, agent_token.mqtt
+                    )
+                )
         if stale:
             await self.tokens.touch(stale, now)  # the caller commits
         return out

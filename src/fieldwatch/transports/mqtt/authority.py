@@ -2,7 +2,8 @@
 credentials:
 
 - username = a device id, password = one of its agent tokens → that device (whose client
-  id, if it sends one, must be its device id: see ``embedded``);
+  id, if it sends one, must be its device id: see ``embedded``); with
+  ``FIELDWATCH_MQTT_DEVICE_LOGINS=on_request`` only a token created for MQTT;
 - username = a provisioning key's prefix (its first 12 characters; ``provision`` is also
   accepted), password = the key, client id = the id the client registers under (its
   serial number, or a one-time request id) → a provisioning client;
@@ -119,6 +120,9 @@ class FieldwatchAuthority:
         principal = await DeviceService(uow).authenticate_device(password)
         if str(principal.device_id) != username:
             log.info("MQTT login refused: the token belongs to another device than %s", username)
+            return None
+        if not principal.mqtt and self.edge.settings.mqtt_device_logins == "on_request":
+            log.info("MQTT login refused for %s: its token was not created for MQTT", username)
             return None
         await uow.commit()  # the token's last use
         self.devices[username] = DeviceLogin(principal.workspace_id, password)

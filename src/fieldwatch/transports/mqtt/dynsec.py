@@ -222,6 +222,18 @@ class DynsecManager(DynsecAdmin):
                 changed += len(commands)
         return changed
 
+    async def device_logins(self, page: int = 1000) -> dict[str, str]:
+        """The device clients the broker holds (those with their ``fieldwatch-device-``
+        role): device id → the id of the token it holds (``""`` if none)."""
+        out: dict[str, str] = {}
+        async for clients in self._listed("listClients", "clients", page):
+            for client in clients:
+                name = str(client.get("username", ""))
+                roles = {r.get("rolename") for r in client.get("roles", [])}
+                if topics.is_valid_id(name) and DEVICE_ROLE_PREFIX + name in roles:
+                    out[name] = str(client.get("textname") or "")
+        return out
+
     async def device_token_id(self, device_id: str) -> str | None:
         """The id of the token the broker holds for ``device_id``, if any."""
         client = await self._get_client(device_id)

@@ -308,9 +308,9 @@ class MqttInbound:
             ))  # fmt: skip
             return
         try:
-            request = ProvisionRequest.model_validate(
-                {**payload, "serial_number": serial if isinstance(serial, str) else request_id}
-            )
+            serial = serial if isinstance(serial, str) else request_id
+            body = {**payload, "serial_number": serial, "mqtt": True}  # it speaks MQTT
+            request = ProvisionRequest.model_validate(body)
             async with self.edge.uow() as uow:
                 answer = await ProvisioningService(uow).register(key, request, self.edge.settings)
                 await uow.commit()
