@@ -206,3 +206,25 @@ async def test_a_device_registered_over_mqtt_gets_a_token_for_mqtt(
     url = f"/api/v1/devices/{registered['device_id']}/tokens"
     tokens = (await client.get(url, headers=admin.headers)).json()["items"]
     assert [t["mqtt"] for t in tokens] == [True]
+
+
+@pytest.mark.parametrize("logins", ["all", "on_request"])
+async def test_a_new_token_after_a_revoked_one_logs_in(
+    mosquitto_broker: Broker, client, operator: Actor, logins: str
+):
+    broker = mosquitto_broker
+    await broker.start(logins)
+    device = (await create_device(client, operator))["id"]
+    token = await issue(client, operator, device, mqtt=True)
+    assert await broker.connect(device, token["token"]) == "Success"
+    r = await client.delete(
+        f"/api/v1/devices/{device}/tokens/{token['id']}", headers=operator.headers
+    )
+    assert r.status_code == 200
+
+    async def refused() -> bool:
+        return await broker.connect(device, token["token"]) == REFUSED
+
+    assert await eventually(refused)
+    new = await issue(client, operator, device, mqtt=True)
+    await stored(client, operator, broker, device, new["token"])

@@ -3,8 +3,8 @@ broker with ``FIELDWATCH_MQTT_DYNSEC``):
 
 - a device token issued here becomes the device's broker password (the broker holds the
   newest one per device), with the device id as its only client id; at start every
-  device's role gets this version's topics; revoking that token
-  or retiring the device disables the device there (which also ends its session);
+  device's role gets this version's topics; revoking that token removes the device's
+  login, retiring the device disables it (either ends its session);
 - a provisioning key created or rotated here becomes a login of its own (username = the
   key's prefix), so the keys of every workspace work side by side; a revoked or rotated
   key's login is removed (``sync_provisioning_logins``, also run at start);
@@ -166,7 +166,8 @@ class DynsecSync:
 
     async def _on_credentials(self, event: Event) -> None:
         """A token of this device was revoked: if it is the one the broker holds, the
-        device is disabled there (which also ends its session). A provisioning key
+        device's login is removed (which also ends its session; a new token makes it
+        again). A provisioning key
         changed: its logins are brought in step."""
         if event.subject_id is None:
             if str(event.payload.get("reason", "")).startswith("provisioning_key"):
@@ -178,8 +179,9 @@ class DynsecSync:
         async with self.edge.uow() as uow:
             token = await AgentTokenRepository(uow.session).get(event.subject_id, uuid.UUID(held))
         if token is None or token.revoked_at is not None:
-            log.info("MQTT: device %s's token was revoked; disabling it", event.subject_id)
-            await self.manager.disable_device(str(event.subject_id))
+            # removed, not disabled: a disabled client stays so when a new token is set
+            log.info("MQTT: device %s's token was revoked; removing its login", event.subject_id)
+            await self.manager.delete_device(str(event.subject_id))
 
     async def _on_status(self, event: Event) -> None:
         if event.subject_id is not None and event.payload.get("status") == "retired":
