@@ -153,8 +153,7 @@ async def runtime(settings: Settings, backend: Backend) -> AsyncIterator[Runtime
     try:
         yield rt
     finally:
-        await rt.telemetry.stop()
-        await rt.presence.stop()
+        await rt.stop_work()  # nothing may still write while the tables are emptied
         if backend.name == "postgres":
             async with rt.engine.begin() as conn:
                 await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))

@@ -147,13 +147,17 @@ class Runtime:
             await self.webhooks.start()
         schedule_jobs(self)
 
+    async def stop_work(self) -> None:
+        """Stop the background work (jobs, syncs, writers); the database stays open."""
+        await self.jobs.stop()
+        await self.sync.stop()  # first: its runs write through the telemetry writer
+        await self.telemetry.stop()
+        await self.presence.stop()
+        await self.webhooks.stop()
+
     async def close(self) -> None:
         try:
-            await self.jobs.stop()
-            await self.sync.stop()  # first: its runs write through the telemetry writer
-            await self.telemetry.stop()
-            await self.presence.stop()
-            await self.webhooks.stop()
+            await self.stop_work()
             close_bus = getattr(self.bus, "close", None)
             if close_bus is not None:
                 await close_bus()

@@ -17,6 +17,7 @@ from conftest import problem
 from fieldwatch.core.clock import utcnow
 from fieldwatch.integrations.models import VendorRecord, WebhookSubscription
 from fieldwatch.integrations.webhooks.keeper import SubscriptionKeeper
+from fieldwatch.integrations.webhooks.repository import WebhookRepository
 from fieldwatch.runtime import Runtime
 from integration_helpers import API, connect_as, import_device, import_ring
 from standins.oura import RING_ZONE
@@ -184,6 +185,28 @@ async def test_subscriptions_are_renewed_before_they_expire_by_one_process(
     assert await later.run() == 6
     assert len(hooked.subscriptions) == 6
     assert {r.vendor_id for r in await _subscriptions(runtime)} == set(hooked.subscriptions)
+
+
+async def test_a_subscription_renewed_since_it_was_listed_is_not_claimed_again(
+    client, admin, hooked, runtime
+) -> None:
+    """A process lists the due subscriptions, another renews them meanwhile: the first
+    one's claims find them no longer due (each is made once, not twice)."""
+    await connect_as(client, admin, USER)
+    slow = SubscriptionKeeper(runtime.uow, runtime.settings, runtime.sync.tokens, owner="p1",
+                              clock=utcnow)  # fmt: skip
+    fast = SubscriptionKeeper(runtime.uow, runtime.settings, runtime.sync.tokens, owner="p2",
+                              clock=utcnow)  # fmt: skip
+    await slow.plan(slow._kinds())
+    listed = await slow._due(slow._kinds())
+    assert len(listed) == 6
+    assert await fast.run() == 6
+    now = utcnow()
+    async with runtime.uow() as uow:
+        repo = WebhookRepository(uow.session)
+        lease, renew_by = now + timedelta(minutes=5), now + timedelta(days=3)
+        claims = [await repo.claim(i, "p1", now, lease, renew_by, slow._kinds()) for i in listed]
+    assert claims == [None] * 6 and len(hooked.subscriptions) == 6
 
 
 async def test_workspaces_stay_apart(client, admin, factory, hooked, runtime) -> None:

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fieldwatch.core import tasks
 from fieldwatch.core.clock import utcnow
+from fieldwatch.db.faults import outages
 from fieldwatch.system.repository import JobRepository
 
 log = logging.getLogger(__name__)
@@ -123,9 +124,10 @@ class JobRunner:
             self.last_tick[job.name] = tick_ms
             log.debug("periodic job %s: tick %d", job.name, tick_ms)
             await job.run()
-        except Exception:
+        except Exception as exc:
             self.failed[job.name] += 1
-            log.exception("periodic job %s failed", job.name)
+            if not outages.record(exc, f"periodic job {job.name}"):  # else logged once
+                log.exception("periodic job %s failed", job.name)
         return True
 
 

@@ -93,9 +93,10 @@ class SubscriptionKeeper:
         done = 0
         for sub_id in await self._due(kinds):
             token = secrets.token_urlsafe(32)
+            now = self.clock()
             async with self.uow() as uow:
                 sub = await WebhookRepository(uow.session).claim(
-                    sub_id, self.owner, self.clock(), self.clock() + LEASE,
+                    sub_id, self.owner, now, now + LEASE, self._renew_by(now), kinds,
                     token_digest=token_digest(token),
                 )  # fmt: skip
                 await uow.commit()
@@ -115,11 +116,13 @@ class SubscriptionKeeper:
                     await repo.ensure("withings", str(connection.id), connection.id, topics)
             await uow.commit()
 
+    def _renew_by(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.settings.vendor_webhook_renew_before_s)
+
     async def _due(self, kinds: dict[str, str]) -> list[uuid.UUID]:
         now = self.clock()
-        renew_by = now + timedelta(seconds=self.settings.vendor_webhook_renew_before_s)
         async with self.uow() as uow:
-            return await WebhookRepository(uow.session).due(now, renew_by, kinds, BATCH)
+            return await WebhookRepository(uow.session).due(now, self._renew_by(now), kinds, BATCH)
 
     async def work(self, sub: WebhookSubscription, url: str, token: str) -> None:
         vendor_id: str | None

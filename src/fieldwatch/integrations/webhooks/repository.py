@@ -35,6 +35,21 @@ def _claimable(now: datetime) -> Any:
     )
 
 
+def _due(now: datetime, renew_by: datetime, callbacks: dict[str, str]) -> Any:
+    """Claimable, of a connector with a callback, and not made yet (or failed), expiring
+    before ``renew_by`` or made for another callback address than the connector's now."""
+    moved = [and_(WebhookSubscription.connector == kind,
+                  or_(WebhookSubscription.callback_url.is_(None),
+                      WebhookSubscription.callback_url != url))
+             for kind, url in callbacks.items()]  # fmt: skip
+    return and_(
+        _claimable(now),
+        WebhookSubscription.connector.in_(list(callbacks)),
+        or_(WebhookSubscription.status.in_(("pending", "failed")),
+            WebhookSubscription.expires_at <= renew_by, *moved),
+    )  # fmt: skip
+
+
 class WebhookRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -56,24 +71,20 @@ class WebhookRepository:
                   limit: int) -> list[uuid.UUID]:  # fmt: skip
         """Subscriptions to work on: not yet made (or failed), expiring before
         ``renew_by``, or made for another callback address than the connector's now."""
-        moved = [and_(WebhookSubscription.connector == kind,
-                      or_(WebhookSubscription.callback_url.is_(None),
-                          WebhookSubscription.callback_url != url))
-                 for kind, url in callbacks.items()]  # fmt: skip
         rows = await self.session.scalars(
-            select(WebhookSubscription.id).where(
-                _claimable(now),
-                WebhookSubscription.connector.in_(list(callbacks)),
-                or_(WebhookSubscription.status.in_(("pending", "failed")),
-                    WebhookSubscription.expires_at <= renew_by, *moved),
-            ).order_by(WebhookSubscription.created_at).limit(limit)
+            select(WebhookSubscription.id).where(_due(now, renew_by, callbacks))
+            .order_by(WebhookSubscription.created_at).limit(limit)
         )  # fmt: skip
         return list(rows.all())
 
     async def claim(self, sub_id: uuid.UUID, owner: str, now: datetime, until: datetime,
+                    renew_by: datetime, callbacks: dict[str, str],
                     **values: Any) -> WebhookSubscription | None:  # fmt: skip
+        """Claim a subscription that is still due (another process may have renewed it
+        since it was listed: then it is left alone)."""
         result = await self.session.execute(
-            update(WebhookSubscription).where(WebhookSubscription.id == sub_id, _claimable(now))
+            update(WebhookSubscription)
+            .where(WebhookSubscription.id == sub_id, _due(now, renew_by, callbacks))
             .values(claimed_by=owner, claimed_until=until, **values)
         )  # fmt: skip
         if not result.rowcount:  # type: ignore[attr-defined]
