@@ -137,10 +137,9 @@ async def test_only_tokens_made_for_mqtt_log_in(broker: Broker, client, operator
     assert me.status_code == 200
 
 
-async def test_revoking_a_token_made_for_mqtt_ends_its_login(
-    broker: Broker, client, operator: Actor
-):
-    await broker.start("on_request")
+async def revoked_login(broker: Broker, client: Any, operator: Actor) -> str:
+    """A device whose MQTT token logged in, then was revoked: its login refused now.
+    The device's id."""
     device = (await create_device(client, operator))["id"]
     token = await issue(client, operator, device, mqtt=True)
     assert await broker.connect(device, token["token"]) == "Success"
@@ -153,6 +152,14 @@ async def test_revoking_a_token_made_for_mqtt_ends_its_login(
         return await broker.connect(device, token["token"]) == REFUSED
 
     assert await eventually(refused)
+    return str(device)
+
+
+async def test_revoking_a_token_made_for_mqtt_ends_its_login(
+    broker: Broker, client, operator: Actor
+):
+    await broker.start("on_request")
+    await revoked_login(broker, client, operator)
 
 
 async def test_the_start_removes_the_logins_that_should_not_be_there(
@@ -214,17 +221,6 @@ async def test_a_new_token_after_a_revoked_one_logs_in(
 ):
     broker = mosquitto_broker
     await broker.start(logins)
-    device = (await create_device(client, operator))["id"]
-    token = await issue(client, operator, device, mqtt=True)
-    assert await broker.connect(device, token["token"]) == "Success"
-    r = await client.delete(
-        f"/api/v1/devices/{device}/tokens/{token['id']}", headers=operator.headers
-    )
-    assert r.status_code == 200
-
-    async def refused() -> bool:
-        return await broker.connect(device, token["token"]) == REFUSED
-
-    assert await eventually(refused)
+    device = await revoked_login(broker, client, operator)
     new = await issue(client, operator, device, mqtt=True)
     await stored(client, operator, broker, device, new["token"])
