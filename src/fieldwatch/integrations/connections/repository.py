@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import case, delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fieldwatch.integrations.models import Connection, DeviceSync, OAuthState
+from fieldwatch.integrations.models import Connection, OAuthState
 
 
 class ConnectionRepository:
@@ -131,20 +131,3 @@ class ConnectionRepository:
             .where(Connection.id == connection_id, Connection.refreshing_by == owner)
             .values(refreshing_by=None, refreshing_until=None)
         )
-
-    async def devices_authorised_again(self, connection_id: uuid.UUID, now: datetime) -> int:
-        """The devices a re-authorised connection feeds that waited for it: ``pending``
-        again, and those with automatic sync due at once (they missed their syncs)."""
-        result = await self.session.execute(
-            update(DeviceSync)
-            .where(
-                DeviceSync.connection_id == connection_id,
-                DeviceSync.sync_status == "auth_required",
-            )
-            .values(
-                sync_status="pending",
-                next_sync_at=case((DeviceSync.auto_sync, now), else_=DeviceSync.next_sync_at),
-            )
-            .execution_options(synchronize_session=False)
-        )
-        return int(getattr(result, "rowcount", 0) or 0)

@@ -38,6 +38,7 @@ from fieldwatch.integrations.metrics import METRICS
 from fieldwatch.integrations.models import Connection, OAuthState
 from fieldwatch.integrations.oauth import OAuthFlow, VendorRefused, VendorUnreachable, redirect_uri
 from fieldwatch.integrations.schemas import HealthMetricRead
+from fieldwatch.integrations.sync.repository import SyncRepository
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ class ConnectionService:
         )
         connection.token_version = (connection.token_version or 0) + 1
         await self.uow.session.flush()
-        await self.repo.devices_authorised_again(connection.id, utcnow())
+        await SyncRepository(self.uow.session).devices_authorised_again(connection.id, utcnow())
         log.info("connection authorised", extra={"connection": str(connection.id),
                                                  "connector": connection.connector})  # fmt: skip
         return connection

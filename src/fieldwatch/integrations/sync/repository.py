@@ -20,7 +20,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, literal, or_, select, text, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -296,6 +308,23 @@ class SyncRepository:
                 .values(rows[start : start + 1000])
                 .on_conflict_do_nothing()
             )
+
+    async def devices_authorised_again(self, connection_id: uuid.UUID, now: datetime) -> int:
+        """The devices a re-authorised connection feeds that waited for it: ``pending``
+        again, and those with automatic sync due at once (they missed their syncs)."""
+        result = await self.session.execute(
+            update(DeviceSync)
+            .where(
+                DeviceSync.connection_id == connection_id,
+                DeviceSync.sync_status == "auth_required",
+            )
+            .values(
+                sync_status="pending",
+                next_sync_at=case((DeviceSync.auto_sync, now), else_=DeviceSync.next_sync_at),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
 
 #: ``record_page`` on PostgreSQL: the claimed run's counts, its segment and its cursor
