@@ -15,6 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from conftest import PG_URL, missing
+from fieldwatch.devtools.__main__ import parse
 from fieldwatch.devtools.servers import Servers
 from fieldwatch.devtools.topology import Layout, Topology
 from rabbit_helpers import RABBIT_URL
@@ -41,6 +42,9 @@ async def test_no_broker_and_a_websocket_device_connects_through_nginx(
     assert topology.broker is None
     assert "FIELDWATCH_MQTT_URL" not in topology.env
     assert topology.env["FIELDWATCH_MQTT_EMBEDDED"] == "false"
+    summary = topology.summary()
+    assert "no MQTT in this layout" in summary
+    assert "mqtt://" not in summary and "mosquitto" not in summary
     async with httpx.AsyncClient(base_url=topology.url, timeout=10) as http:
         login = {"email": topology.admin_email, "password": topology.admin_password}
         r = await http.post("/api/v1/auth/login", json=login)
@@ -56,3 +60,8 @@ async def test_no_broker_and_a_websocket_device_connects_through_nginx(
             metrics = await gateway.metrics()
             assert sample(metrics, "fieldwatch_device_sessions", transport="websocket") == 1
             assert not sample(metrics, "fieldwatch_mqtt_gateway_connected")
+
+
+def test_make_topology_has_a_switch_for_the_layout_without_mqtt() -> None:
+    assert parse(["topology"]).mqtt is True
+    assert parse(["topology", "--no-mqtt"]).mqtt is False

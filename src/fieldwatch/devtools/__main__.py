@@ -27,6 +27,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     topology.add_argument("--apis", type=int, default=2, help="api processes (2)")
     topology.add_argument("--gateways", type=int, default=1, help="gateway processes (1)")
     topology.add_argument("--workers", type=int, default=1, help="worker processes (1)")
+    topology.add_argument("--no-mqtt", dest="mqtt", action="store_false",
+                          help="no Mosquitto: devices connect over WebSocket and HTTP only")  # fmt: skip
     topology.add_argument("--database-url", default=defaults.database_url,
                           help="an admin connection to PostgreSQL (CREATE DATABASE)")  # fmt: skip
     topology.add_argument("--redis-url", default=defaults.redis_url)
@@ -78,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)  # the check says it better
     servers = Servers(args.database_url, args.redis_url, args.rabbitmq_url)
-    layout = Layout(apis=args.apis, gateways=args.gateways, workers=args.workers, port=args.port)
+    layout = Layout(apis=args.apis, gateways=args.gateways, workers=args.workers, port=args.port,
+                    mqtt=args.mqtt)  # fmt: skip
     return asyncio.run(run_topology(servers, layout))
 
 

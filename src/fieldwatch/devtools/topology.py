@@ -221,23 +221,28 @@ class Topology:
 
     def summary(self) -> str:
         """What a person needs to use the running topology."""
-        assert self.broker is not None and self.nginx is not None
+        assert self.nginx is not None
+        if self.broker is None:
+            mqtt = ["               no MQTT in this layout (started with --no-mqtt)"]
+        else:
+            mqtt = [f"               mqtt://127.0.0.1:{self.broker.port} (Mosquitto, dynamic "
+                    "security: a device logs in with its id and token)"]  # fmt: skip
         lines = [
             f"Fieldwatch behind nginx on {self.url}",
             f"  console      {self.url}/console/",
             f"  API docs     {self.url}/docs",
             f"  devices      ws://127.0.0.1:{self.port}/ws/device (WebSocket, through nginx)",
-            f"               mqtt://127.0.0.1:{self.broker.port} (Mosquitto, dynamic "
-            "security: a device logs in with its id and token)",
+            *mqtt,
             f"  sign in      {self.admin_email} / {self.admin_password} (workspace {WORKSPACE})",
             "",
             "Processes (each also on its own port):",
         ]
         lines += [f"  {p.name:<10} {p.url}  log: {p.log}" for p in self.parts.values()]
+        lines.append(f"  {'nginx':<10} {self.url}  config: {self.nginx.dir}")
+        if self.broker is not None:
+            lines.append(f"  {'mosquitto':<10} port {self.broker.port}  admin: "
+                         f"{self.broker.admin_username} / {self.broker.admin_password}")  # fmt: skip
         lines += [
-            f"  {'nginx':<10} {self.url}  config: {self.nginx.dir}",
-            f"  {'mosquitto':<10} port {self.broker.port}  admin: {self.broker.admin_username}"
-            f" / {self.broker.admin_password}",
             "",
             f"Run {self.run_id}: database {self.database}, Redis keys {self.redis_prefix}:*, "
             f"RabbitMQ exchange {self.exchange} (all removed on exit).",
