@@ -7,6 +7,7 @@ load."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import multiprocessing as mp
 import subprocess
@@ -15,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 import asyncpg
+import psutil
 
 from devices.context import Bench
 from devices.mqtt_load import mqtt_messages, publish, publish_list
@@ -47,6 +49,12 @@ def part_mqtt(bench: Bench) -> None:
         f"{elapsed - run.publish_s:.2f} s later; best 5 s window {steady:,.0f}/s; "
         f"server RSS {run.rss / 2**20:.0f} MiB)"
     )
+    per = {k: v / run.persisted * 1e6 for k, v in run.cpu.items()} if run.persisted else {}
+    if per:
+        bench.say(
+            f"  CPU per reading: gateway {per['gateway']:.1f} µs, PostgreSQL "
+            f"{per['postgresql']:.1f} µs, Mosquitto {per['mosquitto']:.1f} µs"
+        )
     ratio = rate / ceiling if ceiling else 0.0
     bench.say(f"  ratio to the bare subscriber                     {ratio:>9.0%}")
     bench.report["mqtt"] = {
@@ -62,6 +70,7 @@ def part_mqtt(bench: Bench) -> None:
         "rate": rate,
         "best_5s_rate": steady,
         "publish_seconds": run.publish_s,
+        "cpu_us_per_reading": per,
         "samples": [(t - run.t_start, n - run.base) for t, n in run.samples],
     }
     if args.profile:
@@ -149,6 +158,7 @@ class GatewayRun:
     persisted: int
     publish_s: float
     rss: int
+    cpu: dict[str, float]  # CPU-seconds during the timed load: gateway, PostgreSQL, broker
 
 
 def _gateway(bench: Bench, broker: BenchBroker, ids: list[str], base_ts: int) -> GatewayRun:
@@ -185,16 +195,35 @@ def _gateway(bench: Bench, broker: BenchBroker, ids: list[str], base_ts: int) ->
         samples: list[tuple[float, int]] = []
         poll = PollRows(dsn, base, samples)
         poll.start()
+        cpu0 = cpu_seconds(srv.pid)
         publish_s = publish(
             broker.port, ids, total, args.publishers, base_ts, started, load=args.mqtt_load,
             rate=args.mqtt_rate, batch=args.mqtt_batch,
         )  # fmt: skip
         t_done = poll.wait(base + total, idle=args.mqtt_idle)
+        cpu = {k: v - cpu0.get(k, 0.0) for k, v in cpu_seconds(srv.pid).items()}
         persisted = samples[-1][1] - base if samples else 0
         if profile is not None:
             profile.wait(timeout=args.profile_seconds + 60)
         rss = srv.rss()
-    return GatewayRun(base, t_start[0], t_done, samples, persisted, publish_s, rss)
+    return GatewayRun(base, t_start[0], t_done, samples, persisted, publish_s, rss, cpu)
+
+
+def cpu_seconds(server_pid: int) -> dict[str, float]:
+    """User + system CPU-seconds so far of the server (with its worker processes), of
+    PostgreSQL's processes and of Mosquitto's."""
+    out = {"gateway": 0.0, "postgresql": 0.0, "mosquitto": 0.0}
+    server = psutil.Process(server_pid)
+    for proc in [server, *server.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            out["gateway"] += sum(proc.cpu_times()[:2])
+    for proc in psutil.process_iter(["name"]):
+        name = proc.info["name"] or ""
+        key = "postgresql" if name.startswith("postgres") else name if name == "mosquitto" else ""
+        if key:
+            with contextlib.suppress(psutil.Error):
+                out[key] += sum(proc.cpu_times()[:2])
+    return out
 
 
 async def count_readings(dsn: str) -> int:

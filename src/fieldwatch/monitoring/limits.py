@@ -182,13 +182,17 @@ class DeviceLimiter:
     ) -> Refusal | None:
         """Take one message of the device's allowance: None when it may go through,
         else the refusal (counted)."""
-        rate = await self.rate(transport, workspace_id, device_id)
+        return self.take(transport, device_id, await self.rate(transport, workspace_id, device_id))
+
+    def take(self, transport: str, device_id: uuid.UUID, rate: Rate) -> Refusal | None:
+        """``check`` with the device's ``rate`` known (a gateway looks it up once per
+        batch of messages, and takes a token per message)."""
         now = self.clock()
         if now - self._swept > SWEEP_EVERY_S:
             self._sweep(now)
         key = (transport, device_id)
         state = self._states.get(key)
-        if state is None or state.rate != rate:
+        if state is None or (state.rate is not rate and state.rate != rate):
             bucket = TokenBucket(rate.per_s, rate.messages, clock=self.clock)
             state = self._states[key] = _DeviceState(rate, bucket, strikes_since=now)
         if state.bucket.take():

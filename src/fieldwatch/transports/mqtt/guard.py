@@ -40,7 +40,7 @@ from typing import Any
 
 import orjson
 
-from fieldwatch.monitoring.limits import DeviceLimiter
+from fieldwatch.monitoring.limits import DeviceLimiter, Rate, Refusal
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.link import MqttLink, MqttLinkError
 
@@ -61,12 +61,17 @@ class DeviceGuard:
         self.kick = kick
         self._kicks: set[asyncio.Task[None]] = set()
 
-    async def admit(self, workspace_id: uuid.UUID, device_id: uuid.UUID) -> bool:
-        """Whether the device's message may go on (a token of its allowance was taken);
-        when not, the refusal is counted, told and, for a flood, the device dropped."""
-        refusal = await self.limits.check("mqtt", workspace_id, device_id)
-        if refusal is None:
-            return True
+    async def rate(self, workspace_id: uuid.UUID, device_id: uuid.UUID) -> Rate:
+        """The device's limit (looked up once per batch; ``take`` per message)."""
+        return await self.limits.rate("mqtt", workspace_id, device_id)
+
+    def take(self, device_id: uuid.UUID, rate: Rate) -> Refusal | None:
+        """A token of the device's allowance; the refusal (counted) when there is none,
+        for ``refused`` to tell."""
+        return self.limits.take("mqtt", device_id, rate)
+
+    async def refused(self, device_id: uuid.UUID, refusal: Refusal) -> None:
+        """Tell a device over its limit, and drop it when it keeps flooding."""
         if refusal.notify:
             await self.tell(
                 device_id,
@@ -84,7 +89,6 @@ class DeviceGuard:
             task = asyncio.create_task(self._kick(str(device_id)))
             self._kicks.add(task)
             task.add_done_callback(self._kicks.discard)
-        return False
 
     async def _kick(self, device_id: str) -> None:
         # A moment for the device to read why: closing a connection whose peer is still

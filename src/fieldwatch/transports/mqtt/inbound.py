@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-
-import orjson
 
 from fieldwatch.auth.principal import acting_for
 from fieldwatch.commands.config import ConfigService
@@ -38,8 +35,8 @@ from fieldwatch.core.clock import utcnow
 from fieldwatch.core.errors import AppError
 from fieldwatch.db.faults import RETRY_AFTER_S, outages
 from fieldwatch.devices.provisioning import ProvisioningService
-from fieldwatch.devices.schemas import ProvisionRequest
 from fieldwatch.firmware.updates.messages import version_in
+from fieldwatch.monitoring.limits import Rate, Refusal
 from fieldwatch.monitoring.presence import OFFLINE
 from fieldwatch.telemetry.ingest.batch import Batch
 from fieldwatch.telemetry.ingest.parse import NotAnObject, decode_message, device_message
@@ -53,17 +50,13 @@ from fieldwatch.transports.mqtt.data import Positions, TooManyReadings, add_read
 from fieldwatch.transports.mqtt.guard import DeviceGuard
 from fieldwatch.transports.mqtt.link import IncomingMessage, MqttLink
 from fieldwatch.transports.mqtt.refusals import RefusedPublishes
+from fieldwatch.transports.mqtt.registration import Registration
 from fieldwatch.transports.mqtt.topics import Kind
 
 if TYPE_CHECKING:
     from fieldwatch.transports.mqtt.dynsec_sync import DynsecSync
 
 log = logging.getLogger(__name__)
-
-#: Through an external broker a register must name its serial in the payload and come
-#: under a random one-time request id of at least this many characters: the broker lets
-#: any provisioning client subscribe to a named id's replies.
-MIN_REQUEST_ID = 32
 
 DEVICE_KINDS = frozenset(
     {Kind.HEARTBEAT, Kind.DATA, Kind.STATUS, Kind.COMMAND_ACK, Kind.COMMAND_RESULT,
@@ -93,7 +86,16 @@ class _Inbox:
         return list(dict.fromkeys([*self.data, *self.heard]))
 
 
-class MqttInbound:
+@dataclass(slots=True)
+class _Sender:
+    """A device that publishes in a batch: its id, workspace and rate limit."""
+
+    device_id: uuid.UUID
+    workspace_id: uuid.UUID
+    rate: Rate
+
+
+class MqttInbound(Registration):
     """Handles the batches the broker connection delivers (``handle``)."""
 
     edge: DeviceEdge
@@ -134,18 +136,23 @@ class MqttInbound:
         device's rate limit dropped before it is decoded (``guard``)."""
         inbox = _Inbox(utcnow())
         limit, taken = self.edge.settings.ingest_max_batch, len(messages)
+        parsed = [topics.parse(message.topic) for message in messages]
+        senders = await self._senders(parsed)
         for i, message in enumerate(messages):
             if i and inbox.readings >= limit:
                 taken = i
                 break
-            topic = topics.parse(message.topic)
+            topic = parsed[i]
             if topic is None:
                 self.refusals.refused("(unknown)", message.topic, "topic")
                 continue
-            if topic.kind in DEVICE_KINDS and not await self._admit(topic, message.payload):
-                continue
+            sender = senders.get(topic.device_id) if topic.kind in DEVICE_KINDS else None
+            if sender is not None:
+                refusal = self.guard.take(sender.device_id, sender.rate)
+                if refusal is not None and not await self._over_limit(topic, message, refusal):
+                    continue
             if topic.kind is Kind.DATA:
-                await self._data(topic, message, inbox)
+                await self._data(topic, message, inbox, sender)
                 continue
             try:
                 payload = decode_message(message.payload)
@@ -156,7 +163,7 @@ class MqttInbound:
                 log.info("MQTT: malformed JSON on %s dropped", message.topic)
                 continue
             try:
-                await self._one(topic, payload, inbox)
+                await self._one(topic, payload, inbox, sender)
             except AppError as exc:
                 log.info("MQTT: %s refused: %s", message.topic, exc.detail)
             except ValueError as exc:
@@ -177,17 +184,43 @@ class MqttInbound:
         for device_id, version in inbox.versions.items():  # after the readings' commit
             await self.edge.firmware.version_reported(device_id, version)
 
-    async def _data(self, topic: topics.Topic, message: IncomingMessage, inbox: _Inbox) -> None:
+    async def _senders(self, parsed: list[topics.Topic | None]) -> dict[str, _Sender | None]:
+        """The devices that publish on device topics in a batch, each looked up once
+        (None: not a device of ours; its messages are dropped further on)."""
+        senders: dict[str, _Sender | None] = {}
+        for topic in parsed:
+            if topic is not None and topic.kind in DEVICE_KINDS and topic.device_id not in senders:
+                senders[topic.device_id] = await self._sender(topic.device_id)
+        return senders
+
+    async def _sender(self, name: str) -> _Sender | None:
+        try:
+            device_id = uuid.UUID(name)
+        except ValueError:
+            return None
+        workspace_id = await self.workspaces.get(name)
+        if workspace_id is None:
+            return None
+        return _Sender(device_id, workspace_id, await self.guard.rate(workspace_id, device_id))
+
+    async def _over_limit(
+        self, topic: topics.Topic, message: IncomingMessage, refusal: Refusal
+    ) -> bool:
+        """A device's message over its rate limit: the device is told (or dropped when it
+        floods); True only for its last will, which is never refused (the device must
+        be seen going offline)."""
+        await self.guard.refused(uuid.UUID(topic.device_id), refusal)
+        return topic.kind is Kind.STATUS and _is_last_will(message.payload)
+
+    async def _data(
+        self, topic: topics.Topic, message: IncomingMessage, inbox: _Inbox, sender: _Sender | None
+    ) -> None:
         """A data message's readings to its workspace's batch; one that cannot be read,
         or holds too many readings, is refused whole and the device told why."""
-        try:
-            device_id = uuid.UUID(topic.device_id)
-        except ValueError:
-            device_id = None
-        workspace_id = None if device_id is None else await self._workspace_of(device_id)
-        if device_id is None or workspace_id is None:
+        if sender is None:
             self.refusals.refused(topic.device_id, message.topic, "unknown_device")
             return
+        device_id, workspace_id = sender.device_id, sender.workspace_id
         assert topic.sensor_type is not None
         limit = self.edge.settings.mqtt_max_readings
         try:
@@ -201,19 +234,8 @@ class MqttInbound:
         except ValueError as exc:
             await self.guard.refuse(device_id, message.topic, "bad_json", exc)
         _heard(inbox, workspace_id, device_id, "mqtt")
-        await self._attach(device_id)
-
-    async def _admit(self, topic: topics.Topic, raw: bytes) -> bool:
-        """Whether a device's message goes on: within its rate limit, or its last will
-        (never refused: the device must be seen going offline)."""
-        try:
-            device_id = uuid.UUID(topic.device_id)
-        except ValueError:
-            return True  # not a device of ours: dropped further on
-        workspace_id = await self._workspace_of(device_id)
-        if workspace_id is None or await self.guard.admit(workspace_id, device_id):
-            return True
-        return topic.kind is Kind.STATUS and _is_last_will(raw)
+        if device_id not in self.channels:
+            await self._attach(device_id)
 
     async def _report(
         self,
@@ -234,7 +256,9 @@ class MqttInbound:
         for device, items in by_device.items():
             await self.guard.report(device, items)
 
-    async def _one(self, topic: topics.Topic, payload: dict[str, Any], inbox: _Inbox) -> None:
+    async def _one(
+        self, topic: topics.Topic, payload: dict[str, Any], inbox: _Inbox, sender: _Sender | None
+    ) -> None:
         kind = topic.kind
         if kind is Kind.REGISTER:
             await self._register(topic.device_id, payload)
@@ -244,11 +268,10 @@ class MqttInbound:
             return
         if kind not in DEVICE_KINDS:
             return
-        device_id = uuid.UUID(topic.device_id)
-        workspace_id = await self._workspace_of(device_id)
-        if workspace_id is None:
+        if sender is None:
             self.refusals.refused(topic.device_id, str(topic), "unknown_device")
             return
+        device_id, workspace_id = sender.device_id, sender.workspace_id
         reason = "mqtt"
         if kind is Kind.STATUS and payload.get("status") == OFFLINE:
             self._detach(device_id)
@@ -284,54 +307,6 @@ class MqttInbound:
         async with self.edge.uow() as uow:
             await self.edge.commands.record(uow, device_id, report)
             await uow.commit()
-
-    async def _register(self, request_id: str, payload: dict[str, Any]) -> None:
-        """Seed 003 register from a provisioning client, on
-        ``iot/devices/register/{request_id}``; the answer goes to that id's register
-        topics. The serial is the payload's ``serial_number``, else the request id. The
-        key is the payload's ``provisioning_key``, else (embedded broker) the one the
-        client logged in with."""
-        assert self.link is not None
-        error = topics.register_error(request_id)
-        key = payload.get("provisioning_key")
-        if not isinstance(key, str) or not key:
-            key = self.authority.provisioning.get(request_id) if self.authority else None
-        if key is None:
-            await self._reply(error, "send your provisioning key as 'provisioning_key'")
-            return
-        serial = payload.get("serial_number")
-        if self.authority is None and not _private_request(request_id, serial):
-            await self._reply(error, (
-                "with this broker, publish to iot/devices/register/{request id} with a "
-                f"random one-time request id of at least {MIN_REQUEST_ID} characters and "
-                "your serial number as 'serial_number'"
-            ))  # fmt: skip
-            return
-        try:
-            serial = serial if isinstance(serial, str) else request_id
-            body = {**payload, "serial_number": serial, "mqtt": True}  # it speaks MQTT
-            request = ProvisionRequest.model_validate(body)
-            async with self.edge.uow() as uow:
-                answer = await ProvisioningService(uow).register(key, request, self.edge.settings)
-                await uow.commit()
-            await self.edge.credential_issued(
-                "device_token", answer.device_id, answer.token_id, answer.auth_token
-            )
-        except AppError as exc:
-            await self._reply(error, exc.detail or exc.title)
-            return
-        except ValueError as exc:  # pydantic's ValidationError
-            await self._reply(error, str(exc).splitlines()[0])
-            return
-        body = answer.model_dump(mode="json")
-        await self.link.publish(topics.register_response(request_id), orjson.dumps(body), qos=1)
-        if (version := version_in(payload)) is not None:
-            await self.edge.firmware.version_reported(uuid.UUID(str(answer.device_id)), version)
-
-    async def _reply(self, topic: str, message: str) -> None:
-        assert self.link is not None
-        body = {"status": "error", "message": message, "timestamp": time.time()}
-        await self.link.publish(topic, orjson.dumps(body), qos=1)
 
     async def _control(self, topic: topics.Topic, payload: dict[str, Any]) -> None:
         """A trusted service queues a command or a configuration change (seed 003)."""
@@ -391,9 +366,3 @@ def _is_last_will(raw: bytes) -> bool:
     except ValueError:
         return False
     return payload.get("status") == OFFLINE
-
-
-def _private_request(request_id: str, serial: object) -> bool:
-    """Whether a register through an external broker came under a one-time request id
-    that no other provisioning client can know (so none can subscribe to its answer)."""
-    return isinstance(serial, str) and serial != request_id and len(request_id) >= MIN_REQUEST_ID
