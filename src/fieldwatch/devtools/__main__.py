@@ -28,7 +28,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     topology.add_argument("--gateways", type=int, default=1, help="gateway processes (1)")
     topology.add_argument("--workers", type=int, default=1, help="worker processes (1)")
     topology.add_argument("--no-mqtt", dest="mqtt", action="store_false",
-                          help="no Mosquitto: devices connect over WebSocket and HTTP only")  # fmt: skip
+                          help="no Mosquitto: devices use WebSocket and HTTP only")  # fmt: skip
     topology.add_argument("--database-url", default=defaults.database_url,
                           help="an admin connection to PostgreSQL (CREATE DATABASE)")  # fmt: skip
     topology.add_argument("--redis-url", default=defaults.redis_url)

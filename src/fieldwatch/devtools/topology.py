@@ -240,8 +240,9 @@ class Topology:
         lines += [f"  {p.name:<10} {p.url}  log: {p.log}" for p in self.parts.values()]
         lines.append(f"  {'nginx':<10} {self.url}  config: {self.nginx.dir}")
         if self.broker is not None:
-            lines.append(f"  {'mosquitto':<10} port {self.broker.port}  admin: "
-                         f"{self.broker.admin_username} / {self.broker.admin_password}")  # fmt: skip
+            broker = self.broker
+            lines.append(f"  {'mosquitto':<10} port {broker.port}  admin: "
+                         f"{broker.admin_username} / {broker.admin_password}")  # fmt: skip
         lines += [
             "",
             f"Run {self.run_id}: database {self.database}, Redis keys {self.redis_prefix}:*, "

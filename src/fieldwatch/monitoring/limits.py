@@ -140,6 +140,9 @@ class DeviceLimiter:
         self._overrides: TTLCache[uuid.UUID, _Overrides] = TTLCache(OVERRIDES_CACHE_S)
         self._types: TTLCache[uuid.UUID, str] = TTLCache(OVERRIDES_CACHE_S)
         self._swept = clock()
+        #: Counts the changes of limits and devices: what a caller keeps of ``rate`` is
+        #: good while it stays the same (and for ``OVERRIDES_CACHE_S`` at most).
+        self.generation = 0
         #: (transport, reason) → messages refused; transport → devices disconnected.
         self.refused: Counter[tuple[str, str]] = Counter()
         self.disconnects: Counter[str] = Counter()
@@ -227,6 +230,7 @@ class DeviceLimiter:
 
     def forget(self, workspace_id: uuid.UUID) -> None:
         """Read the workspace's rate limits again on the next message."""
+        self.generation += 1
         self._overrides.pop(workspace_id)
 
     async def on_changed(self, event: Event) -> None:
@@ -236,6 +240,7 @@ class DeviceLimiter:
 
     async def on_device_changed(self, event: Event) -> None:
         """A device was updated (its type may have changed) or deleted."""
+        self.generation += 1
         if event.subject_id is not None:
             self._types.pop(event.subject_id)
             for transport in TRANSPORTS:

@@ -332,33 +332,24 @@ class TelemetryService:
             await self.presence.seen(incoming.workspace_id, devices, reason)
 
     async def _publish(self, workspace_id: uuid.UUID, latest: Latest) -> None:
-        """Latest values and events for what was stored."""
+        """Latest values and events for what was stored (one event per device)."""
         if not latest:
             return
+        record, shown = self.hub.latest.record, []
         for device_id, metrics in latest.items():
+            device, values = str(device_id), {}
             for metric, (ts, value, info, quality) in metrics.items():
-                text = value if info.kind == "text" else None
-                number = None if info.kind == "text" else float(value)
-                self.hub.latest.record(
-                    workspace_id, device_id, metric,
-                    latest_entry(info.kind, info.unit, ts, number, text, quality),
-                )  # fmt: skip
+                kind = info.kind
+                text = value if kind == "text" else None
+                number = None if kind == "text" else float(value)
+                made = latest_entry(kind, info.unit, ts, number, text, quality)
+                record(workspace_id, device, metric, made)
+                values[metric] = {"timestamp": made[1]["timestamp"], "value": value}
+            shown.append((device_id, {"device_id": device, "metrics": values}))
         await self.hub.latest.flush()  # with Redis: one round trip for the whole request
-        for device_id, metrics in latest.items():
-            await self.bus.publish(
-                Event(
-                    type=TELEMETRY_RECEIVED,
-                    workspace_id=workspace_id,
-                    subject_id=device_id,
-                    payload={
-                        "device_id": str(device_id),
-                        "metrics": {
-                            m: {"timestamp": t.isoformat(), "value": v}
-                            for m, (t, v, _info, _q) in metrics.items()
-                        },
-                    },
-                )
-            )
+        publish = self.bus.publish
+        for device_id, payload in shown:
+            await publish(Event(TELEMETRY_RECEIVED, workspace_id, payload, device_id))
 
 
 def _size(readings: Batch | SeriesUpload) -> int:

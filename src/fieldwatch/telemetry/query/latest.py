@@ -146,17 +146,13 @@ class LatestValues:
             self._by_ws.setdefault(ws, {}).setdefault(device, {})[metric] = new[1]
 
     def record(
-        self,
-        workspace_id: uuid.UUID,
-        device_id: uuid.UUID,
-        metric: str,
-        new: tuple[datetime, Entry],
+        self, workspace_id: uuid.UUID, device: str, metric: str, new: tuple[datetime, Entry]
     ) -> None:
-        """A write of this process committed."""
+        """A write of this process committed (``device``: the device's id as text)."""
         if self.redis is None:
-            self._put(workspace_id, str(device_id), metric, new)
+            self._put(workspace_id, device, metric, new)
             return
-        self._pending.append((workspace_id, str(device_id), metric, new))
+        self._pending.append((workspace_id, device, metric, new))
         self._kick()
 
     def _kick(self) -> None:

@@ -31,7 +31,7 @@ from fieldwatch.transports.mqtt.authority import (
 from fieldwatch.transports.mqtt.channel import MqttChannel
 from fieldwatch.transports.mqtt.guard import DeviceGuard
 from fieldwatch.transports.mqtt.identity import claim_client_id
-from fieldwatch.transports.mqtt.inbound import MqttInbound
+from fieldwatch.transports.mqtt.inbound import KnownSenders, MqttInbound
 from fieldwatch.transports.mqtt.link import MqttLink, MqttLinkOptions
 from fieldwatch.transports.mqtt.refusals import RefusedPublishes
 
@@ -51,6 +51,7 @@ class MqttGateway(MqttInbound):
         self.link: MqttLink | None = None
         self.dynsec: DynsecSync | None = None
         self.channels: dict[uuid.UUID, MqttChannel] = {}
+        self.known_senders = KnownSenders()
         self.workspaces = DeviceWorkspaces(edge)
         self.guard = DeviceGuard(edge.limits, lambda: self.link, self._disconnect)
         self.refusals = RefusedPublishes()

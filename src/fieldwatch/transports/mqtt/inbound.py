@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping
@@ -36,7 +37,7 @@ from fieldwatch.core.errors import AppError
 from fieldwatch.db.faults import RETRY_AFTER_S, outages
 from fieldwatch.devices.provisioning import ProvisioningService
 from fieldwatch.firmware.updates.messages import version_in
-from fieldwatch.monitoring.limits import Rate, Refusal
+from fieldwatch.monitoring.limits import OVERRIDES_CACHE_S, Rate, Refusal
 from fieldwatch.monitoring.presence import OFFLINE
 from fieldwatch.telemetry.ingest.batch import Batch
 from fieldwatch.telemetry.ingest.parse import NotAnObject, decode_message, device_message
@@ -95,6 +96,13 @@ class _Sender:
     rate: Rate
 
 
+class KnownSenders(dict[str, _Sender]):
+    """The devices heard from lately (``MqttInbound._senders``)."""
+
+    generation = -1
+    since = 0.0
+
+
 class MqttInbound(Registration):
     """Handles the batches the broker connection delivers (``handle``)."""
 
@@ -106,6 +114,7 @@ class MqttInbound(Registration):
     refusals: RefusedPublishes
     workspaces: DeviceWorkspaces
     channels: dict[uuid.UUID, MqttChannel]
+    known_senders: KnownSenders
 
     async def handle(self, messages: list[IncomingMessage]) -> None:
         """One batch from the broker, acknowledged once it is stored, in parts of about
@@ -186,11 +195,27 @@ class MqttInbound(Registration):
 
     async def _senders(self, parsed: list[topics.Topic | None]) -> dict[str, _Sender | None]:
         """The devices that publish on device topics in a batch, each looked up once
-        (None: not a device of ours; its messages are dropped further on)."""
+        (None: not a device of ours; its messages are dropped further on). Those found
+        are kept for the next batches until a rate limit or a device changes, and for
+        ``OVERRIDES_CACHE_S`` at most (``DeviceLimiter.generation``)."""
+        known, limits = self.known_senders, self.guard.limits
+        now = time.monotonic()
+        if known.generation != limits.generation or now - known.since > OVERRIDES_CACHE_S:
+            known.clear()
+            known.generation, known.since = limits.generation, now
         senders: dict[str, _Sender | None] = {}
         for topic in parsed:
-            if topic is not None and topic.kind in DEVICE_KINDS and topic.device_id not in senders:
-                senders[topic.device_id] = await self._sender(topic.device_id)
+            if topic is None or topic.kind not in DEVICE_KINDS:
+                continue
+            name = topic.device_id
+            if name in senders:
+                continue
+            sender = known.get(name)
+            if sender is None:
+                sender = await self._sender(name)
+                if sender is not None:
+                    known[name] = sender
+            senders[name] = sender
         return senders
 
     async def _sender(self, name: str) -> _Sender | None:
