@@ -60,6 +60,9 @@ async def run_topology(servers: Servers, layout: Layout) -> int:
     finally:
         print("Stopping…", flush=True)
         await topology.stop()
+        print(f"Stopped. Removed: database {topology.database}, Redis keys "
+              f"{topology.redis_prefix}:*, RabbitMQ exchange {topology.exchange} and the "
+              "temporary directory (a step that failed is logged above).", flush=True)  # fmt: skip
     return 0
 
 

@@ -232,8 +232,14 @@ class TelemetryService:
         cache = self.hub.series
         fresh = True
         oldest = newest = batch.candidates[0].ts
+        # Looked up by the device id object's identity (a UUID's own hash is computed in
+        # Python, on every lookup): once per series and batch, not per reading.
+        infos: dict[tuple[int, str], SeriesInfo] = {}
+        latest_of: dict[int, tuple[datetime, Any, SeriesInfo, int | None, uuid.UUID, str]] = {}
         for position, device_id, metric, ts, value, unit, quality in batch.candidates:
-            info = cache[(device_id, metric)]
+            info = infos.get((id(device_id), metric))
+            if info is None:
+                info = infos[(id(device_id), metric)] = cache[(device_id, metric)]
             kind = kind_of(value)
             if kind != info.kind:
                 batch.reject(position, f"{metric} holds {info.kind} values, not {kind}", metric)
@@ -253,9 +259,11 @@ class TelemetryService:
                 oldest = ts
             elif ts > newest:
                 newest = ts
-            seen = latest[device_id].get(metric)
+            seen = latest_of.get(id(info))
             if seen is None or ts > seen[0]:
-                latest[device_id][metric] = (ts, value, info, quality)
+                latest_of[id(info)] = (ts, value, info, quality, device_id, metric)
+        for ts, value, info, quality, device_id, metric in latest_of.values():
+            latest[device_id][metric] = (ts, value, info, quality)
         if rows:
             await self._write(Chunk(rows, oldest, newest, fresh), latest, result)
         if self.alerts.has_rules(workspace_id) is not False:

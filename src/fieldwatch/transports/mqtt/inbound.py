@@ -79,6 +79,9 @@ class _Inbox:
     versions: dict[uuid.UUID, str] = field(default_factory=dict)  # device -> version it runs
     positions: dict[uuid.UUID, Positions] = field(default_factory=lambda: defaultdict(Positions))
     readings: int = 0  # in the data messages taken
+    #: device id (text: its hash is kept) → its workspace's batch and positions, for the
+    #: device's data messages after its first in the batch
+    shares: dict[str, tuple[Batch, Positions]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.stamp = self.now.isoformat()
@@ -247,20 +250,25 @@ class MqttInbound(Registration):
             return
         device_id, workspace_id = sender.device_id, sender.workspace_id
         assert topic.sensor_type is not None
+        share = inbox.shares.get(topic.device_id)
+        first = share is None
+        if share is None:  # the device's first data message in the batch
+            share = (inbox.data[workspace_id], inbox.positions[workspace_id])
+            inbox.shares[topic.device_id] = share
         limit = self.edge.settings.mqtt_max_readings
         try:
             payload = decode_data(message.payload)
             inbox.readings += add_readings(
-                inbox.data[workspace_id], inbox.positions[workspace_id], device_id,
-                topic.sensor_type, payload, inbox.stamp, limit,
-            )  # fmt: skip
+                share[0], share[1], device_id, topic.sensor_type, payload, inbox.stamp, limit
+            )
         except TooManyReadings as exc:
             await self.guard.refuse(device_id, message.topic, "too_many_readings", exc, limit)
         except ValueError as exc:
             await self.guard.refuse(device_id, message.topic, "bad_json", exc)
-        _heard(inbox, workspace_id, device_id, "mqtt")
-        if device_id not in self.channels:
-            await self._attach(device_id)
+        if first:
+            _heard(inbox, workspace_id, device_id, "mqtt")
+            if device_id not in self.channels:
+                await self._attach(device_id)
 
     async def _report(
         self,
