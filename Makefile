@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-console bench-devices bench-downloads bench-rollout bench-sync bench-scaleout bench-dynsec chaos topology standin image-check clean
+.PHONY: run install test lint format typecheck bench bench-registry bench-ingest bench-query bench-console bench-devices bench-mqtt-inbound bench-downloads bench-rollout bench-sync bench-scaleout bench-dynsec chaos topology standin image-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -84,6 +84,11 @@ bench-console: $(STAMP)
 ## ingest, reconnect storm. Choose with BENCH_DEVICES_ARGS='--parts rtt,storm'.
 bench-devices: $(STAMP)
 	$(BIN)/python bench/bench_devices.py $(BENCH_DEVICES_ARGS)
+
+## The MQTT gateway's handler alone, without a broker: its CPU a message, PostgreSQL's a
+## reading, and the rows each table took. Options: BENCH_MQTT_INBOUND_ARGS='--batch 1000 --profile'.
+bench-mqtt-inbound: $(STAMP)
+	$(BIN)/python bench/bench_mqtt_inbound.py $(BENCH_MQTT_INBOUND_ARGS)
 
 ## Firmware downloads (needs nginx: Debian's `nginx-light` or `nginx`): a 1 MiB artifact to
 ## 1,000 devices at once from nginx (static), Fieldwatch (cap 64, cap raised) and nginx in
