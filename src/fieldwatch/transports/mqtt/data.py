@@ -29,14 +29,25 @@ reading but the batch's own.
 
 from __future__ import annotations
 
+import sys
 import uuid
 from bisect import bisect_right
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import orjson
 
-from fieldwatch.telemetry.ingest.batch import Batch
-from fieldwatch.telemetry.ingest.parse import NotAnObject, add_metrics, add_reading
+from fieldwatch.telemetry.ingest.batch import Batch, Candidate
+from fieldwatch.telemetry.ingest.parse import (
+    MAX_METRIC,
+    MAX_UNIT,
+    QUALITY,
+    NotAnObject,
+    QualityName,
+    add_metrics,
+    add_reading,
+    timestamp,
+)
 from fieldwatch.transports.mqtt.topics import METRICS, PREFIX
 
 NOT_A_READING = "a reading is an object with a value"
@@ -54,6 +65,79 @@ class TooManyReadings(ValueError):
         )
         self.count = count
         self.limit = limit
+
+
+class _Number(msgspec.Struct, forbid_unknown_fields=True):
+    """The commonest reading: a finite number with at most a timestamp, a unit and a
+    quality. Anything else in a message (text, booleans, other fields, a value out of
+    range) sends the whole message the general way, which says what is wrong."""
+
+    value: Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
+    timestamp: float | str | None = None
+    unit: Annotated[str, msgspec.Meta(max_length=MAX_UNIT)] | None = None
+    quality: QualityName | None = None
+
+
+_numbers = msgspec.json.Decoder(_Number | list[_Number])
+
+
+def add_message(
+    batch: Batch,
+    positions: Positions,
+    device_id: uuid.UUID,
+    sensor_type: str,
+    raw: bytes,
+    stamp: str,
+    limit: int,
+) -> int:
+    """Add the readings of one data message (its payload ``raw``) to ``batch``; returns
+    how many it holds. Numbers on a sensor type's topic are decoded straight into the
+    batch (msgspec, in C); any other message is decoded by ``decode_data`` and taken
+    reading by reading (``add_readings``). Raises as those do."""
+    if sensor_type != METRICS and 0 < len(sensor_type) <= MAX_METRIC and raw:
+        try:
+            readings = _numbers.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass  # not that shape: the general way, below
+        else:
+            if isinstance(readings, _Number):
+                _add_numbers(batch, device_id, sensor_type, (readings,), stamp)
+                return 1
+            if len(readings) > limit:
+                raise TooManyReadings(len(readings), limit)
+            first = len(batch.owners)
+            _add_numbers(batch, device_id, sensor_type, readings, stamp)
+            if readings:
+                positions.add(first, len(batch.owners))
+            return len(readings)
+    payload = decode_data(raw)
+    return add_readings(batch, positions, device_id, sensor_type, payload, stamp, limit)
+
+
+def _add_numbers(
+    batch: Batch,
+    device_id: uuid.UUID,
+    metric: str,
+    readings: list[_Number] | tuple[_Number, ...],
+    stamp: str,
+) -> None:
+    """Each reading an item of ``device_id``, as ``add_reading`` would make it."""
+    owners, append, first = batch.owners, batch.candidates.append, len(batch.owners)
+    batch.total += len(readings)
+    for index, reading in enumerate(readings, first):
+        owners[index] = device_id
+        raw_ts = reading.timestamp
+        ts = timestamp(batch, stamp if raw_ts is None else raw_ts)
+        if isinstance(ts, str):
+            batch.reject(index, ts, metric)
+            continue
+        quality = reading.quality
+        append(
+            Candidate(
+                index, device_id, metric, ts, reading.value, reading.unit or None,
+                None if quality is None else QUALITY[quality],
+            )
+        )  # fmt: skip
 
 
 def decode_data(raw: bytes) -> Payload:

@@ -47,7 +47,7 @@ from fieldwatch.transports.edge import DeviceEdge
 from fieldwatch.transports.mqtt import firmware, topics
 from fieldwatch.transports.mqtt.authority import DeviceWorkspaces, FieldwatchAuthority
 from fieldwatch.transports.mqtt.channel import MqttChannel
-from fieldwatch.transports.mqtt.data import Positions, TooManyReadings, add_readings, decode_data
+from fieldwatch.transports.mqtt.data import Positions, TooManyReadings, add_message
 from fieldwatch.transports.mqtt.guard import DeviceGuard
 from fieldwatch.transports.mqtt.link import IncomingMessage, MqttLink
 from fieldwatch.transports.mqtt.refusals import RefusedPublishes
@@ -257,10 +257,10 @@ class MqttInbound(Registration):
             inbox.shares[topic.device_id] = share
         limit = self.edge.settings.mqtt_max_readings
         try:
-            payload = decode_data(message.payload)
-            inbox.readings += add_readings(
-                share[0], share[1], device_id, topic.sensor_type, payload, inbox.stamp, limit
-            )
+            inbox.readings += add_message(
+                share[0], share[1], device_id, topic.sensor_type, message.payload, inbox.stamp,
+                limit,
+            )  # fmt: skip
         except TooManyReadings as exc:
             await self.guard.refuse(device_id, message.topic, "too_many_readings", exc, limit)
         except ValueError as exc:
