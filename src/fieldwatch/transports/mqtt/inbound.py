@@ -79,8 +79,7 @@ class _Inbox:
     versions: dict[uuid.UUID, str] = field(default_factory=dict)  # device -> version it runs
     positions: dict[uuid.UUID, Positions] = field(default_factory=lambda: defaultdict(Positions))
     readings: int = 0  # in the data messages taken
-    #: device id (text: its hash is kept) → its workspace's batch and positions, for the
-    #: device's data messages after its first in the batch
+    #: device id (as text, whose hash is kept) → its workspace's batch and positions
     shares: dict[str, tuple[Batch, Positions]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
