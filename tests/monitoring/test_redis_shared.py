@@ -405,10 +405,9 @@ async def test_latest_values_are_shared_at_once_and_never_go_back(
 
     # Direct records in any order: the newest timestamp wins, equal ones replace.
     t0 = datetime.now(UTC).replace(microsecond=0)
-    uid = uuid.UUID(dev)
-    runtime.telemetry.latest.record(ws, uid, "door", entry("bool", None, t0, 1.0, None, None))
+    runtime.telemetry.latest.record(ws, dev, "door", entry("bool", None, t0, 1.0, None, None))
     other.telemetry.latest.record(
-        ws, uid, "door", entry("bool", None, t0 - timedelta(microseconds=1), 0.0, None, None)
+        ws, dev, "door", entry("bool", None, t0 - timedelta(microseconds=1), 0.0, None, None)
     )
     await asyncio.gather(runtime.telemetry.latest.flush(), other.telemetry.latest.flush())
     assert (await other.telemetry.latest.snapshot(ws, [dev]))[dev]["door"]["value"] is True
