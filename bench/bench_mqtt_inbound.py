@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
 import io
 import os
@@ -31,10 +30,10 @@ from pathlib import Path
 
 import asyncpg
 import orjson
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from devices.mqtt import count_readings, cpu_seconds
 from fieldwatch.app import device_edge
 from fieldwatch.core.settings import Settings
 from fieldwatch.runtime import build_runtime
@@ -92,23 +91,6 @@ async def table_writes(dsn: str) -> dict[str, tuple[int, int]]:
         await conn.close()
 
 
-async def readings(dsn: str) -> int:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM readings"))
-    finally:
-        await conn.close()
-
-
-def postgres_cpu() -> float:
-    total = 0.0
-    for proc in psutil.process_iter(["name"]):
-        if (proc.info["name"] or "").startswith("postgres"):
-            with contextlib.suppress(psutil.Error):
-                total += sum(proc.cpu_times()[:2])
-    return total
-
-
 async def run(args: argparse.Namespace, env: dict[str, str], ids: list[str], dsn: str) -> None:
     os.environ.update(env)
     settings = Settings()
@@ -123,13 +105,14 @@ async def run(args: argparse.Namespace, env: dict[str, str], ids: list[str], dsn
         warm = messages(ids, len(ids), 1, base_ts - 3600)
         for start in range(0, len(warm), args.batch):
             await gateway.handle(warm[start : start + args.batch])
-        before = await readings(dsn)
+        before = await count_readings(dsn)
         await asyncio.sleep(1.0)  # the statistics arrive with a delay
         writes0 = await table_writes(dsn)
         load = messages(ids, args.messages, args.readings_per_message, base_ts)
         batches = [load[s : s + args.batch] for s in range(0, len(load), args.batch)]
         profile = cProfile.Profile() if args.profile else None
-        pg0, cpu0, t0 = postgres_cpu(), time.process_time(), time.perf_counter()
+        pg0 = cpu_seconds(os.getpid())["postgresql"]
+        cpu0, t0 = time.process_time(), time.perf_counter()
         if profile is not None:
             profile.enable()
         for batch in batches:
@@ -137,8 +120,8 @@ async def run(args: argparse.Namespace, env: dict[str, str], ids: list[str], dsn
         if profile is not None:
             profile.disable()
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        pg = postgres_cpu() - pg0
-        stored = await readings(dsn) - before
+        pg = cpu_seconds(os.getpid())["postgresql"] - pg0
+        stored = await count_readings(dsn) - before
         await asyncio.sleep(1.0)
         writes = await table_writes(dsn)
     finally:
