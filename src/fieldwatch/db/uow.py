@@ -3,6 +3,7 @@ after commit."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -13,6 +14,9 @@ from fieldwatch.core.events import Event, EventBus
 from fieldwatch.db.faults import unavailable_reason
 
 log = logging.getLogger(__name__)
+
+#: How long a cancelled unit of work waits for its connection's reset to finish.
+CLEANUP_WAIT_S = 5.0
 
 
 class UnitOfWork:
@@ -100,8 +104,21 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # The cleanup runs shielded: a cancellation (a job stopped at shutdown, a request
+        # whose client went away) that lands while the connection is being reset would
+        # leave the pool to log the interrupted rollback and discard the connection. The
+        # cancelled caller waits for the cleanup, then goes on being cancelled.
+        cleanup = asyncio.ensure_future(self._end(rollback=exc_type is not None))
         try:
-            if exc_type is not None:
+            await asyncio.shield(cleanup)
+        except asyncio.CancelledError:
+            cleanup.add_done_callback(_log_failure)
+            await asyncio.wait([cleanup], timeout=CLEANUP_WAIT_S)
+            raise
+
+    async def _end(self, rollback: bool) -> None:
+        try:
+            if rollback:
                 await self.rollback()
             await self.close()
         except Exception as cleanup:
@@ -111,3 +128,9 @@ class UnitOfWork:
             if unavailable_reason(cleanup) is None:
                 raise
             log.debug("cleanup after a broken connection failed: %r", cleanup)
+
+
+def _log_failure(cleanup: asyncio.Future[None]) -> None:
+    """What a cleanup nobody awaits any more raised: logged, not left unretrieved."""
+    if not cleanup.cancelled() and (exc := cleanup.exception()) is not None:
+        log.warning("closing a cancelled unit of work failed: %r", exc)
