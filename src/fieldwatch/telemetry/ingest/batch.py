@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 
@@ -66,8 +67,12 @@ class Batch:
         self.total += other.total
 
     def devices(self) -> set[uuid.UUID]:
-        """Every device the batch holds readings or items of."""
-        return {c.device_id for c in self.candidates} | set(self.owners.values())
+        """Every device the batch holds readings or items of. Told apart by identity
+        first: a device's readings share its id object, and a UUID's hash is computed in
+        Python on every lookup."""
+        ids = {id(d): d for d in map(itemgetter(1), self.candidates)}
+        ids.update((id(d), d) for d in self.owners.values())
+        return set(ids.values())
 
     def refuse(self, refused: Mapping[uuid.UUID, str]) -> None:
         """Drop the readings of refused devices (device → reason): each item of theirs

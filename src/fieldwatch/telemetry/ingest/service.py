@@ -240,7 +240,7 @@ class TelemetryService:
             info = infos.get((id(device_id), metric))
             if info is None:
                 info = infos[(id(device_id), metric)] = cache[(device_id, metric)]
-            kind = kind_of(value)
+            kind = "number" if value.__class__ is float else kind_of(value)
             if kind != info.kind:
                 batch.reject(position, f"{metric} holds {info.kind} values, not {kind}", metric)
                 continue

@@ -33,7 +33,14 @@ async def resolve_series(hub: TelemetryHub, workspace_id: uuid.UUID, batch: Batc
     beyond it are moved to the rejections."""
     cache = hub.series
     missing: dict[Key, dict[str, Any]] = {}
+    # A device's readings usually share its id object: each series is looked up once,
+    # not once per reading (a UUID's hash is computed in Python on every lookup).
+    seen: set[tuple[int, str]] = set()
     for _p, device_id, metric, _ts, value, unit, _q in batch.candidates:
+        ident = (id(device_id), metric)
+        if ident in seen:
+            continue
+        seen.add(ident)
         key = (device_id, metric)
         if key not in cache and key not in missing:  # the first reading names it
             missing[key] = {

@@ -123,11 +123,16 @@ def _add_numbers(
 ) -> None:
     """Each reading an item of ``device_id``, as ``add_reading`` would make it."""
     owners, append, first = batch.owners, batch.candidates.append, len(batch.owners)
+    known = batch.stamps  # timestamps already converted in this batch (the usual case)
     batch.total += len(readings)
     for index, reading in enumerate(readings, first):
         owners[index] = device_id
         raw_ts = reading.timestamp
-        ts = timestamp(batch, stamp if raw_ts is None else raw_ts)
+        if raw_ts is None:
+            raw_ts = stamp
+        ts = known.get(raw_ts)
+        if ts is None:
+            ts = timestamp(batch, raw_ts)
         if isinstance(ts, str):
             batch.reject(index, ts, metric)
             continue

@@ -31,9 +31,11 @@ from fieldwatch.transports.mqtt.authority import (
 from fieldwatch.transports.mqtt.channel import MqttChannel
 from fieldwatch.transports.mqtt.guard import DeviceGuard
 from fieldwatch.transports.mqtt.identity import claim_client_id
-from fieldwatch.transports.mqtt.inbound import KnownSenders, MqttInbound
+from fieldwatch.transports.mqtt.inbound import MqttInbound
 from fieldwatch.transports.mqtt.link import MqttLink, MqttLinkOptions
 from fieldwatch.transports.mqtt.refusals import RefusedPublishes
+from fieldwatch.transports.mqtt.senders import KnownSenders
+from fieldwatch.transports.mqtt.turns import Turns
 
 if TYPE_CHECKING:
     from fieldwatch.transports.mqtt.dynsec_sync import DynsecSync
@@ -52,6 +54,7 @@ class MqttGateway(MqttInbound):
         self.dynsec: DynsecSync | None = None
         self.channels: dict[uuid.UUID, MqttChannel] = {}
         self.known_senders = KnownSenders()
+        self.turns = Turns()
         self.workspaces = DeviceWorkspaces(edge)
         self.guard = DeviceGuard(edge.limits, lambda: self.link, self._disconnect)
         self.refusals = RefusedPublishes()
@@ -98,6 +101,7 @@ class MqttGateway(MqttInbound):
             host, port, client_id=client_id, username=username, password=password, tls=tls,
             clean_session=not keep, session_expiry=settings.mqtt_session_expiry,
             receive_maximum=window or None, batch_size=batch, max_pending=max(10_000, 4 * batch),
+            handler_depth=2,  # the next batch is decoded while one is stored (turns.py)
             client=settings.resolved_mqtt_client,
         )  # fmt: skip
         self.link = MqttLink(options, handler=self.handle)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping
@@ -37,7 +36,7 @@ from fieldwatch.core.errors import AppError
 from fieldwatch.db.faults import RETRY_AFTER_S, outages
 from fieldwatch.devices.provisioning import ProvisioningService
 from fieldwatch.firmware.updates.messages import version_in
-from fieldwatch.monitoring.limits import OVERRIDES_CACHE_S, Rate, Refusal
+from fieldwatch.monitoring.limits import Refusal
 from fieldwatch.monitoring.presence import OFFLINE
 from fieldwatch.telemetry.ingest.batch import Batch
 from fieldwatch.telemetry.ingest.parse import NotAnObject, decode_message, device_message
@@ -52,18 +51,19 @@ from fieldwatch.transports.mqtt.guard import DeviceGuard
 from fieldwatch.transports.mqtt.link import IncomingMessage, MqttLink
 from fieldwatch.transports.mqtt.refusals import RefusedPublishes
 from fieldwatch.transports.mqtt.registration import Registration
+from fieldwatch.transports.mqtt.senders import DEVICE_KINDS, KnownSenders, Sender
 from fieldwatch.transports.mqtt.topics import Kind
+from fieldwatch.transports.mqtt.turns import Part, Turns
 
 if TYPE_CHECKING:
     from fieldwatch.transports.mqtt.dynsec_sync import DynsecSync
 
 log = logging.getLogger(__name__)
 
-DEVICE_KINDS = frozenset(
-    {Kind.HEARTBEAT, Kind.DATA, Kind.STATUS, Kind.COMMAND_ACK, Kind.COMMAND_RESULT,
-     Kind.CONFIG_APPLIED, Kind.UNREGISTER, Kind.FIRMWARE_STATE}
-)  # fmt: skip
 CONTROL_KINDS = frozenset({Kind.CONTROL_COMMAND, Kind.CONTROL_CONFIG, Kind.CONTROL_FIRMWARE})
+#: What a batch may hold and still be prepared while the batch before it is stored
+#: (anything else acts on the spot: ``turns``)
+OVERLAPPING = frozenset({Kind.DATA, Kind.HEARTBEAT})
 
 
 @dataclass
@@ -89,22 +89,6 @@ class _Inbox:
         return list(dict.fromkeys([*self.data, *self.heard]))
 
 
-@dataclass(slots=True)
-class _Sender:
-    """A device that publishes in a batch: its id, workspace and rate limit."""
-
-    device_id: uuid.UUID
-    workspace_id: uuid.UUID
-    rate: Rate
-
-
-class KnownSenders(dict[str, _Sender]):
-    """The devices heard from lately (``MqttInbound._senders``)."""
-
-    generation = -1
-    since = 0.0
-
-
 class MqttInbound(Registration):
     """Handles the batches the broker connection delivers (``handle``)."""
 
@@ -117,40 +101,89 @@ class MqttInbound(Registration):
     workspaces: DeviceWorkspaces
     channels: dict[uuid.UUID, MqttChannel]
     known_senders: KnownSenders
+    turns: Turns
 
     async def handle(self, messages: list[IncomingMessage]) -> None:
         """One batch from the broker, acknowledged once it is stored, in parts of about
-        ``ingest_max_batch`` readings. While the database is unavailable or the write
-        path saturated, a part is retried (with backoff) and stays unacknowledged: the
-        broker holds back what follows, and nothing is lost if this process dies."""
-        done = 0
-        while done < len(messages):
-            done += await self._retrying(messages[done:] if done else messages)
-
-    async def _retrying(self, messages: list[IncomingMessage]) -> int:
-        delay = 0.2
-        while True:
-            try:
-                return await self._handle_once(messages)
-            except Overloaded as exc:
-                wait = float(exc.retry_after)
-            except Exception as exc:
-                if not outages.record(exc, f"MQTT gateway, {len(messages)} messages held"):
-                    raise
-                wait, delay = delay, min(delay * 2, RETRY_AFTER_S)
-            await asyncio.sleep(wait)
-
-    async def _handle_once(self, messages: list[IncomingMessage]) -> int:
-        """Stores and acknowledges the first messages, up to those whose readings reach
-        ``ingest_max_batch``; returns how many. Raises (so nothing is acknowledged) only
-        when storage fails; a bad message is logged and dropped, a message over its
-        device's rate limit dropped before it is decoded (``guard``)."""
-        inbox = _Inbox(utcnow())
-        limit, taken = self.edge.settings.ingest_max_batch, len(messages)
+        ``ingest_max_batch`` readings; the next part is prepared while one is stored
+        (``turns``). While the database is unavailable or the write path saturated, a
+        part is retried (with backoff) and stays unacknowledged: the broker holds back
+        what follows, and nothing is lost if this process dies."""
         parsed = [topics.parse(message.topic) for message in messages]
-        senders = await self._senders(parsed)
+        loop = asyncio.get_running_loop()
+        parts: list[asyncio.Task[None]] = []
+        done = 0
+        try:
+            while done < len(messages):
+                sized: asyncio.Future[int] = loop.create_future()
+                part = Part(messages[done:], parsed[done:]) if done else Part(messages, parsed)
+                parts.append(asyncio.create_task(self._retrying(part, sized)))
+                done += await sized  # known once the part is prepared
+                if len(parts) > 1:  # two parts in hand at most
+                    await parts[-2]
+            await asyncio.gather(*parts)
+        finally:
+            for task in parts:
+                task.cancel()
+            await asyncio.gather(*parts, return_exceptions=True)
+
+    async def _retrying(self, part: Part, sized: asyncio.Future[int]) -> None:
+        """Store and acknowledge the first messages of ``part`` (``sized`` tells how
+        many, once it is prepared), retried as long as storage fails."""
+        delay = 0.2
+        try:
+            while True:
+                try:
+                    return await self._handle_once(part, sized)
+                except Overloaded as exc:
+                    wait = float(exc.retry_after)
+                except Exception as exc:
+                    held = f"MQTT gateway, {len(part.messages)} messages held"
+                    if not outages.record(exc, held):
+                        raise
+                    wait, delay = delay, min(delay * 2, RETRY_AFTER_S)
+                if sized.done():  # a retry takes the same messages again, and no more
+                    part = part.first(sized.result())
+                await asyncio.sleep(wait)
+        except asyncio.CancelledError:
+            sized.cancel()
+            raise
+        except BaseException as exc:
+            if not sized.done():
+                sized.set_exception(exc)
+            raise
+
+    async def _handle_once(self, part: Part, sized: asyncio.Future[int]) -> None:
+        """Stores and acknowledges the first messages, up to those whose readings reach
+        ``ingest_max_batch``. Raises (so nothing is acknowledged) only when storage
+        fails; a bad message is logged and dropped, a message over its device's rate
+        limit dropped before it is decoded (``guard``). Its turn (``turns``) keeps the
+        acknowledgements in the order of the parts."""
+        messages, parsed = part.messages, part.parsed
+        acting = any(t is not None and t.kind not in OVERLAPPING for t in parsed)
+        async with self.turns.prepare(after_previous=acting) as turn:
+            limit = None if part.whole else self.edge.settings.ingest_max_batch
+            inbox, taken = await self._prepare(messages, parsed, limit)
+        if not sized.done():
+            sized.set_result(taken)
+        try:
+            await self._store(inbox)
+            await turn.ready()  # acknowledged after the part before it
+            assert self.link is not None
+            self.link.ack(messages if taken == len(messages) else messages[:taken])
+        finally:
+            turn.done()
+
+    async def _prepare(
+        self, messages: list[IncomingMessage], parsed: list[topics.Topic | None], limit: int | None
+    ) -> tuple[_Inbox, int]:
+        """The first messages, up to those whose readings reach ``limit`` (None: all of
+        them), taken into an inbox; how many were taken."""
+        inbox = _Inbox(utcnow())
+        taken = len(messages)
+        senders = await self.known_senders.of(parsed, self.workspaces, self.guard)
         for i, message in enumerate(messages):
-            if i and inbox.readings >= limit:
+            if i and limit is not None and inbox.readings >= limit:
                 taken = i
                 break
             topic = parsed[i]
@@ -179,10 +212,7 @@ class MqttInbound(Registration):
                 log.info("MQTT: %s refused: %s", message.topic, exc.detail)
             except ValueError as exc:
                 log.info("MQTT: %s refused: %s", message.topic, exc)
-        await self._store(inbox)
-        assert self.link is not None
-        self.link.ack(messages if taken == len(messages) else messages[:taken])
-        return taken
+        return inbox, taken
 
     async def _store(self, inbox: _Inbox) -> None:
         for workspace_id in inbox.workspaces():
@@ -195,41 +225,6 @@ class MqttInbound(Registration):
         for device_id, version in inbox.versions.items():  # after the readings' commit
             await self.edge.firmware.version_reported(device_id, version)
 
-    async def _senders(self, parsed: list[topics.Topic | None]) -> dict[str, _Sender | None]:
-        """The devices that publish on device topics in a batch, each looked up once
-        (None: not a device of ours; its messages are dropped further on). Those found
-        are kept for the next batches until a rate limit or a device changes, and for
-        ``OVERRIDES_CACHE_S`` at most (``DeviceLimiter.generation``)."""
-        known, limits = self.known_senders, self.guard.limits
-        now = time.monotonic()
-        if known.generation != limits.generation or now - known.since > OVERRIDES_CACHE_S:
-            known.clear()
-            known.generation, known.since = limits.generation, now
-        senders: dict[str, _Sender | None] = {}
-        for topic in parsed:
-            if topic is None or topic.kind not in DEVICE_KINDS:
-                continue
-            name = topic.device_id
-            if name in senders:
-                continue
-            sender = known.get(name)
-            if sender is None:
-                sender = await self._sender(name)
-                if sender is not None:
-                    known[name] = sender
-            senders[name] = sender
-        return senders
-
-    async def _sender(self, name: str) -> _Sender | None:
-        try:
-            device_id = uuid.UUID(name)
-        except ValueError:
-            return None
-        workspace_id = await self.workspaces.get(name)
-        if workspace_id is None:
-            return None
-        return _Sender(device_id, workspace_id, await self.guard.rate(workspace_id, device_id))
-
     async def _over_limit(
         self, topic: topics.Topic, message: IncomingMessage, refusal: Refusal
     ) -> bool:
@@ -240,7 +235,7 @@ class MqttInbound(Registration):
         return topic.kind is Kind.STATUS and _is_last_will(message.payload)
 
     async def _data(
-        self, topic: topics.Topic, message: IncomingMessage, inbox: _Inbox, sender: _Sender | None
+        self, topic: topics.Topic, message: IncomingMessage, inbox: _Inbox, sender: Sender | None
     ) -> None:
         """A data message's readings to its workspace's batch; one that cannot be read,
         or holds too many readings, is refused whole and the device told why."""
@@ -289,7 +284,7 @@ class MqttInbound(Registration):
             await self.guard.report(device, items)
 
     async def _one(
-        self, topic: topics.Topic, payload: dict[str, Any], inbox: _Inbox, sender: _Sender | None
+        self, topic: topics.Topic, payload: dict[str, Any], inbox: _Inbox, sender: Sender | None
     ) -> None:
         kind = topic.kind
         if kind is Kind.REGISTER:

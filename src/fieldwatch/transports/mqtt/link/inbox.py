@@ -6,6 +6,10 @@ socket (TCP then pushes back on the broker, which queues QoS 1 messages and may 
 QoS 0 ones) and reads again once half of them are handled. While a ``publish()`` waits
 for its PUBACK the limit doubles, since the PUBACK can only be read after the messages
 in front of it.
+
+With ``depth`` above 1 the handler gets the next batch while it still works on earlier
+ones (up to ``depth`` at once, handed over in order): a handler that does so keeps its
+own acknowledgements in order (the gateway: ``inbound.Turns``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class Inbox:
         batch_size: int,
         max_pending: int,
         publishing: Callable[[], bool],
+        depth: int = 1,
     ) -> None:
         self.driver = driver
         self.batch_size = batch_size
@@ -47,7 +52,9 @@ class Inbox:
         self.idle.set()
         self._drainer: asyncio.Task[None] | None = None
         self._warned_no_handler = False
-        self._handling: float | None = None  # when the batch in the handler arrived
+        self.depth = depth
+        #: the batches in the handler, each with when its first message arrived
+        self._handling: dict[asyncio.Task[None], float] = {}
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -61,7 +68,7 @@ class Inbox:
     def lag(self) -> float:
         """Seconds the oldest message not yet handled has waited: the batch in the
         handler (retried while the database is away), else the first one queued."""
-        oldest = self._handling
+        oldest = next(iter(self._handling.values()), None)
         if oldest is None and self._pending:
             oldest = self._pending[0].received
         return 0.0 if oldest is None else max(0.0, time.monotonic() - oldest)
@@ -78,6 +85,10 @@ class Inbox:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._drainer
             self._drainer = None
+        for task in list(self._handling):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def limit(self) -> int:
         """How many messages may wait before reading pauses."""
@@ -90,7 +101,12 @@ class Inbox:
         while True:
             await self._ready.wait()
             self._ready.clear()
+            running = self._handling
             while pending and not driver.closing:
+                while len(running) >= self.depth:  # the batch waits here, not in hand
+                    await asyncio.wait(list(running), return_when=asyncio.FIRST_COMPLETED)
+                if not pending or driver.closing:
+                    break
                 count = min(self.batch_size, len(pending))
                 batch = [pending.popleft() for _ in range(count)]
                 if driver.paused and len(pending) <= resume_at:
@@ -102,14 +118,21 @@ class Inbox:
                         log.warning("MQTT link: messages arrive but no handler is set")
                     continue
                 self.idle.clear()
-                self._handling = batch[0].received
-                try:
-                    await handler(batch)
-                except Exception:
-                    log.exception(
-                        "MQTT message handler failed on %d messages; they stay unacknowledged",
-                        count,
-                    )
-                finally:
-                    self._handling = None
-                    self.idle.set()
+                task = asyncio.create_task(self._handle(handler, batch))
+                running[task] = batch[0].received
+                if self.depth == 1:
+                    await asyncio.wait([task])
+
+    async def _handle(self, handler: MessageHandler, batch: list[IncomingMessage]) -> None:
+        try:
+            await handler(batch)
+        except Exception:
+            log.exception(
+                "MQTT message handler failed on %d messages; they stay unacknowledged",
+                len(batch),
+            )
+        finally:
+            running = self._handling
+            running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            if not running:
+                self.idle.set()

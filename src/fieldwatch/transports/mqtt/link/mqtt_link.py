@@ -63,6 +63,7 @@ class MqttLink:
             batch_size=options.batch_size,
             max_pending=options.max_pending,
             publishing=self._is_publishing,
+            depth=options.handler_depth,
         )
         self._inbox.handler = handler
         self._supervisor = Supervisor(options, self._driver, self.on_connect)

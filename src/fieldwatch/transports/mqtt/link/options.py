@@ -18,6 +18,8 @@ class MqttLinkOptions:
     messages it may have in flight to it at once; ``session_expiry`` (MQTT 5) is how
     long the broker keeps the session when ``clean_session`` is false. The handler gets
     batches of up to ``batch_size`` messages; reading pauses when ``max_pending`` wait.
+    ``handler_depth``: how many batches the handler may have at once (above 1, it keeps
+    its acknowledgements in order itself).
     ``client``: ``paho`` (MQTT 3.1.1 or 5) or ``mqtt5`` (the mqtt5 codec on Fieldwatch's
     own asyncio connection; MQTT 5 only, so it needs ``receive_maximum``).
     """
@@ -35,6 +37,7 @@ class MqttLinkOptions:
     receive_maximum: int | None = None
     batch_size: int = 500
     max_pending: int = 10_000
+    handler_depth: int = 1
     connect_timeout: float = 10.0
     publish_timeout: float = 10.0
     min_reconnect_delay: float = 0.5
@@ -46,6 +49,8 @@ class MqttLinkOptions:
             raise ValueError("client_id is required")
         if self.batch_size < 1 or self.max_pending < self.batch_size:
             raise ValueError("need 1 <= batch_size <= max_pending")
+        if self.handler_depth < 1:
+            raise ValueError("handler_depth is at least 1")
         if self.receive_maximum is not None and not 1 <= self.receive_maximum <= 65535:
             raise ValueError("receive_maximum is 1 to 65535 (MQTT 5)")
         if self.client not in CLIENTS:
