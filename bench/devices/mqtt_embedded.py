@@ -3,18 +3,22 @@ acknowledging a device's QoS 1 PUBLISH after the commit). ``--mqtt-devices`` dev
 each on its own connection with its own credentials (user name: the device id, password:
 its token), publish ``--readings`` readings at QoS 1 (``--mqtt-batch`` to a message),
 at most ``WINDOW`` unacknowledged each;
-readings committed per second, counted in the database, and the server's CPU."""
+readings committed per second, counted in the database, and the server's CPU;
+``--profile``: py-spy samples the server meanwhile."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
+from pathlib import Path
 
 import psutil
 
 from devices.context import Bench
 from devices.mqtt import PollRows, count_readings, steady_rate, wait_rows
 from devices.mqtt_load import publish
+from devices.profile import start_profile, summarize_profile
 from harness.results import Figure
 from harness.server import Server, free_port
 from harness.timing import now
@@ -23,6 +27,7 @@ from harness.timing import now
 #: acknowledges after the commit, and a device that wrote all its messages at once would
 #: wait past its receipts' timeout (the broker then closes it, and the device resends).
 WINDOW = 20
+PROFILE = Path(__file__).resolve().parent.parent / "results" / "devices_mqtt_embedded_profile.txt"
 
 
 def part_mqtt_embedded(bench: Bench) -> None:
@@ -51,13 +56,23 @@ def part_mqtt_embedded(bench: Bench) -> None:
         poll = PollRows(dsn, base, samples)
         poll.start()
         t_start: list[float] = []
+        profile: subprocess.Popen[bytes] | None = None
+
+        def started() -> None:
+            nonlocal profile
+            t_start.append(now())
+            if args.profile:
+                profile = start_profile(srv.pid, args.profile_seconds, PROFILE)
+
         publish_s = publish(
-            port, ids, total, args.publishers, base_ts, lambda: t_start.append(now()),
+            port, ids, total, args.publishers, base_ts, started,
             rate=args.mqtt_rate, batch=args.mqtt_batch, tokens=tokens, window=WINDOW,
         )  # fmt: skip
         t_done = poll.wait(base + total, idle=args.mqtt_idle)
         cpu = sum(server.cpu_times()[:2]) - cpu0
         rss = srv.rss()
+        if profile is not None:
+            profile.wait(timeout=args.profile_seconds + 60)
     persisted = samples[-1][1] - base if samples else 0
     elapsed = (t_done or (samples[-1][0] if samples else now())) - t_start[0]
     rate = persisted / elapsed if elapsed > 0 else 0.0
@@ -70,6 +85,8 @@ def part_mqtt_embedded(bench: Bench) -> None:
         f"= {cpu / elapsed:.0%} of a core, {per_core:,.0f} readings per CPU-second; "
         f"RSS {rss / 2**20:.0f} MiB)"
     )
+    if args.profile:
+        bench.say(summarize_profile(PROFILE))
     bench.report["mqtt_embedded"] = {
         "readings": total, "devices": len(ids), "batch": args.mqtt_batch,
         "persisted": persisted, "seconds": elapsed, "rate": rate, "best_5s_rate": steady,

@@ -16,7 +16,9 @@ def parse_args(description: str, known: tuple[str, ...]) -> tuple[argparse.Names
     parser.add_argument("--commands", type=int, default=1000)
     parser.add_argument("--warmup-commands", type=int, default=50)
     _mqtt_options(parser)
-    parser.add_argument("--profile", action="store_true", help="rtt and mqtt: py-spy the server")
+    parser.add_argument(
+        "--profile", action="store_true", help="rtt, mqtt and mqtt-embedded: py-spy the server"
+    )
     parser.add_argument("--profile-seconds", type=float, default=20.0)
     parser.add_argument("--storm-devices", type=int, default=5000)
     parser.add_argument("--backoff-base", type=float, default=1.0)
@@ -92,9 +94,10 @@ def _mqtt_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mqtt-client",
         choices=("paho", "mqtt5"),
-        default="paho",
-        help="mqtt: the server's MQTT client (FIELDWATCH_MQTT_CLIENT); the bare subscriber "
-        "is built on the same library",
+        default="mqtt5",
+        help="mqtt: the server's MQTT client (FIELDWATCH_MQTT_CLIENT; mqtt5 is what the "
+        "default, auto, takes with Mosquitto); the bare subscriber is built on the same "
+        "library",
     )
     parser.add_argument(
         "--mqtt-batch",

@@ -101,7 +101,9 @@ class MqttGateway(MqttInbound):
             host, port, client_id=client_id, username=username, password=password, tls=tls,
             clean_session=not keep, session_expiry=settings.mqtt_session_expiry,
             receive_maximum=window or None, batch_size=batch, max_pending=max(10_000, 4 * batch),
-            handler_depth=2,  # the next batch is decoded while one is stored (turns.py)
+            # An external broker: the next batch is decoded while one is stored (turns.py).
+            # The embedded one shares this process's core: smaller batches cost it more.
+            handler_depth=2 if self.external else 1,
             client=settings.resolved_mqtt_client,
         )  # fmt: skip
         self.link = MqttLink(options, handler=self.handle)
