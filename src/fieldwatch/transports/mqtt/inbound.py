@@ -122,10 +122,11 @@ class MqttInbound(Registration):
                 if len(parts) > 1:  # two parts in hand at most
                     await parts[-2]
             await asyncio.gather(*parts)
-        finally:
+        except BaseException:  # a part failed, or the link stops: none goes on alone
             for task in parts:
                 task.cancel()
             await asyncio.gather(*parts, return_exceptions=True)
+            raise
 
     async def _retrying(self, part: Part, sized: asyncio.Future[int]) -> None:
         """Store and acknowledge the first messages of ``part`` (``sized`` tells how
