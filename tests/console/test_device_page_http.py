@@ -9,11 +9,13 @@ import re
 from typing import Any
 
 import httpx
+import pytest
 
 from conftest import Actor, Factory, create_device
 from console_helpers import csrf_of
 from console_helpers import sign_in_http as sign_in
 from fieldwatch.auth.roles import Role
+from fieldwatch.runtime import Runtime
 from telemetry_helpers import device_with_token, iso, recent
 
 HTMX = {"HX-Request": "true"}
@@ -347,8 +349,12 @@ async def test_another_workspaces_device_is_a_404_in_every_part(
     assert (await api_device(client, other, foreign["id"]))["status"] == "in_stock"
 
 
-async def test_a_token_for_mqtt_from_the_page(client, operator: Actor):
-    device = await create_device(client, operator, serial_number="SN-TOK-MQTT")
+@pytest.mark.parametrize("logins", ["all", "on_request"])
+async def test_a_token_for_mqtt_from_the_page(client, runtime: Runtime, operator: Actor, logins):
+    # The MQTT column says whether the token may log in: every one under the default
+    # "all" (and the page says so), only those made for MQTT under "on_request".
+    runtime.settings.mqtt_device_logins = logins
+    device = await create_device(client, operator, serial_number=f"SN-TOK-MQTT-{logins}")
     await sign_in(client, operator.email)
     headers = await csrf(client, device["id"])
     url = f"/console/devices/{device['id']}/tokens"
@@ -359,6 +365,8 @@ async def test_a_token_for_mqtt_from_the_page(client, operator: Actor):
     rows = re.findall(r"<tr data-token-id=.*?</tr>", section(r.text, "tokens"), re.S)
     shown = {text_of(re.findall(r"<th.*?</th>", row, re.S)[0]):
              text_of(re.findall(r"<td.*?</td>", row, re.S)[1]) for row in rows}  # fmt: skip
-    assert shown == {"web": "no", "radio": "yes"}  # the MQTT column
+    assert shown == {"web": "yes" if logins == "all" else "no", "radio": "yes"}
+    hint = "FIELDWATCH_MQTT_DEVICE_LOGINS=all" in section(r.text, "tokens")
+    assert hint == (logins == "all")
     r = await client.get(f"/api/v1/devices/{device['id']}/tokens", headers=operator.headers)
     assert {t["name"]: t["mqtt"] for t in r.json()["items"]} == {"web": False, "radio": True}

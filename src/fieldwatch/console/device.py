@@ -121,7 +121,7 @@ async def whole_page(
     context.update(HELPERS, now=utcnow(), device=device, **lifecycle_context(device))
     context.update(
         state=await parts.state(uow, presence, telemetry, principal, device_id),
-        tokens=await parts.tokens(uow, principal, device_id),
+        tokens=await parts.tokens(uow, principal, device_id, request),
         log=await parts.log_page(uow, principal, device_id, log_before),
         alerts=await parts.alerts(uow, principal, device_id),
         firmware=await firmware(

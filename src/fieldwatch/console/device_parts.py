@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
 
 from fieldwatch.alerts.models import Alert
 from fieldwatch.alerts.service import AlertService
 from fieldwatch.auth.principal import Principal
+from fieldwatch.core.components import SETTINGS
 from fieldwatch.core.errors import ValidationFailed, validation_errors
 from fieldwatch.db.uow import UnitOfWork
 from fieldwatch.devices.errors import TransitionRefused
@@ -250,13 +252,17 @@ async def state(
 class Tokens:
     items: Sequence[AgentToken]
     total: int
+    every_login: bool  # every token may log in to MQTT, made for it or not
 
 
-async def tokens(uow: UnitOfWork, principal: Principal, device_id: uuid.UUID) -> Tokens:
+async def tokens(
+    uow: UnitOfWork, principal: Principal, device_id: uuid.UUID, request: Request
+) -> Tokens:
     items, total = await DeviceService(uow).list_tokens(
         principal, device_id, limit=TOKENS_SHOWN, offset=0
     )
-    return Tokens(items, total)
+    settings = SETTINGS.get(request.app)
+    return Tokens(items, total, settings is None or settings.mqtt_device_logins == "all")
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,9 @@ async def _render(
 ) -> Response:
     device = await DeviceService(uow).get(user.principal, device_id)
     context: dict[str, Any] = part_context(user, device)
-    context.update(tokens=await parts.tokens(uow, user.principal, device_id), created=created)
+    context.update(
+        tokens=await parts.tokens(uow, user.principal, device_id, request), created=created
+    )
     return render(request, "_device_tokens.html", context)
 
 
