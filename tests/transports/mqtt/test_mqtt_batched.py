@@ -23,6 +23,7 @@ from fieldwatch.app import device_edge
 from fieldwatch.runtime import Runtime
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.gateway import MqttGateway
+from fieldwatch.transports.mqtt.link import IncomingMessage
 from mqtt_helpers import Mosquitto
 from mqtt_peers import Peer, device_peer, eventually, peers_on
 
@@ -349,6 +350,30 @@ async def test_a_batch_with_many_readings_is_stored_and_acknowledged_in_parts(
     got = await readings(client, op, device_id, "temperature")
     assert got == {t + j: j for j in range(24)}
     assert peer.disconnects == 0
+
+
+async def test_the_parts_of_two_batches_in_hand_are_acknowledged_in_order(
+    client, runtime: Runtime, site: Site, factory: Factory, monkeypatch: pytest.MonkeyPatch
+):
+    # The link hands the gateway a second batch while the first is in hand; the first
+    # one's later parts still take their turns before any part of the second.
+    runtime.settings.ingest_max_batch = 10
+    op = await factory.user("operator", "acme")
+    device_id, _peer = await listening(client, op, site)
+    recorder = Recorder(site.gateway, monkeypatch)
+    recorder.gate.set()
+    t = now_s() - 300
+    data = topics.data(device_id, "temperature")
+    payloads = [
+        dumps([{"value": k * 4 + i, "timestamp": t + k * 4 + i} for i in range(4)])
+        for k in range(6)
+    ]
+    # QoS 0: handed straight to the handler, so no broker waits for these acknowledgements.
+    sent = [IncomingMessage(data, p, 0, False, 0) for p in payloads]
+    await asyncio.gather(site.gateway.handle(sent[:4]), site.gateway.handle(sent[4:]))
+    assert recorder.acked == payloads
+    got = await readings(client, op, device_id, "temperature")
+    assert got == {t + j: j for j in range(24)}
 
 
 async def _is_true(value: bool) -> bool:

@@ -114,13 +114,14 @@ class MqttInbound(Registration):
         parts: list[asyncio.Task[None]] = []
         done = 0
         try:
-            while done < len(messages):
-                sized: asyncio.Future[int] = loop.create_future()
-                part = Part(messages[done:], parsed[done:]) if done else Part(messages, parsed)
-                parts.append(asyncio.create_task(self._retrying(part, sized)))
-                done += await sized  # known once the part is prepared
-                if len(parts) > 1:  # two parts in hand at most
-                    await parts[-2]
+            async with self.turns.batches:  # its parts take their turns before the next's
+                while done < len(messages):
+                    sized: asyncio.Future[int] = loop.create_future()
+                    part = Part(messages[done:], parsed[done:]) if done else Part(messages, parsed)
+                    parts.append(asyncio.create_task(self._retrying(part, sized)))
+                    done += await sized  # known once the part is prepared
+                    if len(parts) > 1:  # two parts in hand at most
+                        await parts[-2]
             await asyncio.gather(*parts)
         except BaseException:  # a part failed, or the link stops: none goes on alone
             for task in parts:

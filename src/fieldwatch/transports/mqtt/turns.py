@@ -61,7 +61,11 @@ class Turn:
 
 
 class Turns:
+    """``batches``: held by a batch while it is split into parts, so that all its parts
+    take their turns before any part of the batch after it."""
+
     def __init__(self) -> None:
+        self.batches = asyncio.Lock()
         self._preparing = asyncio.Lock()
         self._last: asyncio.Future[None] | None = None
 
