@@ -314,19 +314,34 @@ async def test_qos1_acknowledged_only_after_the_readings_are_committed(
     assert len(await readings(client, op, device_id, "temperature")) == 50
 
 
-async def test_a_batch_with_many_readings_is_stored_and_acknowledged_in_parts(
-    client, runtime: Runtime, site: Site, factory: Factory, monkeypatch: pytest.MonkeyPatch
-):
+async def in_parts(
+    client,
+    runtime: Runtime,
+    site: Site,
+    factory: Factory,
+    monkeypatch: pytest.MonkeyPatch,
+    ago: int,
+) -> tuple[Actor, str, Peer, Recorder, int, str, list[bytes]]:
+    """Group commits of 10 readings, a listening device, a recorder, and six data
+    messages of 4 readings each (values 0…23, one a second from ``ago`` seconds back):
+    the actor, device id, peer, recorder, first timestamp, data topic and payloads."""
     runtime.settings.ingest_max_batch = 10
     op = await factory.user("operator", "acme")
     device_id, peer = await listening(client, op, site)
     recorder = Recorder(site.gateway, monkeypatch)
-    t = now_s() - 120
-    data = topics.data(device_id, "temperature")
+    t = now_s() - ago
     payloads = [
         dumps([{"value": k * 4 + i, "timestamp": t + k * 4 + i} for i in range(4)])
         for k in range(6)
     ]
+    return op, device_id, peer, recorder, t, topics.data(device_id, "temperature"), payloads
+
+
+async def test_a_batch_with_many_readings_is_stored_and_acknowledged_in_parts(
+    client, runtime: Runtime, site: Site, factory: Factory, monkeypatch: pytest.MonkeyPatch
+):
+    p = await in_parts(client, runtime, site, factory, monkeypatch, ago=120)
+    op, device_id, peer, recorder, t, data, payloads = p
     sent = [peer.client.publish(data, payload, qos=1) for payload in payloads]
     await asyncio.sleep(0.5)  # the first batch is held: the others wait behind it
     recorder.gate.set()
@@ -357,17 +372,9 @@ async def test_the_parts_of_two_batches_in_hand_are_acknowledged_in_order(
 ):
     # The link hands the gateway a second batch while the first is in hand; the first
     # one's later parts still take their turns before any part of the second.
-    runtime.settings.ingest_max_batch = 10
-    op = await factory.user("operator", "acme")
-    device_id, _peer = await listening(client, op, site)
-    recorder = Recorder(site.gateway, monkeypatch)
+    p = await in_parts(client, runtime, site, factory, monkeypatch, ago=300)
+    op, device_id, _peer, recorder, t, data, payloads = p
     recorder.gate.set()
-    t = now_s() - 300
-    data = topics.data(device_id, "temperature")
-    payloads = [
-        dumps([{"value": k * 4 + i, "timestamp": t + k * 4 + i} for i in range(4)])
-        for k in range(6)
-    ]
     # QoS 0: handed straight to the handler, so no broker waits for these acknowledgements.
     sent = [IncomingMessage(data, p, 0, False, 0) for p in payloads]
     await asyncio.gather(site.gateway.handle(sent[:4]), site.gateway.handle(sent[4:]))

@@ -9,7 +9,7 @@ in front of it.
 
 With ``depth`` above 1 the handler gets the next batch while it still works on earlier
 ones (up to ``depth`` at once, handed over in order): a handler that does so keeps its
-own acknowledgements in order (the gateway: ``inbound.Turns``).
+own acknowledgements in order (the gateway: ``transports/mqtt/turns.py``).
 """
 
 from __future__ import annotations
