@@ -2,7 +2,8 @@
 acknowledging a device's QoS 1 PUBLISH after the commit). ``--mqtt-devices`` devices,
 each on its own connection with its own credentials (user name: the device id, password:
 its token), publish ``--readings`` readings at QoS 1 (``--mqtt-batch`` to a message),
-at most ``WINDOW`` unacknowledged each;
+at most ``WINDOW`` unacknowledged each, each first subscribed to its command,
+configuration and firmware topics as the agent is (``--mqtt-subscribe no``: none);
 readings committed per second, counted in the database, and the server's CPU;
 ``--profile``: py-spy samples the server meanwhile."""
 
@@ -34,11 +35,13 @@ def part_mqtt_embedded(bench: Bench) -> None:
     args, dsn, total = bench.args, bench.db.dsn, bench.args.readings
     ids = bench.fleet.ids[: args.mqtt_devices]
     tokens = bench.fleet.tokens[: args.mqtt_devices]
+    subscribe = args.mqtt_subscribe == "yes"
     bench.say(
         f"3b. MQTT ingest through the embedded broker: {total:,} readings at QoS 1 from "
         f"{len(ids):,} devices, each on its own connection with its token"
         + (f", {args.mqtt_batch} readings a message" if args.mqtt_batch > 1 else "")
         + (f", offered at {args.mqtt_rate:,.0f} messages/s" if args.mqtt_rate > 0 else "")
+        + (", each subscribed to its command, config and firmware topics" if subscribe else "")
     )
     port = free_port()
     env = {**bench.env, "FIELDWATCH_MQTT_EMBEDDED": "true", "FIELDWATCH_MQTT_PORT": str(port),
@@ -47,7 +50,10 @@ def part_mqtt_embedded(bench: Bench) -> None:
     with Server(env) as srv:
         base = asyncio.run(count_readings(dsn))
         # Untimed warm-up: every device's series exists, as in a running fleet.
-        publish(port, ids, len(ids), args.publishers, base_ts - 7200, tokens=tokens, window=WINDOW)
+        publish(
+            port, ids, len(ids), args.publishers, base_ts - 7200, tokens=tokens, window=WINDOW,
+            subscribe=subscribe,
+        )  # fmt: skip
         wait_rows(dsn, base + len(ids), 60)
         base = asyncio.run(count_readings(dsn))
         server = psutil.Process(srv.pid)
@@ -67,6 +73,7 @@ def part_mqtt_embedded(bench: Bench) -> None:
         publish_s = publish(
             port, ids, total, args.publishers, base_ts, started,
             rate=args.mqtt_rate, batch=args.mqtt_batch, tokens=tokens, window=WINDOW,
+            subscribe=subscribe,
         )  # fmt: skip
         t_done = poll.wait(base + total, idle=args.mqtt_idle)
         cpu = sum(server.cpu_times()[:2]) - cpu0
@@ -89,6 +96,7 @@ def part_mqtt_embedded(bench: Bench) -> None:
         bench.say(summarize_profile(PROFILE))
     bench.report["mqtt_embedded"] = {
         "readings": total, "devices": len(ids), "batch": args.mqtt_batch,
+        "subscribed": subscribe,
         "persisted": persisted, "seconds": elapsed, "rate": rate, "best_5s_rate": steady,
         "server_cpu_s": cpu, "publish_seconds": publish_s,
     }  # fmt: skip

@@ -67,6 +67,12 @@ def mqtt_publisher(
     out.put((len(batch), paho_publish(port, batch, 1, client_id, start)))
 
 
+def device_filters(device_id: str) -> list[str]:
+    """What the agent subscribes to: its commands, configuration and firmware updates."""
+    kinds = ("commands", "config", "firmware/update")
+    return [f"iot/devices/{device_id}/{what}/+" for what in kinds]
+
+
 def raw_publisher(
     port: int,
     ids: list[str],
@@ -80,22 +86,27 @@ def raw_publisher(
     batch: int = 1,
     tokens: list[str] | None = None,
     window: int = 0,
+    subscribe: bool = False,
 ) -> None:
     """Devices index, index + every, … each on its own connection (client id = device
     id), publishing their share of the ``total`` readings at QoS 1 with pre-encoded
     packets (bench/harness/mqtt_devices.py): the load costs little CPU, like real devices.
-    ``rate`` counts messages (each of ``batch`` readings)."""
+    ``rate`` counts messages (each of ``batch`` readings); ``subscribe``: each device
+    first subscribes to its command, configuration and firmware topics, as the agent
+    does."""
     n = len(ids)  # reading i goes to device i % n: device j has j, j + n, j + 2n, …
     devices = [
         mqtt_devices.Device(
             ids[j],
             batched(mqtt_messages(ids, j, total - j, base_ts, n), batch),
             tokens[j] if tokens else None,
+            device_filters(ids[j]) if subscribe else (),
         )
         for j in range(index, n, every)
     ]
     for d in devices:
         d.open("127.0.0.1", port)
+    out.put(None)  # connected (and subscribed): ready
     start.wait()
     seconds = mqtt_devices.run(devices, rate=rate, window=window)
     count = sum(d.count for d in devices)
@@ -115,10 +126,12 @@ def publish(
     batch: int = 1,
     tokens: list[str] | None = None,
     window: int = 0,
+    subscribe: bool = False,
 ) -> float:
     """Publish ``total`` readings; ``batch`` readings to a message (raw load only);
     ``tokens``: the devices' credentials (user name: the device id), in ``ids``' order;
-    ``window``: each device's in-flight window (0: none, it writes everything at once)."""
+    ``window``: each device's in-flight window (0: none, it writes everything at once);
+    ``subscribe``: each device holds the agent's subscriptions (raw load only)."""
     if batch > 1 and load != "raw":
         raise SystemExit("batched messages need the raw load (--mqtt-load raw)")
     ctx = mp.get_context("spawn")
@@ -139,6 +152,7 @@ def publish(
                 batch,
                 tokens,
                 window,
+                subscribe,
             ),
         )
         if load == "raw"
@@ -149,7 +163,12 @@ def publish(
     ]
     for p in procs:
         p.start()
-    time.sleep(1.0 if load != "raw" else 3.0)  # connected; the messages are built
+    if load == "raw":  # every device connected, its messages built
+        for _ in procs:
+            if out.get(timeout=300) is not None:
+                raise SystemExit("a publisher failed before it was ready")
+    else:
+        time.sleep(1.0)
     if started:
         started()
     start.set()

@@ -106,6 +106,14 @@ def _mqtt_options(parser: argparse.ArgumentParser) -> None:
         help="mqtt (raw load): readings per message, a JSON array on the sensor topic",
     )
     parser.add_argument(
+        "--mqtt-subscribe",
+        choices=("yes", "no"),
+        default="yes",
+        help="mqtt-embedded: each device first subscribes to its command, configuration "
+        "and firmware topics, as the agent does (the broker then holds 3 subscriptions a "
+        "device)",
+    )
+    parser.add_argument(
         "--mqtt-idle",
         type=float,
         default=20.0,

@@ -47,6 +47,12 @@ def connect_packet(client_id: str, keepalive: int = 600, password: str | None = 
     return b"\x10" + _remaining_length(len(body)) + body
 
 
+def subscribe_packet(filters: Sequence[str], packet_id: int = 1) -> bytes:
+    """SUBSCRIBE to ``filters`` at QoS 1."""
+    body = struct.pack("!H", packet_id) + b"".join(_string(f.encode()) + b"\x01" for f in filters)
+    return b"\x82" + _remaining_length(len(body)) + body
+
+
 def publish_packet(topic: str, payload: bytes, packet_id: int) -> bytes:
     body = _string(topic.encode()) + struct.pack("!H", packet_id) + payload
     return b"\x32" + _remaining_length(len(body)) + body
@@ -54,10 +60,15 @@ def publish_packet(topic: str, payload: bytes, packet_id: int) -> bytes:
 
 class Device:
     def __init__(
-        self, client_id: str, messages: Sequence[tuple[str, bytes]], password: str | None = None
+        self,
+        client_id: str,
+        messages: Sequence[tuple[str, bytes]],
+        password: str | None = None,
+        subscribe: Sequence[str] = (),
     ) -> None:
         self.client_id = client_id
         self.password = password
+        self.subscribe = list(subscribe)  # filters it subscribes to before publishing
         self.count = len(messages)
         # packet ids 1…65535, reused after 65,535 messages (acked long before)
         packets = [publish_packet(t, p, i % 65535 + 1) for i, (t, p) in enumerate(messages)]
@@ -80,16 +91,27 @@ class Device:
         sock = socket.create_connection((host, port), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.sendall(connect_packet(self.client_id, password=self.password))
-        connack = b""
-        while len(connack) < 4:
-            chunk = sock.recv(4 - len(connack))
-            if not chunk:
-                raise ConnectionError(f"{self.client_id}: the broker closed the connection")
-            connack += chunk
+        connack = _read(sock, 4, self.client_id)
         if connack[0] != 0x20 or connack[3] != 0:
             raise ConnectionError(f"{self.client_id}: CONNACK refused ({connack.hex()})")
+        if self.subscribe:
+            sock.sendall(subscribe_packet(self.subscribe))
+            suback = _read(sock, 4 + len(self.subscribe), self.client_id)
+            if suback[0] != 0x90 or any(code > 2 for code in suback[4:]):
+                raise ConnectionError(f"{self.client_id}: SUBACK refused ({suback.hex()})")
         sock.setblocking(False)
         self.sock = sock
+
+
+def _read(sock: socket.socket, size: int, client_id: str) -> bytes:
+    """Exactly ``size`` bytes (a CONNACK, a SUBACK) from a blocking socket."""
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError(f"{client_id}: the broker closed the connection")
+        data += chunk
+    return data
 
 
 def run(

@@ -32,13 +32,14 @@ from fieldwatch.transports.mqtt.channel import MqttChannel
 from fieldwatch.transports.mqtt.guard import DeviceGuard
 from fieldwatch.transports.mqtt.identity import claim_client_id
 from fieldwatch.transports.mqtt.inbound import MqttInbound
-from fieldwatch.transports.mqtt.link import MqttLink, MqttLinkOptions
+from fieldwatch.transports.mqtt.link import IncomingMessage, MqttLink, MqttLinkOptions
 from fieldwatch.transports.mqtt.refusals import RefusedPublishes
 from fieldwatch.transports.mqtt.senders import KnownSenders
 from fieldwatch.transports.mqtt.turns import Turns
 
 if TYPE_CHECKING:
     from fieldwatch.transports.mqtt.dynsec_sync import DynsecSync
+    from fieldwatch.transports.mqtt.embedded.handover import Handover
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class MqttGateway(MqttInbound):
         self.broker: Any = None
         self.external = bool(settings.mqtt_url)
         self.link: MqttLink | None = None
+        self.handover: Handover | None = None
         self.dynsec: DynsecSync | None = None
         self.channels: dict[uuid.UUID, MqttChannel] = {}
         self.known_senders = KnownSenders()
@@ -112,6 +114,8 @@ class MqttGateway(MqttInbound):
                 topic_filter = topics.shared(topic_filter, settings.mqtt_share_group)
             await self.link.subscribe(topic_filter, qos=1)
         await self.link.start()
+        if self.broker is not None:  # devices' data straight to the link, in-process
+            self.handover = self.broker.hand_over(self.link)
         self._unsubscribe.append(self.edge.bus.subscribe(PRESENCE_CHANGED, self._on_presence))
         where = f"{host}:{port}"
         log.info(
@@ -139,6 +143,9 @@ class MqttGateway(MqttInbound):
         await self.guard.stop()
         if self.link is not None:
             await self.link.stop()
+        if self.broker is not None:
+            self.broker.hand_over(None)
+        self.handover = None
         if self._slot is not None:
             self._slot.close()
             self._slot = None
@@ -148,6 +155,14 @@ class MqttGateway(MqttInbound):
             self.authority.close()
         if self.dynsec is not None:
             await self.dynsec.stop()
+
+    def _acknowledge(self, messages: list[IncomingMessage]) -> None:
+        """Committed: acknowledged to the broker, or (handed over in-process by the
+        embedded broker) to their devices."""
+        assert self.link is not None
+        self.link.ack(messages)
+        if self.handover is not None:
+            self.handover.ack(messages)
 
     async def _disconnect(self, device_id: str) -> None:
         """End a device's connection (it may reconnect): the embedded broker closes its

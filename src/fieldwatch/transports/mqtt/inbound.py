@@ -171,8 +171,7 @@ class MqttInbound(Registration):
         try:
             await self._store(inbox)
             await turn.ready()  # acknowledged after the part before it
-            assert self.link is not None
-            self.link.ack(messages if taken == len(messages) else messages[:taken])
+            self._acknowledge(messages if taken == len(messages) else messages[:taken])
         finally:
             turn.done()
 
@@ -364,6 +363,9 @@ class MqttInbound(Registration):
                 current = (await service.read(principal, device_id)).desired
                 await service.put(principal, device_id, {**current, **updates})
             await uow.commit()
+
+    def _acknowledge(self, messages: list[IncomingMessage]) -> None:
+        raise NotImplementedError  # the gateway's: to the broker, or the handover's
 
     # --- channels ---------------------------------------------------------------------
 

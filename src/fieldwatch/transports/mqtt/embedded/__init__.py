@@ -30,12 +30,16 @@ there are no shared subscriptions (``$share/...`` is refused) and no ``$SYS`` to
 QoS 1 and 2 and persistent sessions (``clean_session=False``, kept ``session_expiry``
 seconds) work. A QoS 1 PUBLISH is acknowledged only once every ``service`` client that
 received it has acknowledged its copy (``receipts``): in ``fieldwatch serve``, once the
-gateway has committed it.
+gateway has committed it. The messages only the gateway may receive (data, heartbeats,
+status, registrations, control) are not routed by amqtt at all once the gateway is
+connected: ``EmbeddedBroker.hand_over`` gives them to the gateway's link in-process, and
+their PUBACK too waits for the commit (``handover``).
 
 Modules: ``broker`` (``EmbeddedBroker``: lifecycle and each connection), ``admission``
 (CONNECT pre-authentication and the topic rules), ``clients`` (who holds which client
 id), ``keepalive`` (the client's stream and the keep-alive watch), ``amqtt_glue`` (the
-plugins and the broker class amqtt runs) and ``receipts`` (acknowledge after commit).
+plugins and the broker class amqtt runs), ``receipts`` (acknowledge after commit) and
+``handover`` (the in-process path to the gateway).
 """
 
 from fieldwatch.transports.mqtt.embedded.admission import Authority

@@ -20,11 +20,13 @@ from fieldwatch.transports.mqtt.embedded.amqtt_glue import (
     quiet_amqtt,
 )
 from fieldwatch.transports.mqtt.embedded.clients import Client, Clients
+from fieldwatch.transports.mqtt.embedded.handover import Handover
 from fieldwatch.transports.mqtt.embedded.keepalive import (
     ClientReader,
     idle_limit,
     watch_keepalive,
 )
+from fieldwatch.transports.mqtt.link import MqttLink
 from fieldwatch.transports.mqtt.refusals import RefusedPublishes
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ class EmbeddedBroker:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()  # every open socket
         self._watchdog: asyncio.Task[None] | None = None
+        self.handover: Handover | None = None  # the gateway's in-process path
 
     @property
     def port(self) -> int:
@@ -82,6 +85,7 @@ class EmbeddedBroker:
         quiet_amqtt()
         config = amqtt_config(self, f"{self.host}:{self._port}", self.session_expiry)
         broker = AmqttBroker(config, self.gate)
+        broker.handover = self.handover
         await broker.start()
         try:
             self._server = await asyncio.start_server(
@@ -97,8 +101,20 @@ class EmbeddedBroker:
         )
         log.info("embedded MQTT broker listening on %s:%d", self.host, self._port)
 
+    def hand_over(self, link: MqttLink | None) -> Handover | None:
+        """Give the messages only the gateway may receive to its ``link`` in-process,
+        instead of through amqtt and the link's connection (``handover``); None: no more
+        (messages awaiting their commit get no PUBACK). Returns the handover."""
+        if self.handover is not None:
+            self.handover.close()
+        self.handover = Handover(link, self.gate) if link is not None else None
+        if self._broker is not None:
+            self._broker.handover = self.handover
+        return self.handover
+
     async def stop(self) -> None:
         """Close every connection and stop listening."""
+        self.hand_over(None)
         server, broker = self._server, self._broker
         self._server = self._broker = None
         if server is not None:

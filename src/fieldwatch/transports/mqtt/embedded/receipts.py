@@ -18,18 +18,27 @@ service until every service session it was forwarded to has acknowledged its cop
   before (MQTT 3.1.1 has no way to refuse a PUBLISH).
 
 QoS 2 is unchanged (amqtt sends PUBREC on receipt); QoS 0 has no acknowledgement.
+
+Once the gateway is connected, the messages only it may receive (data, heartbeats,
+status...) skip amqtt's broadcast: the ``handover`` gives them to the gateway in-process,
+with the same rule for the PUBACK. What is here serves the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from amqtt.broker import Broker
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.puback import PubackPacket
 from amqtt.session import INCOMING, Session
+
+from fieldwatch.transports.mqtt.embedded.clients import principal_of
+
+if TYPE_CHECKING:
+    from fieldwatch.transports.mqtt.embedded.handover import Handover
 
 #: How long a PUBACK may wait for the service's acknowledgement before the publisher is
 #: disconnected (amqtt itself gives up on a forwarded copy after 5 s).
@@ -73,16 +82,25 @@ class Receipt(bytes):
 
 
 class ReceiptHandler(BrokerProtocolHandler):
-    """amqtt's per-connection handler, whose incoming QoS 1 flow waits for the receipt
-    and whose deliveries to a service session are followed. ``is_service`` is set by
-    ``ReceiptBroker``."""
+    """amqtt's per-connection handler, whose incoming QoS 0 and 1 messages go to the
+    handover if it takes them, whose incoming QoS 1 flow otherwise waits for the receipt,
+    and whose deliveries to a service session are followed. ``is_service`` and
+    ``handover`` are set by ``ReceiptBroker``."""
 
     is_service: Callable[[Session | None], bool]
+    handover: Callable[[], Handover | None]
+
+    async def _handle_qos0_message_flow(self, app_message: Any) -> None:
+        packet = app_message.publish_packet
+        if (packet is not None and packet.dup_flag) or not await self._handed(app_message):
+            await super()._handle_qos0_message_flow(app_message)
 
     async def _handle_qos1_message_flow(self, app_message: Any) -> None:
         session = self.session
         if app_message.direction != INCOMING or session is None or self.is_service(session):
             await super()._handle_qos1_message_flow(app_message)
+            return
+        if await self._handed(app_message):
             return
         receipt = Receipt(app_message.data)
         app_message.data = receipt
@@ -97,6 +115,36 @@ class ReceiptHandler(BrokerProtocolHandler):
         puback = PubackPacket.build(app_message.packet_id)
         await self._send_packet(puback)
         app_message.puback_packet = puback
+
+    async def _handed(self, app_message: Any) -> bool:
+        """Give an incoming message from a client (not a service) to the handover, if it
+        takes it; a QoS 1 one is then answered (PUBACK or closed connection). False: the
+        message takes amqtt's way."""
+        handover = self.handover()
+        session = self.session
+        if (
+            handover is None
+            or app_message.direction != INCOMING
+            or not handover.takes(app_message.topic, app_message.qos)
+        ):
+            return False
+        principal = principal_of(session)
+        if principal is None or principal.kind == "service":
+            return False
+        data, packet = app_message.data, app_message.publish_packet
+        ok = await handover.publish(
+            principal, app_message.topic, data if type(data) is bytes else bytes(data),
+            app_message.qos, packet is not None and packet.dup_flag,
+        )  # fmt: skip
+        if not app_message.qos:
+            return True
+        if not ok:
+            self._close_connection()
+            return True
+        puback = PubackPacket.build(app_message.packet_id)
+        await self._send_packet(puback)
+        app_message.puback_packet = puback
+        return True
 
     def _close_connection(self) -> None:
         """End the connection without acknowledging (the client will send again)."""
@@ -143,6 +191,11 @@ class ReceiptBroker(Broker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._broadcast_queue = _Broadcasts()
+        #: the gateway's in-process path, once it is connected (``handover``)
+        self.handover: Handover | None = None
+
+    def current_handover(self) -> Handover | None:
+        return self.handover
 
     def is_service(self, session: Session | None) -> bool:
         return False
@@ -151,6 +204,7 @@ class ReceiptBroker(Broker):
         handler, session = await super()._initialize_client_session(*args, **kwargs)
         handler.__class__ = ReceiptHandler  # same state, the methods above
         handler.is_service = self.is_service
+        handler.handover = self.current_handover
         return handler, session
 
     async def _handle_message_delivery(

@@ -40,6 +40,7 @@ socket side), ``inbox``, ``supervisor``, and each client's two modules.
 """
 
 from fieldwatch.transports.mqtt.link.messages import (
+    HANDED,
     ConnectHook,
     IncomingMessage,
     MessageHandler,
@@ -52,6 +53,7 @@ from fieldwatch.transports.mqtt.link.options import CLIENTS, MqttLinkOptions
 
 __all__ = [
     "CLIENTS",
+    "HANDED",
     "ConnectHook",
     "IncomingMessage",
     "MessageHandler",

@@ -7,6 +7,9 @@ QoS 0 ones) and reads again once half of them are handled. While a ``publish()``
 for its PUBACK the limit doubles, since the PUBACK can only be read after the messages
 in front of it.
 
+Messages can also be put in without a socket (the embedded broker's in-process path,
+``MqttLink.take``): their sender waits in ``wait_room`` while the inbox is full.
+
 With ``depth`` above 1 the handler gets the next batch while it still works on earlier
 ones (up to ``depth`` at once, handed over in order): a handler that does so keeps its
 own acknowledgements in order (the gateway: ``transports/mqtt/turns.py``).
@@ -48,6 +51,8 @@ class Inbox:
         self._publishing = publishing
         self._pending: deque[IncomingMessage] = deque()
         self._ready = asyncio.Event()
+        self._room = asyncio.Event()  # set while there is room (senders of ``wait_room``)
+        self._room.set()
         self.idle = asyncio.Event()
         self.idle.set()
         self._drainer: asyncio.Task[None] | None = None
@@ -65,6 +70,13 @@ class Inbox:
         if len(pending) == 1:
             self._ready.set()
 
+    async def wait_room(self) -> None:
+        """Return once fewer messages than the limit wait (then again once half of them
+        are handled)."""
+        while len(self._pending) >= self.limit():
+            self._room.clear()
+            await self._room.wait()
+
     def lag(self) -> float:
         """Seconds the oldest message not yet handled has waited: the batch in the
         handler (retried while the database is away), else the first one queued."""
@@ -75,6 +87,7 @@ class Inbox:
 
     def clear(self) -> None:
         self._pending.clear()
+        self._room.set()
 
     def start(self, name: str) -> None:
         self._drainer = asyncio.create_task(self._drain(), name=name)
@@ -109,8 +122,11 @@ class Inbox:
                     break
                 count = min(self.batch_size, len(pending))
                 batch = [pending.popleft() for _ in range(count)]
-                if driver.paused and len(pending) <= resume_at:
-                    driver.resume_reading()
+                if len(pending) <= resume_at:
+                    if driver.paused:
+                        driver.resume_reading()
+                    if not self._room.is_set():
+                        self._room.set()
                 handler = self.handler
                 if handler is None:
                     if not self._warned_no_handler:

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+#: ``IncomingMessage.connection`` of a message handed over in-process (``MqttLink.take``)
+HANDED = -1
+
 
 @dataclass(frozen=True, slots=True)
 class IncomingMessage:
-    """One received PUBLISH. ``connection`` tells which connection brought it;
-    ``received``: when (``time.monotonic``)."""
+    """One received PUBLISH. ``connection`` tells which connection brought it (``HANDED``:
+    none, it was handed over in-process); ``received``: when (``time.monotonic``)."""
 
     topic: str
     payload: bytes

@@ -107,6 +107,25 @@ class MqttLink:
         """Messages received and not yet handed to the handler."""
         return len(self._inbox)
 
+    @property
+    def taking(self) -> bool:
+        """Whether messages handed over (``take``) are still handled: started, and not
+        stopping."""
+        return self._runner is not None and not self._driver.closing
+
+    def take(self, message: IncomingMessage) -> None:
+        """A message that came another way than this connection (the embedded broker's
+        in-process path; its ``connection`` is ``HANDED``): handled like those read from
+        the socket, in turn with them. ``ack()`` skips it: whoever handed it over is
+        told (the gateway's ``_acknowledge``)."""
+        inbox = self._inbox
+        inbox.received += 1
+        inbox.put(message)
+
+    async def wait_room(self) -> None:
+        """Wait while the inbox is full, before ``take``."""
+        await self._inbox.wait_room()
+
     def lag(self) -> float:
         """Seconds the oldest received message not yet handled has waited."""
         return self._inbox.lag()
