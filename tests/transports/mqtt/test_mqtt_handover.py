@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
+import paho.mqtt.client as mqtt
 import pytest
 from test_mqtt_embedded import DEVICE_A, DEVICE_B, authority, broker, peers
 from test_mqtt_receipts import not_within
@@ -70,6 +71,13 @@ async def device(peers: Callable[..., Peer], name: str = DEVICE_A, **kw: object)
     return dev
 
 
+async def committed(gateway: Gateway, info: mqtt.MQTTMessageInfo) -> None:
+    """The gateway commits what it holds: the device's PUBACK comes."""
+    gateway.commit()
+    await asyncio.to_thread(info.wait_for_publish, 5)
+    assert info.is_published()
+
+
 async def test_data_is_handed_over_once_and_acknowledged_after_the_commit(
     peers, gateway: Gateway
 ) -> None:
@@ -97,9 +105,7 @@ async def test_heartbeats_and_qos0_are_handed_over(peers, gateway: Gateway) -> N
     await eventually(lambda: gateway.on(heartbeat) and gateway.on(data), "both messages")
     assert [m.connection for m in gateway.messages] == [HANDED, HANDED]
     assert [m.qos for m in gateway.messages] == [0, 1]
-    gateway.commit()
-    await asyncio.to_thread(info.wait_for_publish, 5)
-    assert info.is_published()
+    await committed(gateway, info)
 
 
 async def test_a_refused_topic_is_acknowledged_dropped_and_counted(
@@ -129,9 +135,7 @@ async def test_what_a_device_may_subscribe_to_takes_the_broker_s_way(
     [message] = gateway.on(topic)
     assert message.connection != HANDED
     assert await dev.received(topic)
-    gateway.commit()
-    await asyncio.to_thread(info.wait_for_publish, 5)
-    assert info.is_published()
+    await committed(gateway, info)
 
 
 async def test_not_committed_in_time_the_device_is_disconnected_and_resends(
@@ -147,9 +151,7 @@ async def test_not_committed_in_time_the_device_is_disconnected_and_resends(
     assert not info.is_published()
     await eventually(lambda: len(gateway.on(topic)) >= 2, "the message sent again")
     assert gateway.on(topic)[-1].dup  # paho marks the resent PUBLISH
-    gateway.commit()
-    await asyncio.to_thread(info.wait_for_publish, 5)
-    assert info.is_published()
+    await committed(gateway, info)
 
 
 async def test_a_stopped_handover_leaves_messages_unacknowledged(
