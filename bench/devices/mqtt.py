@@ -54,6 +54,7 @@ def part_mqtt(bench: Bench) -> None:
         bench.say(
             f"  CPU per reading: gateway {per['gateway']:.1f} µs, PostgreSQL "
             f"{per['postgresql']:.1f} µs, Mosquitto {per['mosquitto']:.1f} µs"
+            + (f", the devices {per['devices']:.1f} µs" if "devices" in per else "")
         )
     ratio = rate / ceiling if ceiling else 0.0
     bench.say(f"  ratio to the bare subscriber                     {ratio:>9.0%}")
@@ -126,14 +127,20 @@ def _ceiling(bench: Bench, broker: BenchBroker, ids: list[str], base_ts: int) ->
     sub.start()
     if not ready.wait(30):
         raise SystemExit("the bare subscriber did not subscribe")
+    mosquitto0, devices_cpu = cpu_seconds(None)["mosquitto"], list[float]()
     publish(broker.port, ids, total, args.publishers, base_ts, load=args.mqtt_load,
-            batch=args.mqtt_batch)  # fmt: skip
+            batch=args.mqtt_batch, cpu=devices_cpu)  # fmt: skip
     received, seconds = out.get(timeout=900)
+    mosquitto = cpu_seconds(None)["mosquitto"] - mosquitto0
     sub.join(timeout=30)
     ceiling = received * total / messages / seconds if seconds else 0.0
+    cost = ""
+    if received and devices_cpu:
+        cost = (f"; CPU a message: Mosquitto {mosquitto / received * 1e6:.1f} µs, the devices "
+                f"{sum(devices_cpu) / received * 1e6:.1f} µs")  # fmt: skip
     bench.say(
         f"  bare subscriber ({candidate}, QoS 1, live)  {ceiling:>9,.0f} readings/s "
-        f"({received:,} of {messages:,} messages received in {seconds:.2f} s)"
+        f"({received:,} of {messages:,} messages received in {seconds:.2f} s{cost})"
     )
     return ceiling
 
@@ -196,12 +203,15 @@ def _gateway(bench: Bench, broker: BenchBroker, ids: list[str], base_ts: int) ->
         poll = PollRows(dsn, base, samples)
         poll.start()
         cpu0 = cpu_seconds(srv.pid)
+        devices_cpu: list[float] = []
         publish_s = publish(
             broker.port, ids, total, args.publishers, base_ts, started, load=args.mqtt_load,
-            rate=args.mqtt_rate, batch=args.mqtt_batch,
+            rate=args.mqtt_rate, batch=args.mqtt_batch, cpu=devices_cpu,
         )  # fmt: skip
         t_done = poll.wait(base + total, idle=args.mqtt_idle)
         cpu = {k: v - cpu0.get(k, 0.0) for k, v in cpu_seconds(srv.pid).items()}
+        if devices_cpu:
+            cpu["devices"] = sum(devices_cpu)
         persisted = samples[-1][1] - base if samples else 0
         if profile is not None:
             profile.wait(timeout=args.profile_seconds + 60)
@@ -209,12 +219,12 @@ def _gateway(bench: Bench, broker: BenchBroker, ids: list[str], base_ts: int) ->
     return GatewayRun(base, t_start[0], t_done, samples, persisted, publish_s, rss, cpu)
 
 
-def cpu_seconds(server_pid: int) -> dict[str, float]:
-    """User + system CPU-seconds so far of the server (with its worker processes), of
-    PostgreSQL's processes and of Mosquitto's."""
+def cpu_seconds(server_pid: int | None) -> dict[str, float]:
+    """User + system CPU-seconds so far of the server (with its worker processes; None:
+    no server), of PostgreSQL's processes and of Mosquitto's."""
     out = {"gateway": 0.0, "postgresql": 0.0, "mosquitto": 0.0}
-    server = psutil.Process(server_pid)
-    for proc in [server, *server.children(recursive=True)]:
+    server = psutil.Process(server_pid) if server_pid is not None else None
+    for proc in [server, *server.children(recursive=True)] if server is not None else []:
         with contextlib.suppress(psutil.Error):
             out["gateway"] += sum(proc.cpu_times()[:2])
     for proc in psutil.process_iter(["name"]):

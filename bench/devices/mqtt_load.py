@@ -5,6 +5,7 @@ devices' own connections with pre-encoded packets (``raw``) or through paho clie
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue
 import time
 import uuid
 from collections.abc import Callable
@@ -108,10 +109,12 @@ def raw_publisher(
         d.open("127.0.0.1", port)
     out.put(None)  # connected (and subscribed): ready
     start.wait()
+    cpu0 = time.process_time()
     seconds = mqtt_devices.run(devices, rate=rate, window=window)
+    cpu = time.process_time() - cpu0  # the run's, not the building of the packets
     count = sum(d.count for d in devices)
     mqtt_devices.close(devices)
-    out.put((count, seconds))
+    out.put((count, seconds, cpu))
 
 
 def publish(
@@ -127,11 +130,14 @@ def publish(
     tokens: list[str] | None = None,
     window: int = 0,
     subscribe: bool = False,
+    cpu: list[float] | None = None,
 ) -> float:
     """Publish ``total`` readings; ``batch`` readings to a message (raw load only);
     ``tokens``: the devices' credentials (user name: the device id), in ``ids``' order;
     ``window``: each device's in-flight window (0: none, it writes everything at once);
-    ``subscribe``: each device holds the agent's subscriptions (raw load only)."""
+    ``subscribe``: each device holds the agent's subscriptions (raw load only); ``cpu``:
+    gets the CPU-seconds the devices (raw load) spent publishing. Returns the seconds
+    until the last PUBACK."""
     if batch > 1 and load != "raw":
         raise SystemExit("batched messages need the raw load (--mqtt-load raw)")
     ctx = mp.get_context("spawn")
@@ -164,9 +170,7 @@ def publish(
     for p in procs:
         p.start()
     if load == "raw":  # every device connected, its messages built
-        for _ in procs:
-            if out.get(timeout=300) is not None:
-                raise SystemExit("a publisher failed before it was ready")
+        _wait_ready(procs, out)
     else:
         time.sleep(1.0)
     if started:
@@ -175,7 +179,25 @@ def publish(
     results = [out.get(timeout=900) for _ in procs]
     for p in procs:
         p.join(timeout=30)
+    if cpu is not None:
+        cpu.extend(r[2] for r in results if len(r) > 2)
     return max(r[1] for r in results)
+
+
+def _wait_ready(procs: list[Any], out: Any, timeout: float = 300.0) -> None:
+    """Until every publisher said it is ready; a publisher that died first ends the run."""
+    ready, deadline = 0, time.monotonic() + timeout
+    while ready < len(procs):
+        try:
+            out.get(timeout=1.0)
+            ready += 1
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            if dead:
+                msg = f"a publisher failed before it was ready (exit {dead[0]})"
+                raise SystemExit(msg) from None
+            if time.monotonic() > deadline:
+                raise SystemExit("the publishers were not ready in time") from None
 
 
 def publish_list(port: int, messages: list[tuple[str, bytes]]) -> None:

@@ -57,14 +57,14 @@ def summarize_profile(path: Path, top: int = 25) -> str:
     if not total:
         return "  (empty profile)"
     out = [f"  py-spy profile of the server ({total:,} samples; {path}):", "  top self time:"]
-    for frame, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
-        out.append(f"    {n / total:6.1%}  {frame}")
+    for frame, hits in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        out.append(f"    {hits / total:6.1%}  {frame}")
     out.append("  top inclusive time (fieldwatch / sqlalchemy / asyncpg / paho frames):")
     interesting = [
-        (f, n)
-        for f, n in incl.items()
+        (f, hits)
+        for f, hits in incl.items()
         if any(k in f for k in ("fieldwatch", "sqlalchemy", "asyncpg", "paho"))
     ]
-    for frame, n in sorted(interesting, key=lambda kv: -kv[1])[:top]:
-        out.append(f"    {n / total:6.1%}  {frame}")
+    for frame, hits in sorted(interesting, key=lambda kv: -kv[1])[:top]:
+        out.append(f"    {hits / total:6.1%}  {frame}")
     return "\n".join(out)

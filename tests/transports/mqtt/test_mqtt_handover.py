@@ -203,3 +203,54 @@ async def test_the_sender_waits_while_the_inbox_is_full(peers, broker: EmbeddedB
     finally:
         broker.hand_over(None)
         await link.stop()
+
+
+async def test_a_last_will_is_handed_over_after_the_device_s_messages(
+    peers, gateway: Gateway
+) -> None:
+    """The will goes the same way as the device's own messages, so it never overtakes
+    them (nor what the device sends once back)."""
+    status = topics.status(DEVICE_A)
+    dev = await device(peers, will=(status, b'{"status": "offline"}'))
+    topic = topics.data(DEVICE_A, "temp")
+    info = dev.client.publish(topic, b"24.5", qos=1)
+    await eventually(lambda: gateway.on(topic), "the reading")
+    await committed(gateway, info)  # (paho does not stop with a message in flight)
+    await dev.drop()  # a crash: the broker publishes the will
+    await eventually(lambda: gateway.on(status), "the last will")
+    [will] = gateway.on(status)
+    assert (will.connection, will.payload, will.qos) == (HANDED, b'{"status": "offline"}', 0)
+    assert [m.topic for m in gateway.messages] == [topic, status]
+
+
+async def test_a_message_that_waits_too_long_for_room_is_not_acknowledged(
+    peers, broker: EmbeddedBroker
+) -> None:
+    """The receipt's deadline counts from the message's arrival, the wait for room in
+    the gateway's inbox included."""
+    release = asyncio.Event()
+
+    async def stuck(batch: list[IncomingMessage]) -> None:
+        await release.wait()
+
+    options = MqttLinkOptions(
+        "127.0.0.1", broker.port, client_id="gateway", username="gateway",
+        password="gw-secret", connect_timeout=5.0, client="paho", batch_size=1, max_pending=1,
+    )  # fmt: skip
+    link = MqttLink(options, handler=stuck)
+    await link.start()
+    handover = broker.hand_over(link)
+    assert handover is not None
+    try:
+        dev = await device(peers)
+        topic = topics.data(DEVICE_A, "temp")
+        first, second = (dev.client.publish(topic, str(n).encode(), qos=1) for n in (1, 2))
+        await eventually(lambda: link.pending == 1, "one in hand, one queued: full")
+        handover.timeout = 0.5  # for what comes now
+        third = dev.client.publish(topic, b"3", qos=1)  # waits for room, then gives up
+        assert await dev.wait(lambda: dev.disconnects >= 1, within=5)
+        assert not (first.is_published() or second.is_published() or third.is_published())
+    finally:
+        release.set()
+        broker.hand_over(None)
+        await link.stop()

@@ -93,3 +93,35 @@ async def test_stopping_cancels_the_batches_in_hand() -> None:
     await asyncio.sleep(0.02)
     await inbox.stop()
     assert sorted(cancelled) == [0, 1]
+
+
+async def test_once_full_the_inbox_takes_nothing_until_half_is_handled() -> None:
+    """Senders that wait for room (the embedded broker's handover) are not overtaken by
+    new ones: a full inbox has room again only once half of what waits is handled."""
+    inbox = Inbox(
+        cast(LinkDriver, Socketless()), batch_size=1, max_pending=4, publishing=lambda: False
+    )
+    gate: asyncio.Queue[None] = asyncio.Queue()
+
+    async def one_at_a_time(batch: list[IncomingMessage]) -> None:
+        await gate.get()
+
+    inbox.handler = one_at_a_time
+    inbox.start("test-inbox")
+    inbox.put(message(0))
+    await eventually(lambda: len(inbox) == 0, "one in hand")
+    for n in range(1, 5):  # four waiting: full
+        assert inbox.has_room()
+        inbox.put(message(n))
+    assert not inbox.has_room()
+    waiter = asyncio.create_task(inbox.wait_room())
+    gate.put_nowait(None)  # one handled: 3 wait, under the limit but over half of it
+    await eventually(lambda: len(inbox) == 3, "one more in hand")
+    await asyncio.sleep(0.05)
+    assert not inbox.has_room() and not waiter.done()
+    gate.put_nowait(None)  # 2 wait: half
+    await eventually(lambda: waiter.done(), "room again")
+    assert inbox.has_room()
+    for _ in range(5):
+        gate.put_nowait(None)
+    await inbox.stop()

@@ -159,10 +159,10 @@ class MqttGateway(MqttInbound):
     def _acknowledge(self, messages: list[IncomingMessage]) -> None:
         """Committed: acknowledged to the broker, or (handed over in-process by the
         embedded broker) to their devices."""
-        assert self.link is not None
-        self.link.ack(messages)
         if self.handover is not None:
             self.handover.ack(messages)
+        assert self.link is not None
+        self.link.ack(messages)
 
     async def _disconnect(self, device_id: str) -> None:
         """End a device's connection (it may reconnect): the embedded broker closes its

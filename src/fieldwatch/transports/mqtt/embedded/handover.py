@@ -11,14 +11,18 @@ handover when it is committed (``ack``), which answers the device with its PUBAC
 
 Taken this way (``takes``): QoS 0 and 1 messages from any client but the gateway whose
 topic is data, heartbeat, status, registration or a control topic. No other client may
-subscribe to those (``acl``), so nobody else misses them. The rest (command results,
-configuration and firmware reports, which a device may also subscribe to, and QoS 2)
-take amqtt's way as before.
+subscribe to those (``acl``), so nobody else misses them. What amqtt publishes for a
+client on those topics (its last will; a QoS 2 message, once amqtt has its PUBREL)
+comes this way too, without a receipt, so the gateway gets a client's messages in the
+order they were sent: a connection's messages are handed over one after the other
+(``order``), and its will after them. The rest (command acks and results, configuration
+and firmware reports, which a device may also subscribe to) take amqtt's way as before.
 
 What stays as before: the topic rules (a refused PUBLISH is acknowledged and dropped,
 and counted in ``refusals``), and the receipt rule. A message not committed within
-``RECEIPT_TIMEOUT`` (the gateway failed it, or stopped) closes the device's connection
-without a PUBACK, and the device sends it again once reconnected.
+``RECEIPT_TIMEOUT`` of its arrival (the gateway's inbox stayed full, the gateway failed
+it) or waiting when the gateway stops closes the device's connection without a PUBACK,
+and the device sends it again once reconnected.
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ from fieldwatch.transports.mqtt.topics import Kind
 
 log = logging.getLogger(__name__)
 
+#: Ids of the messages handed over, unique in the process: a message of an earlier
+#: handover still in the inbox never answers for one of a later handover
+_IDS = itertools.count(1)
+
 #: Topics only the gateway may receive: they need no broadcast.
 HANDED_KINDS = frozenset(
     {Kind.DATA, Kind.HEARTBEAT, Kind.STATUS, Kind.REGISTER, Kind.UNREGISTER, *topics.CONTROL}
@@ -52,9 +60,9 @@ class Handover:
         self.gate = gate
         self.timeout = timeout
         self.closed = False
-        self._ids = itertools.count(1)
         #: QoS 1 messages handed over and not yet committed: id → (receipt, deadline);
-        #: in the order they were handed over, so deadlines only grow
+        #: in the order they were handed over (deadlines grow, but for one that waited
+        #: for room: the sweep looks at the first ones, the rest at their turn)
         self._waiting: dict[int, tuple[asyncio.Future[bool], float]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
 
@@ -72,30 +80,67 @@ class Handover:
         return len(self._waiting)
 
     async def publish(
-        self, principal: Principal, topic: str, payload: bytes, qos: int, dup: bool = False
+        self,
+        principal: Principal,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        dup: bool = False,
+        order: asyncio.Lock | None = None,
     ) -> bool:
-        """Hand a message over (``dup``: sent again by its client). True: PUBACK it
-        (committed, or refused by the topic rules and dropped); False: close the
-        connection without one."""
-        if self.closed or not self.link.taking:
+        """Hand a message over (``dup``: sent again by its client; ``order``: its
+        connection's lock, which keeps its messages in the order they came). True:
+        PUBACK it (committed, or refused by the topic rules and dropped); False: close
+        the connection without one (not committed within ``timeout``, counted from now,
+        or the gateway stopped)."""
+        deadline = time.monotonic() + self.timeout
+        if order is None:
+            receipt = await self._hand(principal, topic, payload, qos, dup, deadline)
+        else:
+            async with order:
+                receipt = await self._hand(principal, topic, payload, qos, dup, deadline)
+        if isinstance(receipt, bool):
+            return receipt
+        mid, future = receipt
+        try:
+            return await future
+        finally:
+            self._waiting.pop(mid, None)  # acknowledged, swept, or the device went away
+
+    async def _hand(
+        self,
+        principal: Principal,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        dup: bool,
+        deadline: float,
+    ) -> bool | tuple[int, asyncio.Future[bool]]:
+        """Check and take a message: its answer now (a bool), or its receipt to await."""
+        link = self.link
+        if self.closed or not link.taking:
             return False
         if not await self.gate.may_publish(principal, topic):
             return True
-        link = self.link
-        await link.wait_room()
-        if self.closed:
+        if not link.has_room():
+            try:
+                await asyncio.wait_for(link.wait_room(), max(deadline - time.monotonic(), 0))
+            except TimeoutError:
+                return False
+        if self.closed or not link.taking:
             return False
         now = time.monotonic()
         if not qos:
-            link.take(IncomingMessage(topic, payload, 0, False, 0, False, HANDED, now))
+            link.take(IncomingMessage(topic, payload, 0, False, 0, dup, HANDED, now))
             return True
-        mid = next(self._ids)
-        receipt = asyncio.get_running_loop().create_future()
-        self._waiting[mid] = (receipt, now + self.timeout)
+        mid = next(_IDS)
+        loop = asyncio.get_running_loop()
+        receipt = loop.create_future()
+        self._waiting[mid] = (receipt, deadline)
         if self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().call_later(self.timeout, self._sweep)
+            self._sweeper = loop.call_later(max(deadline - now, 0), self._sweep)
         link.take(IncomingMessage(topic, payload, 1, False, mid, dup, HANDED, now))
-        return await receipt
+        return mid, receipt
 
     def ack(self, messages: list[IncomingMessage]) -> None:
         """The gateway committed these: the devices get their PUBACKs (messages that came

@@ -89,6 +89,7 @@ class ReceiptHandler(BrokerProtocolHandler):
 
     is_service: Callable[[Session | None], bool]
     handover: Callable[[], Handover | None]
+    _handing: asyncio.Lock | None = None  # keeps the connection's handed messages in order
 
     async def _handle_qos0_message_flow(self, app_message: Any) -> None:
         packet = app_message.publish_packet
@@ -132,9 +133,12 @@ class ReceiptHandler(BrokerProtocolHandler):
         if principal is None or principal.kind == "service":
             return False
         data, packet = app_message.data, app_message.publish_packet
+        order = self._handing
+        if order is None:  # amqtt reads each PUBLISH into a task of its own
+            order = self._handing = asyncio.Lock()
         ok = await handover.publish(
             principal, app_message.topic, data if type(data) is bytes else bytes(data),
-            app_message.qos, packet is not None and packet.dup_flag,
+            app_message.qos, packet is not None and packet.dup_flag, order,
         )  # fmt: skip
         if not app_message.qos:
             return True
@@ -225,7 +229,24 @@ class ReceiptBroker(Broker):
     ) -> None:
         if isinstance(data, Receipt):
             data.queued = True
+        elif await self._hand_over(session, topic, data):
+            return
         await super()._broadcast_message(session, topic, data, force_qos)
+
+    async def _hand_over(
+        self, session: Session | None, topic: str | None, data: bytes | bytearray | None
+    ) -> bool:
+        """A client's message amqtt itself publishes (its last will, a QoS 2 message) on
+        a topic the handover takes goes the same way as the client's others, so the
+        gateway sees them in order (a will never overtakes what the client sent before,
+        or what it sends once back)."""
+        handover, principal = self.handover, principal_of(session)
+        if handover is None or principal is None or principal.kind == "service":
+            return False
+        if topic is None or data is None or not handover.takes(topic, 0):
+            return False
+        await handover.publish(principal, topic, bytes(data), 0)
+        return True
 
     async def _run_broadcast(self, running_tasks: Any) -> None:
         queue = self._broadcast_queue

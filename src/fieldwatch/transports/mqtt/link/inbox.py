@@ -70,10 +70,14 @@ class Inbox:
         if len(pending) == 1:
             self._ready.set()
 
+    def has_room(self) -> bool:
+        """Whether a sender may put a message in now (``wait_room`` would not wait)."""
+        return self._room.is_set() and len(self._pending) < self.limit()
+
     async def wait_room(self) -> None:
-        """Return once fewer messages than the limit wait (then again once half of them
-        are handled)."""
-        while len(self._pending) >= self.limit():
+        """Return once there is room: once full, the inbox takes nothing more until half
+        of what waits is handled, so senders that waited are not overtaken by new ones."""
+        while not self.has_room():
             self._room.clear()
             await self._room.wait()
 

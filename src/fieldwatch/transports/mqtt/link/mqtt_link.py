@@ -122,6 +122,10 @@ class MqttLink:
         inbox.received += 1
         inbox.put(message)
 
+    def has_room(self) -> bool:
+        """Whether ``take`` may be called now without waiting for room first."""
+        return self._inbox.has_room()
+
     async def wait_room(self) -> None:
         """Wait while the inbox is full, before ``take``."""
         await self._inbox.wait_room()
