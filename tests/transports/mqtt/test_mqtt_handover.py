@@ -16,7 +16,13 @@ from test_mqtt_receipts import not_within
 from fieldwatch.transports.mqtt import topics
 from fieldwatch.transports.mqtt.embedded import EmbeddedBroker
 from fieldwatch.transports.mqtt.embedded.handover import Handover
-from fieldwatch.transports.mqtt.link import HANDED, IncomingMessage, MqttLink, MqttLinkOptions
+from fieldwatch.transports.mqtt.link import (
+    HANDED,
+    IncomingMessage,
+    MessageHandler,
+    MqttLink,
+    MqttLinkOptions,
+)
 from mqtt_link_helpers import eventually
 from mqtt_peers import Peer
 
@@ -69,6 +75,23 @@ async def device(peers: Callable[..., Peer], name: str = DEVICE_A, **kw: object)
     dev = peers(name, "token-a" if name == DEVICE_A else "token-b", client_id=name, **kw)
     assert (await dev.connect()) == "Success"
     return dev
+
+
+async def small_gateway(
+    broker: EmbeddedBroker, handler: MessageHandler, max_pending: int
+) -> tuple[MqttLink, Handover]:
+    """A gateway link taking one message at a time with room for ``max_pending``, handed
+    the broker's messages (stopped by the test)."""
+    options = MqttLinkOptions(
+        "127.0.0.1", broker.port, client_id="gateway", username="gateway",
+        password="gw-secret", connect_timeout=5.0, client="paho", batch_size=1,
+        max_pending=max_pending,
+    )  # fmt: skip
+    link = MqttLink(options, handler=handler)
+    await link.start()
+    handover = broker.hand_over(link)
+    assert handover is not None
+    return link, handover
 
 
 async def committed(gateway: Gateway, info: mqtt.MQTTMessageInfo) -> None:
@@ -179,14 +202,7 @@ async def test_the_sender_waits_while_the_inbox_is_full(peers, broker: EmbeddedB
         taken.extend(batch)
         handover.ack(batch)
 
-    options = MqttLinkOptions(
-        "127.0.0.1", broker.port, client_id="gateway", username="gateway",
-        password="gw-secret", connect_timeout=5.0, client="paho", batch_size=1, max_pending=2,
-    )  # fmt: skip
-    link = MqttLink(options, handler=slow)
-    await link.start()
-    handover = broker.hand_over(link)
-    assert handover is not None
+    link, handover = await small_gateway(broker, slow, max_pending=2)
     try:
         dev = await device(peers)
         topic = topics.data(DEVICE_A, "temp")
@@ -233,14 +249,7 @@ async def test_a_message_that_waits_too_long_for_room_is_not_acknowledged(
     async def stuck(batch: list[IncomingMessage]) -> None:
         await release.wait()
 
-    options = MqttLinkOptions(
-        "127.0.0.1", broker.port, client_id="gateway", username="gateway",
-        password="gw-secret", connect_timeout=5.0, client="paho", batch_size=1, max_pending=1,
-    )  # fmt: skip
-    link = MqttLink(options, handler=stuck)
-    await link.start()
-    handover = broker.hand_over(link)
-    assert handover is not None
+    link, handover = await small_gateway(broker, stuck, max_pending=1)
     try:
         dev = await device(peers)
         topic = topics.data(DEVICE_A, "temp")
