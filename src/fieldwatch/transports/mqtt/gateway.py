@@ -39,7 +39,6 @@ from fieldwatch.transports.mqtt.turns import Turns
 
 if TYPE_CHECKING:
     from fieldwatch.transports.mqtt.dynsec_sync import DynsecSync
-    from fieldwatch.transports.mqtt.embedded.handover import Handover
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,6 @@ class MqttGateway(MqttInbound):
         self.broker: Any = None
         self.external = bool(settings.mqtt_url)
         self.link: MqttLink | None = None
-        self.handover: Handover | None = None
         self.dynsec: DynsecSync | None = None
         self.channels: dict[uuid.UUID, MqttChannel] = {}
         self.known_senders = KnownSenders()
@@ -115,7 +113,7 @@ class MqttGateway(MqttInbound):
             await self.link.subscribe(topic_filter, qos=1)
         await self.link.start()
         if self.broker is not None:  # devices' data straight to the link, in-process
-            self.handover = self.broker.hand_over(self.link)
+            self.broker.hand_over(self.link)
         self._unsubscribe.append(self.edge.bus.subscribe(PRESENCE_CHANGED, self._on_presence))
         where = f"{host}:{port}"
         log.info(
@@ -145,7 +143,6 @@ class MqttGateway(MqttInbound):
             await self.link.stop()
         if self.broker is not None:
             self.broker.hand_over(None)
-        self.handover = None
         if self._slot is not None:
             self._slot.close()
             self._slot = None
@@ -159,8 +156,9 @@ class MqttGateway(MqttInbound):
     def _acknowledge(self, messages: list[IncomingMessage]) -> None:
         """Committed: acknowledged to the broker, or (handed over in-process by the
         embedded broker) to their devices."""
-        if self.handover is not None:
-            self.handover.ack(messages)
+        handover = self.broker.handover if self.broker is not None else None
+        if handover is not None:
+            handover.ack(messages)
         assert self.link is not None
         self.link.ack(messages)
 
